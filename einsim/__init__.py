@@ -1,0 +1,54 @@
+"""einsim: an accelerator simulator and kernel-mapping explorer for attention.
+
+Attention algorithms are cascades of extended Einsums (the FuseMax abstraction):
+
+    >>> import einsim
+    >>> cascade = einsim.attention("fusemax")
+    >>> einsim.passes(cascade, "M")
+    {'M1': 1, 'M0': 2}
+
+`import einsim` stays light: nothing heavier than numpy, networkx, sympy and pandas is
+imported until used.
+"""
+
+from einsim.einsum import (
+    BackendUnavailable,
+    Cascade,
+    EinsimError,
+    Einsum,
+    InfeasibleError,
+    MappingError,
+    Op,
+    SpecError,
+    evaluate,
+    footprints,
+    op_counts,
+    parse_cascade,
+    pass_analysis,
+    passes,
+    resolve_shape,
+)
+from einsim.workloads import ATTENTION, attention
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ATTENTION",
+    "BackendUnavailable",
+    "Cascade",
+    "EinsimError",
+    "Einsum",
+    "InfeasibleError",
+    "MappingError",
+    "Op",
+    "SpecError",
+    "__version__",
+    "attention",
+    "evaluate",
+    "footprints",
+    "op_counts",
+    "parse_cascade",
+    "pass_analysis",
+    "passes",
+    "resolve_shape",
+]
