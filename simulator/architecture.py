@@ -1,0 +1,204 @@
+"""What the hardware is: storage levels, compute units, their costs. Loaded from YAML.
+
+Vocabulary after Timeloop/Accelergy: storage levels outermost first (DRAM, a global buffer),
+compute units that are spatial arrays (a 2D array of rows x cols PEs, a 1D array of lanes),
+each with the operators it supports, their cost in cycles and their energy per operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from einsim.einsum import Op, SpecError
+
+from .spec import apply_overrides, check_keys, load_yaml, number
+
+
+@dataclass(frozen=True, slots=True)
+class OpCost:
+    """The cost of one operator on one PE: cycles per operation and pJ per operation."""
+
+    cycles: float
+    energy_pj: float
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeUnit:
+    """A spatial array: `dims` are its sizes (rows, cols) or (lanes,)."""
+
+    name: str
+    dims: tuple[int, ...]
+    ops: tuple[tuple[Op, OpCost], ...]
+    area_um2: float = 0.0
+
+    @property
+    def lanes(self) -> int:
+        total = 1
+        for d in self.dims:
+            total *= d
+        return total
+
+    def cost(self, op: Op, where: str = "") -> OpCost:
+        for known, cost in self.ops:
+            if known is op:
+                return cost
+        supported = ", ".join(o.value for o, _ in self.ops)
+        raise SpecError(
+            f"{where}unit {self.name!r} does not support {op.value!r}; it supports: {supported}"
+        )
+
+    def supports(self, op: Op) -> bool:
+        return any(known is op for known, _ in self.ops)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLevel:
+    """A storage level. Capacity None is unbounded (DRAM)."""
+
+    name: str
+    capacity_bytes: float | None
+    bandwidth_bytes_per_cycle: float
+    read_pj_per_byte: float
+    write_pj_per_byte: float
+
+
+@dataclass(frozen=True, slots=True)
+class Architecture:
+    """A whole accelerator; `levels` are outermost first (levels[0] is off-chip memory)."""
+
+    name: str
+    clock_hz: float
+    word_bytes: int
+    levels: tuple[StorageLevel, ...]
+    units: tuple[ComputeUnit, ...]
+    leakage_w: float = 0.0
+
+    def unit(self, name: str, where: str = "") -> ComputeUnit:
+        for unit in self.units:
+            if unit.name == name:
+                return unit
+        known = ", ".join(u.name for u in self.units)
+        raise SpecError(f"{where}architecture {self.name!r} has no unit {name!r}; units: {known}")
+
+    def level(self, name: str, where: str = "") -> StorageLevel:
+        for level in self.levels:
+            if level.name == name:
+                return level
+        known = ", ".join(lv.name for lv in self.levels)
+        raise SpecError(
+            f"{where}architecture {self.name!r} has no storage level {name!r}; levels: {known}"
+        )
+
+
+_OPS = {op.value: op for op in Op}
+
+
+def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
+    data = check_keys(data, where, ("ops",), ("rows", "cols", "lanes", "area_um2"))
+    if "lanes" in data:
+        if "rows" in data or "cols" in data:
+            raise SpecError(f"{where}: give either lanes (1D) or rows and cols (2D), not both")
+        dims = (int(number(data["lanes"], f"{where}.lanes")),)
+    elif "rows" in data and "cols" in data:
+        dims = (
+            int(number(data["rows"], f"{where}.rows")),
+            int(number(data["cols"], f"{where}.cols")),
+        )
+    else:
+        raise SpecError(f"{where}: missing the array size: lanes (1D) or rows and cols (2D)")
+    ops = []
+    if not isinstance(data["ops"], Mapping) or not data["ops"]:
+        raise SpecError(f"{where}.ops: expected a mapping op -> {{cycles, energy_pj}}")
+    for op_name, cost in data["ops"].items():
+        if op_name not in _OPS:
+            raise SpecError(f"{where}.ops: unknown operator {op_name!r}; known: {', '.join(_OPS)}")
+        cost = check_keys(cost, f"{where}.ops.{op_name}", ("cycles", "energy_pj"))
+        ops.append(
+            (
+                _OPS[op_name],
+                OpCost(
+                    number(cost["cycles"], f"{where}.ops.{op_name}.cycles"),
+                    number(cost["energy_pj"], f"{where}.ops.{op_name}.energy_pj", positive=False),
+                ),
+            )
+        )
+    area = number(data.get("area_um2", 0), f"{where}.area_um2", positive=False)
+    return ComputeUnit(name, dims, tuple(ops), area)
+
+
+def _parse_level(data: object, where: str, clock_hz: float) -> StorageLevel:
+    data = check_keys(
+        data,
+        where,
+        ("name", "read_pj_per_byte", "write_pj_per_byte"),
+        ("capacity_bytes", "bandwidth_bytes_per_cycle", "bandwidth_bytes_per_s"),
+    )
+    if ("bandwidth_bytes_per_cycle" in data) == ("bandwidth_bytes_per_s" in data):
+        raise SpecError(
+            f"{where}: give exactly one of bandwidth_bytes_per_cycle, bandwidth_bytes_per_s"
+        )
+    if "bandwidth_bytes_per_s" in data:
+        per_cycle = (
+            number(data["bandwidth_bytes_per_s"], f"{where}.bandwidth_bytes_per_s") / clock_hz
+        )
+    else:
+        per_cycle = number(data["bandwidth_bytes_per_cycle"], f"{where}.bandwidth_bytes_per_cycle")
+    return StorageLevel(
+        name=str(data["name"]),
+        capacity_bytes=number(
+            data.get("capacity_bytes"), f"{where}.capacity_bytes", allow_none=True
+        ),
+        bandwidth_bytes_per_cycle=per_cycle,
+        read_pj_per_byte=number(
+            data["read_pj_per_byte"], f"{where}.read_pj_per_byte", positive=False
+        ),
+        write_pj_per_byte=number(
+            data["write_pj_per_byte"], f"{where}.write_pj_per_byte", positive=False
+        ),
+    )
+
+
+def architecture_from_dict(data: Mapping, origin: str = "architecture") -> Architecture:
+    """Build and validate an `Architecture` from parsed YAML."""
+    data = check_keys(
+        data, origin, ("name", "clock_hz", "word_bytes", "levels", "units"), ("leakage_w",)
+    )
+    clock = number(data["clock_hz"], f"{origin}: clock_hz")
+    if not isinstance(data["levels"], list) or not data["levels"]:
+        raise SpecError(f"{origin}: levels must be a non-empty list, outermost first")
+    levels = tuple(
+        _parse_level(level, f"{origin}: levels[{i}]", clock)
+        for i, level in enumerate(data["levels"])
+    )
+    if not isinstance(data["units"], Mapping) or not data["units"]:
+        raise SpecError(f"{origin}: units must be a mapping name -> unit")
+    units = tuple(
+        _parse_unit(str(name), unit, f"{origin}: units.{name}")
+        for name, unit in data["units"].items()
+    )
+    return Architecture(
+        name=str(data["name"]),
+        clock_hz=clock,
+        word_bytes=int(number(data["word_bytes"], f"{origin}: word_bytes")),
+        levels=levels,
+        units=units,
+        leakage_w=number(data.get("leakage_w", 0), f"{origin}: leakage_w", positive=False),
+    )
+
+
+def load_architecture(
+    name_or_path: str | Path, overrides: Mapping[str, object] | None = None
+) -> Architecture:
+    """A bundled preset by name or a YAML file by path, with `--set`-style overrides.
+
+    Example:
+        >>> arch = load_architecture("fusemax_cloud", {"units.2d.rows": 64})
+        >>> arch.unit("2d").dims
+        (64, 256)
+    """
+    data, origin = load_yaml(name_or_path, "architecture", "architectures")
+    if overrides:
+        data = apply_overrides(data, overrides, origin)
+    return architecture_from_dict(data, origin)

@@ -1,0 +1,187 @@
+"""Where and when each Einsum runs: kernels, loop nests, spatial unrolling, binding, stages.
+
+A `Mapping` is a list of kernels (fused groups of Einsums). Inside a kernel:
+  * `loops`: the temporal loops above the arrays, outermost first, each at a storage level
+    (`DRAM`, `GB`) over a rank with a factor: an integer, `rest` (whatever remains of the
+    rank), or `fit` (the largest factor that keeps the level within capacity);
+  * `spatial`: the ranks unrolled onto each unit's dimensions (2d: [P, M0] = rows x cols);
+  * `binding`: the unit each Einsum runs on;
+  * `keep`: the tensors a storage level holds for the kernel (others bypass it);
+  * `stages`: the per-tile pipeline (units overlap inside a stage, stages follow each other);
+  * `overlap`: `pipelined` (the stages), `perfect` (every unit and memory overlap), `serial`.
+Batch ranks (B, H) are outer, embarrassingly parallel ranks of every Einsum.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+from pathlib import Path
+
+from einsim.einsum import SpecError
+
+from .spec import check_keys, load_yaml, number
+
+
+class Overlap(enum.Enum):
+    PIPELINED = "pipelined"
+    PERFECT = "perfect"
+    SERIAL = "serial"
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """A temporal loop at a storage level; factor is an int, "rest" or "fit"."""
+
+    level: str
+    rank: str
+    factor: int | str = "rest"
+
+
+@dataclass(frozen=True, slots=True)
+class StageItem:
+    """An Einsum in a stage, or a drain of its result across the array (`drain: LM`)."""
+
+    einsum: str
+    drain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    name: str
+    einsums: tuple[str, ...]
+    binding: tuple[tuple[str, str], ...]  # (einsum, unit)
+    spatial: tuple[tuple[str, tuple[str, ...]], ...]  # (unit, ranks per dimension)
+    loops: tuple[Loop, ...] = ()
+    keep: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (level, tensors)
+    stages: tuple[tuple[StageItem, ...], ...] = ()
+    overlap: Overlap = Overlap.PERFECT
+    chained_ops: tuple[frozenset, ...] = ()  # operators a PE overlaps inside one Einsum
+    spill_fraction: float = 0.0  # share of the kept intermediates' buffer traffic that spills
+
+    def unit_of(self, einsum: str) -> str | None:
+        return dict(self.binding).get(einsum)
+
+    def kept_at(self, level: str) -> tuple[str, ...]:
+        return dict(self.keep).get(level, ())
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    name: str
+    cascade: str
+    kernels: tuple[Kernel, ...]
+    batch: tuple[str, ...] = ("B", "H")
+    kernel_overlap: Overlap = Overlap.SERIAL  # how kernels combine: in sequence, or perfect
+
+
+def _factor(value: object, where: str) -> int | str:
+    if value in ("rest", "fit"):
+        return value  # type: ignore[return-value]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise SpecError(f"{where}: a loop factor is a positive integer, 'rest' or 'fit'; got {value!r}")
+
+
+def _names(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}: expected a list of names")
+    return tuple(value)
+
+
+def kernel_from_dict(data: object, where: str) -> Kernel:
+    data = check_keys(
+        data,
+        where,
+        ("name", "einsums", "binding"),
+        ("spatial", "loops", "keep", "stages", "overlap", "chained_ops", "spill_fraction"),
+    )
+    einsums = _names(data["einsums"], f"{where}.einsums")
+    binding_data = check_keys(data["binding"], f"{where}.binding", (), tuple(data["binding"] or {}))
+    binding = tuple(
+        (einsum, str(unit))
+        for unit, names in binding_data.items()
+        for einsum in _names(names, f"{where}.binding.{unit}")
+    )
+    spatial = tuple(
+        (str(unit), _names(ranks, f"{where}.spatial.{unit}"))
+        for unit, ranks in (data.get("spatial") or {}).items()
+    )
+    loops = []
+    for i, loop in enumerate(data.get("loops") or []):
+        loop = check_keys(loop, f"{where}.loops[{i}]", ("level", "rank"), ("factor",))
+        loops.append(
+            Loop(str(loop["level"]), str(loop["rank"]), _factor(loop.get("factor", "rest"), where))
+        )
+    keep = tuple(
+        (str(level), _names(tensors, f"{where}.keep.{level}"))
+        for level, tensors in (data.get("keep") or {}).items()
+    )
+    stages = []
+    for i, stage in enumerate(data.get("stages") or []):
+        items = []
+        for item in stage if isinstance(stage, list) else [stage]:
+            if isinstance(item, str):
+                items.append(StageItem(item))
+            elif isinstance(item, MappingABC) and set(item) == {"drain"}:
+                items.append(StageItem(str(item["drain"]), drain=True))
+            else:
+                raise SpecError(
+                    f"{where}.stages[{i}]: an item is an Einsum name or {{drain: NAME}}"
+                )
+        stages.append(tuple(items))
+    try:
+        overlap = Overlap(data.get("overlap", "perfect"))
+    except ValueError:
+        known = ", ".join(o.value for o in Overlap)
+        raise SpecError(f"{where}.overlap: {data.get('overlap')!r} is not one of {known}") from None
+    chained = tuple(frozenset(group) for group in data.get("chained_ops") or [])
+    spill = number(data.get("spill_fraction", 0), f"{where}.spill_fraction", positive=False)
+    kernel = Kernel(
+        name=str(data["name"]),
+        einsums=einsums,
+        binding=binding,
+        spatial=spatial,
+        loops=tuple(loops),
+        keep=keep,
+        stages=tuple(stages),
+        overlap=overlap,
+        chained_ops=chained,
+        spill_fraction=spill,
+    )
+    if kernel.overlap is Overlap.PIPELINED and not kernel.stages:
+        raise SpecError(f"{where}: overlap 'pipelined' needs stages")
+    staged = [item.einsum for stage in kernel.stages for item in stage if not item.drain]
+    for name in staged:
+        if name not in einsums:
+            raise SpecError(f"{where}.stages: {name!r} is not an Einsum of this kernel")
+    return kernel
+
+
+def mapping_from_dict(data: MappingABC, origin: str = "mapping") -> Mapping:
+    data = check_keys(data, origin, ("name", "cascade", "kernels"), ("batch", "kernel_overlap"))
+    if not isinstance(data["kernels"], list) or not data["kernels"]:
+        raise SpecError(f"{origin}: kernels must be a non-empty list")
+    kernels = tuple(
+        kernel_from_dict(k, f"{origin}: kernels[{i}]") for i, k in enumerate(data["kernels"])
+    )
+    try:
+        kernel_overlap = Overlap(data.get("kernel_overlap", "serial"))
+    except ValueError:
+        raise SpecError(f"{origin}: kernel_overlap must be serial or perfect") from None
+    return Mapping(
+        name=str(data["name"]),
+        cascade=str(data["cascade"]),
+        kernels=kernels,
+        batch=_names(data.get("batch", ["B", "H"]), f"{origin}.batch"),
+        kernel_overlap=kernel_overlap,
+    )
+
+
+def load_mapping(name_or_path: str | Path) -> Mapping:
+    """A bundled mapping by name (`fusemax`, `flat`, ...) or a YAML file by path."""
+    data, origin = load_yaml(name_or_path, "mapping", "mappings")
+    return mapping_from_dict(data, origin)
