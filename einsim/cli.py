@@ -94,5 +94,97 @@ def variants() -> None:
         click.echo(f"{entry.name}{aliases}: {entry.summary}" + (f" [{params}]" if params else ""))
 
 
+def _parse_assignments(text: str | None, option: str) -> dict[str, object]:
+    """`B=64,H=12` or repeated `key=value` -> dict; values are ints or floats."""
+    pairs = [p for p in (text or "").split(",") if p] if isinstance(text, str) else list(text)
+    return _parse_params(tuple(pairs)) if pairs else {}
+
+
+@main.command(name="evaluate")
+@click.option("--variant", required=True, help="attention variant (einsim variants)")
+@click.option("--arch", "arch_name", required=True, help="bundled architecture or YAML path")
+@click.option("--mapping", "mapping_name", required=True, help="bundled mapping or YAML path")
+@click.option("--shape", required=True, metavar="B=64,H=12,E=64,...", help="rank sizes")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="override an architecture number by its YAML path, e.g. units.2d.rows=64",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides, fmt):
+    """Predict latency, energy, traffic and utilization of one mapping."""
+    from einsim.simulator import evaluate, load_architecture, load_mapping
+
+    shape_values = _parse_assignments(shape, "--shape")
+    for key, value in shape_values.items():
+        if not isinstance(value, int):
+            raise SpecError(f"--shape {key}={value}: expected an integer size")
+    report = evaluate(
+        _build(variant, params),
+        load_architecture(arch_name, _parse_params(overrides)),
+        load_mapping(mapping_name),
+        shape_values,
+    )
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), default=str))
+    elif fmt == "csv":
+        click.echo(report.per_einsum.to_csv(index=False), nl=False)
+    else:
+        click.echo(f"valid        {report.valid}" + "".join(f"\n  {r}" for r in report.reasons))
+        click.echo(f"latency_s    {report.latency_s:.6g}")
+        click.echo(f"cycles       {report.cycles:.6g}")
+        click.echo(f"energy_pj    {report.energy_pj:.6g}")
+        click.echo(f"dram_bytes   {report.dram_bytes:.6g}")
+        for unit, value in report.utilization.items():
+            click.echo(f"util_{unit:<8}{value:.3f}")
+        click.echo(report.per_einsum.to_string(index=False))
+
+
+@main.command()
+@click.argument("paper", type=click.Choice(["fusemax"]))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def reproduce(paper: str, fmt: str) -> None:
+    """Reproduce a paper's results through the general model, beside the published values."""
+    from einsim.simulator.reproduce import headline
+    from einsim.simulator.reproduce import reproduce as run
+
+    table = run()
+    columns = [
+        "model",
+        "seq_len",
+        "config",
+        "latency_s",
+        "energy_pj",
+        "util_2d",
+        "util_1d",
+        "dram_bytes",
+        "published_latency_s",
+        "published_energy_pj",
+    ]
+    if fmt == "csv":
+        click.echo(table[columns].to_csv(index=False), nl=False)
+        return
+    if fmt == "json":
+        click.echo(table[columns].to_json(orient="records"))
+        return
+    shown = table[[*columns, "latency_ratio"]]
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    summary = headline(table)
+    paper_points = table.dropna(subset=["published_latency_s"])
+    worst = (paper_points.latency_ratio - 1).abs().max()
+    click.echo(
+        f"\nFuseMax vs FLAT, mean of per-point latency ratios over "
+        f"{table.groupby(['model', 'seq_len']).ngroups} points: "
+        f"{summary['speedup_vs_flat']:.2f}x (published 6.7x)"
+    )
+    click.echo(
+        f"worst latency ratio to the published value over {len(paper_points)} points: "
+        f"{1 + worst:.4f}"
+    )
+
+
 if __name__ == "__main__":
     main()

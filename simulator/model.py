@@ -246,6 +246,8 @@ class _KernelModel:
             "unit": unit_name,
             "ops": total_ops * self.batch,
             "cycles": cycles * self.batch * padding / lanes,
+            # Share of the unit's PEs doing useful work while the Einsum runs.
+            "useful_fraction": lanes / unit.lanes / padding,
             "energy_pj": energy * self.batch,
             "counts": {op: c * self.batch for op, c in counts.items()},
         }
@@ -361,6 +363,7 @@ def evaluate(
     dram = arch.levels[0]
     rows, reasons, kernel_rows, factors_report = [], [], [], {}
     busy: dict[str, float] = {u.name: 0.0 for u in arch.units}
+    useful: dict[str, float] = {u.name: 0.0 for u in arch.units}
     energy = {"compute": 0.0, dram.name: 0.0, "leakage": 0.0}
     traffic_total: dict[str, float] = {}
     kernel_cycles, memory_cycles_total = [], 0.0
@@ -386,9 +389,12 @@ def evaluate(
         traffic = model.dram_traffic()
         memory = sum(traffic.values()) / dram.bandwidth_bytes_per_cycle
         kernel_cycles.append(max(compute, memory))
-        memory_cycles_total += memory
         for unit, cycles in unit_cycles.items():
             busy[unit] += cycles
+        memory_cycles_total += memory
+        for row in per.values():
+            if row["unit"]:
+                useful[row["unit"]] += row["cycles"] * row["useful_fraction"]
         for tensor, moved in traffic.items():
             traffic_total[tensor] = traffic_total.get(tensor, 0.0) + moved
         energy["compute"] += sum(row["energy_pj"] for row in per.values())
@@ -422,7 +428,9 @@ def evaluate(
     energy["leakage"] = arch.leakage_w * latency * 1e12
     table = pd.DataFrame(rows)
     table["busy_fraction"] = table["cycles"] / total if total else 0.0
-    utilization = {unit: (cycles / total if total else 0.0) for unit, cycles in busy.items()}
+    # Utilization: PE-cycles doing useful work over PE-cycles available (idle columns of a
+    # weight-stationary mapping and padded lanes count as idle).
+    utilization = {unit: (cycles / total if total else 0.0) for unit, cycles in useful.items()}
     return Report(
         cycles=total,
         latency_s=latency,

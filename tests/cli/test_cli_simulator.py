@@ -1,0 +1,76 @@
+"""`einsim evaluate` and `einsim reproduce` as a shell sees them."""
+
+import json
+import subprocess
+import sys
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "einsim.cli", *args], capture_output=True, text=True
+    )
+
+
+BASE = ["evaluate", "--variant", "fusemax", "--arch", "fusemax_cloud", "--mapping", "fusemax"]
+
+
+def test_evaluate_json_has_the_documented_fields():
+    proc = run(*BASE, "--shape", "B=64,H=12,E=64,F=64,M=1024,P=1024", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    for key in (
+        "latency_s",
+        "cycles",
+        "energy_pj",
+        "dram_bytes",
+        "valid",
+        "utilization",
+        "per_einsum",
+    ):
+        assert key in report
+    assert abs(report["latency_s"] / 2.01314e-3 - 1) < 0.01  # the published BERT 1K point
+
+
+def test_evaluate_set_override_changes_the_answer():
+    shape = "B=1,H=1,E=64,F=64,M=1024,P=1024"
+    full = json.loads(run(*BASE, "--shape", shape, "--format", "json").stdout)
+    small = json.loads(
+        run(
+            *BASE,
+            "--shape",
+            shape,
+            "--set",
+            "units.2d.rows=64",
+            "--set",
+            "units.1d.lanes=64",
+            "--format",
+            "json",
+        ).stdout
+    )
+    assert small["latency_s"] > full["latency_s"]
+
+
+def test_evaluate_bad_input_one_line_exit_2():
+    for extra in (["--shape", "M=x"], ["--shape", "M=1024", "--set", "units.9d.rows=1"]):
+        proc = run(*BASE, *extra)
+        assert proc.returncode == 2
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_reproduce_csv_columns():
+    proc = run("reproduce", "fusemax", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0].split(",")
+    assert header == [
+        "model",
+        "seq_len",
+        "config",
+        "latency_s",
+        "energy_pj",
+        "util_2d",
+        "util_1d",
+        "dram_bytes",
+        "published_latency_s",
+        "published_energy_pj",
+    ]
+    assert len(proc.stdout.splitlines()) == 1 + 4 * 6 * 5

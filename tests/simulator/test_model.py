@@ -1,0 +1,125 @@
+"""Invariants of the cost model and its handling of bad specs."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from einsim import MappingError, SpecError, attention
+from einsim.simulator import evaluate, load_architecture, load_mapping
+
+BERT_1K = dict(B=64, H=12, E=64, F=64, M=1024, P=1024)
+
+
+def _run(mapping="fusemax", arch="fusemax_cloud", shape=BERT_1K, overrides=None):
+    cascade = attention(load_mapping(mapping).cascade)
+    return evaluate(cascade, load_architecture(arch, overrides), load_mapping(mapping), shape)
+
+
+def test_total_macs_do_not_depend_on_the_mapping():
+    def macs(report):
+        rows = report.per_einsum
+        return rows[rows.einsum.isin(["QK", "SLNV", "AV"])].ops.sum()
+
+    fused = _run("fusemax")
+    serial = _run("fusemax_serial")
+    assert macs(fused) == macs(serial) == 2 * 64 * 12 * 64 * 1024 * 1024 + 64 * 12 * 64 * 1024
+
+
+@pytest.mark.parametrize("mapping", ["fusemax", "unfused", "flat"])
+def test_more_bandwidth_is_never_slower(mapping):
+    arch = "flat_cloud" if mapping != "fusemax" else "fusemax_cloud"
+    shape = dict(BERT_1K, M=65536, P=65536)
+    slow = _run(mapping, arch, shape, {"levels.DRAM.bandwidth_bytes_per_s": 1e11})
+    fast = _run(mapping, arch, shape, {"levels.DRAM.bandwidth_bytes_per_s": 1e13})
+    assert fast.latency_s <= slow.latency_s
+
+
+def test_smaller_array_is_slower_and_compute_scales():
+    full = _run()
+    half = _run(overrides={"units.2d.rows": 128, "units.1d.lanes": 128})
+    assert half.latency_s == pytest.approx(2 * full.latency_s, rel=1e-9)
+
+
+def test_non_multiple_of_the_array_pads_instead_of_failing():
+    exact = _run(shape=dict(BERT_1K, M=1024, P=1024))
+    padded = _run(shape=dict(BERT_1K, M=1000, P=1000))
+    assert padded.valid
+    # Padding costs idle lanes: as slow as the next multiple of 256, never faster.
+    assert padded.latency_s == pytest.approx(exact.latency_s, rel=1e-9)
+    assert padded.utilization["2d"] < exact.utilization["2d"]
+
+
+def test_a_buffer_too_small_is_reported_not_crashed():
+    report = _run(overrides={"levels.GB.capacity_bytes": 1000})
+    assert not report.valid
+    assert "overflows" in report.reasons[0]
+
+
+def test_unit_without_the_operator_is_a_mapping_error():
+    mapping = load_mapping("fusemax")
+    kernel = mapping.kernels[0]
+    binding = tuple((e, "2d") if e == "AV" else (e, u) for e, u in kernel.binding)
+    bad = dataclasses.replace(mapping, kernels=(dataclasses.replace(kernel, binding=binding),))
+    with pytest.raises(SpecError, match="unit '2d' does not support 'div'"):
+        evaluate(attention("fusemax"), load_architecture("fusemax_cloud"), bad, BERT_1K)
+
+
+def test_einsum_in_no_kernel_is_named():
+    mapping = load_mapping("fusemax")
+    kernel = dataclasses.replace(mapping.kernels[0], einsums=("QK",))
+    bad = dataclasses.replace(mapping, kernels=(kernel,))
+    with pytest.raises(MappingError, match="are in no kernel"):
+        evaluate(attention("fusemax"), load_architecture("fusemax_cloud"), bad, BERT_1K)
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(clok_hz=1), "unknown key 'clok_hz'; known keys: name, clock_hz"),
+        (lambda d: d.pop("clock_hz"), "missing required key 'clock_hz'"),
+        (
+            lambda d: d["units"]["2d"]["ops"].update(expp={"cycles": 1, "energy_pj": 1}),
+            "unknown operator 'expp'",
+        ),
+        (lambda d: d.update(clock_hz=-1), "clock_hz: expected a positive number"),
+        (lambda d: d["units"]["1d"].update(rows=3), "either lanes (1D) or rows and cols"),
+    ],
+)
+def test_bad_architecture_specs_name_the_key(tmp_path, change, message):
+    from importlib import resources
+
+    text = resources.files("einsim.simulator").joinpath("architectures/fusemax_cloud.yaml")
+    data = yaml.safe_load(text.read_text())
+    change(data)
+    with pytest.raises(SpecError) as info:
+        load_architecture(_write(tmp_path, data))
+    assert message in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="invalid YAML"):
+        load_architecture(path)
+    with pytest.raises(SpecError, match="does not exist"):
+        load_mapping(tmp_path / "missing.yaml")
+    with pytest.raises(SpecError, match="unknown architecture 'nope'; bundled: flat_cloud"):
+        load_architecture("nope")
+
+
+def test_bad_mapping_overlap(tmp_path):
+    from importlib import resources
+
+    text = resources.files("einsim.simulator").joinpath("mappings/fusemax.yaml")
+    data = yaml.safe_load(text.read_text())
+    data["kernels"][0]["overlap"] = "magic"
+    with pytest.raises(SpecError, match="'magic' is not one of pipelined, perfect, serial"):
+        load_mapping(_write(tmp_path, data))
