@@ -51,6 +51,7 @@ class Report:
     energy_by_component_pj: dict[str, float]
     dram_bytes: float
     dram_bytes_by_tensor: dict[str, float]
+    buffer_words: dict[str, float]
     utilization: dict[str, float]
     per_einsum: pd.DataFrame
     factors: dict[str, dict[str, int]]
@@ -305,11 +306,54 @@ class _KernelModel:
             traffic["(spill)"] = spilled * self.kernel.spill_fraction * self.arch.word_bytes
         return traffic
 
-    def _refetch(self, ranks: tuple[str, ...], kept_or_output: bool) -> int:
+    def buffer_words(self) -> dict[str, dict[str, float]]:
+        """Words read and written at each on-chip level for the tensors it keeps.
+
+        Writes: fills from DRAM plus every element an array produces into the level.
+        Reads: per tensor, the most any consumer fetches (consumers of one tile share the
+        fetch), each consumer fetching the tensor once per iteration of every loop irrelevant
+        to it (the PE registers keep nothing across buffer-level loops); a read of the
+        terminal element of an iterative rank fetches that slice once.
+        """
+        members = set(self.kernel.einsums)
+        dram = self.dram_traffic()
+        out: dict[str, dict[str, float]] = {}
+        for level in self.arch.levels[1:]:
+            reads = writes = 0.0
+            for tensor in self.kernel.kept_at(level.name):
+                ranks = self.cascade.tensor_ranks[tensor]
+                elements = math.prod(int(self.sizes[r]) for r in ranks) * self.batch
+                writes += dram.get(tensor, 0.0) / self.arch.word_bytes
+                producer = self.cascade.producers.get(tensor)
+                if producer is not None and producer.output in members:
+                    writes += elements
+                fetched = terminal = 0.0
+                for einsum in self.cascade.einsums:
+                    if einsum.output not in members:
+                        continue
+                    for access in einsum.operands:
+                        if access.tensor != tensor:
+                            continue
+                        if self.cascade.read_kind(einsum, access)[1]:
+                            slice_ = math.prod(
+                                int(self.sizes[r])
+                                for r, it in zip(
+                                    ranks, self.cascade.iterative_dims[tensor], strict=True
+                                )
+                                if not it
+                            )
+                            terminal = max(terminal, slice_ * self.batch)
+                        else:
+                            fetched = max(fetched, elements * self._refetch(ranks, False, False))
+                reads += fetched + terminal
+            out[level.name] = {"reads": reads, "writes": writes}
+        return out
+
+    def _refetch(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only=True) -> int:
         offchip_loops = [
             (loop, f)
             for loop, f in zip(self.kernel.loops, self.loop_factors, strict=True)
-            if loop.level == self.offchip
+            if loop.level == self.offchip or not offchip_only
         ]
         relevant = [_relevant(self.cascade, loop.rank, ranks) for loop, _ in offchip_loops]
         innermost = max((i for i, r in enumerate(relevant) if r), default=-1)
@@ -366,6 +410,7 @@ def evaluate(
     useful: dict[str, float] = {u.name: 0.0 for u in arch.units}
     energy = {"compute": 0.0, dram.name: 0.0, "leakage": 0.0}
     traffic_total: dict[str, float] = {}
+    buffer_words: dict[str, float] = {}
     kernel_cycles, memory_cycles_total = [], 0.0
     for kernel in mapping.kernels:
         where = f"mapping {mapping.name}, kernel {kernel.name}: "
@@ -401,6 +446,11 @@ def evaluate(
         energy[dram.name] += (
             sum(traffic.values()) * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2
         )
+        for level_name, words in model.buffer_words().items():
+            level = arch.level(level_name)
+            pj = words["reads"] * level.read_pj_per_byte + words["writes"] * level.write_pj_per_byte
+            energy[level_name] = energy.get(level_name, 0.0) + pj * arch.word_bytes
+            buffer_words[level_name] = buffer_words.get(level_name, 0.0) + sum(words.values())
         kernel_rows.append(
             {
                 "kernel": kernel.name,
@@ -438,6 +488,7 @@ def evaluate(
         energy_by_component_pj=energy,
         dram_bytes=sum(traffic_total.values()),
         dram_bytes_by_tensor=traffic_total,
+        buffer_words=buffer_words,
         utilization=utilization,
         per_einsum=table,
         factors=factors_report,
