@@ -52,6 +52,8 @@ _BINARY_NUMPY = {
     Op.SUB: np.subtract,
     Op.MUL: np.multiply,
     Op.DIV: np.divide,
+    Op.FLOORDIV: np.floor_divide,
+    Op.MOD: np.mod,
     Op.MAX: np.maximum,
     Op.MIN: np.minimum,
     Op.LT: lambda a, b: (a < b).astype(float),
@@ -62,6 +64,13 @@ _BINARY_NUMPY = {
     Op.NE: lambda a, b: (a != b).astype(float),
     Op.AND: lambda a, b: np.logical_and(a, b).astype(float),
     Op.OR: lambda a, b: np.logical_or(a, b).astype(float),
+}
+_INDEX_NUMPY = {
+    Op.ADD: np.add,
+    Op.SUB: np.subtract,
+    Op.MUL: np.multiply,
+    Op.FLOORDIV: np.floor_divide,
+    Op.MOD: np.mod,
 }
 _REDUCE_NUMPY = {Op.ADD: np.sum, Op.MAX: np.max, Op.MIN: np.min, Op.MUL: np.prod}
 
@@ -170,7 +179,7 @@ def _index_value(expr: Expr, env: Mapping[str, np.ndarray | int], sizes: Mapping
     if expr.op is Op.NEG:
         return -_index_value(expr.args[0], env, sizes)
     left, right = (_index_value(a, env, sizes) for a in expr.args)
-    return {Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply}[expr.op](left, right)
+    return _INDEX_NUMPY[expr.op](left, right)
 
 
 def mask_of(cascade: Cascade, einsum: Einsum, env, sizes, tensors=None):

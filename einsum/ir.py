@@ -27,6 +27,10 @@ class Op(enum.Enum):
     SUB = "sub"
     MUL = "mul"
     DIV = "div"
+    # Integer floor division and remainder: index arithmetic such as the KV group
+    # `K[h//(H//G),e,m]` and the grid coordinates of a flattened position (`p // Y`, `p % Y`).
+    FLOORDIV = "floordiv"
+    MOD = "mod"
     MAX = "max"
     MIN = "min"
     NEG = "neg"
@@ -85,6 +89,8 @@ INFIX_SYMBOL: dict[Op, str] = {
     Op.SUB: "-",
     Op.MUL: "*",
     Op.DIV: "/",
+    Op.FLOORDIV: "//",
+    Op.MOD: "%",
     Op.LT: "<",
     Op.LE: "<=",
     Op.GT: ">",
@@ -107,6 +113,8 @@ _PRECEDENCE: dict[Op, int] = {
     Op.SUB: 4,
     Op.MUL: 5,
     Op.DIV: 5,
+    Op.FLOORDIV: 5,
+    Op.MOD: 5,
 }
 
 
@@ -134,6 +142,8 @@ class Const:
             return "inf"
         if self.value == float("-inf"):
             return "-inf"
+        if abs(self.value) >= 1e16:  # `-1e+30`, not thirty-one digits of float noise
+            return repr(self.value)
         return repr(int(self.value)) if float(self.value).is_integer() else repr(self.value)
 
 

@@ -57,9 +57,10 @@ from .ir import (
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op><=|>=|==|!=|->|[-+*/()\[\],=<>:]))"
+    r"|(?P<op><=|>=|==|!=|->|//|[-+*/%()\[\],=<>:]))"
 )
 _COMPARE = {"<": Op.LT, "<=": Op.LE, ">": Op.GT, ">=": Op.GE, "==": Op.EQ, "!=": Op.NE}
+_INDEX_OPS = (Op.ADD, Op.SUB, Op.MUL, Op.NEG, Op.FLOORDIV, Op.MOD)
 _DIRECTIVES = ("inputs", "outputs", "ranks", "partition", "sizes", "mask", "name")
 
 
@@ -148,7 +149,7 @@ class _LineParser:
         return self._binary(self._product, {"+": Op.ADD, "-": Op.SUB})
 
     def _product(self) -> Expr:
-        return self._binary(self._unary, {"*": Op.MUL, "/": Op.DIV})
+        return self._binary(self._unary, {"*": Op.MUL, "/": Op.DIV, "//": Op.FLOORDIV, "%": Op.MOD})
 
     def _unary(self) -> Expr:
         if self.at("-"):
@@ -201,11 +202,12 @@ class _LineParser:
         start = self.peek().column
         expr = self._sum()
         for node in walk(expr):
-            bad = isinstance(node, Access) or (
-                isinstance(node, Call) and node.op not in (Op.ADD, Op.SUB, Op.MUL, Op.NEG)
-            )
+            bad = isinstance(node, Access) or (isinstance(node, Call) and node.op not in _INDEX_OPS)
             if bad:
-                self.fail("an index is affine: rank variables, sizes, integers, + - *", start)
+                self.fail(
+                    "an index is integer arithmetic: rank variables, sizes, integers, + - * // %",
+                    start,
+                )
             if isinstance(node, Const) and not float(node.value).is_integer():
                 self.fail("an index constant must be an integer", start)
         return expr
@@ -487,7 +489,7 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
                     where,
                     einsum.line,
                 )
-        with_masks.append(einsum)
+        with_masks.append(_filter_in_parts(einsum, partitions))
 
     cascade = Cascade(
         name=name,
@@ -504,6 +506,35 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
 
 def _indices_of(stmt: Einsum | Init) -> tuple[Expr, ...]:
     return stmt.out_indices if isinstance(stmt, Einsum) else stmt.indices
+
+
+def _substitute(expr: Expr, var: str, value: Expr) -> Expr:
+    if isinstance(expr, Var):
+        return value if expr.name == var else expr
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(_substitute(a, var, value) for a in expr.args))
+    if isinstance(expr, Access):
+        return Access(expr.tensor, tuple(_substitute(i, var, value) for i in expr.indices))
+    return expr
+
+
+def _filter_in_parts(einsum: Einsum, partitions: list[Partition]) -> Einsum:
+    """Write a filter's original variable (`m`) as its parts (`m1*M0+m0`) where the Einsum
+    iterates the parts and not `m` itself, so `m` does not become a rank of its own."""
+    if einsum.where is None:
+        return einsum
+    iterated = set(einsum.out_vars) | variables(einsum.expr)
+    where = einsum.where
+    for var in sorted(variables(where) - iterated):
+        for part in partitions:
+            if part.rank == rank_of(var) and {var_of(part.upper), var_of(part.lower)} <= iterated:
+                where = _substitute(where, var, part.combined())
+                break
+    if where is einsum.where:
+        return einsum
+    return Einsum(
+        einsum.output, einsum.out_indices, einsum.expr, einsum.reduce_op, where, einsum.line
+    )
 
 
 def _expressible(condition: Expr, einsum: Einsum, partitions: dict[str, Partition]) -> bool:

@@ -1,10 +1,17 @@
-"""Every registered attention variant against the direct formula softmax(QK^T) V."""
+"""The four plain-softmax algorithms against the direct formula softmax(QK^T) V.
+
+Every other registered variant is checked against its own direct formula in
+test_variants.py.
+"""
 
 import numpy as np
 import pytest
 
 from einsim import SpecError, attention
-from einsim.workloads import ATTENTION, parameters
+from einsim.workloads import parameters
+
+# The plain (unmasked, single-head) softmax algorithms; test_variants.py covers the rest.
+PLAIN = ["naive_2pass", "stable_3pass", "online_2pass", "fusemax_1pass"]
 
 
 def softmax_attention(q, k, v):
@@ -22,7 +29,7 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("name", list(ATTENTION))
+@pytest.mark.parametrize("name", PLAIN)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "M{M}_M0{M0}".format(**s))
 def test_variant_equals_direct_softmax(name, shape, rng):
     q = rng.normal(size=(shape["E"], shape["P"]))
@@ -32,7 +39,7 @@ def test_variant_equals_direct_softmax(name, shape, rng):
     np.testing.assert_allclose(out["AV"], softmax_attention(q, k, v), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", list(ATTENTION))
+@pytest.mark.parametrize("name", PLAIN)
 def test_every_variant_declares_the_paper_layout(name):
     c = attention(name)
     assert {t.name: t.ranks for t in c.inputs} == {
@@ -50,7 +57,7 @@ def test_tile_parameter_and_errors():
         attention("stable_3pass", M0=4)
     with pytest.raises(SpecError, match=r"M0 .* positive integer"):
         attention("fusemax", M0=0)
-    with pytest.raises(SpecError, match="unknown attention variant 'nope'; known: fusemax"):
+    with pytest.raises(SpecError, match=r"unknown attention variant 'nope'; known: .*fusemax"):
         attention("nope")
 
 

@@ -1,0 +1,235 @@
+"""Direct numpy formulas of every attention variant, written independently of the cascades.
+
+`direct(name, inputs, **params)` computes AV from the variant's textbook formula (dense
+masks, `np.einsum`, explicit loops for the neighborhood windows and the MoBA top-k); the
+tests check every registered cascade, in every form, against it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from einsim.einsum import Cascade, Registry, SpecError, resolve_shape, tensor_shapes
+
+from .attention import ATTENTION, parameters
+
+DIRECT: Registry = Registry("direct formula")
+
+
+def _softmax_av(scores: np.ndarray, keep, v: np.ndarray) -> np.ndarray:
+    """softmax over keys (axis -2 of scores[..., m, p]) of the kept scores, times v[..., f, m]."""
+    s = np.where(keep, scores, -np.inf)
+    w = np.exp(s - s.max(axis=-2, keepdims=True))
+    return v @ (w / w.sum(axis=-2, keepdims=True))
+
+
+def _scores(q, k):
+    """K^T Q: [m, p], or per head [h, m, p] when q and k carry a leading head axis."""
+    return np.einsum("...em,...ep->...mp", k, q)
+
+
+def _positions(m: int, p: int):
+    return np.arange(m)[:, None], np.arange(p)[None, :]
+
+
+def _plain(inputs, params):
+    return _softmax_av(_scores(inputs["Q"], inputs["K"]), True, inputs["V"])
+
+
+for _name in ("naive_2pass", "stable_3pass", "online_2pass", "fusemax_1pass", "cross"):
+    DIRECT.register(_name)(_plain)
+
+
+@DIRECT.register("causal")
+def _causal(inputs, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    m, p = _positions(k.shape[-1], q.shape[-1])
+    return _softmax_av(_scores(q, k), m <= p, v)
+
+
+@DIRECT.register("sliding_window")
+def _sliding_window(inputs, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    m, p = _positions(k.shape[-1], q.shape[-1])
+    w = params["W"]
+    keep = (m <= p) & (p - m < w) if params["causal"] else np.abs(p - m) <= w / 2
+    return _softmax_av(_scores(q, k), keep, v)
+
+
+@DIRECT.register("sinks_window")
+def _sinks_window(inputs, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    m, p = _positions(k.shape[-1], q.shape[-1])
+    keep = (m <= p) & ((m < params["S"]) | (p - m < params["W"]))
+    return _softmax_av(_scores(q, k), keep, v)
+
+
+def _window_1d(length: int, kernel: int, dilation: int, stride: int) -> np.ndarray:
+    """keep[j, i] for one axis: NATTEN's window with dilation, GNA's stride groups."""
+    keep = np.zeros((length, length), dtype=bool)
+    for i in range(length):
+        group = list(range(i % dilation, length, dilation))  # the query's dilation group
+        index = i // dilation
+        leader = min(index // stride * stride + stride // 2, len(group) - 1)
+        start = leader - kernel // 2
+        start = max(0, min(start, len(group) - kernel))  # shift inward at the borders
+        keep[group[start : start + kernel], i] = True
+    return keep
+
+
+def _neighborhood(inputs, grid, kernels, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    if k.shape[-1] != math.prod(grid) or q.shape[-1] != math.prod(grid):
+        raise SpecError(f"direct: neighborhood needs M = P = {math.prod(grid)} for grid {grid}")
+    keep = np.ones((math.prod(grid),) * 2, dtype=bool)
+    coords = np.unravel_index(np.arange(math.prod(grid)), grid)
+    for axis, (length, kernel) in enumerate(zip(grid, kernels, strict=True)):
+        axis_keep = _window_1d(length, kernel, params["DIL"], params["STRIDE"])
+        keep &= axis_keep[coords[axis][:, None], coords[axis][None, :]]
+    return _softmax_av(_scores(q, k), keep, v)
+
+
+@DIRECT.register("neighborhood_2d")
+def _neighborhood_2d(inputs, params):
+    grid = (params["X"], params["Y"])
+    return _neighborhood(inputs, grid, (params["KW"],) * 2, params)
+
+
+@DIRECT.register("neighborhood_3d")
+def _neighborhood_3d(inputs, params):
+    grid = (params["T"], params["X"], params["Y"])
+    return _neighborhood(inputs, grid, (params["KT"], params["KW"], params["KW"]), params)
+
+
+@DIRECT.register("block_topk")
+def _block_topk(inputs, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    size, top, causal = params["BS"], params["TOPK"], params["causal"]
+    n_keys, n_queries = k.shape[1], q.shape[1]
+    blocks = [np.arange(s, min(s + size, n_keys)) for s in range(0, n_keys, size)]
+    means = np.stack([k[:, b].mean(axis=1) for b in blocks], axis=1)  # [e, n]
+    gate = q.T @ means  # [p, n]
+    keep = np.zeros((n_keys, n_queries), dtype=bool)
+    for p in range(n_queries):
+        own = p // size
+        others = [n for n in range(len(blocks)) if (n < own if causal else n != own)]
+        best = sorted(others, key=lambda n: -gate[p, n])[:top]
+        for n in [own, *best]:
+            if n < len(blocks):
+                keep[blocks[n], p] = True
+        if causal:
+            keep[p + 1 :, p] = False
+    return _softmax_av(_scores(q, k), keep, v)
+
+
+def _expand_groups(kv: np.ndarray, heads: int) -> np.ndarray:
+    groups = kv.shape[0]
+    if heads % groups:
+        raise SpecError(f"direct: H={heads} must be a multiple of G={groups}")
+    return kv[np.arange(heads) // (heads // groups)]
+
+
+def _causal_window(m, p, params):
+    keep = m <= p
+    return keep & (p - m < params["W"]) if params.get("W") else keep
+
+
+@DIRECT.register("gqa")
+def _gqa(inputs, params):
+    q = inputs["Q"]
+    k, v = (_expand_groups(inputs[t], q.shape[0]) for t in ("K", "V"))
+    m, p = _positions(k.shape[-1], q.shape[-1])
+    keep = _causal_window(m, p, params) if params["causal"] else True
+    return _softmax_av(_scores(q, k), keep, v)
+
+
+@DIRECT.register("decode")
+def _decode(inputs, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    if params["grouped"]:
+        k, v = _expand_groups(k, q.shape[0]), _expand_groups(v, q.shape[0])
+    n_keys, n_queries = k.shape[-1], q.shape[-1]
+    m, p = _positions(n_keys, n_queries)
+    position = n_keys - n_queries + p  # the new tokens end the sequence
+    return _softmax_av(_scores(q, k), _causal_window(m, position, params), v)
+
+
+@DIRECT.register("bias")
+def _bias(inputs, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    m, p = _positions(k.shape[-1], q.shape[-1])
+    scores = _scores(q, k)
+    if params["kind"] == "tensor":
+        scores = scores + inputs["Bias"]
+    elif params["kind"] == "alibi":
+        scores = scores + inputs["SLOPE"][:, None, None] * (m - p)
+    else:
+        scores = scores + inputs["U"].T @ inputs["W"]
+    return _softmax_av(scores, m <= p if params["causal"] else True, v)
+
+
+@DIRECT.register("gated")
+def _gated(inputs, params):
+    return _plain(inputs, params) / (1.0 + np.exp(-inputs["G"]))
+
+
+@DIRECT.register("sigmoid")
+def _sigmoid(inputs, params):
+    scores = _scores(inputs["Q"], inputs["K"]) + params["b"]
+    return inputs["V"] @ (1.0 / (1.0 + np.exp(-scores)))
+
+
+@DIRECT.register("linear")
+def _linear(inputs, params):
+    def phi(x):
+        return x if params["phi"] == "identity" else np.where(x > 0, x + 1.0, np.exp(x))
+
+    q, k, v = phi(inputs["Q"]), phi(inputs["K"]), inputs["V"]
+    m, p = _positions(k.shape[-1], q.shape[-1])
+    return v @ np.where(m <= p, k.T @ q, 0.0)
+
+
+@DIRECT.register("agent")
+def _agent(inputs, params):
+    agents = inputs["AG"]
+    agent_values = _softmax_av(_scores(agents, inputs["K"]), True, inputs["V"])  # [f, a]
+    return _softmax_av(_scores(inputs["Q"], agents), True, agent_values)
+
+
+def direct(name: str, inputs: Mapping[str, np.ndarray], **params) -> np.ndarray:
+    """AV of attention variant `name` by its direct formula.
+
+    Args:
+        name: a registered variant (or alias).
+        inputs: the arrays the variant's cascade declares (Q[e,p], K[e,m], V[f,m], ...).
+        **params: the variant's parameters; defaults as in `attention(name)`. `form` and
+            `M0` do not change the result.
+
+    Example:
+        >>> import numpy as np
+        >>> q, k, v = np.eye(2), np.eye(2), np.array([[1.0, 3.0]])
+        >>> direct("causal", {"Q": q, "K": k, "V": v}).round(3).tolist()
+        [[1.0, 2.462]]
+    """
+    canonical = ATTENTION.canonical(name)
+    known = parameters(canonical)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise SpecError(
+            f"direct {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(known) or 'none'}"
+        )
+    merged = {**known, **params}
+    arrays = {key: np.asarray(value, dtype=np.float64) for key, value in inputs.items()}
+    return DIRECT[canonical](arrays, merged)
+
+
+def random_inputs(
+    cascade: Cascade, shape: Mapping[str, int], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Standard-normal arrays for every input the cascade declares, sized by `shape`."""
+    shapes = tensor_shapes(cascade, resolve_shape(cascade, shape))
+    return {t.name: rng.normal(size=shapes[t.name]) for t in cascade.inputs}
