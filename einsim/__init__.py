@@ -28,7 +28,7 @@ from einsim.einsum import (
     passes,
     resolve_shape,
 )
-from einsim.workloads import ATTENTION, attention
+from einsim.workloads import ATTENTION, attention, direct, workload
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,7 @@ __all__ = [
     "SpecError",
     "__version__",
     "attention",
+    "direct",
     "evaluate",
     "footprints",
     "op_counts",
@@ -51,4 +52,5 @@ __all__ = [
     "pass_analysis",
     "passes",
     "resolve_shape",
+    "workload",
 ]

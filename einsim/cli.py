@@ -85,13 +85,18 @@ def passes(name: str, params: tuple[str, ...], fmt: str) -> None:
 
 @main.command()
 def variants() -> None:
-    """List the registered attention variants with their parameters."""
-    from einsim.workloads import ATTENTION, parameters
+    """List the registered attention variants with their parameters and pass counts."""
+    from einsim.workloads import ATTENTION, parameters, pass_counts
 
     for entry in ATTENTION.entries():
         params = ", ".join(f"{k}={v}" for k, v in parameters(entry.name).items())
         aliases = f" (alias: {', '.join(entry.aliases)})" if entry.aliases else ""
         click.echo(f"{entry.name}{aliases}: {entry.summary}" + (f" [{params}]" if params else ""))
+        counts = "; ".join(
+            f"{form} {n if isinstance(n, int) else ','.join(f'{r}={k}' for r, k in n.items())}"
+            for form, n in pass_counts(entry.name).items()
+        )
+        click.echo(f"    passes over M: {counts}")
 
 
 def _parse_assignments(text: str | None, option: str) -> dict[str, object]:
@@ -185,6 +190,23 @@ def reproduce(paper: str, fmt: str) -> None:
         f"worst latency ratio to the published value over {len(paper_points)} points: "
         f"{1 + worst:.4f}"
     )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
+@click.option("--seed", default=0, show_default=True, help="random seed of the inputs")
+def check(name: str, params: tuple[str, ...], seed: int) -> None:
+    """Run variant NAME (each form) on random data against its direct formula."""
+    from einsim.workloads import check as check_variant
+
+    result = check_variant(name, seed=seed, **_parse_params(params))
+    shape = ", ".join(f"{k}={v}" for k, v in result.shape)
+    click.echo(f"{result.variant} on random inputs ({shape}) vs its direct formula")
+    for form, error in result.max_error:
+        click.echo(f"{form:<14}  max error {error:.3e}  {'ok' if error <= 1e-9 else 'MISMATCH'}")
+    if not result.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,20 +3,23 @@ and model shapes."""
 
 from . import variants  # noqa: F401  (registers the variants in ATTENTION)
 from .attention import ATTENTION, attention, parameters
-from .direct import DIRECT, direct, random_inputs
+from .direct import DIRECT, CheckResult, check, direct, random_inputs
 from .models import MODELS, Model, Workload, workload
-from .variants import Form
+from .variants import Form, pass_counts
 
 __all__ = [
     "ATTENTION",
     "DIRECT",
     "MODELS",
+    "CheckResult",
     "Form",
     "Model",
     "Workload",
     "attention",
+    "check",
     "direct",
     "parameters",
+    "pass_counts",
     "random_inputs",
     "workload",
 ]

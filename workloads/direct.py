@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from einsim.einsum import Cascade, Registry, SpecError, resolve_shape, tensor_shapes
 
-from .attention import ATTENTION, parameters
+from .attention import ATTENTION, attention, parameters
 
 DIRECT: Registry = Registry("direct formula")
 
@@ -233,3 +234,52 @@ def random_inputs(
     """Standard-normal arrays for every input the cascade declares, sized by `shape`."""
     shapes = tensor_shapes(cascade, resolve_shape(cascade, shape))
     return {t.name: rng.normal(size=shapes[t.name]) for t in cascade.inputs}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """`check`'s answer: the variant, the shape it ran on, and the max error per form."""
+
+    variant: str
+    params: tuple[tuple[str, object], ...]
+    shape: tuple[tuple[str, int], ...]
+    max_error: tuple[tuple[str, float], ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(error <= 1e-9 for _, error in self.max_error)
+
+
+def check(name: str, seed: int = 0, **params) -> CheckResult:
+    """Evaluate variant `name` (every form, or the one in `params`) on random inputs and
+    compare with its direct formula.
+
+    The shape is the variant's first test case (odd sizes, partial tiles); a grid
+    parameter (X, Y, T) given in `params` resizes M = P to the grid.
+
+    Example:
+        >>> result = check("causal")
+        >>> result.ok, [form for form, _ in result.max_error]
+        (True, ['stable_3pass', 'online_2pass', 'fusemax_1pass'])
+    """
+    canonical = ATTENTION.canonical(name)
+    entry = ATTENTION.entry(canonical)
+    cases = entry.meta.get("cases") or (({}, ({"E": 4, "F": 3, "M": 7, "P": 5, "M0": 3},)),)
+    base, shapes = cases[0]
+    merged = {**base, **params}
+    shape = dict(shapes[0])
+    grid = [merged.get(k, parameters(canonical).get(k)) for k in ("T", "X", "Y")]
+    if any(k in params for k in ("T", "X", "Y")):
+        size = math.prod(g for g in grid if g is not None)
+        shape.update(M=size, P=size)
+    form = merged.pop("form", None)
+    forms = [form] if form is not None else [f.value for f in entry.meta.get("forms", ())]
+    rng = np.random.default_rng(seed)
+    errors = []
+    for each in forms or [None]:
+        cascade = attention(canonical, **merged, **({"form": each} if each else {}))
+        inputs = random_inputs(cascade, shape, rng)
+        got = cascade.evaluate(inputs, shape)["AV"]
+        expected = direct(canonical, inputs, **merged)
+        errors.append((each or canonical, float(np.max(np.abs(got - expected)))))
+    return CheckResult(canonical, tuple(merged.items()), tuple(shape.items()), tuple(errors))

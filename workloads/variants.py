@@ -725,3 +725,19 @@ def _rename_var(line: str, old: str, new: str) -> str:
     import re
 
     return re.sub(rf"(?<![A-Za-z0-9_]){old}(?![A-Za-z0-9_])", new, line)
+
+
+def pass_counts(name: str) -> dict[str, int | dict[str, int]]:
+    """Passes over M (or over M1 and M0 when tiled) of each form of variant `name`.
+
+    Example:
+        >>> pass_counts("causal")["fusemax_1pass"]
+        {'M1': 1, 'M0': 2}
+    """
+    from einsim.einsum import passes
+
+    entry = ATTENTION.entry(name)
+    forms = entry.meta.get("forms")
+    if not forms:
+        return {entry.name: passes(entry.item(), "M")}
+    return {f.value: passes(entry.item(form=f.value), "M") for f in forms}
