@@ -180,15 +180,8 @@ def _count_filtered(cascade: Cascade, einsum: Einsum, sizes) -> int:
     # General path: evaluate the mask over the grid of mask variables, in chunks.
     order = inner
     extent = [int(sizes[rank_of(v)]) for v in order]
-    total, chunk = 0, max(1, 2**24 // max(1, math.prod(extent[1:])))
-    for start in range(0, extent[0], chunk):
-        stop = min(extent[0], start + chunk)
-        env = {}
-        for axis, var in enumerate(order):
-            shape = [1] * len(order)
-            values = np.arange(start, stop) if axis == 0 else np.arange(extent[axis])
-            shape[axis] = len(values)
-            env[var] = values.reshape(shape)
+    total = 0
+    for start, stop, env in _chunked_grids(order, extent, 2**24):
         mask, _ = mask_of(cascade, einsum, env, sizes)
         size = [stop - start, *extent[1:]]
         total += (
@@ -197,6 +190,23 @@ def _count_filtered(cascade: Cascade, einsum: Einsum, sizes) -> int:
             else (math.prod(size))
         )
     return outside * total
+
+
+def _chunked_grids(order: list[str], extent: list[int], budget: int):
+    """Broadcast index grids over `order`, split along the first variable so that each
+    chunk holds about `budget` points: yields (start, stop, env). With no variables, one
+    empty grid."""
+    rows = extent[0] if extent else 1
+    chunk = max(1, budget // max(1, math.prod(extent[1:])))
+    for start in range(0, rows, chunk):
+        stop = min(rows, start + chunk)
+        env = {}
+        for axis, var in enumerate(order):
+            shape = [1] * len(order)
+            values = np.arange(start, stop) if axis == 0 else np.arange(extent[axis])
+            shape[axis] = len(values)
+            env[var] = values.reshape(shape)
+        yield start, stop, env
 
 
 def _has_partial_partition(cascade, einsum, sizes, var) -> bool:
@@ -252,16 +262,7 @@ def _count_affine(cascade, einsum, sizes, order, bounds) -> int:
     extent = [int(sizes[rank_of(v)]) for v in others]
     n = int(sizes[rank_of(var)])
     total = 0
-    chunk = max(1, 2**22 // max(1, math.prod(extent[1:]) if extent else 1))
-    rows = extent[0] if extent else 1
-    for start in range(0, rows, chunk):
-        stop = min(rows, start + chunk)
-        env = {}
-        for axis, other in enumerate(others):
-            shape = [1] * len(others)
-            values = np.arange(start, stop) if axis == 0 else np.arange(extent[axis])
-            shape[axis] = len(values)
-            env[other] = values.reshape(shape)
+    for start, stop, env in _chunked_grids(others, extent, 2**22):
         # The other variables may carry a partial-tile mask (m1*M0 + m0 < M) of their own.
         outer_mask, local = mask_of(cascade, _without_filter(einsum), env, sizes)
         lo = np.zeros([stop - start, *extent[1:]] if extent else [], dtype=np.int64)
