@@ -270,6 +270,11 @@ class _KernelModel:
         return lanes, padding
 
     # -- memory -----------------------------------------------------------------------
+    def _elements(self, tensor: str) -> int:
+        """Elements of a tensor over the whole batch (iterative ranks without their +1)."""
+        ranks = self.cascade.tensor_ranks[tensor]
+        return math.prod(int(self.sizes[r]) for r in ranks) * self.batch
+
     def dram_traffic(self) -> dict[str, float]:
         """Bytes moved to and from off-chip memory per tensor."""
         members = set(self.kernel.einsums)
@@ -278,51 +283,43 @@ class _KernelModel:
         for tensor, ranks in self.cascade.tensor_ranks.items():
             producer = self.cascade.producers.get(tensor)
             produced_here = producer is not None and producer.output in members
-            readers = {
-                e.output for e in self.cascade.einsums if tensor in {a.tensor for a in e.operands}
-            }
+            readers = set(self.cascade.graph.successors(tensor))
             read_here = bool(readers & members) and not produced_here
             written_out = produced_here and (
                 tensor in self.cascade.outputs or bool(readers - members)
             )
             if not (read_here or written_out):
                 continue
-            elements = math.prod(int(self.sizes[r]) for r in ranks) * self.batch
             factor = self._refetch(ranks, kept_or_output=written_out or tensor in kept)
-            traffic[tensor] = elements * factor * self.arch.word_bytes
+            traffic[tensor] = self._elements(tensor) * factor * self.arch.word_bytes
         if self.kernel.spill_fraction:
             spilled = 0.0
             for tensor in kept:
                 producer = self.cascade.producers.get(tensor)
                 if producer is None or producer.output not in members:
                     continue
-                size = math.prod(int(self.sizes[r]) for r in self.cascade.tensor_ranks[tensor])
-                reads = sum(
-                    1
-                    for e in self.cascade.einsums
-                    if e.output in members and tensor in {a.tensor for a in e.operands}
-                )
-                spilled += size * self.batch * (1 + reads)
+                reads = len(set(self.cascade.graph.successors(tensor)) & members)
+                spilled += self._elements(tensor) * (1 + reads)
             traffic["(spill)"] = spilled * self.kernel.spill_fraction * self.arch.word_bytes
         return traffic
 
-    def buffer_words(self) -> dict[str, dict[str, float]]:
+    def buffer_words(self, dram: dict[str, float]) -> dict[str, dict[str, float]]:
         """Words read and written at each on-chip level for the tensors it keeps.
 
         Writes: fills from DRAM plus every element an array produces into the level.
         Reads: per tensor, the most any consumer fetches (consumers of one tile share the
         fetch), each consumer fetching the tensor once per iteration of every loop irrelevant
         to it (the PE registers keep nothing across buffer-level loops); a read of the
-        terminal element of an iterative rank fetches that slice once.
+        terminal element of an iterative rank fetches that slice once. `dram` is this
+        kernel's `dram_traffic()`: its fills are the buffer's writes.
         """
         members = set(self.kernel.einsums)
-        dram = self.dram_traffic()
         out: dict[str, dict[str, float]] = {}
         for level in self.arch.levels[1:]:
             reads = writes = 0.0
             for tensor in self.kernel.kept_at(level.name):
                 ranks = self.cascade.tensor_ranks[tensor]
-                elements = math.prod(int(self.sizes[r]) for r in ranks) * self.batch
+                elements = self._elements(tensor)
                 writes += dram.get(tensor, 0.0) / self.arch.word_bytes
                 producer = self.cascade.producers.get(tensor)
                 if producer is not None and producer.output in members:
@@ -344,7 +341,8 @@ class _KernelModel:
                             )
                             terminal = max(terminal, slice_ * self.batch)
                         else:
-                            fetched = max(fetched, elements * self._refetch(ranks, False, False))
+                            refetch = self._refetch(ranks, kept_or_output=False, offchip_only=False)
+                            fetched = max(fetched, elements * refetch)
                 reads += fetched + terminal
             out[level.name] = {"reads": reads, "writes": writes}
         return out
@@ -446,7 +444,7 @@ def evaluate(
         energy[dram.name] += (
             sum(traffic.values()) * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2
         )
-        for level_name, words in model.buffer_words().items():
+        for level_name, words in model.buffer_words(traffic).items():
             level = arch.level(level_name)
             pj = words["reads"] * level.read_pj_per_byte + words["writes"] * level.write_pj_per_byte
             energy[level_name] = energy.get(level_name, 0.0) + pj * arch.word_bytes

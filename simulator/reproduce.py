@@ -7,6 +7,7 @@ table (the artifact's results, bundled as data) is only read to print it beside 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from importlib import resources
 
 import pandas as pd
@@ -37,14 +38,16 @@ CONFIGS = {
 FLAT_SPILL_FROM = 262144
 
 
+@functools.cache
 def _data(name: str) -> pd.DataFrame:
+    """A bundled table, read once (callers must not modify it)."""
     with resources.files("einsim.simulator").joinpath("data", name).open() as handle:
         return pd.read_csv(handle)
 
 
 def published() -> pd.DataFrame:
     """The artifact's published attention results (BERT and XLM)."""
-    return _data("fusemax_attention_published.csv")
+    return _data("fusemax_attention_published.csv").copy()
 
 
 def flat_mapping(model: str, seq_len: int):
