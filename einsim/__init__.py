@@ -28,12 +28,13 @@ from einsim.einsum import (
     passes,
     resolve_shape,
 )
-from einsim.workloads import ATTENTION, attention, direct, workload
+from einsim.workloads import ATTENTION, KERNELS, attention, cascade, direct, workload
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ATTENTION",
+    "KERNELS",
     "BackendUnavailable",
     "Cascade",
     "EinsimError",
@@ -44,6 +45,7 @@ __all__ = [
     "SpecError",
     "__version__",
     "attention",
+    "cascade",
     "direct",
     "evaluate",
     "footprints",

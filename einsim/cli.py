@@ -50,9 +50,9 @@ def main() -> None:
 
 
 def _build(name: str, params: tuple[str, ...]):
-    from einsim.workloads import attention
+    from einsim.workloads import cascade
 
-    return attention(name, **_parse_params(params))
+    return cascade(name, **_parse_params(params))
 
 
 @main.command()
@@ -100,7 +100,11 @@ def variants() -> None:
 
 
 @main.command(name="evaluate")
-@click.option("--variant", required=True, help="attention variant (einsim variants)")
+@click.option(
+    "--variant",
+    required=True,
+    help="cascade: an attention variant (einsim variants) or a kernel such as gemm",
+)
 @click.option("--arch", "arch_name", required=True, help="bundled architecture or YAML path")
 @click.option("--mapping", "mapping_name", required=True, help="bundled mapping or YAML path")
 @click.option("--shape", required=True, metavar="B=64,H=12,E=64,...", help="rank sizes")

@@ -4,18 +4,21 @@ and model shapes."""
 from . import variants  # noqa: F401  (registers the variants in ATTENTION)
 from .attention import ATTENTION, attention, parameters
 from .direct import DIRECT, CheckResult, check, direct, random_inputs
+from .kernels import KERNELS, cascade
 from .models import MODELS, Model, Workload, workload
 from .variants import Form, pass_counts
 
 __all__ = [
     "ATTENTION",
     "DIRECT",
+    "KERNELS",
     "MODELS",
     "CheckResult",
     "Form",
     "Model",
     "Workload",
     "attention",
+    "cascade",
     "check",
     "direct",
     "parameters",

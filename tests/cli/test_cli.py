@@ -57,8 +57,8 @@ def test_variants_lists_registry():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["show", "nope"], "unknown attention variant 'nope'; known:"),
-        (["passes", "nope"], "unknown attention variant 'nope'; known:"),
+        (["show", "nope"], "unknown cascade 'nope'; known:"),
+        (["passes", "nope"], "unknown cascade 'nope'; known:"),
         (["show", "fusemax", "--param", "X=1"], "unknown parameter(s) X"),
         (["show", "fusemax", "--param", "M0"], "expected KEY=VALUE"),
     ],
