@@ -32,6 +32,7 @@ class ComputeUnit:
     dims: tuple[int, ...]
     ops: tuple[tuple[Op, OpCost], ...]
     area_um2: float = 0.0
+    fill_drain: bool = False  # a systolic array: charge fill and drain per fold (model option)
 
     @property
     def lanes(self) -> int:
@@ -96,7 +97,7 @@ _OPS = {op.value: op for op in Op}
 
 
 def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
-    data = check_keys(data, where, ("ops",), ("rows", "cols", "lanes", "area_um2"))
+    data = check_keys(data, where, ("ops",), ("rows", "cols", "lanes", "area_um2", "fill_drain"))
     if "lanes" in data:
         if "rows" in data or "cols" in data:
             raise SpecError(f"{where}: give either lanes (1D) or rows and cols (2D), not both")
@@ -125,7 +126,10 @@ def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
             )
         )
     area = number(data.get("area_um2", 0), f"{where}.area_um2", positive=False)
-    return ComputeUnit(name, dims, tuple(ops), area)
+    fill_drain = data.get("fill_drain", False)
+    if not isinstance(fill_drain, bool):
+        raise SpecError(f"{where}.fill_drain: expected true or false, got {fill_drain!r}")
+    return ComputeUnit(name, dims, tuple(ops), area, fill_drain)
 
 
 def _parse_level(data: object, where: str, clock_hz: float) -> StorageLevel:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from einsim.einsum import SpecError
@@ -59,6 +59,7 @@ class Kernel:
     overlap: Overlap = Overlap.PERFECT
     chained_ops: tuple[frozenset, ...] = ()  # operators a PE overlaps inside one Einsum
     spill_fraction: float = 0.0  # share of the kept intermediates' buffer traffic that spills
+    spatial_factors: tuple[tuple[str, int], ...] = ()  # (rank, factor); default min(size, dim)
 
     def unit_of(self, einsum: str) -> str | None:
         return dict(self.binding).get(einsum)
@@ -84,6 +85,12 @@ def _factor(value: object, where: str) -> int | str:
     raise SpecError(f"{where}: a loop factor is a positive integer, 'rest' or 'fit'; got {value!r}")
 
 
+def _positive_int(value: object, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise SpecError(f"{where}: expected a positive integer, got {value!r}")
+
+
 def _names(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -97,7 +104,16 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
         data,
         where,
         ("name", "einsums", "binding"),
-        ("spatial", "loops", "keep", "stages", "overlap", "chained_ops", "spill_fraction"),
+        (
+            "spatial",
+            "spatial_factors",
+            "loops",
+            "keep",
+            "stages",
+            "overlap",
+            "chained_ops",
+            "spill_fraction",
+        ),
     )
     einsums = _names(data["einsums"], f"{where}.einsums")
     binding_data = check_keys(data["binding"], f"{where}.binding", (), tuple(data["binding"] or {}))
@@ -140,6 +156,20 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
         raise SpecError(f"{where}.overlap: {data.get('overlap')!r} is not one of {known}") from None
     chained = tuple(frozenset(group) for group in data.get("chained_ops") or [])
     spill = number(data.get("spill_fraction", 0), f"{where}.spill_fraction", positive=False)
+    spatial_data = data.get("spatial_factors") or {}
+    if not isinstance(spatial_data, MappingABC):
+        raise SpecError(f"{where}.spatial_factors: expected a mapping rank -> factor")
+    unrolled = {rank for _, ranks in spatial for rank in ranks}
+    for rank in spatial_data:
+        if rank not in unrolled:
+            raise SpecError(
+                f"{where}.spatial_factors: {rank!r} is not unrolled in spatial "
+                f"(unrolled: {', '.join(sorted(unrolled)) or 'none'})"
+            )
+    spatial_factors = tuple(
+        (str(rank), _positive_int(value, f"{where}.spatial_factors.{rank}"))
+        for rank, value in spatial_data.items()
+    )
     kernel = Kernel(
         name=str(data["name"]),
         einsums=einsums,
@@ -151,6 +181,7 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
         overlap=overlap,
         chained_ops=chained,
         spill_fraction=spill,
+        spatial_factors=spatial_factors,
     )
     if kernel.overlap is Overlap.PIPELINED and not kernel.stages:
         raise SpecError(f"{where}: overlap 'pipelined' needs stages")
@@ -185,3 +216,61 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
     """A bundled mapping by name (`fusemax`, `flat`, ...) or a YAML file by path."""
     data, origin = load_yaml(name_or_path, "mapping", "mappings")
     return mapping_from_dict(data, origin)
+
+
+def loop_keys(kernel: Kernel) -> list[str]:
+    """`level.rank` for each loop, `#k` appended to the k-th repeat of the same pair."""
+    keys, seen = [], {}
+    for loop in kernel.loops:
+        key = f"{loop.level}.{loop.rank}"
+        seen[key] = seen.get(key, 0) + 1
+        keys.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return keys
+
+
+def parameter_names(mapping: Mapping) -> list[str]:
+    """The free parameters of a mapping template: `kernel.level.rank` for every loop and
+    `kernel.spatial.rank` for every unrolled rank (what `evaluate_batch` and `bind` take).
+
+    Example:
+        >>> parameter_names(load_mapping("fusemax"))[:3]
+        ['attention.DRAM.P', 'attention.DRAM.M1', 'attention.GB.P']
+    """
+    names = []
+    for kernel in mapping.kernels:
+        names += [f"{kernel.name}.{key}" for key in loop_keys(kernel)]
+        spatial = dict.fromkeys(r for _, ranks in kernel.spatial for r in ranks)
+        names += [f"{kernel.name}.spatial.{rank}" for rank in spatial]
+    return names
+
+
+def bind(mapping: Mapping, values: MappingABC[str, int]) -> Mapping:
+    """The mapping with some free parameters fixed to integers (one row of a batch).
+
+    Example:
+        >>> m = bind(load_mapping("fusemax"), {"attention.GB.P": 2})
+        >>> m.kernels[0].loops[2]
+        Loop(level='GB', rank='P', factor=2)
+    """
+    known = parameter_names(mapping)
+    for key, value in values.items():
+        if key not in known:
+            raise SpecError(
+                f"mapping {mapping.name}: no parameter {key!r}; known: {', '.join(known)}"
+            )
+        _positive_int(value, f"mapping {mapping.name}: {key}")
+    kernels = []
+    for kernel in mapping.kernels:
+        loops = tuple(
+            Loop(loop.level, loop.rank, int(values[f"{kernel.name}.{key}"]))
+            if f"{kernel.name}.{key}" in values
+            else loop
+            for key, loop in zip(loop_keys(kernel), kernel.loops, strict=True)
+        )
+        spatial = dict(kernel.spatial_factors)
+        prefix = f"{kernel.name}.spatial."
+        spatial.update(
+            {k[len(prefix) :]: int(v) for k, v in values.items() if k.startswith(prefix)}
+        )
+        kernels.append(replace(kernel, loops=loops, spatial_factors=tuple(spatial.items())))
+    return replace(mapping, kernels=tuple(kernels))

@@ -1,4 +1,4 @@
-"""The analytic cycle/energy model: one cascade, one architecture, one mapping, one shape.
+"""The analytic cycle/energy model, vectorized over many mappings of one template.
 
 Per Einsum (Nayak et al., FuseMax, MICRO 2024, Section 6; Timeloop's compute model):
     cycles = sum over operators of count(op) x cycles(op on the bound unit)
@@ -11,14 +11,21 @@ kernel cycles = max(compute, DRAM bytes / DRAM bytes-per-cycle). DRAM traffic co
 loop nest by reuse analysis: a tensor is re-fetched once per iteration of each loop that is
 irrelevant to it and sits above its innermost relevant loop (every such loop when the
 tensor bypasses the on-chip buffers). Energy = sum of action counts x energy per action.
+
+One code path: `evaluate_batch` takes numpy arrays of a template's free parameters (loop
+and spatial factors, `parameter_names`) and computes every term above as array arithmetic;
+`evaluate` is a batch of one.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from einsim.einsum import Cascade, MappingError, Op, SpecError, resolve_shape
@@ -26,7 +33,7 @@ from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 
 from .architecture import Architecture, ComputeUnit
-from .mapping import Kernel, Mapping, Overlap
+from .mapping import Kernel, Mapping, Overlap, loop_keys, parameter_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +43,13 @@ class ModelOptions:
     Attributes:
         drop_exp_energy: charge no energy for exp (the FuseMax artifact's +Cascade run lost
             it through a misspelled key; off by default, on only to reproduce that run).
+        fill_drain: charge systolic fill and drain per fold of a 2D array (see
+            `_fill_drain_cycles`); None takes each unit's `fill_drain` flag from the
+            architecture (off for the FuseMax presets, on for the systolic ones).
     """
 
     drop_exp_energy: bool = False
+    fill_drain: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,109 @@ class Report:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """A row-wise problem of a batch: `message` formats it from the row's values."""
+
+    mask: np.ndarray
+    message: str
+    values: tuple[np.ndarray | float, ...] = ()
+
+    def at(self, i: int) -> str:
+        return self.message.format(*(_item(v, i) for v in self.values))
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """The model's predictions for n mappings of one template, one array entry per mapping.
+
+    Every array has shape (n,). `report(i)` is the `Report` of mapping i; `to_frame()` is one
+    row per mapping (free parameters, then the headline numbers).
+    """
+
+    n: int
+    params: dict[str, np.ndarray]
+    cycles: np.ndarray
+    latency_s: np.ndarray
+    energy_pj: np.ndarray
+    energy_by_component_pj: dict[str, np.ndarray]
+    dram_bytes: np.ndarray
+    dram_bytes_by_tensor: dict[str, np.ndarray]
+    buffer_words: dict[str, np.ndarray]
+    utilization: dict[str, np.ndarray]
+    valid: np.ndarray
+    factors: dict[str, dict[str, np.ndarray]]
+    einsums: tuple[dict, ...]  # kernel, einsum, unit (str) and ops, cycles, energy_pj (arrays)
+    kernels: tuple[dict, ...]  # kernel (str) and compute_cycles, memory_cycles, tiles (arrays)
+    problems: tuple[_Problem, ...] = ()
+
+    def reasons(self, i: int) -> tuple[str, ...]:
+        return tuple(p.at(i) for p in self.problems if p.mask[i])
+
+    def report(self, i: int) -> Report:
+        """Mapping i as a `Report`."""
+        total = float(self.cycles[i])
+        table = pd.DataFrame(
+            [
+                {
+                    "kernel": row["kernel"],
+                    "einsum": row["einsum"],
+                    "unit": row["unit"],
+                    "ops": _item(row["ops"], i),
+                    "cycles": _item(row["cycles"], i),
+                    "energy_pj": _item(row["energy_pj"], i),
+                }
+                for row in self.einsums
+            ]
+        )
+        table["busy_fraction"] = table["cycles"] / total if total else 0.0
+        reasons = self.reasons(i)
+        return Report(
+            cycles=total,
+            latency_s=float(self.latency_s[i]),
+            energy_pj=float(self.energy_pj[i]),
+            energy_by_component_pj={k: float(v[i]) for k, v in self.energy_by_component_pj.items()},
+            dram_bytes=float(self.dram_bytes[i]),
+            dram_bytes_by_tensor={k: float(v[i]) for k, v in self.dram_bytes_by_tensor.items()},
+            buffer_words={k: float(v[i]) for k, v in self.buffer_words.items()},
+            utilization={k: float(v[i]) for k, v in self.utilization.items()},
+            per_einsum=table,
+            factors={
+                kernel: {key: int(v[i]) for key, v in values.items()}
+                for kernel, values in self.factors.items()
+            },
+            valid=not reasons,
+            reasons=reasons,
+            kernels=tuple(
+                {key: (value if key == "kernel" else _item(value, i)) for key, value in row.items()}
+                for row in self.kernels
+            ),
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per mapping: the free parameters, then cycles, latency, energy, traffic,
+        validity and the utilization of each unit (`util_<unit>`)."""
+        columns = dict(self.params)
+        columns.update(
+            cycles=self.cycles,
+            latency_s=self.latency_s,
+            energy_pj=self.energy_pj,
+            dram_bytes=self.dram_bytes,
+            valid=self.valid,
+        )
+        columns.update({f"util_{unit}": value for unit, value in self.utilization.items()})
+        return pd.DataFrame(columns)
+
+
+def _item(value, i: int) -> float:
+    """Entry i of a batch quantity (an array, or a scalar shared by every row)."""
+    return float(value[i]) if np.ndim(value) else float(value)
+
+
+def _prod(values) -> np.ndarray | int:
+    return functools.reduce(operator.mul, values, 1)
+
+
 def _relevant(cascade: Cascade, loop_rank: str, ranks: tuple[str, ...]) -> bool:
     """Whether a loop over `loop_rank` indexes a tensor with `ranks`: the same rank, or one
     of the same partition family (a loop over M1 indexes K[e,m])."""
@@ -84,21 +198,34 @@ def _relevant(cascade: Cascade, loop_rank: str, ranks: tuple[str, ...]) -> bool:
 
 
 class _KernelModel:
-    """Resolves one kernel's factors and costs; a helper of `evaluate`, not public."""
+    """One kernel's costs over a batch; a helper of `evaluate_batch`, not public.
 
-    def __init__(self, cascade, arch, kernel: Kernel, sizes, batch, options, where):
+    Quantities are numpy arrays of shape (n,) where they depend on a free parameter and
+    scalars where they do not, so that a template with few free parameters costs few array
+    operations.
+    """
+
+    def __init__(self, cascade, arch, kernel: Kernel, sizes, batch, options, where, params, n):
         self.cascade, self.arch, self.kernel = cascade, arch, kernel
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
+        self.n = n
         self.offchip = arch.levels[0].name
         for einsum in kernel.einsums:
             cascade.einsum(einsum)  # raises with the known names
-        self.spatial = self._spatial_factors()
-        self.reasons: list[str] = []
-        self.loop_factors = self._loop_factors()
+        self.problems: list[_Problem] = []
+        self._lanes_memo: dict = {}
+        self.keys = loop_keys(kernel)
+        self.levels = [self._level_index(loop.level) for loop in kernel.loops]
+        for i, loop in enumerate(kernel.loops):
+            if loop.rank not in sizes:
+                raise MappingError(f"{where}loops[{i}]: unknown rank {loop.rank!r}")
+        self.spatial = self._spatial_factors(params)
+        self.loop_factors = self._loop_factors(params)
 
     # -- factors ----------------------------------------------------------------------
-    def _spatial_factors(self) -> dict[str, int]:
+    def _spatial_factors(self, params) -> dict[str, np.ndarray | int]:
         factors: dict[str, int] = {}
+        dims: dict[str, int] = {}
         for unit_name, ranks in self.kernel.spatial:
             unit = self.arch.unit(unit_name, self.where)
             if len(ranks) != len(unit.dims):
@@ -107,26 +234,20 @@ class _KernelModel:
                     f"{len(unit.dims)} dimension(s) {unit.dims}"
                 )
             for rank, dim in zip(ranks, unit.dims, strict=True):
-                size = int(self.sizes[rank]) if rank in self.sizes else None
-                if size is None:
+                if rank not in self.sizes:
                     raise MappingError(f"{self.where}spatial.{unit_name}: unknown rank {rank!r}")
-                factors[rank] = max(factors.get(rank, 0), min(size, dim))
-        return factors
-
-    def _extent_below(self, rank: str, level_index: int, factors: list[int]) -> int:
-        """The extent of `rank` in a tile held at storage level `level_index`."""
-        looped = [
-            (i, f)
-            for i, (loop, f) in enumerate(zip(self.kernel.loops, factors, strict=True))
-            if loop.rank == rank
-        ]
-        if not looped:
-            return int(self.sizes[rank])
-        extent = self.spatial.get(rank, 1)
-        for i, f in looped:
-            if self._level_index(self.kernel.loops[i].level) >= level_index:
-                extent *= f
-        return extent
+                factors[rank] = max(factors.get(rank, 0), min(int(self.sizes[rank]), dim))
+                dims[rank] = min(dims.get(rank, dim), dim)
+        out: dict[str, np.ndarray | int] = dict(factors) | dict(self.kernel.spatial_factors)
+        for rank in factors:
+            out[rank] = params.get(f"{self.kernel.name}.spatial.{rank}", out[rank])
+            self._problem(
+                out[rank] > dims[rank],
+                f"{self.kernel.name}: spatial factor {{:.0f}} of {rank} is larger than the "
+                f"array dimension {dims[rank]}",
+                out[rank],
+            )
+        return out
 
     def _level_index(self, name: str) -> int:
         for i, level in enumerate(self.arch.levels):
@@ -135,80 +256,126 @@ class _KernelModel:
         self.arch.level(name, self.where)  # raises with the known levels
         return -1
 
-    def footprint_bytes(self, level_index: int, factors: list[int]) -> float:
+    def _problem(self, mask, message: str, *values) -> None:
+        if np.any(mask):
+            self.problems.append(_Problem(np.broadcast_to(mask, (self.n,)), message, values))
+
+    def _extent_below(self, rank: str, level_index: int, factors) -> np.ndarray | int:
+        """The extent of `rank` in a tile held at storage level `level_index`."""
+        looped = [i for i, loop in enumerate(self.kernel.loops) if loop.rank == rank]
+        if not looped:
+            return int(self.sizes[rank])
+        inner = [factors[i] for i in looped if self.levels[i] >= level_index]
+        return _prod([self.spatial.get(rank, 1), *inner])
+
+    def footprint_bytes(self, level_index: int, factors) -> np.ndarray | int:
+        """Bytes of the tiles of the tensors kept at a level: product of their extents."""
         level = self.arch.levels[level_index]
         total = 0
         for tensor in self.kernel.kept_at(level.name):
             ranks = self.cascade.tensor_ranks.get(tensor)
             if ranks is None:
                 raise MappingError(f"{self.where}keep.{level.name}: unknown tensor {tensor!r}")
-            elements = 1
-            for rank in ranks:
-                elements *= self._extent_below(rank, level_index, factors)
-            total += elements
+            total = total + _prod(self._extent_below(r, level_index, factors) for r in ranks)
         return total * self.arch.word_bytes
 
-    def _loop_factors(self) -> list[int]:
+    def _covering(self, rank: str, factors, skip: int):
+        """Spatial factor times every loop factor of `rank` except loop `skip`."""
         loops = self.kernel.loops
-        factors = [f if isinstance(f, int) else 1 for f in (loop.factor for loop in loops)]
-        fits = [i for i, loop in enumerate(loops) if loop.factor == "fit"]
-        rests = [i for i, loop in enumerate(loops) if loop.factor == "rest"]
+        others = (f for j, f in enumerate(factors) if j != skip and loops[j].rank == rank)
+        return _prod([self.spatial.get(rank, 1), *others])
+
+    def _fill_rests(self, factors, rests) -> None:
+        """A `rest` loop takes ceil(rank size / everything else that covers the rank)."""
+        for i in rests:
+            rank = self.kernel.loops[i].rank
+            factors[i] = np.maximum(
+                1, -(-int(self.sizes[rank]) // self._covering(rank, factors, i))
+            )
+
+    def _loop_factors(self, params) -> list:
+        loops, name = self.kernel.loops, self.kernel.name
+        factors: list = []
+        for key, loop in zip(self.keys, loops, strict=True):
+            if f"{name}.{key}" in params:
+                factors.append(params[f"{name}.{key}"])
+            else:
+                factors.append(loop.factor if isinstance(loop.factor, int) else 1)
+        free = [f"{name}.{key}" not in params for key in self.keys]
+        fits = [i for i, lp in enumerate(loops) if lp.factor == "fit" and free[i]]
+        rests = [i for i, lp in enumerate(loops) if lp.factor == "rest" and free[i]]
+        self.unfitted = np.zeros(self.n, dtype=bool)
         if len(fits) > 1:
             raise MappingError(f"{self.where}loops: at most one factor may be 'fit'")
-
-        def fill_rests() -> None:
-            for i in rests:
-                rank = loops[i].rank
-                others = self.spatial.get(rank, 1)
-                for j, loop in enumerate(loops):
-                    if loop.rank == rank and j != i:
-                        others *= factors[j]
-                factors[i] = max(1, math.ceil(int(self.sizes[rank]) / others))
-
-        for i, loop in enumerate(loops):
-            if loop.rank not in self.sizes:
-                raise MappingError(f"{self.where}loops[{i}]: unknown rank {loop.rank!r}")
-            self._level_index(loop.level)
         if fits:
-            i = fits[0]
-            rank, level_index = loops[i].rank, self._level_index(loops[i].level)
-            capacity = self.arch.levels[level_index].capacity_bytes
-            others = self.spatial.get(rank, 1)
-            for j, loop in enumerate(loops):
-                if loop.rank == rank and j != i and isinstance(loop.factor, int):
-                    others *= loop.factor
-            span = max(1, math.ceil(int(self.sizes[rank]) / others))
-            best = None
-            for candidate in sorted((d for d in range(1, span + 1) if span % d == 0), reverse=True):
-                factors[i] = candidate
-                fill_rests()
-                if capacity is None or self.footprint_bytes(level_index, factors) <= capacity:
-                    best = candidate
-                    break
-            if best is None:
-                factors[i] = 1
-                fill_rests()
-                self.reasons.append(
-                    f"{self.kernel.name}: even a factor of 1 for {rank} at "
-                    f"{loops[i].level} overflows its {capacity:.0f} B "
-                    f"({self.footprint_bytes(level_index, factors):.0f} B needed)"
-                )
+            self._fit(factors, fits[0], rests)
         else:
-            fill_rests()
+            self._fill_rests(factors, rests)
         for level_index, level in enumerate(self.arch.levels):
             if level.capacity_bytes is None or not self.kernel.kept_at(level.name):
                 continue
             need = self.footprint_bytes(level_index, factors)
-            if need > level.capacity_bytes and not self.reasons:
-                self.reasons.append(
-                    f"{self.kernel.name}: tensors kept at {level.name} need {need:.0f} B, "
-                    f"capacity {level.capacity_bytes:.0f} B"
-                )
+            self._problem(
+                (need > level.capacity_bytes) & ~self.unfitted,
+                f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity "
+                f"{level.capacity_bytes:.0f} B",
+                need,
+            )
+        for rank in dict.fromkeys(loop.rank for loop in loops):
+            temporal = _prod(f for f, loop in zip(factors, loops, strict=True) if loop.rank == rank)
+            tiles_needed = -(-int(self.sizes[rank]) // self.spatial.get(rank, 1))
+            self._problem(
+                temporal > tiles_needed,
+                f"{name}: the loop factors of {rank} multiply to {{:.0f}}, more than the "
+                f"{{:.0f}} tile(s) its size {int(self.sizes[rank])} needs",
+                temporal,
+                tiles_needed,
+            )
         return factors
 
+    def _fit(self, factors: list, i: int, rests: list[int]) -> None:
+        """`fit`: the largest divisor of what remains of the rank whose tiles fit the level.
+
+        Rows are grouped by that remainder; each group scans its divisors from the largest,
+        keeping the first that fits, so a row costs one footprint per divisor tried.
+        """
+        loop = self.kernel.loops[i]
+        capacity = self.arch.levels[self.levels[i]].capacity_bytes
+        given = [f if j != i and j not in rests else 1 for j, f in enumerate(factors)]
+        span = np.broadcast_to(
+            np.maximum(1, -(-int(self.sizes[loop.rank]) // self._covering(loop.rank, given, i))),
+            (self.n,),
+        )
+        chosen = np.ones(self.n, dtype=np.int64)
+        fitted = np.zeros(self.n, dtype=bool)
+        for value in np.unique(span):
+            rows = np.flatnonzero(span == value)
+            for divisor in sorted(
+                (d for d in range(1, int(value) + 1) if value % d == 0), reverse=True
+            ):
+                trial = [f[rows] if np.ndim(f) else f for f in factors]
+                trial[i] = divisor
+                self._fill_rests(trial, rests)
+                need = self.footprint_bytes(self.levels[i], trial)
+                ok = np.broadcast_to(capacity is None or need <= capacity, rows.shape)
+                chosen[rows[ok]] = divisor
+                fitted[rows[ok]] = True
+                rows = rows[~ok]
+                if not rows.size:
+                    break
+        factors[i] = chosen if self.n > 1 else int(chosen[0])
+        self._fill_rests(factors, rests)
+        self.unfitted = ~fitted
+        self._problem(
+            self.unfitted,
+            f"{self.kernel.name}: even a factor of 1 for {loop.rank} at {loop.level} "
+            f"overflows its {capacity:.0f} B ({{:.0f}} B needed)",
+            self.footprint_bytes(self.levels[i], factors),
+        )
+
     @property
-    def tiles(self) -> int:
-        return math.prod(self.loop_factors) * self.batch
+    def tiles(self):
+        return _prod(self.loop_factors) * self.batch
 
     # -- compute ----------------------------------------------------------------------
     def einsum_cycles(self, name: str) -> dict:
@@ -222,7 +389,7 @@ class _KernelModel:
                 "ops": 0,
                 "cycles": 0.0,
                 "energy_pj": 0.0,
-                "counts": {},
+                "useful_fraction": 0.0,
             }
         if unit_name is None:
             raise MappingError(f"{self.where}einsum {name} has operations but no binding")
@@ -240,34 +407,63 @@ class _KernelModel:
             for op, count in counts.items()
             if not (self.options.drop_exp_energy and op is Op.EXP)
         )
-        lanes, padding = self._lanes(unit, einsum)
-        total_ops = sum(counts.values())
+        per_lane, useful_fraction = self._lanes(unit, einsum)
         return {
             "einsum": name,
             "unit": unit_name,
-            "ops": total_ops * self.batch,
-            "cycles": cycles * self.batch * padding / lanes,
+            "ops": sum(counts.values()) * self.batch,
+            "cycles": cycles * self.batch * per_lane + self._fill_drain_cycles(unit, einsum),
             # Share of the unit's PEs doing useful work while the Einsum runs.
-            "useful_fraction": lanes / unit.lanes / padding,
+            "useful_fraction": useful_fraction,
             "energy_pj": energy * self.batch,
-            "counts": {op: c * self.batch for op, c in counts.items()},
         }
 
-    def _lanes(self, unit: ComputeUnit, einsum) -> tuple[int, float]:
+    def _spatial_ranks(self, unit: ComputeUnit, einsum) -> list[str]:
+        """The ranks of `einsum` unrolled on `unit`, in the unit's dimension order."""
         iterated = {rank_of(v) for v in einsum.iter_vars}
-        ranks = dict(self.kernel.spatial).get(unit.name, ())
-        lanes, padding = 1, 1.0
-        for rank in ranks:
-            if rank in iterated:
-                factor = self.spatial[rank]
-                size = int(self.sizes[rank])
-                lanes *= factor
-                padding *= math.ceil(size / factor) * factor / size
-        for part in self.cascade.partitions:
-            if {part.upper, part.lower} <= iterated:
+        return [r for r in dict(self.kernel.spatial).get(unit.name, ()) if r in iterated]
+
+    def _lanes(self, unit: ComputeUnit, einsum):
+        """(cycles per lane-op = padding / lanes used, share of the unit's PEs doing useful
+        work = lanes used / lanes / padding), shared by Einsums with the same unrolled ranks."""
+        iterated = {rank_of(v) for v in einsum.iter_vars}
+        ranks = tuple(self._spatial_ranks(unit, einsum))
+        parts = tuple(p for p in self.cascade.partitions if {p.upper, p.lower} <= iterated)
+        key = (unit.name, ranks, parts)
+        if key not in self._lanes_memo:
+            lanes, padding = 1, 1.0
+            for rank in ranks:
+                factor, size = self.spatial[rank], int(self.sizes[rank])
+                lanes = lanes * factor
+                padding = padding * (-(-size // factor)) * factor / size
+            for part in parts:
                 padded = int(self.sizes[part.upper]) * int(self.sizes[part.lower])
                 padding *= padded / int(self.sizes[part.rank])
-        return lanes, padding
+            self._lanes_memo[key] = (padding / lanes, lanes / unit.lanes / padding)
+        return self._lanes_memo[key]
+
+    def _fill_drain_cycles(self, unit: ComputeUnit, einsum):
+        """Systolic fill and drain: (2R + C - 2) cycles per fold of an R x C array.
+
+        A fold is one placement of the spatial tile on the array; the operands skew in over
+        R + C - 2 cycles and the R rows of results (or weights, weight-stationary) shift
+        through in R more (SCALE-Sim's runtime model, Samajdar et al., ISPASS 2020, Sec. III).
+        folds = batch x prod over unrolled ranks of ceil(size / factor) x the loop factors
+        of the ranks that stream through the array (each loop splits the stream).
+        """
+        enabled = self.options.fill_drain
+        if enabled is None:
+            enabled = unit.fill_drain
+        if not enabled or len(unit.dims) != 2:
+            return 0.0
+        unrolled = self._spatial_ranks(unit, einsum)
+        folds = _prod(-(-int(self.sizes[r]) // self.spatial[r]) for r in unrolled)
+        iterated = {rank_of(v) for v in einsum.iter_vars}
+        for loop, factor in zip(self.kernel.loops, self.loop_factors, strict=True):
+            if loop.rank in iterated and loop.rank not in unrolled:
+                folds = folds * factor
+        rows, cols = unit.dims
+        return folds * self.batch * (2 * rows + cols - 2)
 
     # -- memory -----------------------------------------------------------------------
     def _elements(self, tensor: str) -> int:
@@ -275,11 +471,11 @@ class _KernelModel:
         ranks = self.cascade.tensor_ranks[tensor]
         return math.prod(int(self.sizes[r]) for r in ranks) * self.batch
 
-    def dram_traffic(self) -> dict[str, float]:
+    def dram_traffic(self) -> dict[str, np.ndarray | float]:
         """Bytes moved to and from off-chip memory per tensor."""
         members = set(self.kernel.einsums)
         kept = {t for level, tensors in self.kernel.keep if level != self.offchip for t in tensors}
-        traffic: dict[str, float] = {}
+        traffic: dict = {}
         for tensor, ranks in self.cascade.tensor_ranks.items():
             producer = self.cascade.producers.get(tensor)
             produced_here = producer is not None and producer.output in members
@@ -303,7 +499,7 @@ class _KernelModel:
             traffic["(spill)"] = spilled * self.kernel.spill_fraction * self.arch.word_bytes
         return traffic
 
-    def buffer_words(self, dram: dict[str, float]) -> dict[str, dict[str, float]]:
+    def buffer_words(self, dram: dict) -> dict[str, dict]:
         """Words read and written at each on-chip level for the tensors it keeps.
 
         Writes: fills from DRAM plus every element an array produces into the level.
@@ -314,16 +510,16 @@ class _KernelModel:
         kernel's `dram_traffic()`: its fills are the buffer's writes.
         """
         members = set(self.kernel.einsums)
-        out: dict[str, dict[str, float]] = {}
+        out: dict[str, dict] = {}
         for level in self.arch.levels[1:]:
             reads = writes = 0.0
             for tensor in self.kernel.kept_at(level.name):
                 ranks = self.cascade.tensor_ranks[tensor]
                 elements = self._elements(tensor)
-                writes += dram.get(tensor, 0.0) / self.arch.word_bytes
+                writes = writes + dram.get(tensor, 0.0) / self.arch.word_bytes
                 producer = self.cascade.producers.get(tensor)
                 if producer is not None and producer.output in members:
-                    writes += elements
+                    writes = writes + elements
                 fetched = terminal = 0.0
                 for einsum in self.cascade.einsums:
                     if einsum.output not in members:
@@ -341,51 +537,91 @@ class _KernelModel:
                             )
                             terminal = max(terminal, slice_ * self.batch)
                         else:
-                            refetch = self._refetch(ranks, kept_or_output=False, offchip_only=False)
-                            fetched = max(fetched, elements * refetch)
-                reads += fetched + terminal
+                            # Every consumer of a tensor sees the same loops: one fetch count.
+                            fetched = elements * self._refetch(
+                                ranks, kept_or_output=False, offchip_only=False
+                            )
+                reads = reads + fetched + terminal
             out[level.name] = {"reads": reads, "writes": writes}
         return out
 
-    def _refetch(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only=True) -> int:
-        offchip_loops = [
-            (loop, f)
-            for loop, f in zip(self.kernel.loops, self.loop_factors, strict=True)
+    def _refetch(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only=True):
+        """Product of the factors of the loops that re-fetch a tensor with `ranks`."""
+        chosen = [
+            i
+            for i, loop in enumerate(self.kernel.loops)
             if loop.level == self.offchip or not offchip_only
         ]
-        relevant = [_relevant(self.cascade, loop.rank, ranks) for loop, _ in offchip_loops]
-        innermost = max((i for i, r in enumerate(relevant) if r), default=-1)
-        factor = 1
-        for i, ((_, f), rel) in enumerate(zip(offchip_loops, relevant, strict=True)):
-            if not rel and (not kept_or_output or i < innermost):
-                factor *= f
-        return factor
+        relevant = [_relevant(self.cascade, self.kernel.loops[i].rank, ranks) for i in chosen]
+        innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
+        return _prod(
+            self.loop_factors[i]
+            for k, i in enumerate(chosen)
+            if not relevant[k] and (not kept_or_output or k < innermost)
+        )
 
 
-def evaluate(
+def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]:
+    """Validate free parameters: known names, positive integers, one common length."""
+    if not params:
+        return {}, 1
+    known = parameter_names(mapping)
+    out: dict[str, np.ndarray] = {}
+    n = None
+    for key, values in params.items():
+        if key not in known:
+            raise MappingError(
+                f"mapping {mapping.name}: no free parameter {key!r}; known: {', '.join(known)}"
+            )
+        array = np.atleast_1d(np.asarray(values))
+        if array.ndim != 1 or array.dtype.kind not in "iuf":
+            raise MappingError(f"params[{key!r}]: expected a 1-D array of positive integers")
+        as_int = array.astype(np.int64)
+        bad = np.flatnonzero((as_int != array) | (as_int < 1))
+        if bad.size:
+            raise MappingError(
+                f"params[{key!r}]: entry {bad[0]} is {array[bad[0]].item()!r}, "
+                "expected a positive integer"
+            )
+        if n is not None and as_int.size not in (1, n) and n != 1:
+            raise MappingError(
+                f"params[{key!r}]: {as_int.size} values, but other parameters have {n}"
+            )
+        n = max(n or 1, as_int.size)
+        out[key] = as_int
+    return {k: (np.broadcast_to(v, (n,)) if v.size == 1 else v) for k, v in out.items()}, n
+
+
+def evaluate_batch(
     cascade: Cascade,
     arch: Architecture,
     mapping: Mapping,
     shape: MappingABC[str, int],
+    params: MappingABC[str, object] | None = None,
     options: ModelOptions | None = None,
-) -> Report:
-    """Predict cycles, energy, traffic and utilization of `mapping` running `cascade`.
+) -> BatchReport:
+    """Predict cycles, energy, traffic and utilization of many mappings of one template.
 
     Args:
         cascade: what is computed.
         arch: the hardware.
-        mapping: where and when (kernels, loops, spatial unrolling, binding, stages).
+        mapping: the template (kernels, loops, spatial unrolling, binding, stages).
         shape: rank sizes, batch ranks (B, H) included; missing batch ranks count as 1.
+        params: free parameters by name (`parameter_names(mapping)`), each an array of
+            positive integers of one common length n (or a scalar shared by every row): a
+            loop's factor (replacing its int, `rest` or `fit`) or a spatial factor.
         options: accounting switches (`ModelOptions`).
 
     Returns:
-        A `Report`; `valid` is False (with `reasons`) when a kept tile overflows its level.
+        A `BatchReport` of n rows; `valid` is False (with `reasons(i)`) where a kept tile
+        overflows its level, a spatial factor exceeds its array, or loop factors overshoot.
 
     Raises:
-        MappingError: a mapping that names unknown Einsums, units, levels or ranks, or binds
-            an Einsum to a unit lacking one of its operators.
+        MappingError: a mapping that names unknown Einsums, units, levels or ranks, binds an
+            Einsum to a unit lacking one of its operators, or an unknown parameter.
     """
     options = options or ModelOptions()
+    batch_params, n = _batch_params(mapping, params)
     sizes = dict(resolve_shape(cascade, shape))
     batch = 1
     for rank in mapping.batch:
@@ -401,54 +637,55 @@ def evaluate(
             f"mapping {mapping.name}: Einsum(s) {', '.join(missing)} of cascade "
             f"{cascade.name or '(unnamed)'} are in no kernel"
         )
-    clock = arch.clock_hz
     dram = arch.levels[0]
-    rows, reasons, kernel_rows, factors_report = [], [], [], {}
-    busy: dict[str, float] = {u.name: 0.0 for u in arch.units}
-    useful: dict[str, float] = {u.name: 0.0 for u in arch.units}
-    energy = {"compute": 0.0, dram.name: 0.0, "leakage": 0.0}
-    traffic_total: dict[str, float] = {}
-    buffer_words: dict[str, float] = {}
+    einsum_rows, kernel_rows, problems, factors_report = [], [], [], {}
+    busy: dict = {u.name: 0.0 for u in arch.units}
+    useful: dict = {u.name: 0.0 for u in arch.units}
+    energy: dict = {"compute": 0.0, dram.name: 0.0, "leakage": 0.0}
+    traffic_total: dict = {}
+    buffer_words: dict = {}
     kernel_cycles, memory_cycles_total = [], 0.0
     for kernel in mapping.kernels:
         where = f"mapping {mapping.name}, kernel {kernel.name}: "
-        model = _KernelModel(cascade, arch, kernel, sizes, batch, options, where)
-        reasons += model.reasons
-        factors_report[kernel.name] = {
-            f"{loop.level}.{loop.rank}": f
-            for loop, f in zip(kernel.loops, model.loop_factors, strict=True)
-        } | {f"spatial.{r}": f for r, f in model.spatial.items()}
+        model = _KernelModel(cascade, arch, kernel, sizes, batch, options, where, batch_params, n)
+        problems += model.problems
+        factors_report[kernel.name] = dict(zip(model.keys, model.loop_factors, strict=True)) | {
+            f"spatial.{r}": f for r, f in model.spatial.items()
+        }
         per = {name: model.einsum_cycles(name) for name in kernel.einsums}
-        unit_cycles: dict[str, float] = {}
+        unit_cycles: dict = {}
         for row in per.values():
             if row["unit"]:
                 unit_cycles[row["unit"]] = unit_cycles.get(row["unit"], 0.0) + row["cycles"]
         if kernel.overlap is Overlap.PERFECT:
-            compute = max(unit_cycles.values(), default=0.0)
+            compute = functools.reduce(np.maximum, unit_cycles.values(), 0.0)
         elif kernel.overlap is Overlap.SERIAL:
             compute = sum(unit_cycles.values())
         else:
             compute = _pipelined_cycles(kernel, per, model, cascade)
         traffic = model.dram_traffic()
-        memory = sum(traffic.values()) / dram.bandwidth_bytes_per_cycle
-        kernel_cycles.append(max(compute, memory))
+        bytes_moved = sum(traffic.values())
+        memory = bytes_moved / dram.bandwidth_bytes_per_cycle
+        kernel_cycles.append(np.maximum(compute, memory))
         for unit, cycles in unit_cycles.items():
-            busy[unit] += cycles
-        memory_cycles_total += memory
+            busy[unit] = busy[unit] + cycles
+        memory_cycles_total = memory_cycles_total + memory
         for row in per.values():
             if row["unit"]:
-                useful[row["unit"]] += row["cycles"] * row["useful_fraction"]
+                useful[row["unit"]] = useful[row["unit"]] + row["cycles"] * row["useful_fraction"]
         for tensor, moved in traffic.items():
             traffic_total[tensor] = traffic_total.get(tensor, 0.0) + moved
-        energy["compute"] += sum(row["energy_pj"] for row in per.values())
-        energy[dram.name] += (
-            sum(traffic.values()) * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2
+        energy["compute"] = energy["compute"] + sum(row["energy_pj"] for row in per.values())
+        energy[dram.name] = (
+            energy[dram.name] + bytes_moved * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2
         )
         for level_name, words in model.buffer_words(traffic).items():
             level = arch.level(level_name)
             pj = words["reads"] * level.read_pj_per_byte + words["writes"] * level.write_pj_per_byte
             energy[level_name] = energy.get(level_name, 0.0) + pj * arch.word_bytes
-            buffer_words[level_name] = buffer_words.get(level_name, 0.0) + sum(words.values())
+            buffer_words[level_name] = (
+                buffer_words.get(level_name, 0.0) + words["reads"] + words["writes"]
+            )
         kernel_rows.append(
             {
                 "kernel": kernel.name,
@@ -457,57 +694,97 @@ def evaluate(
                 "tiles": model.tiles,
             }
         )
-        for row in per.values():
-            rows.append(
-                {
-                    "kernel": kernel.name,
-                    "einsum": row["einsum"],
-                    "unit": row["unit"],
-                    "ops": row["ops"],
-                    "cycles": row["cycles"],
-                    "energy_pj": row["energy_pj"],
-                }
-            )
+        einsum_rows += [
+            {
+                "kernel": kernel.name,
+                "einsum": row["einsum"],
+                "unit": row["unit"],
+                "ops": row["ops"],
+                "cycles": row["cycles"],
+                "energy_pj": row["energy_pj"],
+            }
+            for row in per.values()
+        ]
     if mapping.kernel_overlap is Overlap.PERFECT:
-        total = max([*busy.values(), memory_cycles_total])
+        total = functools.reduce(np.maximum, [*busy.values(), memory_cycles_total])
     else:
         total = sum(kernel_cycles)
-    latency = total / clock
+    shaped = functools.partial(_shaped, n=n)
+    total = shaped(total)
+    latency = total / arch.clock_hz
     energy["leakage"] = arch.leakage_w * latency * 1e12
-    table = pd.DataFrame(rows)
-    table["busy_fraction"] = table["cycles"] / total if total else 0.0
-    # Utilization: PE-cycles doing useful work over PE-cycles available (idle columns of a
-    # weight-stationary mapping and padded lanes count as idle).
-    utilization = {unit: (cycles / total if total else 0.0) for unit, cycles in useful.items()}
-    return Report(
+    energy = {k: shaped(v) for k, v in energy.items()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Utilization: PE-cycles doing useful work over PE-cycles available (idle columns
+        # of a weight-stationary mapping and padded lanes count as idle).
+        utilization = {u: np.where(total > 0, shaped(c) / total, 0.0) for u, c in useful.items()}
+    invalid = functools.reduce(np.logical_or, [p.mask for p in problems], np.zeros(n, bool))
+    return BatchReport(
+        n=n,
+        params=dict(batch_params),
         cycles=total,
         latency_s=latency,
         energy_pj=sum(energy.values()),
         energy_by_component_pj=energy,
-        dram_bytes=sum(traffic_total.values()),
-        dram_bytes_by_tensor=traffic_total,
-        buffer_words=buffer_words,
+        dram_bytes=shaped(sum(traffic_total.values())),
+        dram_bytes_by_tensor={k: shaped(v) for k, v in traffic_total.items()},
+        buffer_words={k: shaped(v) for k, v in buffer_words.items()},
         utilization=utilization,
-        per_einsum=table,
-        factors=factors_report,
-        valid=not reasons,
-        reasons=tuple(reasons),
+        valid=~invalid,
+        factors={
+            k: {key: shaped(v).astype(np.int64) for key, v in values.items()}
+            for k, values in factors_report.items()
+        },
+        einsums=tuple(einsum_rows),
         kernels=tuple(kernel_rows),
+        problems=tuple(problems),
     )
 
 
-def _pipelined_cycles(kernel: Kernel, per: dict[str, dict], model: _KernelModel, cascade) -> float:
+def _shaped(value, n: int) -> np.ndarray:
+    """A batch quantity as a float array of shape (n,)."""
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+
+
+def evaluate(
+    cascade: Cascade,
+    arch: Architecture,
+    mapping: Mapping,
+    shape: MappingABC[str, int],
+    options: ModelOptions | None = None,
+) -> Report:
+    """Predict cycles, energy, traffic and utilization of `mapping` running `cascade`:
+    `evaluate_batch` with no free parameters, a batch of one.
+
+    Args:
+        cascade: what is computed.
+        arch: the hardware.
+        mapping: where and when (kernels, loops, spatial unrolling, binding, stages).
+        shape: rank sizes, batch ranks (B, H) included; missing batch ranks count as 1.
+        options: accounting switches (`ModelOptions`).
+
+    Returns:
+        A `Report`; `valid` is False (with `reasons`) when a kept tile overflows its level.
+
+    Raises:
+        MappingError: a mapping that names unknown Einsums, units, levels or ranks, or binds
+            an Einsum to a unit lacking one of its operators.
+    """
+    return evaluate_batch(cascade, arch, mapping, shape, None, options).report(0)
+
+
+def _pipelined_cycles(kernel: Kernel, per: dict[str, dict], model: _KernelModel, cascade):
     """T tiles x sum over stages of the max over units of per-tile cycles (the waterfall)."""
     tiles = model.tiles
     staged = {item.einsum for stage in kernel.stages for item in stage if not item.drain}
-    unstaged = [n for n, row in per.items() if row["cycles"] and n not in staged]
+    unstaged = [n for n, row in per.items() if np.any(row["cycles"]) and n not in staged]
     if unstaged:
         raise MappingError(
             f"kernel {kernel.name}: Einsum(s) {', '.join(unstaged)} have work but no stage"
         )
     per_tile = 0.0
     for stage in kernel.stages:
-        by_unit: dict[str, float] = {}
+        by_unit: dict = {}
         for item in stage:
             cycles = per[item.einsum]["cycles"] / tiles
             if item.drain:
@@ -516,10 +793,10 @@ def _pipelined_cycles(kernel: Kernel, per: dict[str, dict], model: _KernelModel,
                 unit = model.arch.unit(per[item.einsum]["unit"])
                 ranks = dict(kernel.spatial).get(unit.name, ())
                 reduced = {rank_of(v) for v in einsum.reduced_vars}
-                width = math.prod(model.spatial[r] for r in ranks if r in reduced) or 1
+                width = _prod(model.spatial[r] for r in ranks if r in reduced)
                 by_unit["(drain)"] = by_unit.get("(drain)", 0.0) + cycles * width
             else:
                 unit_name = per[item.einsum]["unit"]
                 by_unit[unit_name] = by_unit.get(unit_name, 0.0) + cycles
-        per_tile += max(by_unit.values(), default=0.0)
+        per_tile = per_tile + functools.reduce(np.maximum, by_unit.values(), 0.0)
     return per_tile * tiles

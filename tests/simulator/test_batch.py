@@ -1,0 +1,123 @@
+"""`evaluate_batch`: a batch equals the loop of scalar evaluations of its bound rows."""
+
+import numpy as np
+import pytest
+
+from einsim import MappingError, SpecError, attention
+from einsim.simulator import (
+    bind,
+    evaluate,
+    evaluate_batch,
+    load_architecture,
+    load_mapping,
+    parameter_names,
+)
+
+BERT_4K = dict(B=64, H=12, E=64, F=64, M=4096, P=4096)
+
+
+def _assert_row_matches_scalar(batch, i, cascade, arch, template, shape):
+    row = {key: int(values[i]) for key, values in batch.params.items()}
+    scalar = evaluate(cascade, arch, bind(template, row), shape)
+    ours = batch.report(i)
+    assert ours.valid == scalar.valid
+    assert ours.reasons == scalar.reasons
+    for name in ("cycles", "energy_pj", "dram_bytes"):
+        assert getattr(ours, name) == pytest.approx(getattr(scalar, name), rel=1e-12)
+    assert ours.utilization == pytest.approx(scalar.utilization, rel=1e-12)
+    assert ours.energy_by_component_pj == pytest.approx(scalar.energy_by_component_pj, rel=1e-12)
+    assert ours.factors == scalar.factors
+    np.testing.assert_allclose(ours.per_einsum.cycles, scalar.per_einsum.cycles, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "arch", "draw"),
+    [
+        # P1 and the rows of both arrays free; DRAM P and M1 take the rest.
+        ("fusemax", "fusemax_cloud", {"attention.GB.P": (1, 40), "attention.spatial.P": (1, 300)}),
+        # The DRAM factor of P free: the fitted P1 then differs per row (one group per span).
+        ("fusemax", "fusemax_cloud", {"attention.DRAM.P": (1, 16)}),
+        ("cascade_on_flat", "flat_cloud", {"attention.spatial.M0": (1, 256)}),
+        ("unfused", "flat_cloud", {"qk.spatial.P": (1, 256), "av.spatial.M": (1, 256)}),
+    ],
+)
+def test_batch_equals_loop_of_scalars(mapping, arch, draw):
+    rng = np.random.default_rng(7)
+    template, hardware = load_mapping(mapping), load_architecture(arch)
+    cascade = attention(template.cascade)
+    params = {key: rng.integers(lo, hi + 1, size=24) for key, (lo, hi) in draw.items()}
+    batch = evaluate_batch(cascade, hardware, template, BERT_4K, params)
+    assert batch.n == 24 and batch.cycles.shape == (24,)
+    for i in range(batch.n):
+        _assert_row_matches_scalar(batch, i, cascade, hardware, template, BERT_4K)
+
+
+def test_rows_that_do_not_fit_are_flagged_with_their_own_reason():
+    template = load_mapping("fusemax")
+    params = {"attention.GB.P": [1, 256, 4096], "attention.spatial.P": [256, 256, 512]}
+    shape = dict(BERT_4K, M=65536, P=65536)
+    batch = evaluate_batch(
+        attention("fusemax"), load_architecture("fusemax_cloud"), template, shape, params
+    )
+    assert batch.valid.tolist() == [True, False, False]
+    assert "tensors kept at GB need" in batch.reasons(1)[0]
+    assert any("spatial factor 512 of P is larger than the array" in r for r in batch.reasons(2))
+    assert any("multiply to 4096, more than the 128 tile(s)" in r for r in batch.reasons(2))
+
+
+def test_total_work_does_not_depend_on_the_free_parameters():
+    rng = np.random.default_rng(1)
+    params = {"attention.GB.P": rng.integers(1, 17, 50), "attention.spatial.M0": [256] * 50}
+    batch = evaluate_batch(
+        attention("fusemax"),
+        load_architecture("fusemax_cloud"),
+        load_mapping("fusemax"),
+        BERT_4K,
+        params,
+    )
+    macs = sum(np.broadcast_to(r["ops"], (50,)) for r in batch.einsums if r["einsum"] == "QK")
+    assert np.all(macs == 64 * 12 * 64 * 4096 * 4096)
+
+
+def test_a_batch_frame_has_one_row_per_mapping():
+    params = {"attention.GB.P": [1, 2, 4, 8]}
+    batch = evaluate_batch(
+        attention("fusemax"),
+        load_architecture("fusemax_cloud"),
+        load_mapping("fusemax"),
+        BERT_4K,
+        params,
+    )
+    frame = batch.to_frame()
+    assert list(frame["attention.GB.P"]) == [1, 2, 4, 8]
+    assert {"cycles", "latency_s", "energy_pj", "dram_bytes", "valid", "util_2d"} <= set(frame)
+    # Larger P1 tiles re-read K and V fewer times: DRAM traffic falls monotonically.
+    assert np.all(np.diff(frame.dram_bytes) < 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"attention.GB.Q": [1]}, "no free parameter 'attention.GB.Q'; known: attention.DRAM.P"),
+        ({"attention.GB.P": [1, 0]}, r"entry 1 is 0, expected a positive integer"),
+        ({"attention.GB.P": [1.5]}, r"entry 0 is 1.5, expected a positive integer"),
+        ({"attention.GB.P": [1, 2], "attention.spatial.P": [1, 2, 3]}, "3 values, but other"),
+    ],
+)
+def test_bad_parameters_are_named(params, message):
+    with pytest.raises(MappingError, match=message):
+        evaluate_batch(
+            attention("fusemax"),
+            load_architecture("fusemax_cloud"),
+            load_mapping("fusemax"),
+            BERT_4K,
+            params,
+        )
+
+
+def test_parameter_names_and_bind_agree():
+    template = load_mapping("unfused")
+    names = parameter_names(template)
+    assert "qk.spatial.P" in names and "softmax.spatial.M" in names
+    with pytest.raises(SpecError, match=r"no parameter 'qk\.GB\.P'"):
+        bind(template, {"qk.GB.P": 2})
