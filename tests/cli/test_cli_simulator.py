@@ -74,3 +74,22 @@ def test_reproduce_csv_columns():
         "published_energy_pj",
     ]
     assert len(proc.stdout.splitlines()) == 1 + 4 * 6 * 5
+
+
+def test_reproduce_end_to_end_csv_has_the_layer_columns():
+    proc = run("reproduce", "fusemax", "--end-to-end", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0].split(",")
+    assert header[-4:] == ["matmul_latency_s", "matmul_energy_pj", "e2e_latency_s", "e2e_energy_pj"]
+    assert len(proc.stdout.splitlines()) == 1 + 4 * 6 * 5
+
+
+def test_reproduce_end_to_end_prints_its_headline():
+    from click.testing import CliRunner
+
+    from einsim.cli import main
+
+    result = CliRunner().invoke(main, ["reproduce", "fusemax", "--end-to-end"])
+    assert result.exit_code == 0, result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("End to end") and "(published 5.3x)" in last
