@@ -321,16 +321,20 @@ class _KernelModel:
                 f"{level.capacity_bytes:.0f} B",
                 need,
             )
-        for rank in dict.fromkeys(loop.rank for loop in loops):
-            temporal = _prod(f for f, loop in zip(factors, loops, strict=True) if loop.rank == rank)
-            tiles_needed = -(-int(self.sizes[rank]) // self.spatial.get(rank, 1))
+        # A factor that does not divide its rank pads the last iteration (idle lanes); one
+        # whose last iteration would hold no work at all is a mistake. Inner loops first.
+        covered = dict(self.spatial)
+        for i in reversed(range(len(loops))):
+            rank, size = loops[i].rank, int(self.sizes[loops[i].rank])
+            inner = covered.get(rank, 1)
             self._problem(
-                temporal > tiles_needed,
-                f"{name}: the loop factors of {rank} multiply to {{:.0f}}, more than the "
-                f"{{:.0f}} tile(s) its size {int(self.sizes[rank])} needs",
-                temporal,
-                tiles_needed,
+                (factors[i] - 1) * inner >= size,
+                f"{name}: loop {self.keys[i]} has factor {{:.0f}} over tiles of {{:.0f}}, "
+                f"so its last iteration finds no {rank} left (size {size})",
+                factors[i],
+                inner,
             )
+            covered[rank] = inner * factors[i]
         return factors
 
     def _fit(self, factors: list, i: int, rests: list[int]) -> None:

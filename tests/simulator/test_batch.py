@@ -62,7 +62,7 @@ def test_rows_that_do_not_fit_are_flagged_with_their_own_reason():
     assert batch.valid.tolist() == [True, False, False]
     assert "tensors kept at GB need" in batch.reasons(1)[0]
     assert any("spatial factor 512 of P is larger than the array" in r for r in batch.reasons(2))
-    assert any("multiply to 4096, more than the 128 tile(s)" in r for r in batch.reasons(2))
+    assert any("loop GB.P has factor 4096 over tiles of 512" in r for r in batch.reasons(2))
 
 
 def test_total_work_does_not_depend_on_the_free_parameters():
