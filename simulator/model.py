@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from einsim.einsum import Cascade, MappingError, Op, SpecError, resolve_shape
+from einsim.einsum import Cascade, InfeasibleError, MappingError, Op, SpecError, resolve_shape
 from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 
@@ -92,6 +92,7 @@ class _Problem:
     mask: np.ndarray
     message: str
     values: tuple[np.ndarray | float, ...] = ()
+    infeasible: bool = False  # no choice of the free factor fits: the mapping cannot work
 
     def at(self, i: int) -> str:
         return self.message.format(*(_item(v, i) for v in self.values))
@@ -256,42 +257,46 @@ class _KernelModel:
         self.arch.level(name, self.where)  # raises with the known levels
         return -1
 
-    def _problem(self, mask, message: str, *values) -> None:
+    def _problem(self, mask, message: str, *values, infeasible: bool = False) -> None:
         if np.any(mask):
-            self.problems.append(_Problem(np.broadcast_to(mask, (self.n,)), message, values))
+            mask = np.broadcast_to(mask, (self.n,))
+            self.problems.append(_Problem(mask, message, values, infeasible))
 
-    def _extent_below(self, rank: str, level_index: int, factors) -> np.ndarray | int:
+    def _extent_below(self, rank: str, level_index: int, factors, spatial) -> np.ndarray | int:
         """The extent of `rank` in a tile held at storage level `level_index`."""
         looped = [i for i, loop in enumerate(self.kernel.loops) if loop.rank == rank]
         if not looped:
             return int(self.sizes[rank])
         inner = [factors[i] for i in looped if self.levels[i] >= level_index]
-        return _prod([self.spatial.get(rank, 1), *inner])
+        return _prod([spatial.get(rank, 1), *inner])
 
-    def footprint_bytes(self, level_index: int, factors) -> np.ndarray | int:
-        """Bytes of the tiles of the tensors kept at a level: product of their extents."""
+    def footprint_bytes(self, level_index: int, factors, spatial=None) -> dict:
+        """Bytes of the tile of each tensor kept at a level: the product of its extents.
+        `factors` and `spatial` (default: the kernel's) may be a subset of the rows."""
+        spatial = self.spatial if spatial is None else spatial
         level = self.arch.levels[level_index]
-        total = 0
+        out = {}
         for tensor in self.kernel.kept_at(level.name):
             ranks = self.cascade.tensor_ranks.get(tensor)
             if ranks is None:
                 raise MappingError(f"{self.where}keep.{level.name}: unknown tensor {tensor!r}")
-            total = total + _prod(self._extent_below(r, level_index, factors) for r in ranks)
-        return total * self.arch.word_bytes
+            extents = (self._extent_below(r, level_index, factors, spatial) for r in ranks)
+            out[tensor] = _prod(extents) * self.arch.word_bytes
+        return out
 
-    def _covering(self, rank: str, factors, skip: int):
+    def _covering(self, rank: str, factors, skip: int, spatial):
         """Spatial factor times every loop factor of `rank` except loop `skip`."""
         loops = self.kernel.loops
         others = (f for j, f in enumerate(factors) if j != skip and loops[j].rank == rank)
-        return _prod([self.spatial.get(rank, 1), *others])
+        return _prod([spatial.get(rank, 1), *others])
 
-    def _fill_rests(self, factors, rests) -> None:
+    def _fill_rests(self, factors, rests, spatial=None) -> None:
         """A `rest` loop takes ceil(rank size / everything else that covers the rank)."""
+        spatial = self.spatial if spatial is None else spatial
         for i in rests:
             rank = self.kernel.loops[i].rank
-            factors[i] = np.maximum(
-                1, -(-int(self.sizes[rank]) // self._covering(rank, factors, i))
-            )
+            covering = self._covering(rank, factors, i, spatial)
+            factors[i] = np.maximum(1, -(-int(self.sizes[rank]) // covering))
 
     def _loop_factors(self, params) -> list:
         loops, name = self.kernel.loops, self.kernel.name
@@ -314,7 +319,7 @@ class _KernelModel:
         for level_index, level in enumerate(self.arch.levels):
             if level.capacity_bytes is None or not self.kernel.kept_at(level.name):
                 continue
-            need = self.footprint_bytes(level_index, factors)
+            need = sum(self.footprint_bytes(level_index, factors).values())
             self._problem(
                 (need > level.capacity_bytes) & ~self.unfitted,
                 f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity "
@@ -346,10 +351,8 @@ class _KernelModel:
         loop = self.kernel.loops[i]
         capacity = self.arch.levels[self.levels[i]].capacity_bytes
         given = [f if j != i and j not in rests else 1 for j, f in enumerate(factors)]
-        span = np.broadcast_to(
-            np.maximum(1, -(-int(self.sizes[loop.rank]) // self._covering(loop.rank, given, i))),
-            (self.n,),
-        )
+        covering = self._covering(loop.rank, given, i, self.spatial)
+        span = np.broadcast_to(np.maximum(1, -(-int(self.sizes[loop.rank]) // covering)), (self.n,))
         chosen = np.ones(self.n, dtype=np.int64)
         fitted = np.zeros(self.n, dtype=bool)
         for value in np.unique(span):
@@ -358,9 +361,10 @@ class _KernelModel:
                 (d for d in range(1, int(value) + 1) if value % d == 0), reverse=True
             ):
                 trial = [f[rows] if np.ndim(f) else f for f in factors]
+                spatial = {r: f[rows] if np.ndim(f) else f for r, f in self.spatial.items()}
                 trial[i] = divisor
-                self._fill_rests(trial, rests)
-                need = self.footprint_bytes(self.levels[i], trial)
+                self._fill_rests(trial, rests, spatial)
+                need = sum(self.footprint_bytes(self.levels[i], trial, spatial).values())
                 ok = np.broadcast_to(capacity is None or need <= capacity, rows.shape)
                 chosen[rows[ok]] = divisor
                 fitted[rows[ok]] = True
@@ -370,11 +374,20 @@ class _KernelModel:
         factors[i] = chosen if self.n > 1 else int(chosen[0])
         self._fill_rests(factors, rests)
         self.unfitted = ~fitted
+        tiles = self.footprint_bytes(self.levels[i], factors)
+        largest = sorted(tiles, key=lambda t: -np.max(tiles[t]))[:3]
         self._problem(
             self.unfitted,
-            f"{self.kernel.name}: even a factor of 1 for {loop.rank} at {loop.level} "
-            f"overflows its {capacity:.0f} B ({{:.0f}} B needed)",
-            self.footprint_bytes(self.levels[i], factors),
+            f"{self.kernel.name}: nothing fits: even a factor of 1 for {loop.rank} at "
+            f"{loop.level} overflows its {capacity:.0f} B ({{:.0f}} B needed; largest tiles: "
+            + ", ".join(f"{t} {{:.0f}} B" for t in largest)
+            + f"). Likely causes: a {loop.level} too small for what it keeps (raise "
+            f"levels.{loop.level}.capacity_bytes), a spatial tile too large for it (fewer "
+            f"array rows or columns, or a smaller tile such as M0), or a tensor kept at "
+            f"{loop.level} that could stream from {self.offchip}",
+            sum(tiles.values()),
+            *(tiles[t] for t in largest),
+            infeasible=True,
         )
 
     @property
@@ -771,10 +784,16 @@ def evaluate(
         A `Report`; `valid` is False (with `reasons`) when a kept tile overflows its level.
 
     Raises:
+        InfeasibleError: a `fit` loop for which nothing fits, even a factor of 1 (the message
+            names the largest tiles and the likely causes).
         MappingError: a mapping that names unknown Einsums, units, levels or ranks, or binds
             an Einsum to a unit lacking one of its operators.
     """
-    return evaluate_batch(cascade, arch, mapping, shape, None, options).report(0)
+    batch = evaluate_batch(cascade, arch, mapping, shape, None, options)
+    for problem in batch.problems:
+        if problem.infeasible and problem.mask[0]:
+            raise InfeasibleError(f"mapping {mapping.name}, kernel {problem.at(0)}")
+    return batch.report(0)
 
 
 def _pipelined_cycles(kernel: Kernel, per: dict[str, dict], model: _KernelModel, cascade):

@@ -140,14 +140,15 @@ def layer_matmuls(model: str, seq_len: int, arch: Architecture) -> LayerMatmuls:
     for name, k, n in LAYER_MATMULS:
         shape = {"K": widths[k], "M": tokens, "N": widths[n]}
         key = (shape["K"], shape["N"])
+        where = f"{model} at {seq_len}: matmul {name} ({shape}) does not fit {arch.name}: "
         if key not in reports:  # K and V are copies of Q
-            reports[key] = evaluate(gemm, arch, mapping, shape)
+            try:
+                reports[key] = evaluate(gemm, arch, mapping, shape)
+            except InfeasibleError as error:
+                raise InfeasibleError(where + str(error)) from None
         report = reports[key]
         if not report.valid:
-            raise InfeasibleError(
-                f"{model} at {seq_len}: matmul {name} ({shape}) does not fit {arch.name}: "
-                + "; ".join(report.reasons)
-            )
+            raise InfeasibleError(where + "; ".join(report.reasons))
         latency += report.latency_s
         energy += report.energy_pj
         dram += report.dram_bytes

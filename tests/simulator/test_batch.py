@@ -38,6 +38,8 @@ def _assert_row_matches_scalar(batch, i, cascade, arch, template, shape):
         # The DRAM factor of P free: the fitted P1 then differs per row (one group per span).
         ("fusemax", "fusemax_cloud", {"attention.DRAM.P": (1, 16)}),
         ("cascade_on_flat", "flat_cloud", {"attention.spatial.M0": (1, 256)}),
+        # At 64K the fitted P1 scans several divisors, on rows of different spatial P.
+        ("cascade_on_flat", "flat_cloud", {"attention.spatial.P": (1, 256), "64K": ()}),
         ("unfused", "flat_cloud", {"qk.spatial.P": (1, 256), "av.spatial.M": (1, 256)}),
     ],
 )
@@ -45,11 +47,12 @@ def test_batch_equals_loop_of_scalars(mapping, arch, draw):
     rng = np.random.default_rng(7)
     template, hardware = load_mapping(mapping), load_architecture(arch)
     cascade = attention(template.cascade)
+    shape = dict(BERT_4K, M=65536, P=65536) if draw.pop("64K", None) == () else BERT_4K
     params = {key: rng.integers(lo, hi + 1, size=24) for key, (lo, hi) in draw.items()}
-    batch = evaluate_batch(cascade, hardware, template, BERT_4K, params)
+    batch = evaluate_batch(cascade, hardware, template, shape, params)
     assert batch.n == 24 and batch.cycles.shape == (24,)
     for i in range(batch.n):
-        _assert_row_matches_scalar(batch, i, cascade, hardware, template, BERT_4K)
+        _assert_row_matches_scalar(batch, i, cascade, hardware, template, shape)
 
 
 def test_rows_that_do_not_fit_are_flagged_with_their_own_reason():

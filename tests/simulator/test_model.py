@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import yaml
 
-from einsim import MappingError, SpecError, attention
-from einsim.simulator import evaluate, load_architecture, load_mapping
+from einsim import InfeasibleError, MappingError, SpecError, attention
+from einsim.simulator import bind, evaluate, load_architecture, load_mapping
 
 BERT_1K = dict(B=64, H=12, E=64, F=64, M=1024, P=1024)
 
@@ -50,10 +50,25 @@ def test_non_multiple_of_the_array_pads_instead_of_failing():
     assert padded.utilization["2d"] < exact.utilization["2d"]
 
 
-def test_a_buffer_too_small_is_reported_not_crashed():
-    report = _run(overrides={"levels.GB.capacity_bytes": 1000})
+def test_a_buffer_too_small_raises_infeasible_with_likely_causes():
+    with pytest.raises(InfeasibleError) as caught:
+        _run(overrides={"levels.GB.capacity_bytes": 1000})
+    message = str(caught.value)
+    assert message.startswith("mapping fusemax, kernel attention: nothing fits")
+    # At P1 = 1: Q, BK, BV and RNV hold 64 x 256 words each, RM and RD 256 each.
+    assert "(132096 B needed; largest tiles: Q 32768 B, BK 32768 B, BV 32768 B)" in message
+    assert "raise levels.GB.capacity_bytes" in message and "\n" not in message
+
+
+def test_an_explicit_factor_that_overflows_is_invalid_not_an_error():
+    mapping = bind(load_mapping("fusemax"), {"attention.GB.P": 4})
+    cascade, arch = (
+        attention("fusemax"),
+        load_architecture("fusemax_cloud", {"levels.GB.capacity_bytes": 100000}),
+    )
+    report = evaluate(cascade, arch, mapping, BERT_1K)
     assert not report.valid
-    assert "overflows" in report.reasons[0]
+    assert report.reasons == ("attention: tensors kept at GB need 331776 B, capacity 100000 B",)
 
 
 def test_unit_without_the_operator_is_a_mapping_error():
