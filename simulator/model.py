@@ -406,7 +406,7 @@ class _KernelModel:
                 "ops": 0,
                 "cycles": 0.0,
                 "energy_pj": 0.0,
-                "useful_fraction": 0.0,
+                "useful_cycles": 0.0,
             }
         if unit_name is None:
             raise MappingError(f"{self.where}einsum {name} has operations but no binding")
@@ -425,13 +425,15 @@ class _KernelModel:
             if not (self.options.drop_exp_energy and op is Op.EXP)
         )
         per_lane, useful_fraction = self._lanes(unit, einsum)
+        busy = cycles * self.batch * per_lane
         return {
             "einsum": name,
             "unit": unit_name,
             "ops": sum(counts.values()) * self.batch,
-            "cycles": cycles * self.batch * per_lane + self._fill_drain_cycles(unit, einsum),
+            "cycles": busy + self._fill_drain_cycles(unit, einsum),
+            # PE-cycles doing useful work (fill and drain are idle PEs), in array-cycles.
+            "useful_cycles": busy * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
-            "useful_fraction": useful_fraction,
             "energy_pj": energy * self.batch,
         }
 
@@ -460,13 +462,15 @@ class _KernelModel:
         return self._lanes_memo[key]
 
     def _fill_drain_cycles(self, unit: ComputeUnit, einsum):
-        """Systolic fill and drain: (2R + C - 2) cycles per fold of an R x C array.
+        """Systolic fill and drain per fold of an R x C array: R + C - 2 cycles of skew, plus
+        R cycles to preload a stationary input (weight- or input-stationary).
 
-        A fold is one placement of the spatial tile on the array; the operands skew in over
-        R + C - 2 cycles and the R rows of results (or weights, weight-stationary) shift
-        through in R more (SCALE-Sim's runtime model, Samajdar et al., ISPASS 2020, Sec. III).
-        folds = batch x prod over unrolled ranks of ceil(size / factor) x the loop factors
-        of the ranks that stream through the array (each loop splits the stream).
+        A fold is one placement of the spatial tile on the array (partial folds occupy the
+        whole array); an input is stationary when every rank it has is unrolled on the array.
+        folds = batch x prod over unrolled ranks of ceil(size / factor) x the loop factors of
+        the ranks that stream through the array (each loop splits the stream). Source:
+        SCALE-Sim v3 (`systolic_compute_os.py` / `_ws.py`), which this matches to one cycle
+        on the GEMMs of benchmarks/scalesim_compare.py.
         """
         enabled = self.options.fill_drain
         if enabled is None:
@@ -480,7 +484,11 @@ class _KernelModel:
             if loop.rank in iterated and loop.rank not in unrolled:
                 folds = folds * factor
         rows, cols = unit.dims
-        return folds * self.batch * (2 * rows + cols - 2)
+        stationary_input = any(
+            set(self.cascade.tensor_ranks[access.tensor]) <= set(unrolled)
+            for access in einsum.operands
+        )
+        return folds * self.batch * (rows + cols - 2 + (rows if stationary_input else 0))
 
     # -- memory -----------------------------------------------------------------------
     def _elements(self, tensor: str) -> int:
@@ -689,7 +697,7 @@ def evaluate_batch(
         memory_cycles_total = memory_cycles_total + memory
         for row in per.values():
             if row["unit"]:
-                useful[row["unit"]] = useful[row["unit"]] + row["cycles"] * row["useful_fraction"]
+                useful[row["unit"]] = useful[row["unit"]] + row["useful_cycles"]
         for tensor, moved in traffic.items():
             traffic_total[tensor] = traffic_total.get(tensor, 0.0) + moved
         energy["compute"] = energy["compute"] + sum(row["energy_pj"] for row in per.values())
