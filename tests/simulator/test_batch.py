@@ -16,6 +16,12 @@ from einsim.simulator import (
 BERT_4K = dict(B=64, H=12, E=64, F=64, M=4096, P=4096)
 
 
+def _fusemax_batch(params, shape=BERT_4K):
+    """The bundled FuseMax template on fusemax_cloud with `params` free."""
+    template, arch = load_mapping("fusemax"), load_architecture("fusemax_cloud")
+    return evaluate_batch(attention("fusemax"), arch, template, shape, params)
+
+
 def _assert_row_matches_scalar(batch, i, cascade, arch, template, shape):
     row = {key: int(values[i]) for key, values in batch.params.items()}
     scalar = evaluate(cascade, arch, bind(template, row), shape)
@@ -56,12 +62,8 @@ def test_batch_equals_loop_of_scalars(mapping, arch, draw):
 
 
 def test_rows_that_do_not_fit_are_flagged_with_their_own_reason():
-    template = load_mapping("fusemax")
     params = {"attention.GB.P": [1, 256, 4096], "attention.spatial.P": [256, 256, 512]}
-    shape = dict(BERT_4K, M=65536, P=65536)
-    batch = evaluate_batch(
-        attention("fusemax"), load_architecture("fusemax_cloud"), template, shape, params
-    )
+    batch = _fusemax_batch(params, dict(BERT_4K, M=65536, P=65536))
     assert batch.valid.tolist() == [True, False, False]
     assert "tensors kept at GB need" in batch.reasons(1)[0]
     assert any("spatial factor 512 of P is larger than the array" in r for r in batch.reasons(2))
@@ -71,26 +73,14 @@ def test_rows_that_do_not_fit_are_flagged_with_their_own_reason():
 def test_total_work_does_not_depend_on_the_free_parameters():
     rng = np.random.default_rng(1)
     params = {"attention.GB.P": rng.integers(1, 17, 50), "attention.spatial.M0": [256] * 50}
-    batch = evaluate_batch(
-        attention("fusemax"),
-        load_architecture("fusemax_cloud"),
-        load_mapping("fusemax"),
-        BERT_4K,
-        params,
-    )
+    batch = _fusemax_batch(params)
     macs = sum(np.broadcast_to(r["ops"], (50,)) for r in batch.einsums if r["einsum"] == "QK")
     assert np.all(macs == 64 * 12 * 64 * 4096 * 4096)
 
 
 def test_a_batch_frame_has_one_row_per_mapping():
     params = {"attention.GB.P": [1, 2, 4, 8]}
-    batch = evaluate_batch(
-        attention("fusemax"),
-        load_architecture("fusemax_cloud"),
-        load_mapping("fusemax"),
-        BERT_4K,
-        params,
-    )
+    batch = _fusemax_batch(params)
     frame = batch.to_frame()
     assert list(frame["attention.GB.P"]) == [1, 2, 4, 8]
     assert {"cycles", "latency_s", "energy_pj", "dram_bytes", "valid", "util_2d"} <= set(frame)
@@ -109,13 +99,7 @@ def test_a_batch_frame_has_one_row_per_mapping():
 )
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(MappingError, match=message):
-        evaluate_batch(
-            attention("fusemax"),
-            load_architecture("fusemax_cloud"),
-            load_mapping("fusemax"),
-            BERT_4K,
-            params,
-        )
+        _fusemax_batch(params)
 
 
 def test_parameter_names_and_bind_agree():
