@@ -528,11 +528,11 @@ class _KernelModel:
         """Words read and written at each on-chip level for the tensors it keeps.
 
         Writes: fills from DRAM plus every element an array produces into the level.
-        Reads: per tensor, the most any consumer fetches (consumers of one tile share the
-        fetch), each consumer fetching the tensor once per iteration of every loop irrelevant
-        to it (the PE registers keep nothing across buffer-level loops); a read of the
-        terminal element of an iterative rank fetches that slice once. `dram` is this
-        kernel's `dram_traffic()`: its fills are the buffer's writes.
+        Reads: the write-out to DRAM of a tensor produced here; and per tensor the most any
+        consumer fetches (consumers of one tile share the fetch), each consumer fetching the
+        tensor once per iteration of every loop irrelevant to it (the PE registers keep
+        nothing across buffer-level loops); a read of the terminal element of an iterative
+        rank fetches that slice once. `dram` is this kernel's `dram_traffic()`.
         """
         members = set(self.kernel.einsums)
         out: dict[str, dict] = {}
@@ -541,10 +541,14 @@ class _KernelModel:
             for tensor in self.kernel.kept_at(level.name):
                 ranks = self.cascade.tensor_ranks[tensor]
                 elements = self._elements(tensor)
-                writes = writes + dram.get(tensor, 0.0) / self.arch.word_bytes
+                moved = dram.get(tensor, 0.0) / self.arch.word_bytes
                 producer = self.cascade.producers.get(tensor)
                 if producer is not None and producer.output in members:
+                    # Produced here: the array writes it, and writing it out reads it back.
                     writes = writes + elements
+                    reads = reads + moved
+                else:
+                    writes = writes + moved  # a fill from DRAM
                 fetched = terminal = 0.0
                 for einsum in self.cascade.einsums:
                     if einsum.output not in members:

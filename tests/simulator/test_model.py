@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import yaml
 
-from einsim import InfeasibleError, MappingError, SpecError, attention
+from einsim import InfeasibleError, MappingError, SpecError, attention, cascade
 from einsim.simulator import bind, evaluate, load_architecture, load_mapping
 
 BERT_1K = dict(B=64, H=12, E=64, F=64, M=1024, P=1024)
@@ -138,3 +138,25 @@ def test_bad_mapping_overlap(tmp_path):
     data["kernels"][0]["overlap"] = "magic"
     with pytest.raises(SpecError, match="'magic' is not one of pipelined, perfect, serial"):
         load_mapping(_write(tmp_path, data))
+
+
+def test_a_kept_output_is_written_once_and_read_once_on_its_way_out():
+    """Keeping Z in the buffer adds |Z| writes (the array produces it) and |Z| reads (its
+    write-out to DRAM); DRAM traffic does not change."""
+    gemm = cascade("gemm")
+    shape = {"K": 64, "M": 1024, "N": 512}
+    bypass = load_mapping("matmul_2d")
+    kernel = bypass.kernels[0]
+    kept = dataclasses.replace(
+        bypass, kernels=(dataclasses.replace(kernel, keep=(("GB", ("A", "B", "Z")),)),)
+    )
+    z_words = 1024 * 512
+    for read_pj, write_pj, extra_words in ((1.0, 0.0, z_words), (0.0, 1.0, z_words)):
+        arch = load_architecture(
+            "fusemax_cloud",
+            {"levels.GB.read_pj_per_byte": read_pj, "levels.GB.write_pj_per_byte": write_pj},
+        )
+        with_z, without = (evaluate(gemm, arch, m, shape) for m in (kept, bypass))
+        assert with_z.dram_bytes == without.dram_bytes
+        extra_pj = with_z.energy_by_component_pj["GB"] - without.energy_by_component_pj["GB"]
+        assert extra_pj == pytest.approx(extra_words * arch.word_bytes)
