@@ -220,5 +220,32 @@ def check(name: str, params: tuple[str, ...], seed: int) -> None:
         sys.exit(1)
 
 
+@main.command(name="sweep")
+@click.argument("spec")
+@click.option("-o", "--output", required=True, help="output directory (a Parquet dataset)")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="a Dask scheduler")
+@click.option("--workers", type=int, default=None, help="local worker processes (default: 1)")
+@click.option("--chunk-size", type=int, default=None, help="points per task")
+@click.option("--overwrite", is_flag=True, help="replace the results of a different sweep")
+def sweep_command(spec, output, scheduler, workers, chunk_size, overwrite):
+    """Evaluate every point of the sweep SPEC (a YAML file or a bundled example) into a
+    Parquet dataset; rerun the same command to resume."""
+    from einsim.sweeps import sweep
+
+    try:
+        result = sweep(
+            spec,
+            output,
+            scheduler=scheduler,
+            workers=workers,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+        )
+    except KeyboardInterrupt:
+        click.echo("einsim: interrupted; finished chunks are kept, rerun to resume", err=True)
+        sys.exit(130)
+    click.echo(result.summary())
+
+
 if __name__ == "__main__":
     main()

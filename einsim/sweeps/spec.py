@@ -1,0 +1,433 @@
+"""Sweep specs: a design space as a product of axes, read from YAML or a dict.
+
+A spec has `fixed` values every point shares and `axes` whose Cartesian product gives the
+points. An axis is one key with a list of values, a `zip` of keys varied together, or
+`cases` (a list of settings, each setting several keys). Keys name what a point sets:
+
+    arch                a bundled architecture or a YAML path
+    arch.<yaml path>    an override of the architecture (units.2d.rows)
+    model, algorithm, seq_len, batch, phase   a model-zoo workload (`einsim.workload`)
+    variant, variant.<param>                  a registered cascade and its parameters
+    shape.<RANK>        a rank size (on top of the workload's shape)
+    mapping             a bundled mapping, a YAML path, or {search: STRATEGY, budget: N}
+    mapping.<param>     a free parameter of the mapping (`parameter_names`): batched
+    options.<field>     a `ModelOptions` switch
+    label               a free-form tag (e.g. the configuration's name)
+
+A point is a flat dict key -> value; its id is a hash of that dict, so a resumed sweep
+recognizes the points it already has whatever the order or chunking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from einsim.einsum import SpecError
+
+#: Keys a point may set directly (prefixed keys are listed in `PREFIXES`).
+KEYS = ("arch", "mapping", "model", "algorithm", "seq_len", "batch", "phase", "variant", "label")
+PREFIXES = ("arch.", "mapping.", "variant.", "shape.", "options.")
+_ALGORITHMS = ("naive_2pass", "stable_3pass", "online_2pass", "fusemax_1pass")
+_PHASES = ("prefill", "decode")
+_TOP = ("name", "description", "fixed", "axes")
+_RANGE = ("from", "to", "step", "times")
+
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """One axis of the product: `keys` set together, one dict of values per position."""
+
+    name: str
+    keys: tuple[str, ...]
+    values: tuple[tuple[tuple[str, object], ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def batchable(self) -> bool:
+        """Whether every key is a mapping parameter, which `evaluate_batch` takes as arrays."""
+        return all(_is_mapping_param(k) for k in self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSpec:
+    """A validated design space. `points()` enumerates it; `size` is its point count.
+
+    Example:
+        >>> spec = parse_spec({"fixed": {"arch": "fusemax_cloud", "mapping": "fusemax",
+        ...     "model": "bert_base"}, "axes": {"seq_len": [1024, 4096]}})
+        >>> spec.size, [p["seq_len"] for p in spec.points()]
+        (2, [1024, 4096])
+    """
+
+    name: str
+    description: str
+    fixed: tuple[tuple[str, object], ...]
+    axes: tuple[Axis, ...]
+
+    @property
+    def size(self) -> int:
+        return functools.reduce(lambda n, axis: n * len(axis), self.axes, 1)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key a point may set, in spec order (fixed first)."""
+        keys = dict.fromkeys(k for k, _ in self.fixed)
+        for axis in self.axes:
+            keys.update(dict.fromkeys(axis.keys))
+        return tuple(keys)
+
+    def values_of(self, key: str) -> list[object]:
+        """Every value the spec gives `key`, anywhere."""
+        out = [v for k, v in self.fixed if k == key]
+        for axis in self.axes:
+            out += [v for position in axis.values for k, v in position if k == key]
+        return out
+
+    def ordered_axes(self) -> tuple[Axis, ...]:
+        """Axes in enumeration order: the batchable ones innermost, so that points sharing a
+        template are neighbours and land in one vectorized batch."""
+        return tuple(sorted(self.axes, key=lambda axis: axis.batchable))
+
+    def points(self) -> Iterator[dict[str, object]]:
+        """Every point as a dict, in enumeration order (`ordered_axes`)."""
+        fixed = dict(self.fixed)
+        axes = [[dict(position) for position in axis.values] for axis in self.ordered_axes()]
+        for combo in itertools.product(*axes):
+            point = dict(fixed)
+            for part in combo:
+                point.update(part)
+            yield point
+
+    def to_dict(self) -> dict:
+        """The normalized spec (ranges expanded, every axis a `zip`-like list of dicts)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "fixed": dict(self.fixed),
+            "axes": [
+                {"axis": axis.name, "values": [dict(v) for v in axis.values]} for axis in self.axes
+            ],
+        }
+
+    @property
+    def digest(self) -> str:
+        """A hash of what the points are (fixed values and axes; not the name or description)."""
+        body = self.to_dict()
+        body = {"fixed": body["fixed"], "axes": body["axes"]}
+        return hashlib.sha256(_canonical(body).encode()).hexdigest()
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def point_id(point: Mapping[str, object]) -> str:
+    """A stable 16-hex-digit id of a point: a hash of its keys and values.
+
+    Example:
+        >>> point_id({"seq_len": 1024, "arch": "fusemax_cloud"})
+        '23ec1fef07ec44a6'
+    """
+    return hashlib.blake2b(_canonical(dict(point)).encode(), digest_size=8).hexdigest()
+
+
+def _is_mapping_param(key: str) -> bool:
+    return key.startswith("mapping.")
+
+
+def _check_key(key: object, where: str) -> str:
+    if not isinstance(key, str) or not (key in KEYS or key.startswith(PREFIXES)):
+        known = ", ".join(KEYS)
+        raise SpecError(
+            f"{where}: unknown key {key!r}; known keys: {known}, and the prefixes "
+            f"{', '.join(p + '*' for p in PREFIXES)}"
+        )
+    if key.startswith(PREFIXES) and key.endswith("."):
+        raise SpecError(f"{where}: key {key!r} names nothing after its prefix")
+    return key
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_value(key: str, value: object, where: str) -> None:
+    """Refuse a value of the wrong type for its key, naming the key and what is allowed."""
+
+    def bad(expected: str):
+        return SpecError(f"{where}: {key} must be {expected}, got {value!r}")
+
+    if key in ("seq_len", "batch") or key.startswith("shape.") or _is_mapping_param(key):
+        if not _positive_int(value):
+            raise bad("a positive integer")
+    elif key == "mapping":
+        if isinstance(value, Mapping):
+            _check_search(value, where)
+        elif not isinstance(value, str) or not value:
+            raise bad("a bundled mapping name, a YAML path or {search: STRATEGY, budget: N}")
+    elif key in ("arch", "model", "variant"):
+        if not isinstance(value, str) or not value:
+            raise bad("a name (a string)")
+    elif key == "algorithm":
+        if value not in _ALGORITHMS:
+            raise bad(f"one of {', '.join(_ALGORITHMS)}")
+    elif key == "phase":
+        if value not in _PHASES:
+            raise bad(f"one of {', '.join(_PHASES)}")
+    elif key.startswith("options."):
+        from einsim.simulator import ModelOptions
+
+        fields = [f.name for f in dataclasses.fields(ModelOptions)]
+        if key[len("options.") :] not in fields:
+            raise SpecError(f"{where}: unknown key {key!r}; ModelOptions has: {', '.join(fields)}")
+        if not (isinstance(value, bool) or value is None):
+            raise bad("true, false or null")
+    elif key == "label" or key.startswith("variant."):
+        if not isinstance(value, str | int | float | bool):
+            raise bad("a scalar (a string or a number)")
+    elif key.startswith("arch.") and value is None:
+        raise bad("a value")
+
+
+def _check_search(value: Mapping, where: str) -> None:
+    if set(value) != {"search", "budget"}:
+        raise SpecError(
+            f"{where}: mapping search must be {{search: STRATEGY, budget: N}}, got keys "
+            f"{', '.join(map(str, value))}"
+        )
+    if not isinstance(value["search"], str) or not _positive_int(value["budget"]):
+        raise SpecError(f"{where}: mapping search needs a strategy name and a positive budget")
+    from einsim import mapper
+
+    if not callable(getattr(mapper, "search", None)):
+        raise SpecError(
+            f"{where}: mapping {{search: {value['search']}, budget: {value['budget']}}}: the "
+            "mapper (einsim.mapper.search) is not available in this einsim; use a fixed "
+            "mapping (a bundled name or a YAML path)"
+        )
+
+
+def _values(raw: object, where: str) -> list[object]:
+    """An axis's values: a non-empty list, or a range {from, to, step} / {from, to, times}."""
+    if isinstance(raw, Mapping) and set(raw) & set(_RANGE):
+        unknown = set(raw) - set(_RANGE)
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown range key {sorted(unknown)[0]!r}; a range has from, to and "
+                "step (arithmetic) or times (geometric)"
+            )
+        start, stop = raw.get("from"), raw.get("to")
+        if not _positive_int(start) or not _positive_int(stop):
+            raise SpecError(f"{where}: a range needs positive integers from and to")
+        if ("step" in raw) == ("times" in raw):
+            raise SpecError(f"{where}: a range needs exactly one of step and times")
+        if "step" in raw:
+            if not _positive_int(raw["step"]):
+                raise SpecError(f"{where}: step must be a positive integer, got {raw['step']!r}")
+            values = list(range(start, stop + 1, raw["step"]))
+        else:
+            times = raw["times"]
+            if not _positive_int(times) or times < 2:
+                raise SpecError(f"{where}: times must be an integer >= 2, got {times!r}")
+            values, value = [], start
+            while value <= stop:
+                values.append(value)
+                value *= times
+        if not values:
+            raise SpecError(f"{where}: empty axis: the range from {start} to {stop} is empty")
+        return values
+    if not isinstance(raw, list):
+        raise SpecError(
+            f"{where}: expected a list of values or a range {{from, to, step|times}}, got "
+            f"{type(raw).__name__}"
+        )
+    if not raw:
+        raise SpecError(f"{where}: empty axis (no values)")
+    return raw
+
+
+def _axis(name: str, raw: object, where: str) -> Axis:
+    if name == "zip":
+        if not isinstance(raw, Mapping) or not raw:
+            raise SpecError(f"{where}: a zip is a non-empty mapping key -> list of values")
+        columns = {}
+        for key, values in raw.items():
+            _check_key(key, f"{where}")
+            columns[key] = _values(values, f"{where}.{key}")
+            for i, value in enumerate(columns[key]):
+                _check_value(key, value, f"{where}.{key}[{i}]")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            listed = ", ".join(f"{k} {len(v)}" for k, v in columns.items())
+            raise SpecError(f"{where}: zipped keys need equal lengths, got {listed}")
+        keys = tuple(columns)
+        rows = tuple(zip(*columns.values(), strict=True))
+        return Axis(
+            f"zip({','.join(keys)})", keys, tuple(tuple(zip(keys, r, strict=True)) for r in rows)
+        )
+    if name == "cases":
+        if not isinstance(raw, list) or not raw:
+            raise SpecError(f"{where}: empty axis: cases must be a non-empty list of settings")
+        keys: dict[str, None] = {}
+        values = []
+        for i, case in enumerate(raw):
+            if not isinstance(case, Mapping) or not case:
+                raise SpecError(f"{where}[{i}]: a case is a non-empty mapping key -> value")
+            for key, value in case.items():
+                _check_key(key, f"{where}[{i}]")
+                _check_value(key, value, f"{where}[{i}].{key}")
+                keys[key] = None
+            values.append(tuple(case.items()))
+        return Axis("cases", tuple(keys), tuple(values))
+    _check_key(name, where)
+    values = _values(raw, f"{where}.{name}")
+    for i, value in enumerate(values):
+        _check_value(name, value, f"{where}.{name}[{i}]")
+    return Axis(name, (name,), tuple(((name, v),) for v in values))
+
+
+def parse_spec(data: object, origin: str = "sweep spec") -> SweepSpec:
+    """Validate a sweep spec (parsed YAML or a dict) into a `SweepSpec`.
+
+    Raises:
+        SpecError: one line naming the offending key: an unknown key, an empty axis, a value
+            of the wrong type, zipped lists of unequal lengths, a searched mapping without a
+            mapper.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{origin}: expected a mapping at the top level")
+    for key in data:
+        if key not in _TOP:
+            raise SpecError(f"{origin}: unknown key {key!r}; known keys: {', '.join(_TOP)}")
+    fixed_raw = data.get("fixed") or {}
+    if not isinstance(fixed_raw, Mapping):
+        raise SpecError(f"{origin}: fixed must be a mapping key -> value")
+    for key, value in fixed_raw.items():
+        _check_key(key, f"{origin}: fixed")
+        _check_value(key, value, f"{origin}: fixed.{key}")
+    axes_raw = data.get("axes") or {}
+    if isinstance(axes_raw, Mapping):
+        items = list(axes_raw.items())
+    elif isinstance(axes_raw, list):
+        items = []
+        for i, entry in enumerate(axes_raw):
+            if not isinstance(entry, Mapping) or len(entry) != 1:
+                raise SpecError(
+                    f"{origin}: axes[{i}]: each entry of an axes list is one KEY: VALUES "
+                    "(or zip: {...}, or cases: [...])"
+                )
+            items += list(entry.items())
+    else:
+        raise SpecError(f"{origin}: axes must be a mapping or a list of axes")
+    axes = tuple(_axis(name, raw, f"{origin}: axes") for name, raw in items)
+    seen: dict[str, str] = {}
+    for axis in axes:
+        for key in axis.keys:
+            if key in seen or key in fixed_raw:
+                other = seen.get(key, "fixed")
+                raise SpecError(f"{origin}: axes: key {key!r} is set twice ({other}, {axis.name})")
+            seen[key] = axis.name
+    spec = SweepSpec(
+        name=str(data.get("name", "sweep")),
+        description=str(data.get("description", "")),
+        fixed=tuple(fixed_raw.items()),
+        axes=axes,
+    )
+    for key in ("arch", "mapping"):
+        if key not in spec.keys:
+            raise SpecError(f"{origin}: no {key!r} given (in fixed or an axis)")
+    if "model" not in spec.keys and "variant" not in spec.keys:
+        raise SpecError(f"{origin}: no workload: give model (and seq_len) or variant")
+    _check_against_specs(spec, origin)
+    return spec
+
+
+def _check_against_specs(spec: SweepSpec, origin: str) -> None:
+    """Unknown architecture overrides and mapping parameters are refused up front, naming
+    the key: each must exist in at least one architecture (mapping) the spec names."""
+    from einsim.simulator import load_mapping, parameter_names
+    from einsim.simulator.spec import apply_overrides
+
+    archs = dict.fromkeys(spec.values_of("arch"))
+    data = {name: arch_data(name) for name in archs}
+    for key in spec.keys:
+        if not key.startswith("arch."):
+            continue
+        errors = []
+        for raw, where in data.values():
+            try:
+                apply_overrides(raw, {key[len("arch.") :]: 0}, where)
+            except SpecError as error:
+                errors.append(str(error))
+        if len(errors) == len(data):
+            raise SpecError(f"{origin}: unknown key {key!r}: {errors[0]}")
+    mappings = [m for m in dict.fromkeys(map(_canonical, spec.values_of("mapping")))]
+    names: set[str] = set()
+    for m in mappings:
+        value = json.loads(m)
+        if isinstance(value, str):
+            names.update(parameter_names(load_mapping(value)))
+    for key in spec.keys:
+        if _is_mapping_param(key) and names and key[len("mapping.") :] not in names:
+            raise SpecError(
+                f"{origin}: unknown key {key!r}: no mapping of this spec has the parameter "
+                f"{key[len('mapping.') :]!r}; known: {', '.join(sorted(names))}"
+            )
+
+
+@functools.lru_cache(maxsize=64)
+def arch_data(name: str) -> tuple[dict, str]:
+    """The parsed YAML of an architecture (a bundled name or a path), read once."""
+    from einsim.simulator.spec import load_yaml
+
+    return load_yaml(name, "architecture", "architectures")
+
+
+def examples() -> list[str]:
+    """The bundled example specs, by name."""
+    folder = resources.files("einsim.sweeps").joinpath("examples")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(source: str | Path | Mapping | SweepSpec) -> SweepSpec:
+    """A `SweepSpec` from a YAML path, a bundled example name, a dict, or a spec.
+
+    Raises:
+        SpecError: a missing file, invalid YAML, or an invalid spec (one line).
+    """
+    if isinstance(source, SweepSpec):
+        return source
+    if isinstance(source, Mapping):
+        return parse_spec(source)
+    path = Path(source)
+    if path.is_file():
+        text, origin = path.read_text(), str(path)
+    elif str(source) in examples():
+        origin = f"example {source}"
+        text = resources.files("einsim.sweeps").joinpath("examples", f"{source}.yaml").read_text()
+    else:
+        raise SpecError(
+            f"sweep spec {str(source)!r} does not exist (a YAML path, or an example: "
+            f"{', '.join(examples())})"
+        )
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        raise SpecError(
+            f"{origin}:{where} invalid YAML: {getattr(error, 'problem', error)}"
+        ) from None
+    return parse_spec(data, origin)

@@ -1,0 +1,42 @@
+"""`einsim sweep`: a summary on success; a bad spec or output exits 2 with one line."""
+
+import pandas as pd
+from click.testing import CliRunner
+
+from einsim.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_bundled_example_runs_and_resumes(tmp_path):
+    out = tmp_path / "pareto.parquet"
+    first = run("sweep", "fusemax_pareto", "-o", str(out))
+    assert first.exit_code == 0, first.output
+    assert "fusemax_pareto: 12 points, 12 evaluated" in first.output
+    frame = pd.read_parquet(out)
+    fusemax = frame[frame.label == "fusemax"].sort_values("arch.units.2d.rows")
+    assert fusemax.valid.all()
+    assert fusemax.latency_s.is_monotonic_decreasing  # bigger arrays, less time
+    second = run("sweep", "fusemax_pareto", "-o", str(out))
+    assert "(12 already done), 0 evaluated" in second.output
+
+
+def test_bad_spec_exits_2_with_one_line(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "fixed: {model: bert_base, arch: fusemax_cloud, mapping: fusemax}\n"
+        "axes: {seq_len: [], arch.units.2d.rows: [64]}\n"
+    )
+    result = run("sweep", str(spec), "-o", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert "einsim: error:" in result.output and "seq_len: empty axis" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_foreign_output_exits_2(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n")
+    result = run("sweep", "fusemax_pareto", "-o", str(tmp_path))
+    assert result.exit_code == 2 and "not einsim sweep results (x.csv)" in result.output
