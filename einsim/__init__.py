@@ -54,5 +54,14 @@ __all__ = [
     "pass_analysis",
     "passes",
     "resolve_shape",
+    "sweep",
     "workload",
 ]
+
+
+def sweep(space, output=None, **options):
+    """Evaluate every point of a design space into a Parquet dataset (`einsim.sweeps.sweep`,
+    imported on first use so that `import einsim` stays light)."""
+    from einsim.sweeps import sweep as run
+
+    return run(space, output, **options)

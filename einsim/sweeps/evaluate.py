@@ -78,12 +78,15 @@ def _prefixed(point: Mapping, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in point.items() if k.startswith(prefix)}
 
 
-def template_key(point: Mapping) -> str:
+def template_key(point: Mapping) -> frozenset:
     """What a point shares with the others of its batch: every key but the values of the
     mapping parameters (their names are part of it)."""
-    shared = {k: v for k, v in point.items() if not k.startswith("mapping.")}
-    params = sorted(k for k in point if k.startswith("mapping."))
-    return _canonical([shared, params])
+    return frozenset(
+        (k, None)
+        if k.startswith("mapping.")
+        else (k, _canonical(v) if isinstance(v, dict | list) else v)
+        for k, v in point.items()
+    )
 
 
 def build(point: Mapping):
@@ -167,7 +170,7 @@ def evaluate_chunk(points: Sequence[Mapping], columns: Sequence[str]) -> dict[st
     out |= {k: [None] * n for k in BASE_OUTPUTS}
     out["valid"] = [False] * n
     numeric = {k: np.full(n, np.nan) for k in (*NUMBERS, *columns)}
-    groups: dict[str, list[int]] = {}
+    groups: dict[frozenset, list[int]] = {}
     for i, point in enumerate(points):
         groups.setdefault(template_key(point), []).append(i)
     for rows in groups.values():
@@ -223,15 +226,14 @@ def _evaluate_group(points, rows: list[int], out: dict, numeric: dict, columns) 
         for key, values in table.items()
     ]
     factor_rows = np.stack([v for _, v in factor_names], axis=1) if factor_names else None
-    labels = [name for name, _ in factor_names]
-    valid = batch.valid
+    template = ",".join(f"{name}={{}}" for name, _ in factor_names)
+    factors = [template.format(*row) for row in factor_rows.tolist()] if factor_names else None
+    valid = batch.valid.tolist()
     for j, i in enumerate(rows):
         out["cascade"][i] = cascade.name
         out["shape"][i] = shape_text
-        out["valid"][i] = bool(valid[j])
-        if factor_rows is not None:
-            out["factors"][i] = ",".join(
-                f"{name}={v}" for name, v in zip(labels, factor_rows[j].tolist(), strict=True)
-            )
+        out["valid"][i] = valid[j]
+        if factors is not None:
+            out["factors"][i] = factors[j]
         if not valid[j]:
             out["reason"][i] = "; ".join(batch.reasons(j))

@@ -129,8 +129,13 @@ class SweepSpec:
         return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
+#: One encoder for every canonical text (building one per call costs as much as encoding).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    """Canonical JSON: sorted keys, no spaces; what point ids and spec hashes are taken of."""
+    return _ENCODER.encode(value)
 
 
 def point_id(point: Mapping[str, object]) -> str:

@@ -96,7 +96,10 @@ def to_table(columns: Mapping[str, object], schema: pa.Schema) -> pa.Table:
         if values is None:
             arrays.append(pa.nulls(n, field.type))
         elif field.type == pa.string() and field.name not in BASE_OUTPUTS:
-            arrays.append(pa.array([_cell(v) for v in values], pa.string()))
+            try:  # names and paths are strings already; a searched mapping is a dict
+                arrays.append(pa.array(values, pa.string()))
+            except (pa.ArrowException, TypeError):
+                arrays.append(pa.array([_cell(v) for v in values], pa.string()))
         else:
             arrays.append(pa.array(values, field.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)
