@@ -124,16 +124,16 @@ def build(point: Mapping):
         raise SpecError("no workload: give model (and seq_len) or variant")
     shape = {**shape, **_prefixed(point, "shape.")}
     arch = _architecture(point["arch"], _canonical(_prefixed(point, "arch.")))
+    options = _options(_canonical(_prefixed(point, "options.")))
     mapping = point["mapping"]
     if isinstance(mapping, Mapping):
-        mapping = _searched(cascade, arch, shape, mapping)
+        mapping = _searched(cascade, arch, shape, mapping, options)
     else:
         mapping = _mapping(mapping)
-    options = _options(_canonical(_prefixed(point, "options.")))
     return cascade, shape, arch, mapping, options
 
 
-def _searched(cascade, arch, shape, how: Mapping):
+def _searched(cascade, arch, shape, how: Mapping, options):
     """The mapper's best mapping for a `{search: STRATEGY, budget: N}` point."""
     from einsim import mapper
     from einsim.einsum import BackendUnavailable
@@ -141,8 +141,18 @@ def _searched(cascade, arch, shape, how: Mapping):
     search = getattr(mapper, "search", None)
     if search is None:
         raise BackendUnavailable("the mapper (einsim.mapper.search) is not available")
-    result = search(cascade, arch, shape, strategy=how["search"], budget=how["budget"])
-    return getattr(result, "mapping", result)
+    extra = {k: how[k] for k in ("objective", "seed") if k in how}
+    result = search(
+        cascade,
+        arch,
+        shape,
+        strategy=how["search"],
+        budget=how["budget"],
+        progress=False,
+        options=options,
+        **extra,
+    )
+    return result.mapping
 
 
 def _message(error: BaseException) -> str:

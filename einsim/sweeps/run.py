@@ -20,9 +20,8 @@ import pyarrow as pa
 
 from einsim.einsum import BackendUnavailable, SpecError
 
-from .evaluate import NUMBERS, evaluate_chunk
 from .spec import SweepSpec, load_spec, point_id
-from .store import Store, schema, to_table
+from .store import Store, evaluate_table, schema
 
 #: Points per task when no axis is batchable: a few hundred (a chunk then takes ~0.3 s).
 CHUNK_POINTS = 256
@@ -211,7 +210,6 @@ def sweep(
     start = time.perf_counter()
     store = Store(output, spec, overwrite) if output is not None else None
     table_schema = store.schema if store else schema(spec)
-    arch_cols = tuple(table_schema.names[table_schema.names.index(NUMBERS[-1]) + 1 :])
     done_ids = store.done if store else set()
     total = spec.size - len(done_ids)
     report, close_report = _reporter(progress, total)
@@ -219,7 +217,7 @@ def sweep(
     counts = {"done": 0, "invalid": 0, "errors": 0}
 
     def finish(future: cf.Future) -> None:
-        table = to_table(future.result(), table_schema)
+        table = future.result()
         if store:
             store.write(table)
         else:
@@ -247,7 +245,7 @@ def sweep(
                 finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     finish(future)
-            pending.add(pool.submit(evaluate_chunk, chunk, arch_cols))
+            pending.add(pool.submit(evaluate_table, chunk, table_schema))
         while pending:
             finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for future in finished:

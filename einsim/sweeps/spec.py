@@ -207,10 +207,12 @@ def _check_value(key: str, value: object, where: str) -> None:
 
 
 def _check_search(value: Mapping, where: str) -> None:
-    if set(value) != {"search", "budget"}:
+    """`{search: STRATEGY, budget: N}` (optionally objective, seed), with a mapper present."""
+    keys = set(value)
+    if not {"search", "budget"} <= keys or keys - {"search", "budget", "objective", "seed"}:
         raise SpecError(
-            f"{where}: mapping search must be {{search: STRATEGY, budget: N}}, got keys "
-            f"{', '.join(map(str, value))}"
+            f"{where}: a searched mapping is {{search: STRATEGY, budget: N}} (optionally "
+            f"objective, seed), got keys {', '.join(map(str, value))}"
         )
     if not isinstance(value["search"], str) or not _positive_int(value["budget"]):
         raise SpecError(f"{where}: mapping search needs a strategy name and a positive budget")
@@ -221,6 +223,11 @@ def _check_search(value: Mapping, where: str) -> None:
             f"{where}: mapping {{search: {value['search']}, budget: {value['budget']}}}: the "
             "mapper (einsim.mapper.search) is not available in this einsim; use a fixed "
             "mapping (a bundled name or a YAML path)"
+        )
+    strategies = getattr(mapper, "STRATEGIES", None)
+    if strategies is not None and value["search"] not in strategies:
+        raise SpecError(
+            f"{where}: unknown search strategy {value['search']!r}; known: {', '.join(strategies)}"
         )
 
 

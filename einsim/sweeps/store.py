@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from einsim.einsum import SpecError
 
-from .evaluate import BASE_OUTPUTS, NUMBERS, _architecture, arch_columns
+from .evaluate import BASE_OUTPUTS, NUMBERS, _architecture, arch_columns, evaluate_chunk
 from .spec import SweepSpec, _canonical
 
 MANIFEST = "_einsim_sweep.json"
@@ -103,6 +103,14 @@ def to_table(columns: Mapping[str, object], schema: pa.Schema) -> pa.Table:
         else:
             arrays.append(pa.array(values, field.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def evaluate_table(points: Sequence[Mapping], schema: pa.Schema) -> pa.Table:
+    """A chunk's rows as a table of the sweep's schema: the task a worker runs (an Arrow
+    table travels back to the driver far cheaper than lists of Python objects)."""
+    names = schema.names
+    columns = tuple(names[names.index(NUMBERS[-1]) + 1 :])
+    return to_table(evaluate_chunk(points, columns), schema)
 
 
 class Store:

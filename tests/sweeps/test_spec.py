@@ -75,7 +75,6 @@ def _base():
         ({"algorithm": ["fastest"]}, "algorithm must be one of"),
         ({"zip": {"seq_len": [1, 2], "batch": [1]}}, "equal lengths, got seq_len 2, batch 1"),
         ({"model": ["bert_base"]}, "key 'model' is set twice"),
-        ({"mapping": [{"search": "random", "budget": 10}]}, "mapper"),
     ],
 )
 def test_schema_errors_name_the_key(axes, names):
@@ -103,3 +102,33 @@ def test_load_spec_sources(tmp_path, small):
         load_spec(path)
     with pytest.raises(SpecError, match="does not exist"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def _searched_spec(**how):
+    return {
+        "fixed": {"model": "bert_base", "seq_len": 4096, "arch": "fusemax_cloud"},
+        "axes": {"mapping": [{"search": "random", "budget": 40, **how}]},
+    }
+
+
+def test_searched_mapping_without_a_mapper_is_refused(monkeypatch):
+    from einsim import mapper
+
+    monkeypatch.delattr(mapper, "search", raising=False)
+    message = _error(_searched_spec())
+    assert "mapper (einsim.mapper.search) is not available" in message
+    assert "axes.mapping[0]" in message
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("einsim.mapper").mapper, "search"), reason="no mapper yet"
+)
+def test_searched_mapping_with_the_mapper():
+    from einsim.sweeps import sweep
+
+    assert "unknown search strategy 'psychic'" in _error(
+        {**_searched_spec(), "axes": {"mapping": [{"search": "psychic", "budget": 4}]}}
+    )
+    assert "optionally objective, seed" in _error(_searched_spec(depth=3))
+    frame = sweep(_searched_spec(objective="energy"), progress=False).to_pandas()
+    assert frame.valid.all() and frame.error.isna().all() and frame.factors.iloc[0]
