@@ -12,7 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,12 +98,17 @@ def default_chunk_size(spec: SweepSpec) -> int:
     return max(CHUNK_POINTS, min(inner, MAX_CHUNK_POINTS))
 
 
-def _chunks(spec: SweepSpec, done: set[str], size: int) -> Iterator[list[dict]]:
-    chunk: list[dict] = []
-    for point in spec.points():
-        if done and point_id(point) in done:
+def _chunks(spec: SweepSpec, done: set[str], size: int) -> Iterator[Sequence[int]]:
+    """Point indices per task: plain ranges, or the indices not yet done when resuming."""
+    if not done:
+        for start in range(0, spec.size, size):
+            yield range(start, min(start + size, spec.size))
+        return
+    chunk: list[int] = []
+    for index, point in enumerate(spec.points()):
+        if point_id(point) in done:
             continue
-        chunk.append(point)
+        chunk.append(index)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -245,7 +250,7 @@ def sweep(
                 finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     finish(future)
-            pending.add(pool.submit(evaluate_table, chunk, table_schema))
+            pending.add(pool.submit(evaluate_table, spec, chunk, table_schema))
         while pending:
             finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for future in finished:

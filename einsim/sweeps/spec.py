@@ -110,6 +110,30 @@ class SweepSpec:
                 point.update(part)
             yield point
 
+    def point(self, index: int) -> dict[str, object]:
+        """Point `index` of `points()`, so a task can name its points by index."""
+        return self.points_at([index])[0]
+
+    def points_at(self, indices) -> list[dict[str, object]]:
+        """Points by index in `points()` order (a mixed-radix decode: the last axis varies
+        fastest)."""
+        axes = self.ordered_axes()[::-1]
+        fixed = dict(self.fixed)
+        values = [[dict(v) for v in axis.values] for axis in axes]
+        out = []
+        for index in indices:
+            if not 0 <= index < self.size:
+                raise IndexError(f"point {index} of a {self.size}-point sweep")
+            point = dict(fixed)
+            parts = []
+            for choices in values:
+                index, position = divmod(index, len(choices))
+                parts.append(choices[position])
+            for part in reversed(parts):
+                point.update(part)
+            out.append(point)
+        return out
+
     def to_dict(self) -> dict:
         """The normalized spec (ranges expanded, every axis a `zip`-like list of dicts)."""
         return {

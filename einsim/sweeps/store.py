@@ -105,11 +105,13 @@ def to_table(columns: Mapping[str, object], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def evaluate_table(points: Sequence[Mapping], schema: pa.Schema) -> pa.Table:
-    """A chunk's rows as a table of the sweep's schema: the task a worker runs (an Arrow
-    table travels back to the driver far cheaper than lists of Python objects)."""
+def evaluate_table(spec: SweepSpec, indices: Sequence[int], schema: pa.Schema) -> pa.Table:
+    """Points `indices` of `spec` as a table of the sweep's schema: the task a worker runs
+    (indices travel to it and an Arrow table travels back, both far cheaper than lists of
+    Python objects)."""
     names = schema.names
     columns = tuple(names[names.index(NUMBERS[-1]) + 1 :])
+    points = spec.points_at(indices)
     return to_table(evaluate_chunk(points, columns), schema)
 
 

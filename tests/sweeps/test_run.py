@@ -73,12 +73,18 @@ def test_invalid_points_keep_their_reason():
 
 def test_parquet_dataset_metadata_and_readers(tmp_path, small):
     out = tmp_path / "results.parquet"
-    seen = []
-    result = sweep(small, out, chunk_size=5, progress=seen.append)
+    seen, readable = [], []
+
+    def progress(state):  # read the dataset while the sweep runs
+        seen.append(state)
+        readable.append(len(pd.read_parquet(out)))
+
+    result = sweep(small, out, chunk_size=5, progress=progress)
     assert result.evaluated == 12 and result.skipped == 0
     parts = sorted(out.glob("part-*.parquet"))
     assert len(parts) == 3  # 5 + 5 + 2
-    assert [s.done for s in seen] == [5, 10, 12] and isinstance(seen[0], SweepProgress)
+    assert [s.done for s in seen] == readable == [5, 10, 12]
+    assert isinstance(seen[0], SweepProgress)
     meta = pq.read_schema(parts[0]).metadata
     spec = parse_spec(small)
     assert meta[b"einsim.version"] == b"0.1.0"

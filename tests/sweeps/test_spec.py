@@ -132,3 +132,10 @@ def test_searched_mapping_with_the_mapper():
     assert "optionally objective, seed" in _error(_searched_spec(depth=3))
     frame = sweep(_searched_spec(objective="energy"), progress=False).to_pandas()
     assert frame.valid.all() and frame.error.isna().all() and frame.factors.iloc[0]
+
+
+def test_point_by_index_matches_the_enumeration():
+    spec = load_spec("fusemax_pareto")
+    assert [spec.point(i) for i in range(spec.size)] == list(spec.points())
+    with pytest.raises(IndexError):
+        spec.point(spec.size)
