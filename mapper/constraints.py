@@ -1,0 +1,167 @@
+"""Constraints on a map space, in YAML like Timeloop's mapspace constraints.
+
+    fusion: fused                 # fused (one kernel) | unfused (one kernel per Einsum)
+    binding: {QK: 2d, AV: 1d}     # pin an Einsum to a unit
+    spatial: {2d: [P, M0]}        # the ranks unrolled on a unit's dimensions
+    factors: {GB.P: 4, spatial.P: 256}   # fix a free factor (`[kernel.]level.rank`)
+    forbid_orders: [[M1, P]]      # no DRAM order with M1 outside P (outer to inner)
+    keep: {GB: [Q]}               # the level must keep these tensors
+    bypass: {GB: [BK]}            # ... and must not keep these
+    overlap: pipelined            # pipelined (default) | perfect | serial, for fused kernels
+    chained_ops: [[sub, exp]]     # operators the PEs pipeline inside one Einsum (hardware)
+    padded: true                  # also try non-divisor tile factors (padded last tile)
+
+A contradictory set (a tensor both kept and bypassed, a pinned unit that lacks an operator
+of its Einsum, a spatial rank no Einsum iterates) raises `SpecError` naming the conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from einsim.einsum import SpecError
+from einsim.simulator.spec import check_keys
+
+_KEYS = (
+    "fusion",
+    "binding",
+    "spatial",
+    "factors",
+    "forbid_orders",
+    "keep",
+    "bypass",
+    "overlap",
+    "chained_ops",
+    "padded",
+)
+FUSIONS = ("fused", "unfused")
+OVERLAPS = ("pipelined", "perfect", "serial")
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """What the user fixes; everything else is searched. Empty by default."""
+
+    fusion: str | None = None
+    binding: tuple[tuple[str, str], ...] = ()
+    spatial: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    factors: tuple[tuple[str, int], ...] = ()
+    forbid_orders: tuple[tuple[str, ...], ...] = ()
+    keep: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    bypass: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    overlap: str = "pipelined"
+    chained_ops: tuple[frozenset, ...] = ()
+    padded: bool = True
+
+    def __post_init__(self) -> None:
+        if self.fusion is not None and self.fusion not in FUSIONS:
+            raise SpecError(f"constraints.fusion: {self.fusion!r} is not one of {FUSIONS}")
+        if self.overlap not in OVERLAPS:
+            raise SpecError(f"constraints.overlap: {self.overlap!r} is not one of {OVERLAPS}")
+        keep, bypass = dict(self.keep), dict(self.bypass)
+        for level, tensors in keep.items():
+            both = sorted(set(tensors) & set(bypass.get(level, ())))
+            if both:
+                raise SpecError(f"constraints: {', '.join(both)} both kept and bypassed at {level}")
+        pinned = [e for e, _ in self.binding]
+        twice = sorted({e for e in pinned if pinned.count(e) > 1})
+        if twice:
+            raise SpecError(f"constraints.binding: {', '.join(twice)} pinned to two units")
+        for key, value in self.factors:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"constraints.factors.{key}: expected a positive integer")
+
+    def pinned_unit(self, einsum: str) -> str | None:
+        return dict(self.binding).get(einsum)
+
+    def factor(self, kernel: str, key: str) -> int | None:
+        """A fixed factor for `kernel.key` (`key` = `level.rank` or `spatial.rank`)."""
+        table = dict(self.factors)
+        return table.get(f"{kernel}.{key}", table.get(key))
+
+
+def _names(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}: expected a name or a list of names")
+    return tuple(value)
+
+
+def _table(value: object, where: str) -> MappingABC:
+    if value is None:
+        return {}
+    if not isinstance(value, MappingABC):
+        raise SpecError(f"{where}: expected a mapping")
+    return value
+
+
+def constraints_from_dict(data: object, origin: str = "constraints") -> Constraints:
+    """Parse and check constraints; unknown keys are refused with the known ones."""
+    data = check_keys(data or {}, origin, (), _KEYS)
+    binding = []
+    for einsum, unit in _table(data.get("binding"), f"{origin}.binding").items():
+        if not isinstance(unit, str):
+            raise SpecError(f"{origin}.binding.{einsum}: expected a unit name, got {unit!r}")
+        binding.append((str(einsum), unit))
+    spatial = tuple(
+        (str(unit), _names(ranks, f"{origin}.spatial.{unit}"))
+        for unit, ranks in _table(data.get("spatial"), f"{origin}.spatial").items()
+    )
+    factors = tuple(
+        (str(key), value) for key, value in _table(data.get("factors"), f"{origin}.factors").items()
+    )
+    orders = data.get("forbid_orders") or []
+    if not isinstance(orders, list):
+        raise SpecError(f"{origin}.forbid_orders: expected a list of rank lists")
+    forbid = tuple(_names(o, f"{origin}.forbid_orders[{i}]") for i, o in enumerate(orders))
+    keep = tuple(
+        (str(level), _names(t, f"{origin}.keep.{level}"))
+        for level, t in _table(data.get("keep"), f"{origin}.keep").items()
+    )
+    bypass = tuple(
+        (str(level), _names(t, f"{origin}.bypass.{level}"))
+        for level, t in _table(data.get("bypass"), f"{origin}.bypass").items()
+    )
+    chained = data.get("chained_ops") or []
+    if not isinstance(chained, list):
+        raise SpecError(f"{origin}.chained_ops: expected a list of operator lists")
+    padded = data.get("padded", True)
+    if not isinstance(padded, bool):
+        raise SpecError(f"{origin}.padded: expected true or false, got {padded!r}")
+    return Constraints(
+        fusion=data.get("fusion"),
+        binding=tuple(binding),
+        spatial=spatial,
+        factors=factors,
+        forbid_orders=forbid,
+        keep=keep,
+        bypass=bypass,
+        overlap=str(data.get("overlap", "pipelined")),
+        chained_ops=tuple(
+            frozenset(_names(g, f"{origin}.chained_ops[{i}]")) for i, g in enumerate(chained)
+        ),
+        padded=padded,
+    )
+
+
+def load_constraints(source: str | Path | MappingABC | Constraints | None) -> Constraints:
+    """Constraints from a YAML file path, a dict, or already parsed (None: no constraints)."""
+    if source is None:
+        return Constraints()
+    if isinstance(source, Constraints):
+        return source
+    if isinstance(source, MappingABC):
+        return constraints_from_dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise SpecError(f"constraints file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: invalid YAML: {getattr(error, 'problem', error)}") from None
+    return constraints_from_dict(data, str(path))

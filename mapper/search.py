@@ -1,0 +1,465 @@
+"""`search`: the best mappings of a cascade on an architecture, every cost from the simulator.
+
+>>> import einsim
+>>> from einsim.simulator import load_architecture
+>>> arch = load_architecture("fusemax_cloud", {"units.2d.rows": 8, "units.2d.cols": 8})
+>>> result = einsim.search(einsim.cascade("gemm"), arch, {"M": 16, "N": 8, "K": 4},
+...                        strategy="greedy", budget=20_000)
+>>> result.report.valid
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from einsim.einsum import Cascade, SpecError
+from einsim.simulator import (
+    Architecture,
+    Mapping,
+    ModelOptions,
+    Report,
+    bind,
+    evaluate,
+    evaluate_batch,
+)
+
+from .constraints import Constraints, load_constraints
+from .space import MapSpace, Template, build_space
+from .strategies import STRATEGIES, check_strategy
+
+OBJECTIVES = ("latency", "energy", "edp")
+CHUNK = 1 << 18  # rows per evaluate_batch call
+MAX_PARETO_POINTS = 200_000
+
+
+def objective_values(objective: str, latency_s, energy_pj) -> np.ndarray:
+    """latency_s, energy_pj, or their product (EDP, pJ*s)."""
+    latency_s, energy_pj = np.asarray(latency_s), np.asarray(energy_pj)
+    if objective == "latency":
+        return latency_s
+    if objective == "energy":
+        return energy_pj
+    return latency_s * energy_pj
+
+
+def buffer_bytes(template: Template, batch, arch: Architecture, sizes, tensor_ranks) -> np.ndarray:
+    """On-chip footprint of each row: per kernel, the bytes of the tiles its levels keep
+    (extent of a rank = spatial factor x its loop factors at or below the level, or the whole
+    rank when no loop covers it, as the simulator's capacity check counts it); the most any
+    kernel needs, since kernels run one after another."""
+    levels = [lv.name for lv in arch.levels]
+    worst = np.zeros(batch.n)
+    for kernel in template.mapping.kernels:
+        factors = batch.factors[kernel.name]
+        total = np.zeros(batch.n)
+        for level, tensors in kernel.keep:
+            depth = levels.index(level)
+            for tensor in tensors:
+                extent = np.ones(batch.n)
+                for rank in tensor_ranks[tensor]:
+                    looped = [lp for lp in kernel.loops if lp.rank == rank]
+                    if not looped:
+                        extent = extent * sizes[rank]
+                        continue
+                    part = factors.get(f"spatial.{rank}", 1)
+                    for key, loop in _keyed(kernel):
+                        if loop.rank == rank and levels.index(loop.level) >= depth:
+                            part = part * factors[key]
+                    extent = extent * part
+                total = total + extent * arch.word_bytes
+        worst = np.maximum(worst, total)
+    return worst
+
+
+def _keyed(kernel):
+    from einsim.simulator.mapping import loop_keys
+
+    return zip(loop_keys(kernel), kernel.loops, strict=True)
+
+
+class Runner:
+    """Costs candidates for a strategy: prune, evaluate in chunks, record, count the budget."""
+
+    def __init__(self, space, objective, options, budget, progress):
+        self.space, self.objective, self.options = space, objective, options
+        self.budget, self.remaining = budget, budget
+        self.evaluated = self.pruned = self.invalid = 0
+        self.records: list[dict] = []
+        self.progress = progress
+        self._tensor_ranks = space.cascade.tensor_ranks
+        self._sizes = _sizes(space)
+        self._reference: float | None = None
+
+    def __call__(self, t: int, rows: np.ndarray) -> np.ndarray:
+        template = self.space.templates[t]
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full(rows.shape, np.inf)
+        keep = template.keep_rows(rows)
+        self.pruned += int((~keep).sum())
+        chosen = np.flatnonzero(keep)[: max(self.remaining, 0)]
+        for start in range(0, len(chosen), CHUNK):
+            part = chosen[start : start + CHUNK]
+            out[part] = self._cost(t, template, rows[part])
+        return out
+
+    def _cost(self, t: int, template: Template, rows: np.ndarray) -> np.ndarray:
+        space = self.space
+        batch = evaluate_batch(
+            space.cascade, space.arch, template.mapping, space.shape,
+            template.params(rows), self.options,
+        )  # fmt: skip
+        n = len(rows)
+        valid = np.broadcast_to(batch.valid, (n,))
+        values = objective_values(self.objective, batch.latency_s, batch.energy_pj)
+        values = np.where(valid, np.broadcast_to(values, (n,)), np.inf)
+        # ties on the objective go to the lower secondary: a relative nudge far below the
+        # model's resolution, so strategies compare one number
+        secondary = batch.energy_pj if self.objective == "latency" else batch.latency_s
+        secondary = np.broadcast_to(secondary, (n,))
+        if self._reference is None:
+            self._reference = float(np.median(secondary)) or 1.0
+        values = values * (1 + 1e-9 * secondary / (secondary + self._reference))
+        self.records.append(
+            {
+                "template": np.full(n, t, dtype=np.int64),
+                "row": rows,
+                "cycles": np.broadcast_to(batch.cycles, (n,)),
+                "latency_s": np.broadcast_to(batch.latency_s, (n,)),
+                "energy_pj": np.broadcast_to(batch.energy_pj, (n,)),
+                "dram_bytes": np.broadcast_to(batch.dram_bytes, (n,)),
+                "buffer_bytes": buffer_bytes(
+                    template, batch, space.arch, self._sizes, self._tensor_ranks
+                ),
+                "valid": valid,
+            }
+        )
+        self.evaluated += n
+        self.invalid += int((~valid).sum())
+        self.remaining -= n
+        if self.progress is not None:
+            self.progress(n)
+        return values
+
+
+def _sizes(space: MapSpace) -> dict[str, int]:
+    from einsim.einsum import resolve_shape
+
+    sizes = {k: int(v) for k, v in resolve_shape(space.cascade, space.shape).items()}
+    return sizes | {k: int(v) for k, v in space.shape.items() if k not in sizes}
+
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """Rows of `points` (n x k, lower is better) that no other row dominates (<= on every
+    column, < on one); duplicates of a front point are all kept.
+
+    Example:
+        >>> pareto_mask(np.array([[1, 3], [2, 2], [2, 3], [3, 1]])).tolist()
+        [True, True, False, True]
+    """
+    n = len(points)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    unique, inverse = np.unique(points, axis=0, return_inverse=True)
+    order = np.lexsort(unique.T[::-1])
+    front: list[int] = []
+    on_front = np.zeros(len(unique), dtype=bool)
+    for i in order:
+        p = unique[i]
+        if front:
+            f = unique[front]
+            if np.any(np.all(f <= p, axis=1)):
+                continue
+        front.append(i)
+        on_front[i] = True
+    return on_front[inverse.ravel()]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found. Named fields; `candidates` has one row per costed candidate.
+
+    Attributes:
+        mapping: the best mapping, every factor an integer (loads with `einsim evaluate`).
+        report: its `Report` from `einsim.simulator.evaluate`.
+        objective: "latency", "energy" or "edp"; strategy, seed, budget: as asked.
+        candidates: template, row, cycles, latency_s, energy_pj, edp, dram_bytes,
+            buffer_bytes, valid, objective, structure (the template's labels).
+        pareto: the valid candidates no other beats on latency, energy and buffer bytes.
+        evaluated, pruned, invalid: candidates costed, dropped before costing, and costed
+            but invalid (overflow, ...). wall_s: seconds the search took.
+        space: the `MapSpace` searched; best_template, best_row: where the best lies.
+    """
+
+    mapping: Mapping
+    report: Report
+    objective: str
+    strategy: str
+    seed: int
+    budget: int
+    candidates: pd.DataFrame
+    pareto: pd.DataFrame
+    evaluated: int
+    pruned: int
+    invalid: int
+    wall_s: float
+    space: MapSpace
+    best_template: int
+    best_row: int
+
+    @property
+    def best_value(self) -> float:
+        return float(objective_values(self.objective, self.report.latency_s, self.report.energy_pj))
+
+    def explain(self) -> str:
+        """What was chosen (fusion, binding, stages, tiles) and why it beat the rest."""
+        return explain(self)
+
+
+def _resolved(template: Template, space: MapSpace, row: int, options) -> tuple[Mapping, dict]:
+    """The template bound at one row, every loop factor resolved to the integer it took."""
+    params = template.params(np.array([row]))
+    batch = evaluate_batch(
+        space.cascade, space.arch, template.mapping, space.shape, params, options
+    )
+    values = {}
+    for kernel, factors in batch.factors.items():
+        for key, value in factors.items():
+            values[f"{kernel}.{key}"] = int(value[0])
+    known = set(_parameter_names(template.mapping))
+    mapping = bind(template.mapping, {k: v for k, v in values.items() if k in known})
+    return mapping, {k: int(v[0]) for k, v in params.items()}
+
+
+def _parameter_names(mapping: Mapping) -> list[str]:
+    from einsim.simulator import parameter_names
+
+    return parameter_names(mapping)
+
+
+def search(
+    cascade: Cascade,
+    arch: Architecture,
+    shape: MappingABC[str, int],
+    objective: str = "latency",
+    strategy: str = "greedy",
+    budget: int = 1_000_000,
+    seed: int = 0,
+    constraints: Constraints | MappingABC | str | None = None,
+    progress: bool | None = None,
+    options: ModelOptions | None = None,
+) -> SearchResult:
+    """Search the map space of `cascade` on `arch` for the best mapping at `shape`.
+
+    Args:
+        cascade: what is computed (`einsim.cascade(name)`).
+        arch: the hardware (`einsim.simulator.load_architecture`).
+        shape: rank sizes, batch ranks (B, H) included.
+        objective: "latency" (s), "energy" (pJ) or "edp" (latency x energy).
+        strategy: a name in `STRATEGIES` (exhaustive, random, greedy, anneal).
+        budget: the most candidates the simulator costs.
+        seed: the random seed; the same seed gives the same result.
+        constraints: a `Constraints`, a dict or a YAML path (see `mapper.constraints`).
+        progress: a progress bar on stderr; None shows one when stderr is a terminal and
+            the search runs longer than about 2 s.
+        options: the simulator's accounting switches.
+
+    Returns:
+        A `SearchResult`; ties on the objective go to the lower secondary (energy for
+        latency, latency otherwise), then to the lower candidate index.
+
+    Raises:
+        SpecError: bad arguments, an unmappable cascade (why), contradictory constraints,
+            exhaustive search on a space larger than the budget, or no valid candidate.
+    """
+    start = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise SpecError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
+    check_strategy(strategy)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise SpecError(f"budget must be a positive integer, got {budget!r}")
+    space = build_space(cascade, arch, shape, load_constraints(constraints))
+    options = options or ModelOptions()
+    bar = _progress_bar(budget, progress)
+    runner = Runner(space, objective, options, budget, bar.update if bar else None)
+    try:
+        STRATEGIES[strategy](space, runner, budget, np.random.default_rng(seed))
+    finally:
+        if bar is not None:
+            bar.close()
+    table = _table(runner, space, objective)
+    valid = table[table.valid]
+    if valid.empty:
+        reasons = _why_invalid(runner, space, options)
+        raise SpecError(
+            f"no valid mapping of {cascade.name} on {arch.name} among {runner.evaluated:,} "
+            f"candidates ({runner.pruned:,} pruned){reasons}"
+        )
+    secondary = "energy_pj" if objective == "latency" else "latency_s"
+    order = np.lexsort(
+        (valid.candidate.to_numpy(), valid[secondary].to_numpy(), valid.objective.to_numpy())
+    )
+    best = valid.iloc[order[0]]
+    t, row = int(best.template), int(best.row)
+    mapping, _ = _resolved(space.templates[t], space, row, options)
+    mapping = dataclasses.replace(mapping, name=f"{cascade.name}_{arch.name}_{objective}")
+    report = evaluate(cascade, arch, mapping, shape, options)
+    points = valid[["latency_s", "energy_pj", "buffer_bytes"]].to_numpy()
+    if len(points) > MAX_PARETO_POINTS:
+        keep = np.sort(order[:MAX_PARETO_POINTS])
+        front = valid.iloc[keep][pareto_mask(points[keep])]
+    else:
+        front = valid[pareto_mask(points)]
+    return SearchResult(
+        mapping=mapping,
+        report=report,
+        objective=objective,
+        strategy=STRATEGIES.canonical(strategy),
+        seed=seed,
+        budget=budget,
+        candidates=table,
+        pareto=front.sort_values(["latency_s", "energy_pj", "buffer_bytes"]).reset_index(drop=True),
+        evaluated=runner.evaluated,
+        pruned=runner.pruned,
+        invalid=runner.invalid,
+        wall_s=time.perf_counter() - start,
+        space=space,
+        best_template=t,
+        best_row=row,
+    )
+
+
+def _table(runner: Runner, space: MapSpace, objective: str) -> pd.DataFrame:
+    columns = [
+        "template", "row", "cycles", "latency_s", "energy_pj", "dram_bytes", "buffer_bytes",
+        "valid",
+    ]  # fmt: skip
+    if not runner.records:
+        return pd.DataFrame({c: [] for c in [*columns, "candidate", "edp", "objective"]})
+    data = {c: np.concatenate([r[c] for r in runner.records]) for c in columns}
+    frame = pd.DataFrame(data)
+    frame["candidate"] = space.offsets[frame.template.to_numpy()] + frame.row.to_numpy()
+    frame["edp"] = frame.latency_s * frame.energy_pj
+    frame["objective"] = objective_values(objective, frame.latency_s, frame.energy_pj)
+    frame = frame.drop_duplicates("candidate", keep="first").reset_index(drop=True)
+    return frame
+
+
+def _why_invalid(runner: Runner, space: MapSpace, options) -> str:
+    if not runner.records:
+        return ""
+    first = runner.records[0]
+    t, row = int(first["template"][0]), int(first["row"][0])
+    template = space.templates[t]
+    batch = evaluate_batch(
+        space.cascade, space.arch, template.mapping, space.shape,
+        template.params(np.array([row])), options,
+    )  # fmt: skip
+    reasons = batch.reasons(0)
+    return f"; e.g. {reasons[0]}" if reasons else ""
+
+
+def _progress_bar(total: int, progress: bool | None):
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, unit="map", delay=0 if progress else 2.0, file=sys.stderr)
+
+
+def _fmt_s(seconds: float) -> str:
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.4g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def explain(result: SearchResult) -> str:
+    """Readable words: the chosen fusion, binding, stages, tiles, and the runners-up."""
+    space, report, mapping = result.space, result.report, result.mapping
+    template = space.templates[result.best_template]
+    labels = dict(template.structure)
+    lines = [
+        f"Best {result.objective} mapping of {space.cascade.name} on {space.arch.name} "
+        f"({', '.join(f'{k}={v}' for k, v in space.shape.items())}): latency "
+        f"{_fmt_s(report.latency_s)}, energy {report.energy_pj:.4g} pJ, DRAM "
+        f"{report.dram_bytes:.4g} B, utilization "
+        + ", ".join(f"{u} {v:.1%}" for u, v in report.utilization.items())
+        + ".",
+        f"Searched with '{result.strategy}' (seed {result.seed}): {result.evaluated:,} "
+        f"candidates costed, {result.pruned:,} pruned before costing, {result.invalid:,} "
+        f"invalid, in {result.wall_s:.2f} s; {len(space.templates):,} templates in the space.",
+        f"Fusion: {labels.get('fusion')} ({len(mapping.kernels)} kernel(s)).",
+    ]
+    for kernel in mapping.kernels[:4]:
+        by_unit: dict[str, list[str]] = {}
+        for einsum, unit in kernel.binding:
+            by_unit.setdefault(unit, []).append(einsum)
+        binding = "; ".join(f"{u}: {', '.join(e)}" for u, e in by_unit.items())
+        spatial = ", ".join(f"{u} unrolls {' x '.join(r)}" for u, r in kernel.spatial)
+        lines.append(f"Kernel {kernel.name}: binding {binding}; {spatial or 'no unrolling'}.")
+        if kernel.stages:
+            stages = " | ".join(", ".join(i.einsum for i in s) for s in kernel.stages)
+            lines.append(
+                f"  Pipelined per tile in {len(kernel.stages)} stages: {stages} (units "
+                "overlap inside a stage; an Einsum placed before its producers finishes the "
+                "previous tile)."
+            )
+        else:
+            lines.append(f"  Overlap: {kernel.overlap.value}.")
+        loops = ", ".join(f"{lp.level}.{lp.rank}={lp.factor}" for lp in kernel.loops)
+        factors = ", ".join(f"{r}={f}" for r, f in report.factors[kernel.name].items())
+        lines.append(f"  Loops outer to inner: {loops or 'none'} (factors: {factors}).")
+        kept = "; ".join(f"{lv} keeps {', '.join(t)}" for lv, t in kernel.keep)
+        lines.append(f"  {kept or 'Every tensor bypasses the on-chip buffer'}.")
+    if len(mapping.kernels) > 4:
+        lines.append(f"... and {len(mapping.kernels) - 4} more kernels.")
+    lines += _runners_up(result)
+    return "\n".join(lines)
+
+
+def _runners_up(result: SearchResult) -> list[str]:
+    """Why it won: the best candidate of each other value of every structural choice."""
+    table = result.candidates[result.candidates.valid]
+    space = result.space
+    best_labels = dict(space.templates[result.best_template].structure)
+    best = result.best_value
+    out = ["Why: the best alternative for each structural choice it made:"]
+    labels = pd.DataFrame([dict(t.structure) for t in space.templates])
+    per_template = table.groupby("template").objective.min()
+    for dim in ("fusion", "compute", "order", "keep"):
+        if dim not in labels:
+            continue
+        mine = best_labels.get(dim)
+        others = per_template[labels.loc[per_template.index, dim].to_numpy() != mine]
+        if others.empty:
+            out.append(f"  {dim}: no alternative was costed.")
+            continue
+        t = int(others.idxmin())
+        ratio = float(others.min()) / best if best else math.inf
+        alt = dict(space.templates[t].structure).get(dim)
+        what = _describe(space.templates[t]) if dim == "compute" else alt
+        out.append(f"  {dim}: {what} is {ratio:.3g}x worse ({result.objective}).")
+    return out
+
+
+def _describe(template: Template) -> str:
+    kernel = template.mapping.kernels[0]
+    units = {}
+    for e, u in kernel.binding:
+        units.setdefault(u, []).append(e)
+    return "binding " + "; ".join(f"{u}: {','.join(e)}" for u, e in units.items())
+
+
+Strategy = Callable[..., None]

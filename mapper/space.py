@@ -1,0 +1,851 @@
+"""Map spaces: the structural choices (templates) and numeric grids of a cascade on hardware.
+
+A `MapSpace` is a list of `Template`s. A template is a `Mapping` whose numeric factors are
+free (`einsim.simulator.parameter_names`), plus the candidate values of each free factor: a
+grid that one `evaluate_batch` call costs at once. The structure of a template is:
+
+* fusion: every Einsum in one kernel (`fused`), or one kernel per Einsum (`unfused`);
+* compute: the ranks unrolled on each unit's dimensions, the binding of each Einsum to a
+  unit that supports all its operators, and (fused kernels on several units) the pipeline
+  stages, derived from the dependency graph by `schedule_stages`;
+* memory: the order of the off-chip loops and of the on-chip loops, and which tensors the
+  on-chip level keeps (the others bypass it).
+
+The numeric part is, per rank, the on-chip tile factor (all divisors of the rank, and
+padded non-divisors when `constraints.padded`) and the spatial factor (up to the array
+dimension); the off-chip factor is what remains (`rest`). Candidates that are invalid or
+dominated before any cost is known are pruned (`Template.keep_rows`): a factor whose last
+iteration would be empty, and a loop of one iteration anywhere but outermost (where it cannot
+break reuse, so every other place is no better).
+
+Rules that keep a fused kernel executable (the simulator trusts the mapping for them): a
+tensor carried across iterations of a temporal loop (RM, RD, RNV) is kept on chip; a rank the
+cascade traverses more than once (`einsim.passes` > 1: M0 in FuseMax, M in the 3-pass
+softmax) is never tiled off chip, and unless the arrays hold it whole, the kernel's
+intermediates over it stay in the on-chip buffer (FLAT keeps QK, SN and A).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from einsim.einsum import Cascade, SpecError, pass_analysis, resolve_shape
+from einsim.einsum.analysis import einsum_op_counts
+from einsim.einsum.ir import rank_of
+from einsim.simulator import Architecture, Kernel, Loop, Mapping, Overlap, evaluate_batch
+from einsim.simulator.mapping import StageItem
+
+from .constraints import Constraints
+
+MAX_ORDERS = 24  # loop orders tried per level when the ranks have more permutations
+MAX_KEEP_CHOICES = 4  # tensors whose keep/bypass is searched (2**4 subsets)
+TOP_COMPUTE = 3  # compute structures (spatial, binding, stages) kept per fused kernel
+
+
+def divisors(n: int) -> list[int]:
+    """Divisors of n, ascending. Example: divisors(12) -> [1, 2, 3, 4, 6, 12]."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def tile_choices(n: int, cap: int, padded: bool) -> tuple[int, ...]:
+    """Candidate factors of a rank of size n, at most `cap`: its divisors, plus (padded) the
+    powers of two and the cap itself, whose last tile is partial.
+
+    Example:
+        >>> tile_choices(12, 8, padded=True)
+        (1, 2, 3, 4, 6, 8)
+    """
+    cap = max(1, min(n, cap))
+    values = {d for d in divisors(n) if d <= cap}
+    if padded:
+        values |= {1 << k for k in range(cap.bit_length()) if (1 << k) <= cap} | {cap}
+    return tuple(sorted(values))
+
+
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """Where a kernel's Einsums run: unrolled ranks per unit, binding, stages, overlap.
+    `score` is the heuristic per-tile time that ranked it (see `schedule_stages`)."""
+
+    spatial: tuple[tuple[str, tuple[str, ...]], ...]
+    binding: tuple[tuple[str, str], ...]
+    stages: tuple[tuple[str, ...], ...]
+    overlap: Overlap
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _RankGrid:
+    """How a template covers one rank: its spatial and on-chip factors (parameter indices,
+    or fixed values) and whether it has an off-chip loop (`rest`)."""
+
+    rank: str
+    size: int
+    spatial_param: int = -1
+    spatial_fixed: int = 1
+    onchip_param: int = -1  # -1: no free on-chip factor
+    offchip: bool = True
+
+
+@dataclass(frozen=True)
+class Template:
+    """A mapping with free factors and the candidate values of each (a grid).
+
+    Attributes:
+        mapping: the structure; `parameter_names(mapping)` includes `names`.
+        names: the free parameters searched, in grid order.
+        values: candidate values of each, one int array per name.
+        structure: (dimension, choice) labels, for tables and `explain()`.
+        ranks: per (kernel, rank), how the grid covers it (for pruning before costing).
+        orders: per kernel, (off-chip order, on-chip order) when every permutation of the
+            tiled ranks is a template (then a one-iteration loop is canonically outermost).
+    """
+
+    mapping: Mapping
+    names: tuple[str, ...]
+    values: tuple[np.ndarray, ...]
+    structure: tuple[tuple[str, str], ...]
+    ranks: tuple[tuple[str, _RankGrid], ...] = ()
+    orders: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    @functools.cached_property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.values)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def params(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Free parameters of grid rows (flat indices into the grid)."""
+        if not self.names:
+            return {}
+        index = np.unravel_index(np.asarray(rows, dtype=np.int64), self.shape)
+        return {n: v[i] for n, v, i in zip(self.names, self.values, index, strict=True)}
+
+    def indices(self, rows: np.ndarray) -> np.ndarray:
+        """Per-parameter value indices of rows, shape (n, len(names))."""
+        if not self.names:
+            return np.zeros((len(rows), 0), dtype=np.int64)
+        return np.stack(np.unravel_index(np.asarray(rows, dtype=np.int64), self.shape), axis=1)
+
+    def flat(self, indices: np.ndarray) -> np.ndarray:
+        """Flat rows of per-parameter value indices (inverse of `indices`)."""
+        if not self.names:
+            return np.zeros(len(indices), dtype=np.int64)
+        return np.ravel_multi_index(tuple(np.asarray(indices).T), self.shape)
+
+    def keep_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Mask of rows that survive pruning before costing (see the module docstring)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        keep = np.ones(rows.shape, dtype=bool)
+        if not self.names:
+            return keep
+        index = np.unravel_index(rows, self.shape)
+        trivial: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        for (kernel, rank), grid in self.ranks:
+            s = (
+                self.values[grid.spatial_param][index[grid.spatial_param]]
+                if grid.spatial_param >= 0
+                else grid.spatial_fixed
+            )
+            g = (
+                self.values[grid.onchip_param][index[grid.onchip_param]]
+                if grid.onchip_param >= 0
+                else 1
+            )
+            keep &= (np.asarray(g) - 1) * s < grid.size
+            rest = -(-grid.size // (np.asarray(s) * g))
+            trivial[kernel, rank] = (
+                np.broadcast_to(rest == 1, rows.shape),
+                np.broadcast_to(np.asarray(g) == 1, rows.shape),
+            )
+        for kernel, off_order, on_order in self.orders:
+            for level, order in ((0, off_order), (1, on_order)):
+                for i, a in enumerate(order):
+                    for b in order[i + 1 :]:
+                        ta, tb = trivial[kernel, a][level], trivial[kernel, b][level]
+                        # one-iteration loops first, by name; then the real loops in order
+                        keep &= ~(~ta & tb)
+                        if a > b:
+                            keep &= ~(ta & tb)
+        return keep
+
+    def seed_rows(self) -> np.ndarray:
+        """Structured starting points: the largest spatial factors, and per tiled rank either
+        one on-chip iteration or the whole rank on chip (2**ranks rows at most 64)."""
+        if not self.names:
+            return np.zeros(1, dtype=np.int64)
+        base = np.array([len(v) - 1 for v in self.values])
+        for name_index, name in enumerate(self.names):
+            if ".spatial." not in name:
+                base[name_index] = 0
+        choices = []
+        for _, grid in self.ranks[:6]:
+            if grid.onchip_param < 0:
+                continue
+            s = (
+                self.values[grid.spatial_param][base[grid.spatial_param]]
+                if grid.spatial_param >= 0
+                else grid.spatial_fixed
+            )
+            whole = -(-grid.size // s)
+            values = self.values[grid.onchip_param]
+            fits = np.flatnonzero(values <= whole)
+            choices.append((grid.onchip_param, (0, int(fits[-1]) if fits.size else 0)))
+        rows = []
+        for combo in itertools.product(*(c for _, c in choices)):
+            index = base.copy()
+            for (param, _), value in zip(choices, combo, strict=True):
+                index[param] = value
+            rows.append(index)
+        return np.unique(self.flat(np.array(rows)))
+
+    def label(self) -> str:
+        return "; ".join(f"{k}={v}" for k, v in self.structure)
+
+
+@dataclass(frozen=True)
+class MapSpace:
+    """Every template of (cascade, arch, shape) under constraints."""
+
+    cascade: Cascade
+    arch: Architecture
+    shape: dict[str, int]
+    constraints: Constraints
+    templates: tuple[Template, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @functools.cached_property
+    def sizes(self) -> np.ndarray:
+        return np.array([t.size for t in self.templates], dtype=np.int64)
+
+    @functools.cached_property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
+    @property
+    def size(self) -> int:
+        """Candidates before pruning: the sum of the templates' grid sizes."""
+        return int(self.sizes.sum())
+
+
+# ---------------------------------------------------------------------------- building
+
+
+@dataclass
+class _Context:
+    cascade: Cascade
+    arch: Architecture
+    shape: dict[str, int]
+    sizes: dict[str, int]
+    batch: tuple[str, ...]
+    constraints: Constraints
+    work: dict[str, dict]  # einsum -> op counts (only Einsums with operations)
+    supported: dict[str, list[str]]  # einsum -> units that support all its operators
+    passes: dict[str, int]
+    probes: dict = field(default_factory=dict)
+
+    def iterated(self, einsum: str) -> set[str]:
+        return {rank_of(v) for v in self.cascade.einsum(einsum).iter_vars} - set(self.batch)
+
+
+def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constraints) -> _Context:
+    sizes = {k: int(v) for k, v in resolve_shape(cascade, shape).items()}
+    batch = tuple(k for k in shape if k not in cascade.ranks)
+    for key in batch:
+        value = shape[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"shape: {key} must be a positive integer, got {value!r}")
+    work, supported = {}, {}
+    for einsum in cascade.einsums:
+        counts = einsum_op_counts(cascade, einsum, sizes)
+        if not counts:
+            continue
+        work[einsum.output] = counts
+        units = [u.name for u in arch.units if all(u.supports(op) for op in counts)]
+        pinned = constraints.pinned_unit(einsum.output)
+        ops = ", ".join(sorted(op.value for op in counts))
+        if pinned is not None:
+            arch.unit(pinned, "constraints.binding: ")
+            if pinned not in units:
+                lacking = sorted(o.value for o in counts if not arch.unit(pinned).supports(o))
+                raise SpecError(
+                    f"constraints.binding: {einsum.output} pinned to {pinned}, which lacks "
+                    f"{', '.join(lacking)} (the Einsum needs {ops})"
+                )
+            units = [pinned]
+        if not units:
+            lacks = "; ".join(
+                f"{u.name} lacks {', '.join(sorted(o.value for o in counts if not u.supports(o)))}"
+                for u in arch.units
+            )
+            raise SpecError(
+                f"cannot map {cascade.name} on {arch.name}: Einsum {einsum.output} needs "
+                f"{ops} and no unit supports all of them ({lacks})"
+            )
+        supported[einsum.output] = units
+    for einsum, _ in constraints.binding:
+        cascade.einsum(einsum)  # raises with the known names
+    return _Context(
+        cascade, arch, dict(shape), sizes, batch, constraints, work, supported,
+        pass_analysis(cascade),
+    )  # fmt: skip
+
+
+def _spatial_options(ctx: _Context, unit_name: str, einsums: list[str]) -> list[tuple[str, ...]]:
+    """Ordered assignments of ranks to a unit's dimensions: distinct ranks that one of the
+    Einsums it could run iterates together; iterative (scanned) ranks stay temporal."""
+    unit = ctx.arch.unit(unit_name)
+    pinned = dict(ctx.constraints.spatial).get(unit_name)
+    scanned = {rank_of(e.iterative_var) for e in ctx.cascade.einsums if e.iterative_var is not None}
+    mine = [e for e in einsums if unit_name in ctx.supported.get(e, ())]
+    ranks = sorted({r for e in mine for r in ctx.iterated(e)} - scanned)
+    k = len(unit.dims)
+    if pinned is not None:
+        if len(pinned) != k:
+            raise SpecError(
+                f"constraints.spatial.{unit_name}: {len(pinned)} rank(s) for a unit with "
+                f"{k} dimension(s)"
+            )
+        unknown = [r for r in pinned if r not in ctx.sizes]
+        if unknown:
+            raise SpecError(
+                f"constraints.spatial.{unit_name}: unknown rank(s) {', '.join(unknown)}; "
+                f"ranks: {', '.join(sorted(ctx.sizes))}"
+            )
+        return [tuple(pinned)]
+    if len(ranks) < k:
+        others = sorted(set(ctx.sizes) - set(ranks) - scanned)
+        ranks = ranks + others[: k - len(ranks)]
+    options = [
+        combo
+        for combo in itertools.permutations(ranks, k)
+        if any(set(combo) <= ctx.iterated(e) for e in mine)
+    ]
+    if not options:
+        options = [
+            combo
+            for combo in itertools.permutations(ranks, k)
+            if any(set(combo) & ctx.iterated(e) for e in mine)
+        ]
+    return options
+
+
+def _probe(ctx: _Context, unit: str, option: tuple[str, ...]) -> dict[str, float]:
+    """Cycles of every Einsum the unit supports, with `option` unrolled on it, as the
+    simulator reports them (one evaluation of a serial kernel holding the whole cascade)."""
+    cache = ctx.probes
+    if (unit, option) in cache:
+        return cache[unit, option]
+    names = [e.output for e in ctx.cascade.einsums]
+    binding = tuple(
+        (e, unit if unit in ctx.supported[e] else ctx.supported[e][0])
+        for e in names
+        if e in ctx.work
+    )
+    kernel = Kernel(
+        name="probe",
+        einsums=tuple(names),
+        binding=binding,
+        spatial=((unit, option),),
+        overlap=Overlap.SERIAL,
+        chained_ops=ctx.constraints.chained_ops,
+    )
+    mapping = Mapping("probe", ctx.cascade.name, (kernel,), batch=ctx.batch)
+    report = evaluate_batch(ctx.cascade, ctx.arch, mapping, ctx.shape)
+    cycles = {
+        row["einsum"]: float(np.max(row["cycles"])) for row in report.einsums if row["unit"] == unit
+    }
+    cache[unit, option] = cycles
+    return cycles
+
+
+def _edges(ctx: _Context, einsums: list[str]) -> tuple[list, list]:
+    """(forward, carried) dependency edges between the Einsums with work of a kernel; an
+    Einsum without work (a reshape such as BK) passes its inputs through."""
+    members = set(einsums)
+
+    def sources(tensor: str, seen=()) -> set[str]:
+        if tensor in ctx.work:
+            return {tensor}
+        if tensor not in members or tensor in seen:
+            return set()
+        out = set()
+        for pred in ctx.cascade.graph.predecessors(tensor):
+            out |= sources(pred, (*seen, tensor))
+        return out
+
+    forward, carried = set(), set()
+    for c in einsums:
+        if c not in ctx.work:
+            continue
+        for p in ctx.cascade.graph.predecessors(c):
+            data = ctx.cascade.graph.edges[p, c]
+            for src in sources(p):
+                if src == c:
+                    continue
+                (carried if data["carried"] and src == p else forward).add((src, c))
+    return sorted(forward), sorted(carried)
+
+
+def schedule_stages(
+    work: list[str],
+    unit_of: MappingABC[str, str],
+    cycles: MappingABC[str, float],
+    forward: list[tuple[str, str]],
+    carried: list[tuple[str, str]],
+) -> tuple[tuple[tuple[str, ...], ...], float]:
+    """Pipeline stages for one binding: a legal (lag, stage) per Einsum found by local search.
+
+    An Einsum runs in a stage of its own tile (lag 0) or of the next tile (lag 1: it finishes
+    the previous tile, as RD, RNV and AV do in FuseMax). Legal: a consumer comes after its
+    producer in (lag, stage) order, or in the same stage on the same unit (one unit runs its
+    Einsums in sequence); a loop-carried read of the previous tile (SPD reads RD[m1]) only
+    constrains a lagged producer to an earlier stage. The search starts as soon as possible
+    (ASAP) and moves one Einsum at a time while the heuristic per-tile time, the sum over
+    stages of the busiest unit's share of the reported `cycles`, falls. It only proposes: the
+    simulator costs every template built from it.
+
+    Returns:
+        (stages as Einsum names per stage, the heuristic per-tile time).
+
+    Example:
+        >>> schedule_stages(["A", "B"], {"A": "x", "B": "y"}, {"A": 2, "B": 3}, [("A", "B")], [])
+        ((('A', 'B'),), 3.0)
+
+        (B finishes the previous tile while A starts the next: one stage of max(2, 3).)
+    """
+    n = len(work)
+    units = sorted(set(unit_of.values()))
+    uidx = {u: i for i, u in enumerate(units)}
+    preds = {e: [p for p, c in forward if c == e] for e in work}
+    succs = {e: [c for p, c in forward if p == e] for e in work}
+    cpreds = {e: [p for p, c in carried if c == e] for e in work}
+    csuccs = {e: [c for p, c in carried if p == e] for e in work}
+    position = {e: i for i, e in enumerate(work)}
+    lag, stage = {}, {}
+    done: set[str] = set()
+    while len(done) < n:  # ASAP in a topological order (ties: text order)
+        ready = [e for e in work if e not in done and all(p in done for p in preds[e])]
+        if not ready:
+            raise SpecError(f"Einsums {', '.join(sorted(set(work) - done))} form a cycle")
+        e = min(ready, key=position.get)
+        lag[e] = 0
+        stage[e] = max((stage[p] + (unit_of[p] != unit_of[e]) for p in preds[e]), default=0)
+        done.add(e)
+    loads = np.zeros((n, len(units)))
+    for e in work:
+        loads[stage[e], uidx[unit_of[e]]] += cycles[e]
+
+    def ok(e: str, lg: int, st: int) -> bool:
+        key, unit = lg * n + st, unit_of[e]
+        for p in preds[e]:
+            kp = lag[p] * n + stage[p]
+            if kp > key or (kp == key and unit_of[p] != unit):
+                return False
+        for c in succs[e]:
+            kc = lag[c] * n + stage[c]
+            if kc < key or (kc == key and unit_of[c] != unit):
+                return False
+        if lg == 0:
+            for p in cpreds[e]:
+                if lag[p] == 1 and (stage[p] > st or (stage[p] == st and unit_of[p] != unit)):
+                    return False
+        else:
+            for c in csuccs[e]:
+                if lag[c] == 0 and (stage[c] < st or (stage[c] == st and unit_of[c] != unit)):
+                    return False
+        return True
+
+    while True:
+        best, best_delta = None, -1e-9
+        for e in work:
+            u, w, s0 = uidx[unit_of[e]], cycles[e], stage[e]
+            before0 = loads[s0].max()
+            loads[s0, u] -= w
+            after0 = loads[s0].max()
+            loads[s0, u] += w
+            for lg in (0, 1):
+                for st in range(n):
+                    if st == s0 or not ok(e, lg, st):
+                        continue
+                    row = loads[st]
+                    gain = (after0 - before0) + max(row.max(), row[u] + w) - row.max()
+                    if gain < best_delta:
+                        best, best_delta = (e, lg, st), gain
+        if best is None:
+            break
+        e, lg, st = best
+        loads[stage[e], uidx[unit_of[e]]] -= cycles[e]
+        loads[st, uidx[unit_of[e]]] += cycles[e]
+        lag[e], stage[e] = lg, st
+    used = sorted({stage[e] for e in work})
+    stages = tuple(tuple(e for e in work if stage[e] == s) for s in used)
+    return stages, float(loads.max(axis=1).sum())
+
+
+def _score(ctx, work, binding, cycles, edges) -> tuple[tuple, float]:
+    unit_cycles = {e: cycles[binding[e]][e] for e in work}
+    overlap = ctx.constraints.overlap
+    if overlap == "pipelined" and len(set(binding.values())) > 1:
+        return schedule_stages(work, binding, unit_cycles, *edges)
+    per_unit: dict[str, float] = {}
+    for e in work:
+        per_unit[binding[e]] = per_unit.get(binding[e], 0.0) + unit_cycles[e]
+    total = max(per_unit.values()) if overlap == "perfect" else sum(per_unit.values())
+    return (tuple(work),), total
+
+
+def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE) -> list:
+    """Candidate (spatial, binding, stages) of one kernel, best heuristic first.
+
+    One Einsum: every supporting unit with every unrolling (no heuristic, nothing dropped).
+    Several: each unit's unrollings are probed through the simulator (`_probe`); per
+    combination, each Einsum goes to its fastest unit (ties to the less loaded), stages come
+    from `schedule_stages`, and the two best combinations get a local search over single
+    re-bindings. The `top` best distinct results are returned.
+    """
+    work = [e for e in einsums if e in ctx.work]
+    units = [u.name for u in ctx.arch.units if any(u.name in ctx.supported[e] for e in work)]
+    options = {u: _spatial_options(ctx, u, work) for u in units}
+    if len(work) == 1:
+        (e,) = work
+        return [
+            Compute(((u, opt),), ((e, u),), (), Overlap.SERIAL)
+            for u in ctx.supported[e]
+            for opt in options[u]
+        ]
+    units = [u for u in units if options[u]]
+    edges = _edges(ctx, einsums)
+    results: dict = {}
+    combos = []
+    for choice in itertools.product(*(options[u] for u in units)):
+        spatial = tuple(zip(units, choice, strict=True))
+        cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
+        binding: dict[str, str] = {}
+        load = dict.fromkeys(units, 0.0)
+        for e in sorted(work, key=lambda x: -min(cycles[u][x] for u in ctx.supported[x])):
+            fastest = min(cycles[u][e] for u in ctx.supported[e])
+            tied = [u for u in ctx.supported[e] if cycles[u][e] <= fastest * (1 + 1e-9)]
+            binding[e] = min(tied, key=lambda u: (load[u], units.index(u)))
+            load[binding[e]] += cycles[binding[e]][e]
+        stages, score = _score(ctx, work, binding, cycles, edges)
+        combos.append((score, spatial, binding, stages, cycles))
+        results[spatial, tuple(sorted(binding.items()))] = (score, stages)
+    combos.sort(key=lambda c: c[0])
+    for score, spatial, binding, stages, cycles in combos[:2]:
+        current = (score, dict(binding), stages)
+        while True:
+            best = current
+            for e in work:
+                for u in ctx.supported[e]:
+                    if u == current[1][e]:
+                        continue
+                    trial = dict(current[1]) | {e: u}
+                    key = (spatial, tuple(sorted(trial.items())))
+                    if key not in results:
+                        results[key] = _score(ctx, work, trial, cycles, edges)[::-1]
+                    s, st = results[key]
+                    if s < best[0] - 1e-9:
+                        best = (s, trial, st)
+            if best is current:
+                break
+            current = best
+    ranked = sorted(results.items(), key=lambda kv: (kv[1][0], str(kv[0])))
+    overlap = Overlap(ctx.constraints.overlap)
+    out = []
+    for (spatial, binding), (score, stages) in ranked[:top]:
+        used = {u for _, u in binding}
+        pipelined = overlap is Overlap.PIPELINED and len(used) > 1
+        out.append(
+            Compute(
+                tuple((u, r) for u, r in spatial if u in used),
+                tuple((e, dict(binding)[e]) for e in work),
+                stages if pipelined else (),
+                overlap if len(used) > 1 else Overlap.SERIAL,
+                score,
+            )
+        )
+    return out
+
+
+def _kernel_memory(ctx: _Context, name: str, einsums: list[str], compute: Compute):
+    """The memory choices of one kernel: tiled ranks, loop orders, keep candidates."""
+    members = set(einsums)
+    ranks: set[str] = set()
+    for e in einsums:
+        ranks |= ctx.iterated(e)
+    lower = {p.lower for p in ctx.cascade.partitions}
+    fused = len([e for e in einsums if e in ctx.work]) > 1
+    multipass = {r for r in ranks if fused and ctx.passes.get(r, 1) > 1}
+    dims: dict[str, int] = {}
+    for unit, unrolled in compute.spatial:
+        for r, d in zip(unrolled, ctx.arch.unit(unit).dims, strict=True):
+            dims[r] = min(dims.get(r, d), d)
+    whole = {r for r in multipass if dims.get(r, 0) >= ctx.sizes[r]}  # the arrays hold it
+    tiled = sorted(r for r in ranks if r not in lower and r not in whole)
+    work = [e for e in einsums if e in ctx.work]
+    # A rank few of a fused kernel's Einsums iterate (E, F in attention) may stay inside
+    # the arrays' own iteration (no buffer-level loop): tiling it is a choice, not a given.
+    optional = [
+        r for r in tiled if fused and 2 * sum(r in ctx.iterated(e) for e in work) < len(work)
+    ]
+    produced = {e for e in einsums}
+    required, candidates = set(), []
+    for e in einsums:
+        einsum = ctx.cascade.einsum(e)
+        if einsum.iterative_var is not None and fused:
+            required.add(e)  # state carried across the loop over its iterative rank
+    for r in multipass - whole:
+        for e in einsums:
+            readers = set(ctx.cascade.graph.successors(e)) & members
+            if r in ctx.cascade.tensor_ranks[e] and readers and e in ctx.work:
+                required.add(e)
+    for e in einsums:
+        if e not in ctx.work:
+            continue
+        for access in ctx.cascade.einsum(e).operands:
+            t = access.tensor
+            if (t not in produced or t not in ctx.work) and t not in candidates:
+                candidates.append(t)
+    for e in einsums:
+        readers = set(ctx.cascade.graph.successors(e))
+        if (e in ctx.cascade.outputs or readers - members) and e not in candidates:
+            candidates.append(e)
+    candidates = [t for t in candidates if t not in required]
+    return tiled, optional, multipass - whole, sorted(required), candidates
+
+
+def _keep_choices(ctx, level: str, required, candidates) -> list[tuple[str, ...]]:
+    forced = set(dict(ctx.constraints.keep).get(level, ()))
+    banned = set(dict(ctx.constraints.bypass).get(level, ()))
+    clash = sorted(set(required) & banned)
+    if clash:
+        raise SpecError(
+            f"constraints.bypass.{level}: {', '.join(clash)} must stay on chip (state carried "
+            "across the tile loop, or an intermediate over a rank traversed more than once)"
+        )
+    free = [t for t in candidates if t not in forced and t not in banned]
+    if len(free) > MAX_KEEP_CHOICES:
+        subsets = [(), tuple(free)]
+        subsets += [(t,) for t in free]
+    else:
+        subsets = [combo for k in range(len(free) + 1) for combo in itertools.combinations(free, k)]
+    base = sorted(set(required) | (forced & (set(candidates) | set(required))))
+    return [tuple(sorted({*base, *s})) for s in subsets]
+
+
+def _orders(ctx, tiled: list[str]) -> tuple[list[tuple[str, ...]], bool]:
+    """Off-chip loop orders (outer to inner) and whether they are every permutation."""
+    allowed = [
+        order
+        for order in itertools.permutations(tiled)
+        if not any(
+            all(r in order for r in bad)
+            and [order.index(r) for r in bad] == sorted(order.index(r) for r in bad)
+            for bad in ctx.constraints.forbid_orders
+        )
+    ]
+    if not allowed:
+        raise SpecError(
+            f"constraints.forbid_orders: every loop order of {', '.join(tiled)} is forbidden"
+        )
+    complete = len(allowed) <= MAX_ORDERS and not ctx.constraints.forbid_orders
+    return allowed[:MAX_ORDERS], complete
+
+
+def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[Template]:
+    """Every template of one fusion grouping: compute x orders x keep per kernel. With
+    several kernels, each kernel takes its best compute structure and streams every operand
+    once (no tiling, nothing kept): the unfused baseline."""
+    offchip = ctx.arch.levels[0].name
+    onchip = [lv.name for lv in ctx.arch.levels[1:]]
+    kernels_options = []
+    for einsums in groups:
+        name = "fused" if len(groups) == 1 else next(e for e in einsums if e in ctx.work)
+        structures = compute_structures(ctx, einsums)
+        if len(groups) > 1:
+            structures = [_fastest(ctx, structures)] if structures else []
+        kernels_options.append((name, einsums, structures))
+    templates = []
+    if len(groups) > 1:
+        kernels = tuple(
+            _kernel(ctx, name, einsums, structures[0] if structures else None, (), (), ())
+            for name, einsums, structures in kernels_options
+        )
+        labels = (("fusion", fusion), ("kernels", str(len(kernels))))
+        mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, kernels, ctx.batch)
+        return [Template(mapping, (), (), labels)]
+    ((name, einsums, structures),) = kernels_options
+    for ci, compute in enumerate(structures):
+        memory = _kernel_memory(ctx, name, einsums, compute)
+        all_tiled, optional, multipass, required, candidates = memory
+        keeps = _keep_choices(ctx, onchip[0], required, candidates) if onchip else [()]
+        orders, complete = [], True
+        for k in range(len(optional) + 1):
+            for dropped in itertools.combinations(optional, k):
+                tiled = [r for r in all_tiled if r not in dropped]
+                some, every = _orders(ctx, tiled)
+                orders += some
+                complete = complete and every and len(tiled) <= 3
+        onchip_orders = orders if complete else [None]
+        for order in orders:
+            for on_order in onchip_orders:
+                if on_order is not None and sorted(on_order) != sorted(order):
+                    continue
+                inner = order if on_order is None else on_order
+                for keep in keeps:
+                    template = _template(
+                        ctx, fusion, name, einsums, compute, ci, order, inner,
+                        keep, multipass, offchip, onchip,
+                        canonical=complete and on_order is not None,
+                    )  # fmt: skip
+                    if on_order is None:  # the on-chip order follows the off-chip one
+                        labels = dict(template.structure) | {"onchip_order": "same"}
+                        template = dataclasses.replace(template, structure=tuple(labels.items()))
+                    templates.append(template)
+    return templates
+
+
+def _fastest(ctx: _Context, structures: list[Compute]) -> Compute:
+    def cycles(c: Compute) -> float:
+        ((e, unit),) = c.binding
+        return _probe(ctx, unit, dict(c.spatial)[unit]).get(e, math.inf)
+
+    return min(structures, key=cycles)
+
+
+def _kernel(ctx, name, einsums, compute, loops, keep, spatial_factors) -> Kernel:
+    if compute is None:
+        return Kernel(name, tuple(einsums), (), ())
+    stages = tuple(tuple(StageItem(e) for e in stage) for stage in compute.stages)
+    return Kernel(
+        name=name,
+        einsums=tuple(einsums),
+        binding=compute.binding,
+        spatial=compute.spatial,
+        loops=tuple(loops),
+        keep=tuple(keep),
+        stages=stages,
+        overlap=Overlap.PIPELINED if stages else compute.overlap,
+        chained_ops=ctx.constraints.chained_ops,
+        spatial_factors=tuple(spatial_factors),
+    )
+
+
+def _template(
+    ctx, fusion, name, einsums, compute, ci, order, on_order, keep, multipass, offchip, onchip,
+    canonical,
+) -> Template:  # fmt: skip
+    padded = ctx.constraints.padded
+    names: list[str] = []
+    values: list[np.ndarray] = []
+    dims: dict[str, int] = {}
+    for unit, unrolled in compute.spatial:
+        for r, d in zip(unrolled, ctx.arch.unit(unit).dims, strict=True):
+            dims[r] = min(dims.get(r, d), d)
+
+    def free(key: str, choices: tuple[int, ...]) -> int:
+        fixed = ctx.constraints.factor(name, key)
+        names.append(f"{name}.{key}")
+        values.append(np.array([fixed] if fixed is not None else choices, dtype=np.int64))
+        return len(names) - 1
+
+    grids: dict[str, _RankGrid] = {}
+    for r in dict.fromkeys(r for _, unrolled in compute.spatial for r in unrolled):
+        size = ctx.sizes[r]
+        if r in multipass or r not in order:
+            grids[r] = _RankGrid(r, size, spatial_fixed=min(size, dims[r]), offchip=False)
+            if r in multipass:  # held whole by the arrays, or tiled on chip below
+                index = free(f"spatial.{r}", tile_choices(size, dims[r], padded))
+                grids[r] = _RankGrid(r, size, spatial_param=index, offchip=False)
+            continue
+        index = free(f"spatial.{r}", tile_choices(size, dims[r], padded))
+        grids[r] = _RankGrid(r, size, spatial_param=index)
+    loops = []
+    for r in order:
+        if r in multipass:
+            continue
+        fixed = ctx.constraints.factor(name, f"{offchip}.{r}")
+        loops.append(Loop(offchip, r, fixed if fixed is not None else "rest"))
+    for level in onchip:
+        for r in on_order:
+            if r in multipass:
+                loops.append(Loop(level, r, "rest"))
+                continue
+            loops.append(Loop(level, r, 1))
+            index = free(f"{level}.{r}", tile_choices(ctx.sizes[r], ctx.sizes[r], padded))
+            grid = grids.get(r, _RankGrid(r, ctx.sizes[r]))
+            if level == onchip[0]:
+                grids[r] = _RankGrid(
+                    r, grid.size, grid.spatial_param, grid.spatial_fixed, index, grid.offchip
+                )
+    keep_spec = ((onchip[0], keep),) if onchip and keep else ()
+    kernel = _kernel(ctx, name, einsums, compute, loops, keep_spec, ())
+    mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, (kernel,), ctx.batch)
+    labels = (
+        ("fusion", fusion),
+        ("compute", str(ci)),
+        ("spatial", " ".join(f"{u}:{','.join(r)}" for u, r in compute.spatial)),
+        ("order", ",".join(order)),
+        ("onchip_order", ",".join(on_order)),
+        ("keep", ",".join(keep) or "-"),
+    )
+    ranks = tuple(
+        ((name, r), g)
+        for r, g in grids.items()
+        if g.offchip and not (ctx.constraints.factor(name, f"{offchip}.{r}"))
+    )
+    orders = ((name, tuple(order), tuple(on_order)),) if canonical else ()
+    return Template(mapping, tuple(names), tuple(values), labels, ranks, orders)
+
+
+def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
+    """Fusion groupings: everything in one kernel, and one kernel per Einsum with work (an
+    Einsum without work, a reshape, joins the kernel of its first reader)."""
+    names = [e.output for e in ctx.cascade.einsums]
+    out = []
+    if ctx.constraints.fusion in (None, "fused"):
+        out.append(("fused", [names]))
+    work = [e for e in names if e in ctx.work]
+    if ctx.constraints.fusion in (None, "unfused") and len(work) > 1:
+        groups = {e: [e] for e in work}
+        for e in names:
+            if e in ctx.work:
+                continue
+            readers = [r for r in ctx.cascade.order if r in ctx.cascade.graph.successors(e)]
+            target = next((r for r in readers if r in ctx.work), work[0])
+            groups[target].insert(0, e)
+        out.append(("unfused", [groups[e] for e in work]))
+    return out
+
+
+def build_space(
+    cascade: Cascade,
+    arch: Architecture,
+    shape: MappingABC[str, int],
+    constraints: Constraints | None = None,
+) -> MapSpace:
+    """The map space of `cascade` on `arch` at `shape` (see the module docstring).
+
+    Raises:
+        SpecError: an Einsum no unit can run (naming the missing operators per unit), or
+            constraints that contradict each other or the cascade.
+    """
+    constraints = constraints or Constraints()
+    ctx = _context(cascade, arch, shape, constraints)
+    templates: list[Template] = []
+    for fusion, groups in fusion_groups(ctx):
+        templates += _templates_for(ctx, fusion, groups)
+    if not templates:
+        raise SpecError(f"constraints leave no mapping of {cascade.name} on {arch.name}")
+    return MapSpace(cascade, arch, dict(shape), constraints, tuple(templates))

@@ -1,0 +1,217 @@
+"""Search strategies: plain functions with one signature behind the `STRATEGIES` registry.
+
+    strategy(space: MapSpace, run: Runner, budget: int, rng: np.random.Generator) -> None
+
+A strategy chooses which candidates (template index, grid rows) to cost and hands them to
+`run`, which prunes, asks the simulator (`evaluate_batch`, one call per template and chunk),
+records every result and returns the objective of each row (inf when pruned or invalid).
+Strategies never compute a cost. `run.remaining` is what is left of the budget (candidates
+costed); a strategy stops when it reaches 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from einsim.einsum import Registry, SpecError
+
+from .space import MapSpace
+
+STRATEGIES: Registry = Registry("strategy")
+
+SAMPLE = 2048  # rows costed per visit of a template by greedy and anneal
+EXHAUSTIVE_CHUNK = 1 << 18
+BLOCK = 256  # rows per template draw of the random strategy
+
+
+def _all_rows(space: MapSpace, chunk: int = EXHAUSTIVE_CHUNK):
+    for t, template in enumerate(space.templates):
+        for start in range(0, template.size, chunk):
+            yield t, np.arange(start, min(template.size, start + chunk), dtype=np.int64)
+
+
+def survivors(space: MapSpace) -> int:
+    """Candidates left after pruning before costing (every template's `keep_rows`)."""
+    return sum(int(space.templates[t].keep_rows(rows).sum()) for t, rows in _all_rows(space))
+
+
+@STRATEGIES.register("exhaustive", summary="every candidate that survives pruning")
+def exhaustive(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
+    """Cost every candidate left after pruning; refuse when they exceed the budget.
+
+    Raises:
+        SpecError: the space is larger than the budget (with its size and a suggestion).
+    """
+    size = space.size
+    left = survivors(space) if size <= 50 * budget else None
+    if (left if left is not None else size) > budget:
+        counted = f"{left:,} after pruning" if left is not None else "not counted after pruning"
+        raise SpecError(
+            f"exhaustive: the map space has {size:,} candidates ({counted}) in "
+            f"{len(space.templates):,} templates, more than the budget of {budget:,}; raise "
+            "the budget or use strategy 'anneal' (or 'greedy', 'random')"
+        )
+    for t, rows in _all_rows(space):
+        run(t, rows)
+
+
+@STRATEGIES.register("random", summary="uniform template, then uniform grid rows (seeded)")
+def random(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
+    """Draw a template uniformly, then up to `BLOCK` rows of its grid uniformly, until the
+    budget is spent (templates first, so that a small structure is as likely as a large
+    one; rows in blocks, so that one simulator call costs many)."""
+    draws = 0
+    while run.remaining > 0 and draws < 20 * len(space.templates) + budget:
+        draws += 1
+        t = int(rng.integers(len(space.templates)))
+        size = space.templates[t].size
+        n = min(size, BLOCK, run.remaining)
+        rows = np.arange(size) if n == size else np.unique(rng.integers(0, size, size=n))
+        run(t, rows)
+
+
+def _neighbours(space: MapSpace):
+    """Per template and structural dimension, the templates that differ only there."""
+    present = {d for t in space.templates for d, _ in t.structure} - {"spatial"}
+    first = ["compute", "order", "onchip_order", "keep", "fusion"]  # fusion last: the
+    dims = [d for d in first if d in present] + sorted(present - set(first))  # tiled ones need
+    # their orders and keeps found before they are compared with the unfused baseline
+    labels = [dict(t.structure) for t in space.templates]
+    groups: dict = {}
+    for i, lab in enumerate(labels):
+        for d in dims:
+            key = (d, tuple(lab.get(x, "") for x in dims if x != d))
+            groups.setdefault(key, []).append(i)
+    table = []
+    for lab in labels:
+        row = {}
+        for d in dims:
+            key = (d, tuple(lab.get(x, "") for x in dims if x != d))
+            row[d] = groups[key]
+        table.append(row)
+    fusions: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        fusions.setdefault(lab.get("fusion", ""), i)
+    for row in table:
+        row["fusion"] = sorted(set(row.get("fusion", [])) | set(fusions.values()))
+    return dims, table
+
+
+class _Visits:
+    """Best (objective, row) found in each template visited, sampling new rows per visit."""
+
+    def __init__(self, space: MapSpace, run, rng):
+        self.space, self.run, self.rng = space, run, rng
+        self.best: dict[int, tuple[float, int]] = {}
+
+    def visit(self, t: int) -> float:
+        template = self.space.templates[t]
+        size = template.size
+        if t in self.best and size <= SAMPLE:
+            return self.best[t][0]
+        n = min(size, SAMPLE, max(self.run.remaining, 0))
+        if n <= 0:
+            return self.best.get(t, (np.inf, 0))[0]
+        if size <= SAMPLE:
+            rows = np.arange(size)
+        else:
+            rows = self.rng.choice(size, n, replace=False)
+            if t not in self.best:
+                rows = np.unique(np.concatenate([template.seed_rows(), rows]))
+        values = self.run(t, rows)
+        if len(values):
+            i = int(np.argmin(values))
+            if t not in self.best or values[i] < self.best[t][0]:
+                self.best[t] = (float(values[i]), int(rows[i]))
+        return self.best.get(t, (np.inf, 0))[0]
+
+    def refine(self, t: int) -> None:
+        """Coordinate descent on the free factors from the template's best row: each round
+        costs every single-factor change at once and moves to the best."""
+        if t not in self.best:
+            return
+        template = self.space.templates[t]
+        while self.run.remaining > 0:
+            value, row = self.best[t]
+            base = template.indices(np.array([row]))[0]
+            trials = []
+            for k, values in enumerate(template.values):
+                for j in range(len(values)):
+                    if j != base[k]:
+                        trial = base.copy()
+                        trial[k] = j
+                        trials.append(trial)
+            if not trials:
+                return
+            rows = template.flat(np.array(trials))
+            values = self.run(t, rows)
+            i = int(np.argmin(values)) if len(values) else 0
+            if not len(values) or values[i] >= value:
+                return
+            self.best[t] = (float(values[i]), int(rows[i]))
+
+
+@STRATEGIES.register("greedy", summary="coordinate descent over structure, then over factors")
+def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
+    """Start from the template whose compute structure the scheduler ranked first; change
+    one structural choice at a time (fusion, compute structure, loop orders, keep), each
+    template judged by the best of a sample of its grid; move to the best; stop when no
+    single change helps; then refine the factors of the best template by coordinate descent."""
+    dims, table = _neighbours(space)
+    visits = _Visits(space, run, rng)
+    current = 0
+    visits.visit(current)
+    improved = True
+    while improved and run.remaining > 0:
+        improved = False
+        for d in dims:
+            for t in table[current][d]:
+                if run.remaining <= 0:
+                    break
+                visits.visit(t)
+            best = min(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[0]
+            if best != current and visits.best[best][0] < visits.best[current][0]:
+                current, improved = best, True
+    for t, _ in sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[:3]:
+        visits.refine(t)
+
+
+@STRATEGIES.register("anneal", summary="simulated annealing over structure, sampled factors")
+def anneal(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
+    """Simulated annealing over templates: a move changes one structural choice; a template
+    scores the best of a fresh sample of its grid (so revisits keep improving it); a worse
+    move is accepted with probability exp(-relative loss / T), T falling geometrically from
+    0.2 to 0.002 over the budget. The three best templates are refined at the end
+    (coordinate descent on their factors, a tenth of the budget kept for it)."""
+    dims, table = _neighbours(space)
+    visits = _Visits(space, run, rng)
+    reserve = budget // 10
+    current = 0
+    cost = visits.visit(current)
+    start = run.remaining
+    steps = 4 * (budget // SAMPLE + len(space.templates))  # revisits of costed grids are free
+    while run.remaining > reserve and steps > 0:
+        steps -= 1
+        progress = 1 - (run.remaining - reserve) / max(1, start - reserve)
+        temperature = 0.2 * (0.01**progress)
+        d = dims[int(rng.integers(len(dims)))]
+        options = [t for t in table[current][d] if t != current]
+        if not options:
+            continue
+        t = int(options[int(rng.integers(len(options)))])
+        new = visits.visit(t)
+        if new <= cost or (
+            np.isfinite(new)
+            and rng.random() < np.exp(-(new - cost) / max(abs(cost), 1e-30) / temperature)
+        ):
+            current, cost = t, new
+        if not np.isfinite(cost):
+            current, cost = t, new
+    for t, _ in sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[:3]:
+        visits.refine(t)
+
+
+def check_strategy(name: str) -> None:
+    """Raise SpecError for an unknown strategy, listing the known ones."""
+    if name not in STRATEGIES:
+        raise SpecError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
