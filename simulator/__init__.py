@@ -1,13 +1,24 @@
 """What the hardware is and how it runs a loop nest: architectures, mappings, the cost model."""
 
 from .architecture import Architecture, ComputeUnit, OpCost, StorageLevel, load_architecture
+from .gpu import (
+    AttentionProblem,
+    GpuArchitecture,
+    GpuMapping,
+    evaluate_gpu,
+    evaluate_gpu_batch,
+    load_gpu_architecture,
+)
 from .mapping import Kernel, Loop, Mapping, Overlap, bind, load_mapping, parameter_names
 from .model import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
 
 __all__ = [
     "Architecture",
+    "AttentionProblem",
     "BatchReport",
     "ComputeUnit",
+    "GpuArchitecture",
+    "GpuMapping",
     "Kernel",
     "Loop",
     "Mapping",
@@ -19,7 +30,10 @@ __all__ = [
     "bind",
     "evaluate",
     "evaluate_batch",
+    "evaluate_gpu",
+    "evaluate_gpu_batch",
     "load_architecture",
+    "load_gpu_architecture",
     "load_mapping",
     "parameter_names",
 ]

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from einsim.einsum import Op, SpecError
 
 from .spec import apply_overrides, check_keys, load_yaml, number
+
+if TYPE_CHECKING:
+    from .gpu import GpuArchitecture
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,15 +198,29 @@ def architecture_from_dict(data: Mapping, origin: str = "architecture") -> Archi
 
 def load_architecture(
     name_or_path: str | Path, overrides: Mapping[str, object] | None = None
-) -> Architecture:
+) -> Architecture | GpuArchitecture:
     """A bundled preset by name or a YAML file by path, with `--set`-style overrides.
+
+    A bundled GPU (`simulator/gpus/`) or a spec with a top-level `gpu:` section loads as a
+    `simulator.gpu.GpuArchitecture` (see `load_gpu_architecture`).
 
     Example:
         >>> arch = load_architecture("fusemax_cloud", {"units.2d.rows": 64})
         >>> arch.unit("2d").dims
         (64, 256)
     """
-    data, origin = load_yaml(name_or_path, "architecture", "architectures")
+    from .gpu import gpu_architecture_from_dict, gpu_presets, load_gpu_architecture
+
+    if str(name_or_path) in gpu_presets():  # a bundled GPU (simulator/gpus/)
+        return load_gpu_architecture(name_or_path, overrides)
+    try:
+        data, origin = load_yaml(name_or_path, "architecture", "architectures")
+    except SpecError as error:
+        if not str(error).startswith("unknown architecture"):
+            raise
+        raise SpecError(f"{error}; GPUs: {', '.join(gpu_presets())}") from None
     if overrides:
         data = apply_overrides(data, overrides, origin)
+    if "gpu" in data:  # a GPU spec file: its own type and model (simulator/gpu.py)
+        return gpu_architecture_from_dict(data, origin)
     return architecture_from_dict(data, origin)

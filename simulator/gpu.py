@@ -1,0 +1,1112 @@
+"""GPUs as a target: presets, FlashAttention-style tile mappings, and their cost model.
+
+A GPU is not a tree of buffers over spatial arrays, so it has its own frozen types:
+`GpuArchitecture` (SMs, shared memory, registers, L2, HBM, tensor-core / CUDA-core / SFU
+rates; the bundled `h100_sxm`, `h200`, `a100_sxm` in `simulator/gpus/`, or a YAML with a
+top-level `gpu:` section; `load_architecture` dispatches both here) and `GpuMapping` (the tiling of
+one attention kernel). `evaluate_gpu_batch` costs many mappings at once over numpy arrays
+of the tile parameters and returns the accelerator model's `BatchReport`/`Report` types.
+
+The model (FlashAttention-2 forward, Dao 2023, Algorithm 1; a CTA per (batch, head, query
+tile of Br rows), key/value tiles of Bc streamed through a shared-memory ring of `stages`):
+
+* Work per (query tile, key tile) pair, by tile class: *full* (no masked or padded key),
+  *partial* (a mask boundary or the padded last key tile: the mask is applied per element),
+  *skipped* (entirely masked: never visited, FlashAttention's causal early exit).
+  Tensor-core FLOPs 2·Br·Bc·E per QK sweep and 2·Br·Bc·F for PV; Br·Bc exp on the SFU per
+  exp sweep plus Br correction exps; `FP32_OPS_PER_SCORE` FP32 ops per score (+
+  `MASK_OPS_PER_SCORE` in a partial tile) and Br·F rescales; shared-memory bytes: the tile
+  written once and read by each of the W warps (warps split the Br rows, FA2 Section 3.3).
+* A tile's time on a whole SM: max over pipes (tensor, SFU, FP32, shared memory) when at
+  least two warps per SM sub-partition can interleave MMA and softmax, their sum otherwise;
+  divided by the issue efficiency min(1, resident warps / sub-partitions). Its global load
+  (an L2-bandwidth share per SM) overlaps with compute when `stages` >= 2 and adds when 1.
+* Occupancy k = CTAs per SM from warps, shared memory (+1 KiB reserved per CTA) and an
+  estimate of registers per thread (FP32 accumulators Br·F and scores Br·Bc over the
+  32·W threads, + `REGISTER_OVERHEAD`; over 255 is invalid: spills).
+  A CTA sharing its SM with k - 1 others takes k times its whole-SM time.
+* Wave quantization: CTAs are dispatched in launch order (query tile fastest) to the
+  earliest free of SMs x k slots (a list scheduler; equal CTAs give ceil(N / slots) waves,
+  causal and window masks give unequal ones). Kernel time = launch + max(compute_scale ·
+  makespan, memory_scale · HBM bytes / HBM bandwidth, tensor FLOPs / peak): a roofline.
+* HBM bytes: Q, O once; K and V once per head when the heads in flight fit the L2, else
+  the share that misses is re-read per query tile.
+* Forms: `fusemax_1pass` is FA2's single sweep; `online_2pass` and `stable_3pass` sweep
+  the keys 2 and 3 times (QK recomputed each sweep). `unfused`: QK GEMM writing S in FP32,
+  a softmax kernel reading S three times (max, sum, normalize), an AV GEMM.
+
+Calibration: per (device, kernel family) `compute_scale`, `memory_scale`, `launch_s`, read
+from `simulator/data/gpu_calibration.csv` (fitted by `benchmarks/fit_gpu_calibration.py`
+from `einsim validate-gpu` measurements). Until measured, the rows are 1.0 / 1.0 / 0 and
+marked `uncalibrated`; no constant is tuned in this code.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import functools
+import math
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from einsim.einsum import Cascade, SpecError, resolve_shape
+
+from .model import BatchReport, Report, _Problem
+from .spec import check_keys, load_yaml, number
+
+# Instruction counts of the FA2 inner loop per score element (not fitted): scale-and-
+# subtract the max (1 FFMA), the row max (1), the row sum (1), the convert to 16 bits (1).
+FP32_OPS_PER_SCORE = 4
+# A partial tile adds the index compare and the select per score.
+MASK_OPS_PER_SCORE = 2
+# Registers a thread needs beside its fragments: addresses, loop state, row max and sum.
+REGISTER_OVERHEAD = 40
+# Above this many CTAs the list scheduler places whole rounds of `slots` CTAs on the slots
+# sorted by finish time (exact for equal CTAs; approximate for unequal ones).
+EXACT_SCHEDULE_CTAS = 2048
+
+DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8}
+
+
+# --------------------------------------------------------------------------- the GPU
+
+
+@dataclass(frozen=True, slots=True)
+class GpuArchitecture:
+    """A GPU: per-SM resources, caches, memory and rates. Units in the names."""
+
+    name: str
+    sms: int
+    clock_hz: float
+    max_clock_hz: float
+    smem_per_sm_bytes: int
+    smem_per_block_bytes: int
+    smem_reserved_per_block_bytes: int
+    smem_bytes_per_clock_per_sm: float
+    registers_per_sm: int
+    registers_per_thread_max: int
+    register_alloc_granularity: int
+    max_warps_per_sm: int
+    max_ctas_per_sm: int
+    sub_partitions_per_sm: int
+    l2_bytes: int
+    hbm_bytes: int
+    hbm_bytes_per_s: float
+    l2_bytes_per_clock_per_sm: float
+    tensor_flops_per_clock_per_sm: tuple[tuple[str, float], ...]
+    cuda_core_flops_per_clock_per_sm: tuple[tuple[str, float], ...]
+    sfu_ops_per_clock_per_sm: float
+    board_power_w: float = 0.0
+
+    def mma_flops_per_s(self, dtype: str) -> float:
+        """Peak rate of the attention MMAs (per clock per SM x SMs x clock): tensor cores for
+        16-bit inputs, CUDA cores (FMA) for fp32/fp64 inputs (run without tensor cores)."""
+        table = dict(self.tensor_flops_per_clock_per_sm) if dtype in ("fp16", "bf16") else {}
+        if dtype not in table:
+            table = dict(self.cuda_core_flops_per_clock_per_sm)
+            dtype = "fp64" if dtype == "fp64" else "fp32"
+            if dtype not in table:
+                raise SpecError(f"GPU {self.name!r} has no {dtype} rate")
+        return table[dtype] * self.sms * self.clock_hz
+
+    @property
+    def fp32_ops_per_s(self) -> float:
+        """FP32 instructions per second (lane-ops): FLOP/s / 2 (an FMA is two FLOPs)."""
+        return dict(self.cuda_core_flops_per_clock_per_sm)["fp32"] / 2 * self.sms * self.clock_hz
+
+    @property
+    def l2_bytes_per_s(self) -> float:
+        return self.l2_bytes_per_clock_per_sm * self.sms * self.clock_hz
+
+    @property
+    def sfu_ops_per_s(self) -> float:
+        return self.sfu_ops_per_clock_per_sm * self.sms * self.clock_hz
+
+
+_GPU_INTS = (
+    "sms",
+    "smem_per_sm_bytes",
+    "smem_per_block_bytes",
+    "smem_reserved_per_block_bytes",
+    "registers_per_sm",
+    "registers_per_thread_max",
+    "register_alloc_granularity",
+    "max_warps_per_sm",
+    "max_ctas_per_sm",
+    "sub_partitions_per_sm",
+    "l2_bytes",
+    "hbm_bytes",
+)
+_GPU_FLOATS = (
+    "clock_hz",
+    "max_clock_hz",
+    "smem_bytes_per_clock_per_sm",
+    "hbm_bytes_per_s",
+    "l2_bytes_per_clock_per_sm",
+    "sfu_ops_per_clock_per_sm",
+)
+
+
+def _rates(data: object, where: str) -> tuple[tuple[str, float], ...]:
+    data = check_keys(data, where, (), (*DTYPE_BYTES, "tf32", "fp8", "int8"))
+    if not data:
+        raise SpecError(f"{where}: give at least one dtype rate")
+    return tuple((str(k), number(v, f"{where}.{k}")) for k, v in data.items())
+
+
+def gpu_architecture_from_dict(data: MappingABC, origin: str = "architecture") -> GpuArchitecture:
+    """Build and validate a `GpuArchitecture` from parsed YAML (`name` and a `gpu:` section).
+
+    Raises:
+        SpecError: unknown or missing keys (naming the known ones), non-positive numbers.
+    """
+    data = check_keys(data, origin, ("name", "gpu"))
+    where = f"{origin}: gpu"
+    gpu = check_keys(
+        data["gpu"],
+        where,
+        (
+            *_GPU_INTS,
+            *_GPU_FLOATS,
+            "tensor_flops_per_clock_per_sm",
+            "cuda_core_flops_per_clock_per_sm",
+        ),
+        ("board_power_w",),
+    )
+    values: dict = {}
+    for key in _GPU_INTS:
+        value = number(gpu[key], f"{where}.{key}")
+        if value != int(value):
+            raise SpecError(f"{where}.{key}: expected an integer, got {gpu[key]!r}")
+        values[key] = int(value)
+    for key in _GPU_FLOATS:
+        values[key] = number(gpu[key], f"{where}.{key}")
+    cores = gpu["cuda_core_flops_per_clock_per_sm"]
+    if not isinstance(cores, MappingABC) or "fp32" not in cores:
+        raise SpecError(f"{where}.cuda_core_flops_per_clock_per_sm: the fp32 rate is required")
+    return GpuArchitecture(
+        name=str(data["name"]),
+        tensor_flops_per_clock_per_sm=_rates(
+            gpu["tensor_flops_per_clock_per_sm"], f"{where}.tensor_flops_per_clock_per_sm"
+        ),
+        cuda_core_flops_per_clock_per_sm=_rates(cores, f"{where}.cuda_core_flops_per_clock_per_sm"),
+        board_power_w=number(gpu.get("board_power_w", 0), f"{where}.board_power_w", positive=False),
+        **values,
+    )
+
+
+def load_gpu_architecture(
+    name_or_path: str | Path, overrides: MappingABC[str, object] | None = None
+) -> GpuArchitecture:
+    """A bundled GPU preset (`simulator/gpus/`: `h100_sxm`, `h200`, `a100_sxm`) or a YAML path.
+
+    Example:
+        >>> load_gpu_architecture("h100_sxm", {"gpu.sms": 66}).sms
+        66
+    """
+    from .spec import apply_overrides
+
+    data, origin = load_yaml(name_or_path, "GPU architecture", "gpus")
+    if "gpu" not in data:
+        raise SpecError(f"{origin}: not a GPU architecture (no top-level 'gpu:' section)")
+    if overrides:
+        data = apply_overrides(data, overrides, origin)
+    return gpu_architecture_from_dict(data, origin)
+
+
+# ------------------------------------------------------------------- the problem
+
+
+class Mask(enum.Enum):
+    """Which (key m, query p) pairs a query attends to (as in `einsim.direct`)."""
+
+    NONE = "none"
+    CAUSAL = "causal"  # m <= p
+    WINDOW = "window"  # m <= p and p - m < W (Mistral)
+    SYMMETRIC_WINDOW = "symmetric_window"  # |p - m| <= W / 2
+
+
+class Form(enum.Enum):
+    """How the fused kernel sweeps the keys (the cascade's pass count over M)."""
+
+    FUSEMAX_1PASS = "fusemax_1pass"
+    ONLINE_2PASS = "online_2pass"
+    STABLE_3PASS = "stable_3pass"
+
+    @property
+    def sweeps(self) -> int:
+        return {"fusemax_1pass": 1, "online_2pass": 2, "stable_3pass": 3}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionProblem:
+    """One attention call: B x H heads of P queries over M keys, head dims E (QK), F (V)."""
+
+    batch: int
+    heads: int
+    seq_q: int
+    seq_kv: int
+    head_dim: int
+    head_dim_v: int
+    mask: Mask = Mask.NONE
+    window: int = 0
+    form: Form = Form.FUSEMAX_1PASS
+    dtype: str = "bf16"
+
+    def __post_init__(self):
+        for key in ("batch", "heads", "seq_q", "seq_kv", "head_dim", "head_dim_v"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"attention problem: {key} must be a positive integer")
+        if self.dtype not in DTYPE_BYTES:
+            raise SpecError(
+                f"attention problem: dtype {self.dtype!r}; known: {', '.join(DTYPE_BYTES)}"
+            )
+        if self.mask in (Mask.WINDOW, Mask.SYMMETRIC_WINDOW) and self.window < 1:
+            raise SpecError("attention problem: a window mask needs window W >= 1")
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    def keep(self, m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The mask as a boolean array over broadcast key positions m and query positions p."""
+        if self.mask is Mask.NONE:
+            return np.ones(np.broadcast(m, p).shape, dtype=bool)
+        if self.mask is Mask.CAUSAL:
+            return m <= p
+        if self.mask is Mask.WINDOW:
+            return (m <= p) & (p - m < self.window)
+        return 2 * np.abs(p - m) <= self.window
+
+
+_PLAIN = ("fusemax_1pass", "online_2pass", "stable_3pass", "cross")
+
+
+def problem_from_cascade(
+    cascade: Cascade, shape: MappingABC[str, int], dtype: str = "bf16"
+) -> AttentionProblem:
+    """The `AttentionProblem` of a softmax attention cascade (plain, `causal`,
+    `sliding_window`) at `shape` (B, H, E, F, M, P; B and H default to 1).
+
+    Raises:
+        SpecError: a cascade the GPU kernels do not implement (naming the supported ones).
+    """
+    from einsim.einsum import passes
+
+    name = cascade.name
+    if name not in (*_PLAIN, "causal", "sliding_window"):
+        raise SpecError(
+            f"GPU model: no GPU kernel for cascade {name!r}; supported: "
+            f"{', '.join((*_PLAIN, 'causal', 'sliding_window'))}"
+        )
+    counted = passes(cascade, "M")
+    sweeps = counted if isinstance(counted, int) else counted.get("M1", 1)
+    form = {1: Form.FUSEMAX_1PASS, 2: Form.ONLINE_2PASS, 3: Form.STABLE_3PASS}[sweeps]
+    sizes = dict(resolve_shape(cascade, shape))
+    mask, window = Mask.NONE, 0
+    if name == "causal":
+        mask = Mask.CAUSAL
+    elif name == "sliding_window":
+        window = int(sizes["W"])
+        text = str(cascade)
+        mask = Mask.SYMMETRIC_WINDOW if "W / 2" in text else Mask.WINDOW
+    return AttentionProblem(
+        batch=int(shape.get("B", 1)),
+        heads=int(shape.get("H", 1)),
+        seq_q=int(sizes["P"]),
+        seq_kv=int(sizes["M"]),
+        head_dim=int(sizes["E"]),
+        head_dim_v=int(sizes["F"]),
+        mask=mask,
+        window=window,
+        form=form,
+        dtype=dtype,
+    )
+
+
+# ------------------------------------------------------------------- the mapping
+
+
+class KernelForm(enum.Enum):
+    FUSED = "fused"  # one kernel: FlashAttention-style tiles, intermediates on chip
+    UNFUSED = "unfused"  # QK GEMM, softmax, AV GEMM: intermediates through HBM
+
+
+GPU_PARAMETERS = ("block_q", "block_kv", "stages", "warps", "split_kv")
+
+
+@dataclass(frozen=True, slots=True)
+class GpuMapping:
+    """The tiling of one attention kernel on a GPU.
+
+    Attributes:
+        kernel: fused (FA2-style) or unfused (three kernels through HBM).
+        block_q: Br, query rows per CTA (unfused: rows of an S / output tile).
+        block_kv: Bc, keys per shared-memory tile (unfused: columns of an S tile, and the
+            reduction chunk of the AV GEMM).
+        stages: depth of the shared-memory ring of K/V tiles (1 = no prefetch).
+        warps: warps per CTA; in the fused kernel each owns Br / warps query rows.
+        split_kv: CTAs per query tile, each over a contiguous share of the key tiles,
+            combined by a second kernel (flash-decoding; fused only).
+    """
+
+    kernel: KernelForm = KernelForm.FUSED
+    block_q: int = 128
+    block_kv: int = 64
+    stages: int = 2
+    warps: int = 4
+    split_kv: int = 1
+
+    def __post_init__(self):
+        for key in GPU_PARAMETERS:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"GPU mapping: {key} must be a positive integer, got {value!r}")
+        if self.kernel is KernelForm.UNFUSED and self.split_kv != 1:
+            raise SpecError("GPU mapping: split_kv applies to the fused kernel only")
+
+    @property
+    def name(self) -> str:
+        text = f"{self.kernel.value}:Br={self.block_q},Bc={self.block_kv}"
+        text += f",stages={self.stages},warps={self.warps}"
+        return text + (f",split={self.split_kv}" if self.split_kv > 1 else "")
+
+    def params(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in GPU_PARAMETERS}
+
+
+_ALIASES = {
+    "br": "block_q",
+    "bc": "block_kv",
+    "split": "split_kv",
+    **{k: k for k in GPU_PARAMETERS},
+}
+
+
+def parse_gpu_mapping(text: str) -> GpuMapping:
+    """`fused:Br=128,Bc=64,stages=2,warps=4[,split=1]` or `unfused:Br=64,Bc=64,...`.
+
+    Example:
+        >>> parse_gpu_mapping("fused:Br=64,Bc=32,warps=4").block_kv
+        32
+    """
+    kind, _, rest = text.strip().partition(":")
+    try:
+        kernel = KernelForm(kind.strip())
+    except ValueError:
+        known = ", ".join(k.value for k in KernelForm)
+        raise SpecError(f"GPU mapping {text!r}: kernel must be one of {known}") from None
+    values: dict[str, int] = {}
+    for pair in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = pair.partition("=")
+        key = _ALIASES.get(key.strip().lower())
+        if not sep or key is None:
+            raise SpecError(
+                f"GPU mapping {text!r}: expected KEY=INT with KEY in Br, Bc, stages, warps, split"
+            )
+        try:
+            values[key] = int(value)
+        except ValueError:
+            raise SpecError(f"GPU mapping {text!r}: {pair!r} is not an integer") from None
+    return GpuMapping(kernel, **values)
+
+
+# ------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """time = launch_s + max(compute_scale x modeled compute, memory_scale x HBM time)."""
+
+    compute_scale: float = 1.0
+    memory_scale: float = 1.0
+    launch_s: float = 0.0
+    status: str = "uncalibrated"
+
+
+KERNEL_FAMILIES = ("fused", "split_combine", "unfused_gemm", "unfused_softmax")
+CALIBRATION_FILE = "gpu_calibration.csv"
+
+
+def gpu_presets() -> list[str]:
+    """The bundled GPU presets, by name."""
+    folder = resources.files("einsim.simulator").joinpath("gpus")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def calibration_path() -> Path:
+    return Path(str(resources.files("einsim.simulator").joinpath("data", CALIBRATION_FILE)))
+
+
+@functools.lru_cache(maxsize=8)
+def _calibration_rows(path: str) -> tuple[dict, ...]:
+    with open(path, newline="") as handle:
+        return tuple(csv.DictReader(line for line in handle if not line.startswith("#")))
+
+
+def load_calibration(device: str, path: str | Path | None = None) -> dict[str, Calibration]:
+    """Per kernel family, the row for `device` (an architecture name) or else the `*` row."""
+    rows = _calibration_rows(str(path or calibration_path()))
+    out = {}
+    for family in KERNEL_FAMILIES:
+        match = [r for r in rows if r["family"] == family and r["device"] == device] or [
+            r for r in rows if r["family"] == family and r["device"] == "*"
+        ]
+        row = match[-1] if match else {}
+        out[family] = Calibration(
+            float(row.get("compute_scale", 1.0)),
+            float(row.get("memory_scale", 1.0)),
+            float(row.get("launch_s", 0.0)),
+            row.get("status", "uncalibrated"),
+        )
+    return out
+
+
+# ------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Tile parameters of n mappings, as int64 arrays of shape (n,)."""
+
+    br: np.ndarray
+    bc: np.ndarray
+    stages: np.ndarray
+    warps: np.ndarray
+    split: np.ndarray
+    n: int
+
+
+def _rows(mapping: GpuMapping, params: MappingABC[str, object] | None) -> _Rows:
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(GPU_PARAMETERS))
+    if unknown:
+        raise SpecError(
+            f"GPU mapping: unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(GPU_PARAMETERS)}"
+        )
+    arrays = {}
+    for key in GPU_PARAMETERS:
+        array = np.atleast_1d(np.asarray(params.get(key, getattr(mapping, key))))
+        as_int = array.astype(np.int64)
+        if array.ndim != 1 or np.any(as_int != array) or np.any(as_int < 1):
+            raise SpecError(f"params[{key!r}]: expected positive integers")
+        arrays[key] = as_int
+    n = max(a.size for a in arrays.values())
+    for key, array in arrays.items():
+        if array.size not in (1, n):
+            raise SpecError(f"params[{key!r}]: {array.size} values, others have {n}")
+        arrays[key] = np.broadcast_to(array, (n,))
+    if mapping.kernel is KernelForm.UNFUSED and np.any(arrays["split_kv"] != 1):
+        raise SpecError("GPU mapping: split_kv applies to the fused kernel only")
+    return _Rows(
+        arrays["block_q"],
+        arrays["block_kv"],
+        arrays["stages"],
+        arrays["warps"],
+        arrays["split_kv"],
+        n,
+    )
+
+
+def tile_counts(problem: AttentionProblem, br: int, bc: int) -> tuple[np.ndarray, ...]:
+    """Per query tile i: (first active key tile, last active key tile, first full, last
+    full); a tile is active when one (m, p) pair in it is kept, full when every pair is kept
+    and no key is padding. Closed forms for the interval masks of `Mask`.
+
+    Example (causal, P = M = 10, Br = Bc = 4: tiles 0..2; query tile 1 holds rows 4..7):
+        >>> p = AttentionProblem(1, 1, 10, 10, 8, 8, Mask.CAUSAL)
+        >>> [a.tolist() for a in tile_counts(p, 4, 4)]
+        [[0, 0, 0], [0, 1, 2], [0, 0, 0], [-1, 0, 1]]
+    """
+    P, M = problem.seq_q, problem.seq_kv
+    i = np.arange(-(-P // br))
+    p0, p1 = i * br, np.minimum(P, (i + 1) * br) - 1
+    last = -(-M // bc) - 1
+    whole = M // bc  # key tiles without padding: 0 .. whole - 1
+    if problem.mask is Mask.NONE:
+        lo, hi = np.zeros_like(i), np.full_like(i, last)
+        flo, fhi = np.zeros_like(i), np.full_like(i, whole - 1)
+    elif problem.mask is Mask.CAUSAL:
+        lo, hi = np.zeros_like(i), np.minimum(last, p1 // bc)
+        flo, fhi = np.zeros_like(i), np.minimum((p0 + 1) // bc, whole) - 1
+    else:
+        if problem.mask is Mask.WINDOW:
+            first_key, last_key = p0 - problem.window + 1, p1  # keys some query keeps
+            full_first, full_last = p1 - problem.window + 1, p0  # keys every query keeps
+        else:
+            h = problem.window // 2
+            first_key, last_key = p0 - h, p1 + h
+            full_first, full_last = p1 - h, p0 + h
+        lo = np.maximum(first_key, 0) // bc
+        hi = np.minimum(last_key, M - 1) // bc
+        hi = np.where(first_key > M - 1, -1, hi)
+        flo = -(-np.maximum(full_first, 0) // bc)
+        fhi = np.minimum((full_last + 1) // bc, whole) - 1
+    return lo, hi, flo, fhi
+
+
+def _overlap(a_lo, a_hi, b_lo, b_hi):
+    """Size of the integer interval intersection [a_lo, a_hi] & [b_lo, b_hi] (elementwise)."""
+    return np.maximum(0, np.minimum(a_hi, b_hi) - np.maximum(a_lo, b_lo) + 1)
+
+
+def cta_tiles(problem: AttentionProblem, br: int, bc: int, split: int):
+    """(full, partial) key-tile counts per CTA, in launch order for one head: query tile
+    fastest, then the split index. Split c takes key tiles [c·S, (c+1)·S), S = ceil(T / split).
+    """
+    lo, hi, flo, fhi = tile_counts(problem, br, bc)
+    tiles = -(-problem.seq_kv // bc)
+    chunk = -(-tiles // split)
+    c = np.arange(split)[:, None]
+    c_lo, c_hi = c * chunk, np.minimum(tiles, (c + 1) * chunk) - 1
+    active = _overlap(lo[None], hi[None], c_lo, c_hi)
+    full = np.minimum(active, _overlap(flo[None], fhi[None], c_lo, c_hi))
+    return full.reshape(-1), (active - full).reshape(-1)
+
+
+def list_schedule(durations: np.ndarray, slots: int, repeat: int = 1) -> np.ndarray:
+    """Makespan of CTAs dispatched in order to the earliest free of `slots` slots.
+
+    `durations` is (rows, N): per mapping row, the N CTAs of one head in launch order;
+    the whole grid is `repeat` copies of them (heads x batch). Equal durations give
+    ceil(N·repeat / slots) waves exactly; up to `EXACT_SCHEDULE_CTAS` CTAs the greedy list
+    schedule is simulated exactly, above it in rounds of `slots` CTAs placed on the slots
+    sorted by finish time.
+
+    Example:
+        >>> list_schedule(np.ones((1, 10)), slots=4).tolist()
+        [3.0]
+    """
+    rows, n = durations.shape
+    total = n * repeat
+    if n and np.all(durations == durations[:, :1]):
+        return np.ceil(total / slots) * durations[:, 0]
+    finish = np.zeros((rows, slots))
+    index = np.arange(rows)
+    if total <= EXACT_SCHEDULE_CTAS:
+        for k in range(total):
+            slot = np.argmin(finish, axis=1)
+            finish[index, slot] += durations[:, k % n]
+        return finish.max(axis=1)
+    flat = np.tile(durations, (1, repeat)) if repeat * n <= 1 << 22 else None
+    for start in range(0, total, slots):
+        stop = min(total, start + slots)
+        if flat is not None:
+            chunk = flat[:, start:stop]
+        else:
+            chunk = durations[:, np.arange(start, stop) % n]
+        finish.sort(axis=1)
+        finish[:, : stop - start] += chunk
+    return finish.max(axis=1)
+
+
+@dataclass
+class _Kernel:
+    """One kernel's predicted numbers over the batch (arrays of shape (n,))."""
+
+    name: str
+    family: str
+    time_s: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    mma_flops: np.ndarray | float
+    exp_ops: np.ndarray | float
+    fp32_ops: np.ndarray | float
+    hbm_bytes: np.ndarray | float
+    occupancy: np.ndarray | float
+    waves: np.ndarray | float
+    problems: list = field(default_factory=list)
+
+
+def _registers_per_thread(br, bc, warps, e, f, dtype_bytes):
+    """Estimate: FP32 accumulators Br·F and scores Br·Bc over the 32·W threads, plus
+    `REGISTER_OVERHEAD`, rounded up to 8 (allocation per thread). Q stays in shared memory
+    and its fragments are loaded per k-step (FA2), so it adds no resident registers."""
+    threads = 32 * warps
+    words = br * f + br * bc
+    regs = REGISTER_OVERHEAD + np.ceil(words / threads)
+    return np.ceil(regs / 8) * 8
+
+
+def _occupancy(arch: GpuArchitecture, warps, smem_bytes, regs_per_thread):
+    """CTAs per SM: the least of the warp, CTA, shared-memory and register limits."""
+    per_warp = np.ceil(regs_per_thread * 32 / arch.register_alloc_granularity)
+    per_warp = per_warp * arch.register_alloc_granularity
+    by_regs = arch.registers_per_sm // np.maximum(1, per_warp * warps)
+    by_smem = arch.smem_per_sm_bytes // (smem_bytes + arch.smem_reserved_per_block_bytes)
+    k = np.minimum.reduce(
+        [
+            np.full(np.shape(warps), arch.max_ctas_per_sm),
+            arch.max_warps_per_sm // warps,
+            by_smem,
+            by_regs,
+        ]
+    )
+    fits = (smem_bytes <= arch.smem_per_block_bytes) & (
+        regs_per_thread <= arch.registers_per_thread_max
+    )
+    return np.where(fits, k, 0).astype(np.int64)
+
+
+def _sm_time(arch, k, warps, mma, exps, fp32, smem, dtype):
+    """Seconds a whole SM needs for the work (mma FLOPs, exps, FP32 ops, smem bytes) when
+    k CTAs of `warps` warps are resident: max over pipes with >= 2 warps per sub-partition
+    (MMA and softmax of different warps interleave), else their sum; over the issue
+    efficiency min(1, resident warps / sub-partitions)."""
+    sms = arch.sms
+    terms = [
+        mma / (arch.mma_flops_per_s(dtype) / sms),
+        exps / (arch.sfu_ops_per_s / sms),
+        fp32 / (arch.fp32_ops_per_s / sms),
+        smem / (arch.smem_bytes_per_clock_per_sm * arch.clock_hz),
+    ]
+    terms = np.broadcast_arrays(*terms)
+    resident = np.maximum(k, 1) * warps
+    interleave = resident >= 2 * arch.sub_partitions_per_sm
+    time = np.where(interleave, np.maximum.reduce(terms), sum(terms))
+    return time / np.minimum(1.0, resident / arch.sub_partitions_per_sm)
+
+
+def _with_load(compute, load, stages):
+    """A tile's time with its global load: overlapped by a ring of >= 2 stages."""
+    return np.where(stages >= 2, np.maximum(compute, load), compute + load)
+
+
+def _finish(arch, name, family, cal, makespan, hbm_bytes, mma_flops, dtype, **rest):
+    compute = makespan * cal.compute_scale
+    memory = hbm_bytes / arch.hbm_bytes_per_s * cal.memory_scale
+    roof = mma_flops / arch.mma_flops_per_s(dtype)
+    compute, memory, roof = np.broadcast_arrays(compute, memory, roof)
+    time = cal.launch_s + np.maximum.reduce([compute, memory, roof])
+    return _Kernel(name, family, time, compute, memory, mma_flops, hbm_bytes=hbm_bytes, **rest)
+
+
+def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> list[_Kernel]:
+    b = problem.dtype_bytes
+    e, f, sweeps = problem.head_dim, problem.head_dim_v, problem.form.sweeps
+    heads = problem.batch * problem.heads
+    l2_per_sm = arch.l2_bytes_per_s / arch.sms
+    smem = (r.br * e + r.stages * r.bc * (e + f)) * b
+    regs = _registers_per_thread(r.br, r.bc, r.warps, e, f, b)
+    k = _occupancy(arch, r.warps, smem, regs)
+    problems = []
+    _note(
+        problems,
+        r.n,
+        r.br % (16 * r.warps) != 0,
+        "Br={} must be a multiple of 16 x warps ({} warps): each warp owns 16-row MMA tiles",
+        r.br,
+        r.warps,
+    )
+    _note(problems, r.n, r.bc % 16 != 0, "Bc={} must be a multiple of 16 (the MMA k and n)", r.bc)
+    limit = arch.smem_per_block_bytes
+    _note(problems, r.n, smem > limit, f"fused tiles need {{}} B of shared memory > {limit}", smem)
+    _note(
+        problems,
+        r.n,
+        regs > arch.registers_per_thread_max,
+        "about {} registers per thread (> 255: spills); use a smaller Br or Bc, or more warps",
+        regs,
+    )
+    # Work of one key tile per sweep; the last sweep also multiplies by V.
+    mma_tile = 2.0 * r.br * r.bc * (e * sweeps + f)
+    exp_sweeps = 1 if sweeps == 1 else 2
+    exp_tile = (r.br * r.bc + r.br) * exp_sweeps
+    fp32_full = FP32_OPS_PER_SCORE * r.br * r.bc * sweeps + r.br * f
+    fp32_part = fp32_full + MASK_OPS_PER_SCORE * r.br * r.bc * sweeps
+    smem_tile = (r.warps + 1) * r.bc * (e * sweeps + f) * b
+    load_tile = r.bc * (e * sweeps + f) * b / l2_per_sm
+    t_full = _with_load(
+        _sm_time(arch, k, r.warps, mma_tile, exp_tile, fp32_full, smem_tile, problem.dtype),
+        load_tile,
+        r.stages,
+    )
+    t_part = _with_load(
+        _sm_time(arch, k, r.warps, mma_tile, exp_tile, fp32_part, smem_tile, problem.dtype),
+        load_tile,
+        r.stages,
+    )
+    out_bytes = np.where(r.split > 1, r.br * (f + 2) * 4, r.br * f * b)
+    t_edge = (r.br * e * b + out_bytes) / l2_per_sm
+    makespan = np.zeros(r.n)
+    waves = np.zeros(r.n)
+    mma = np.zeros(r.n)
+    exps = np.zeros(r.n)
+    fp32 = np.zeros(r.n)
+    l2_kv = np.zeros(r.n)
+    ctas_per_head = np.zeros(r.n)
+    groups: dict[tuple, list[int]] = {}
+    for row in range(r.n):
+        key = (int(r.br[row]), int(r.bc[row]), int(r.split[row]), int(k[row]))
+        groups.setdefault(key, []).append(row)
+    for (br, bc, split, occ), rows in groups.items():
+        rows = np.asarray(rows)
+        full, part = cta_tiles(problem, br, bc, split)
+        active = full + part
+        ctas_per_head[rows] = full.size
+        slots = arch.sms * max(occ, 1)
+        waves[rows] = math.ceil(full.size * heads / slots)
+        per_cta = (
+            t_edge[rows, None] + full[None] * t_full[rows, None] + part[None] * t_part[rows, None]
+        )
+        makespan[rows] = list_schedule(per_cta * max(occ, 1), slots, heads)
+        tiles = float(active.sum()) * heads
+        parts = float(part.sum()) * heads
+        mma[rows] = tiles * mma_tile[rows]
+        exps[rows] = tiles * exp_tile[rows]
+        fp32[rows] = tiles * fp32_full[rows] + parts * (fp32_part - fp32_full)[rows]
+        l2_kv[rows] = tiles * bc * (e * sweeps + f) * b
+    q_o = heads * problem.seq_q * (e + f) * b
+    kv_unique = heads * problem.seq_kv * (e + f) * b
+    in_flight = np.minimum(heads, np.ceil(arch.sms * np.maximum(k, 1) / ctas_per_head))
+    working_set = in_flight * problem.seq_kv * (e + f) * b
+    miss = 1.0 - np.minimum(1.0, arch.l2_bytes / working_set)
+    hbm = q_o + np.minimum(kv_unique, l2_kv) + miss * np.maximum(0.0, l2_kv - kv_unique)
+    partial_out = np.where(r.split > 1, heads * problem.seq_q * (f + 2) * 4.0 * r.split, 0.0)
+    hbm = hbm + partial_out
+    kernels = [
+        _finish(
+            arch,
+            "attention",
+            "fused",
+            cal["fused"],
+            makespan,
+            hbm,
+            mma,
+            problem.dtype,
+            exp_ops=exps,
+            fp32_ops=fp32,
+            occupancy=k,
+            waves=waves,
+            problems=problems,
+        )
+    ]
+    if np.any(r.split > 1):
+        kernels.append(_combine(problem, arch, r, cal))
+    return kernels
+
+
+def _combine(problem, arch, r: _Rows, cal) -> _Kernel:
+    """The split-KV combine: read split x (F + 2) FP32 per query row, write F outputs;
+    memory-bound. Rows without a split cost nothing."""
+    rows = problem.batch * problem.heads * problem.seq_q
+    f = problem.head_dim_v
+    hbm = np.where(r.split > 1, rows * (r.split * (f + 2) * 4.0 + f * problem.dtype_bytes), 0.0)
+    fp32 = np.where(r.split > 1, rows * r.split * (2.0 * f + 4), 0.0)
+    compute = fp32 / arch.fp32_ops_per_s
+    c = cal["split_combine"]
+    time = np.where(
+        r.split > 1,
+        c.launch_s
+        + np.maximum(compute * c.compute_scale, hbm / arch.hbm_bytes_per_s * c.memory_scale),
+        0.0,
+    )
+    return _Kernel(
+        "combine",
+        "split_combine",
+        time,
+        compute,
+        hbm / arch.hbm_bytes_per_s,
+        0.0,
+        exp_ops=np.where(r.split > 1, rows * r.split, 0.0),
+        fp32_ops=fp32,
+        hbm_bytes=hbm,
+        occupancy=0.0,
+        waves=0.0,
+    )
+
+
+def _gemm(arch, name, cal, problem, r, k, ctas_per_head, out_rows, out_cols, depth, a_b, o_b):
+    """A tiled GEMM kernel: per head `ctas_per_head` CTAs of an out_rows x out_cols tile over a
+    reduction of `depth`, in chunks of Bc through the stage ring. A and B operands of
+    `a_b` bytes per element, output of `o_b`; equal CTAs, so waves are exact."""
+    heads = problem.batch * problem.heads
+    l2_per_sm = arch.l2_bytes_per_s / arch.sms
+    chunks = np.ceil(depth / r.bc)
+    mma_chunk = 2.0 * out_rows * out_cols * r.bc
+    smem_chunk = (r.warps + 1) * (out_rows + out_cols) * r.bc * a_b
+    load_chunk = (out_rows + out_cols) * r.bc * a_b / l2_per_sm
+    t_chunk = _with_load(
+        _sm_time(
+            arch, k, r.warps, mma_chunk, 0.0, out_rows * out_cols / 32, smem_chunk, problem.dtype
+        ),
+        load_chunk,
+        r.stages,
+    )
+    t_cta = chunks * t_chunk + out_rows * out_cols * o_b / l2_per_sm
+    slots = arch.sms * np.maximum(k, 1)
+    waves = np.ceil(ctas_per_head * heads / slots)
+    makespan = waves * t_cta * np.maximum(k, 1)
+    mma = ctas_per_head * heads * chunks * mma_chunk
+    return makespan, waves, mma
+
+
+def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> list[_Kernel]:
+    b = problem.dtype_bytes
+    e, f, P, M = problem.head_dim, problem.head_dim_v, problem.seq_q, problem.seq_kv
+    heads = problem.batch * problem.heads
+    problems: list = []
+    _note(
+        problems,
+        r.n,
+        (r.br % 16 != 0) | (r.bc % 16 != 0),
+        "unfused tiles Br={} and Bc={} must be multiples of 16",
+        r.br,
+        r.bc,
+    )
+    nq, nk = np.ceil(P / r.br), np.ceil(M / r.bc)
+    # QK: S[p, m] tiles of Br x Bc over E, written in FP32.
+    smem_qk = r.stages * (r.br + r.bc) * np.minimum(e, r.bc) * b
+    regs_qk = _registers_per_thread(r.br, r.bc, r.warps, 0, 0, b)
+    k_qk = _occupancy(arch, r.warps, smem_qk, regs_qk)
+    span, waves_qk, mma_qk = _gemm(arch, "qk", cal, problem, r, k_qk, nq * nk, r.br, r.bc, e, b, 4)
+    s_bytes = heads * P * M * 4.0
+    hbm_qk = heads * (P * e + M * e) * b + s_bytes
+    qk = _finish(
+        arch,
+        "qk",
+        "unfused_gemm",
+        cal["unfused_gemm"],
+        span,
+        hbm_qk,
+        mma_qk,
+        problem.dtype,
+        exp_ops=0.0,
+        fp32_ops=0.0,
+        occupancy=k_qk,
+        waves=waves_qk,
+        problems=problems,
+    )
+    # Softmax: a warp per row of S; pass 1 max, pass 2 sum of exp, pass 3 writes A.
+    kept = _kept_pairs(problem)
+    # Passes 2 and 3 hit the L2 while all of S fits it; otherwise they re-read HBM.
+    miss = 0.0 if s_bytes <= arch.l2_bytes else 1.0
+    hbm_sm = s_bytes * (1 + 2 * miss) + heads * P * M * b
+    exps = 2.0 * kept * heads
+    fp32 = 6.0 * heads * P * M
+    c = cal["unfused_softmax"]
+    compute = max(exps / arch.sfu_ops_per_s, fp32 / arch.fp32_ops_per_s)
+    memory = hbm_sm / arch.hbm_bytes_per_s
+    t = c.launch_s + max(compute * c.compute_scale, memory * c.memory_scale)
+    ones = np.ones(r.n)
+    softmax = _Kernel(
+        "softmax",
+        "unfused_softmax",
+        t * ones,
+        compute * ones,
+        memory * ones,
+        0.0,
+        exp_ops=exps,
+        fp32_ops=fp32,
+        hbm_bytes=hbm_sm,
+        occupancy=0.0,
+        waves=0.0,
+    )
+    # AV: O[p, f] tiles of Br x F over M in chunks of Bc.
+    smem_av = r.stages * (r.br + f) * r.bc * b
+    regs_av = _registers_per_thread(r.br, 0, r.warps, 0, f, b)
+    k_av = _occupancy(arch, r.warps, smem_av, regs_av)
+    span, waves_av, mma_av = _gemm(arch, "av", cal, problem, r, k_av, nq, r.br, f, M, b, b)
+    hbm_av = heads * (P * M + M * f + P * f) * b
+    av = _finish(
+        arch,
+        "av",
+        "unfused_gemm",
+        cal["unfused_gemm"],
+        span,
+        hbm_av,
+        mma_av,
+        problem.dtype,
+        exp_ops=0.0,
+        fp32_ops=0.0,
+        occupancy=k_av,
+        waves=waves_av,
+    )
+    for name, occ in (("QK", k_qk), ("AV", k_av)):
+        _note(problems, r.n, occ < 1, f"unfused {name} GEMM tiles do not fit an SM")
+    return [qk, softmax, av]
+
+
+def _kept_pairs(problem: AttentionProblem) -> float:
+    """Kept (m, p) pairs of one head, counted per query row in closed form."""
+    p = np.arange(problem.seq_q)
+    M, W = problem.seq_kv, problem.window
+    if problem.mask is Mask.NONE:
+        return float(problem.seq_q * M)
+    if problem.mask is Mask.CAUSAL:
+        return float(np.minimum(p + 1, M).sum())
+    if problem.mask is Mask.WINDOW:
+        lo, hi = np.maximum(0, p - W + 1), np.minimum(p, M - 1)
+    else:
+        lo, hi = np.maximum(0, p - W // 2), np.minimum(M - 1, p + W // 2)
+    return float(np.maximum(0, hi - lo + 1).sum())
+
+
+def _note(problems: list, n: int, mask, message: str, *values) -> None:
+    mask = np.broadcast_to(np.asarray(mask, dtype=bool), (n,))
+    if np.any(mask):
+        problems.append(_Problem(mask, message.replace("{}", "{:.0f}"), values))
+
+
+def evaluate_gpu_batch(
+    problem: AttentionProblem | Cascade,
+    arch: GpuArchitecture,
+    mapping: GpuMapping,
+    params: MappingABC[str, object] | None = None,
+    *,
+    shape: MappingABC[str, int] | None = None,
+    calibration: MappingABC[str, Calibration] | None = None,
+    dtype: str = "bf16",
+) -> BatchReport:
+    """Predict the time of many tilings of one attention kernel on a GPU.
+
+    Args:
+        problem: an `AttentionProblem`, or a cascade (then `shape` and `dtype` are needed).
+        arch: the GPU.
+        mapping: the template; `params` override its fields per row.
+        params: arrays (one common length n) of `block_q`, `block_kv`, `stages`, `warps`,
+            `split_kv`.
+        calibration: per kernel family; default `load_calibration(arch.name)`.
+
+    Returns:
+        A `BatchReport`: cycles at `arch.clock_hz`, latency, energy (board power x time, an
+        upper bound; 0 when the preset has no power figure), HBM bytes, utilization of the
+        tensor cores, SFU and HBM, and `valid` with reasons (tile shapes the MMAs cannot
+        use, shared memory or registers over the limits).
+
+    Example:
+        >>> arch = load_gpu_architecture("h100_sxm")
+        >>> p = AttentionProblem(4, 16, 4096, 4096, 128, 128, Mask.CAUSAL)
+        >>> rep = evaluate_gpu_batch(p, arch, GpuMapping(), {"block_kv": [32, 64, 128]})
+        >>> rep.valid.tolist()  # Bc = 128: ~296 registers per thread, over 255
+        [True, True, False]
+    """
+    if isinstance(problem, Cascade) and shape is None:
+        raise SpecError("evaluate_gpu_batch: a cascade needs its shape")
+    names = tuple(e.output for e in problem.einsums) if isinstance(problem, Cascade) else ()
+    if isinstance(problem, Cascade):
+        problem = problem_from_cascade(problem, shape or {}, dtype)
+    cal = dict(calibration or load_calibration(arch.name))
+    rows = _rows(mapping, params)
+    if mapping.kernel is KernelForm.FUSED:
+        kernels = _fused(problem, arch, rows, cal)
+    else:
+        kernels = _unfused(problem, arch, rows, cal)
+    n = rows.n
+
+    def shaped(value):
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+
+    latency = shaped(sum(kernel.time_s for kernel in kernels))
+    mma = shaped(sum(kernel.mma_flops for kernel in kernels))
+    exps = shaped(sum(kernel.exp_ops for kernel in kernels))
+    hbm = shaped(sum(kernel.hbm_bytes for kernel in kernels))
+    problems = tuple(p for kernel in kernels for p in kernel.problems)
+    invalid = functools.reduce(np.logical_or, [p.mask for p in problems], np.zeros(n, bool))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        utilization = {
+            "tensor": np.where(latency > 0, mma / arch.mma_flops_per_s(problem.dtype) / latency, 0),
+            "sfu": np.where(latency > 0, exps / arch.sfu_ops_per_s / latency, 0.0),
+            "hbm": np.where(latency > 0, hbm / arch.hbm_bytes_per_s / latency, 0.0),
+        }
+    energy = shaped(latency * arch.board_power_w * 1e12)
+    einsum_rows = []
+    for kernel in kernels:
+        einsum_rows.append(
+            {
+                "kernel": kernel.name,
+                "einsum": _kernel_einsums(kernel.name, names) or kernel.family,
+                "unit": _KERNEL_UNITS[kernel.name],
+                "ops": shaped(kernel.mma_flops / 2 + kernel.exp_ops + kernel.fp32_ops),
+                "cycles": shaped(kernel.time_s * arch.clock_hz),
+                "energy_pj": shaped(kernel.time_s * arch.board_power_w * 1e12),
+            }
+        )
+    return BatchReport(
+        n=n,
+        params={key: getattr(rows, attr) for key, attr in zip(GPU_PARAMETERS, _ATTRS, strict=True)},
+        cycles=latency * arch.clock_hz,
+        latency_s=latency,
+        energy_pj=energy,
+        energy_by_component_pj={"board (TDP x time, upper bound)": energy},
+        dram_bytes=hbm,
+        dram_bytes_by_tensor={},
+        buffer_words={},
+        utilization=utilization,
+        valid=~invalid,
+        factors={
+            kernel.name: {
+                "occupancy": shaped(kernel.occupancy).astype(np.int64),
+                "waves": shaped(kernel.waves).astype(np.int64),
+            }
+            for kernel in kernels
+        },
+        einsums=tuple(einsum_rows),
+        kernels=tuple(
+            {
+                "kernel": kernel.name,
+                "compute_cycles": shaped(kernel.compute_s * arch.clock_hz),
+                "memory_cycles": shaped(kernel.memory_s * arch.clock_hz),
+                "tiles": shaped(kernel.waves),
+            }
+            for kernel in kernels
+        ),
+        problems=problems,
+    )
+
+
+_ATTRS = ("br", "bc", "stages", "warps", "split")
+
+
+def evaluate_gpu(
+    problem: AttentionProblem | Cascade,
+    arch: GpuArchitecture,
+    mapping: GpuMapping,
+    *,
+    shape: MappingABC[str, int] | None = None,
+    calibration: MappingABC[str, Calibration] | None = None,
+    dtype: str = "bf16",
+) -> Report:
+    """`evaluate_gpu_batch` of one mapping, as a `Report` (one `per_einsum` row per kernel,
+    naming the cascade's Einsums it runs when given a cascade).
+
+    Example:
+        >>> import einsim
+        >>> rep = evaluate_gpu(einsim.attention("causal"), load_gpu_architecture("h100_sxm"),
+        ...                    GpuMapping(), shape=dict(B=1, H=8, E=64, F=64, M=2048, P=2048))
+        >>> rep.per_einsum.kernel.tolist(), rep.valid
+        (['attention'], True)
+    """
+    batch = evaluate_gpu_batch(
+        problem, arch, mapping, shape=shape, calibration=calibration, dtype=dtype
+    )
+    return batch.report(0)
+
+
+_KERNEL_UNITS = {
+    "attention": "tensor+SFU+FP32",
+    "combine": "FP32",
+    "qk": "tensor",
+    "softmax": "SFU+FP32",
+    "av": "tensor",
+}
+
+
+def _kernel_einsums(kernel: str, names: tuple[str, ...]) -> str:
+    """The cascade's Einsums a kernel runs: all of them fused; unfused QK / AV / the rest."""
+    if not names or kernel == "combine":
+        return ""
+    if kernel in ("attention",):
+        return ", ".join(names)
+    if kernel == "qk":
+        return "QK"
+    if kernel == "av":
+        return names[-1]
+    return ", ".join(n for n in names if n not in ("QK", names[-1]))
