@@ -131,7 +131,16 @@ def _backend(scheduler, executor, workers):
             raise BackendUnavailable(
                 "a Dask scheduler needs dask.distributed: pip install 'einsim[dist]'"
             ) from None
-        client = scheduler if hasattr(scheduler, "get_executor") else Client(scheduler)
+        if hasattr(scheduler, "get_executor"):
+            client = scheduler
+        else:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError, ValueError) as error:
+                why = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise BackendUnavailable(
+                    f"cannot reach the Dask scheduler at {scheduler}: {why}"
+                ) from None
         threads = sum(client.nthreads().values()) or 1
         owned = client is not scheduler
         return client.get_executor(), threads, (client.close if owned else lambda: None)

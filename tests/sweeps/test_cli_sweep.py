@@ -40,3 +40,9 @@ def test_foreign_output_exits_2(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n")
     result = run("sweep", "fusemax_pareto", "-o", str(tmp_path))
     assert result.exit_code == 2 and "not einsim sweep results (x.csv)" in result.output
+
+
+def test_bad_scheduler_exits_2(tmp_path):
+    result = run("sweep", "fusemax_pareto", "-o", str(tmp_path / "o"), "--scheduler", "bogus://x:1")
+    assert result.exit_code == 2
+    assert "cannot reach the Dask scheduler at bogus://x:1" in result.output
