@@ -20,13 +20,18 @@ from einsim.einsum import (
     MappingError,
     Op,
     SpecError,
-    evaluate,
     footprints,
     op_counts,
     parse_cascade,
     pass_analysis,
     passes,
     resolve_shape,
+)
+from einsim.simulator import (
+    evaluate,
+    evaluate_batch,
+    load_architecture,
+    load_mapping,
 )
 from einsim.workloads import ATTENTION, KERNELS, attention, cascade, direct, workload
 
@@ -48,12 +53,16 @@ __all__ = [
     "cascade",
     "direct",
     "evaluate",
+    "evaluate_batch",
     "footprints",
+    "load_architecture",
+    "load_mapping",
     "op_counts",
     "parse_cascade",
     "pass_analysis",
     "passes",
     "resolve_shape",
+    "search",
     "sweep",
     "workload",
 ]
@@ -65,3 +74,11 @@ def sweep(space, output=None, **options):
     from einsim.sweeps import sweep as run
 
     return run(space, output, **options)
+
+
+def search(cascade, arch, shape, **options):
+    """The best mappings of `cascade` on `arch` (`einsim.mapper.search`, imported on first
+    use so that `import einsim` stays light)."""
+    from einsim.mapper import search as run
+
+    return run(cascade, arch, shape, **options)
