@@ -247,5 +247,22 @@ def sweep_command(spec, output, scheduler, workers, chunk_size, overwrite):
     click.echo(result.summary())
 
 
+@main.command()
+@click.option("--port", type=int, default=8050, show_default=True, help="port to serve on")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to serve on")
+@click.option("--data", default=None, metavar="PATH", help="sweep results (Parquet) to explore")
+@click.option("--debug", is_flag=True, help="Dash's debug mode (reloads on code changes)")
+def dashboard(port: int, host: str, data: str | None, debug: bool) -> None:
+    """Serve the interactive dashboard: design points, cascades, sweeps, GPU validation."""
+    from pathlib import Path
+
+    from einsim.dashboard.app import create_app
+
+    if data is not None and not Path(data).expanduser().exists():
+        raise SpecError(f"--data {data!r}: no such file or directory")
+    click.echo(f"einsim dashboard on http://{host}:{port}/ (Ctrl+C stops it)")
+    create_app(data).run(host=host, port=port, debug=debug)
+
+
 if __name__ == "__main__":
     main()

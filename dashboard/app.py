@@ -1,0 +1,999 @@
+"""The Dash app: layout and thin callbacks over the pure functions of this package.
+
+`create_app(data=...)` builds the app; `einsim dashboard` runs it. Four pages: the design
+point (with a side-by-side comparison), the cascade view, the sweep explorer and the GPU
+validation. Every dropdown is filled from a registry or the bundled specs. A callback
+reads its inputs, calls a pure function (`design`, `figures`, `schedule`, `sweep`,
+`validation`) and places the result; einsim's errors become a message on the page.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dash
+from dash import ALL, Input, Output, State, dcc, html
+
+from einsim.einsum import EinsimError, SpecError
+
+from . import choices, figures
+from .design import (
+    UPLOADED,
+    DesignResult,
+    DesignSpec,
+    architecture_data,
+    changed_overrides,
+    compare,
+    editable_numbers,
+    error_message,
+    evaluate_design,
+    format_assignments,
+    parse_assignments,
+)
+from .schedule import schedule
+from .sweep import columns, filter_results, read_results, read_uploaded, spec_from_row
+from .validation import agreement, guess_columns, read_csv_upload, validation_figure
+
+_PANEL = {"width": "330px", "flex": "none", "padding": "8px 16px", "borderRight": "1px solid #ddd"}
+_MAIN = {"flex": "1", "padding": "8px 16px", "minWidth": "0"}
+_ERROR = {"color": "#a00", "background": "#fee", "padding": "6px 10px", "whiteSpace": "pre-wrap"}
+_WARN = {"color": "#850", "background": "#ffd", "padding": "6px 10px", "whiteSpace": "pre-wrap"}
+_TWO = {"display": "grid", "gridTemplateColumns": "repeat(auto-fit, minmax(480px, 1fr))"}
+
+
+def _field(label: str, component) -> html.Div:
+    return html.Div(
+        [html.Label(label, style={"fontWeight": "bold"}), component], style={"marginBottom": "8px"}
+    )
+
+
+def _message(text: str | None, style: dict, id_: str | None = None):
+    return html.Div(text, style=style, role="alert", className="einsim-message") if text else None
+
+
+def _table(rows: list[dict], id_: str | None = None) -> html.Table:
+    """A plain HTML table of dict rows (headers from the first row)."""
+    if not rows:
+        return html.Table(id=id_) if id_ else html.Table()
+    head = html.Tr([html.Th(k) for k in rows[0]])
+    body = [html.Tr([html.Td(str(v)) for v in row.values()]) for row in rows]
+    props = {"id": id_} if id_ else {}
+    return html.Table([html.Thead(head), html.Tbody(body)], className="einsim-table", **props)
+
+
+def _metric_cells(result: DesignResult) -> html.Table:
+    """The headline numbers; each cell's `title` holds the exact value (for tests, copies)."""
+    report = result.report
+    exact = {
+        "latency": report.latency_s,
+        "energy": report.energy_pj,
+        "DRAM traffic": report.dram_bytes,
+        "cycles": report.cycles,
+    } | {f"utilization {u}": v for u, v in report.utilization.items()}
+    rows = []
+    for key, text in figures.metrics(report).items():
+        slug = key.replace(" ", "-").lower()
+        rows.append(
+            html.Tr([html.Th(key), html.Td(text, id=f"metric-{slug}", title=repr(exact[key]))])
+        )
+    return html.Table(rows, className="einsim-table")
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+def _design_controls() -> html.Div:
+    models = choices.models()
+    attention = [{"label": "the model's own attention", "value": choices.MODEL_ATTENTION}]
+    attention += choices.options(choices.cascades())
+    return html.Div(
+        [
+            html.H3("Workload"),
+            _field(
+                "model",
+                dcc.Dropdown(choices.options(models), "bert_base", id="model", clearable=False),
+            ),
+            _field(
+                "sequence length",
+                dcc.Input(
+                    id="seq-len", type="number", value=4096, debounce=True, style={"width": "100%"}
+                ),
+            ),
+            _field(
+                "batch (empty: the model's)",
+                dcc.Input(id="batch", type="number", debounce=True, style={"width": "100%"}),
+            ),
+            _field(
+                "phase", dcc.RadioItems(["prefill", "decode"], "prefill", id="phase", inline=True)
+            ),
+            _field(
+                "attention",
+                dcc.Dropdown(attention, choices.MODEL_ATTENTION, id="attention", clearable=False),
+            ),
+            _field(
+                "algorithm",
+                dcc.Dropdown(
+                    choices.options(choices.ALGORITHMS),
+                    "fusemax_1pass",
+                    id="algorithm",
+                    clearable=False,
+                ),
+            ),
+            _field(
+                "parameters (KEY=VALUE, ...)",
+                dcc.Input(
+                    id="params", type="text", value="", debounce=True, style={"width": "100%"}
+                ),
+            ),
+            _field(
+                "extra rank sizes (RANK=SIZE, ...)",
+                dcc.Input(
+                    id="sizes", type="text", value="", debounce=True, style={"width": "100%"}
+                ),
+            ),
+            html.H3("Architecture"),
+            _field(
+                "preset",
+                dcc.Dropdown(
+                    choices.options(choices.architectures()),
+                    "fusemax_cloud",
+                    id="arch",
+                    clearable=False,
+                ),
+            ),
+            dcc.Upload(
+                html.Div(["upload an architecture YAML: ", html.A("choose a file")]),
+                id="arch-upload",
+                style={"border": "1px dashed #999", "padding": "6px", "marginBottom": "6px"},
+            ),
+            html.Div(id="arch-upload-status"),
+            html.Div(id="arch-numbers"),
+            _field(
+                "more overrides (YAML.PATH=VALUE, ...)",
+                dcc.Input(
+                    id="arch-overrides",
+                    type="text",
+                    value="",
+                    debounce=True,
+                    style={"width": "100%"},
+                ),
+            ),
+            html.H3("Mapping"),
+            _field(
+                "bundled mapping",
+                dcc.Dropdown(
+                    choices.options(choices.mappings()), "fusemax", id="mapping", clearable=False
+                ),
+            ),
+            html.H3("Compare with (B)"),
+            dcc.Checklist([{"label": "compare", "value": "on"}], ["on"], id="compare-on"),
+            html.Button("FuseMax vs FLAT", id="preset-fusemax-flat", n_clicks=0),
+            _field(
+                "algorithm B",
+                dcc.Dropdown(
+                    choices.options(choices.ALGORITHMS),
+                    "stable_3pass",
+                    id="compare-algorithm",
+                    clearable=False,
+                ),
+            ),
+            _field(
+                "architecture B",
+                dcc.Dropdown(
+                    choices.options(choices.architectures()),
+                    "flat_cloud",
+                    id="compare-arch",
+                    clearable=False,
+                ),
+            ),
+            _field(
+                "mapping B",
+                dcc.Dropdown(
+                    choices.options(choices.mappings()),
+                    "flat",
+                    id="compare-mapping",
+                    clearable=False,
+                ),
+            ),
+        ],
+        style=_PANEL,
+    )
+
+
+def _graph(id_: str) -> dcc.Graph:
+    return dcc.Graph(id=id_, figure=figures.empty_figure("…"), config={"displaylogo": False})
+
+
+def _design_page() -> html.Div:
+    return html.Div(
+        [
+            _design_controls(),
+            html.Div(
+                [
+                    html.Div(id="design-error"),
+                    html.Div(id="design-warning"),
+                    html.Div(
+                        [html.Div(id="metrics"), html.Div(id="comparison")],
+                        style={"display": "flex", "gap": "32px"},
+                    ),
+                    html.Div([_graph("einsum-graph"), _graph("energy-graph")], style=_TWO),
+                    html.Div([_graph("gantt-graph"), _graph("roofline-graph")], style=_TWO),
+                    html.Div(
+                        [
+                            _graph("comparison-graph"),
+                            html.Div(
+                                [
+                                    html.H4("Pass analysis (lower bound per rank)"),
+                                    html.Div(id="passes"),
+                                ]
+                            ),
+                        ],
+                        style=_TWO,
+                    ),
+                ],
+                style=_MAIN,
+            ),
+        ],
+        style={"display": "flex"},
+    )
+
+
+def _cascade_page() -> html.Div:
+    return html.Div(
+        [
+            html.P(
+                "The cascade of the design point on the first page: each node a tensor, "
+                "coloured by the unit its Einsum runs on and sized by its share of the "
+                "cycles; arrows are reads (red: loop-carried)."
+            ),
+            dcc.Graph(id="cascade-graph", figure=figures.empty_figure("…")),
+            html.Div(id="cascade-table"),
+        ],
+        style=_MAIN,
+    )
+
+
+def _sweep_page(data: str | None) -> html.Div:
+    def dropdown(id_, label, clearable=True):
+        return _field(label, dcc.Dropdown(id=id_, clearable=clearable))
+
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H3("Results"),
+                    _field(
+                        "Parquet file or dataset directory",
+                        dcc.Input(
+                            id="sweep-path", type="text", value=data or "", style={"width": "100%"}
+                        ),
+                    ),
+                    html.Button("load", id="sweep-load", n_clicks=0),
+                    dcc.Upload(
+                        html.Div(["or upload: ", html.A("a .parquet file")]),
+                        id="sweep-upload",
+                        style={"border": "1px dashed #999", "padding": "6px", "margin": "6px 0"},
+                    ),
+                    html.Div(id="sweep-status"),
+                    dropdown("sweep-x", "x", clearable=False),
+                    dropdown("sweep-y", "y", clearable=False),
+                    dropdown("sweep-colour", "colour"),
+                    dropdown("sweep-facet", "facet"),
+                    dcc.Checklist(
+                        [{"label": "log x", "value": "x"}, {"label": "log y", "value": "y"}],
+                        [],
+                        id="sweep-log",
+                        inline=True,
+                    ),
+                    dcc.Checklist(
+                        [{"label": "valid points only", "value": "valid"}],
+                        ["valid"],
+                        id="sweep-valid",
+                    ),
+                    _field(
+                        "filter (pandas query, e.g. seq_len >= 4096)",
+                        dcc.Input(
+                            id="sweep-query",
+                            type="text",
+                            value="",
+                            debounce=True,
+                            style={"width": "100%"},
+                        ),
+                    ),
+                    html.P("Click a point to open it as a design point."),
+                    html.Div(id="sweep-click-status"),
+                ],
+                style=_PANEL,
+            ),
+            html.Div(
+                [
+                    dcc.Graph(
+                        id="sweep-graph",
+                        figure=figures.empty_figure("load a sweep's Parquet results"),
+                        style={"height": "640px"},
+                    )
+                ],
+                style=_MAIN,
+            ),
+        ],
+        style={"display": "flex"},
+    )
+
+
+def _gpu_page() -> html.Div:
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H3("Validation CSV"),
+                    dcc.Upload(
+                        html.Div(["upload: ", html.A("a validate-gpu CSV")]),
+                        id="gpu-upload",
+                        style={"border": "1px dashed #999", "padding": "6px"},
+                    ),
+                    _field(
+                        "or a path",
+                        dcc.Input(
+                            id="gpu-path",
+                            type="text",
+                            value="",
+                            debounce=True,
+                            style={"width": "100%"},
+                        ),
+                    ),
+                    html.Div(id="gpu-status"),
+                    _field("predicted column", dcc.Dropdown(id="gpu-predicted", clearable=False)),
+                    _field("measured column", dcc.Dropdown(id="gpu-measured", clearable=False)),
+                    _field("colour", dcc.Dropdown(id="gpu-colour")),
+                    html.Div(id="gpu-metrics"),
+                ],
+                style=_PANEL,
+            ),
+            html.Div(
+                [
+                    dcc.Graph(
+                        id="gpu-graph",
+                        figure=figures.empty_figure(
+                            "upload the CSV that einsim validate-gpu writes"
+                        ),
+                    )
+                ],
+                style=_MAIN,
+            ),
+        ],
+        style={"display": "flex"},
+    )
+
+
+def layout(data: str | None = None) -> html.Div:
+    """The page: a title, four tabs, and the stores the callbacks share."""
+    return html.Div(
+        [
+            html.H2("einsim: attention on accelerators", style={"margin": "8px 16px"}),
+            dcc.Store(id="arch-yaml"),
+            dcc.Store(id="pending-overrides"),
+            dcc.Store(id="sweep-source", data={"path": data} if data else None),
+            dcc.Store(id="gpu-source"),
+            dcc.Tabs(
+                id="tabs",
+                value="design",
+                children=[
+                    dcc.Tab(_design_page(), label="Design point", value="design", id="tab-design"),
+                    dcc.Tab(_cascade_page(), label="Cascade", value="cascade", id="tab-cascade"),
+                    dcc.Tab(
+                        _sweep_page(data), label="Sweep explorer", value="sweep", id="tab-sweep"
+                    ),
+                    dcc.Tab(_gpu_page(), label="GPU validation", value="gpu", id="tab-gpu"),
+                ],
+            ),
+        ],
+        style={"fontFamily": "Liberation Sans, Arial, sans-serif", "fontSize": "14px"},
+    )
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _int_or_none(value) -> int | None:
+    if value is None or value == "":
+        return None
+    number = float(value)
+    if not number.is_integer():
+        raise SpecError(f"expected an integer, got {value!r}")
+    return int(number)
+
+
+def spec_from_inputs(
+    model,
+    seq_len,
+    batch,
+    phase,
+    attention,
+    algorithm,
+    params,
+    sizes,
+    arch,
+    arch_yaml,
+    number_ids,
+    number_values,
+    more_overrides,
+    mapping,
+) -> DesignSpec:
+    """The `DesignSpec` the design page's controls describe.
+
+    Raises:
+        SpecError: a malformed field (parameters, sizes, an override, an array number).
+    """
+    seq = _int_or_none(seq_len)
+    if seq is None:
+        raise SpecError("sequence length: enter a positive integer")
+    if arch == UPLOADED:
+        data = architecture_data(DesignSpec(arch=UPLOADED, arch_yaml=arch_yaml))[0]
+    else:
+        data = architecture_data(DesignSpec(arch=arch))[0]
+    values = {i["path"]: v for i, v in zip(number_ids, number_values, strict=True)}
+    overrides = changed_overrides(editable_numbers(data), values)
+    overrides += tuple(parse_assignments(more_overrides, "more overrides").items())
+    size_values = parse_assignments(sizes, "extra rank sizes")
+    return DesignSpec(
+        model=model,
+        seq_len=seq,
+        algorithm=algorithm,
+        attention=attention or choices.MODEL_ATTENTION,
+        params=tuple(parse_assignments(params).items()) if attention else (),
+        sizes=tuple(size_values.items()),  # type: ignore[arg-type]
+        batch=_int_or_none(batch),
+        phase=phase,
+        arch=arch,
+        arch_yaml=arch_yaml if arch == UPLOADED else None,
+        overrides=overrides,
+        mapping=mapping,
+    )
+
+
+def spec_b(spec: DesignSpec, algorithm: str, arch: str, mapping: str) -> DesignSpec:
+    """Configuration B of a comparison: A's workload with B's algorithm (or `form`),
+    architecture (no overrides) and mapping."""
+    params = dict(spec.params)
+    if "form" in params:
+        params["form"] = algorithm
+    return DesignSpec(
+        model=spec.model,
+        seq_len=spec.seq_len,
+        algorithm=algorithm,
+        attention=spec.attention,
+        params=tuple(params.items()),
+        sizes=spec.sizes,
+        batch=spec.batch,
+        phase=spec.phase,
+        arch=arch,
+        mapping=mapping,
+    )
+
+
+@dataclass(frozen=True)
+class DesignView:
+    """Everything the design page and the cascade page show for one set of inputs."""
+
+    error: str | None = None
+    warning: str | None = None
+    result: DesignResult | None = None
+    other: DesignResult | None = None
+    other_error: str | None = None
+
+
+def design_view(spec: DesignSpec, other: DesignSpec | None) -> DesignView:
+    """Evaluate A (and B); einsim's errors become messages, never exceptions."""
+    try:
+        result = evaluate_design(spec)
+    except EinsimError as error:
+        return DesignView(error=error_message(error))
+    warning = None
+    if not result.report.valid:
+        warning = "This mapping is invalid:\n" + "\n".join(result.report.reasons)
+    if other is None:
+        return DesignView(warning=warning, result=result)
+    try:
+        return DesignView(warning=warning, result=result, other=evaluate_design(other))
+    except EinsimError as error:
+        return DesignView(warning=warning, result=result, other_error=error_message(error))
+
+
+def _register_design(app: dash.Dash) -> None:
+    outputs = [
+        Output("design-error", "children"),
+        Output("design-warning", "children"),
+        Output("metrics", "children"),
+        Output("comparison", "children"),
+        Output("einsum-graph", "figure"),
+        Output("energy-graph", "figure"),
+        Output("gantt-graph", "figure"),
+        Output("roofline-graph", "figure"),
+        Output("comparison-graph", "figure"),
+        Output("passes", "children"),
+        Output("cascade-graph", "figure"),
+        Output("cascade-table", "children"),
+    ]
+    inputs = [
+        Input("model", "value"),
+        Input("seq-len", "value"),
+        Input("batch", "value"),
+        Input("phase", "value"),
+        Input("attention", "value"),
+        Input("algorithm", "value"),
+        Input("params", "value"),
+        Input("sizes", "value"),
+        Input("arch", "value"),
+        Input("arch-yaml", "data"),
+        Input({"type": "arch-number", "path": ALL}, "id"),
+        Input({"type": "arch-number", "path": ALL}, "value"),
+        Input("arch-overrides", "value"),
+        Input("mapping", "value"),
+        Input("compare-on", "value"),
+        Input("compare-algorithm", "value"),
+        Input("compare-arch", "value"),
+        Input("compare-mapping", "value"),
+    ]
+
+    @app.callback(outputs, inputs)
+    def update_design(*values):
+        *a, compare_on, algorithm_b, arch_b, mapping_b = values
+        blank = figures.empty_figure("no result")
+        try:
+            spec = spec_from_inputs(*a)
+        except (EinsimError, ValueError) as error:
+            message = _message(error_message(error), _ERROR)
+            return message, None, None, None, *[blank] * 5, None, blank, None
+        other = spec_b(spec, algorithm_b, arch_b, mapping_b) if compare_on else None
+        view = design_view(spec, other)
+        if view.result is None:
+            message = _message(view.error, _ERROR)
+            return message, None, None, None, *[blank] * 5, None, blank, None
+        result = view.result
+        colours = figures.unit_colours([u.name for u in result.arch.units])
+        gantt = figures.gantt_figure(
+            schedule(result.cascade, result.mapping, result.report), colours
+        )
+        points = [("A", result)] + ([("B", view.other)] if view.other else [])
+        comparison, comparison_fig = None, figures.empty_figure("comparison off")
+        if view.other is not None:
+            c = compare(result, view.other)
+            comparison = html.Div(
+                [
+                    html.H4("A vs B"),
+                    html.Div(
+                        [
+                            "speedup of A over B: ",
+                            html.B(f"{c.speedup:.3g}x", id="speedup", title=repr(c.speedup)),
+                        ]
+                    ),
+                    html.Div(
+                        [
+                            "energy of A / energy of B: ",
+                            html.B(
+                                f"{c.energy_ratio:.1%}",
+                                id="energy-ratio",
+                                title=repr(c.energy_ratio),
+                            ),
+                        ]
+                    ),
+                    html.Div(f"A: {c.a}"),
+                    html.Div(f"B: {c.b}"),
+                ]
+            )
+            comparison_fig = figures.comparison_figure(result, view.other, c)
+        elif view.other_error:
+            comparison = _message("B: " + view.other_error, _ERROR)
+        table = result.report.per_einsum.round(4).to_dict(orient="records")
+        return (
+            None,
+            _message(view.warning, _WARN),
+            _metric_cells(result),
+            comparison,
+            figures.einsum_figure(result.report, colours),
+            figures.energy_figure(result.report),
+            gantt,
+            figures.roofline_figure(points),
+            comparison_fig,
+            _table(figures.pass_rows(result.cascade), "passes-table"),
+            figures.graph_figure(result),
+            _table(table),
+        )
+
+
+def _register_form(app: dash.Dash) -> None:
+    @app.callback(
+        Output("params", "value"),
+        Output("mapping", "value"),
+        Input("attention", "value"),
+        Input("algorithm", "value"),
+        State("params", "value"),
+        State("mapping", "value"),
+    )
+    def defaults(attention, algorithm, params, mapping):
+        """A variant's default parameters (keeping values already given for known keys)
+        and, unless the chosen mapping was written for the cascade, its default mapping."""
+        known = choices.default_params(attention) if attention else {}
+        try:
+            given = parse_assignments(params)
+        except SpecError:
+            given = {}
+        merged = known | {k: v for k, v in given.items() if k in known}
+        changed_algorithm = dash.ctx.triggered_id == "algorithm"
+        if attention and "form" in merged and changed_algorithm:
+            merged["form"] = algorithm
+        target = attention or algorithm
+        if attention and "form" in merged:
+            target = str(merged["form"])
+        written = choices.mapping_cascades().get(mapping)
+        keep = written == target or (attention and written == attention)
+        new_mapping = mapping if keep else (choices.default_mapping(target) or mapping)
+        return format_assignments(merged), new_mapping
+
+    @app.callback(
+        Output("compare-algorithm", "value"),
+        Output("compare-arch", "value"),
+        Output("compare-mapping", "value"),
+        Output("algorithm", "value"),
+        Output("arch", "value", allow_duplicate=True),
+        Output("compare-on", "value"),
+        Input("preset-fusemax-flat", "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def fusemax_vs_flat(_):
+        return "stable_3pass", "flat_cloud", "flat", "fusemax_1pass", "fusemax_cloud", ["on"]
+
+    @app.callback(
+        Output("arch-yaml", "data"),
+        Output("arch", "options"),
+        Output("arch", "value", allow_duplicate=True),
+        Output("arch-upload-status", "children"),
+        Input("arch-upload", "contents"),
+        State("arch-upload", "filename"),
+        State("arch", "value"),
+        prevent_initial_call=True,
+    )
+    def upload_architecture(contents, filename, current):
+        from .design import build_architecture
+        from .sweep import decode_upload
+
+        presets = choices.options(choices.architectures())
+        try:
+            text = decode_upload(contents or "").decode("utf-8")
+            arch = build_architecture(DesignSpec(arch=UPLOADED, arch_yaml=text))
+        except (EinsimError, UnicodeDecodeError) as error:
+            message = f"{filename}: {error_message(error)}"
+            return dash.no_update, presets, current, _message(message, _ERROR)
+        options = [*presets, {"label": f"uploaded: {arch.name}", "value": UPLOADED}]
+        status = html.Div(f"{filename}: loaded architecture {arch.name}", id="upload-ok")
+        return text, options, UPLOADED, status
+
+    @app.callback(
+        Output("arch-numbers", "children"),
+        Input("arch", "value"),
+        Input("arch-yaml", "data"),
+        Input("pending-overrides", "data"),
+    )
+    def arch_numbers(arch, arch_yaml, pending):
+        try:
+            data, _ = architecture_data(DesignSpec(arch=arch, arch_yaml=arch_yaml))
+        except EinsimError:
+            return None
+        preset = dict(pending["overrides"]) if pending and pending.get("arch") == arch else {}
+        fields = []
+        for number in editable_numbers(data):
+            value = preset.get(number.path, number.value)
+            value = int(value) if float(value).is_integer() else value
+            fields.append(
+                html.Div(
+                    [
+                        html.Label(number.label, style={"width": "42%", "display": "inline-block"}),
+                        dcc.Input(
+                            id={"type": "arch-number", "path": number.path},
+                            type="number",
+                            value=value,
+                            debounce=True,
+                            style={"width": "56%"},
+                        ),
+                    ],
+                    style={"marginBottom": "4px"},
+                )
+            )
+        return fields
+
+
+def _register_sweep(app: dash.Dash, load: Callable) -> None:
+    @app.callback(
+        Output("sweep-source", "data", allow_duplicate=True),
+        Input("sweep-load", "n_clicks"),
+        State("sweep-path", "value"),
+        prevent_initial_call=True,
+    )
+    def choose_path(_, path):
+        return {"path": path} if path else None
+
+    @app.callback(
+        Output("sweep-source", "data", allow_duplicate=True),
+        Input("sweep-upload", "contents"),
+        State("sweep-upload", "filename"),
+        prevent_initial_call=True,
+    )
+    def choose_upload(contents, filename):
+        return {"upload": contents, "filename": filename}
+
+    @app.callback(
+        Output("sweep-status", "children"),
+        Output("sweep-x", "options"),
+        Output("sweep-x", "value"),
+        Output("sweep-y", "options"),
+        Output("sweep-y", "value"),
+        Output("sweep-colour", "options"),
+        Output("sweep-facet", "options"),
+        Input("sweep-source", "data"),
+    )
+    def sweep_columns(source):
+        if not source:
+            return None, [], None, [], None, [], []
+        try:
+            frame = load(source)
+        except EinsimError as error:
+            return _message(error_message(error), _ERROR), [], None, [], None, [], []
+        inputs, outputs = columns(frame)
+        every = [*inputs, *outputs]
+        x = "latency_s" if "latency_s" in outputs else (inputs or every or [None])[0]
+        y = "energy_pj" if "energy_pj" in outputs else (outputs or every or [None])[0]
+        status = html.Div(
+            f"{len(frame)} points, {len(inputs)} inputs, {len(outputs)} outputs", id="sweep-loaded"
+        )
+        facets = [c for c in inputs if frame[c].nunique(dropna=True) <= 12]
+        return status, every, x, every, y, inputs, facets
+
+    @app.callback(
+        Output("sweep-graph", "figure"),
+        Output("sweep-click-status", "children", allow_duplicate=True),
+        Input("sweep-source", "data"),
+        Input("sweep-x", "value"),
+        Input("sweep-y", "value"),
+        Input("sweep-colour", "value"),
+        Input("sweep-facet", "value"),
+        Input("sweep-log", "value"),
+        Input("sweep-valid", "value"),
+        Input("sweep-query", "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def sweep_figure(source, x, y, colour, facet, log, valid, query):
+        from .sweep import scatter_figure
+
+        if not source or not x or not y:
+            return figures.empty_figure("load a sweep's Parquet results"), None
+        try:
+            frame = filter_results(load(source), query, valid_only=bool(valid))
+            log = log or []
+            fig = scatter_figure(frame, x, y, colour, facet, "x" in log, "y" in log)
+        except EinsimError as error:
+            return figures.empty_figure("no figure"), _message(error_message(error), _ERROR)
+        except (ValueError, KeyError, TypeError) as error:  # plotly on a column it cannot draw
+            return figures.empty_figure("no figure"), _message(error_message(error), _ERROR)
+        return fig, None
+
+    @app.callback(
+        Output("tabs", "value"),
+        Output("model", "value"),
+        Output("seq-len", "value"),
+        Output("batch", "value"),
+        Output("phase", "value"),
+        Output("attention", "value"),
+        Output("algorithm", "value", allow_duplicate=True),
+        Output("params", "value", allow_duplicate=True),
+        Output("sizes", "value"),
+        Output("arch", "value", allow_duplicate=True),
+        Output("mapping", "value", allow_duplicate=True),
+        Output("pending-overrides", "data"),
+        Output("arch-overrides", "value"),
+        Output("sweep-click-status", "children", allow_duplicate=True),
+        Input("sweep-graph", "clickData"),
+        State("sweep-source", "data"),
+        prevent_initial_call=True,
+    )
+    def open_point(click, source):
+        keep = [dash.no_update] * 13
+        try:
+            index = click["points"][0]["customdata"][0]
+            row = load(source).loc[index].to_dict()
+            spec = spec_from_row(row)
+            if spec.arch not in choices.architectures():
+                raise SpecError(f"architecture {spec.arch!r} is not a bundled preset")
+            editable = {n.path for n in editable_numbers(architecture_data(spec)[0])}
+        except (EinsimError, KeyError, IndexError, TypeError) as error:
+            return *keep, _message(error_message(error), _ERROR)
+        numbers = [(p, v) for p, v in spec.overrides if p in editable]
+        more = {p: v for p, v in spec.overrides if p not in editable}
+        return (
+            "design",
+            spec.model,
+            spec.seq_len,
+            spec.batch,
+            spec.phase,
+            spec.attention,
+            spec.algorithm,
+            format_assignments(dict(spec.params)),
+            format_assignments(dict(spec.sizes)),
+            spec.arch,
+            spec.mapping,
+            {"arch": spec.arch, "overrides": numbers},
+            format_assignments(more),
+            None,
+        )
+
+
+def _register_gpu(app: dash.Dash, load_csv: Callable) -> None:
+    @app.callback(
+        Output("gpu-source", "data"),
+        Input("gpu-upload", "contents"),
+        Input("gpu-path", "value"),
+        State("gpu-upload", "filename"),
+        prevent_initial_call=True,
+    )
+    def choose(contents, path, filename):
+        if dash.ctx.triggered_id == "gpu-path":
+            return {"path": path} if path else None
+        return {"upload": contents, "filename": filename}
+
+    @app.callback(
+        Output("gpu-status", "children"),
+        Output("gpu-predicted", "options"),
+        Output("gpu-predicted", "value"),
+        Output("gpu-measured", "options"),
+        Output("gpu-measured", "value"),
+        Output("gpu-colour", "options"),
+        Output("gpu-colour", "value"),
+        Input("gpu-source", "data"),
+    )
+    def gpu_columns(source):
+        if not source:
+            return None, [], None, [], None, [], None
+        try:
+            frame = load_csv(source)
+        except EinsimError as error:
+            return _message(error_message(error), _ERROR), [], None, [], None, [], None
+        predicted, measured = guess_columns(frame)
+        every = list(frame.columns)
+        colour = "mapping" if "mapping" in frame else None
+        status = html.Div(f"{len(frame)} rows", id="gpu-loaded")
+        return status, every, predicted, every, measured, every, colour
+
+    @app.callback(
+        Output("gpu-graph", "figure"),
+        Output("gpu-metrics", "children"),
+        Input("gpu-source", "data"),
+        Input("gpu-predicted", "value"),
+        Input("gpu-measured", "value"),
+        Input("gpu-colour", "value"),
+    )
+    def gpu_figure(source, predicted, measured, colour):
+        if not source or not predicted or not measured:
+            return figures.empty_figure("pick the predicted and measured columns"), None
+        try:
+            frame = load_csv(source)
+            fig = validation_figure(frame, predicted, measured, colour)
+        except EinsimError as error:
+            return figures.empty_figure("no figure"), _message(error_message(error), _ERROR)
+        a = agreement(frame[predicted], frame[measured])
+        shown = html.Div(
+            [
+                html.Div(["MAPE: ", html.B(f"{a.mape:.1%}", id="gpu-mape", title=repr(a.mape))]),
+                html.Div(
+                    [
+                        "Spearman: ",
+                        html.B(f"{a.spearman:.3f}", id="gpu-spearman", title=repr(a.spearman)),
+                    ]
+                ),
+                html.Div(f"over {a.n} rows"),
+            ]
+        )
+        return fig, shown
+
+
+def _loaders(cache_size: int = 4):
+    """Readers of a sweep source and a CSV source, remembering the last few tables (keyed
+    by path and modification time, so a sweep still writing parts is read anew)."""
+    cache: dict = {}
+    lock = threading.Lock()
+
+    def remember(key, read):
+        with lock:
+            if key in cache:
+                return cache[key]
+        frame = read()
+        with lock:
+            if len(cache) >= cache_size:
+                cache.pop(next(iter(cache)))
+            cache[key] = frame
+        return frame
+
+    def key_of(source: dict):
+        if "path" in source:
+            path = Path(source["path"]).expanduser()
+            stamp = (
+                max((p.stat().st_mtime_ns for p in [path, *path.glob("*")]), default=0)
+                if path.exists()
+                else 0
+            )
+            return ("path", str(path), stamp)
+        return ("upload", source.get("filename"), hash(source.get("upload")))
+
+    def load_sweep(source: dict):
+        if "path" in source:
+            return remember(("sweep", *key_of(source)), lambda: read_results(source["path"]))
+        return remember(
+            ("sweep", *key_of(source)),
+            lambda: read_uploaded(source["upload"], source.get("filename") or "upload"),
+        )
+
+    def load_csv(source: dict):
+        import pandas as pd
+
+        if "path" in source:
+            path = Path(source["path"]).expanduser()
+            if not path.is_file():
+                raise SpecError(f"validation CSV {str(path)!r} does not exist")
+
+            def read():
+                try:
+                    return pd.read_csv(path)
+                except Exception as error:
+                    raise SpecError(f"{path}: not a readable CSV file ({error})") from None
+
+            return remember(("csv", *key_of(source)), read)
+        return remember(
+            ("csv", *key_of(source)),
+            lambda: read_csv_upload(source["upload"], source.get("filename") or "upload.csv"),
+        )
+
+    return load_sweep, load_csv
+
+
+def create_app(data: str | Path | None = None) -> dash.Dash:
+    """The dashboard as a Dash app (serve it with `app.run(port=...)`).
+
+    Args:
+        data: a sweep's Parquet results to open in the sweep explorer.
+    """
+    app = dash.Dash(__name__, title="einsim", suppress_callback_exceptions=True)
+    app.layout = layout(str(data) if data else None)
+    load_sweep, load_csv = _loaders()
+    _register_design(app)
+    _register_form(app)
+    _register_sweep(app, load_sweep)
+    _register_gpu(app, load_csv)
+    return app
+
+
+@dataclass
+class Served:
+    """An app served from a background thread (`serve_in_thread`)."""
+
+    url: str
+    server: object
+    thread: threading.Thread
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+def serve_in_thread(app: dash.Dash, host: str = "127.0.0.1", port: int = 0) -> Served:
+    """Serve `app` with werkzeug from a daemon thread; port 0 picks a free one."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs):  # one line per request drowns the output
+            pass
+
+    server = make_server(host, port, app.server, threaded=True, request_handler=Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="einsim-dashboard", daemon=True)
+    thread.start()
+    return Served(f"http://{host}:{server.server_port}", server, thread)
