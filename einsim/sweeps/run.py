@@ -160,7 +160,9 @@ def _reporter(progress, total: int):
         return (lambda _: None), lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="pt", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(
+        total=total, unit="pt", unit_scale=total >= 10_000, dynamic_ncols=True, file=sys.stderr
+    )
 
     def update(state: SweepProgress) -> None:
         bar.update(state.done - bar.n)
