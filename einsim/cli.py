@@ -99,6 +99,15 @@ def variants() -> None:
         click.echo(f"    passes over M: {counts}")
 
 
+def _parse_shape(shape: str) -> dict[str, int]:
+    """`B=64,H=12,M=1024` -> {"B": 64, ...}; every size an integer."""
+    values = _parse_params(tuple(pair for pair in shape.split(",") if pair))
+    for key, value in values.items():
+        if not isinstance(value, int):
+            raise SpecError(f"--shape {key}={value}: expected an integer size")
+    return values  # type: ignore[return-value]
+
+
 @main.command(name="evaluate")
 @click.option(
     "--variant",
@@ -121,10 +130,7 @@ def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides,
     """Predict latency, energy, traffic and utilization of one mapping."""
     from einsim.simulator import evaluate, load_architecture, load_mapping
 
-    shape_values = _parse_params(tuple(pair for pair in shape.split(",") if pair))
-    for key, value in shape_values.items():
-        if not isinstance(value, int):
-            raise SpecError(f"--shape {key}={value}: expected an integer size")
+    shape_values = _parse_shape(shape)
     report = evaluate(
         _build(variant, params),
         load_architecture(arch_name, _parse_params(overrides)),
@@ -144,6 +150,127 @@ def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides,
         for unit, value in report.utilization.items():
             click.echo(f"util_{unit:<8}{value:.3f}")
         click.echo(report.per_einsum.to_string(index=False))
+
+
+@main.command(name="map")
+@click.option(
+    "--variant",
+    required=True,
+    help="cascade: an attention variant (einsim variants) or a kernel such as gemm",
+)
+@click.option("--arch", "arch_name", required=True, help="bundled architecture or YAML path")
+@click.option("--shape", required=True, metavar="B=64,H=12,E=64,...", help="rank sizes")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="override an architecture number by its YAML path, e.g. units.2d.rows=64",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["latency", "energy", "edp"]),
+    default="latency",
+    show_default=True,
+)
+@click.option(
+    "--strategy",
+    default="anneal",
+    show_default=True,
+    help="exhaustive, random, greedy or anneal (einsim.mapper.STRATEGIES)",
+)
+@click.option("--budget", type=int, default=100_000, show_default=True, help="most candidates")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed")
+@click.option("--constraints", default=None, metavar="FILE", help="constraints YAML")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("-o", "--output", default=None, metavar="FILE", help="write the best mapping (YAML)")
+@click.option("--force", is_flag=True, help="overwrite an existing -o file")
+def map_command(
+    variant, arch_name, shape, params, overrides, objective, strategy, budget, seed,
+    constraints, fmt, output, force,
+):  # fmt: skip
+    """Search the mappings of a cascade on an architecture for the best one."""
+    from pathlib import Path
+
+    from einsim.mapper import search
+    from einsim.simulator import load_architecture, mapping_to_dict, mapping_to_yaml
+
+    if output is not None and Path(output).exists() and not force:
+        raise SpecError(f"-o {output}: the file exists; pass --force to overwrite it")
+    if constraints is not None and not Path(constraints).is_file():
+        raise SpecError(f"--constraints {constraints!r}: no such file")
+    shape_values = _parse_shape(shape)
+    result = search(
+        _build(variant, params),
+        load_architecture(arch_name, _parse_params(overrides)),
+        shape_values,
+        objective=objective,
+        strategy=strategy,
+        budget=budget,
+        seed=seed,
+        constraints=constraints,
+    )
+    report = result.report
+    if output is not None:
+        argv = ["einsim map", f"--variant {variant}", f"--arch {arch_name}", f"--shape {shape}"]
+        argv += [f"--param {p}" for p in params] + [f"--set {o}" for o in overrides]
+        argv += [f"--objective {objective}", f"--strategy {result.strategy}"]
+        argv += [f"--budget {budget}", f"--seed {seed}"]
+        argv += [f"--constraints {constraints}"] if constraints else []
+        header = (
+            f"Found by: {' '.join(argv)}\n"
+            f"{result.evaluated:,} candidates costed, {result.pruned:,} pruned, "
+            f"{result.invalid:,} invalid, in {result.wall_s:.2f} s; best {objective}: "
+            f"latency {report.latency_s:.6g} s, energy {report.energy_pj:.6g} pJ\n"
+            f"Check it: einsim evaluate --variant {variant} --arch {arch_name} "
+            f"--mapping {output} --shape {shape}"
+        )
+        Path(output).write_text(mapping_to_yaml(result.mapping, header))
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "variant": variant,
+                    "arch": arch_name,
+                    "shape": shape_values,
+                    "objective": objective,
+                    "strategy": result.strategy,
+                    "budget": budget,
+                    "seed": seed,
+                    "latency_s": report.latency_s,
+                    "cycles": report.cycles,
+                    "energy_pj": report.energy_pj,
+                    "dram_bytes": report.dram_bytes,
+                    "utilization": report.utilization,
+                    "evaluated": result.evaluated,
+                    "pruned": result.pruned,
+                    "invalid": result.invalid,
+                    "pareto_points": len(result.pareto),
+                    "wall_s": result.wall_s,
+                    "mapping": mapping_to_dict(result.mapping),
+                    "output": output,
+                    "explain": result.explain(),
+                },
+                default=float,
+            )
+        )
+        return
+    click.echo(f"latency_s    {report.latency_s:.6g}")
+    click.echo(f"cycles       {report.cycles:.6g}")
+    click.echo(f"energy_pj    {report.energy_pj:.6g}")
+    click.echo(f"dram_bytes   {report.dram_bytes:.6g}")
+    for unit, value in report.utilization.items():
+        click.echo(f"util_{unit:<8}{value:.3f}")
+    click.echo(f"evaluated    {result.evaluated}")
+    click.echo(f"pruned       {result.pruned}")
+    click.echo(f"invalid      {result.invalid}")
+    click.echo(f"pareto       {len(result.pareto)}")
+    click.echo(f"wall_s       {result.wall_s:.3f}")
+    if output is not None:
+        click.echo(f"written      {output}")
+    click.echo("")
+    click.echo(result.explain())
 
 
 @main.command()
@@ -262,6 +389,53 @@ def dashboard(port: int, host: str, data: str | None, debug: bool) -> None:
         raise SpecError(f"--data {data!r}: no such file or directory")
     click.echo(f"einsim dashboard on http://{host}:{port}/ (Ctrl+C stops it)")
     create_app(data).run(host=host, port=port, debug=debug)
+
+
+@main.command(name="validate-gpu")
+@click.option("--variant", default="fusemax", show_default=True, help="attention variant")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
+@click.option(
+    "--shapes", required=True, metavar="B=4,H=16,E=128,F=128,M=4096,P=4096;...", help="shapes"
+)
+@click.option(
+    "--mappings",
+    default="grid",
+    show_default=True,
+    metavar="grid | fused:Br=128,Bc=64,stages=2,warps=4;unfused:...",
+    help="GPU mappings, ';'-separated",
+)
+@click.option("--arch", "arch_name", default=None, help="GPU preset (default: from the device)")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16"]), default="bf16", show_default=True)
+@click.option("--warmup", default=3, show_default=True)
+@click.option("--repeats", default=20, show_default=True)
+@click.option("--no-torch", is_flag=True, help="do not time torch's scaled_dot_product_attention")
+@click.option("-o", "--output", required=True, help="results CSV")
+def validate_gpu_command(
+    variant, params, shapes, mappings, arch_name, dtype, warmup, repeats, no_torch, output
+):
+    """Run GPU mappings with CuPy, time them, and compare with the GPU model's predictions."""
+    from einsim.gpu_validate.validate import parse_mappings, parse_shapes, summarize, validate
+
+    shape_list, mapping_list = parse_shapes(shapes), parse_mappings(mappings)
+    frame = validate(
+        variant,
+        shape_list,
+        mapping_list,
+        params=_parse_params(params),
+        arch=arch_name,
+        dtype=dtype,
+        warmup=warmup,
+        repeats=repeats,
+        torch_sdpa=not no_torch,
+        progress=lambda text: click.echo(f"  {text}", err=True),
+    )
+    frame.to_csv(output, index=False)
+    summary = summarize(frame)
+    click.echo(
+        f"{len(frame)} rows -> {output}; MAPE {summary['mape']:.1%}, median Spearman "
+        f"{summary['median_spearman']:.2f}, predicted best within 10% of measured best in "
+        f"{summary['best_within_10pct']:.0%} of {summary['problems']} problems"
+    )
 
 
 if __name__ == "__main__":

@@ -949,6 +949,13 @@ def _kept_pairs(problem: AttentionProblem) -> float:
     return float(np.maximum(0, hi - lo + 1).sum())
 
 
+def useful_flops(problem: AttentionProblem) -> float:
+    """FLOPs of the kept (m, p) pairs: 2·(E + F) per pair per head (QK and PV), the count
+    that achieved TFLOP/s are quoted in (FlashAttention-2's convention)."""
+    heads = problem.batch * problem.heads
+    return 2.0 * (problem.head_dim + problem.head_dim_v) * _kept_pairs(problem) * heads
+
+
 def _note(problems: list, n: int, mask, message: str, *values) -> None:
     mask = np.broadcast_to(np.asarray(mask, dtype=bool), (n,))
     if np.any(mask):
