@@ -332,33 +332,47 @@ class Einsum:
     reduce_op: Op = Op.ADD
     where: Expr | None = None
     line: int = field(default=0, compare=False)
+    # Derived once in __post_init__ (the cost model asks for them on every evaluation).
+    _iter_vars: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _operands: tuple[Access, ...] = field(init=False, repr=False, compare=False)
+    _sizes_used: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def out_vars(self) -> tuple[str, ...]:
-        """The variable of each output dimension (`m1` for an index `m1+1`)."""
-        out = []
+    def __post_init__(self) -> None:
+        seen = []
         for index in self.out_indices:
             parsed = iterative_offset(index)
-            if parsed is None:  # validated by Cascade; kept total for printing
-                raise SpecError(f"{self.output}: output index {index} is not `v` or `v+k`")
-            out.append(parsed[0])
-        return tuple(out)
-
-    @property
-    def iter_vars(self) -> tuple[str, ...]:
-        """Every index variable of the iteration space, output ranks first."""
-        seen = list(self.out_vars)
+            seen.append(parsed[0] if parsed is not None else None)
         for expr in (self.expr, self.where):
             for name in sorted(variables(expr)):
                 if name not in seen:
                     seen.append(name)
-        return tuple(seen)
+        object.__setattr__(self, "_iter_vars", tuple(seen))
+        operands = accesses(self.expr) + accesses(self.where)
+        object.__setattr__(self, "_operands", operands)
+        used = sizes_used(self.expr) | sizes_used(self.where)
+        for index in self.out_indices + tuple(i for a in operands for i in a.indices):
+            used |= sizes_used(index)
+        object.__setattr__(self, "_sizes_used", used)
+
+    @property
+    def out_vars(self) -> tuple[str, ...]:
+        """The variable of each output dimension (`m1` for an index `m1+1`)."""
+        out = self._iter_vars[: len(self.out_indices)]
+        if None in out:  # validated by Cascade; kept total for printing
+            bad = self.out_indices[out.index(None)]
+            raise SpecError(f"{self.output}: output index {bad} is not `v` or `v+k`")
+        return out
+
+    @property
+    def iter_vars(self) -> tuple[str, ...]:
+        """Every index variable of the iteration space, output ranks first."""
+        self.out_vars  # noqa: B018  (raises for an output index that is not `v` or `v+k`)
+        return self._iter_vars
 
     @property
     def reduced_vars(self) -> tuple[str, ...]:
         """Variables iterated but not in the output: the reduction ranks."""
-        out = set(self.out_vars)
-        return tuple(v for v in self.iter_vars if v not in out)
+        return self._iter_vars[len(self.out_indices) :]
 
     @property
     def iterative_var(self) -> str | None:
@@ -372,7 +386,12 @@ class Einsum:
     @property
     def operands(self) -> tuple[Access, ...]:
         """Tensor reads of the value expression and the filter."""
-        return accesses(self.expr) + accesses(self.where)
+        return self._operands
+
+    @property
+    def sizes(self) -> frozenset[str]:
+        """Rank sizes and parameters used anywhere (indices, value, filter)."""
+        return self._sizes_used
 
     def __str__(self) -> str:
         lhs = str(Access(self.output, self.out_indices))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import sympy
 
 from .errors import SpecError
-from .ir import Cascade, sizes_used
+from .ir import Cascade
 
 
 def _is_symbolic(value) -> bool:
@@ -85,12 +85,7 @@ def resolve_shape(cascade: Cascade, shape: Mapping[str, object]) -> dict[str, in
 
     needed = set(cascade.ranks)
     for einsum in cascade.einsums:
-        needed |= sizes_used(einsum.expr) | sizes_used(einsum.where)
-        for index in einsum.out_indices:
-            needed |= sizes_used(index)
-        for access in einsum.operands:
-            for index in access.indices:
-                needed |= sizes_used(index)
+        needed |= einsum.sizes
     missing = sorted(needed - set(sizes))
     if missing:
         raise SpecError(
