@@ -728,10 +728,13 @@ def _kernel(ctx, name, einsums, compute, loops, keep, spatial_factors) -> Kernel
     if compute is None:
         return Kernel(name, tuple(einsums), (), ())
     stages = tuple(tuple(StageItem(e) for e in stage) for stage in compute.stages)
+    units = [u.name for u in ctx.arch.units]
+    # grouped by unit (stable in Einsum order), as a mapping YAML writes it: round-trips
+    binding = tuple(sorted(compute.binding, key=lambda eu: units.index(eu[1])))
     return Kernel(
         name=name,
         einsums=tuple(einsums),
-        binding=compute.binding,
+        binding=binding,
         spatial=compute.spatial,
         loops=tuple(loops),
         keep=tuple(keep),

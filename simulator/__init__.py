@@ -9,7 +9,18 @@ from .gpu import (
     evaluate_gpu_batch,
     load_gpu_architecture,
 )
-from .mapping import Kernel, Loop, Mapping, Overlap, bind, load_mapping, parameter_names
+from .mapping import (
+    Kernel,
+    Loop,
+    Mapping,
+    Overlap,
+    bind,
+    load_mapping,
+    mapping_from_dict,
+    mapping_to_dict,
+    mapping_to_yaml,
+    parameter_names,
+)
 from .model import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
 
 __all__ = [
@@ -35,5 +46,8 @@ __all__ = [
     "load_architecture",
     "load_gpu_architecture",
     "load_mapping",
+    "mapping_from_dict",
+    "mapping_to_dict",
+    "mapping_to_yaml",
     "parameter_names",
 ]

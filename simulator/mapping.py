@@ -212,6 +212,70 @@ def mapping_from_dict(data: MappingABC, origin: str = "mapping") -> Mapping:
     )
 
 
+def kernel_to_dict(kernel: Kernel) -> dict:
+    """A kernel as `kernel_from_dict` reads it; fields at their defaults are left out."""
+    binding: dict[str, list[str]] = {}
+    for einsum, unit in kernel.binding:
+        binding.setdefault(unit, []).append(einsum)
+    data: dict = {"name": kernel.name, "einsums": list(kernel.einsums)}
+    if kernel.overlap is not Overlap.PERFECT:
+        data["overlap"] = kernel.overlap.value
+    if kernel.loops:
+        data["loops"] = [
+            {"level": loop.level, "rank": loop.rank, "factor": loop.factor} for loop in kernel.loops
+        ]
+    if kernel.spatial:
+        data["spatial"] = {unit: list(ranks) for unit, ranks in kernel.spatial}
+    if kernel.spatial_factors:
+        data["spatial_factors"] = dict(kernel.spatial_factors)
+    data["binding"] = binding
+    if kernel.keep:
+        data["keep"] = {level: list(tensors) for level, tensors in kernel.keep}
+    if kernel.stages:
+        data["stages"] = [
+            [{"drain": item.einsum} if item.drain else item.einsum for item in stage]
+            for stage in kernel.stages
+        ]
+    if kernel.chained_ops:
+        data["chained_ops"] = [sorted(str(op) for op in group) for group in kernel.chained_ops]
+    if kernel.spill_fraction:
+        data["spill_fraction"] = kernel.spill_fraction
+    return data
+
+
+def mapping_to_dict(mapping: Mapping) -> dict:
+    """The inverse of `mapping_from_dict`: plain dicts, lists, strings and ints (YAML-ready).
+
+    A binding is written per unit (`2d: [QK, ...]`), so a kernel whose binding interleaves
+    units reads back grouped by unit; every mapping `mapping_from_dict` builds round-trips.
+
+    Example:
+        >>> m = load_mapping("gemm_os")
+        >>> mapping_to_dict(m)["kernels"][0]["loops"][0]
+        {'level': 'DRAM', 'rank': 'M', 'factor': 'rest'}
+        >>> mapping_from_dict(mapping_to_dict(m)) == m
+        True
+    """
+    data = {
+        "name": mapping.name,
+        "cascade": mapping.cascade,
+        "batch": list(mapping.batch),
+        "kernels": [kernel_to_dict(k) for k in mapping.kernels],
+    }
+    if mapping.kernel_overlap is not Overlap.SERIAL:
+        data["kernel_overlap"] = mapping.kernel_overlap.value
+    return data
+
+
+def mapping_to_yaml(mapping: Mapping, header: str = "") -> str:
+    """YAML text of a mapping (`load_mapping` reads it back); `header` becomes # comments."""
+    import yaml
+
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+    body = yaml.safe_dump(mapping_to_dict(mapping), sort_keys=False, default_flow_style=None)
+    return comment + body
+
+
 def load_mapping(name_or_path: str | Path) -> Mapping:
     """A bundled mapping by name (`fusemax`, `flat`, ...) or a YAML file by path."""
     data, origin = load_yaml(name_or_path, "mapping", "mappings")
