@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dash
@@ -34,6 +34,8 @@ from .design import (
     parse_assignments,
 )
 from .schedule import schedule
+from .search import JobStatus, SearchJobs, SearchRequest, default_of, describe
+from .search import objectives as search_objectives
 from .sweep import columns, filter_results, read_results, read_uploaded, spec_from_row
 from .validation import agreement, guess_columns, read_csv_upload, validation_figure
 
@@ -168,6 +170,7 @@ def _design_controls() -> html.Div:
                     choices.options(choices.mappings()), "fusemax", id="mapping", clearable=False
                 ),
             ),
+            *_search_controls(),
             html.H3("Compare with (B)"),
             dcc.Checklist([{"label": "compare", "value": "on"}], ["on"], id="compare-on"),
             html.Button("FuseMax vs FLAT", id="preset-fusemax-flat", n_clicks=0),
@@ -201,6 +204,37 @@ def _design_controls() -> html.Div:
         ],
         style=_PANEL,
     )
+
+
+def _search_controls() -> list:
+    """ "Search with a strategy" (only when the mapper provides `search`): strategies from
+    its registry, a budget, a seed; the search runs in a thread, polled for progress."""
+    strategies = choices.strategies()
+    sources = [{"label": "bundled", "value": "bundled"}]
+    if not strategies:
+        return [dcc.RadioItems(sources, "bundled", id="mapping-source", inline=True)]
+    sources.append({"label": "search with a strategy", "value": "search"})
+    number = {"type": "number", "debounce": True, "style": {"width": "100%"}}
+    default_strategy = default_of("strategy", strategies[0])
+    default_strategy = default_strategy if default_strategy in strategies else strategies[0]
+    return [
+        dcc.RadioItems(sources, "bundled", id="mapping-source", inline=True),
+        _field(
+            "strategy",
+            dcc.Dropdown(choices.options(strategies), default_strategy, id="search-strategy",
+                         clearable=False),
+        ),
+        _field(
+            "objective",
+            dcc.Dropdown(choices.options(search_objectives()), search_objectives()[0],
+                         id="search-objective", clearable=False),
+        ),
+        _field("budget (candidates)", dcc.Input(id="search-budget", value=20000, **number)),
+        _field("seed", dcc.Input(id="search-seed", value=0, **number)),
+        html.Button("search", id="search-run", n_clicks=0),
+        html.Div(id="search-status"),
+        dcc.Interval(id="search-poll", interval=400, disabled=True),
+    ]  # fmt: skip
 
 
 def _graph(id_: str) -> dcc.Graph:
@@ -377,6 +411,8 @@ def layout(data: str | None = None) -> html.Div:
             dcc.Store(id="pending-overrides"),
             dcc.Store(id="sweep-source", data={"path": data} if data else None),
             dcc.Store(id="gpu-source"),
+            dcc.Store(id="search-job"),
+            dcc.Store(id="search-done"),
             dcc.Tabs(
                 id="tabs",
                 value="design",
@@ -489,7 +525,7 @@ def design_view(spec: DesignSpec, other: DesignSpec | None) -> DesignView:
     """Evaluate A (and B); einsim's errors become messages, never exceptions."""
     try:
         result = evaluate_design(spec)
-    except EinsimError as error:
+    except Exception as error:  # shown on the page (einsim's errors, or a bug, named)
         return DesignView(error=error_message(error))
     warning = None
     if not result.report.valid:
@@ -498,11 +534,43 @@ def design_view(spec: DesignSpec, other: DesignSpec | None) -> DesignView:
         return DesignView(warning=warning, result=result)
     try:
         return DesignView(warning=warning, result=result, other=evaluate_design(other))
-    except EinsimError as error:
+    except Exception as error:
         return DesignView(warning=warning, result=result, other_error=error_message(error))
 
 
-def _register_design(app: dash.Dash) -> None:
+#: The design page's fields, in the order `spec_from_inputs` takes them.
+DESIGN_FIELDS = (
+    ("model", "value"),
+    ("seq-len", "value"),
+    ("batch", "value"),
+    ("phase", "value"),
+    ("attention", "value"),
+    ("algorithm", "value"),
+    ("params", "value"),
+    ("sizes", "value"),
+    ("arch", "value"),
+    ("arch-yaml", "data"),
+    ({"type": "arch-number", "path": ALL}, "id"),
+    ({"type": "arch-number", "path": ALL}, "value"),
+    ("arch-overrides", "value"),
+    ("mapping", "value"),
+)
+
+
+def searched_spec(spec: DesignSpec, status: JobStatus | None) -> tuple[DesignSpec, str | None]:
+    """The spec with the searched mapping when `status` is a finished search for this very
+    workload and architecture; otherwise the spec as is and why the search is not used."""
+    if status is None:
+        return spec, "no search yet: press search (the bundled mapping is shown)"
+    if status.state != "done":
+        return spec, f"{describe(status)} (the bundled mapping is shown meanwhile)"
+    request = SearchRequest(spec, status.request.strategy, status.request.objective, 1)
+    if request.target() != status.request.target():
+        return spec, "the search was for another design point: press search again"
+    return replace(spec, searched=status.result.mapping), None
+
+
+def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
     outputs = [
         Output("design-error", "children"),
         Output("design-warning", "children"),
@@ -517,41 +585,35 @@ def _register_design(app: dash.Dash) -> None:
         Output("cascade-graph", "figure"),
         Output("cascade-table", "children"),
     ]
-    inputs = [
-        Input("model", "value"),
-        Input("seq-len", "value"),
-        Input("batch", "value"),
-        Input("phase", "value"),
-        Input("attention", "value"),
-        Input("algorithm", "value"),
-        Input("params", "value"),
-        Input("sizes", "value"),
-        Input("arch", "value"),
-        Input("arch-yaml", "data"),
-        Input({"type": "arch-number", "path": ALL}, "id"),
-        Input({"type": "arch-number", "path": ALL}, "value"),
-        Input("arch-overrides", "value"),
-        Input("mapping", "value"),
+    inputs = [Input(i, p) for i, p in DESIGN_FIELDS] + [
         Input("compare-on", "value"),
         Input("compare-algorithm", "value"),
         Input("compare-arch", "value"),
         Input("compare-mapping", "value"),
+        Input("mapping-source", "value"),
+        Input("search-done", "data"),
     ]
 
     @app.callback(outputs, inputs)
     def update_design(*values):
-        *a, compare_on, algorithm_b, arch_b, mapping_b = values
+        *a, compare_on, algorithm_b, arch_b, mapping_b, source, done = values
         blank = figures.empty_figure("no result")
+        note = None
         try:
             spec = spec_from_inputs(*a)
+            other = spec_b(spec, algorithm_b, arch_b, mapping_b) if compare_on else None
+            if source == "search":
+                status = jobs.status(done) if done else None
+                spec, note = searched_spec(spec, status)
         except (EinsimError, ValueError) as error:
             message = _message(error_message(error), _ERROR)
             return message, None, None, None, *[blank] * 5, None, blank, None
-        other = spec_b(spec, algorithm_b, arch_b, mapping_b) if compare_on else None
         view = design_view(spec, other)
         if view.result is None:
             message = _message(view.error, _ERROR)
             return message, None, None, None, *[blank] * 5, None, blank, None
+        if note:
+            view = replace(view, warning="\n".join(filter(None, [note, view.warning])))
         result = view.result
         colours = figures.unit_colours([u.name for u in result.arch.units])
         gantt = figures.gantt_figure(
@@ -703,6 +765,64 @@ def _register_form(app: dash.Dash) -> None:
                 )
             )
         return fields
+
+
+def _register_search(app: dash.Dash, jobs: SearchJobs) -> None:
+    if not jobs.available or not choices.strategies():
+        return
+
+    @app.callback(
+        Output("search-job", "data"),
+        Output("search-poll", "disabled", allow_duplicate=True),
+        Output("search-status", "children", allow_duplicate=True),
+        Output("mapping-source", "value"),
+        Input("search-run", "n_clicks"),
+        [State(i, p) for i, p in DESIGN_FIELDS],
+        State("search-strategy", "value"),
+        State("search-objective", "value"),
+        State("search-budget", "value"),
+        State("search-seed", "value"),
+        prevent_initial_call=True,
+    )
+    def start_search(_, *values):
+        *fields, strategy, objective, budget, seed = values
+        try:
+            spec = spec_from_inputs(*fields)
+            request = SearchRequest(
+                spec, strategy, objective, _int_or_none(budget) or 0, _int_or_none(seed) or 0
+            )
+            job = jobs.start(request)
+        except (EinsimError, ValueError) as error:
+            return dash.no_update, True, _message(error_message(error), _ERROR), dash.no_update
+        return job, False, _search_status(jobs.status(job)), "search"
+
+    @app.callback(
+        Output("search-status", "children", allow_duplicate=True),
+        Output("search-poll", "disabled", allow_duplicate=True),
+        Output("search-done", "data"),
+        Input("search-poll", "n_intervals"),
+        State("search-job", "data"),
+        prevent_initial_call=True,
+    )
+    def poll_search(_, job):
+        if job is None:
+            return None, True, dash.no_update
+        try:
+            status = jobs.status(job)
+        except EinsimError as error:
+            return _message(error_message(error), _ERROR), True, dash.no_update
+        if status.state == "running":
+            return _search_status(status), False, dash.no_update
+        return _search_status(status), True, job
+
+
+def _search_status(status: JobStatus):
+    text = describe(status)
+    if status.state == "running":
+        return html.Div([html.Progress(), html.Div(text)], id="search-running")
+    if status.state == "failed":
+        return _message(text, _ERROR)
+    return html.Div(text, id="search-found")
 
 
 def _register_sweep(app: dash.Dash, load: Callable) -> None:
@@ -956,16 +1076,20 @@ def _loaders(cache_size: int = 4):
     return load_sweep, load_csv
 
 
-def create_app(data: str | Path | None = None) -> dash.Dash:
+def create_app(data: str | Path | None = None, search: Callable | None = None) -> dash.Dash:
     """The dashboard as a Dash app (serve it with `app.run(port=...)`).
 
     Args:
         data: a sweep's Parquet results to open in the sweep explorer.
+        search: the mapping search behind "search with a strategy" (default
+            `einsim.mapper.search`; the option is left out when there is none).
     """
     app = dash.Dash(__name__, title="einsim", suppress_callback_exceptions=True)
     app.layout = layout(str(data) if data else None)
     load_sweep, load_csv = _loaders()
-    _register_design(app)
+    jobs = SearchJobs(search)
+    _register_design(app, jobs)
+    _register_search(app, jobs)
     _register_form(app)
     _register_sweep(app, load_sweep)
     _register_gpu(app, load_csv)

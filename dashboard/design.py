@@ -45,6 +45,7 @@ class DesignSpec:
         arch_yaml: the text of an uploaded architecture.
         overrides: (YAML path, value) changes to the architecture, e.g. ("units.2d.rows", 128).
         mapping: a bundled mapping name.
+        searched: a mapping found by the mapper, used instead of `mapping` when given.
     """
 
     model: str = "bert_base"
@@ -59,11 +60,13 @@ class DesignSpec:
     arch_yaml: str | None = field(default=None, repr=False)
     overrides: tuple[tuple[str, object], ...] = ()
     mapping: str = "fusemax"
+    searched: SimMapping | None = field(default=None, repr=False)
 
     def label(self) -> str:
         """A short name for legends: `fusemax_1pass / fusemax_cloud / fusemax`."""
         what = self.attention or self.algorithm
-        return f"{what} / {self.arch} / {self.mapping}"
+        how = f"searched {self.searched.name}" if self.searched else self.mapping
+        return f"{what} / {self.arch} / {how}"
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def evaluate_design(spec: DesignSpec) -> DesignResult:
     """
     cascade, shape = build_workload(spec)
     arch = build_architecture(spec)
-    mapping = load_mapping(spec.mapping)
+    mapping = spec.searched or load_mapping(spec.mapping)
     report = evaluate(cascade, arch, mapping, shape)
     return DesignResult(spec, cascade, shape, arch, mapping, report)
 

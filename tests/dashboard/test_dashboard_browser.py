@@ -263,3 +263,24 @@ def test_gpu_validation_page(page, url, screenshots):
         float(page.get_attribute("#gpu-spearman", "title")), expected.spearman, rtol=1e-12
     )
     page.screenshot(path=screenshots / "gpu_validation.png", full_page=True)
+
+
+def test_search_runs_in_the_background_and_its_mapping_is_shown(page, url, screenshots):
+    mapper = pytest.importorskip("einsim.mapper")
+    if not hasattr(mapper, "search"):
+        pytest.skip("the mapper has no search yet")
+    page.goto(url)
+    page.wait_for_selector("#metric-latency", timeout=TIMEOUT_MS)
+    type_number(page, "seq-len", 1024)
+    type_number(page, "search-budget", 500)
+    page.click("#search-run")
+    # The page answers while the search runs: the status shows progress, then the result.
+    page.wait_for_selector("#search-found", timeout=TIMEOUT_MS)
+    w = workload("bert_base", "fusemax_1pass", 1024)
+    found = mapper.search(
+        w.cascade, load_architecture("fusemax_cloud"), {**w.sizes, **dict(w.outer)},
+        objective="latency", strategy="greedy", budget=500, seed=0,
+    )  # fmt: skip
+    wait_for_title(page, "#metric-latency", found.report.latency_s)
+    assert "searched" in page.inner_text("#comparison")
+    page.screenshot(path=screenshots / "design_searched.png", full_page=True)

@@ -1,0 +1,76 @@
+"""Mapping searches run in background threads; the page polls them."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from einsim import SpecError
+from einsim.dashboard.app import searched_spec
+from einsim.dashboard.design import DesignSpec, evaluate_design
+from einsim.dashboard.search import SearchJobs, SearchRequest, describe
+
+REQUEST = SearchRequest(DesignSpec(seq_len=1024), "greedy", "latency", 500)
+
+
+def test_a_real_search_finishes_with_a_mapping_the_page_can_evaluate():
+    mapper = pytest.importorskip("einsim.mapper")
+    jobs = SearchJobs()
+    status = jobs.wait(jobs.start(REQUEST))
+    assert status.state == "done", status.message
+    direct = mapper.search(*_problem(REQUEST.spec), objective="latency", strategy="greedy",
+                           budget=500, seed=0)  # fmt: skip
+    spec, note = searched_spec(REQUEST.spec, status)
+    assert note is None and spec.searched == direct.mapping
+    report = evaluate_design(spec).report
+    np.testing.assert_allclose(report.latency_s, direct.report.latency_s, rtol=1e-12)
+    assert describe(status).startswith("found (greedy, latency, budget 500)")
+
+
+def _problem(spec):
+    from einsim.dashboard.design import build_architecture, build_workload
+
+    cascade, shape = build_workload(spec)
+    return cascade, build_architecture(spec), shape
+
+
+def test_the_page_does_not_wait_for_a_search():
+    release = threading.Event()
+
+    def slow(*args, **kwargs):
+        release.wait(10)
+        raise SpecError("no valid mapping")
+
+    jobs = SearchJobs(slow)
+    job = jobs.start(REQUEST)
+    running = jobs.status(job)
+    assert running.state == "running"
+    assert searched_spec(REQUEST.spec, running)[1].startswith("searching (greedy")
+    release.set()
+    failed = jobs.wait(job)
+    assert failed.state == "failed" and failed.message == "SpecError: no valid mapping"
+    assert describe(failed).startswith("search failed")
+
+
+def test_a_result_for_another_design_point_is_not_used():
+    class Found:
+        mapping = object()
+        evaluated = 1
+
+    jobs = SearchJobs(lambda *a, **k: Found())
+    status = jobs.wait(jobs.start(REQUEST))
+    other = DesignSpec(seq_len=2048)
+    spec, note = searched_spec(other, status)
+    assert spec == other and "another design point" in note
+    assert searched_spec(other, None)[1].startswith("no search yet")
+
+
+@pytest.mark.parametrize("budget", [0, 1.5, True])
+def test_bad_requests_fail_before_a_thread_starts(budget):
+    jobs = SearchJobs(lambda *a, **k: None)
+    with pytest.raises(SpecError, match="budget"):
+        jobs.start(SearchRequest(DesignSpec(), "greedy", "latency", budget))
+    with pytest.raises(SpecError, match="sequence length"):
+        jobs.start(SearchRequest(DesignSpec(seq_len=0), "greedy", "latency", 10))
+    with pytest.raises(SpecError, match="no search job"):
+        jobs.status(12345)
