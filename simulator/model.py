@@ -23,7 +23,7 @@ import functools
 import math
 import operator
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -237,16 +237,18 @@ class _KernelModel:
             for rank, dim in zip(ranks, unit.dims, strict=True):
                 if rank not in self.sizes:
                     raise MappingError(f"{self.where}spatial.{unit_name}: unknown rank {rank!r}")
-                factors[rank] = max(factors.get(rank, 0), min(int(self.sizes[rank]), dim))
-                dims[rank] = min(dims.get(rank, dim), dim)
+                fitting = np.minimum(int(self.sizes[rank]), dim)
+                factors[rank] = np.maximum(factors.get(rank, 0), fitting)
+                dims[rank] = np.minimum(dims.get(rank, dim), dim)
         out: dict[str, np.ndarray | int] = dict(factors) | dict(self.kernel.spatial_factors)
         for rank in factors:
             out[rank] = params.get(f"{self.kernel.name}.spatial.{rank}", out[rank])
             self._problem(
                 out[rank] > dims[rank],
                 f"{self.kernel.name}: spatial factor {{:.0f}} of {rank} is larger than the "
-                f"array dimension {dims[rank]}",
+                "array dimension {:.0f}",
                 out[rank],
+                dims[rank],
             )
         return out
 
@@ -322,9 +324,9 @@ class _KernelModel:
             need = sum(self.footprint_bytes(level_index, factors).values())
             self._problem(
                 (need > level.capacity_bytes) & ~self.unfitted,
-                f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity "
-                f"{level.capacity_bytes:.0f} B",
+                f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity {{:.0f}} B",
                 need,
+                level.capacity_bytes,
             )
         # A factor that does not divide its rank pads the last iteration (idle lanes); one
         # whose last iteration would hold no work at all is a mistake. Inner loops first.
@@ -365,7 +367,8 @@ class _KernelModel:
                 trial[i] = divisor
                 self._fill_rests(trial, rests, spatial)
                 need = sum(self.footprint_bytes(self.levels[i], trial, spatial).values())
-                ok = np.broadcast_to(capacity is None or need <= capacity, rows.shape)
+                room = capacity[rows] if np.ndim(capacity) else capacity
+                ok = np.broadcast_to(capacity is None or need <= room, rows.shape)
                 chosen[rows[ok]] = divisor
                 fitted[rows[ok]] = True
                 rows = rows[~ok]
@@ -379,12 +382,13 @@ class _KernelModel:
         self._problem(
             self.unfitted,
             f"{self.kernel.name}: nothing fits: even a factor of 1 for {loop.rank} at "
-            f"{loop.level} overflows its {capacity:.0f} B ({{:.0f}} B needed; largest tiles: "
+            f"{loop.level} overflows its {{:.0f}} B ({{:.0f}} B needed; largest tiles: "
             + ", ".join(f"{t} {{:.0f}} B" for t in largest)
             + f"). Likely causes: a {loop.level} too small for what it keeps (raise "
             f"levels.{loop.level}.capacity_bytes), a spatial tile too large for it (fewer "
             f"array rows or columns, or a smaller tile such as M0), or a tensor kept at "
             f"{loop.level} that could stream from {self.offchip}",
+            capacity,
             sum(tiles.values()),
             *(tiles[t] for t in largest),
             infeasible=True,
@@ -590,35 +594,86 @@ class _KernelModel:
         )
 
 
+#: The architecture numbers `evaluate_batch` takes as arrays (`arch.` + a YAML path).
+ARCH_PARAMETERS = (
+    "units.<unit>.rows",
+    "units.<unit>.cols",
+    "units.<unit>.lanes",
+    "levels.<level>.capacity_bytes",
+    "levels.<level>.bandwidth_bytes_per_cycle",
+    "levels.<level>.bandwidth_bytes_per_s",
+)
+
+
 def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]:
-    """Validate free parameters: known names, positive integers, one common length."""
+    """Validate free parameters: known names, positive numbers (integers but for capacities
+    and bandwidths), one common length."""
     if not params:
         return {}, 1
     known = parameter_names(mapping)
     out: dict[str, np.ndarray] = {}
-    n = None
+    n = 1
     for key, values in params.items():
-        if key not in known:
+        if key not in known and not key.startswith("arch."):
             raise MappingError(
                 f"mapping {mapping.name}: no free parameter {key!r}; known: {', '.join(known)}"
+                f", or arch.{{{', '.join(ARCH_PARAMETERS)}}}"
             )
         array = np.atleast_1d(np.asarray(values))
         if array.ndim != 1 or array.dtype.kind not in "iuf":
-            raise MappingError(f"params[{key!r}]: expected a 1-D array of positive integers")
-        as_int = array.astype(np.int64)
-        bad = np.flatnonzero((as_int != array) | (as_int < 1))
+            raise MappingError(f"params[{key!r}]: expected a 1-D array of positive numbers")
+        real = key.endswith(
+            ("capacity_bytes", "bandwidth_bytes_per_cycle", "bandwidth_bytes_per_s")
+        )
+        kept = array.astype(np.float64) if real else array.astype(np.int64)
+        bad = np.flatnonzero((kept != array) | ~(kept > 0))
         if bad.size:
+            kind = "a positive number" if real else "a positive integer"
             raise MappingError(
-                f"params[{key!r}]: entry {bad[0]} is {array[bad[0]].item()!r}, "
-                "expected a positive integer"
+                f"params[{key!r}]: entry {bad[0]} is {array[bad[0]].item()!r}, expected {kind}"
             )
-        if n is not None and as_int.size not in (1, n) and n != 1:
+        if kept.size not in (1, n) and n != 1:
             raise MappingError(
-                f"params[{key!r}]: {as_int.size} values, but other parameters have {n}"
+                f"params[{key!r}]: {kept.size} values, but other parameters have {n}"
             )
-        n = max(n or 1, as_int.size)
-        out[key] = as_int
+        n = max(n, kept.size)
+        out[key] = kept
     return {k: (np.broadcast_to(v, (n,)) if v.size == 1 else v) for k, v in out.items()}, n
+
+
+def _with_arch_params(arch: Architecture, params: dict[str, np.ndarray]) -> Architecture:
+    """`arch` with the `arch.<path>` parameters in place of its numbers (numpy arrays)."""
+    dims = {unit.name: list(unit.dims) for unit in arch.units}
+    levels: dict[str, dict] = {level.name: {} for level in arch.levels}
+    for key, values in params.items():
+        if not key.startswith("arch."):
+            continue
+        kind, name, number = [*key[len("arch.") :].split("."), "", "", ""][:3]
+        if kind == "units" and name in dims:
+            axes = ("rows", "cols") if len(dims[name]) == 2 else ("lanes",)
+            if number in axes and key.count(".") == 3:
+                dims[name][axes.index(number)] = values
+                continue
+        elif kind == "levels" and name in levels and key.count(".") == 3:
+            if number in ("capacity_bytes", "bandwidth_bytes_per_cycle"):
+                levels[name][number] = values
+                continue
+            if number == "bandwidth_bytes_per_s":
+                levels[name]["bandwidth_bytes_per_cycle"] = values / arch.clock_hz
+                continue
+        units = ", ".join(
+            f"{u.name} ({'rows, cols' if len(u.dims) == 2 else 'lanes'})" for u in arch.units
+        )
+        raise MappingError(
+            f"params[{key!r}]: not an architecture number evaluate_batch takes; it takes "
+            f"arch.{{{', '.join(ARCH_PARAMETERS)}}} with units {units} and levels "
+            f"{', '.join(levels)}"
+        )
+    return replace(
+        arch,
+        units=tuple(replace(u, dims=tuple(dims[u.name])) for u in arch.units),
+        levels=tuple(replace(level, **levels[level.name]) for level in arch.levels),
+    )
 
 
 def evaluate_batch(
@@ -636,9 +691,10 @@ def evaluate_batch(
         arch: the hardware.
         mapping: the template (kernels, loops, spatial unrolling, binding, stages).
         shape: rank sizes, batch ranks (B, H) included; missing batch ranks count as 1.
-        params: free parameters by name (`parameter_names(mapping)`), each an array of
-            positive integers of one common length n (or a scalar shared by every row): a
-            loop's factor (replacing its int, `rest` or `fit`) or a spatial factor.
+        params: free parameters by name, each an array of one common length n (or a scalar
+            shared by every row): a loop's factor (replacing its int, `rest` or `fit`) or a
+            spatial factor (`parameter_names(mapping)`), or an architecture number
+            `arch.<YAML path>` (`ARCH_PARAMETERS`: array sizes, capacities, bandwidths).
         options: accounting switches (`ModelOptions`).
 
     Returns:
@@ -651,6 +707,7 @@ def evaluate_batch(
     """
     options = options or ModelOptions()
     batch_params, n = _batch_params(mapping, params)
+    arch = _with_arch_params(arch, batch_params)
     sizes = dict(resolve_shape(cascade, shape))
     batch = 1
     for rank in mapping.batch:

@@ -108,3 +108,38 @@ def test_parameter_names_and_bind_agree():
     assert "qk.spatial.P" in names and "softmax.spatial.M" in names
     with pytest.raises(SpecError, match=r"no parameter 'qk\.GB\.P'"):
         bind(template, {"qk.GB.P": 2})
+
+
+def test_architecture_numbers_batch_like_loaded_overrides():
+    """`arch.<path>` arrays give what loading the architecture with each override gives."""
+    rng = np.random.default_rng(3)
+    sides = rng.choice([16, 64, 100, 256, 512], 12)
+    numbers = {
+        "units.2d.rows": sides,
+        "units.2d.cols": sides,
+        "units.1d.lanes": sides,
+        "levels.GB.capacity_bytes": rng.choice([2**20, 4 * 2**20, 16 * 2**20], 12),
+        "levels.DRAM.bandwidth_bytes_per_s": rng.choice([1e11, 4e11, 2e12], 12),
+    }
+    template, cascade_ = load_mapping("fusemax"), attention("fusemax")
+    shape = dict(BERT_4K, M=65536, P=65536)
+    batch = evaluate_batch(
+        cascade_,
+        load_architecture("fusemax_cloud"),
+        template,
+        shape,
+        {f"arch.{k}": v for k, v in numbers.items()},
+    )
+    for i in range(12):
+        arch = load_architecture("fusemax_cloud", {k: v[i].item() for k, v in numbers.items()})
+        scalar, ours = evaluate(cascade_, arch, template, shape), batch.report(i)
+        assert ours.reasons == scalar.reasons
+        assert ours.latency_s == pytest.approx(scalar.latency_s, rel=1e-12)
+        assert ours.energy_pj == pytest.approx(scalar.energy_pj, rel=1e-12)
+        assert ours.utilization == pytest.approx(scalar.utilization, rel=1e-12)
+        assert ours.factors == scalar.factors
+
+
+def test_an_unknown_architecture_number_lists_the_ones_taken():
+    with pytest.raises(MappingError, match=r"arch\.units\.2d\.lanes.*units 2d \(rows, cols\)"):
+        _fusemax_batch({"arch.units.2d.lanes": [4]})
