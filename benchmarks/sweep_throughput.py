@@ -5,14 +5,14 @@ Two 10^5-point fixed-mapping spaces (BERT on the FuseMax template, `fusemax` map
 * batched: 4 sequence lengths x 5 column counts (20 templates) x 100 buffer tiles P1 x 50
   spatial factors of P; the last two are mapping parameters, so each template's 5,000
   points are one `evaluate_batch` call.
-* per-point: sequence length x 2D rows x 2D columns x 1D lanes: every point is its own
-  architecture, so every point is its own `evaluate_batch` call of one row (the simulator
-  batches only over mapping parameters). Timed on `--per-point` points (default 4,000) and
-  reported as a rate.
+* architecture: sequence length x 2D rows x 2D columns x 1D lanes: every point is its own
+  architecture; the simulator takes array sizes (and capacities, bandwidths) as batch
+  arrays, so each sequence length is one `evaluate_batch` call. Timed on `--per-point`
+  points (default 10^5) and reported as a rate.
 
 Backends: the embedded default (in-process), a local process pool of 2, and a 2-worker
 Dask LocalCluster (processes, one thread each). Target (issue 7): >= 10^4 points/s for
-fixed-mapping points. Run: python benchmarks/sweep_throughput.py [--per-point 4000]
+fixed-mapping points. Run: python benchmarks/sweep_throughput.py [--per-point 100000]
 """
 
 import os
@@ -74,7 +74,7 @@ def run(space, **backend) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-point", type=int, default=4000, help="points of that space")
+    parser.add_argument("--per-point", type=int, default=100_000, help="points of that space")
     args = parser.parse_args()
     from distributed import LocalCluster
 
@@ -83,10 +83,10 @@ def main() -> None:
     small = per_point(args.per_point)
     print("embedded (in-process)")
     print(f"  batched    {run(BATCHED)}")
-    print(f"  per-point  {run(small)}")
+    print(f"  arch       {run(small)}")
     print("local process pool, 2 workers")
     print(f"  batched    {run(BATCHED, workers=2)}")
-    print(f"  per-point  {run(small, workers=2)}")
+    print(f"  arch       {run(small, workers=2)}")
     start = time.perf_counter()
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -95,7 +95,7 @@ def main() -> None:
         address = cluster.scheduler_address
         run(per_point(64), scheduler=address)  # warm the workers' imports
         print(f"  batched    {run(BATCHED, scheduler=address)}")
-        print(f"  per-point  {run(small, scheduler=address)}")
+        print(f"  arch       {run(small, scheduler=address)}")
 
 
 if __name__ == "__main__":

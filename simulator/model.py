@@ -605,6 +605,18 @@ ARCH_PARAMETERS = (
 )
 
 
+def is_arch_parameter(path: str) -> bool:
+    """Whether `evaluate_batch` takes the architecture number at YAML `path` as an array
+    (the form of `ARCH_PARAMETERS`; the unit or level itself is checked when evaluating)."""
+    parts = path.split(".")
+    if len(parts) != 3:
+        return False
+    return (parts[0] == "units" and parts[2] in ("rows", "cols", "lanes")) or (
+        parts[0] == "levels"
+        and parts[2] in ("capacity_bytes", "bandwidth_bytes_per_cycle", "bandwidth_bytes_per_s")
+    )
+
+
 def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]:
     """Validate free parameters: known names, positive numbers (integers but for capacities
     and bandwidths), one common length."""

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from einsim.simulator.model import is_arch_parameter
+
 from .spec import _canonical, arch_data, point_id
 
 #: Output columns every row has, before the per-architecture ones (energy components,
@@ -78,12 +80,28 @@ def _prefixed(point: Mapping, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in point.items() if k.startswith(prefix)}
 
 
+def _batched(key: str, value, searched: bool) -> bool:
+    """Whether `evaluate_batch` takes this point value as an array entry: a mapping
+    parameter, or an architecture number it batches (not when the mapping is searched,
+    since the search depends on the architecture)."""
+    if key.startswith("mapping."):
+        return True
+    return (
+        not searched
+        and key.startswith("arch.")
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and is_arch_parameter(key[len("arch.") :])
+    )
+
+
 def template_key(point: Mapping) -> frozenset:
     """What a point shares with the others of its batch: every key but the values of the
-    mapping parameters (their names are part of it)."""
+    mapping parameters and batched architecture numbers (their names are part of it)."""
+    searched = isinstance(point.get("mapping"), Mapping)
     return frozenset(
         (k, None)
-        if k.startswith("mapping.")
+        if _batched(k, v, searched)
         else (k, _canonical(v) if isinstance(v, dict | list) else v)
         for k, v in point.items()
     )
@@ -215,8 +233,9 @@ def _evaluate_group(points, rows: list[int], out: dict, numeric: dict, columns) 
             f"architecture {arch.name} has output column(s) {', '.join(extra)} that the "
             "sweep's schema lacks (did an override rename a unit or level?)"
         )
-    names = [k for k in first if k.startswith("mapping.")]
-    params = {k[len("mapping.") :]: np.array([points[i][k] for i in rows]) for k in names}
+    searched = isinstance(first.get("mapping"), Mapping)
+    names = [k for k, v in first.items() if _batched(k, v, searched)]
+    params = {k.removeprefix("mapping."): np.array([points[i][k] for i in rows]) for k in names}
     batch = evaluate_batch(cascade, arch, mapping, shape, params or None, options)
     index = np.asarray(rows)
     numeric["latency_s"][index] = batch.latency_s
