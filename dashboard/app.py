@@ -36,7 +36,14 @@ from .design import (
 from .schedule import schedule
 from .search import JobStatus, SearchJobs, SearchRequest, default_of, describe
 from .search import objectives as search_objectives
-from .sweep import columns, filter_results, read_results, read_uploaded, spec_from_row
+from .sweep import (
+    columns,
+    default_colour,
+    filter_results,
+    read_results,
+    read_uploaded,
+    spec_from_row,
+)
 from .validation import agreement, guess_columns, read_csv_upload, validation_figure
 
 _PANEL = {"width": "330px", "flex": "none", "padding": "8px 16px", "borderRight": "1px solid #ddd"}
@@ -649,7 +656,7 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
             comparison_fig = figures.comparison_figure(result, view.other, c)
         elif view.other_error:
             comparison = _message("B: " + view.other_error, _ERROR)
-        table = result.report.per_einsum.round(4).to_dict(orient="records")
+        table = figures.einsum_rows(result.report)
         return (
             None,
             _message(view.warning, _WARN),
@@ -851,16 +858,17 @@ def _register_sweep(app: dash.Dash, load: Callable) -> None:
         Output("sweep-y", "options"),
         Output("sweep-y", "value"),
         Output("sweep-colour", "options"),
+        Output("sweep-colour", "value"),
         Output("sweep-facet", "options"),
         Input("sweep-source", "data"),
     )
     def sweep_columns(source):
         if not source:
-            return None, [], None, [], None, [], []
+            return None, [], None, [], None, [], None, []
         try:
             frame = load(source)
         except EinsimError as error:
-            return _message(error_message(error), _ERROR), [], None, [], None, [], []
+            return _message(error_message(error), _ERROR), [], None, [], None, [], None, []
         inputs, outputs = columns(frame)
         every = [*inputs, *outputs]
         x = "latency_s" if "latency_s" in outputs else (inputs or every or [None])[0]
@@ -869,7 +877,7 @@ def _register_sweep(app: dash.Dash, load: Callable) -> None:
             f"{len(frame)} points, {len(inputs)} inputs, {len(outputs)} outputs", id="sweep-loaded"
         )
         facets = [c for c in inputs if frame[c].nunique(dropna=True) <= 12]
-        return status, every, x, every, y, inputs, facets
+        return status, every, x, every, y, inputs, default_colour(frame, inputs), facets
 
     @app.callback(
         Output("sweep-graph", "figure"),

@@ -60,6 +60,28 @@ def metrics(report: Report) -> dict[str, str]:
     return out
 
 
+def einsum_rows(report: Report) -> list[dict[str, str]]:
+    """The per-Einsum table for display: integers with separators, energy in pJ, shares.
+
+    Example:
+        >>> from einsim.dashboard.design import DesignSpec, evaluate_design
+        >>> einsum_rows(evaluate_design(DesignSpec(seq_len=1024)).report)[2]["cycles"]
+        '786,432'
+    """
+    return [
+        {
+            "kernel": row.kernel,
+            "einsum": row.einsum,
+            "unit": row.unit or "-",
+            "ops": f"{row.ops:,.0f}",
+            "cycles": f"{row.cycles:,.0f}",
+            "energy (pJ)": f"{row.energy_pj:.4g}",
+            "share of time": f"{row.busy_fraction:.1%}",
+        }
+        for row in report.per_einsum.itertuples()
+    ]
+
+
 def format_seconds(seconds: float) -> str:
     """3.2e-3 -> '3.2 ms'."""
     for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):

@@ -85,6 +85,18 @@ def decode_upload(contents: str) -> bytes:
         raise SpecError(f"upload: not base64 data ({error})") from None
 
 
+def default_colour(frame: pd.DataFrame, inputs: list[str]) -> str | None:
+    """The input to colour by at first: the sweep's case label, else the first text input
+    that varies over at most 12 values (mapping, arch, ...)."""
+    for name in ("label", "mapping", "arch", "algorithm", "model"):
+        if name in inputs and 1 < frame[name].nunique(dropna=True) <= 12:
+            return name
+    texts = [
+        c for c in inputs if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])
+    ]
+    return next((c for c in texts if 1 < frame[c].nunique(dropna=True) <= 12), None)
+
+
 def is_output(column: str) -> bool:
     """Whether a column is something the sweep computed (not an input of the point)."""
     return column in OUTPUT_COLUMNS or column.startswith(OUTPUT_PREFIXES)
@@ -179,6 +191,7 @@ def scatter_figure(
         hover_data=[c for c in data.columns if not c.startswith("_") and c not in (x, y)][:12],
         log_x=log_x,
         log_y=log_y,
+        labels={"_front": "latency-energy"},
         template="plotly_white",
     )
     fig.update_traces(marker={"size": 9})
@@ -231,6 +244,12 @@ def spec_from_row(row: Mapping[str, object], base: DesignSpec | None = None) -> 
     if needed or not isinstance(row.get("mapping"), str):
         missing = ", ".join(needed) or "mapping (a bundled name, not a search)"
         raise SpecError(f"this point does not identify a design point: no {missing} column")
+    options = sorted(k for k in row if k.startswith("options."))
+    if options:
+        raise SpecError(
+            f"this point sets model options ({', '.join(options)}), which the design page "
+            "does not offer"
+        )
     prefixed = {
         p: {k[len(p) :]: v for k, v in row.items() if k.startswith(p)}
         for p in ("variant.", "shape.", "arch.")

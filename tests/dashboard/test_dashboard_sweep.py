@@ -121,3 +121,26 @@ def test_a_row_is_a_design_point(frame):
     searched = {"model": "bert_base", "seq_len": 1, "arch": "x", "mapping": {"search": "greedy"}}
     with pytest.raises(SpecError, match="search"):
         spec_from_row(searched)
+
+
+def test_every_point_of_a_real_sweep_reopens_as_itself(tmp_path):
+    """`einsim sweep fusemax_pareto` output: each row, opened as a design point, evaluates
+    to the latency and energy the sweep stored."""
+    from einsim.dashboard.design import evaluate_design
+    from einsim.sweeps import sweep
+
+    sweep("fusemax_pareto", tmp_path / "pareto.parquet")
+    frame = read_results(tmp_path / "pareto.parquet")
+    assert len(frame) == 12
+    for _, row in frame.iterrows():
+        report = evaluate_design(spec_from_row(row.to_dict())).report
+        np.testing.assert_allclose(
+            [report.latency_s, report.energy_pj], [row.latency_s, row.energy_pj], rtol=1e-12
+        )
+        assert report.valid == row.valid
+
+
+def test_model_options_are_refused():
+    row = {"model": "bert_base", "seq_len": 1, "arch": "a", "mapping": "m"}
+    with pytest.raises(SpecError, match=r"options\.drop_exp_energy"):
+        spec_from_row({**row, "options.drop_exp_energy": True})
