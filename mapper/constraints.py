@@ -74,6 +74,23 @@ class Constraints:
         for key, value in self.factors:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"constraints.factors.{key}: expected a positive integer")
+        pins: dict[str, tuple[str, int]] = {}
+        for key, value in self.factors:  # `level.rank` pins it in every kernel
+            for target in [key] if key.count(".") >= 2 else [key, f"*.{key}"]:
+                seen = pins.setdefault(target, (key, value))
+                if seen[1] != value:
+                    raise SpecError(
+                        f"constraints.factors: {key} pinned to {seen[1]} ({seen[0]}) and to "
+                        f"{value} ({key})"
+                    )
+        for key, value in self.factors:
+            if key.count(".") >= 2:
+                general = pins.get(f"*.{key.split('.', 1)[1]}")
+                if general is not None and general[1] != value:
+                    raise SpecError(
+                        f"constraints.factors: {key.split('.', 1)[1]} pinned to {general[1]} "
+                        f"({general[0]}) and to {value} ({key})"
+                    )
 
     def pinned_unit(self, einsum: str) -> str | None:
         return dict(self.binding).get(einsum)

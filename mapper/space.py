@@ -295,10 +295,53 @@ def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constrain
         supported[einsum.output] = units
     for einsum, _ in constraints.binding:
         cascade.einsum(einsum)  # raises with the known names
+    _check_names(cascade, arch, sizes, constraints)
     return _Context(
         cascade, arch, dict(shape), sizes, batch, constraints, work, supported,
         pass_analysis(cascade),
     )  # fmt: skip
+
+
+def _check_names(cascade: Cascade, arch: Architecture, sizes, constraints: Constraints) -> None:
+    """Levels, ranks and tensors that constraints name must exist (a typo would otherwise
+    leave the constraint silently unapplied)."""
+    levels = [lv.name for lv in arch.levels]
+    for key, _ in constraints.factors:
+        level, rank = key.split(".")[-2:] if "." in key else ("", key)
+        if level not in (*levels, "spatial"):
+            raise SpecError(
+                f"constraints.factors.{key}: {level or key!r} is not a level; expected "
+                f"[kernel.]LEVEL.RANK with LEVEL one of {', '.join([*levels, 'spatial'])}"
+            )
+        if rank not in sizes:
+            raise SpecError(
+                f"constraints.factors.{key}: unknown rank {rank!r}; ranks: {', '.join(sizes)}"
+            )
+    tensors = cascade.tensor_ranks
+    for what, table in (("keep", constraints.keep), ("bypass", constraints.bypass)):
+        for level, names in table:
+            if level not in levels[1:]:
+                raise SpecError(
+                    f"constraints.{what}.{level}: not an on-chip level; levels: "
+                    f"{', '.join(levels[1:])}"
+                )
+            unknown = [t for t in names if t not in tensors]
+            if unknown:
+                raise SpecError(
+                    f"constraints.{what}.{level}: unknown tensor(s) {', '.join(unknown)}; "
+                    f"tensors: {', '.join(tensors)}"
+                )
+
+
+def _pinned_keys_present(template: Template, constraints: Constraints) -> bool:
+    """Whether the template has a loop or unrolled rank for every pinned factor (a kernel
+    without that loop could not honour it)."""
+    present = set()
+    for kernel in template.mapping.kernels:
+        keys = {f"{lp.level}.{lp.rank}" for lp in kernel.loops}
+        keys |= {f"spatial.{r}" for _, ranks in kernel.spatial for r in ranks}
+        present |= keys | {f"{kernel.name}.{k}" for k in keys}
+    return all(key in present for key, _ in constraints.factors)
 
 
 def _spatial_options(ctx: _Context, unit_name: str, einsums: list[str]) -> list[tuple[str, ...]]:
@@ -640,7 +683,7 @@ def _keep_choices(ctx, level: str, required, candidates) -> list[tuple[str, ...]
         subsets += [(t,) for t in free]
     else:
         subsets = [combo for k in range(len(free) + 1) for combo in itertools.combinations(free, k)]
-    base = sorted(set(required) | (forced & (set(candidates) | set(required))))
+    base = sorted(set(required) | forced)  # a fused kernel touches every tensor
     return [tuple(sorted({*base, *s})) for s in subsets]
 
 
@@ -679,9 +722,12 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
     templates = []
     if len(groups) > 1:
         kernels = tuple(
-            _kernel(ctx, name, einsums, structures[0] if structures else None, (), (), ())
+            _kernel(
+                ctx, name, einsums, structures[0] if structures else None, (),
+                _forced_keep(ctx, einsums), (),
+            )
             for name, einsums, structures in kernels_options
-        )
+        )  # fmt: skip
         labels = (("fusion", fusion), ("kernels", str(len(kernels))))
         mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, kernels, ctx.batch)
         return [Template(mapping, (), (), labels)]
@@ -714,6 +760,18 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
                         template = dataclasses.replace(template, structure=tuple(labels.items()))
                     templates.append(template)
     return templates
+
+
+def _forced_keep(ctx: _Context, einsums: list[str]) -> tuple:
+    """The tensors `constraints.keep` names that a kernel of `einsums` reads or writes."""
+    touched = set(einsums) | {
+        access.tensor for e in einsums for access in ctx.cascade.einsum(e).operands
+    }
+    return tuple(
+        (level, kept)
+        for level, tensors in ctx.constraints.keep
+        if (kept := tuple(t for t in tensors if t in touched))
+    )
 
 
 def _fastest(ctx: _Context, structures: list[Compute]) -> Compute:
@@ -768,7 +826,8 @@ def _template(
         size = ctx.sizes[r]
         if r in multipass or r not in order:
             grids[r] = _RankGrid(r, size, spatial_fixed=min(size, dims[r]), offchip=False)
-            if r in multipass:  # held whole by the arrays, or tiled on chip below
+            pinned = ctx.constraints.factor(name, f"spatial.{r}") is not None
+            if r in multipass or pinned:  # held whole by the arrays, or tiled on chip below
                 index = free(f"spatial.{r}", tile_choices(size, dims[r], padded))
                 grids[r] = _RankGrid(r, size, spatial_param=index, offchip=False)
             continue
@@ -783,7 +842,8 @@ def _template(
     for level in onchip:
         for r in on_order:
             if r in multipass:
-                loops.append(Loop(level, r, "rest"))
+                fixed = ctx.constraints.factor(name, f"{level}.{r}")
+                loops.append(Loop(level, r, fixed if fixed is not None else "rest"))
                 continue
             loops.append(Loop(level, r, 1))
             index = free(f"{level}.{r}", tile_choices(ctx.sizes[r], ctx.sizes[r], padded))
@@ -849,6 +909,21 @@ def build_space(
     templates: list[Template] = []
     for fusion, groups in fusion_groups(ctx):
         templates += _templates_for(ctx, fusion, groups)
+    if constraints.factors:
+        honoured = [t for t in templates if _pinned_keys_present(t, constraints)]
+        if templates and not honoured:
+            keys = sorted(
+                {f"{lp.level}.{lp.rank}" for t in templates for k in t.mapping.kernels
+                 for lp in k.loops}
+                | {f"spatial.{r}" for t in templates for k in t.mapping.kernels
+                   for _, ranks in k.spatial for r in ranks}
+            )  # fmt: skip
+            pinned = ", ".join(key for key, _ in constraints.factors)
+            raise SpecError(
+                f"constraints.factors: no mapping of {cascade.name} on {arch.name} has a loop "
+                f"for every pinned factor ({pinned}); loops in its space: {', '.join(keys)}"
+            )
+        templates = honoured
     if not templates:
         raise SpecError(f"constraints leave no mapping of {cascade.name} on {arch.name}")
     return MapSpace(cascade, arch, dict(shape), constraints, tuple(templates))

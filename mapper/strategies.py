@@ -61,12 +61,14 @@ def random(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     budget is spent (templates first, so that a small structure is as likely as a large
     one; rows in blocks, so that one simulator call costs many)."""
     draws = 0
-    while run.remaining > 0 and draws < 20 * len(space.templates) + budget:
+    open_ = np.ones(len(space.templates), dtype=bool)  # templates not yet costed whole
+    while run.remaining > 0 and open_.any() and draws < 20 * len(space.templates) + budget:
         draws += 1
-        t = int(rng.integers(len(space.templates)))
+        t = int(np.flatnonzero(open_)[rng.integers(open_.sum())])
         size = space.templates[t].size
         n = min(size, BLOCK, run.remaining)
         rows = np.arange(size) if n == size else np.unique(rng.integers(0, size, size=n))
+        open_[t] = n < size
         run(t, rows)
 
 
