@@ -207,6 +207,7 @@ def reproduce(
                     "util_2d": report.utilization.get("2d", 0.0),
                     "util_1d": report.utilization.get("1d", 0.0),
                     "dram_bytes": report.dram_bytes,
+                    "valid": report.valid,
                     "energy_pj_artifact_accounting": artifact.energy_pj,
                 }
                 if end_to_end:

@@ -29,6 +29,11 @@ def test_every_published_latency_within_one_percent(table):
     assert worst.max() < 0.01, published.loc[worst.idxmax()]
 
 
+def test_every_point_is_a_valid_mapping(table):
+    """Every bundled mapping fits its architecture at every point (kept tiles included)."""
+    assert table.valid.all(), table[~table.valid][["model", "seq_len", "config"]]
+
+
 def test_utilizations_match_published(table):
     published = table.dropna(subset=["published_util_2d"])
     assert (published.util_2d - published.published_util_2d).abs().max() < 0.005
