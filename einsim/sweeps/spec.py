@@ -466,4 +466,29 @@ def load_spec(source: str | Path | Mapping | SweepSpec) -> SweepSpec:
         raise SpecError(
             f"{origin}:{where} invalid YAML: {getattr(error, 'problem', error)}"
         ) from None
+    if path.is_file():
+        data = _relative_to(data, path.resolve().parent)
     return parse_spec(data, origin)
+
+
+def _relative_to(data, folder: Path):
+    """`data` with each relative YAML path given for `arch` or `mapping` resolved against
+    the spec's own folder (where the user wrote it from), wherever it sits in the spec."""
+
+    def resolve(value):
+        if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+            candidate = folder / value
+            if not Path(value).is_absolute() and candidate.is_file():
+                return str(candidate)
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return value
+
+    if isinstance(data, Mapping):
+        return {
+            k: resolve(v) if k in ("arch", "mapping") else _relative_to(v, folder)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_relative_to(v, folder) for v in data]
+    return data

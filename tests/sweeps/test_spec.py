@@ -1,6 +1,7 @@
 """Sweep specs: the schema's errors are one line naming the key; points and their ids."""
 
 import pytest
+import yaml
 
 from einsim import SpecError
 from einsim.sweeps import load_spec, parse_spec, point_id
@@ -139,3 +140,24 @@ def test_point_by_index_matches_the_enumeration():
     assert [spec.point(i) for i in range(spec.size)] == list(spec.points())
     with pytest.raises(IndexError):
         spec.point(spec.size)
+
+
+def test_relative_yaml_paths_resolve_against_the_spec_file(tmp_path, monkeypatch):
+    """A spec naming `my_arch.yaml` beside it works from any working directory."""
+    from einsim.simulator.spec import load_yaml
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    data, _ = load_yaml("fusemax_cloud", "architecture", "architectures")
+    (folder / "my_arch.yaml").write_text(yaml.safe_dump(data))
+    (folder / "spec.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "fixed": {"variant": "fusemax", "mapping": "fusemax", "seq_len": 1024},
+                "axes": {"arch": ["my_arch.yaml", "fusemax_cloud"]},
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(folder / "spec.yaml")
+    assert spec.values_of("arch") == [str(folder / "my_arch.yaml"), "fusemax_cloud"]
