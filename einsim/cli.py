@@ -115,7 +115,12 @@ def _parse_shape(shape: str) -> dict[str, int]:
     help="cascade: an attention variant (einsim variants) or a kernel such as gemm",
 )
 @click.option("--arch", "arch_name", required=True, help="bundled architecture or YAML path")
-@click.option("--mapping", "mapping_name", required=True, help="bundled mapping or YAML path")
+@click.option(
+    "--mapping",
+    "mapping_name",
+    required=True,
+    help="bundled mapping or YAML path; on a GPU preset a tiling such as fused:Br=128,Bc=64",
+)
 @click.option("--shape", required=True, metavar="B=64,H=12,E=64,...", help="rank sizes")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
 @click.option(
@@ -128,15 +133,16 @@ def _parse_shape(shape: str) -> dict[str, int]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides, fmt):
     """Predict latency, energy, traffic and utilization of one mapping."""
-    from einsim.simulator import evaluate, load_architecture, load_mapping
+    from einsim.simulator import GpuArchitecture, evaluate, load_architecture, load_mapping
+    from einsim.simulator.gpu import evaluate_gpu, parse_gpu_mapping
 
     shape_values = _parse_shape(shape)
-    report = evaluate(
-        _build(variant, params),
-        load_architecture(arch_name, _parse_params(overrides)),
-        load_mapping(mapping_name),
-        shape_values,
-    )
+    arch = load_architecture(arch_name, _parse_params(overrides))
+    cascade = _build(variant, params)
+    if isinstance(arch, GpuArchitecture):  # a GPU: the mapping is a tiling, e.g. fused:Br=128
+        report = evaluate_gpu(cascade, arch, parse_gpu_mapping(mapping_name), shape=shape_values)
+    else:
+        report = evaluate(cascade, arch, load_mapping(mapping_name), shape_values)
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), default=str))
     elif fmt == "csv":

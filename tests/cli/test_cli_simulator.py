@@ -93,3 +93,45 @@ def test_reproduce_end_to_end_prints_its_headline():
     assert result.exit_code == 0, result.output
     last = result.output.splitlines()[-1]
     assert last.startswith("End to end") and "(published 5.3x)" in last
+
+
+def test_evaluate_on_a_gpu_preset_takes_a_tiling_and_matches_the_gpu_model():
+    from einsim import attention
+    from einsim.simulator import load_architecture
+    from einsim.simulator.gpu import evaluate_gpu, parse_gpu_mapping
+
+    shape = "B=2,H=8,E=64,F=64,M=4096,P=4096"
+    tiling = "fused:Br=128,Bc=64,stages=2,warps=4"
+    result = run(
+        "evaluate",
+        "--variant",
+        "causal",
+        "--arch",
+        "h100_sxm",
+        "--mapping",
+        tiling,
+        "--shape",
+        shape,
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    expected = evaluate_gpu(
+        attention("causal"),
+        load_architecture("h100_sxm"),
+        parse_gpu_mapping(tiling),
+        shape=dict(B=2, H=8, E=64, F=64, M=4096, P=4096),
+    )
+    assert json.loads(result.stdout)["latency_s"] == expected.latency_s
+    bad = run(
+        "evaluate",
+        "--variant",
+        "causal",
+        "--arch",
+        "h100_sxm",
+        "--mapping",
+        "fusemax",
+        "--shape",
+        shape,
+    )
+    assert bad.returncode == 2 and "kernel must be one of" in bad.stderr
