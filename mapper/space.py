@@ -639,8 +639,14 @@ def _kernel_memory(ctx: _Context, name: str, einsums: list[str], compute: Comput
     work = [e for e in einsums if e in ctx.work]
     # A rank few of a fused kernel's Einsums iterate (E, F in attention) may stay inside
     # the arrays' own iteration (no buffer-level loop): tiling it is a choice, not a given.
+    # Alone in its kernel, an Einsum may stream a rank it does not unroll whole through the
+    # arrays (K of an output-stationary GEMM): a loop over it would split every fold.
+    unrolled = {r for _, rs in compute.spatial for r in rs}
     optional = [
-        r for r in tiled if fused and 2 * sum(r in ctx.iterated(e) for e in work) < len(work)
+        r
+        for r in tiled
+        if (fused and 2 * sum(r in ctx.iterated(e) for e in work) < len(work))
+        or (not fused and r not in unrolled)
     ]
     produced = {e for e in einsums}
     required, candidates = set(), []

@@ -79,17 +79,23 @@ def _neighbours(space: MapSpace):
     dims = [d for d in first if d in present] + sorted(present - set(first))  # tiled ones need
     # their orders and keeps found before they are compared with the unfused baseline
     labels = [dict(t.structure) for t in space.templates]
+    # A move of the off-chip order may change the on-chip order too, and a move of the
+    # compute structure both orders: the orders of a template depend on which ranks it
+    # unrolls and leaves untiled, so one label at a time could not reach them.
+    tied = {"order": {"order", "onchip_order"}, "compute": {"compute", "order", "onchip_order"}}
+
+    def key(d, lab):
+        return (d, tuple(lab.get(x, "") for x in dims if x not in tied.get(d, {d})))
+
     groups: dict = {}
     for i, lab in enumerate(labels):
         for d in dims:
-            key = (d, tuple(lab.get(x, "") for x in dims if x != d))
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(key(d, lab), []).append(i)
     table = []
     for lab in labels:
         row = {}
         for d in dims:
-            key = (d, tuple(lab.get(x, "") for x in dims if x != d))
-            row[d] = groups[key]
+            row[d] = groups[key(d, lab)]
         table.append(row)
     fusions: dict[str, int] = {}
     for i, lab in enumerate(labels):
@@ -102,19 +108,21 @@ def _neighbours(space: MapSpace):
 class _Visits:
     """Best (objective, row) found in each template visited, sampling new rows per visit."""
 
-    def __init__(self, space: MapSpace, run, rng):
+    def __init__(self, space: MapSpace, run, rng, budget: int):
         self.space, self.run, self.rng = space, run, rng
         self.best: dict[int, tuple[float, int]] = {}
+        # rows per visit: enough visits for the budget to reach most templates
+        self.sample = int(np.clip(budget // (2 * len(space.templates)), 128, SAMPLE))
 
     def visit(self, t: int) -> float:
         template = self.space.templates[t]
         size = template.size
-        if t in self.best and size <= SAMPLE:
+        if t in self.best and size <= self.sample:
             return self.best[t][0]
-        n = min(size, SAMPLE, max(self.run.remaining, 0))
+        n = min(size, self.sample, max(self.run.remaining, 0))
         if n <= 0:
             return self.best.get(t, (np.inf, 0))[0]
-        if size <= SAMPLE:
+        if size <= self.sample:
             rows = np.arange(size)
         else:
             rows = self.rng.choice(size, n, replace=False)
@@ -160,7 +168,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     template judged by the best of a sample of its grid; move to the best; stop when no
     single change helps; then refine the factors of the best template by coordinate descent."""
     dims, table = _neighbours(space)
-    visits = _Visits(space, run, rng)
+    visits = _Visits(space, run, rng, budget)
     current = 0
     visits.visit(current)
     improved = True
@@ -186,12 +194,14 @@ def anneal(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     0.2 to 0.002 over the budget. The three best templates are refined at the end
     (coordinate descent on their factors, a tenth of the budget kept for it)."""
     dims, table = _neighbours(space)
-    visits = _Visits(space, run, rng)
+    visits = _Visits(space, run, rng, budget)
     reserve = budget // 10
     current = 0
     cost = visits.visit(current)
     start = run.remaining
-    steps = 4 * (budget // SAMPLE + len(space.templates))  # revisits of costed grids are free
+    steps = 4 * (
+        budget // visits.sample + len(space.templates)
+    )  # revisits of costed grids are free
     while run.remaining > reserve and steps > 0:
         steps -= 1
         progress = 1 - (run.remaining - reserve) / max(1, start - reserve)

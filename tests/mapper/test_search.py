@@ -23,14 +23,6 @@ from einsim.workloads import ATTENTION, attention, cascade
 GEMM = {"M": 8, "N": 6, "K": 4}
 
 
-def _systolic(rows: int, cols: int):
-    """The systolic preset when present, else fusemax_cloud's 2D array at that size."""
-    try:
-        return load_architecture("systolic", {"units.2d.rows": rows, "units.2d.cols": cols})
-    except SpecError:
-        return load_architecture("fusemax_cloud", {"units.2d.rows": rows, "units.2d.cols": cols})
-
-
 def _choices(n: int, cap: int) -> list[int]:
     """Divisors of n up to cap, powers of two up to cap, and cap: the padded tile set."""
     cap = min(n, cap)
@@ -42,8 +34,9 @@ def _choices(n: int, cap: int) -> list[int]:
 
 
 def _brute_force(arch, shape, objective: str) -> float:
-    """Every spatial pair, both loop orders, keep subset and factor, built here from
-    scratch and costed by the simulator; nothing pruned."""
+    """Every spatial pair, loop orders at both levels (each rank not unrolled may also be
+    left out of the loops: streamed whole through the array), keep subset and factor, built
+    here from scratch and costed by the simulator; nothing pruned."""
     best = np.inf
     ranks = ("K", "M", "N")
     gemm = cascade("gemm")
@@ -51,54 +44,69 @@ def _brute_force(arch, shape, objective: str) -> float:
     for unit, dims in units:
         pairs = itertools.permutations(ranks, len(dims))
         for spatial in pairs:
-            for off in itertools.permutations(ranks):
-                for on in itertools.permutations(ranks):
-                    for k in range(4):
-                        for keep in itertools.combinations(("A", "B", "Z"), k):
-                            loops = [Loop("DRAM", r, "rest") for r in off]
-                            loops += [Loop("GB", r, 1) for r in on]
-                            kernel = Kernel(
-                                "g", ("Z",), (("Z", unit),), ((unit, spatial),),
-                                tuple(loops), (("GB", keep),) if keep else (),
-                            )  # fmt: skip
-                            mapping = Mapping("bf", "gemm", (kernel,), ())
-                            names, grids = [], []
-                            for r, d in zip(spatial, dims, strict=True):
-                                names.append(f"g.spatial.{r}")
-                                grids.append(_choices(shape[r], d))
-                            for r in on:
-                                names.append(f"g.GB.{r}")
-                                grids.append(_choices(shape[r], shape[r]))
-                            mesh = np.meshgrid(*map(np.array, grids), indexing="ij")
-                            params = {n: m.ravel() for n, m in zip(names, mesh, strict=True)}
-                            batch = evaluate_batch(gemm, arch, mapping, shape, params)
-                            value = {"latency": batch.latency_s, "energy": batch.energy_pj}.get(
-                                objective, batch.latency_s * batch.energy_pj
-                            )
-                            value = np.where(batch.valid, value, np.inf)
-                            best = min(best, float(value.min()))
+            streamed = [r for r in ranks if r not in spatial]
+            looped_sets = [
+                tuple(r for r in ranks if r not in dropped)
+                for k in range(len(streamed) + 1)
+                for dropped in itertools.combinations(streamed, k)
+            ]
+            for off, on in (
+                (off, on)
+                for lp in looped_sets
+                for off in itertools.permutations(lp)
+                for on in itertools.permutations(lp)
+            ):
+                for k in range(4):
+                    for keep in itertools.combinations(("A", "B", "Z"), k):
+                        loops = [Loop("DRAM", r, "rest") for r in off]
+                        loops += [Loop("GB", r, 1) for r in on]
+                        kernel = Kernel(
+                            "g", ("Z",), (("Z", unit),), ((unit, spatial),),
+                            tuple(loops), (("GB", keep),) if keep else (),
+                        )  # fmt: skip
+                        mapping = Mapping("bf", "gemm", (kernel,), ())
+                        names, grids = [], []
+                        for r, d in zip(spatial, dims, strict=True):
+                            names.append(f"g.spatial.{r}")
+                            grids.append(_choices(shape[r], d))
+                        for r in on:
+                            names.append(f"g.GB.{r}")
+                            grids.append(_choices(shape[r], shape[r]))
+                        mesh = np.meshgrid(*map(np.array, grids), indexing="ij")
+                        params = {n: m.ravel() for n, m in zip(names, mesh, strict=True)}
+                        batch = evaluate_batch(gemm, arch, mapping, shape, params)
+                        value = {"latency": batch.latency_s, "energy": batch.energy_pj}.get(
+                            objective, batch.latency_s * batch.energy_pj
+                        )
+                        value = np.where(batch.valid, value, np.inf)
+                        best = min(best, float(value.min()))
     return best
 
 
 @pytest.fixture(scope="module")
 def small_array():
-    return _systolic(4, 4)
+    return load_architecture("systolic", {"units.2d.rows": 4, "units.2d.cols": 4})
 
 
-@pytest.mark.parametrize("objective", ["energy"])
-def test_exhaustive_finds_the_brute_force_optimum(small_array, objective):
-    result = search(cascade("gemm"), small_array, GEMM, objective, "exhaustive", budget=10**6)
-    truth = _brute_force(small_array, GEMM, objective)
+@pytest.fixture(scope="module")
+def optimum(small_array):
+    return search(cascade("gemm"), small_array, GEMM, "energy", "exhaustive", budget=10**6)
+
+
+def test_exhaustive_finds_the_brute_force_optimum(small_array, optimum):
+    result = optimum
+    truth = _brute_force(small_array, GEMM, "energy")
     assert result.best_value == pytest.approx(truth, rel=1e-12)
     assert result.pruned > 0  # the pruning did something, and lost nothing
 
 
 @pytest.mark.parametrize("strategy", ["random", "greedy", "anneal"])
-def test_other_strategies_reach_within_5_percent_with_a_budget_of_10000(small_array, strategy):
-    best = search(cascade("gemm"), small_array, GEMM, "energy", "exhaustive", budget=10**6)
-    result = search(cascade("gemm"), small_array, GEMM, "energy", strategy, budget=10_000)
-    assert result.evaluated <= 10_000
-    assert result.best_value <= 1.05 * best.best_value
+def test_other_strategies_reach_within_5_percent_with_a_budget_of_3000(
+    small_array, optimum, strategy
+):
+    result = search(cascade("gemm"), small_array, GEMM, "energy", strategy, budget=3000)
+    assert result.evaluated <= 3000
+    assert result.best_value <= 1.05 * optimum.best_value
 
 
 def test_same_seed_same_result_and_the_registry_lists_every_strategy(small_array):
@@ -200,7 +208,7 @@ def test_every_attention_variant_maps_on_fusemax_cloud_or_says_why(variant):
     except SpecError as error:  # a data-dependent point count (top-k selection)
         words = f"({re.escape(str(error))}|cannot map {variant} on)"  # whichever comes first
         with pytest.raises(SpecError, match=words):
-            search(built, arch, shape, "latency", "greedy", budget=4000)
+            search(built, arch, shape, "latency", "greedy", budget=600)
         return
     unmappable = [
         name
@@ -209,9 +217,9 @@ def test_every_attention_variant_maps_on_fusemax_cloud_or_says_why(variant):
     ]
     if unmappable:
         with pytest.raises(SpecError, match=f"cannot map {variant} .*Einsum {unmappable[0]} "):
-            search(built, arch, shape, "latency", "greedy", budget=4000)
+            search(built, arch, shape, "latency", "greedy", budget=600)
         return
-    result = search(built, arch, shape, "latency", "greedy", budget=4000)
+    result = search(built, arch, shape, "latency", "greedy", budget=600)
     assert result.report.valid
     assert np.isfinite(result.report.latency_s) and result.report.latency_s > 0
 
