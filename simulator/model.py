@@ -237,9 +237,9 @@ class _KernelModel:
             for rank, dim in zip(ranks, unit.dims, strict=True):
                 if rank not in self.sizes:
                     raise MappingError(f"{self.where}spatial.{unit_name}: unknown rank {rank!r}")
-                fitting = np.minimum(int(self.sizes[rank]), dim)
-                factors[rank] = np.maximum(factors.get(rank, 0), fitting)
+                # A rank unrolled on several units takes the tile the smallest one holds.
                 dims[rank] = np.minimum(dims.get(rank, dim), dim)
+                factors[rank] = np.minimum(int(self.sizes[rank]), dims[rank])
         out: dict[str, np.ndarray | int] = dict(factors) | dict(self.kernel.spatial_factors)
         for rank in factors:
             out[rank] = params.get(f"{self.kernel.name}.spatial.{rank}", out[rank])

@@ -160,3 +160,13 @@ def test_a_kept_output_is_written_once_and_read_once_on_its_way_out():
         assert with_z.dram_bytes == without.dram_bytes
         extra_pj = with_z.energy_by_component_pj["GB"] - without.energy_by_component_pj["GB"]
         assert extra_pj == pytest.approx(extra_words * arch.word_bytes)
+
+
+def test_a_rank_on_two_arrays_takes_the_tile_the_smaller_one_holds():
+    """P runs on the 2D rows and the 1D lanes: with 128 rows it is tiled by 128, so the
+    mapping stays valid, the 1D array idles half its lanes, and no utilization exceeds 1."""
+    report = _run(shape=dict(BERT_1K, M=4096, P=4096), overrides={"units.2d.rows": 128})
+    assert report.valid
+    assert report.factors["attention"]["spatial.P"] == 128
+    assert report.utilization["1d"] <= 0.5 + 1e-12
+    assert all(0 <= u <= 1 for u in report.utilization.values())
