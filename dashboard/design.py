@@ -17,7 +17,7 @@ from einsim.einsum import Cascade, EinsimError, SpecError
 from einsim.simulator import Architecture, Report, evaluate, load_architecture, load_mapping
 from einsim.simulator import Mapping as SimMapping
 from einsim.simulator.architecture import architecture_from_dict
-from einsim.simulator.spec import apply_overrides, load_yaml
+from einsim.simulator.spec import apply_overrides, load_yaml, parse_yaml
 from einsim.workloads import ATTENTION, MODELS, workload
 from einsim.workloads import cascade as build_cascade
 
@@ -122,16 +122,7 @@ def architecture_data(spec: DesignSpec) -> tuple[dict, str]:
     origin = "uploaded architecture"
     if not spec.arch_yaml:
         raise SpecError(f"{origin}: nothing uploaded yet")
-    try:
-        data = yaml.safe_load(spec.arch_yaml)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise SpecError(f"{origin}:{where} invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{origin}: expected a mapping at the top level")
-    return data, origin
+    return parse_yaml(spec.arch_yaml, origin), origin
 
 
 def build_architecture(spec: DesignSpec) -> Architecture:

@@ -21,10 +21,8 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from einsim.einsum import SpecError
-from einsim.simulator.spec import check_keys
+from einsim.simulator.spec import check_keys, parse_yaml
 
 _KEYS = (
     "fusion",
@@ -177,8 +175,4 @@ def load_constraints(source: str | Path | MappingABC | Constraints | None) -> Co
     path = Path(source)
     if not path.is_file():
         raise SpecError(f"constraints file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise SpecError(f"{path}: invalid YAML: {getattr(error, 'problem', error)}") from None
-    return constraints_from_dict(data, str(path))
+    return constraints_from_dict(parse_yaml(path.read_text(), str(path)), str(path))

@@ -28,17 +28,29 @@ def load_yaml(name_or_path: str | Path, kind: str, folder: str) -> tuple[dict, s
             if p.name.endswith(".yaml")
         )
         raise SpecError(f"unknown {kind} {str(name_or_path)!r}; bundled: {', '.join(known)}")
+    return parse_yaml(text, origin), origin
+
+
+def parse_yaml(text: str, origin: str) -> dict:
+    """YAML text that must hold a mapping at the top level; a syntax error is one line
+    naming `origin`, the line and the column.
+
+    Example:
+        >>> parse_yaml("a: [1", "spec.yaml")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        einsim.einsum.errors.SpecError: spec.yaml: line 1, column 6: invalid YAML: expected ...
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(
-            f"{origin}:{where} invalid YAML: {getattr(error, 'problem', error)}"
-        ) from None
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise SpecError(f"{origin}:{where} invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: expected a mapping at the top level")
-    return data, origin
+    return data
 
 
 def check_keys(

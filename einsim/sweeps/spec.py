@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from einsim.einsum import SpecError
 
 #: Keys a point may set directly (prefixed keys are listed in `PREFIXES`).
@@ -458,14 +456,9 @@ def load_spec(source: str | Path | Mapping | SweepSpec) -> SweepSpec:
             f"sweep spec {str(source)!r} does not exist (a YAML path, or an example: "
             f"{', '.join(examples())})"
         )
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        raise SpecError(
-            f"{origin}:{where} invalid YAML: {getattr(error, 'problem', error)}"
-        ) from None
+    from einsim.simulator.spec import parse_yaml
+
+    data = parse_yaml(text, origin)
     if path.is_file():
         data = _relative_to(data, path.resolve().parent)
     return parse_spec(data, origin)

@@ -63,11 +63,11 @@ def test_one_bad_row_of_a_batch_does_not_sink_the_others(small):
 def test_invalid_points_keep_their_reason():
     spec = {
         "fixed": {"model": "bert_base", "seq_len": 4096, "arch": "fusemax_cloud"},
-        "axes": {"mapping": ["fusemax"], "arch.units.2d.rows": [64, 256]},
+        "axes": {"mapping": ["fusemax"], "mapping.attention.spatial.P": [128, 512]},
     }
     frame = sweep(spec, progress=False).to_pandas()
     bad = frame[~frame.valid]
-    assert len(bad) == 1 and "larger than the array dimension 64" in bad.reason.iloc[0]
+    assert len(bad) == 1 and "larger than the array dimension 256" in bad.reason.iloc[0]
     assert frame[frame.valid].reason.isna().all()
 
 
