@@ -108,27 +108,41 @@ def _parse_shape(shape: str) -> dict[str, int]:
     return values  # type: ignore[return-value]
 
 
+def _design_options(command):
+    """The options naming one design: cascade, architecture, shape, parameters, overrides."""
+    options = [
+        click.option(
+            "--variant",
+            required=True,
+            help="cascade: an attention variant (einsim variants) or a kernel such as gemm",
+        ),
+        click.option(
+            "--arch", "arch_name", required=True, help="bundled architecture or YAML path"
+        ),
+        click.option("--shape", required=True, metavar="B=64,H=12,E=64,...", help="rank sizes"),
+        click.option(
+            "--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter"
+        ),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="PATH=VALUE",
+            help="override an architecture number by its YAML path, e.g. units.2d.rows=64",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command(name="evaluate")
-@click.option(
-    "--variant",
-    required=True,
-    help="cascade: an attention variant (einsim variants) or a kernel such as gemm",
-)
-@click.option("--arch", "arch_name", required=True, help="bundled architecture or YAML path")
+@_design_options
 @click.option(
     "--mapping",
     "mapping_name",
     required=True,
     help="bundled mapping or YAML path; on a GPU preset a tiling such as fused:Br=128,Bc=64",
-)
-@click.option("--shape", required=True, metavar="B=64,H=12,E=64,...", help="rank sizes")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="PATH=VALUE",
-    help="override an architecture number by its YAML path, e.g. units.2d.rows=64",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides, fmt):
@@ -159,21 +173,7 @@ def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides,
 
 
 @main.command(name="map")
-@click.option(
-    "--variant",
-    required=True,
-    help="cascade: an attention variant (einsim variants) or a kernel such as gemm",
-)
-@click.option("--arch", "arch_name", required=True, help="bundled architecture or YAML path")
-@click.option("--shape", required=True, metavar="B=64,H=12,E=64,...", help="rank sizes")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="PATH=VALUE",
-    help="override an architecture number by its YAML path, e.g. units.2d.rows=64",
-)
+@_design_options
 @click.option(
     "--objective",
     type=click.Choice(["latency", "energy", "edp"]),
