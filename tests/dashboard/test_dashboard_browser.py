@@ -31,12 +31,17 @@ ARRAYS = ("units.2d.rows", "units.2d.cols", "units.1d.lanes")
 def sweep_file(tmp_path_factory):
     """A small sweep result as `einsim sweep` writes it (FuseMax's Pareto sweep in small):
     FuseMax and FLAT on BERT at 1K tokens with arrays of 64, 128 and 256, evaluated for
-    real, and one invalid point (FuseMax unrolls P over 256 lanes of a 64-row array)."""
+    real, and one invalid point (FLAT's tiles overflow a 100 kB buffer)."""
     rows = []
     fusemax = dict(algorithm="fusemax_1pass", arch="fusemax_cloud", mapping="fusemax")
-    points = [(case, (n, n, n)) for case in (fusemax, FLAT) for n in (64, 128, 256)]
-    for case, sizes in [*points, (fusemax, (64, 256, 256))]:
-        overrides = tuple(zip(ARRAYS, sizes, strict=True))
+    points = [
+        (case, tuple(zip(ARRAYS, (n, n, n), strict=True)))
+        for case in (fusemax, FLAT)
+        for n in (64, 128, 256)
+    ]
+    tiny_buffer = (*zip(ARRAYS, (256, 256, 256), strict=True), ("levels.GB.capacity_bytes", 1e5))
+    for case, overrides in [*points, (FLAT, tiny_buffer)]:
+        sizes = [n for _, n in overrides]
         report = evaluate_design(DesignSpec(seq_len=1024, overrides=overrides, **case)).report
         rows.append(
             {
