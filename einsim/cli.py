@@ -200,16 +200,27 @@ def map_command(
     from pathlib import Path
 
     from einsim.mapper import search
-    from einsim.simulator import load_architecture, mapping_to_dict, mapping_to_yaml
+    from einsim.simulator import (
+        GpuArchitecture,
+        load_architecture,
+        mapping_to_dict,
+        mapping_to_yaml,
+    )
 
     if output is not None and Path(output).exists() and not force:
         raise SpecError(f"-o {output}: the file exists; pass --force to overwrite it")
     if constraints is not None and not Path(constraints).is_file():
         raise SpecError(f"--constraints {constraints!r}: no such file")
     shape_values = _parse_shape(shape)
+    arch = load_architecture(arch_name, _parse_params(overrides))
+    if isinstance(arch, GpuArchitecture) and output is not None:
+        raise SpecError(
+            f"-o: on a GPU ({arch_name}) the mapping is the tiling this command prints; "
+            "give it to einsim evaluate --mapping"
+        )
     result = search(
         _build(variant, params),
-        load_architecture(arch_name, _parse_params(overrides)),
+        arch,
         shape_values,
         objective=objective,
         strategy=strategy,
@@ -254,7 +265,11 @@ def map_command(
                     "invalid": result.invalid,
                     "pareto_points": len(result.pareto),
                     "wall_s": result.wall_s,
-                    "mapping": mapping_to_dict(result.mapping),
+                    "mapping": (
+                        result.mapping.name
+                        if isinstance(arch, GpuArchitecture)
+                        else mapping_to_dict(result.mapping)
+                    ),
                     "output": output,
                     "explain": result.explain(),
                 },
@@ -262,6 +277,8 @@ def map_command(
             )
         )
         return
+    if isinstance(arch, GpuArchitecture):
+        click.echo(f"mapping      {result.mapping.name}")
     click.echo(f"latency_s    {report.latency_s:.6g}")
     click.echo(f"cycles       {report.cycles:.6g}")
     click.echo(f"energy_pj    {report.energy_pj:.6g}")

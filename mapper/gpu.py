@@ -58,6 +58,8 @@ class GpuSearchResult:
     evaluated: int
     invalid: int
     wall_s: float
+    strategy: str = "grid"  # the whole grid, or "sample" of it under a budget
+    pruned: int = 0
 
     def explain(self) -> str:
         """The chosen tiling in words, beside the best of the other kernel form."""
@@ -163,4 +165,5 @@ def search_gpu(
         evaluated=len(candidates),
         invalid=int((~candidates.valid).sum()),
         wall_s=time.perf_counter() - start,
+        strategy="grid" if keep is None else "sample",
     )

@@ -25,6 +25,7 @@ import pandas as pd
 from einsim.einsum import Cascade, SpecError
 from einsim.simulator import (
     Architecture,
+    GpuArchitecture,
     Mapping,
     ModelOptions,
     Report,
@@ -275,7 +276,8 @@ def search(
 
     Returns:
         A `SearchResult`; ties on the objective go to the lower secondary (energy for
-        latency, latency otherwise), then to the lower candidate index.
+        latency, latency otherwise), then to the lower candidate index. On a GPU preset,
+        a `mapper.gpu.GpuSearchResult` over its tilings (`search_gpu`).
 
     Raises:
         SpecError: bad arguments, an unmappable cascade (why), contradictory constraints,
@@ -284,6 +286,10 @@ def search(
     start = time.perf_counter()
     if objective not in OBJECTIVES:
         raise SpecError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
+    if isinstance(arch, GpuArchitecture):  # GPU tilings: their own grid (`mapper.gpu`)
+        from .gpu import search_gpu
+
+        return search_gpu(cascade, arch, shape, objective=objective, budget=budget, seed=seed)
     check_strategy(strategy)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise SpecError(f"budget must be a positive integer, got {budget!r}")

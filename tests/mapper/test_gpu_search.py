@@ -51,3 +51,24 @@ def test_a_budget_samples_deterministically_and_bad_input_is_named():
     assert "kernel" in first.explain()
     with pytest.raises(SpecError, match="objective 'speed' is not one of"):
         search_gpu(cascade, H100, PREFILL, objective="speed")
+
+
+def test_einsim_search_and_map_dispatch_to_the_gpu_grid(tmp_path):
+    import subprocess
+    import sys
+
+    import einsim
+
+    result = einsim.search(attention("fusemax"), H100, PREFILL, budget=200)
+    assert isinstance(result.mapping, GpuMapping) and result.evaluated == 200
+    shape = ",".join(f"{k}={v}" for k, v in PREFILL.items())
+    run = [sys.executable, "-m", "einsim.cli", "map", "--variant", "fusemax", "--arch", "h100_sxm"]
+    out = subprocess.run(
+        [*run, "--shape", shape, "--budget", "200"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"mapping      {result.mapping.name}" in out.stdout
+    bad = subprocess.run(
+        [*run, "--shape", shape, "-o", str(tmp_path / "m.yaml")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "the mapping is the tiling this command prints" in bad.stderr
