@@ -95,6 +95,8 @@ class Constraints:
 
     def factor(self, kernel: str, key: str) -> int | None:
         """A fixed factor for `kernel.key` (`key` = `level.rank` or `spatial.rank`)."""
+        if not self.factors:  # the usual case, asked once per factor of every template
+            return None
         table = dict(self.factors)
         return table.get(f"{kernel}.{key}", table.get(key))
 

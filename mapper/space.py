@@ -55,6 +55,7 @@ def divisors(n: int) -> list[int]:
     return sorted(set(small + [n // d for d in small]))
 
 
+@functools.lru_cache(maxsize=4096)
 def tile_choices(n: int, cap: int, padded: bool) -> tuple[int, ...]:
     """Candidate factors of a rank of size n, at most `cap`: its divisors, plus (padded) the
     powers of two and the cap itself, whose last tile is partial.
@@ -68,6 +69,14 @@ def tile_choices(n: int, cap: int, padded: bool) -> tuple[int, ...]:
     if padded:
         values |= {1 << k for k in range(cap.bit_length()) if (1 << k) <= cap} | {cap}
     return tuple(sorted(values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _grid(choices: tuple[int, ...]) -> np.ndarray:
+    """One read-only array per set of choices, shared by every template that uses it."""
+    values = np.array(choices, dtype=np.int64)
+    values.setflags(write=False)
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,9 +494,10 @@ def schedule_stages(
         lag[e] = 0
         stage[e] = max((stage[p] + (unit_of[p] != unit_of[e]) for p in preds[e]), default=0)
         done.add(e)
-    loads = np.zeros((n, len(units)))
+    # per stage, per unit: lists, not an array (tiny rows, and max() of a list is cheap)
+    loads = [[0.0] * len(units) for _ in range(n)]
     for e in work:
-        loads[stage[e], uidx[unit_of[e]]] += cycles[e]
+        loads[stage[e]][uidx[unit_of[e]]] += float(cycles[e])
 
     def ok(e: str, lg: int, st: int) -> bool:
         key, unit = lg * n + st, unit_of[e]
@@ -511,29 +521,27 @@ def schedule_stages(
 
     while True:
         best, best_delta = None, -1e-9
+        peaks = [max(row) for row in loads]
         for e in work:
-            u, w, s0 = uidx[unit_of[e]], cycles[e], stage[e]
-            before0 = loads[s0].max()
-            loads[s0, u] -= w
-            after0 = loads[s0].max()
-            loads[s0, u] += w
+            u, w, s0 = uidx[unit_of[e]], float(cycles[e]), stage[e]
+            row0 = loads[s0]
+            release = max([row0[u] - w, *row0[:u], *row0[u + 1 :]]) - peaks[s0]
             for lg in (0, 1):
                 for st in range(n):
                     if st == s0 or not ok(e, lg, st):
                         continue
-                    row = loads[st]
-                    gain = (after0 - before0) + max(row.max(), row[u] + w) - row.max()
+                    gain = release + max(peaks[st], loads[st][u] + w) - peaks[st]
                     if gain < best_delta:
                         best, best_delta = (e, lg, st), gain
         if best is None:
             break
         e, lg, st = best
-        loads[stage[e], uidx[unit_of[e]]] -= cycles[e]
-        loads[st, uidx[unit_of[e]]] += cycles[e]
+        loads[stage[e]][uidx[unit_of[e]]] -= float(cycles[e])
+        loads[st][uidx[unit_of[e]]] += float(cycles[e])
         lag[e], stage[e] = lg, st
     used = sorted({stage[e] for e in work})
     stages = tuple(tuple(e for e in work if stage[e] == s) for s in used)
-    return stages, float(loads.max(axis=1).sum())
+    return stages, float(np.sum([max(row) for row in loads]))
 
 
 def _score(ctx, work, binding, cycles, edges) -> tuple[tuple, float]:
@@ -755,12 +763,11 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
                 if on_order is not None and sorted(on_order) != sorted(order):
                     continue
                 inner = order if on_order is None else on_order
-                for keep in keeps:
-                    template = _template(
-                        ctx, fusion, name, einsums, compute, ci, order, inner,
-                        keep, multipass, offchip, onchip,
-                        canonical=complete and on_order is not None,
-                    )  # fmt: skip
+                for template in _templates_of_order(
+                    ctx, fusion, name, einsums, compute, ci, order, inner,
+                    keeps, multipass, offchip, onchip,
+                    canonical=complete and on_order is not None,
+                ):  # fmt: skip
                     if on_order is None:  # the on-chip order follows the off-chip one
                         labels = dict(template.structure) | {"onchip_order": "same"}
                         template = dataclasses.replace(template, structure=tuple(labels.items()))
@@ -809,10 +816,12 @@ def _kernel(ctx, name, einsums, compute, loops, keep, spatial_factors) -> Kernel
     )
 
 
-def _template(
-    ctx, fusion, name, einsums, compute, ci, order, on_order, keep, multipass, offchip, onchip,
+def _templates_of_order(
+    ctx, fusion, name, einsums, compute, ci, order, on_order, keeps, multipass, offchip, onchip,
     canonical,
-) -> Template:  # fmt: skip
+) -> list[Template]:  # fmt: skip
+    """The templates of one (compute, off-chip order, on-chip order), one per keep choice:
+    the grid does not depend on what the buffer keeps, so it is built once."""
     padded = ctx.constraints.padded
     names: list[str] = []
     values: list[np.ndarray] = []
@@ -824,7 +833,7 @@ def _template(
     def free(key: str, choices: tuple[int, ...]) -> int:
         fixed = ctx.constraints.factor(name, key)
         names.append(f"{name}.{key}")
-        values.append(np.array([fixed] if fixed is not None else choices, dtype=np.int64))
+        values.append(_grid((fixed,) if fixed is not None else choices))
         return len(names) - 1
 
     grids: dict[str, _RankGrid] = {}
@@ -858,16 +867,12 @@ def _template(
                 grids[r] = _RankGrid(
                     r, grid.size, grid.spatial_param, grid.spatial_fixed, index, grid.offchip
                 )
-    keep_spec = ((onchip[0], keep),) if onchip and keep else ()
-    kernel = _kernel(ctx, name, einsums, compute, loops, keep_spec, ())
-    mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, (kernel,), ctx.batch)
     labels = (
         ("fusion", fusion),
         ("compute", str(ci)),
         ("spatial", " ".join(f"{u}:{','.join(r)}" for u, r in compute.spatial)),
         ("order", ",".join(order)),
         ("onchip_order", ",".join(on_order)),
-        ("keep", ",".join(keep) or "-"),
     )
     ranks = tuple(
         ((name, r), g)
@@ -875,7 +880,15 @@ def _template(
         if g.offchip and not (ctx.constraints.factor(name, f"{offchip}.{r}"))
     )
     orders = ((name, tuple(order), tuple(on_order)),) if canonical else ()
-    return Template(mapping, tuple(names), tuple(values), labels, ranks, orders)
+    out = []
+    base = _kernel(ctx, name, einsums, compute, loops, (), ())
+    for keep in keeps:
+        keep_spec = ((onchip[0], keep),) if onchip and keep else ()
+        kernel = dataclasses.replace(base, keep=keep_spec) if keep_spec else base
+        mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, (kernel,), ctx.batch)
+        structure = (*labels, ("keep", ",".join(keep) or "-"))
+        out.append(Template(mapping, tuple(names), tuple(values), structure, ranks, orders))
+    return out
 
 
 def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
@@ -906,11 +919,32 @@ def build_space(
 ) -> MapSpace:
     """The map space of `cascade` on `arch` at `shape` (see the module docstring).
 
+    Spaces are cached per (cascade, arch, shape items in order, constraints): all frozen
+    values, so a repeated search (a sweep, a test, the dashboard) does not rebuild its space.
+    A space is read-only; its grids are read-only arrays.
+
     Raises:
         SpecError: an Einsum no unit can run (naming the missing operators per unit), or
             constraints that contradict each other or the cascade.
     """
     constraints = constraints or Constraints()
+    items = tuple(shape.items())  # in order: the batch ranks' order is the mapping's
+    try:
+        hash(items)
+    except TypeError:  # a malformed shape: built uncached, so that it fails with its reason
+        return _build_space(cascade, arch, items, constraints)
+    return _cached_space(cascade, arch, items, constraints)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_space(cascade, arch, items, constraints) -> MapSpace:
+    return _build_space(cascade, arch, items, constraints)
+
+
+def _build_space(
+    cascade: Cascade, arch: Architecture, items: tuple, constraints: Constraints
+) -> MapSpace:
+    shape = dict(items)
     ctx = _context(cascade, arch, shape, constraints)
     templates: list[Template] = []
     for fusion, groups in fusion_groups(ctx):

@@ -84,19 +84,13 @@ def _neighbours(space: MapSpace):
     # unrolls and leaves untiled, so one label at a time could not reach them.
     tied = {"order": {"order", "onchip_order"}, "compute": {"compute", "order", "onchip_order"}}
 
-    def key(d, lab):
-        return (d, tuple(lab.get(x, "") for x in dims if x not in tied.get(d, {d})))
-
+    others = {d: [x for x in dims if x not in tied.get(d, {d})] for d in dims}
+    keys = [{d: (d, tuple(lab.get(x, "") for x in others[d])) for d in dims} for lab in labels]
     groups: dict = {}
-    for i, lab in enumerate(labels):
-        for d in dims:
-            groups.setdefault(key(d, lab), []).append(i)
-    table = []
-    for lab in labels:
-        row = {}
-        for d in dims:
-            row[d] = groups[key(d, lab)]
-        table.append(row)
+    for i, row_keys in enumerate(keys):
+        for key in row_keys.values():
+            groups.setdefault(key, []).append(i)
+    table = [{d: groups[key] for d, key in row_keys.items()} for row_keys in keys]
     fusions: dict[str, int] = {}
     for i, lab in enumerate(labels):
         fusions.setdefault(lab.get("fusion", ""), i)

@@ -128,6 +128,14 @@ def test_best_mapping_re_evaluates_to_the_same_numbers(small_array):
     assert row.energy_pj == pytest.approx(report.energy_pj, rel=1e-12)
 
 
+def test_a_space_is_built_once_per_problem_and_is_read_only(small_array):
+    space = build_space(cascade("gemm"), small_array, GEMM)
+    assert build_space(cascade("gemm"), small_array, dict(GEMM)) is space
+    assert build_space(cascade("gemm"), small_array, GEMM | {"K": 8}) is not space
+    with pytest.raises(ValueError, match="read-only"):
+        space.templates[0].values[0][0] = 3
+
+
 def test_exhaustive_refuses_a_space_larger_than_the_budget(small_array):
     with pytest.raises(SpecError, match="raise the budget or use strategy 'anneal'"):
         search(cascade("gemm"), small_array, GEMM, strategy="exhaustive", budget=100)
