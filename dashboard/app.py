@@ -826,7 +826,8 @@ def _register_search(app: dash.Dash, jobs: SearchJobs) -> None:
 def _search_status(status: JobStatus):
     text = describe(status)
     if status.state == "running":
-        return html.Div([html.Progress(), html.Div(text)], id="search-running")
+        bar = html.Progress() if status.fraction is None else html.Progress(value=status.fraction)
+        return html.Div([bar, html.Div(text)], id="search-running")
     if status.state == "failed":
         return _message(text, _ERROR)
     return html.Div(text, id="search-found")

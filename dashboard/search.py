@@ -2,7 +2,8 @@
 
 `SearchJobs` starts `einsim.mapper.search` in a daemon thread per request and answers
 polls with a `JobStatus`; the page polls it with a `dcc.Interval` and shows the elapsed
-time against the budget until the result arrives. One `SearchJobs` lives in each app
+time and the share of the budget costed so far (the mapper's `progress` callback) until
+the result arrives. One `SearchJobs` lives in each app
 (`create_app`), never at module level.
 """
 
@@ -77,6 +78,8 @@ class JobStatus:
         elapsed_s: seconds since it started (until it ended, once it has).
         message: the error of a failed search.
         result: the mapper's `SearchResult` of a finished one.
+        fraction: the share of the budget costed so far (0 to 1), None until the mapper
+            reports (or when the search function takes no `progress` callback).
     """
 
     job: int
@@ -85,6 +88,7 @@ class JobStatus:
     elapsed_s: float
     message: str = ""
     result: object = None
+    fraction: float | None = None
 
 
 def describe(status: JobStatus) -> str:
@@ -94,17 +98,33 @@ def describe(status: JobStatus) -> str:
         >>> request = SearchRequest(DesignSpec(), "greedy", "latency", 2000)
         >>> describe(JobStatus(1, request, "running", 1.25))
         'searching (greedy, latency, budget 2,000): 1.2 s'
+        >>> describe(JobStatus(1, request, "running", 1.25, fraction=0.456))
+        'searching (greedy, latency, budget 2,000): 1.2 s, 46% of the budget costed'
     """
     r = status.request
     what = f"{r.strategy}, {r.objective}, budget {r.budget:,}"
     if status.state == "running":
-        return f"searching ({what}): {status.elapsed_s:.1f} s"
+        share = ""
+        if status.fraction is not None:
+            share = f", {status.fraction:.0%} of the budget costed"
+        return f"searching ({what}): {status.elapsed_s:.1f} s{share}"
     if status.state == "failed":
         return f"search failed ({what}): {status.message}"
     result = status.result
     evaluated = getattr(result, "evaluated", None)
     counted = f", {evaluated:,} candidates costed" if evaluated is not None else ""
     return f"found ({what}) in {status.elapsed_s:.1f} s{counted}"
+
+
+def _takes_progress(search: Callable) -> bool:
+    """Whether the search function accepts a `progress` callback (einsim's does)."""
+    import inspect
+
+    try:
+        params = inspect.signature(search).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "progress" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 class SearchJobs:
@@ -144,13 +164,20 @@ class SearchJobs:
         arch = build_architecture(request.spec)
         job = next(self._ids)
         record = {"request": request, "start": time.perf_counter(), "end": None,
-                  "state": "running", "message": "", "result": None}  # fmt: skip
+                  "state": "running", "message": "", "result": None, "fraction": None}  # fmt: skip
+
+        def report(done: int, total: int) -> None:
+            with self._lock:
+                record["fraction"] = min(1.0, done / total) if total else 1.0
+
+        extra = {"progress": report} if _takes_progress(search) else {}
 
         def run():
             try:
                 result = search(
                     cascade, arch, shape, objective=request.objective,
                     strategy=request.strategy, budget=request.budget, seed=request.seed,
+                    **extra,
                 )  # fmt: skip
                 outcome = {"state": "done", "result": result}
             except EinsimError as error:
@@ -186,6 +213,7 @@ class SearchJobs:
                 elapsed_s=end - record["start"],
                 message=record["message"],
                 result=record["result"],
+                fraction=record["fraction"],
             )
 
     def wait(self, job: int, timeout_s: float = 60.0) -> JobStatus:

@@ -256,7 +256,7 @@ def search(
     budget: int = 1_000_000,
     seed: int = 0,
     constraints: Constraints | MappingABC | str | None = None,
-    progress: bool | None = None,
+    progress: bool | Callable[[int, int], object] | None = None,
     options: ModelOptions | None = None,
 ) -> SearchResult:
     """Search the map space of `cascade` on `arch` for the best mapping at `shape`.
@@ -271,7 +271,10 @@ def search(
         seed: the random seed; the same seed gives the same result.
         constraints: a `Constraints`, a dict or a YAML path (see `mapper.constraints`).
         progress: a progress bar on stderr; None shows one when stderr is a terminal and
-            the search runs longer than about 2 s.
+            the search runs longer than about 2 s. A callable is called instead with
+            (candidates costed so far, budget) after every simulator call, and once more
+            with (costed, costed) when the search ends (a strategy may stop short of the
+            budget): `done / total` is a fraction for a dashboard.
         options: the simulator's accounting switches.
 
     Returns:
@@ -289,19 +292,24 @@ def search(
     if isinstance(arch, GpuArchitecture):  # GPU tilings: their own grid (`mapper.gpu`)
         from .gpu import search_gpu
 
-        return search_gpu(cascade, arch, shape, objective=objective, budget=budget, seed=seed)
+        found = search_gpu(cascade, arch, shape, objective=objective, budget=budget, seed=seed)
+        if callable(progress):
+            progress(found.evaluated, found.evaluated)
+        return found
     check_strategy(strategy)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise SpecError(f"budget must be a positive integer, got {budget!r}")
     space = build_space(cascade, arch, shape, load_constraints(constraints))
     options = options or ModelOptions()
-    bar = _progress_bar(budget, progress)
-    runner = Runner(space, objective, options, budget, bar.update if bar else None)
+    bar = None if callable(progress) else _progress_bar(budget, progress)
+    runner = Runner(space, objective, options, budget, _reporter(progress, bar, budget))
     try:
         STRATEGIES[strategy](space, runner, budget, np.random.default_rng(seed))
     finally:
         if bar is not None:
             bar.close()
+    if callable(progress):
+        progress(runner.evaluated, runner.evaluated)
     table = _table(runner, space, objective)
     valid = table[table.valid]
     if valid.empty:
@@ -372,6 +380,23 @@ def _why_invalid(runner: Runner, space: MapSpace, options) -> str:
     )  # fmt: skip
     reasons = batch.reasons(0)
     return f"; e.g. {reasons[0]}" if reasons else ""
+
+
+def _reporter(progress, bar, budget: int) -> Callable[[int], None] | None:
+    """What the runner calls with the candidates of each simulator call: the bar's update,
+    or the user's callable with (costed so far, budget)."""
+    if bar is not None:
+        return bar.update
+    if not callable(progress):
+        return None
+    done = 0
+
+    def report(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, budget)
+
+    return report
 
 
 def _progress_bar(total: int, progress: bool | None):

@@ -18,6 +18,7 @@ def test_a_real_search_finishes_with_a_mapping_the_page_can_evaluate():
     jobs = SearchJobs()
     status = jobs.wait(jobs.start(REQUEST))
     assert status.state == "done", status.message
+    assert status.fraction == 1.0  # the mapper reported its end
     direct = mapper.search(*_problem(REQUEST.spec), objective="latency", strategy="greedy",
                            budget=500, seed=0)  # fmt: skip
     spec, note = searched_spec(REQUEST.spec, status)
@@ -50,6 +51,25 @@ def test_the_page_does_not_wait_for_a_search():
     failed = jobs.wait(job)
     assert failed.state == "failed" and failed.message == "SpecError: no valid mapping"
     assert describe(failed).startswith("search failed")
+
+
+def test_a_running_search_shows_the_share_of_its_budget_costed():
+    halfway, release = threading.Event(), threading.Event()
+
+    def search(*args, progress, **kwargs):
+        progress(250, 500)
+        halfway.set()
+        release.wait(10)
+        raise SpecError("stopped")
+
+    jobs = SearchJobs(search)
+    job = jobs.start(REQUEST)
+    assert halfway.wait(10)
+    running = jobs.status(job)
+    assert running.fraction == 0.5
+    assert describe(running).endswith("50% of the budget costed")
+    release.set()
+    jobs.wait(job)
 
 
 def test_a_result_for_another_design_point_is_not_used():

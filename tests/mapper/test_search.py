@@ -136,6 +136,17 @@ def test_a_space_is_built_once_per_problem_and_is_read_only(small_array):
         space.templates[0].values[0][0] = 3
 
 
+def test_a_progress_callable_is_told_every_costed_candidate_and_the_end(small_array):
+    calls = []
+    result = search(cascade("gemm"), small_array, GEMM, "latency", "random", budget=1000,
+                    progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    *running, end = calls
+    assert end == (result.evaluated, result.evaluated)
+    done = [d for d, _ in running]
+    assert done == sorted(done) and done[-1] == result.evaluated
+    assert {total for _, total in running} == {1000}
+
+
 def test_exhaustive_refuses_a_space_larger_than_the_budget(small_array):
     with pytest.raises(SpecError, match="raise the budget or use strategy 'anneal'"):
         search(cascade("gemm"), small_array, GEMM, strategy="exhaustive", budget=100)
