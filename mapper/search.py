@@ -142,6 +142,7 @@ class Runner:
                     template, batch, space.arch, self._sizes, self._tensor_ranks
                 ),
                 "valid": valid,
+                "costed": np.arange(self.evaluated, self.evaluated + n, dtype=np.int64),
             }
         )
         self.evaluated += n
@@ -193,8 +194,10 @@ class SearchResult:
         mapping: the best mapping, every factor an integer (loads with `einsim evaluate`).
         report: its `Report` from `einsim.simulator.evaluate`.
         objective: "latency", "energy" or "edp"; strategy, seed, budget: as asked.
-        candidates: template, row, cycles, latency_s, energy_pj, edp, dram_bytes,
-            buffer_bytes, valid, objective, structure (the template's labels).
+        candidates: template (its labels: `space.templates[t].structure`), row, cycles,
+            latency_s, energy_pj, edp, dram_bytes, buffer_bytes, valid, objective, and costed:
+            the candidate's place in costing order (0 first; with the `progress` callback's
+            time stamps, quality against time).
         pareto: the valid candidates no other beats on latency, energy and buffer bytes.
         evaluated, pruned, invalid: candidates costed, dropped before costing, and costed
             but invalid (overflow, ...). wall_s: seconds the search took.
@@ -355,7 +358,7 @@ def search(
 def _table(runner: Runner, space: MapSpace, objective: str) -> pd.DataFrame:
     columns = [
         "template", "row", "cycles", "latency_s", "energy_pj", "dram_bytes", "buffer_bytes",
-        "valid",
+        "valid", "costed",
     ]  # fmt: skip
     if not runner.records:
         return pd.DataFrame({c: [] for c in [*columns, "candidate", "edp", "objective"]})

@@ -145,6 +145,8 @@ def test_a_progress_callable_is_told_every_costed_candidate_and_the_end(small_ar
     done = [d for d, _ in running]
     assert done == sorted(done) and done[-1] == result.evaluated
     assert {total for _, total in running} == {1000}
+    costed = result.candidates.costed.to_numpy()  # first costing of each, in order
+    assert np.all(np.diff(costed) > 0) and costed[-1] < result.evaluated
 
 
 def test_exhaustive_refuses_a_space_larger_than_the_budget(small_array):

@@ -1,0 +1,62 @@
+"""The mapper, given no hints, against the hand-written mappings it should rediscover.
+
+    python benchmarks/mapper_rediscovery.py [--strategy greedy] [--budget 100000]
+
+FuseMax (MICRO 2024, Section 6.3): fusemax_1pass on fusemax_cloud at BERT 1K, 64K and 1M
+(B=64, H=12, E=F=64), beside the bundled "+Binding" mapping (simulator/mappings/fusemax.yaml).
+FLAT: stable_3pass on flat_cloud at BERT 1K with FLAT's pipelined subtract-and-exp
+(chained_ops), beside the bundled FLAT mapping (simulator/mappings/flat.yaml). The same
+checks run as tests (tests/mapper/test_search.py); this prints the numbers.
+"""
+
+import argparse
+import time
+
+from einsim.mapper import search
+from einsim.simulator import evaluate, load_architecture, load_mapping
+from einsim.workloads import cascade
+
+
+def _row(name: str, hand, result, seconds: float) -> None:
+    speedup = hand.latency_s / result.report.latency_s
+    energy = result.report.energy_pj / hand.energy_pj
+    kernel = result.mapping.kernels[0]
+    print(
+        f"{name:<18}{hand.latency_s * 1e3:>12.4f}{result.report.latency_s * 1e3:>12.4f}"
+        f"{speedup:>9.3f}x{energy:>11.3f}{len(kernel.stages):>8}{seconds:>8.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategy", default="greedy")
+    parser.add_argument("--budget", type=int, default=100_000)
+    args = parser.parse_args()
+    print(f"strategy {args.strategy}, budget {args.budget:,}, objective latency, no hints")
+    print(
+        f"{'problem':<18}{'hand ms':>12}{'mapper ms':>12}{'speedup':>10}{'energy x':>11}"
+        f"{'stages':>8}{'wall s':>8}"
+    )
+    arch = load_architecture("fusemax_cloud")
+    fusemax = cascade("fusemax_1pass")
+    for seq, label in ((1024, "1K"), (65536, "64K"), (1 << 20, "1M")):
+        shape = dict(B=64, H=12, E=64, F=64, M=seq, P=seq)
+        hand = evaluate(fusemax, arch, load_mapping("fusemax"), shape)
+        start = time.perf_counter()
+        result = search(fusemax, arch, shape, "latency", args.strategy, args.budget)
+        _row(f"FuseMax BERT {label}", hand, result, time.perf_counter() - start)
+    shape = dict(B=64, H=12, E=64, F=64, M=1024, P=1024)
+    flat_arch = load_architecture("flat_cloud")
+    stable = cascade("stable_3pass")
+    hand = evaluate(stable, flat_arch, load_mapping("flat"), shape)
+    start = time.perf_counter()
+    result = search(
+        stable, flat_arch, shape, "latency", args.strategy, args.budget,
+        constraints={"chained_ops": [["sub", "exp"]]},
+    )  # fmt: skip
+    _row("FLAT BERT 1K", hand, result, time.perf_counter() - start)
+    print("(speedup: hand latency / mapper latency; energy x: mapper energy / hand energy)")
+
+
+if __name__ == "__main__":
+    main()
