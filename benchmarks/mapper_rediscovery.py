@@ -22,8 +22,8 @@ def _row(name: str, hand, result, seconds: float) -> None:
     energy = result.report.energy_pj / hand.energy_pj
     kernel = result.mapping.kernels[0]
     print(
-        f"{name:<18}{hand.latency_s * 1e3:>12.4f}{result.report.latency_s * 1e3:>12.4f}"
-        f"{speedup:>9.3f}x{energy:>11.3f}{len(kernel.stages):>8}{seconds:>8.2f}"
+        f"{name:<18}{hand.latency_s * 1e3:>14.4f}{result.report.latency_s * 1e3:>14.4f}"
+        f"{speedup:>9.4f}x{energy:>11.4f}{len(kernel.stages):>8}{seconds:>8.2f}"
     )
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"strategy {args.strategy}, budget {args.budget:,}, objective latency, no hints")
     print(
-        f"{'problem':<18}{'hand ms':>12}{'mapper ms':>12}{'speedup':>10}{'energy x':>11}"
+        f"{'problem':<18}{'hand ms':>14}{'mapper ms':>14}{'speedup':>10}{'energy x':>11}"
         f"{'stages':>8}{'wall s':>8}"
     )
     arch = load_architecture("fusemax_cloud")
