@@ -594,14 +594,12 @@ class _KernelModel:
         )
 
 
+_UNIT_NUMBERS = ("rows", "cols", "lanes")
+_LEVEL_NUMBERS = ("capacity_bytes", "bandwidth_bytes_per_cycle", "bandwidth_bytes_per_s")
 #: The architecture numbers `evaluate_batch` takes as arrays (`arch.` + a YAML path).
 ARCH_PARAMETERS = (
-    "units.<unit>.rows",
-    "units.<unit>.cols",
-    "units.<unit>.lanes",
-    "levels.<level>.capacity_bytes",
-    "levels.<level>.bandwidth_bytes_per_cycle",
-    "levels.<level>.bandwidth_bytes_per_s",
+    *(f"units.<unit>.{number}" for number in _UNIT_NUMBERS),
+    *(f"levels.<level>.{number}" for number in _LEVEL_NUMBERS),
 )
 
 
@@ -611,9 +609,8 @@ def is_arch_parameter(path: str) -> bool:
     parts = path.split(".")
     if len(parts) != 3:
         return False
-    return (parts[0] == "units" and parts[2] in ("rows", "cols", "lanes")) or (
-        parts[0] == "levels"
-        and parts[2] in ("capacity_bytes", "bandwidth_bytes_per_cycle", "bandwidth_bytes_per_s")
+    return (parts[0] == "units" and parts[2] in _UNIT_NUMBERS) or (
+        parts[0] == "levels" and parts[2] in _LEVEL_NUMBERS
     )
 
 
@@ -634,9 +631,7 @@ def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]
         array = np.atleast_1d(np.asarray(values))
         if array.ndim != 1 or array.dtype.kind not in "iuf":
             raise MappingError(f"params[{key!r}]: expected a 1-D array of positive numbers")
-        real = key.endswith(
-            ("capacity_bytes", "bandwidth_bytes_per_cycle", "bandwidth_bytes_per_s")
-        )
+        real = key.startswith("arch.levels.")  # capacities and bandwidths need not be integers
         kept = array.astype(np.float64) if real else array.astype(np.int64)
         bad = np.flatnonzero((kept != array) | ~(kept > 0))
         if bad.size:
@@ -655,23 +650,25 @@ def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]
 
 def _with_arch_params(arch: Architecture, params: dict[str, np.ndarray]) -> Architecture:
     """`arch` with the `arch.<path>` parameters in place of its numbers (numpy arrays)."""
+    arch_keys = [key for key in params if key.startswith("arch.")]
+    if not arch_keys:
+        return arch
     dims = {unit.name: list(unit.dims) for unit in arch.units}
     levels: dict[str, dict] = {level.name: {} for level in arch.levels}
-    for key, values in params.items():
-        if not key.startswith("arch."):
-            continue
-        kind, name, number = [*key[len("arch.") :].split("."), "", "", ""][:3]
-        if kind == "units" and name in dims:
-            axes = ("rows", "cols") if len(dims[name]) == 2 else ("lanes",)
-            if number in axes and key.count(".") == 3:
-                dims[name][axes.index(number)] = values
-                continue
-        elif kind == "levels" and name in levels and key.count(".") == 3:
-            if number in ("capacity_bytes", "bandwidth_bytes_per_cycle"):
-                levels[name][number] = values
-                continue
-            if number == "bandwidth_bytes_per_s":
-                levels[name]["bandwidth_bytes_per_cycle"] = values / arch.clock_hz
+    for key in arch_keys:
+        values, path = params[key], key[len("arch.") :]
+        if is_arch_parameter(path):
+            kind, name, number = path.split(".")
+            if kind == "units" and name in dims:
+                axes = ("rows", "cols") if len(dims[name]) == 2 else ("lanes",)
+                if number in axes:
+                    dims[name][axes.index(number)] = values
+                    continue
+            elif kind == "levels" and name in levels:
+                if number == "bandwidth_bytes_per_s":
+                    levels[name]["bandwidth_bytes_per_cycle"] = values / arch.clock_hz
+                else:
+                    levels[name][number] = values
                 continue
         units = ", ".join(
             f"{u.name} ({'rows, cols' if len(u.dims) == 2 else 'lanes'})" for u in arch.units
