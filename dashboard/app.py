@@ -1,14 +1,17 @@
 """The Dash app: layout and thin callbacks over the pure functions of this package.
 
 `create_app(data=...)` builds the app; `einsim dashboard` runs it. Four pages: the design
-point (with a side-by-side comparison), the cascade view, the sweep explorer and the GPU
-validation. Every dropdown is filled from a registry or the bundled specs. A callback
-reads its inputs, calls a pure function (`design`, `figures`, `schedule`, `sweep`,
-`validation`) and places the result; einsim's errors become a message on the page.
+point (spatial-array and GPU presets, with a side-by-side comparison), the cascade view, the
+sweep explorer and the GPU validation. Every dropdown is filled from a registry or the
+bundled specs. A callback reads its inputs, calls a pure function (`design`, `figures`,
+`schedule`, `sweep`, `validation`) and places the result; einsim's errors become a message
+on the page.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +24,7 @@ from einsim.einsum import EinsimError, SpecError
 
 from . import choices, figures
 from .design import (
+    DEFAULT_TILING,
     UPLOADED,
     DesignResult,
     DesignSpec,
@@ -31,6 +35,7 @@ from .design import (
     error_message,
     evaluate_design,
     format_assignments,
+    is_gpu,
     parse_assignments,
 )
 from .schedule import schedule
@@ -74,21 +79,43 @@ def _table(rows: list[dict], id_: str | None = None) -> html.Table:
 
 
 def _metric_cells(result: DesignResult) -> html.Table:
-    """The headline numbers; each cell's `title` holds the exact value (for tests, copies)."""
-    report = result.report
-    exact = {
-        "latency": report.latency_s,
-        "energy": report.energy_pj,
-        "DRAM traffic": report.dram_bytes,
-        "cycles": report.cycles,
-    } | {f"utilization {u}": v for u, v in report.utilization.items()}
+    """The headline numbers; each cell's `title` holds the exact value (for tests, copies):
+    `metric-latency`, `metric-utilization-2d`, on a GPU `metric-achieved-tflop-s`, ..."""
     rows = []
-    for key, text in figures.metrics(report).items():
-        slug = key.replace(" ", "-").lower()
-        rows.append(
-            html.Tr([html.Th(key), html.Td(text, id=f"metric-{slug}", title=repr(exact[key]))])
-        )
+    for key, (text, exact) in figures.metric_values(result).items():
+        slug = re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
+        rows.append(html.Tr([html.Th(key), html.Td(text, id=f"metric-{slug}", title=str(exact))]))
     return html.Table(rows, className="einsim-table")
+
+
+def _shown(visible: bool) -> dict:
+    return {} if visible else {"display": "none"}
+
+
+def _tiling_field(id_: str, label: str) -> html.Div:
+    """A GPU tiling as `parse_gpu_mapping` reads it, prefilled with the default tiling."""
+    return html.Div(
+        [
+            _field(
+                label,
+                dcc.Input(
+                    id=id_,
+                    type="text",
+                    value=DEFAULT_TILING,
+                    debounce=True,
+                    style={"width": "100%"},
+                ),
+            ),
+            html.Div(
+                "fused or unfused:Br=ROWS,Bc=KEYS,stages=N,warps=N[,split=N] (split-KV: fused "
+                "only); Br a multiple of 16 x warps, Bc of 16. A search on a GPU costs its "
+                "grid of tilings (the strategy does not apply).",
+                style={"fontSize": "12px", "color": "#555", "marginBottom": "8px"},
+            ),
+        ],
+        id=f"{id_}-box",
+        style=_shown(False),
+    )
 
 
 # ------------------------------------------------------------------------------ layout
@@ -147,10 +174,7 @@ def _design_controls() -> html.Div:
             _field(
                 "preset",
                 dcc.Dropdown(
-                    choices.options(choices.architectures()),
-                    "fusemax_cloud",
-                    id="arch",
-                    clearable=False,
+                    choices.architecture_options(), "fusemax_cloud", id="arch", clearable=False
                 ),
             ),
             dcc.Upload(
@@ -171,12 +195,19 @@ def _design_controls() -> html.Div:
                 ),
             ),
             html.H3("Mapping"),
-            _field(
-                "bundled mapping",
-                dcc.Dropdown(
-                    choices.options(choices.mappings()), "fusemax", id="mapping", clearable=False
+            html.Div(
+                _field(
+                    "bundled mapping",
+                    dcc.Dropdown(
+                        choices.options(choices.mappings()),
+                        "fusemax",
+                        id="mapping",
+                        clearable=False,
+                    ),
                 ),
+                id="mapping-box",
             ),
+            _tiling_field("gpu-tiling", "GPU tiling (kernel form and tiles)"),
             *_search_controls(),
             html.H3("Compare with (B)"),
             dcc.Checklist([{"label": "compare", "value": "on"}], ["on"], id="compare-on"),
@@ -193,21 +224,25 @@ def _design_controls() -> html.Div:
             _field(
                 "architecture B",
                 dcc.Dropdown(
-                    choices.options(choices.architectures()),
+                    choices.architecture_options(),
                     "flat_cloud",
                     id="compare-arch",
                     clearable=False,
                 ),
             ),
-            _field(
-                "mapping B",
-                dcc.Dropdown(
-                    choices.options(choices.mappings()),
-                    "flat",
-                    id="compare-mapping",
-                    clearable=False,
+            html.Div(
+                _field(
+                    "mapping B",
+                    dcc.Dropdown(
+                        choices.options(choices.mappings()),
+                        "flat",
+                        id="compare-mapping",
+                        clearable=False,
+                    ),
                 ),
+                id="compare-mapping-box",
             ),
+            _tiling_field("compare-tiling", "GPU tiling B"),
         ],
         style=_PANEL,
     )
@@ -464,6 +499,7 @@ def spec_from_inputs(
     number_values,
     more_overrides,
     mapping,
+    tiling=DEFAULT_TILING,
 ) -> DesignSpec:
     """The `DesignSpec` the design page's controls describe.
 
@@ -494,12 +530,15 @@ def spec_from_inputs(
         arch_yaml=arch_yaml if arch == UPLOADED else None,
         overrides=overrides,
         mapping=mapping,
+        tiling=(tiling or "").strip() or DEFAULT_TILING,
     )
 
 
-def spec_b(spec: DesignSpec, algorithm: str, arch: str, mapping: str) -> DesignSpec:
+def spec_b(
+    spec: DesignSpec, algorithm: str, arch: str, mapping: str, tiling: str | None = None
+) -> DesignSpec:
     """Configuration B of a comparison: A's workload with B's algorithm (or `form`),
-    architecture (no overrides) and mapping."""
+    architecture (no overrides) and mapping (on a GPU, its tiling)."""
     params = dict(spec.params)
     if "form" in params:
         params["form"] = algorithm
@@ -514,6 +553,7 @@ def spec_b(spec: DesignSpec, algorithm: str, arch: str, mapping: str) -> DesignS
         phase=spec.phase,
         arch=arch,
         mapping=mapping,
+        tiling=(tiling or "").strip() or DEFAULT_TILING,
     )
 
 
@@ -561,6 +601,7 @@ DESIGN_FIELDS = (
     ({"type": "arch-number", "path": ALL}, "value"),
     ("arch-overrides", "value"),
     ("mapping", "value"),
+    ("gpu-tiling", "value"),
 )
 
 
@@ -597,18 +638,19 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
         Input("compare-algorithm", "value"),
         Input("compare-arch", "value"),
         Input("compare-mapping", "value"),
+        Input("compare-tiling", "value"),
         Input("mapping-source", "value"),
         Input("search-done", "data"),
     ]
 
     @app.callback(outputs, inputs)
     def update_design(*values):
-        *a, compare_on, algorithm_b, arch_b, mapping_b, source, done = values
+        *a, compare_on, algorithm_b, arch_b, mapping_b, tiling_b, source, done = values
         blank = figures.empty_figure("no result")
         note = None
         try:
             spec = spec_from_inputs(*a)
-            other = spec_b(spec, algorithm_b, arch_b, mapping_b) if compare_on else None
+            other = spec_b(spec, algorithm_b, arch_b, mapping_b, tiling_b) if compare_on else None
             if source == "search":
                 status = jobs.status(done) if done else None
                 spec, note = searched_spec(spec, status)
@@ -622,10 +664,24 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
         if note:
             view = replace(view, warning="\n".join(filter(None, [note, view.warning])))
         result = view.result
-        colours = figures.unit_colours([u.name for u in result.arch.units])
-        gantt = figures.gantt_figure(
-            schedule(result.cascade, result.mapping, result.report), colours
-        )
+        if result.is_gpu:
+            per_einsum = figures.gpu_kernel_figure(result)
+            energy = figures.empty_figure(
+                "energy is not modelled on a GPU (the report's figure is only the board's "
+                "power limit x time)"
+            )
+            gantt = figures.empty_figure(
+                "a GPU runs its kernels one after another: no pipelined schedule of units"
+            )
+            table = figures.gpu_kernel_rows(result)
+        else:
+            colours = figures.unit_colours([u.name for u in result.arch.units])
+            per_einsum = figures.einsum_figure(result.report, colours)
+            energy = figures.energy_figure(result.report)
+            gantt = figures.gantt_figure(
+                schedule(result.cascade, result.mapping, result.report), colours
+            )
+            table = figures.einsum_rows(result.report)
         points = [("A", result)] + ([("B", view.other)] if view.other else [])
         comparison, comparison_fig = None, figures.empty_figure("comparison off")
         if view.other is not None:
@@ -643,7 +699,9 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
                         [
                             "energy of A / energy of B: ",
                             html.B(
-                                f"{c.energy_ratio:.1%}",
+                                f"{c.energy_ratio:.1%}"
+                                if math.isfinite(c.energy_ratio)
+                                else "n/a (energy is not modelled on a GPU)",
                                 id="energy-ratio",
                                 title=repr(c.energy_ratio),
                             ),
@@ -656,14 +714,16 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
             comparison_fig = figures.comparison_figure(result, view.other, c)
         elif view.other_error:
             comparison = _message("B: " + view.other_error, _ERROR)
-        table = figures.einsum_rows(result.report)
+        metrics = _metric_cells(result)
+        if result.is_gpu:
+            metrics = html.Div([metrics, html.H4("Per kernel"), _table(table, "gpu-kernels-table")])
         return (
             None,
             _message(view.warning, _WARN),
-            _metric_cells(result),
+            metrics,
             comparison,
-            figures.einsum_figure(result.report, colours),
-            figures.energy_figure(result.report),
+            per_einsum,
+            energy,
             gantt,
             figures.roofline_figure(points),
             comparison_fig,
@@ -729,7 +789,7 @@ def _register_form(app: dash.Dash) -> None:
         from .design import build_architecture
         from .sweep import decode_upload
 
-        presets = choices.options(choices.architectures())
+        presets = choices.architecture_options()
         try:
             text = decode_upload(contents or "").decode("utf-8")
             arch = build_architecture(DesignSpec(arch=UPLOADED, arch_yaml=text))
@@ -739,6 +799,26 @@ def _register_form(app: dash.Dash) -> None:
         options = [*presets, {"label": f"uploaded: {arch.name}", "value": UPLOADED}]
         status = html.Div(f"{filename}: loaded architecture {arch.name}", id="upload-ok")
         return text, options, UPLOADED, status
+
+    @app.callback(
+        Output("mapping-box", "style"),
+        Output("gpu-tiling-box", "style"),
+        Input("arch", "value"),
+        Input("arch-yaml", "data"),
+    )
+    def mapping_control(arch, arch_yaml):
+        """A GPU is mapped by a tiling, a spatial array by a bundled mapping."""
+        gpu = is_gpu(DesignSpec(arch=arch, arch_yaml=arch_yaml))
+        return _shown(not gpu), _shown(gpu)
+
+    @app.callback(
+        Output("compare-mapping-box", "style"),
+        Output("compare-tiling-box", "style"),
+        Input("compare-arch", "value"),
+    )
+    def compare_mapping_control(arch):
+        gpu = is_gpu(DesignSpec(arch=arch))
+        return _shown(not gpu), _shown(gpu)
 
     @app.callback(
         Output("arch-numbers", "children"),
@@ -933,8 +1013,8 @@ def _register_sweep(app: dash.Dash, load: Callable) -> None:
             index = click["points"][0]["customdata"][0]
             row = load(source).loc[index].to_dict()
             spec = spec_from_row(row)
-            if spec.arch not in choices.architectures():
-                raise SpecError(f"architecture {spec.arch!r} is not a bundled preset")
+            if spec.arch not in choices.spatial_architectures():
+                raise SpecError(f"architecture {spec.arch!r} is not a bundled spatial preset")
             editable = {n.path for n in editable_numbers(architecture_data(spec)[0])}
         except (EinsimError, KeyError, IndexError, TypeError) as error:
             return *keep, _message(error_message(error), _ERROR)

@@ -31,15 +31,34 @@ def _bundled(folder: str) -> tuple[str, ...]:
 
 
 @functools.cache
-def architectures() -> tuple[str, ...]:
-    """Bundled spatial-array presets, e.g. ('flat_cloud', 'fusemax_cloud', 'systolic');
-    GPU presets (a top-level `gpu:` section) run on a different model and are left out."""
+def spatial_architectures() -> tuple[str, ...]:
+    """Bundled spatial-array presets, e.g. ('flat_cloud', 'fusemax_cloud', 'systolic'): the
+    YAML files of `simulator/architectures` without a top-level `gpu:` section."""
     root = resources.files("einsim.simulator").joinpath("architectures")
     return tuple(
         name
         for name in _bundled("architectures")
         if "gpu" not in (yaml.safe_load(root.joinpath(f"{name}.yaml").read_text()) or {})
     )
+
+
+@functools.cache
+def gpu_architectures() -> tuple[str, ...]:
+    """Bundled GPU presets (`simulator/gpus`, `einsim.simulator.gpu.gpu_presets`), e.g.
+    ('a100_sxm', 'h100_sxm', 'h200'), evaluated with the GPU model."""
+    from einsim.simulator.gpu import gpu_presets
+
+    return tuple(gpu_presets())
+
+
+def architectures() -> tuple[str, ...]:
+    """Every bundled preset the design page offers: spatial arrays, then GPUs."""
+    return (*spatial_architectures(), *gpu_architectures())
+
+
+def architecture_options() -> list[dict[str, str]]:
+    """The architecture dropdown's options: GPU presets labelled as such."""
+    return options(architectures(), {g: f"{g} (GPU)" for g in gpu_architectures()})
 
 
 def mappings() -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """A design point (workload + architecture + mapping) and its evaluation: pure functions.
 
 The dashboard's design page is a form over `DesignSpec`; `evaluate_design` turns one into a
-`DesignResult` through the simulator (`einsim.simulator.evaluate`), raising einsim's own
-errors, which the page shows as a message.
+`DesignResult` through the simulator (`einsim.simulator.evaluate` on a spatial array,
+`einsim.simulator.gpu.evaluate_gpu` on a GPU preset, as `einsim evaluate` dispatches),
+raising einsim's own errors, which the page shows as a message.
 """
 
 from __future__ import annotations
@@ -14,9 +15,26 @@ from dataclasses import dataclass, field
 import yaml
 
 from einsim.einsum import Cascade, EinsimError, SpecError
-from einsim.simulator import Architecture, Report, evaluate, load_architecture, load_mapping
+from einsim.simulator import (
+    Architecture,
+    GpuArchitecture,
+    Report,
+    evaluate,
+    load_architecture,
+    load_mapping,
+)
 from einsim.simulator import Mapping as SimMapping
 from einsim.simulator.architecture import architecture_from_dict
+from einsim.simulator.gpu import (
+    AttentionProblem,
+    GpuMapping,
+    evaluate_gpu,
+    gpu_architecture_from_dict,
+    gpu_presets,
+    parse_gpu_mapping,
+    problem_from_cascade,
+    useful_flops,
+)
 from einsim.simulator.spec import apply_overrides, load_yaml, parse_yaml
 from einsim.workloads import ATTENTION, MODELS, workload
 from einsim.workloads import cascade as build_cascade
@@ -25,6 +43,9 @@ from .choices import MODEL_ATTENTION
 
 #: The `arch` value of a spec whose architecture is the uploaded YAML text.
 UPLOADED = "(uploaded)"
+#: The tiling a GPU design point starts with (`GpuMapping()`: FlashAttention-2's fused
+#: kernel, Br=128, Bc=64, a 2-stage ring, 4 warps).
+DEFAULT_TILING = GpuMapping().name
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +65,11 @@ class DesignSpec:
         arch: a bundled architecture, or `UPLOADED` for `arch_yaml`.
         arch_yaml: the text of an uploaded architecture.
         overrides: (YAML path, value) changes to the architecture, e.g. ("units.2d.rows", 128).
-        mapping: a bundled mapping name.
-        searched: a mapping found by the mapper, used instead of `mapping` when given.
+        mapping: a bundled mapping name (spatial arrays).
+        tiling: the GPU tiling (`parse_gpu_mapping` text, e.g. `fused:Br=128,Bc=64,stages=2,
+            warps=4`), used when the architecture is a GPU.
+        searched: a mapping found by the mapper (a `GpuMapping` on a GPU), used instead of
+            `mapping` / `tiling` when given.
     """
 
     model: str = "bert_base"
@@ -60,25 +84,39 @@ class DesignSpec:
     arch_yaml: str | None = field(default=None, repr=False)
     overrides: tuple[tuple[str, object], ...] = ()
     mapping: str = "fusemax"
-    searched: SimMapping | None = field(default=None, repr=False)
+    tiling: str = DEFAULT_TILING
+    searched: SimMapping | GpuMapping | None = field(default=None, repr=False)
 
     def label(self) -> str:
         """A short name for legends: `fusemax_1pass / fusemax_cloud / fusemax`."""
         what = self.attention or self.algorithm
-        how = f"searched {self.searched.name}" if self.searched else self.mapping
+        if self.searched:
+            how = f"searched {self.searched.name}"
+        else:
+            how = self.tiling if is_gpu(self) else self.mapping
         return f"{what} / {self.arch} / {how}"
 
 
 @dataclass(frozen=True)
 class DesignResult:
-    """A spec with everything built from it and the simulator's report."""
+    """A spec with everything built from it and the simulator's report.
+
+    Attributes:
+        problem: on a GPU, the attention problem the GPU model costs
+            (`problem_from_cascade`); None on a spatial array.
+    """
 
     spec: DesignSpec
     cascade: Cascade
     shape: dict[str, int]
-    arch: Architecture
-    mapping: SimMapping
+    arch: Architecture | GpuArchitecture
+    mapping: SimMapping | GpuMapping
     report: Report
+    problem: AttentionProblem | None = None
+
+    @property
+    def is_gpu(self) -> bool:
+        return isinstance(self.arch, GpuArchitecture)
 
 
 def parse_assignments(text: str | None, what: str = "parameters") -> dict[str, object]:
@@ -112,12 +150,16 @@ def format_assignments(values: Mapping[str, object]) -> str:
 
 
 def architecture_data(spec: DesignSpec) -> tuple[dict, str]:
-    """The architecture's parsed YAML (before overrides) and where it came from.
+    """The architecture's parsed YAML (before overrides) and where it came from: a spatial
+    preset (`simulator/architectures/`), a GPU preset (`simulator/gpus/`: a `gpu:` section)
+    or the uploaded text.
 
     Raises:
         SpecError: an unknown preset, no uploaded text, or text that is not YAML mapping.
     """
     if spec.arch != UPLOADED:
+        if spec.arch in gpu_presets():  # as `load_architecture` looks them up: GPUs first
+            return load_yaml(spec.arch, "GPU architecture", "gpus")
         return load_yaml(spec.arch, "architecture", "architectures")
     origin = "uploaded architecture"
     if not spec.arch_yaml:
@@ -125,22 +167,35 @@ def architecture_data(spec: DesignSpec) -> tuple[dict, str]:
     return parse_yaml(spec.arch_yaml, origin), origin
 
 
-def build_architecture(spec: DesignSpec) -> Architecture:
-    """The spec's architecture with its overrides applied.
+def is_gpu(spec: DesignSpec) -> bool:
+    """Whether the spec's architecture is a GPU (its YAML has a top-level `gpu:` section);
+    False when the architecture cannot be read (building it then says why).
+
+    Example:
+        >>> is_gpu(DesignSpec(arch="h100_sxm")), is_gpu(DesignSpec(arch="fusemax_cloud"))
+        (True, False)
+    """
+    try:
+        data, _ = architecture_data(spec)
+    except EinsimError:
+        return False
+    return isinstance(data, Mapping) and "gpu" in data
+
+
+def build_architecture(spec: DesignSpec) -> Architecture | GpuArchitecture:
+    """The spec's architecture with its overrides applied: an `Architecture`, or a
+    `GpuArchitecture` for a GPU preset or an uploaded YAML with a `gpu:` section.
 
     Raises:
         SpecError: invalid YAML, unknown keys, an override path that does not exist.
     """
-    if spec.arch != UPLOADED and not spec.overrides:
-        arch = load_architecture(spec.arch)
-        if not isinstance(arch, Architecture):
-            raise SpecError(
-                f"architecture {spec.arch!r} is a GPU; the design page models spatial arrays"
-            )
-        return arch
+    if spec.arch != UPLOADED:
+        return load_architecture(spec.arch, dict(spec.overrides) or None)
     data, origin = architecture_data(spec)
     if spec.overrides:
         data = apply_overrides(data, dict(spec.overrides), origin)
+    if "gpu" in data:  # as `load_architecture` dispatches a GPU spec file
+        return gpu_architecture_from_dict(data, origin)
     return architecture_from_dict(data, origin)
 
 
@@ -174,22 +229,139 @@ def build_workload(spec: DesignSpec) -> tuple[Cascade, dict[str, int]]:
 
 
 def evaluate_design(spec: DesignSpec) -> DesignResult:
-    """Build and evaluate a design point.
+    """Build and evaluate a design point: on a spatial array with `einsim.simulator.evaluate`
+    and the bundled mapping; on a GPU with `evaluate_gpu` and the spec's tiling (what
+    `einsim evaluate --arch h100_sxm --mapping fused:...` does).
 
     Raises:
-        EinsimError: SpecError (bad input), MappingError (a mapping that does not match the
-            cascade or the architecture), InfeasibleError (nothing fits).
+        EinsimError: SpecError (bad input; on a GPU also a cascade without a GPU kernel, or a
+            malformed tiling), MappingError (a mapping that does not match the cascade or the
+            architecture), InfeasibleError (nothing fits).
 
     Example:
         >>> result = evaluate_design(DesignSpec(model="bert_base", seq_len=1024))
         >>> result.report.valid, result.shape["B"], result.shape["H"]
         (True, 64, 12)
+        >>> gpu = evaluate_design(DesignSpec(seq_len=1024, arch="h100_sxm"))
+        >>> gpu.is_gpu, gpu.mapping.name, gpu.report.per_einsum.kernel.tolist()
+        (True, 'fused:Br=128,Bc=64,stages=2,warps=4', ['attention'])
     """
     cascade, shape = build_workload(spec)
     arch = build_architecture(spec)
-    mapping = spec.searched or load_mapping(spec.mapping)
+    if isinstance(arch, GpuArchitecture):
+        problem = problem_from_cascade(cascade, shape)  # one line naming the supported ones
+        searched = spec.searched if isinstance(spec.searched, GpuMapping) else None
+        tiling = searched or parse_gpu_mapping(spec.tiling)
+        report = evaluate_gpu(cascade, arch, tiling, shape=shape)
+        return DesignResult(spec, cascade, shape, arch, tiling, report, problem)
+    searched = spec.searched if isinstance(spec.searched, SimMapping) else None
+    mapping = searched or load_mapping(spec.mapping)
     report = evaluate(cascade, arch, mapping, shape)
     return DesignResult(spec, cascade, shape, arch, mapping, report)
+
+
+def modelled_energy_pj(result: DesignResult) -> float:
+    """The energy the simulator models, in pJ; NaN on a GPU, where the report's energy is
+    only the board's power limit x time (an upper bound, not a model)."""
+    return math.nan if result.is_gpu else result.report.energy_pj
+
+
+@dataclass(frozen=True, slots=True)
+class GpuKernel:
+    """One kernel of a GPU design point, as the GPU model reports it.
+
+    Attributes:
+        bound: "memory" when its HBM time exceeds its compute time, else "compute".
+        occupancy: CTAs resident per SM (0: a kernel the model does not tile, e.g. softmax).
+        waves: rounds of CTAs over all SMs.
+    """
+
+    kernel: str
+    einsums: str
+    unit: str
+    latency_s: float
+    cycles: float
+    compute_cycles: float
+    memory_cycles: float
+    bound: str
+    occupancy: int
+    waves: int
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSummary:
+    """The headline numbers of a GPU design point.
+
+    Attributes:
+        useful_flops: FLOPs of the kept (key, query) pairs (`useful_flops`: QK and PV).
+        achieved_flops_per_s: useful_flops / latency (FlashAttention-2's TFLOP/s convention).
+        bound: the bound of the kernel that takes the most time (named when there are more).
+        board_energy_pj: the board's power limit x time (an upper bound; 0 without one).
+    """
+
+    latency_s: float
+    cycles: float
+    useful_flops: float
+    achieved_flops_per_s: float
+    hbm_bytes: float
+    bound: str
+    board_energy_pj: float
+    kernels: tuple[GpuKernel, ...]
+
+
+def gpu_summary(result: DesignResult) -> GpuSummary:
+    """Latency, achieved FLOP/s, bound, HBM traffic and the per-kernel numbers of a GPU
+    design point, read from its report (nothing is re-modelled here).
+
+    Raises:
+        SpecError: a result that is not on a GPU.
+
+    Example:
+        >>> s = gpu_summary(evaluate_design(DesignSpec(seq_len=1024, arch="h100_sxm")))
+        >>> [k.kernel for k in s.kernels], s.bound in ("compute", "memory")
+        (['attention'], True)
+    """
+    if not result.is_gpu or result.problem is None:
+        raise SpecError(f"{result.spec.arch!r} is not a GPU: no GPU summary")
+    report = result.report
+    clock_hz = result.arch.clock_hz
+    per_kernel = report.per_einsum.set_index("kernel")
+    kernels = []
+    for numbers in report.kernels:
+        name = numbers["kernel"]
+        row = per_kernel.loc[name]
+        compute, memory = float(numbers["compute_cycles"]), float(numbers["memory_cycles"])
+        factors = report.factors.get(name, {})
+        kernels.append(
+            GpuKernel(
+                kernel=name,
+                einsums=str(row.einsum),
+                unit=str(row.unit),
+                latency_s=float(row.cycles) / clock_hz,
+                cycles=float(row.cycles),
+                compute_cycles=compute,
+                memory_cycles=memory,
+                bound="memory" if memory > compute else "compute",
+                occupancy=int(factors.get("occupancy", 0)),
+                waves=int(factors.get("waves", 0)),
+            )
+        )
+    longest = max(kernels, key=lambda k: k.cycles)
+    bound = longest.bound
+    if len(kernels) > 1:
+        share = longest.cycles / report.cycles if report.cycles else math.nan
+        bound = f"{bound} ({longest.kernel} kernel, {share:.0%} of the time)"
+    flops = useful_flops(result.problem)
+    return GpuSummary(
+        latency_s=report.latency_s,
+        cycles=report.cycles,
+        useful_flops=flops,
+        achieved_flops_per_s=flops / report.latency_s if report.latency_s else math.nan,
+        hbm_bytes=report.dram_bytes,
+        bound=bound,
+        board_energy_pj=report.energy_pj,
+        kernels=tuple(kernels),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +370,8 @@ class Comparison:
 
     Attributes:
         speedup: latency of B / latency of A (above 1: A is faster).
-        energy_ratio: energy of A / energy of B (below 1: A spends less).
+        energy_ratio: energy of A / energy of B (below 1: A spends less); NaN when either
+            side is a GPU (energy is not modelled there), as are that side's energy_*_pj.
     """
 
     a: str
@@ -212,20 +385,21 @@ class Comparison:
 
 
 def compare(a: DesignResult, b: DesignResult) -> Comparison:
-    """A's speedup over B and A's energy as a fraction of B's.
+    """A's speedup over B and A's energy as a fraction of B's (NaN with a GPU on a side).
 
     Example: FuseMax vs FLAT on BERT at 1K tokens is about 5x faster at ~80% of the energy.
     """
     ra, rb = a.report, b.report
+    energy_a, energy_b = modelled_energy_pj(a), modelled_energy_pj(b)
     return Comparison(
         a=a.spec.label(),
         b=b.spec.label(),
         latency_a_s=ra.latency_s,
         latency_b_s=rb.latency_s,
-        energy_a_pj=ra.energy_pj,
-        energy_b_pj=rb.energy_pj,
+        energy_a_pj=energy_a,
+        energy_b_pj=energy_b,
         speedup=rb.latency_s / ra.latency_s if ra.latency_s else math.nan,
-        energy_ratio=ra.energy_pj / rb.energy_pj if rb.energy_pj else math.nan,
+        energy_ratio=energy_a / energy_b if energy_b else math.nan,
     )
 
 
@@ -238,15 +412,41 @@ class ArchNumber:
     value: float
 
 
+#: The numbers of a GPU's `gpu:` section the page offers (the rest stay reachable as
+#: "more overrides", e.g. `gpu.max_ctas_per_sm=16`), with their labels.
+GPU_NUMBERS: tuple[tuple[str, str], ...] = (
+    ("sms", "SMs"),
+    ("clock_hz", "SM clock (Hz)"),
+    ("hbm_bytes_per_s", "HBM bandwidth (B/s)"),
+    ("l2_bytes", "L2 capacity (B)"),
+    ("l2_bytes_per_clock_per_sm", "L2 bandwidth (B/clock/SM)"),
+    ("smem_per_sm_bytes", "shared memory per SM (B)"),
+    ("smem_per_block_bytes", "shared memory per CTA (B)"),
+    ("smem_bytes_per_clock_per_sm", "shared memory bandwidth (B/clock/SM)"),
+    ("registers_per_sm", "registers per SM"),
+    ("max_warps_per_sm", "warps per SM"),
+    ("tensor_flops_per_clock_per_sm.bf16", "tensor bf16 (FLOP/clock/SM)"),
+    ("tensor_flops_per_clock_per_sm.fp16", "tensor fp16 (FLOP/clock/SM)"),
+    ("cuda_core_flops_per_clock_per_sm.fp32", "CUDA-core fp32 (FLOP/clock/SM)"),
+    ("sfu_ops_per_clock_per_sm", "SFU exp (ops/clock/SM)"),
+)
+
+
 def editable_numbers(data: Mapping) -> list[ArchNumber]:
     """The key numbers of an architecture's YAML: clock, each unit's array size, each
-    level's capacity and bandwidth, as override paths (`units.2d.rows`, `levels.GB...`).
+    level's capacity and bandwidth, as override paths (`units.2d.rows`, `levels.GB...`);
+    for a GPU, the `GPU_NUMBERS` of its `gpu:` section (`gpu.sms`, `gpu.clock_hz`, ...).
 
     Example:
         >>> data, _ = load_yaml("fusemax_cloud", "architecture", "architectures")
         >>> [n.path for n in editable_numbers(data)][:3]
         ['clock_hz', 'units.2d.rows', 'units.2d.cols']
+        >>> data, _ = load_yaml("h100_sxm", "GPU architecture", "gpus")
+        >>> [(n.path, n.value) for n in editable_numbers(data)][:2]
+        [('gpu.sms', 132.0), ('gpu.clock_hz', 1830000000.0)]
     """
+    if isinstance(data.get("gpu"), Mapping):
+        return _gpu_numbers(data["gpu"])
     out = []
     if _is_number(data.get("clock_hz")):
         out.append(ArchNumber("clock_hz", "clock (Hz)", float(data["clock_hz"])))
@@ -272,6 +472,17 @@ def editable_numbers(data: Mapping) -> list[ArchNumber]:
                         float(level[key]),
                     )
                 )
+    return out
+
+
+def _gpu_numbers(gpu: Mapping) -> list[ArchNumber]:
+    out = []
+    for key, label in GPU_NUMBERS:
+        node: object = gpu
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if _is_number(node):
+            out.append(ArchNumber(f"gpu.{key}", label, float(node)))  # type: ignore[arg-type]
     return out
 
 

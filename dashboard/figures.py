@@ -13,9 +13,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from einsim.einsum import Cascade, Op, op_counts, pass_analysis
-from einsim.simulator import Architecture, Report
+from einsim.simulator import Architecture, GpuArchitecture, Report
 
-from .design import Comparison, DesignResult
+from .design import Comparison, DesignResult, gpu_summary
 from .schedule import DRAIN_ROW, MEMORY_ROW
 
 #: Colours of compute units and of the other rows (stable across figures).
@@ -58,6 +58,107 @@ def metrics(report: Report) -> dict[str, str]:
     }
     out |= {f"utilization {u}": f"{v:.1%}" for u, v in report.utilization.items()}
     return out
+
+
+def metric_values(result: DesignResult) -> dict[str, tuple[str, object]]:
+    """The result panel's headline numbers: name -> (display text, exact value). On a
+    spatial array `metrics`; on a GPU latency, achieved TFLOP/s, bound, HBM traffic,
+    cycles, occupancy, waves and utilization, with energy not available.
+
+    Example:
+        >>> from einsim.dashboard.design import DesignSpec, evaluate_design
+        >>> result = evaluate_design(DesignSpec(seq_len=1024, arch="h100_sxm"))
+        >>> shown = metric_values(result)
+        >>> shown["latency"][1] == result.report.latency_s, shown["energy"]
+        (True, ('not modelled on a GPU', nan))
+    """
+    report = result.report
+    if not result.is_gpu:
+        exact = {
+            "latency": report.latency_s,
+            "energy": report.energy_pj,
+            "DRAM traffic": report.dram_bytes,
+            "cycles": report.cycles,
+        } | {f"utilization {u}": v for u, v in report.utilization.items()}
+        return {key: (text, exact[key]) for key, text in metrics(report).items()}
+    summary = gpu_summary(result)
+    tiled = [k for k in summary.kernels if k.occupancy > 0]
+    if len(summary.kernels) == 1:
+        occupancy = f"{tiled[0].occupancy} CTAs per SM" if tiled else "0 (does not fit)"
+        waves = f"{summary.kernels[0].waves:,}"
+    else:
+        occupancy = ", ".join(f"{k.kernel} {k.occupancy}" for k in tiled) + " CTAs per SM"
+        waves = ", ".join(f"{k.kernel} {k.waves:,}" for k in tiled)
+    out = {
+        "latency": (format_seconds(summary.latency_s), summary.latency_s),
+        "achieved TFLOP/s": (
+            f"{summary.achieved_flops_per_s / 1e12:.4g}",
+            summary.achieved_flops_per_s / 1e12,
+        ),
+        "bound": (summary.bound, summary.bound),
+        "HBM traffic": (format_bytes(summary.hbm_bytes), summary.hbm_bytes),
+        "cycles": (f"{summary.cycles:,.0f}", summary.cycles),
+        "occupancy": (occupancy, {k.kernel: k.occupancy for k in summary.kernels}),
+        "waves": (waves, {k.kernel: k.waves for k in summary.kernels}),
+    }
+    out |= {f"utilization {u}": (f"{v:.1%}", v) for u, v in report.utilization.items()}
+    out["energy"] = ("not modelled on a GPU", math.nan)
+    return out
+
+
+def gpu_kernel_rows(result: DesignResult) -> list[dict[str, str]]:
+    """The per-kernel table of a GPU design point: time, compute and memory cycles, bound,
+    occupancy and waves of each kernel (`gpu_summary`).
+
+    Example:
+        >>> from einsim.dashboard.design import DesignSpec, evaluate_design
+        >>> spec = DesignSpec(seq_len=1024, arch="h100_sxm", tiling="unfused:Br=64,Bc=64")
+        >>> rows = gpu_kernel_rows(evaluate_design(spec))  # softmax reads S three times
+        >>> [r["kernel"] for r in rows], rows[1]["bound"]
+        (['qk', 'softmax', 'av'], 'memory')
+    """
+    return [
+        {
+            "kernel": k.kernel,
+            "einsums": k.einsums or "-",
+            "unit": k.unit,
+            "time": format_seconds(k.latency_s),
+            "cycles": f"{k.cycles:,.0f}",
+            "compute cycles": f"{k.compute_cycles:,.0f}",
+            "memory cycles": f"{k.memory_cycles:,.0f}",
+            "bound": k.bound,
+            "CTAs per SM": f"{k.occupancy}" if k.occupancy else "-",
+            "waves": f"{k.waves:,}" if k.waves else "-",
+        }
+        for k in gpu_summary(result).kernels
+    ]
+
+
+def gpu_kernel_figure(result: DesignResult) -> go.Figure:
+    """Per GPU kernel: its time in cycles beside its compute and its HBM (memory) time; the
+    larger of the two is what bounds it."""
+    kernels = gpu_summary(result).kernels
+    names = [k.kernel for k in kernels]
+    fig = go.Figure()
+    for label, values, colour in (
+        ("time", [k.cycles for k in kernels], "#1f77b4"),
+        ("compute", [k.compute_cycles for k in kernels], "#2ca02c"),
+        ("memory (HBM)", [k.memory_cycles for k in kernels], "#7f7f7f"),
+    ):
+        fig.add_bar(
+            x=names,
+            y=values,
+            name=label,
+            marker_color=colour,
+            hovertemplate=f"%{{x}}: {label} %{{y:,.0f}} cycles<extra></extra>",
+        )
+    return _layout(
+        fig,
+        f"Per-kernel time on {result.arch.name} (cycles at {result.arch.clock_hz / 1e9:.3g} GHz)",
+        barmode="group",
+        yaxis={"title": "cycles", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.2},
+    )
 
 
 def einsum_rows(report: Report) -> list[dict[str, str]]:
@@ -200,25 +301,44 @@ def gantt_figure(bars, colours: dict[str, str] | None = None) -> go.Figure:
 
 
 def roofline_figure(
-    points: list[tuple[str, DesignResult]], arch: Architecture | None = None
+    points: list[tuple[str, DesignResult]], arch: Architecture | GpuArchitecture | None = None
 ) -> go.Figure:
     """A roofline (ops/s vs ops per DRAM byte, log-log) with each design point on it.
 
     Roofs: each unit's peak (lanes x clock, one op per PE-cycle), all units together, and
-    DRAM bandwidth x intensity; the first point's architecture draws them.
+    DRAM bandwidth x intensity; the first point's architecture draws them. On a GPU: the
+    tensor-core peak and HBM bandwidth, points at useful FLOPs (`gpu_summary`). Points on
+    the other kind of target (a GPU beside a spatial array) are left out, as the title says.
     """
     fig = go.Figure()
     if not points:
         return _layout(fig, "Roofline")
     arch = arch or points[0][1].arch
-    clock = arch.clock_hz
-    bandwidth = arch.levels[0].bandwidth_bytes_per_cycle * clock
-    peaks = {u.name: u.lanes * clock for u in arch.units}
-    total_peak = sum(peaks.values())
+    gpu = isinstance(arch, GpuArchitecture)
+    drawn = [(n, r) for n, r in points if r.is_gpu == gpu]
+    left_out = [n for n, r in points if r.is_gpu != gpu]
+    if gpu:
+        dtype = drawn[0][1].problem.dtype if drawn and drawn[0][1].problem else "bf16"
+        bandwidth = arch.hbm_bytes_per_s
+        peaks = {f"tensor cores ({dtype})": arch.mma_flops_per_s(dtype)}
+        total_peak = sum(peaks.values())
+        roof_name = f"roof: tensor cores, HBM {bandwidth / 1e9:.4g} GB/s"
+        work = "FLOPs"
+    else:
+        clock = arch.clock_hz
+        bandwidth = arch.levels[0].bandwidth_bytes_per_cycle * clock
+        peaks = {u.name: u.lanes * clock for u in arch.units}
+        total_peak = sum(peaks.values())
+        roof_name = f"roof: all units, DRAM {bandwidth / 1e9:.4g} GB/s"
+        work = "ops"
     intensities = []
-    for name, result in points:
-        ops = float(result.report.per_einsum.ops.sum())
-        moved = result.report.dram_bytes or math.nan
+    for name, result in drawn:
+        if gpu:
+            summary = gpu_summary(result)
+            ops, moved = summary.useful_flops, summary.hbm_bytes or math.nan
+        else:
+            ops = float(result.report.per_einsum.ops.sum())
+            moved = result.report.dram_bytes or math.nan
         x, y = ops / moved, ops / result.report.latency_s
         intensities.append(x)
         fig.add_scatter(
@@ -229,7 +349,7 @@ def roofline_figure(
             textposition="top center",
             marker={"size": 14},
             name=name,
-            hovertemplate=f"{name}: %{{x:.3g}} ops/B, %{{y:.3g}} ops/s<extra></extra>",
+            hovertemplate=f"{name}: %{{x:.3g}} {work}/B, %{{y:.3g}} {work}/s<extra></extra>",
         )
     finite = [i for i in intensities if math.isfinite(i) and i > 0] or [1.0]
     ridge = total_peak / bandwidth
@@ -239,18 +359,22 @@ def roofline_figure(
         x=xs,
         y=[min(total_peak, bandwidth * x) for x in xs],
         mode="lines",
-        name=f"roof: all units, DRAM {bandwidth / 1e9:.4g} GB/s",
+        name=roof_name,
         line={"color": "black"},
     )
-    for unit, peak in peaks.items():
+    for peak_name, peak in peaks.items():
         fig.add_scatter(
-            x=[lo, hi], y=[peak, peak], mode="lines", line={"dash": "dot"}, name=f"peak {unit}"
+            x=[lo, hi], y=[peak, peak], mode="lines", line={"dash": "dot"}, name=f"peak {peak_name}"
         )
+    title = f"Roofline of {arch.name}" if gpu else "Roofline"
+    if left_out:
+        other = "a spatial array" if gpu else "a GPU"
+        title += f" ({', '.join(left_out)} on {other}: not drawn)"
     return _layout(
         fig,
-        "Roofline",
-        xaxis={"type": "log", "title": "operational intensity (ops / DRAM byte)"},
-        yaxis={"type": "log", "title": "performance (ops / s)"},
+        title,
+        xaxis={"type": "log", "title": f"operational intensity ({work} / DRAM byte)"},
+        yaxis={"type": "log", "title": f"performance ({work} / s)"},
     )
 
 
@@ -289,35 +413,14 @@ def graph_layout(cascade: Cascade) -> dict[str, tuple[float, float]]:
 def graph_figure(result: DesignResult) -> go.Figure:
     """The cascade's dependency graph: nodes coloured by bound unit, sized by time share."""
     cascade, report = result.cascade, result.report
+    if result.is_gpu:
+        return _gpu_graph_figure(result)
     table = report.per_einsum.drop_duplicates("einsum").set_index("einsum")
     units = [u.name for u in result.arch.units]
     colours = unit_colours(units)
     total = float(table.cycles.sum()) or 1.0
     pos = graph_layout(cascade)
-    graph: nx.DiGraph = cascade.graph
-    fig = go.Figure()
-    for src, dst in graph.edges:
-        if src == dst or src not in pos or dst not in pos:
-            continue
-        (x0, y0), (x1, y1) = pos[src], pos[dst]
-        back = x1 <= x0
-        fig.add_annotation(
-            x=x1,
-            y=y1,
-            ax=x0,
-            ay=y0,
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            showarrow=True,
-            arrowhead=2,
-            arrowsize=1,
-            arrowwidth=1,
-            arrowcolor="#d62728" if back else "#888888",
-            opacity=0.7,
-            standoff=12,
-        )
+    fig = _edges_figure(cascade, pos)
     counts = op_counts(cascade, {r: v for r, v in result.shape.items() if r in cascade.ranks})
     groups: dict[str, list[str]] = {}
     for name in pos:
@@ -357,14 +460,97 @@ def graph_figure(result: DesignResult) -> go.Figure:
     )
 
 
+def _edges_figure(cascade: Cascade, pos: dict[str, tuple[float, float]]) -> go.Figure:
+    """A figure with the cascade's reads drawn as arrows (red: loop-carried)."""
+    graph: nx.DiGraph = cascade.graph
+    fig = go.Figure()
+    for src, dst in graph.edges:
+        if src == dst or src not in pos or dst not in pos:
+            continue
+        (x0, y0), (x1, y1) = pos[src], pos[dst]
+        back = x1 <= x0
+        fig.add_annotation(
+            x=x1,
+            y=y1,
+            ax=x0,
+            ay=y0,
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=2,
+            arrowsize=1,
+            arrowwidth=1,
+            arrowcolor="#d62728" if back else "#888888",
+            opacity=0.7,
+            standoff=12,
+        )
+    return fig
+
+
+def _gpu_graph_figure(result: DesignResult) -> go.Figure:
+    """The cascade's dependency graph on a GPU: nodes coloured by the kernel that runs them
+    (one fused kernel, or the unfused QK / softmax / AV kernels)."""
+    cascade = result.cascade
+    pos = graph_layout(cascade)
+    kernel_of = {}
+    for row in result.report.per_einsum.itertuples():
+        for name in str(row.einsum).split(", "):
+            kernel_of.setdefault(name, (row.kernel, row.unit))
+    fig = _edges_figure(cascade, pos)
+    colours = unit_colours(list(dict.fromkeys(k for k, _ in kernel_of.values())))
+    groups: dict[str, list[str]] = {}
+    for name in pos:
+        inside = kernel_of.get(name, ("(none)", ""))[0]
+        key = "input" if name in cascade.input_names else inside
+        groups.setdefault(key, []).append(name)
+    for key, names in groups.items():
+        hover = [
+            f"{n}: input"
+            if key == "input"
+            else f"{n}: in kernel {key} ({kernel_of.get(n, ('', '-'))[1]})"
+            for n in names
+        ]
+        fig.add_scatter(
+            x=[pos[n][0] for n in names],
+            y=[pos[n][1] for n in names],
+            mode="markers+text",
+            text=names,
+            textposition="middle center",
+            name=key if key in ("input", "(none)") else f"kernel {key}",
+            marker={
+                "size": 34,
+                "color": colours.get(key, "#999999"),
+                "line": {"width": 1, "color": "white"},
+            },
+            hovertext=hover,
+            hoverinfo="text",
+        )
+    return _layout(
+        fig,
+        f"Cascade {cascade.name or ''} on {result.arch.name}: dependency graph (colour = the "
+        "GPU kernel that runs it; red = loop-carried)",
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        height=520,
+    )
+
+
 def _op_name(op: Op) -> str:
     return op.value if isinstance(op, Op) else str(op)
 
 
 def comparison_figure(a: DesignResult, b: DesignResult, comparison: Comparison) -> go.Figure:
-    """Latency and energy of two design points side by side, normalized to B."""
-    metrics_ = ("latency", "energy")
-    values_a = (a.report.latency_s / b.report.latency_s, a.report.energy_pj / b.report.energy_pj)
+    """Latency and energy of two design points side by side, normalized to B (latency only
+    when a side is a GPU: energy is not modelled there)."""
+    metrics_: tuple[str, ...] = ("latency",)
+    values_a: tuple[float, ...] = (comparison.latency_a_s / comparison.latency_b_s,)
+    energy_known = math.isfinite(comparison.energy_ratio)
+    if energy_known:
+        metrics_ += ("energy",)
+        values_a += (comparison.energy_a_pj / comparison.energy_b_pj,)
+    ones = (1.0,) * len(metrics_)
     fig = go.Figure(
         [
             go.Bar(
@@ -373,12 +559,17 @@ def comparison_figure(a: DesignResult, b: DesignResult, comparison: Comparison) 
                 name=f"A: {comparison.a}",
                 text=[f"{v:.3g}" for v in values_a],
             ),
-            go.Bar(x=metrics_, y=(1.0, 1.0), name=f"B: {comparison.b}", text=["1", "1"]),
+            go.Bar(x=metrics_, y=ones, name=f"B: {comparison.b}", text=["1"] * len(metrics_)),
         ]
+    )
+    energy = (
+        f"{comparison.energy_ratio:.1%} of the energy"
+        if energy_known
+        else "energy not modelled on a GPU"
     )
     return _layout(
         fig,
-        f"A vs B: {comparison.speedup:.3g}x faster, {comparison.energy_ratio:.1%} of the energy",
+        f"A vs B: {comparison.speedup:.3g}x faster, {energy}",
         barmode="group",
         yaxis={"title": "relative to B"},
         legend={"orientation": "h", "y": -0.2},

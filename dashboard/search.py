@@ -1,6 +1,7 @@
 """Mapping searches run off the request thread, so the page never blocks.
 
-`SearchJobs` starts `einsim.mapper.search` in a daemon thread per request and answers
+`SearchJobs` starts `einsim.mapper.search` in a daemon thread per request (on a GPU preset
+it searches the grid of GPU tilings, `mapper.gpu.search_gpu`) and answers
 polls with a `JobStatus`; the page polls it with a `dcc.Interval` and shows the elapsed
 time and the share of the budget costed so far (the mapper's `progress` callback) until
 the result arrives. One `SearchJobs` lives in each app
@@ -111,6 +112,9 @@ def describe(status: JobStatus) -> str:
     if status.state == "failed":
         return f"search failed ({what}): {status.message}"
     result = status.result
+    strategy = getattr(result, "strategy", r.strategy)  # a GPU's tilings: "grid" or "sample"
+    if strategy != r.strategy:
+        what = f"{strategy} of GPU tilings, {r.objective}, budget {r.budget:,}"
     evaluated = getattr(result, "evaluated", None)
     counted = f", {evaluated:,} candidates costed" if evaluated is not None else ""
     return f"found ({what}) in {status.elapsed_s:.1f} s{counted}"

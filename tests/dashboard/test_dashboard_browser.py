@@ -156,6 +156,66 @@ def test_design_page_follows_model_and_sequence_length(page, url, screenshots):
     page.screenshot(path=screenshots / "design.png", full_page=True)
 
 
+def test_design_page_on_a_gpu_preset(page, url, screenshots):
+    from einsim.dashboard.design import DEFAULT_TILING, gpu_summary
+    from einsim.simulator.gpu import evaluate_gpu, load_gpu_architecture, parse_gpu_mapping
+
+    page.goto(url)
+    type_number(page, "seq-len", 2048)
+    wait_for_title(page, "#metric-latency", direct("bert_base", 2048).latency_s)
+    assert not page.is_visible("#gpu-tiling")
+    w = workload("bert_base", "fusemax_1pass", 2048)
+    shape = {**w.sizes, **dict(w.outer)}
+
+    def gpu(tiling, **overrides):
+        arch = load_gpu_architecture("h100_sxm", overrides or None)
+        return evaluate_gpu(w.cascade, arch, parse_gpu_mapping(tiling), shape=shape)
+
+    # Choosing the H100: the mapping becomes a tiling (prefilled), the numbers the GPU's.
+    choose(page, "arch", "h100_sxm")
+    page.wait_for_selector("#gpu-tiling", state="visible", timeout=TIMEOUT_MS)
+    assert page.input_value("#gpu-tiling") == DEFAULT_TILING
+    assert not page.is_visible("#mapping")
+    expected = gpu(DEFAULT_TILING)
+    wait_for_title(page, "#metric-latency", expected.latency_s, rtol=1e-12)
+    result = evaluate_design(DesignSpec(seq_len=2048, arch="h100_sxm"))
+    summary = gpu_summary(result)
+    np.testing.assert_allclose(
+        float(page.get_attribute("#metric-achieved-tflop-s", "title")),
+        summary.achieved_flops_per_s / 1e12,
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        float(page.get_attribute("#metric-hbm-traffic", "title")), expected.dram_bytes, rtol=1e-12
+    )
+    assert page.get_attribute("#metric-bound", "title") == summary.bound
+    occupancy = expected.factors["attention"]["occupancy"]
+    assert page.inner_text("#metric-occupancy") == f"{occupancy} CTAs per SM"
+    assert page.get_attribute("#metric-energy", "title") == "nan"
+    assert page.input_value('[id*="gpu.sms"]') == str(load_gpu_architecture("h100_sxm").sms)
+    # Compared with B (FLAT on its spatial array): latency only, energy not available.
+    flat = direct("bert_base", 2048, **FLAT)
+    wait_for_title(page, "#speedup", flat.latency_s / expected.latency_s)
+    assert page.inner_text("#energy-ratio").startswith("n/a")
+    page.screenshot(path=screenshots / "design_gpu.png", full_page=True)
+
+    # An edited GPU number and another tiling reach the GPU model.
+    page.fill('[id*="gpu.sms"]', "66")
+    page.press('[id*="gpu.sms"]', "Enter")
+    unfused = "unfused:Br=64,Bc=64,stages=2,warps=4"
+    page.fill("#gpu-tiling", unfused)
+    page.press("#gpu-tiling", "Enter")
+    wait_for_title(page, "#metric-latency", gpu(unfused, **{"gpu.sms": 66}).latency_s)
+    kernels = page.inner_text("#gpu-kernels-table")
+    assert all(k in kernels for k in ("qk", "softmax", "av"))
+
+    # A cascade the GPU kernels do not implement: the usual one-line message.
+    choose(page, "attention", "linear")
+    page.wait_for_selector("#design-error >> text=no GPU kernel", timeout=TIMEOUT_MS)
+    assert "cascade 'linear'" in page.inner_text("#design-error")
+    assert len(page.inner_text("#design-error").strip().splitlines()) == 1
+
+
 def test_bad_input_shows_a_message_and_the_server_lives_on(page, url, screenshots):
     page.goto(url)
     page.wait_for_selector("#metric-latency", timeout=TIMEOUT_MS)

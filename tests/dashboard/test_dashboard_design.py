@@ -11,6 +11,7 @@ import einsim.dashboard
 from einsim import InfeasibleError, MappingError, SpecError
 from einsim.dashboard import choices
 from einsim.dashboard.design import (
+    DEFAULT_TILING,
     UPLOADED,
     DesignSpec,
     architecture_data,
@@ -21,10 +22,22 @@ from einsim.dashboard.design import (
     error_message,
     evaluate_design,
     format_assignments,
+    gpu_summary,
+    is_gpu,
     parse_assignments,
 )
 from einsim.simulator import Architecture, evaluate, load_architecture, load_mapping
+from einsim.simulator.gpu import (
+    GpuMapping,
+    evaluate_gpu,
+    gpu_presets,
+    load_gpu_architecture,
+    parse_gpu_mapping,
+    problem_from_cascade,
+    useful_flops,
+)
 from einsim.workloads import ATTENTION, KERNELS, MODELS, workload
+from einsim.workloads import cascade as build_cascade
 
 FLAT = dict(algorithm="stable_3pass", arch="flat_cloud", mapping="flat")
 
@@ -153,11 +166,160 @@ def test_fusemax_vs_flat_comparison():
 def test_choices_come_from_the_registries():
     assert choices.cascades() == (*ATTENTION, *KERNELS)
     assert choices.models() == tuple(MODELS)
-    assert {"fusemax_cloud", "flat_cloud", "systolic"} <= set(choices.architectures())
-    for name in choices.architectures():  # every offered preset builds as a spatial array
+    assert {"fusemax_cloud", "flat_cloud", "systolic"} <= set(choices.spatial_architectures())
+    assert choices.gpu_architectures() == tuple(gpu_presets())
+    assert choices.architectures() == (
+        *choices.spatial_architectures(),
+        *choices.gpu_architectures(),
+    )
+    for name in choices.spatial_architectures():  # every spatial preset builds as one
         assert isinstance(build_architecture(DesignSpec(arch=name)), Architecture)
+        assert not is_gpu(DesignSpec(arch=name))
+    for name in choices.gpu_architectures():  # every GPU preset is the GPU model's
+        assert build_architecture(DesignSpec(arch=name)) == load_gpu_architecture(name)
+        assert is_gpu(DesignSpec(arch=name))
+    labels = {o["value"]: o["label"] for o in choices.architecture_options()}
+    assert labels["h100_sxm"] == "h100_sxm (GPU)" and labels["flat_cloud"] == "flat_cloud"
     assert {"fusemax", "flat", "unfused"} <= set(choices.mappings())
     for mapping, cascade in choices.mapping_cascades().items():
         assert load_mapping(mapping).cascade == cascade
     assert choices.default_mapping("fusemax_1pass") == "fusemax"
     assert choices.default_mapping("no such cascade") is None
+
+
+# ------------------------------------------------------------------------------ GPU presets
+
+TILINGS = (
+    DEFAULT_TILING,
+    "fused:Br=64,Bc=32,stages=1,warps=2,split=4",
+    "unfused:Br=64,Bc=64,stages=2,warps=4",
+)
+
+
+def _gpu_reference(arch, tiling, cascade_, shape):
+    """The GPU model called directly, as `einsim evaluate --arch GPU --mapping TILING` does."""
+    return evaluate_gpu(
+        cascade_, load_gpu_architecture(arch), parse_gpu_mapping(tiling), shape=shape
+    )
+
+
+@pytest.mark.parametrize("arch", gpu_presets())
+@pytest.mark.parametrize("tiling", TILINGS)
+@pytest.mark.parametrize("algorithm", ["fusemax_1pass", "stable_3pass"])
+def test_gpu_design_is_the_gpu_model(arch, tiling, algorithm):
+    w = workload("bert_base", algorithm, 2048)
+    shape = {**w.sizes, **dict(w.outer)}
+    expected = _gpu_reference(arch, tiling, w.cascade, shape)
+    got = evaluate_design(DesignSpec(seq_len=2048, algorithm=algorithm, arch=arch, tiling=tiling))
+    assert got.is_gpu and got.mapping == parse_gpu_mapping(tiling)
+    np.testing.assert_allclose(
+        [got.report.latency_s, got.report.cycles, got.report.dram_bytes],
+        [expected.latency_s, expected.cycles, expected.dram_bytes],
+        rtol=1e-12,
+    )
+    assert got.report.valid == expected.valid and got.report.reasons == expected.reasons
+    assert got.report.utilization == pytest.approx(expected.utilization, rel=1e-12)
+
+
+def test_a_registered_variant_on_a_gpu():
+    spec = DesignSpec(seq_len=4096, attention="causal", arch="h200")
+    got = evaluate_design(spec)
+    model = MODELS["bert_base"]
+    shape = {"B": model.batch, "H": model.H, "E": model.E, "F": model.E, "M": 4096, "P": 4096}
+    expected = _gpu_reference("h200", DEFAULT_TILING, build_cascade("causal"), shape)
+    np.testing.assert_allclose(got.report.latency_s, expected.latency_s, rtol=1e-12)
+    assert got.problem == problem_from_cascade(build_cascade("causal"), shape)
+
+
+def test_gpu_summary_reads_the_report():
+    result = evaluate_design(
+        DesignSpec(seq_len=2048, arch="h100_sxm", tiling="unfused:Br=64,Bc=64,warps=4")
+    )
+    report, summary = result.report, gpu_summary(result)
+    w = workload("bert_base", "fusemax_1pass", 2048)
+    flops = useful_flops(problem_from_cascade(w.cascade, {**w.sizes, **dict(w.outer)}))
+    # FlashAttention-2's count: 2 (E + F) FLOPs per (key, query) pair per head.
+    assert flops == 2 * (64 + 64) * 2048 * 2048 * 64 * 12
+    np.testing.assert_allclose(summary.achieved_flops_per_s, flops / report.latency_s)
+    assert summary.hbm_bytes == report.dram_bytes and summary.latency_s == report.latency_s
+    assert [k.kernel for k in summary.kernels] == report.per_einsum.kernel.tolist()
+    for kernel, numbers in zip(summary.kernels, report.kernels, strict=True):
+        memory_bound = numbers["memory_cycles"] > numbers["compute_cycles"]
+        assert kernel.bound == ("memory" if memory_bound else "compute")
+        assert kernel.occupancy == report.factors[kernel.kernel]["occupancy"]
+        assert kernel.waves == report.factors[kernel.kernel]["waves"]
+    np.testing.assert_allclose(sum(k.cycles for k in summary.kernels), report.cycles)
+    longest = max(summary.kernels, key=lambda k: k.cycles)
+    assert summary.bound.startswith(f"{longest.bound} ({longest.kernel} kernel, ")
+
+
+def test_gpu_numbers_are_editable_and_reach_the_model():
+    data, _ = architecture_data(DesignSpec(arch="h100_sxm"))
+    numbers = editable_numbers(data)
+    paths = [n.path for n in numbers]
+    assert paths[:3] == ["gpu.sms", "gpu.clock_hz", "gpu.hbm_bytes_per_s"]
+    assert "gpu.tensor_flops_per_clock_per_sm.bf16" in paths
+    values = {n.path: n.value for n in numbers}
+    assert values["gpu.sms"] == load_gpu_architecture("h100_sxm").sms
+    edited = values | {"gpu.sms": 66.0, "gpu.hbm_bytes_per_s": 2e12}
+    overrides = changed_overrides(numbers, edited)
+    assert overrides == (("gpu.sms", 66), ("gpu.hbm_bytes_per_s", 2000000000000))
+    spec = DesignSpec(seq_len=2048, arch="h100_sxm", overrides=overrides)
+    expected_arch = load_gpu_architecture("h100_sxm", dict(overrides))
+    assert build_architecture(spec) == expected_arch and expected_arch.sms == 66
+    w = workload("bert_base", "fusemax_1pass", 2048)
+    expected = evaluate_gpu(
+        w.cascade, expected_arch, GpuMapping(), shape={**w.sizes, **dict(w.outer)}
+    )
+    np.testing.assert_allclose(evaluate_design(spec).report.latency_s, expected.latency_s)
+
+
+def test_an_uploaded_gpu_yaml_is_the_preset():
+    data, _ = architecture_data(DesignSpec(arch="h100_sxm"))
+    import yaml
+
+    spec = DesignSpec(arch=UPLOADED, arch_yaml=yaml.safe_dump(data, sort_keys=False))
+    assert is_gpu(spec)
+    assert build_architecture(spec) == load_gpu_architecture("h100_sxm")
+    with_sms = DesignSpec(arch=UPLOADED, arch_yaml=spec.arch_yaml, overrides=(("gpu.sms", 100),))
+    assert build_architecture(with_sms).sms == 100
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        (DesignSpec(phase="decode", model="llama3_8b", arch="h100_sxm"), "no GPU kernel"),
+        (DesignSpec(attention="gemm", arch="h100_sxm"), "no GPU kernel"),
+        (DesignSpec(attention="linear", arch="a100_sxm"), "no GPU kernel"),
+        (DesignSpec(arch="h100_sxm", tiling="tiled:Br=64"), "kernel must be one of"),
+        (DesignSpec(arch="h100_sxm", tiling="fused:Br=64,Bc=x"), "not an integer"),
+        (DesignSpec(arch="h100_sxm", tiling="unfused:Br=64,split=2"), "split_kv"),
+        (DesignSpec(arch="h100_sxm", overrides=(("gpu.nope", 1),)), "no key 'nope'"),
+    ],
+)
+def test_what_a_gpu_cannot_run_is_a_one_line_spec_error(spec, match):
+    with pytest.raises(SpecError, match=match) as caught:
+        evaluate_design(spec)
+    message = error_message(caught.value)
+    assert message.startswith("SpecError: ") and "\n" not in message
+
+
+def test_unsupported_cascade_names_the_supported_ones():
+    with pytest.raises(SpecError) as caught:
+        evaluate_design(DesignSpec(attention="gqa", arch="h100_sxm"))
+    assert "'gqa'" in str(caught.value) and "causal" in str(caught.value)
+
+
+def test_comparison_with_a_gpu_compares_latency_only():
+    spatial = evaluate_design(DesignSpec(seq_len=4096))
+    h100 = evaluate_design(DesignSpec(seq_len=4096, arch="h100_sxm"))
+    a100 = evaluate_design(DesignSpec(seq_len=4096, arch="a100_sxm"))
+    c = compare(spatial, h100)
+    assert c.speedup == pytest.approx(h100.report.latency_s / spatial.report.latency_s)
+    assert c.energy_a_pj == spatial.report.energy_pj
+    assert np.isnan(c.energy_b_pj) and np.isnan(c.energy_ratio)
+    g = compare(h100, a100)
+    assert g.speedup == pytest.approx(a100.report.latency_s / h100.report.latency_s)
+    assert g.speedup > 1  # the H100 beats the A100
+    assert np.isnan(g.energy_a_pj) and np.isnan(g.energy_b_pj) and np.isnan(g.energy_ratio)
+    assert h100.spec.label() == f"fusemax_1pass / h100_sxm / {DEFAULT_TILING}"

@@ -5,7 +5,7 @@ import pytest
 
 from einsim import attention, pass_analysis
 from einsim.dashboard import figures
-from einsim.dashboard.design import DesignSpec, compare, evaluate_design
+from einsim.dashboard.design import DesignSpec, compare, evaluate_design, gpu_summary
 from einsim.dashboard.schedule import schedule
 
 
@@ -94,3 +94,76 @@ def test_pass_rows_and_comparison(pair):
 )
 def test_formats(fn, value, text):
     assert fn(value) == text
+
+
+@pytest.fixture(scope="module")
+def gpu_pair():
+    a = evaluate_design(DesignSpec(seq_len=2048, arch="h100_sxm"))
+    b = evaluate_design(
+        DesignSpec(
+            seq_len=2048,
+            algorithm="stable_3pass",
+            arch="h100_sxm",
+            tiling="unfused:Br=64,Bc=64,stages=2,warps=4",
+        )
+    )
+    return a, b
+
+
+def test_gpu_metrics_are_the_report(gpu_pair):
+    a, _ = gpu_pair
+    shown = figures.metric_values(a)
+    summary = gpu_summary(a)
+    assert shown["latency"][1] == a.report.latency_s
+    assert shown["achieved TFLOP/s"][1] == summary.achieved_flops_per_s / 1e12
+    assert shown["HBM traffic"][1] == a.report.dram_bytes
+    assert shown["occupancy"][1] == {"attention": a.report.factors["attention"]["occupancy"]}
+    assert shown["waves"][1] == {"attention": a.report.factors["attention"]["waves"]}
+    assert {f"utilization {u}" for u in a.report.utilization} <= set(shown)
+    assert shown["energy"][0] == "not modelled on a GPU" and np.isnan(shown["energy"][1])
+
+
+def test_gpu_kernel_figure_and_rows(gpu_pair):
+    _, b = gpu_pair
+    fig = figures.gpu_kernel_figure(b)
+    time = next(t for t in fig.data if t.name == "time")
+    assert list(time.x) == ["qk", "softmax", "av"]
+    np.testing.assert_allclose(time.y, b.report.per_einsum.cycles)
+    memory = next(t for t in fig.data if t.name == "memory (HBM)")
+    np.testing.assert_allclose(memory.y, [k["memory_cycles"] for k in b.report.kernels])
+    rows = figures.gpu_kernel_rows(b)
+    assert [r["kernel"] for r in rows] == ["qk", "softmax", "av"]
+    assert rows[0]["einsums"] == "QK"
+
+
+def test_gpu_roofline_uses_useful_flops_and_hbm(gpu_pair, pair):
+    a, b = gpu_pair
+    fig = figures.roofline_figure([("A", a), ("B", b), ("C", pair[0])])
+    point = next(t for t in fig.data if t.name == "A")
+    summary = gpu_summary(a)
+    np.testing.assert_allclose(point.x[0], summary.useful_flops / a.report.dram_bytes)
+    np.testing.assert_allclose(point.y[0], summary.achieved_flops_per_s)
+    roof = next(t for t in fig.data if t.name.startswith("roof"))
+    assert max(roof.y) == pytest.approx(a.arch.mma_flops_per_s("bf16"))
+    assert "C" not in {t.name for t in fig.data}  # a spatial array: not on a GPU roofline
+    assert "not drawn" in fig.layout.title.text
+
+
+def test_gpu_graph_colours_tensors_by_kernel(gpu_pair):
+    a, b = gpu_pair
+    fig = figures.graph_figure(b)
+    names = [n for t in fig.data for n in t.text]
+    assert sorted(names) == sorted([*b.cascade.input_names, *b.cascade.order])
+    by_group = {t.name: set(t.text) for t in fig.data}
+    assert by_group["kernel qk"] == {"QK"} and by_group["input"] == {"Q", "K", "V"}
+    fused = {t.name: set(t.text) for t in figures.graph_figure(a).data}
+    assert fused["kernel attention"] == set(a.cascade.order)
+
+
+def test_comparison_figure_with_a_gpu_shows_latency_only(gpu_pair, pair):
+    spatial, gpu = pair[0], gpu_pair[0]
+    c = compare(spatial, gpu)
+    fig = figures.comparison_figure(spatial, gpu, c)
+    assert list(fig.data[0].x) == ["latency"]
+    np.testing.assert_allclose(fig.data[0].y, [1 / c.speedup])
+    assert "energy not modelled on a GPU" in fig.layout.title.text

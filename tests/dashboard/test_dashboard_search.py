@@ -28,6 +28,30 @@ def test_a_real_search_finishes_with_a_mapping_the_page_can_evaluate():
     assert describe(status).startswith("found (greedy, latency, budget 500)")
 
 
+def test_a_gpu_search_finds_the_tiling_search_gpu_finds():
+    from einsim.mapper.gpu import search_gpu
+
+    request = SearchRequest(DesignSpec(seq_len=2048, arch="h100_sxm"), "greedy", "latency", 300)
+    jobs = SearchJobs()
+    status = jobs.wait(jobs.start(request))
+    assert status.state == "done", status.message
+    direct = search_gpu(*_problem(request.spec), objective="latency", budget=300, seed=0)
+    spec, note = searched_spec(request.spec, status)
+    assert note is None and spec.searched == direct.mapping
+    result = evaluate_design(spec)
+    assert result.mapping == direct.mapping
+    np.testing.assert_allclose(result.report.latency_s, direct.report.latency_s, rtol=1e-12)
+    assert describe(status).startswith("found (sample of GPU tilings, latency, budget 300)")
+    assert spec.label().endswith(f"searched {direct.mapping.name}")
+
+
+def test_a_gpu_search_on_an_unsupported_cascade_fails_with_the_reason():
+    request = SearchRequest(DesignSpec(attention="gemm", arch="h100_sxm"), "greedy", "latency", 9)
+    jobs = SearchJobs()
+    status = jobs.wait(jobs.start(request))
+    assert status.state == "failed" and "no GPU kernel for cascade 'gemm'" in status.message
+
+
 def _problem(spec):
     from einsim.dashboard.design import build_architecture, build_workload
 
