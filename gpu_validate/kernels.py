@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from einsim.einsum import SpecError
-from einsim.simulator.gpu import AttentionProblem, GpuMapping, KernelForm, Mask
+from einsim.simulator.gpu import (
+    AttentionProblem,
+    GpuMapping,
+    KernelForm,
+    Mask,
+    fused_smem_bytes,
+    unfused_av_smem_bytes,
+    unfused_qk_smem_bytes,
+)
 
 from . import backend
 
@@ -57,19 +65,18 @@ def launches(problem: AttentionProblem, mapping: GpuMapping) -> list[Launch]:
     bh, mask = problem.batch * problem.heads, _MASK[problem.mask]
     nq, nk = -(-P // br), -(-M // bc)
     if mapping.kernel is KernelForm.FUSED:
-        smem = b * (br * e + st * bc * (e + f) + br * bc) + 4 * (br * bc + br * f + 3 * br)
         out = [Launch(f"attention_fused<{t}, {br}, {bc}, {e}, {f}, {w}, {st}, {mask}>",
-                      (nq, sk, bh), 32 * w, smem)]  # fmt: skip
+                      (nq, sk, bh), 32 * w, fused_smem_bytes(br, bc, st, e, f, b))]  # fmt: skip
         if sk > 1:
             rows = bh * P * f
             out.append(Launch(f"attention_combine<{t}, {f}>", (-(-rows // 256), 1, 1), 256, 0))
         return out
     return [
         Launch(f"attention_qk<{t}, {br}, {bc}, {e}, {w}>", (nq, nk, bh), 32 * w,
-               b * (br + bc) * e + 4 * br * bc),
+               unfused_qk_smem_bytes(br, bc, e, b)),
         Launch(f"attention_softmax<{t}, {mask}>", (-(-bh * P * 32 // 256), 1, 1), 256, 0),
         Launch(f"attention_av<{t}, {br}, {bc}, {f}, {w}, {st}>", (nq, 1, bh), 32 * w,
-               b * st * (br * bc + bc * f) + 4 * br * f),
+               unfused_av_smem_bytes(br, bc, st, f, b)),
     ]  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from einsim.simulator.gpu import (
     KernelForm,
     Mask,
     evaluate_gpu_batch,
+    kernel_registers,
     load_calibration,
     load_gpu_architecture,
     parse_gpu_mapping,
@@ -184,6 +185,7 @@ def validate(
                 row.update(
                     measured_s=float(np.median(times)) / 1e3, measured_min_s=min(times) / 1e3,
                     repeats=repeats, registers=",".join(map(str, runner.registers())),
+                    registers_model=_model_registers(problem, mapping),
                     smem_bytes=",".join(str(x.smem_bytes) for x in runner.plan),
                     sm_clock_before_mhz=before, sm_clock_after_mhz=after, rel_error=error,
                     status="ok",
@@ -210,6 +212,19 @@ def validate(
         frame[key] = value
     frame["date"] = time.strftime("%Y-%m-%d")
     return frame
+
+
+def _model_registers(problem, mapping) -> str:
+    """The registers per thread the model assumes for each launch ('-' for the combine and
+    softmax kernels, which hold no tiles), to set beside the compiler's `registers`."""
+    e, f, m = problem.head_dim, problem.head_dim_v, mapping
+    tiling = (m.block_q, m.block_kv, m.warps)
+    if m.kernel is KernelForm.FUSED:
+        regs = [int(kernel_registers("fused", *tiling, e, f, problem.mask.value)[0])]
+        return ",".join(map(str, regs + ["-"] * (m.split_kv > 1)))
+    qk = int(kernel_registers("unfused_qk", *tiling, e, 0)[0])
+    av = int(kernel_registers("unfused_av", *tiling, 0, f)[0])
+    return f"{qk},-,{av}"
 
 
 def _error(problem, arrays, mapping, out) -> float:

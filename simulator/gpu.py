@@ -21,9 +21,11 @@ tile of Br rows), key/value tiles of Bc streamed through a shared-memory ring of
   least two warps per SM sub-partition can interleave MMA and softmax, their sum otherwise;
   divided by the issue efficiency min(1, resident warps / sub-partitions). Its global load
   (an L2-bandwidth share per SM) overlaps with compute when `stages` >= 2 and adds when 1.
-* Occupancy k = CTAs per SM from warps, shared memory (+1 KiB reserved per CTA) and an
-  estimate of registers per thread (FP32 accumulators Br·F and scores Br·Bc over the
-  32·W threads, + `REGISTER_OVERHEAD`; over 255 is invalid: spills).
+* Occupancy k = CTAs per SM from warps, shared memory (`fused_smem_bytes`: Q and the K/V
+  ring, rows padded; +1 KiB reserved per CTA) and registers per thread as ptxas allocated
+  them for the kernel instantiation (`kernel_registers`: a table measured through NVRTC,
+  or a fit on it, a + b·Br·(F + Bc)/(32·W) words of FP32 fragments); a tiling that spills
+  more than `SPILL_TOLERANCE_BYTES` per thread is invalid.
   A CTA sharing its SM with k - 1 others takes k times its whole-SM time.
 * Wave quantization: CTAs are dispatched in launch order (query tile fastest) to the
   earliest free of SMs x k slots (a list scheduler; equal CTAs give ceil(N / slots) waves,
@@ -64,8 +66,14 @@ from .spec import check_keys, load_yaml, number
 FP32_OPS_PER_SCORE = 4
 # A partial tile adds the index compare and the select per score.
 MASK_OPS_PER_SCORE = 2
-# Registers a thread needs beside its fragments: addresses, loop state, row max and sum.
-REGISTER_OVERHEAD = 40
+# Spilled bytes per thread the model accepts as a fitting kernel: a few registers' worth
+# (ptxas parks a loop-invariant value on the stack); beyond it the accumulators spill to
+# local memory, which the model does not cost, so the tiling is invalid.
+SPILL_TOLERANCE_BYTES = 64
+REGISTER_FILE = "gpu_kernel_registers.csv"
+# The fused kernel pads each shared-memory row by 16 bytes, so the eight row addresses of an
+# ldmatrix fall in different banks (gpu_validate/kernels/attention.cu, `PAD`).
+SMEM_ROW_PAD_BYTES = 16
 # Above this many CTAs the list scheduler places whole rounds of `slots` CTAs on the slots
 # sorted by finish time (exact for equal CTAs; approximate for unequal ones).
 EXACT_SCHEDULE_CTAS = 2048
@@ -444,6 +452,12 @@ def calibration_path() -> Path:
     return Path(str(resources.files("einsim.simulator").joinpath("data", CALIBRATION_FILE)))
 
 
+def register_table_path() -> Path:
+    """Registers and spills per kernel instantiation, measured by ptxas through NVRTC
+    (`benchmarks/measure_kernel_registers.py`)."""
+    return Path(str(resources.files("einsim.simulator").joinpath("data", REGISTER_FILE)))
+
+
 @functools.lru_cache(maxsize=8)
 def _calibration_rows(path: str) -> tuple[dict, ...]:
     with open(path, newline="") as handle:
@@ -625,14 +639,76 @@ class _Kernel:
     problems: list = field(default_factory=list)
 
 
-def _registers_per_thread(br, bc, warps, e, f, dtype_bytes):
-    """Estimate: FP32 accumulators Br·F and scores Br·Bc over the 32·W threads, plus
-    `REGISTER_OVERHEAD`, rounded up to 8 (allocation per thread). Q stays in shared memory
-    and its fragments are loaded per k-step (FA2), so it adds no resident registers."""
-    threads = 32 * warps
-    words = br * f + br * bc
-    regs = REGISTER_OVERHEAD + np.ceil(words / threads)
-    return np.ceil(regs / 8) * 8
+def fused_smem_bytes(br, bc, stages, e, f, dtype_bytes):
+    """Dynamic shared memory of the fused kernel: the Q tile and a ring of `stages` K and V
+    tiles, (Br·E + stages·Bc·(E + F))·bytes, each row padded by `SMEM_ROW_PAD_BYTES`; S, P
+    and the output accumulator live in registers (FA2)."""
+    rows = br + 2 * stages * bc
+    return (br * e + stages * bc * (e + f)) * dtype_bytes + rows * SMEM_ROW_PAD_BYTES
+
+
+def unfused_qk_smem_bytes(br, bc, e, dtype_bytes):
+    """The unfused QK kernel: whole Q and K tiles, (Br + Bc)·E·bytes, plus the FP32 S tile
+    (4·Br·Bc) it is staged through on its way to HBM."""
+    return (br + bc) * e * dtype_bytes + 4 * br * bc
+
+
+def unfused_av_smem_bytes(br, bc, stages, f, dtype_bytes):
+    """The unfused AV kernel: a ring of `stages` (A chunk Br x Bc, V chunk Bc x F) plus the
+    FP32 output accumulator Br·F."""
+    return stages * (br * bc + bc * f) * dtype_bytes + 4 * br * f
+
+
+def _fragment_words(kernel: str, br, bc, warps, f):
+    """FP32 words a thread holds in MMA fragments: the fused kernel's output and score
+    accumulators, Br·(F + Bc) / (32·warps); the unfused GEMMs accumulate in shared memory."""
+    if kernel != "fused":
+        return np.zeros(np.shape(br))
+    return br * (f + bc) / (32.0 * warps)
+
+
+@functools.cache
+def _register_table() -> tuple[dict[tuple, tuple[int, int]], dict[str, np.ndarray]]:
+    """The measured table, and per kernel a least-squares fit registers ~ a + b·words over
+    its rows that neither spill nor reach the 255 cap (for tilings it does not list)."""
+    table: dict[tuple, tuple[int, int]] = {}
+    path = register_table_path()
+    if path.exists():
+        with path.open() as handle:
+            for row in csv.DictReader(line for line in handle if not line.startswith("#")):
+                key = (row["kernel"], *(int(row[k]) for k in ("head_dim", "head_dim_v",
+                       "block_q", "block_kv", "warps")), row["mask"])  # fmt: skip
+                table[key] = (int(row["registers"]), int(row["spill_store_bytes"]))
+    fits = {}
+    for kernel in ("fused", "unfused_qk", "unfused_av"):
+        points = [(k, regs) for k, (regs, spill) in table.items()
+                  if k[0] == kernel and regs < 255 and spill == 0]  # fmt: skip
+        if len(points) < 2:
+            continue
+        words = np.array([_fragment_words(kernel, k[3], k[4], k[5], k[2]) for k, _ in points])
+        design = np.stack([np.ones_like(words), words], axis=1)
+        regs = np.array([r for _, r in points], dtype=float)
+        fits[kernel] = np.linalg.lstsq(design, regs, rcond=None)[0]
+    return table, fits
+
+
+def kernel_registers(kernel: str, br, bc, warps, e: int, f: int, mask: str = ""):
+    """(registers per thread, spilled bytes per thread) of a kernel instantiation: ptxas's
+    numbers from `register_table_path()` where measured, else a + b·(fragment words) fitted
+    on the measured ones, rounded up to 8 (no spill predicted below 256).
+
+    `kernel` is 'fused' (with the mask's value), 'unfused_qk' (E) or 'unfused_av' (F)."""
+    br, bc, warps = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (br, bc, warps)))
+    table, fits = _register_table()
+    a, b = fits[kernel]
+    estimate = np.ceil((a + b * _fragment_words(kernel, br, bc, warps, f)) / 8) * 8
+    regs, spill = estimate.astype(np.float64), np.zeros(br.shape)
+    tilings = zip(br.ravel().tolist(), bc.ravel().tolist(), warps.ravel().tolist(), strict=True)
+    for i, tiling in enumerate(tilings):
+        hit = table.get((kernel, e, f, *tiling, mask))
+        if hit is not None:
+            regs.flat[i], spill.flat[i] = hit
+    return regs, spill
 
 
 def _occupancy(arch: GpuArchitecture, warps, smem_bytes, regs_per_thread):
@@ -693,8 +769,8 @@ def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> l
     e, f, sweeps = problem.head_dim, problem.head_dim_v, problem.form.sweeps
     heads = problem.batch * problem.heads
     l2_per_sm = arch.l2_bytes_per_s / arch.sms
-    smem = (r.br * e + r.stages * r.bc * (e + f)) * b
-    regs = _registers_per_thread(r.br, r.bc, r.warps, e, f, b)
+    smem = fused_smem_bytes(r.br, r.bc, r.stages, e, f, b)
+    regs, spill = kernel_registers("fused", r.br, r.bc, r.warps, e, f, problem.mask.value)
     k = _occupancy(arch, r.warps, smem, regs)
     problems = []
     _note(
@@ -714,6 +790,13 @@ def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> l
         regs > arch.registers_per_thread_max,
         "about {} registers per thread (> 255: spills); use a smaller Br or Bc, or more warps",
         regs,
+    )
+    _note(
+        problems,
+        r.n,
+        spill > SPILL_TOLERANCE_BYTES,
+        "ptxas spills {} B per thread to local memory; use a smaller Br or Bc, or more warps",
+        spill,
     )
     # Work of one key tile per sweep; the last sweep also multiplies by V.
     mma_tile = 2.0 * r.br * r.bc * (e * sweeps + f)
@@ -823,22 +906,23 @@ def _combine(problem, arch, r: _Rows, cal) -> _Kernel:
     )
 
 
-def _gemm(arch, name, cal, problem, r, k, ctas_per_head, out_rows, out_cols, depth, a_b, o_b):
+def _gemm(arch, cal, problem, r, k, ctas_per_head, out_rows, out_cols, depth, chunk, stages,
+          a_b, o_b):  # fmt: skip
     """A tiled GEMM kernel: per head `ctas_per_head` CTAs of an out_rows x out_cols tile over a
-    reduction of `depth`, in chunks of Bc through the stage ring. A and B operands of
-    `a_b` bytes per element, output of `o_b`; equal CTAs, so waves are exact."""
+    reduction of `depth`, in chunks of `chunk` through a ring of `stages`. A and B operands
+    of `a_b` bytes per element, output of `o_b`; equal CTAs, so waves are exact."""
     heads = problem.batch * problem.heads
     l2_per_sm = arch.l2_bytes_per_s / arch.sms
-    chunks = np.ceil(depth / r.bc)
-    mma_chunk = 2.0 * out_rows * out_cols * r.bc
-    smem_chunk = (r.warps + 1) * (out_rows + out_cols) * r.bc * a_b
-    load_chunk = (out_rows + out_cols) * r.bc * a_b / l2_per_sm
+    chunks = np.ceil(depth / chunk)
+    mma_chunk = 2.0 * out_rows * out_cols * chunk
+    smem_chunk = (r.warps + 1) * (out_rows + out_cols) * chunk * a_b
+    load_chunk = (out_rows + out_cols) * chunk * a_b / l2_per_sm
     t_chunk = _with_load(
         _sm_time(
             arch, k, r.warps, mma_chunk, 0.0, out_rows * out_cols / 32, smem_chunk, problem.dtype
         ),
         load_chunk,
-        r.stages,
+        stages,
     )
     t_cta = chunks * t_chunk + out_rows * out_cols * o_b / l2_per_sm
     slots = arch.sms * np.maximum(k, 1)
@@ -862,11 +946,11 @@ def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) ->
         r.bc,
     )
     nq, nk = np.ceil(P / r.br), np.ceil(M / r.bc)
-    # QK: S[p, m] tiles of Br x Bc over E, written in FP32.
-    smem_qk = r.stages * (r.br + r.bc) * np.minimum(e, r.bc) * b
-    regs_qk = _registers_per_thread(r.br, r.bc, r.warps, 0, 0, b)
+    # QK: S[p, m] tiles of Br x Bc over the whole E at once (no ring), written in FP32.
+    smem_qk = unfused_qk_smem_bytes(r.br, r.bc, e, b)
+    regs_qk, _ = kernel_registers("unfused_qk", r.br, r.bc, r.warps, e, 0)
     k_qk = _occupancy(arch, r.warps, smem_qk, regs_qk)
-    span, waves_qk, mma_qk = _gemm(arch, "qk", cal, problem, r, k_qk, nq * nk, r.br, r.bc, e, b, 4)
+    span, waves_qk, mma_qk = _gemm(arch, cal, problem, r, k_qk, nq * nk, r.br, r.bc, e, e, 1, b, 4)
     s_bytes = heads * P * M * 4.0
     hbm_qk = heads * (P * e + M * e) * b + s_bytes
     qk = _finish(
@@ -910,10 +994,11 @@ def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) ->
         waves=0.0,
     )
     # AV: O[p, f] tiles of Br x F over M in chunks of Bc.
-    smem_av = r.stages * (r.br + f) * r.bc * b
-    regs_av = _registers_per_thread(r.br, 0, r.warps, 0, f, b)
+    smem_av = unfused_av_smem_bytes(r.br, r.bc, r.stages, f, b)
+    regs_av, _ = kernel_registers("unfused_av", r.br, r.bc, r.warps, 0, f)
     k_av = _occupancy(arch, r.warps, smem_av, regs_av)
-    span, waves_av, mma_av = _gemm(arch, "av", cal, problem, r, k_av, nq, r.br, f, M, b, b)
+    span, waves_av, mma_av = _gemm(arch, cal, problem, r, k_av, nq, r.br, f, M, r.bc, r.stages,
+                                   b, b)  # fmt: skip
     hbm_av = heads * (P * M + M * f + P * f) * b
     av = _finish(
         arch,

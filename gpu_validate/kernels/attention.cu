@@ -1,6 +1,7 @@
 // Attention kernels that honour an einsim GPU mapping (simulator/gpu.py), compiled by
 // gpu_validate/kernels.py through cupy.RawModule (NVRTC) with the mapping's tile sizes,
-// stages, warps and mask kind as template parameters.
+// stages, warps and mask kind as template parameters. gpu_validate/nvrtc.py compiles the
+// same instantiations without a GPU (CI), and reports ptxas's registers and spills.
 //
 // Layout: Q[bh][p][e], K[bh][m][e], V[bh][m][f], O[bh][p][f], row-major, bh = batch x head.
 // Scores are scaled by `scale` (1 reproduces einsim's cascades, which fold 1/sqrt(E) into Q).
@@ -9,17 +10,23 @@
 // simulator.gpu.tile_counts, so the kernel skips exactly the tiles the model skips and
 // masks element by element only in the tiles it calls partial.
 //
-// Tensor cores: nvcuda::wmma 16x16x16 fragments (bf16/fp16 in, fp32 accumulate), which
-// NVRTC lowers to mma.sync on sm_80 and later. The fused kernel is FlashAttention-2's
-// Algorithm 1 (online softmax, one sweep over the key tiles); for clarity the output
-// accumulator lives in shared memory as fp32 (rescaled per tile by the row correction),
-// a simplification against FA2, which keeps it in registers.
+// The fused kernel is FlashAttention-2's forward pass (Dao 2023, Algorithm 1): a CTA per
+// query tile, one sweep over the key tiles with the online softmax, and S, P and the output
+// accumulator O in registers as mma.sync.m16n8k16 fragments (bf16/fp16 in, fp32
+// accumulate; PTX ISA "Matrix Fragments for mma.m16n8k16"). Operands come from shared
+// memory through ldmatrix (V transposed on the fly); rows are padded by 16 bytes so the
+// eight row addresses of an ldmatrix fall in different banks. Shared memory holds only Q
+// and the K/V ring, as the model's `fused_smem_bytes` says. The unfused kernels use
+// nvcuda::wmma 16x16x16 fragments with fp32 staging in shared memory.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_pipeline.h>
 #include <mma.h>
 
 using namespace nvcuda;
+
+// -inf without <math.h> (NVRTC has no INFINITY): the bit pattern 0xff800000.
+#define NEG_INF __int_as_float(0xff800000)
 
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -32,6 +39,23 @@ __device__ __forceinline__ bool keep(int m, int p, int W) {
   if (MASK == 1) return m <= p;
   if (MASK == 2) return m <= p && p - m < W;
   return 2 * abs(p - m) <= W;
+}
+
+// The kept keys of query row p form one interval [first, last] (the same masks as `keep`),
+// so a partial tile masks by comparing column offsets against two numbers per row.
+template <int MASK>
+__device__ __forceinline__ void key_interval(int p, int M, int W, int& first, int& last) {
+  first = 0;
+  last = M - 1;
+  if (MASK == 1) last = min(p, M - 1);
+  if (MASK == 2) {
+    first = max(0, p - W + 1);
+    last = min(p, M - 1);
+  }
+  if (MASK == 3) {
+    first = max(0, p - W / 2);
+    last = min(M - 1, p + W / 2);
+  }
 }
 
 __device__ __forceinline__ int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -76,8 +100,78 @@ __device__ __forceinline__ void copy_tile(T* dst, const T* src, int row0, int li
   }
 }
 
-// One CTA per (query tile, split, bh). split == 1 writes O; otherwise the unnormalized
-// numerator goes to Opart[split][bh][p][f] and (m, l) to ML[split][bh][p][2].
+// mma.sync.m16n8k16 fragments, per thread (g = lane / 4, c = lane % 4; PTX ISA 9.7.13.4.8):
+// A (16x16, row-major) 4 x b32: rows g, g+8 x cols 2c.., 2c+8..; B (16x8, "col") 2 x b32:
+// k rows 2c.., 2c+8.. of column g; C/D (16x8 fp32) 4 floats: (g, 2c), (g, 2c+1), (g+8, 2c),
+// (g+8, 2c+1).
+template <typename T> struct Mma;
+template <> struct Mma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0,
+                                             unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+};
+template <> struct Mma<__half> {
+  static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0,
+                                             unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+};
+
+// Four 8x8 b16 matrices from shared memory; lane l gives the address of row l % 8 of matrix
+// l / 8, and register i receives matrix i (transposed with TRANS).
+template <bool TRANS>
+__device__ __forceinline__ void ldmatrix_x4(unsigned* r, const void* row) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  if (TRANS) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+  }
+}
+
+// Shared-memory rows are padded by 16 bytes (8 elements): simulator.gpu.SMEM_ROW_PAD_BYTES.
+constexpr int PAD = 8;
+
+// Copy ROWS x COLS elements (rows from `row0` of a [*, COLS] matrix with `limit` rows) to
+// shared memory rows of COLS + PAD with 16-byte cp.async; rows past `limit` are zero-filled.
+template <typename T, int ROWS, int COLS, int THREADS>
+__device__ __forceinline__ void copy_padded(T* dst, const T* src, int row0, int limit) {
+  constexpr int VEC = 16 / sizeof(T);
+  for (int idx = threadIdx.x; idx < ROWS * COLS / VEC; idx += THREADS) {
+    const int r = idx / (COLS / VEC), c = (idx % (COLS / VEC)) * VEC;
+    T* to = dst + r * (COLS + PAD) + c;
+    if (row0 + r < limit) {
+      __pipeline_memcpy_async(to, src + (size_t)(row0 + r) * COLS + c, 16);
+    } else {
+      *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+// One CTA per (query tile, split, bh); warp w owns query rows [w RW, (w + 1) RW) as MT
+// 16-row MMA tiles. split == 1 writes O; otherwise the unnormalized numerator goes to
+// Opart[split][bh][p][f] and (m, l) to ML[split][bh][p][2], m in scaled-score units.
 template <typename T, int BR, int BC, int D, int DV, int WARPS, int STAGES, int MASK>
 __global__ void __launch_bounds__(WARPS * 32)
     attention_fused(const T* __restrict__ Q, const T* __restrict__ K, const T* __restrict__ V,
@@ -85,21 +179,16 @@ __global__ void __launch_bounds__(WARPS * 32)
                     int M, int W, int split, float scale) {
   static_assert(BR % (16 * WARPS) == 0, "each warp owns whole 16-row MMA tiles");
   static_assert(BC % 16 == 0 && D % 16 == 0 && DV % 16 == 0, "MMA tiles are 16 x 16 x 16");
-  constexpr int THREADS = WARPS * 32, RW = BR / WARPS;
+  constexpr int THREADS = WARPS * 32, RW = BR / WARPS, MT = RW / 16;
+  constexpr int NS = BC / 8, NO = DV / 8;  // 8-column fragments of S and of O
+  constexpr int QS = D + PAD, KS = D + PAD, VS = DV + PAD;  // padded row strides
   extern __shared__ __align__(128) unsigned char smem[];
   T* Qs = reinterpret_cast<T*>(smem);
-  T* Ks = Qs + BR * D;
-  T* Vs = Ks + STAGES * BC * D;
-  T* Ps = Vs + STAGES * BC * DV;
-  float* Ss = reinterpret_cast<float*>(Ps + BR * BC);
-  float* Os = Ss + BR * BC;
-  float* row_m = Os + BR * DV;
-  float* row_l = row_m + BR;
-  float* row_c = row_l + BR;
+  T* Ks = Qs + BR * QS;
+  T* Vs = Ks + STAGES * BC * KS;
 
   const int p0 = blockIdx.x * BR, sp = blockIdx.y, bh = blockIdx.z;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const T* Qb = Q + (size_t)bh * P * D;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
   const T* Kb = K + (size_t)bh * M * D;
   const T* Vb = V + (size_t)bh * M * DV;
   int lo, hi, flo, fhi;
@@ -109,111 +198,170 @@ __global__ void __launch_bounds__(WARPS * 32)
   hi = min(hi, (sp + 1) * chunk - 1);
   const int n = hi - lo + 1;
 
-  copy_tile<T, BR, D, THREADS>(Qs, Qb, p0, P);
-  for (int i = threadIdx.x; i < BR * DV; i += THREADS) Os[i] = 0.f;
-  for (int i = threadIdx.x; i < BR; i += THREADS) {
-    row_m[i] = -INFINITY;
-    row_l[i] = 0.f;
-  }
+  // cp.async groups: Q, then tiles 0 .. STAGES-2; tile t + STAGES - 1 is issued at step t.
+  copy_padded<T, BR, D, THREADS>(Qs, Q + (size_t)bh * P * D, p0, P);
+  __pipeline_commit();
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < n) {
-      copy_tile<T, BC, D, THREADS>(Ks + s * BC * D, Kb, (lo + s) * BC, M);
-      copy_tile<T, BC, DV, THREADS>(Vs + s * BC * DV, Vb, (lo + s) * BC, M);
+      copy_padded<T, BC, D, THREADS>(Ks + s * BC * KS, Kb, (lo + s) * BC, M);
+      copy_padded<T, BC, DV, THREADS>(Vs + s * BC * VS, Vb, (lo + s) * BC, M);
     }
     __pipeline_commit();
   }
+
+  float o[MT][NO][4], row_m[MT][2], row_l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int nb = 0; nb < NO; ++nb) o[mt][nb][0] = o[mt][nb][1] = o[mt][nb][2] = o[mt][nb][3] = 0.f;
+    row_m[mt][0] = row_m[mt][1] = NEG_INF;
+    row_l[mt][0] = row_l[mt][1] = 0.f;
+  }
+  const float scale_log2 = scale * 1.4426950408889634f;  // e^x = 2^(x log2 e)
+  const T* q_rows = Qs + (warp * RW + lane % 16) * QS + (lane / 16) * 8;
+
   for (int t = 0; t < n; ++t) {
     const int j = lo + t, ahead = t + STAGES - 1;
+    __syncthreads();  // every warp is done with tile t - 1, whose slot is refilled now
     if (ahead < n) {
-      copy_tile<T, BC, D, THREADS>(Ks + (ahead % STAGES) * BC * D, Kb, (lo + ahead) * BC, M);
-      copy_tile<T, BC, DV, THREADS>(Vs + (ahead % STAGES) * BC * DV, Vb, (lo + ahead) * BC, M);
+      copy_padded<T, BC, D, THREADS>(Ks + (ahead % STAGES) * BC * KS, Kb, (lo + ahead) * BC, M);
+      copy_padded<T, BC, DV, THREADS>(Vs + (ahead % STAGES) * BC * VS, Vb, (lo + ahead) * BC, M);
     }
     __pipeline_commit();
     __pipeline_wait_prior(STAGES - 1);
     __syncthreads();
-    const T* Kt = Ks + (t % STAGES) * BC * D;
-    const T* Vt = Vs + (t % STAGES) * BC * DV;
-    // S = Q K^T for this warp's rows.
-    for (int rb = warp * RW; rb < (warp + 1) * RW; rb += 16) {
-      for (int cb = 0; cb < BC; cb += 16) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        wmma::fill_fragment(acc, 0.f);
-        for (int k = 0; k < D; k += 16) {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-          wmma::load_matrix_sync(a, Qs + rb * D + k, D);
-          wmma::load_matrix_sync(b, Kt + cb * D + k, D);
-          wmma::mma_sync(acc, a, b, acc);
+    const T* Kt = Ks + (t % STAGES) * BC * KS;
+    const T* Vt = Vs + (t % STAGES) * BC * VS;
+
+    // S = Q K^T: A from Q rows, B = K^T from K rows (ldmatrix without transpose).
+    float s[MT][NS][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nb = 0; nb < NS; ++nb) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.f;
+#pragma unroll
+    for (int k = 0; k < D; k += 16) {
+      unsigned a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4<false>(a[mt], q_rows + mt * 16 * QS + k);
+#pragma unroll
+      for (int nb = 0; nb < NS; nb += 2) {
+        unsigned b[4];
+        ldmatrix_x4<false>(b, Kt + (nb * 8 + lane % 8 + (lane / 16) * 8) * KS + k + ((lane / 8) % 2) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          Mma<T>::run(s[mt][nb], a[mt], b[0], b[1]);
+          Mma<T>::run(s[mt][nb + 1], a[mt], b[2], b[3]);
         }
-        wmma::store_matrix_sync(Ss + rb * BC + cb, acc, BC, wmma::mem_row_major);
       }
     }
-    __syncwarp();
-    // Online softmax per row (a warp per row of its block); mask only a partial tile.
+
+    // Online softmax of this thread's two rows per MMA tile (the quad of lanes with the
+    // same g holds a row); elements are masked only in a partial tile.
     const bool partial = !(flo <= j && j <= fhi);
-    for (int r = warp * RW; r < (warp + 1) * RW; ++r) {
-      const int p = p0 + r;
-      float mx = -INFINITY;
-      for (int c = lane; c < BC; c += 32) {
-        float s = Ss[r * BC + c] * scale;
-        const int m = j * BC + c;
-        if (partial && !(m < M && keep<MASK>(m, p, W))) s = -INFINITY;
-        Ss[r * BC + c] = s;
-        mx = fmaxf(mx, s);
-      }
-      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-      const float m_old = row_m[r], m_new = fmaxf(m_old, mx);
-      const float m_safe = m_new == -INFINITY ? 0.f : m_new;
-      float sum = 0.f;
-      for (int c = lane; c < BC; c += 32) {
-        const float e = __expf(Ss[r * BC + c] - m_safe);
-        put(Ps + r * BC + c, e);
-        sum += e;
-      }
-      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      if (lane == 0) {
-        const float corr = __expf(m_old - m_safe);
-        row_c[r] = corr;
-        row_l[r] = row_l[r] * corr + sum;
-        row_m[r] = m_new;
-      }
-    }
-    __syncwarp();
-    for (int r = warp * RW; r < (warp + 1) * RW; ++r) {
-      const float corr = row_c[r];
-      for (int c = lane; c < DV; c += 32) Os[r * DV + c] *= corr;
-    }
-    __syncwarp();
-    // O += P V for this warp's rows.
-    for (int rb = warp * RW; rb < (warp + 1) * RW; rb += 16) {
-      for (int db = 0; db < DV; db += 16) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        wmma::load_matrix_sync(acc, Os + rb * DV + db, DV, wmma::mem_row_major);
-        for (int k = 0; k < BC; k += 16) {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-          wmma::load_matrix_sync(a, Ps + rb * BC + k, BC);
-          wmma::load_matrix_sync(b, Vt + k * DV + db, DV);
-          wmma::mma_sync(acc, a, b, acc);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float mx = NEG_INF;
+        if (partial) {  // kept columns of this row within the tile: [first, last] - j BC - 2c
+          int first, last;
+          key_interval<MASK>(p0 + warp * RW + mt * 16 + g + 8 * half, M, W, first, last);
+          first -= j * BC + 2 * c;
+          last -= j * BC + 2 * c;
+#pragma unroll
+          for (int nb = 0; nb < NS; ++nb) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float& x = s[mt][nb][2 * half + e];
+              if (nb * 8 + e < first || nb * 8 + e > last) x = NEG_INF;
+            }
+          }
         }
-        wmma::store_matrix_sync(Os + rb * DV + db, acc, DV, wmma::mem_row_major);
+#pragma unroll
+        for (int nb = 0; nb < NS; ++nb) mx = fmaxf(mx, fmaxf(s[mt][nb][2 * half], s[mt][nb][2 * half + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_old = row_m[mt][half], m_new = fmaxf(m_old, mx);
+        const float m_safe = m_new == NEG_INF ? 0.f : m_new;
+        const float corr = exp2f((m_old - m_safe) * scale_log2);
+        float sum = 0.f;
+#pragma unroll
+        for (int nb = 0; nb < NS; ++nb) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float& x = s[mt][nb][2 * half + e];
+            x = exp2f((x - m_safe) * scale_log2);
+            sum += x;
+          }
+        }
+        row_m[mt][half] = m_new;
+        row_l[mt][half] = row_l[mt][half] * corr + sum;  // this thread's share of the row
+#pragma unroll
+        for (int nb = 0; nb < NO; ++nb) {
+          o[mt][nb][2 * half] *= corr;
+          o[mt][nb][2 * half + 1] *= corr;
+        }
       }
     }
-    __syncthreads();  // every warp is done with this stage before it is refilled
+
+    // O += P V: P's accumulator fragments of key columns [k, k + 16) are the A fragment
+    // (two 16x8 C tiles side by side); V^T's B fragments through ldmatrix.trans of V rows.
+#pragma unroll
+    for (int k = 0; k < BC; k += 16) {
+      unsigned a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        const float* lo8 = s[mt][k / 8];
+        const float* hi8 = s[mt][k / 8 + 1];
+        a[mt][0] = Mma<T>::pack(lo8[0], lo8[1]);
+        a[mt][1] = Mma<T>::pack(lo8[2], lo8[3]);
+        a[mt][2] = Mma<T>::pack(hi8[0], hi8[1]);
+        a[mt][3] = Mma<T>::pack(hi8[2], hi8[3]);
+      }
+#pragma unroll
+      for (int nb = 0; nb < NO; nb += 2) {
+        unsigned b[4];
+        ldmatrix_x4<true>(b, Vt + (k + lane % 8 + ((lane / 8) % 2) * 8) * VS + nb * 8 + (lane / 16) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          Mma<T>::run(o[mt][nb], a[mt], b[0], b[1]);
+          Mma<T>::run(o[mt][nb + 1], a[mt], b[2], b[3]);
+        }
+      }
+    }
   }
   __pipeline_wait_prior(0);
-  for (int i = threadIdx.x; i < BR * DV; i += THREADS) {
-    const int r = i / DV, c = i % DV, p = p0 + r;
-    if (p >= P) continue;
-    if (split == 1) {
-      const float l = row_l[r];
-      put(O + ((size_t)bh * P + p) * DV + c, l > 0.f ? Os[i] / l : 0.f);
-    } else {
-      const size_t row = ((size_t)sp * gridDim.z + bh) * P + p;
-      Opart[row * DV + c] = Os[i];
-      if (c == 0) {
-        ML[row * 2] = row_m[r];
-        ML[row * 2 + 1] = row_l[r];
+
+  // Epilogue: the row sums over the quad, then O / l (or the split's partial numerator).
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float l = row_l[mt][half];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const int p = p0 + warp * RW + mt * 16 + g + 8 * half;
+      if (p >= P) continue;
+      if (split == 1) {
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        T* out = O + ((size_t)bh * P + p) * DV + 2 * c;
+#pragma unroll
+        for (int nb = 0; nb < NO; ++nb) {
+          const unsigned pair = Mma<T>::pack(o[mt][nb][2 * half] * inv, o[mt][nb][2 * half + 1] * inv);
+          *reinterpret_cast<unsigned*>(out + nb * 8) = pair;
+        }
+      } else {
+        const size_t row = ((size_t)sp * gridDim.z + bh) * P + p;
+        float* out = Opart + row * DV + 2 * c;
+#pragma unroll
+        for (int nb = 0; nb < NO; ++nb)
+          *reinterpret_cast<float2*>(out + nb * 8) = make_float2(o[mt][nb][2 * half], o[mt][nb][2 * half + 1]);
+        if (c == 0) {
+          const float m = row_m[mt][half];
+          ML[row * 2] = m == NEG_INF ? NEG_INF : m * scale;
+          ML[row * 2 + 1] = l;
+        }
       }
     }
   }
@@ -227,9 +375,9 @@ __global__ void attention_combine(const float* __restrict__ Opart, const float* 
   if (i >= rows * DV) return;
   const long row = i / DV;
   const int c = (int)(i % DV);
-  float top = -INFINITY;
+  float top = NEG_INF;
   for (int s = 0; s < split; ++s) top = fmaxf(top, ML[(s * rows + row) * 2]);
-  const float safe = top == -INFINITY ? 0.f : top;
+  const float safe = top == NEG_INF ? 0.f : top;
   float l = 0.f, o = 0.f;
   for (int s = 0; s < split; ++s) {
     const float w = __expf(ML[(s * rows + row) * 2] - safe);
@@ -286,7 +434,7 @@ __global__ void attention_softmax(const float* __restrict__ S, T* __restrict__ A
   if (row >= rows) return;
   const int p = (int)(row % P);
   const float* s = S + row * M;
-  float mx = -INFINITY;
+  float mx = NEG_INF;
   for (int m = lane; m < M; m += 32)
     if (keep<MASK>(m, p, W)) mx = fmaxf(mx, s[m]);
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
