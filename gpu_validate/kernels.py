@@ -80,37 +80,48 @@ def launches(problem: AttentionProblem, mapping: GpuMapping) -> list[Launch]:
     ]  # fmt: skip
 
 
-def _dtype(cp, problem: AttentionProblem):
-    if problem.dtype == "fp16":
-        return cp.float16
-    import ml_dtypes  # CuPy stores bf16 as uint16 bit patterns; ml_dtypes converts on the host
+def to_kernel_layout(problem: AttentionProblem, array: np.ndarray) -> np.ndarray:
+    """Q[b,h,e,p] (einsim's layout) -> Q[bh, p, e] contiguous, float64 kept."""
+    bh = problem.batch * problem.heads
+    return np.ascontiguousarray(np.swapaxes(array, -1, -2).reshape(bh, *array.shape[:-3:-1]))
 
-    return ml_dtypes.bfloat16
+
+def from_kernel_layout(problem: AttentionProblem, o: np.ndarray) -> np.ndarray:
+    """O[bh, p, f] (any float dtype) -> AV[b, h, f, p] float64."""
+    o = o.astype(np.float64).reshape(problem.batch, problem.heads, problem.seq_q, -1)
+    return np.swapaxes(o, -1, -2)
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float -> bfloat16 bit patterns (uint16), rounded to nearest even as the GPU does."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return np.where(np.isnan(x), 0x7FC0, rounded).astype(np.uint16)
+
+
+def bf16_values(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> float32."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def to_device(problem: AttentionProblem, arrays: dict[str, np.ndarray]) -> dict:
     """Q[b,h,e,p], K[b,h,e,m], V[b,h,f,m] (float64) -> device arrays in the kernel layout and
     dtype (bf16 as raw 16-bit words)."""
     cp = backend.cupy()
-    bh = problem.batch * problem.heads
     out = {}
     for name, array in arrays.items():
-        rows = np.ascontiguousarray(np.swapaxes(array, -1, -2).reshape(bh, *array.shape[:-3:-1]))
+        rows = to_kernel_layout(problem, array)
         if problem.dtype == "fp16":
             out[name] = cp.asarray(rows.astype(np.float16))
         else:
-            out[name] = cp.asarray(rows.astype(_dtype(cp, problem)).view(np.uint16))
+            out[name] = cp.asarray(bf16_bits(rows))
     return out
 
 
 def from_device(problem: AttentionProblem, o) -> np.ndarray:
     """O[bh, p, f] on the device -> AV[b, h, f, p] float64 on the host."""
-    cp = backend.cupy()
-    host = cp.asnumpy(o)
-    if problem.dtype == "bf16":
-        host = host.view(_dtype(cp, problem))
-    host = host.astype(np.float64).reshape(problem.batch, problem.heads, problem.seq_q, -1)
-    return np.swapaxes(host, -1, -2)
+    host = backend.cupy().asnumpy(o)
+    return from_kernel_layout(problem, bf16_values(host) if problem.dtype == "bf16" else host)
 
 
 class Runner:

@@ -18,12 +18,14 @@
 // eight row addresses of an ldmatrix fall in different banks. Shared memory holds only Q
 // and the K/V ring, as the model's `fused_smem_bytes` says. The unfused kernels use
 // nvcuda::wmma 16x16x16 fragments with fp32 staging in shared memory.
+#ifndef EINSIM_HOST_EMULATION  // else host_emulation.h is force-included (CPU run)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_pipeline.h>
 #include <mma.h>
 
 using namespace nvcuda;
+#endif
 
 // -inf without <math.h> (NVRTC has no INFINITY): the bit pattern 0xff800000.
 #define NEG_INF __int_as_float(0xff800000)
@@ -108,11 +110,15 @@ template <typename T> struct Mma;
 template <> struct Mma<__nv_bfloat16> {
   static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0,
                                              unsigned b1) {
+#ifdef EINSIM_HOST_EMULATION
+    emu::mma_m16n8k16<__nv_bfloat16>(d, a, b0, b1);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
   static __device__ __forceinline__ unsigned pack(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -122,11 +128,15 @@ template <> struct Mma<__nv_bfloat16> {
 template <> struct Mma<__half> {
   static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0,
                                              unsigned b1) {
+#ifdef EINSIM_HOST_EMULATION
+    emu::mma_m16n8k16<__half>(d, a, b0, b1);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
   static __device__ __forceinline__ unsigned pack(float lo, float hi) {
     __half2 v = __floats2half2_rn(lo, hi);
@@ -138,6 +148,9 @@ template <> struct Mma<__half> {
 // l / 8, and register i receives matrix i (transposed with TRANS).
 template <bool TRANS>
 __device__ __forceinline__ void ldmatrix_x4(unsigned* r, const void* row) {
+#ifdef EINSIM_HOST_EMULATION
+  emu::ldmatrix_x4<TRANS>(r, row);
+#else
   const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
   if (TRANS) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -148,6 +161,7 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned* r, const void* row) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(address));
   }
+#endif
 }
 
 // Shared-memory rows are padded by 16 bytes (8 elements): simulator.gpu.SMEM_ROW_PAD_BYTES.
@@ -387,6 +401,7 @@ __global__ void attention_combine(const float* __restrict__ Opart, const float* 
   put(O + i, l > 0.f ? o / l : 0.f);
 }
 
+#ifndef EINSIM_HOST_EMULATION  // wmma fragments are not emulated on the CPU
 // Unfused 1/3: S[bh][p][m] = scale * Q K^T in fp32, one CTA per BR x BC tile of S.
 template <typename T, int BR, int BC, int D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32)
@@ -506,3 +521,4 @@ __global__ void __launch_bounds__(WARPS * 32)
     if (p0 + r < P) put(O + ((size_t)bh * P + p0 + r) * DV + c, Os[i]);
   }
 }
+#endif  // EINSIM_HOST_EMULATION
