@@ -432,9 +432,15 @@ def dashboard(port: int, host: str, data: str | None, debug: bool) -> None:
 @click.option("--warmup", default=3, show_default=True)
 @click.option("--repeats", default=20, show_default=True)
 @click.option("--no-torch", is_flag=True, help="do not time torch's scaled_dot_product_attention")
+@click.option(
+    "--search/--no-search",
+    default=True,
+    show_default=True,
+    help="also run the mapper's pick for each shape (search_gpu over the tiling grid)",
+)
 @click.option("-o", "--output", required=True, help="results CSV")
 def validate_gpu_command(
-    variant, params, shapes, mappings, arch_name, dtype, warmup, repeats, no_torch, output
+    variant, params, shapes, mappings, arch_name, dtype, warmup, repeats, no_torch, search, output
 ):
     """Run GPU mappings with CuPy, time them, and compare with the GPU model's predictions."""
     from einsim.gpu_validate.validate import parse_mappings, parse_shapes, summarize, validate
@@ -450,6 +456,7 @@ def validate_gpu_command(
         warmup=warmup,
         repeats=repeats,
         torch_sdpa=not no_torch,
+        searched=search,
         progress=lambda text: click.echo(f"  {text}", err=True),
     )
     frame.to_csv(output, index=False)

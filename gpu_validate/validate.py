@@ -127,9 +127,12 @@ def validate(
     repeats: int = 20,
     seed: int = 0,
     torch_sdpa: bool = True,
+    searched: bool = False,
     progress=None,
 ) -> pd.DataFrame:
-    """Measure every (shape, mapping) and put it beside the model's prediction.
+    """Measure every (shape, mapping) and put it beside the model's prediction. With
+    `searched`, each shape also runs the mapper's pick (`search_gpu` over the whole tiling
+    grid, column `searched`), so "predicted best" includes the tiling einsim would choose.
 
     Raises:
         BackendUnavailable: no CuPy or no GPU (one line).
@@ -154,7 +157,12 @@ def validate(
         device_arrays = to_device(problem, arrays)
         flops = useful_flops(problem)
         reference = None
-        for mapping in mappings:
+        pick = None
+        if searched:
+            from einsim.mapper.gpu import search_gpu
+
+            pick = search_gpu(cascade, gpu, shape, dtype=dtype).mapping
+        for mapping in [*mappings, *([pick] if pick and pick not in mappings else [])]:
             if progress:
                 progress(f"{shape} {mapping.name}")
             batch = evaluate_gpu_batch(problem, gpu, mapping, calibration=calibration)
@@ -171,7 +179,7 @@ def validate(
                 "raw_memory_s": sum(k["memory_cycles"][0] for k in parts.kernels) / hz,
                 "raw_predicted_s": float(parts.latency_s[0]),
                 "calibration": calibration[family].status,
-                "arch": gpu.name, "flops": flops,
+                "arch": gpu.name, "flops": flops, "searched": mapping == pick,
             }  # fmt: skip
             try:
                 runner = Runner(problem, mapping, device_arrays)

@@ -54,3 +54,16 @@ def test_cuda_kernel_matches_the_ir_executor(rng):
         expected = cascade.evaluate(inputs, shape)["AV"]
         error = np.linalg.norm(got[0, h] - expected) / np.linalg.norm(expected)
         assert error < 1e-2
+
+
+def test_validate_measures_every_mapping_and_the_mappers_pick():
+    from einsim.gpu_validate.validate import validate
+
+    mappings = [GpuMapping(block_q=64, block_kv=64, warps=4), GpuMapping(KernelForm.UNFUSED)]
+    shape = dict(B=1, H=4, E=64, F=64, M=1024, P=1024)
+    frame = validate("causal", [shape], mappings, warmup=1, repeats=3, torch_sdpa=False,
+                     searched=True)  # fmt: skip
+    assert (frame["status"] == "ok").all(), frame[["mapping", "status"]]
+    assert (frame["measured_s"] > 0).all() and (frame["rel_error"] < 1e-2).all()
+    assert frame["searched"].sum() == 1  # listed already, or one more row
+    assert frame["registers"].str.len().gt(0).all()
