@@ -435,29 +435,36 @@ def graph_figure(result: DesignResult) -> go.Figure:
                 continue
             ops = ", ".join(f"{_op_name(op)} {c:,}" for op, c in counts[n].items()) or "no ops"
             hover.append(f"{n} on {key}: {s:.1%} of the cycles; {ops}")
-        fig.add_scatter(
-            x=[pos[n][0] for n in names],
-            y=[pos[n][1] for n in names],
-            mode="markers+text",
-            text=names,
-            textposition="middle center",
-            name=key if key in ("input", "(none)") else f"on {key}",
-            marker={
-                "size": [16 + 60 * math.sqrt(s) for s in share],
-                "color": colours.get(key, "#999999"),
-                "line": {"width": 1, "color": "white"},
-            },
-            hovertext=hover,
-            hoverinfo="text",
-        )
-    return _layout(
+        size = [16 + 60 * math.sqrt(s) for s in share]
+        _add_nodes(fig, pos, names, key, f"on {key}", size, colours, hover)
+    return _graph_layout(
         fig,
         f"Cascade {cascade.name or ''}: dependency graph (size = share of cycles; red = "
         "loop-carried)",
-        xaxis={"visible": False},
-        yaxis={"visible": False},
-        height=520,
     )
+
+
+def _add_nodes(fig, pos, names, key, label, size, colours, hover) -> None:
+    """One legend group of graph nodes (inputs and unmapped Einsums keep their key as name)."""
+    fig.add_scatter(
+        x=[pos[n][0] for n in names],
+        y=[pos[n][1] for n in names],
+        mode="markers+text",
+        text=names,
+        textposition="middle center",
+        name=key if key in ("input", "(none)") else label,
+        marker={
+            "size": size,
+            "color": colours.get(key, "#999999"),
+            "line": {"width": 1, "color": "white"},
+        },
+        hovertext=hover,
+        hoverinfo="text",
+    )
+
+
+def _graph_layout(fig: go.Figure, title: str) -> go.Figure:
+    return _layout(fig, title, xaxis={"visible": False}, yaxis={"visible": False}, height=520)
 
 
 def _edges_figure(cascade: Cascade, pos: dict[str, tuple[float, float]]) -> go.Figure:
@@ -512,28 +519,11 @@ def _gpu_graph_figure(result: DesignResult) -> go.Figure:
             else f"{n}: in kernel {key} ({kernel_of.get(n, ('', '-'))[1]})"
             for n in names
         ]
-        fig.add_scatter(
-            x=[pos[n][0] for n in names],
-            y=[pos[n][1] for n in names],
-            mode="markers+text",
-            text=names,
-            textposition="middle center",
-            name=key if key in ("input", "(none)") else f"kernel {key}",
-            marker={
-                "size": 34,
-                "color": colours.get(key, "#999999"),
-                "line": {"width": 1, "color": "white"},
-            },
-            hovertext=hover,
-            hoverinfo="text",
-        )
-    return _layout(
+        _add_nodes(fig, pos, names, key, f"kernel {key}", 34, colours, hover)
+    return _graph_layout(
         fig,
         f"Cascade {cascade.name or ''} on {result.arch.name}: dependency graph (colour = the "
         "GPU kernel that runs it; red = loop-carried)",
-        xaxis={"visible": False},
-        yaxis={"visible": False},
-        height=520,
     )
 
 

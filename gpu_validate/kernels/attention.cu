@@ -106,40 +106,44 @@ __device__ __forceinline__ void copy_tile(T* dst, const T* src, int row0, int li
 // A (16x16, row-major) 4 x b32: rows g, g+8 x cols 2c.., 2c+8..; B (16x8, "col") 2 x b32:
 // k rows 2c.., 2c+8.. of column g; C/D (16x8 fp32) 4 floats: (g, 2c), (g, 2c+1), (g+8, 2c),
 // (g+8, 2c+1).
-template <typename T> struct Mma;
-template <> struct Mma<__nv_bfloat16> {
-  static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0,
-                                             unsigned b1) {
-#ifdef EINSIM_HOST_EMULATION
-    emu::mma_m16n8k16<__nv_bfloat16>(d, a, b0, b1);
-#else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-  }
-  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<unsigned*>(&v);
+// The PTX type of a 16-bit input, and a pair of floats packed into one b32 register (the
+// lower-numbered column in the low half), for bf16 and fp16 alike.
+template <typename T> struct Pair;
+template <> struct Pair<__nv_bfloat16> {
+  using type = __nv_bfloat162;
+  static constexpr bool bf16 = true;
+  static __device__ __forceinline__ type make(float lo, float hi) {
+    return __floats2bfloat162_rn(lo, hi);
   }
 };
-template <> struct Mma<__half> {
+template <> struct Pair<__half> {
+  using type = __half2;
+  static constexpr bool bf16 = false;
+  static __device__ __forceinline__ type make(float lo, float hi) { return __floats2half2_rn(lo, hi); }
+};
+
+#define EINSIM_MMA_16816(TYPE)                                                                 \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPE "." TYPE                           \
+               ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                   \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+
+template <typename T> struct Mma {
+  // D += A B for one warp, this thread's fragments.
   static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0,
                                              unsigned b1) {
 #ifdef EINSIM_HOST_EMULATION
-    emu::mma_m16n8k16<__half>(d, a, b0, b1);
+    emu::mma_m16n8k16<T>(d, a, b0, b1);
 #else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    if constexpr (Pair<T>::bf16) {
+      EINSIM_MMA_16816("bf16");
+    } else {
+      EINSIM_MMA_16816("f16");
+    }
 #endif
   }
   static __device__ __forceinline__ unsigned pack(float lo, float hi) {
-    __half2 v = __floats2half2_rn(lo, hi);
+    typename Pair<T>::type v = Pair<T>::make(lo, hi);
     return *reinterpret_cast<unsigned*>(&v);
   }
 };
