@@ -1,12 +1,13 @@
-"""Run the fused CUDA kernels of `kernels/attention.cu` on the CPU, without a GPU.
+"""Run the CUDA kernels of `kernels/attention.cu` on the CPU, without a GPU.
 
 The kernel source is compiled by g++ with `kernels/host_emulation.h` force-included: every
 CUDA thread of a block becomes an OS thread, and mma.sync, ldmatrix, __shfl_xor_sync and
-the barriers are emulated from their PTX ISA definitions. The same launches as on the GPU
+the barriers are emulated from their PTX ISA definitions (wmma from the CUDA C++ guide's
+semantics). The same launches as on the GPU
 (`kernels.launches`: grid, block, template arguments) run, so a wrong fragment index, a
 wrong ldmatrix address, a wrong mask interval or wrong split-KV bookkeeping shows as a
 wrong answer against the numpy tile executor in CI. It measures nothing about speed, and
-cp.async copies complete at once. The unfused (wmma) kernels are not emulated.
+cp.async copies complete at once.
 
 Builds are cached by source hash under `$EINSIM_CACHE` (default: the temp folder).
 """
@@ -39,27 +40,44 @@ def available() -> bool:
     return shutil.which(COMPILER) is not None
 
 
-def _harness(fused: str, combine: str | None, ctype: str) -> str:
-    call = (
-        f"  using T = {ctype};\n"
-        "  emu::launch({gx, gy, gz}, threads, [&] {\n"
-        f"    {fused}((const T*)q, (const T*)k, (const T*)v, (T*)o, opart, ml, P, M, W, split,"
-        " scale);\n  });\n"
-    )
-    out = (
-        'extern "C" void run_fused(const void* q, const void* k, const void* v, void* o,'
-        " float* opart, float* ml, int P, int M, int W, int split, float scale, unsigned gx,"
-        " unsigned gy, unsigned gz, int threads) {\n" + call + "}\n"
-    )
-    if combine:
-        out += (
-            'extern "C" void run_combine(const float* opart, const float* ml, void* o, long rows,'
-            " int split, unsigned gx, int threads) {\n"
-            f"  using T = {ctype};\n"
-            "  emu::launch({gx, 1, 1}, threads, [&] {"
-            f" {combine}(opart, ml, (T*)o, rows, split); }});\n}}\n"
+# extern "C" entry points, one per kernel kind: (C parameters, the kernel's arguments).
+_ENTRIES = {
+    "attention_fused": (
+        "const void* q, const void* k, const void* v, void* o, float* opart, float* ml, int P,"
+        " int M, int W, int split, float scale",
+        "(const T*)q, (const T*)k, (const T*)v, (T*)o, opart, ml, P, M, W, split, scale",
+    ),
+    "attention_combine": (
+        "const float* opart, const float* ml, void* o, long rows, int split",
+        "opart, ml, (T*)o, rows, split",
+    ),
+    "attention_qk": (
+        "const void* q, const void* k, float* s, int P, int M, float scale",
+        "(const T*)q, (const T*)k, s, P, M, scale",
+    ),
+    "attention_softmax": (
+        "const float* s, void* a, long rows, int P, int M, int W",
+        "s, (T*)a, rows, P, M, W",
+    ),
+    "attention_av": (
+        "const void* a, const void* v, void* o, int P, int M",
+        "(const T*)a, (const T*)v, (T*)o, P, M",
+    ),
+}
+
+
+def _harness(names: tuple[str, ...], ctype: str) -> str:
+    """C entry points `run_<kind>(..., gx, gy, gz, threads)` launching each named kernel."""
+    out = []
+    for name in names:
+        kind = name.partition("<")[0]
+        params, args = _ENTRIES[kind]
+        out.append(
+            f'extern "C" void run_{kind}({params}, unsigned gx, unsigned gy, unsigned gz,'
+            f" int threads) {{\n  using T = {ctype};\n"
+            f"  emu::launch({{gx, gy, gz}}, threads, [&] {{ {name}({args}); }});\n}}\n"
         )
-    return out
+    return "".join(out)
 
 
 def _kernel_source() -> str:
@@ -67,11 +85,11 @@ def _kernel_source() -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _library(kernel_source: str, fused: str, combine: str | None, ctype: str) -> ctypes.CDLL:
+def _library(kernel_source: str, names: tuple[str, ...], ctype: str) -> ctypes.CDLL:
     if not available():
         raise BackendUnavailable(f"emulating the CUDA kernels on the CPU needs {COMPILER}")
     kernels = resources.files("einsim.gpu_validate").joinpath("kernels")
-    source = kernel_source + "\n" + _harness(fused, combine, ctype)
+    source = kernel_source + "\n" + _harness(names, ctype)
     header = kernels.joinpath("host_emulation.h").read_text()
     key = hashlib.sha256((header + source).encode()).hexdigest()[:16]
     folder = Path(os.environ.get("EINSIM_CACHE", tempfile.gettempdir())) / "einsim-emulation"
@@ -95,23 +113,17 @@ def _library(kernel_source: str, fused: str, combine: str | None, ctype: str) ->
 def run_emulated(
     problem: AttentionProblem, mapping: GpuMapping, arrays: dict[str, np.ndarray]
 ) -> np.ndarray:
-    """AV[b, h, f, p] (float64) of `problem` from the fused CUDA kernel run on the CPU, from
-    einsim-layout inputs (`tiles.problem_arrays`), rounded to the problem's dtype on the way
-    in as on the GPU.
+    """AV[b, h, f, p] (float64) of `problem` from the CUDA kernels of `mapping` (fused, with
+    the split-KV combine, or the three unfused ones) run on the CPU, from einsim-layout
+    inputs (`tiles.problem_arrays`) rounded to the problem's dtype as on the GPU.
 
     Raises:
         BackendUnavailable: no C++ compiler.
-        SpecError: an unfused mapping, or a dtype, head dim or tile shape the kernels refuse.
+        SpecError: a dtype, head dim or tile shape the kernels refuse.
     """
     _check(problem, mapping)
-    if mapping.kernel is not KernelForm.FUSED:
-        raise SpecError(
-            "host emulation runs the fused kernel only (the wmma GEMMs are not emulated)"
-        )
     plan = launches(problem, mapping)
-    fused, combine = plan[0], (plan[1] if len(plan) > 1 else None)
-    combine_name = combine.name if combine else None
-    lib = _library(_kernel_source(), fused.name, combine_name, _CTYPE[problem.dtype])
+    lib = _library(_kernel_source(), tuple(x.name for x in plan), _CTYPE[problem.dtype])
 
     def words(array):
         rows = to_kernel_layout(problem, array)
@@ -123,15 +135,27 @@ def run_emulated(
     o = np.zeros((bh, P, F), dtype=q.dtype)
     opart = np.zeros(split * bh * P * F, dtype=np.float32)
     ml = np.zeros(split * bh * P * 2, dtype=np.float32)
+    s = np.zeros((bh, P, M), dtype=np.float32) if mapping.kernel is KernelForm.UNFUSED else None
+    a = np.zeros((bh, P, M), dtype=q.dtype) if s is not None else None
 
-    def ptr(a):
-        return a.ctypes.data_as(ctypes.c_void_p)
+    def ptr(x):
+        return x.ctypes.data_as(ctypes.c_void_p)
 
-    i32 = ctypes.c_int
-    lib.run_fused(ptr(q), ptr(k), ptr(v), ptr(o), ptr(opart), ptr(ml), i32(P), i32(M),
-                  i32(problem.window), i32(split), ctypes.c_float(1.0),
-                  *(ctypes.c_uint(g) for g in fused.grid), i32(fused.block))  # fmt: skip
-    if combine is not None:
-        lib.run_combine(ptr(opart), ptr(ml), ptr(o), ctypes.c_long(bh * P), i32(split),
-                        ctypes.c_uint(combine.grid[0]), i32(combine.block))  # fmt: skip
+    i32, rows, scale = ctypes.c_int, ctypes.c_long(bh * P), ctypes.c_float(1.0)
+    P_, M_, W_, split_ = i32(P), i32(M), i32(problem.window), i32(split)
+    args = {
+        "attention_fused": (ptr(q), ptr(k), ptr(v), ptr(o), ptr(opart), ptr(ml), P_, M_, W_,
+                            split_, scale),
+        "attention_combine": (ptr(opart), ptr(ml), ptr(o), rows, split_),
+    }  # fmt: skip
+    if s is not None:
+        args |= {
+            "attention_qk": (ptr(q), ptr(k), ptr(s), P_, M_, scale),
+            "attention_softmax": (ptr(s), ptr(a), rows, P_, M_, W_),
+            "attention_av": (ptr(a), ptr(v), ptr(o), P_, M_),
+        }
+    for launch in plan:
+        kind = launch.name.partition("<")[0]
+        grid = (ctypes.c_uint(g) for g in launch.grid)
+        getattr(lib, f"run_{kind}")(*args[kind], *grid, i32(launch.block))
     return from_kernel_layout(problem, bf16_values(o) if problem.dtype == "bf16" else o)

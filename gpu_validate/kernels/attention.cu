@@ -23,9 +23,9 @@
 #include <cuda_fp16.h>
 #include <cuda_pipeline.h>
 #include <mma.h>
+#endif
 
 using namespace nvcuda;
-#endif
 
 // -inf without <math.h> (NVRTC has no INFINITY): the bit pattern 0xff800000.
 #define NEG_INF __int_as_float(0xff800000)
@@ -405,7 +405,6 @@ __global__ void attention_combine(const float* __restrict__ Opart, const float* 
   put(O + i, l > 0.f ? o / l : 0.f);
 }
 
-#ifndef EINSIM_HOST_EMULATION  // wmma fragments are not emulated on the CPU
 // Unfused 1/3: S[bh][p][m] = scale * Q K^T in fp32, one CTA per BR x BC tile of S.
 template <typename T, int BR, int BC, int D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32)
@@ -525,4 +524,3 @@ __global__ void __launch_bounds__(WARPS * 32)
     if (p0 + r < P) put(O + ((size_t)bh * P + p0 + r) * DV + c, Os[i]);
   }
 }
-#endif  // EINSIM_HOST_EMULATION

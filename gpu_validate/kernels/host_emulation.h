@@ -9,6 +9,9 @@
 //   mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32, D = A B + C in fp32;
 //   ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16; __shfl_xor_sync; __syncwarp;
 //   __syncthreads. Blocks run one after another; their threads run concurrently.
+// nvcuda::wmma 16x16x16 (the unfused kernels): the element-to-thread mapping of a wmma
+// fragment is unspecified, so each thread holds the whole tile; loads, stores and
+// mma_sync follow the CUDA C++ Programming Guide's semantics (row/col-major, ldm).
 #pragma once
 #include <algorithm>
 #include <barrier>
@@ -18,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #define __global__
@@ -212,6 +216,66 @@ inline void launch(dim3 grid, int threads, const std::function<void()>& kernel) 
 }
 
 }  // namespace emu
+
+// nvcuda::wmma, 16x16x16 only: every thread holds the whole tile (float); a store is done
+// by lane 0 between two warp barriers, as the *_sync names promise.
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "emulated for 16x16x16 only");
+  float x[16][16];  // (row, col) of the tile: A (m, k), B (k, n), accumulator (m, n)
+};
+template <typename F>
+inline void fill_fragment(F& f, float v) {
+  for (auto& row : f.x)
+    for (float& e : row) e = v;
+}
+template <typename T>
+inline float element(const T& v) {
+  if constexpr (std::is_same_v<T, __half>) return __half2float(v);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(v);
+  else return float(v);
+}
+template <typename Use, typename T, typename Layout>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
+  emu::warp().sync.arrive_and_wait();
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c)
+      f.x[r][c] = element(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p,
+                             unsigned ldm, layout_t layout) {
+  emu::warp().sync.arrive_and_wait();
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.x[r][c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f,
+                              unsigned ldm, layout_t layout) {
+  emu::warp().sync.arrive_and_wait();
+  if (emu::lane() == 0)
+    for (int r = 0; r < 16; ++r)
+      for (int c = 0; c < 16; ++c) (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r][c];
+  emu::warp().sync.arrive_and_wait();
+}
+template <typename A, typename B>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const A& a, const B& b,
+                     const fragment<accumulator, 16, 16, 16, float>& c) {
+  float out[16][16];
+  for (int r = 0; r < 16; ++r)
+    for (int n = 0; n < 16; ++n) {
+      float sum = c.x[r][n];
+      for (int k = 0; k < 16; ++k) sum += a.x[r][k] * b.x[k][n];
+      out[r][n] = sum;
+    }
+  std::memcpy(d.x, out, sizeof out);
+}
+}  // namespace nvcuda::wmma
 
 #define threadIdx (emu::thread_index)
 #define blockIdx (emu::block_index)

@@ -1,5 +1,5 @@
-"""The fused CUDA kernel, run on the CPU under host emulation (no GPU), against the numpy
-tile executor and the IR executor."""
+"""The CUDA kernels, run on the CPU under host emulation (no GPU), against the numpy tile
+executor and the IR executor."""
 
 import numpy as np
 import pytest
@@ -17,6 +17,7 @@ MAPPINGS = [
     GpuMapping(block_q=64, block_kv=32, stages=3, warps=2),  # two MMA row tiles per warp
     GpuMapping(block_q=32, block_kv=16, stages=1, warps=1, split_kv=3),  # + the combine
     GpuMapping(block_q=128, block_kv=48, stages=4, warps=8),  # Bc not a power of two
+    GpuMapping(KernelForm.UNFUSED, block_q=64, block_kv=32, stages=2, warps=4),
 ]
 PROBLEMS = [
     (Mask.NONE, 0, 70, 101),  # ragged query and key tiles
@@ -81,12 +82,3 @@ def test_a_wrong_fragment_index_is_caught(rng, monkeypatch):
     got = host_emulation.run_emulated(problem, mapping, arrays)
     expected = run_tiles(problem, mapping, *(arrays[n] for n in ("Q", "K", "V")))
     assert _relative_error(got, expected) > 0.05
-
-
-def test_the_unfused_form_is_refused_in_one_line():
-    problem = AttentionProblem(1, 1, 64, 64, 32, 32, Mask.NONE, 0, dtype="bf16")
-    mapping = GpuMapping(KernelForm.UNFUSED, block_q=64, block_kv=32)
-    with pytest.raises(einsim.SpecError, match="fused kernel only"):
-        host_emulation.run_emulated(
-            problem, mapping, problem_arrays(problem, np.random.default_rng())
-        )
