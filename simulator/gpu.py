@@ -16,7 +16,8 @@ tile of Br rows), key/value tiles of Bc streamed through a shared-memory ring of
   Tensor-core FLOPs 2·Br·Bc·E per QK sweep and 2·Br·Bc·F for PV; Br·Bc exp on the SFU per
   exp sweep plus Br correction exps; `FP32_OPS_PER_SCORE` FP32 ops per score (+
   `MASK_OPS_PER_SCORE` in a partial tile) and Br·F rescales; shared-memory bytes: the tile
-  written once and read by each of the W warps (warps split the Br rows, FA2 Section 3.3).
+  written once and read by each of the W warps (warps split the Br rows, FA2 Section 3.3),
+  plus the Q tile's fragments, which each warp reloads per key tile (ldmatrix, as FA2).
 * A tile's time on a whole SM: max over pipes (tensor, SFU, FP32, shared memory) when at
   least two warps per SM sub-partition can interleave MMA and softmax, their sum otherwise;
   divided by the issue efficiency min(1, resident warps / sub-partitions). Its global load
@@ -804,7 +805,8 @@ def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> l
     exp_tile = (r.br * r.bc + r.br) * exp_sweeps
     fp32_full = FP32_OPS_PER_SCORE * r.br * r.bc * sweeps + r.br * f
     fp32_part = fp32_full + MASK_OPS_PER_SCORE * r.br * r.bc * sweeps
-    smem_tile = (r.warps + 1) * r.bc * (e * sweeps + f) * b
+    # K/V written once and read by every warp, and Q's fragments reloaded per QK sweep
+    smem_tile = ((r.warps + 1) * r.bc * (e * sweeps + f) + r.br * e * sweeps) * b
     load_tile = r.bc * (e * sweeps + f) * b / l2_per_sm
     t_full = _with_load(
         _sm_time(arch, k, r.warps, mma_tile, exp_tile, fp32_full, smem_tile, problem.dtype),

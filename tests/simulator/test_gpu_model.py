@@ -121,7 +121,8 @@ def test_masks_never_cost_more_than_full_attention(kernel):
         masked = evaluate_gpu_batch(
             AttentionProblem(2, 4, 3000, 3000, 64, 64, mask, w), H100, GpuMapping(kernel), params
         )
-        assert np.all(masked.latency_s <= full.latency_s)
+        # equal when one wave holds every CTA (the longest, unmasked row tile, sets the time)
+        assert np.all(masked.latency_s <= full.latency_s * (1 + 1e-12))
         if kernel is KernelForm.FUSED:  # masked-out tiles are skipped: less tensor work
             assert np.all(
                 masked.utilization["tensor"] * masked.latency_s
