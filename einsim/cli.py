@@ -163,13 +163,18 @@ def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides,
         click.echo(report.per_einsum.to_csv(index=False), nl=False)
     else:
         click.echo(f"valid        {report.valid}" + "".join(f"\n  {r}" for r in report.reasons))
-        click.echo(f"latency_s    {report.latency_s:.6g}")
-        click.echo(f"cycles       {report.cycles:.6g}")
-        click.echo(f"energy_pj    {report.energy_pj:.6g}")
-        click.echo(f"dram_bytes   {report.dram_bytes:.6g}")
-        for unit, value in report.utilization.items():
-            click.echo(f"util_{unit:<8}{value:.3f}")
+        _echo_totals(report)
         click.echo(report.per_einsum.to_string(index=False))
+
+
+def _echo_totals(report) -> None:
+    """The table form's totals of a Report: latency, cycles, energy, DRAM bytes, utilization."""
+    click.echo(f"latency_s    {report.latency_s:.6g}")
+    click.echo(f"cycles       {report.cycles:.6g}")
+    click.echo(f"energy_pj    {report.energy_pj:.6g}")
+    click.echo(f"dram_bytes   {report.dram_bytes:.6g}")
+    for unit, value in report.utilization.items():
+        click.echo(f"util_{unit:<8}{value:.3f}")
 
 
 @main.command(name="map")
@@ -279,12 +284,7 @@ def map_command(
         return
     if isinstance(arch, GpuArchitecture):
         click.echo(f"mapping      {result.mapping.name}")
-    click.echo(f"latency_s    {report.latency_s:.6g}")
-    click.echo(f"cycles       {report.cycles:.6g}")
-    click.echo(f"energy_pj    {report.energy_pj:.6g}")
-    click.echo(f"dram_bytes   {report.dram_bytes:.6g}")
-    for unit, value in report.utilization.items():
-        click.echo(f"util_{unit:<8}{value:.3f}")
+    _echo_totals(report)
     click.echo(f"evaluated    {result.evaluated}")
     click.echo(f"pruned       {result.pruned}")
     click.echo(f"invalid      {result.invalid}")
