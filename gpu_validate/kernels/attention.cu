@@ -30,21 +30,11 @@ using namespace nvcuda;
 // -inf without <math.h> (NVRTC has no INFINITY): the bit pattern 0xff800000.
 #define NEG_INF __int_as_float(0xff800000)
 
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ void put(__half* p, float x) { *p = __float2half(x); }
 __device__ __forceinline__ void put(__nv_bfloat16* p, float x) { *p = __float2bfloat16(x); }
 
-template <int MASK>
-__device__ __forceinline__ bool keep(int m, int p, int W) {
-  if (MASK == 0) return true;
-  if (MASK == 1) return m <= p;
-  if (MASK == 2) return m <= p && p - m < W;
-  return 2 * abs(p - m) <= W;
-}
-
-// The kept keys of query row p form one interval [first, last] (the same masks as `keep`),
-// so a partial tile masks by comparing column offsets against two numbers per row.
+// The kept keys of query row p form one interval [first, last] of [0, M) under each MASK of
+// the header, so a row is masked by comparing key indices against two numbers.
 template <int MASK>
 __device__ __forceinline__ void key_interval(int p, int M, int W, int& first, int& last) {
   first = 0;
@@ -87,17 +77,23 @@ __device__ void tile_range(int p0, int p1, int M, int W, int BC, int& lo, int& h
   }
 }
 
-// Copy `rows` x `cols` elements (rows from `row0` of a [*, cols] matrix with `limit` rows) to
-// shared memory with 16-byte cp.async; rows past `limit` are zero-filled.
-template <typename T, int ROWS, int COLS, int THREADS>
+// The fused kernel pads shared-memory rows by 16 bytes (8 elements), so the eight row
+// addresses of an ldmatrix fall in different banks: simulator.gpu.SMEM_ROW_PAD_BYTES.
+constexpr int PAD = 8;
+
+// Copy ROWS x COLS elements (rows from `row0` of a [*, COLS] matrix with `limit` rows) to
+// shared-memory rows of COLS + PADDING elements with 16-byte cp.async; rows past `limit`
+// are zero-filled.
+template <typename T, int ROWS, int COLS, int THREADS, int PADDING = 0>
 __device__ __forceinline__ void copy_tile(T* dst, const T* src, int row0, int limit) {
   constexpr int VEC = 16 / sizeof(T);
   for (int idx = threadIdx.x; idx < ROWS * COLS / VEC; idx += THREADS) {
     const int r = idx / (COLS / VEC), c = (idx % (COLS / VEC)) * VEC;
+    T* to = dst + r * (COLS + PADDING) + c;
     if (row0 + r < limit) {
-      __pipeline_memcpy_async(dst + r * COLS + c, src + (size_t)(row0 + r) * COLS + c, 16);
+      __pipeline_memcpy_async(to, src + (size_t)(row0 + r) * COLS + c, 16);
     } else {
-      *reinterpret_cast<uint4*>(dst + r * COLS + c) = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
     }
   }
 }
@@ -168,25 +164,6 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned* r, const void* row) {
 #endif
 }
 
-// Shared-memory rows are padded by 16 bytes (8 elements): simulator.gpu.SMEM_ROW_PAD_BYTES.
-constexpr int PAD = 8;
-
-// Copy ROWS x COLS elements (rows from `row0` of a [*, COLS] matrix with `limit` rows) to
-// shared memory rows of COLS + PAD with 16-byte cp.async; rows past `limit` are zero-filled.
-template <typename T, int ROWS, int COLS, int THREADS>
-__device__ __forceinline__ void copy_padded(T* dst, const T* src, int row0, int limit) {
-  constexpr int VEC = 16 / sizeof(T);
-  for (int idx = threadIdx.x; idx < ROWS * COLS / VEC; idx += THREADS) {
-    const int r = idx / (COLS / VEC), c = (idx % (COLS / VEC)) * VEC;
-    T* to = dst + r * (COLS + PAD) + c;
-    if (row0 + r < limit) {
-      __pipeline_memcpy_async(to, src + (size_t)(row0 + r) * COLS + c, 16);
-    } else {
-      *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
-    }
-  }
-}
-
 // One CTA per (query tile, split, bh); warp w owns query rows [w RW, (w + 1) RW) as MT
 // 16-row MMA tiles. split == 1 writes O; otherwise the unnormalized numerator goes to
 // Opart[split][bh][p][f] and (m, l) to ML[split][bh][p][2], m in scaled-score units.
@@ -217,12 +194,12 @@ __global__ void __launch_bounds__(WARPS * 32)
   const int n = hi - lo + 1;
 
   // cp.async groups: Q, then tiles 0 .. STAGES-2; tile t + STAGES - 1 is issued at step t.
-  copy_padded<T, BR, D, THREADS>(Qs, Q + (size_t)bh * P * D, p0, P);
+  copy_tile<T, BR, D, THREADS, PAD>(Qs, Q + (size_t)bh * P * D, p0, P);
   __pipeline_commit();
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < n) {
-      copy_padded<T, BC, D, THREADS>(Ks + s * BC * KS, Kb, (lo + s) * BC, M);
-      copy_padded<T, BC, DV, THREADS>(Vs + s * BC * VS, Vb, (lo + s) * BC, M);
+      copy_tile<T, BC, D, THREADS, PAD>(Ks + s * BC * KS, Kb, (lo + s) * BC, M);
+      copy_tile<T, BC, DV, THREADS, PAD>(Vs + s * BC * VS, Vb, (lo + s) * BC, M);
     }
     __pipeline_commit();
   }
@@ -242,8 +219,8 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int j = lo + t, ahead = t + STAGES - 1;
     __syncthreads();  // every warp is done with tile t - 1, whose slot is refilled now
     if (ahead < n) {
-      copy_padded<T, BC, D, THREADS>(Ks + (ahead % STAGES) * BC * KS, Kb, (lo + ahead) * BC, M);
-      copy_padded<T, BC, DV, THREADS>(Vs + (ahead % STAGES) * BC * VS, Vb, (lo + ahead) * BC, M);
+      copy_tile<T, BC, D, THREADS, PAD>(Ks + (ahead % STAGES) * BC * KS, Kb, (lo + ahead) * BC, M);
+      copy_tile<T, BC, DV, THREADS, PAD>(Vs + (ahead % STAGES) * BC * VS, Vb, (lo + ahead) * BC, M);
     }
     __pipeline_commit();
     __pipeline_wait_prior(STAGES - 1);
@@ -405,6 +382,24 @@ __global__ void attention_combine(const float* __restrict__ Opart, const float* 
   put(O + i, l > 0.f ? o / l : 0.f);
 }
 
+// acc += A B over K in 16-deep wmma steps: A is 16 x K row-major (leading dimension lda),
+// B is K x 16 in LAYOUT_B (leading dimension ldb), the unfused GEMMs' inner loop.
+// (wmma's layout tags are incomplete types, so they are told apart through pointers)
+__device__ __forceinline__ int k_offset(const wmma::row_major*, int k, int ld) { return k * ld; }
+__device__ __forceinline__ int k_offset(const wmma::col_major*, int k, int) { return k; }
+template <typename T, typename LAYOUT_B, int K>
+__device__ __forceinline__ void wmma_accumulate(
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float>& acc, const T* a, int lda, const T* b,
+    int ldb) {
+  for (int k = 0; k < K; k += 16) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LAYOUT_B> fb;
+    wmma::load_matrix_sync(fa, a + k, lda);
+    wmma::load_matrix_sync(fb, b + k_offset(static_cast<const LAYOUT_B*>(nullptr), k, ldb), ldb);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+}
+
 // Unfused 1/3: S[bh][p][m] = scale * Q K^T in fp32, one CTA per BR x BC tile of S.
 template <typename T, int BR, int BC, int D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32)
@@ -426,13 +421,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     const int rb = (blk / (BC / 16)) * 16, cb = (blk % (BC / 16)) * 16;
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
     wmma::fill_fragment(acc, 0.f);
-    for (int k = 0; k < D; k += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-      wmma::load_matrix_sync(a, Qs + rb * D + k, D);
-      wmma::load_matrix_sync(b, Ks + cb * D + k, D);
-      wmma::mma_sync(acc, a, b, acc);
-    }
+    wmma_accumulate<T, wmma::col_major, D>(acc, Qs + rb * D, D, Ks + cb * D, D);  // B = K^T
     wmma::store_matrix_sync(Ss + rb * BC + cb, acc, BC, wmma::mem_row_major);
   }
   __syncthreads();
@@ -450,18 +439,19 @@ __global__ void attention_softmax(const float* __restrict__ S, T* __restrict__ A
   const long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
-  const int p = (int)(row % P);
+  int first, last;
+  key_interval<MASK>((int)(row % P), M, W, first, last);
   const float* s = S + row * M;
   float mx = NEG_INF;
   for (int m = lane; m < M; m += 32)
-    if (keep<MASK>(m, p, W)) mx = fmaxf(mx, s[m]);
+    if (first <= m && m <= last) mx = fmaxf(mx, s[m]);
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
   float sum = 0.f;
   for (int m = lane; m < M; m += 32)
-    if (keep<MASK>(m, p, W)) sum += __expf(s[m] - mx);
+    if (first <= m && m <= last) sum += __expf(s[m] - mx);
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   for (int m = lane; m < M; m += 32)
-    put(A + row * M + m, keep<MASK>(m, p, W) ? __expf(s[m] - mx) / sum : 0.f);
+    put(A + row * M + m, first <= m && m <= last ? __expf(s[m] - mx) / sum : 0.f);
 }
 
 // Unfused 3/3: O[bh][p][f] = sum_m A[bh][p][m] V[bh][m][f]; a CTA per BR rows, the keys in
@@ -507,13 +497,7 @@ __global__ void __launch_bounds__(WARPS * 32)
       const int rb = (blk / (DV / 16)) * 16, db = (blk % (DV / 16)) * 16;
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::load_matrix_sync(acc, Os + rb * DV + db, DV, wmma::mem_row_major);
-      for (int k = 0; k < BC; k += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-        wmma::load_matrix_sync(a, at + rb * BC + k, BC);
-        wmma::load_matrix_sync(b, vt + k * DV + db, DV);
-        wmma::mma_sync(acc, a, b, acc);
-      }
+      wmma_accumulate<T, wmma::row_major, BC>(acc, at + rb * BC, BC, vt + db, DV);
       wmma::store_matrix_sync(Os + rb * DV + db, acc, DV, wmma::mem_row_major);
     }
     __syncthreads();

@@ -131,12 +131,18 @@ inline thread_local Block* block = nullptr;
 inline Warp& warp() { return *block->warps[thread_index.x / 32]; }
 inline int lane() { return int(thread_index.x % 32); }
 
+// An input element (bf16, fp16 or float) as float.
+template <typename T>
+inline float to_float(const T& v) {
+  if constexpr (std::is_same_v<T, __half>) return __half2float(v);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(v);
+  else return float(v);
+}
+
 // A b16 element `i` of a packed pair (low half first) as float.
 template <typename T>
 inline float unpack(unsigned pair, int i) {
-  const uint16_t bits = uint16_t(i ? pair >> 16 : pair & 0xffff);
-  if constexpr (sizeof(T) == 2 && std::is_same_v<T, __half>) return __half2float(__half{bits});
-  else return __bfloat162float(__nv_bfloat16{bits});
+  return to_float(T{uint16_t(i ? pair >> 16 : pair & 0xffff)});
 }
 
 // D = A B + C for one warp; this thread's fragments in, its D fragment out (PTX ISA layout:
@@ -236,18 +242,12 @@ inline void fill_fragment(F& f, float v) {
   for (auto& row : f.x)
     for (float& e : row) e = v;
 }
-template <typename T>
-inline float element(const T& v) {
-  if constexpr (std::is_same_v<T, __half>) return __half2float(v);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(v);
-  else return float(v);
-}
 template <typename Use, typename T, typename Layout>
 inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
   emu::warp().sync.arrive_and_wait();
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c)
-      f.x[r][c] = element(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
+      f.x[r][c] = emu::to_float(std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
 }
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p,
                              unsigned ldm, layout_t layout) {
