@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -37,28 +38,22 @@ COLUMNS = ("kernel", "head_dim", "head_dim_v", "block_q", "block_kv", "warps", "
 
 
 def rows_to_measure(head_dims, masks):
-    """(kernel, E, F, Br, Bc, warps, mask, name expression) of every grid point to compile."""
+    """(kernel, E, F, Br, Bc, warps, mask, name expression) of every grid point to compile:
+    the fused kernel under each mask, and the unfused QK and AV GEMMs (mask-free) once."""
     out = []
-    for e in head_dims:
-        for mask in masks:
-            problem = AttentionProblem(1, 1, 4096, 4096, e, e, mask, 256, dtype="bf16")
-            for br in GPU_GRID["block_q"]:
-                for bc in GPU_GRID["block_kv"]:
-                    for w in GPU_GRID["warps"]:
-                        if br % (16 * w) or br * (e + bc) / (32 * w) > 255:
-                            continue
-                        mapping = GpuMapping(block_q=br, block_kv=bc, stages=2, warps=w)
-                        name = launches(problem, mapping)[0].name
-                        out.append(("fused", e, e, br, bc, w, mask.value, name))
-            if mask is not Mask.NONE:
-                continue
-            for br in GPU_GRID["block_q"]:
-                for bc in GPU_GRID["block_kv"]:
-                    for w in GPU_GRID["warps"]:
-                        mapping = GpuMapping(KernelForm.UNFUSED, br, bc, stages=2, warps=w)
-                        qk, _, av = launches(problem, mapping)
-                        out.append(("unfused_qk", e, 0, br, bc, w, "", qk.name))
-                        out.append(("unfused_av", 0, e, br, bc, w, "", av.name))
+    grid = list(itertools.product(GPU_GRID["block_q"], GPU_GRID["block_kv"], GPU_GRID["warps"]))
+    for e, mask in itertools.product(head_dims, masks):
+        problem = AttentionProblem(1, 1, 4096, 4096, e, e, mask, 256, dtype="bf16")
+        for br, bc, w in grid:
+            if br % (16 * w) == 0 and br * (e + bc) / (32 * w) <= 255:
+                fused = GpuMapping(block_q=br, block_kv=bc, stages=2, warps=w)
+                name = launches(problem, fused)[0].name
+                out.append(("fused", e, e, br, bc, w, mask.value, name))
+            if mask is Mask.NONE:
+                unfused = GpuMapping(KernelForm.UNFUSED, br, bc, stages=2, warps=w)
+                qk, _, av = launches(problem, unfused)
+                out.append(("unfused_qk", e, 0, br, bc, w, "", qk.name))
+                out.append(("unfused_av", 0, e, br, bc, w, "", av.name))
     return out
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from einsim.einsum import BackendUnavailable, SpecError
 from einsim.simulator.gpu import AttentionProblem, GpuMapping, KernelForm
 
-from .kernels import _check, bf16_bits, bf16_values, from_kernel_layout, launches, to_kernel_layout
+from .kernels import _check, from_kernel_words, kernel_words, launches
 
 COMPILER = os.environ.get("CXX", "g++")
 _CTYPE = {"bf16": "__nv_bfloat16", "fp16": "__half"}
@@ -125,11 +125,7 @@ def run_emulated(
     plan = launches(problem, mapping)
     lib = _library(_kernel_source(), tuple(x.name for x in plan), _CTYPE[problem.dtype])
 
-    def words(array):
-        rows = to_kernel_layout(problem, array)
-        return bf16_bits(rows) if problem.dtype == "bf16" else rows.astype(np.float16)
-
-    q, k, v = (words(arrays[name]) for name in ("Q", "K", "V"))
+    q, k, v = (kernel_words(problem, arrays[name]) for name in ("Q", "K", "V"))
     bh, P, M, F = problem.batch * problem.heads, problem.seq_q, problem.seq_kv, problem.head_dim_v
     split = mapping.split_kv
     o = np.zeros((bh, P, F), dtype=q.dtype)
@@ -158,4 +154,4 @@ def run_emulated(
         kind = launch.name.partition("<")[0]
         grid = (ctypes.c_uint(g) for g in launch.grid)
         getattr(lib, f"run_{kind}")(*args[kind], *grid, i32(launch.block))
-    return from_kernel_layout(problem, bf16_values(o) if problem.dtype == "bf16" else o)
+    return from_kernel_words(problem, o)

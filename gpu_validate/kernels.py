@@ -104,24 +104,27 @@ def bf16_values(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
+def kernel_words(problem: AttentionProblem, array: np.ndarray) -> np.ndarray:
+    """An einsim-layout input (float64) as the kernels read it: [bh, rows, cols] in the
+    problem's dtype (bf16 as raw 16-bit words, CuPy having no bf16)."""
+    rows = to_kernel_layout(problem, array)
+    return bf16_bits(rows) if problem.dtype == "bf16" else rows.astype(np.float16)
+
+
+def from_kernel_words(problem: AttentionProblem, o: np.ndarray) -> np.ndarray:
+    """The kernels' output O[bh, p, f] (dtype words on the host) -> AV[b, h, f, p] float64."""
+    return from_kernel_layout(problem, bf16_values(o) if problem.dtype == "bf16" else o)
+
+
 def to_device(problem: AttentionProblem, arrays: dict[str, np.ndarray]) -> dict:
-    """Q[b,h,e,p], K[b,h,e,m], V[b,h,f,m] (float64) -> device arrays in the kernel layout and
-    dtype (bf16 as raw 16-bit words)."""
+    """Q[b,h,e,p], K[b,h,e,m], V[b,h,f,m] (float64) -> device arrays of `kernel_words`."""
     cp = backend.cupy()
-    out = {}
-    for name, array in arrays.items():
-        rows = to_kernel_layout(problem, array)
-        if problem.dtype == "fp16":
-            out[name] = cp.asarray(rows.astype(np.float16))
-        else:
-            out[name] = cp.asarray(bf16_bits(rows))
-    return out
+    return {name: cp.asarray(kernel_words(problem, array)) for name, array in arrays.items()}
 
 
 def from_device(problem: AttentionProblem, o) -> np.ndarray:
     """O[bh, p, f] on the device -> AV[b, h, f, p] float64 on the host."""
-    host = backend.cupy().asnumpy(o)
-    return from_kernel_layout(problem, bf16_values(host) if problem.dtype == "bf16" else host)
+    return from_kernel_words(problem, backend.cupy().asnumpy(o))
 
 
 class Runner:
