@@ -22,10 +22,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class OpCost:
-    """The cost of one operator on one PE: cycles per operation and pJ per operation."""
+    """The cost of one operator on one PE: cycles and pJ per operation, and the silicon
+    area of its functional unit in each PE (0 where it runs on another operator's unit,
+    e.g. a multiply on the MAC)."""
 
     cycles: float
     energy_pj: float
+    area_um2: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +38,9 @@ class ComputeUnit:
     name: str
     dims: tuple[int, ...]
     ops: tuple[tuple[Op, OpCost], ...]
-    area_um2: float = 0.0
+    area_um2: float = 0.0  # fixed area of the unit beyond its PEs (e.g. a staging buffer)
     fill_drain: bool = False  # a systolic array: charge fill and drain per fold (model option)
+    register_file_area_um2: float = 0.0  # each PE's register file
 
     @property
     def lanes(self) -> int:
@@ -67,6 +71,7 @@ class StorageLevel:
     bandwidth_bytes_per_cycle: float
     read_pj_per_byte: float
     write_pj_per_byte: float
+    area_um2_per_byte: float = 0.0  # on-chip storage density (0 off-chip: DRAM has no die area)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,12 @@ _OPS = {op.value: op for op in Op}
 
 
 def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
-    data = check_keys(data, where, ("ops",), ("rows", "cols", "lanes", "area_um2", "fill_drain"))
+    data = check_keys(
+        data,
+        where,
+        ("ops",),
+        ("rows", "cols", "lanes", "area_um2", "fill_drain", "register_file_area_um2"),
+    )
     if "lanes" in data:
         if "rows" in data or "cols" in data:
             raise SpecError(f"{where}: give either lanes (1D) or rows and cols (2D), not both")
@@ -119,13 +129,16 @@ def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
     for op_name, cost in data["ops"].items():
         if op_name not in _OPS:
             raise SpecError(f"{where}.ops: unknown operator {op_name!r}; known: {', '.join(_OPS)}")
-        cost = check_keys(cost, f"{where}.ops.{op_name}", ("cycles", "energy_pj"))
+        cost = check_keys(cost, f"{where}.ops.{op_name}", ("cycles", "energy_pj"), ("area_um2",))
         ops.append(
             (
                 _OPS[op_name],
                 OpCost(
                     number(cost["cycles"], f"{where}.ops.{op_name}.cycles"),
                     number(cost["energy_pj"], f"{where}.ops.{op_name}.energy_pj", positive=False),
+                    number(
+                        cost.get("area_um2", 0), f"{where}.ops.{op_name}.area_um2", positive=False
+                    ),
                 ),
             )
         )
@@ -133,7 +146,10 @@ def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
     fill_drain = data.get("fill_drain", False)
     if not isinstance(fill_drain, bool):
         raise SpecError(f"{where}.fill_drain: expected true or false, got {fill_drain!r}")
-    return ComputeUnit(name, dims, tuple(ops), area, fill_drain)
+    register_file = number(
+        data.get("register_file_area_um2", 0), f"{where}.register_file_area_um2", positive=False
+    )
+    return ComputeUnit(name, dims, tuple(ops), area, fill_drain, register_file)
 
 
 def _parse_level(data: object, where: str, clock_hz: float) -> StorageLevel:
@@ -141,7 +157,12 @@ def _parse_level(data: object, where: str, clock_hz: float) -> StorageLevel:
         data,
         where,
         ("name", "read_pj_per_byte", "write_pj_per_byte"),
-        ("capacity_bytes", "bandwidth_bytes_per_cycle", "bandwidth_bytes_per_s"),
+        (
+            "capacity_bytes",
+            "bandwidth_bytes_per_cycle",
+            "bandwidth_bytes_per_s",
+            "area_um2_per_byte",
+        ),
     )
     if ("bandwidth_bytes_per_cycle" in data) == ("bandwidth_bytes_per_s" in data):
         raise SpecError(
@@ -164,6 +185,9 @@ def _parse_level(data: object, where: str, clock_hz: float) -> StorageLevel:
         ),
         write_pj_per_byte=number(
             data["write_pj_per_byte"], f"{where}.write_pj_per_byte", positive=False
+        ),
+        area_um2_per_byte=number(
+            data.get("area_um2_per_byte", 0), f"{where}.area_um2_per_byte", positive=False
         ),
     )
 
