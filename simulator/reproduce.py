@@ -269,3 +269,106 @@ def headline(table: pd.DataFrame, end_to_end: bool = False) -> dict[str, float]:
     """
     ratios = point_ratios(table, end_to_end)
     return {name: float(column.mean()) for name, column in ratios.items()}
+
+
+#: The Pareto study's array sizes (FuseMax, MICRO 2024, Fig. 12): PE_dim x PE_dim 2D arrays.
+PARETO_PE_DIMS = (16, 32, 64, 128, 256, 512)
+PARETO_SEQ_LEN = 262144
+#: The buffer starts at PE_dim x E x this many bytes and doubles while the point is
+#: memory-bound (the artifact's rule), at most `PARETO_MAX_DOUBLINGS` times.
+PARETO_BUFFER_BYTES_PER_PE_E = 16
+PARETO_MAX_DOUBLINGS = 12
+
+
+def published_pareto() -> pd.DataFrame:
+    """The artifact's published Pareto points (latency and total area at 256K tokens)."""
+    return _data("fusemax_pareto_published.csv").copy()
+
+
+def pareto_architecture(pe_dim: int, buffer_bytes: int, base: str = "fusemax_cloud"):
+    """FuseMax's architecture scaled as in the Pareto study: a PE_dim x PE_dim 2D array,
+    PE_dim 1D lanes and a global buffer of `buffer_bytes`."""
+    return load_architecture(
+        base,
+        {
+            "units.2d.rows": pe_dim,
+            "units.2d.cols": pe_dim,
+            "units.1d.lanes": pe_dim,
+            "levels.GB.capacity_bytes": buffer_bytes,
+        },
+    )
+
+
+def pareto(
+    models=tuple(FUSEMAX_MODELS),
+    pe_dims=PARETO_PE_DIMS,
+    seq_len: int = PARETO_SEQ_LEN,
+) -> pd.DataFrame:
+    """FuseMax's area-latency trade-off as the array grows (MICRO 2024, Fig. 12).
+
+    For each model and PE_dim: a PE_dim x PE_dim 2D array, PE_dim 1D lanes, the key tile
+    M0 = PE_dim, and a global buffer of PE_dim x E x 16 bytes, doubled while the point is
+    memory-bound (DRAM time above compute time), as the paper's artifact does. Every number
+    comes from `evaluate` with the bundled `fusemax` mapping and from `area_by_component_mm2`.
+
+    Returns:
+        One row per (model, pe_dim): buffer_bytes, latency_s, compute_s, memory_s,
+        dram_bytes, util_2d, util_1d, area_mm2, area_<component>_mm2, and the published
+        latency and area where the artifact gives them.
+    """
+    from .area import area_by_component_mm2
+
+    mapping = _mapping("fusemax")
+    rows = []
+    for model in models:
+        dims = FUSEMAX_MODELS[model]
+        shape = {**dims, "F": dims["E"], "M": seq_len, "P": seq_len}
+        for pe_dim in pe_dims:
+            cascade_ = attention("fusemax_1pass", M0=pe_dim)
+            buffer_bytes = pe_dim * dims["E"] * PARETO_BUFFER_BYTES_PER_PE_E
+            for _ in range(PARETO_MAX_DOUBLINGS + 1):
+                arch = pareto_architecture(pe_dim, buffer_bytes)
+                report = evaluate(cascade_, arch, mapping, shape)
+                compute = sum(k["compute_cycles"] for k in report.kernels) / arch.clock_hz
+                memory = report.dram_bytes / (
+                    arch.levels[0].bandwidth_bytes_per_cycle * arch.clock_hz
+                )
+                if report.valid and memory <= compute:
+                    break
+                buffer_bytes *= 2
+            areas = area_by_component_mm2(arch)
+            rows.append(
+                {
+                    "model": model,
+                    "pe_dim": pe_dim,
+                    "seq_len": seq_len,
+                    "buffer_bytes": buffer_bytes,
+                    "valid": report.valid,
+                    "latency_s": report.latency_s,
+                    "compute_s": compute,
+                    "memory_s": memory,
+                    "dram_bytes": report.dram_bytes,
+                    "util_2d": report.utilization.get("2d", 0.0),
+                    "util_1d": report.utilization.get("1d", 0.0),
+                    "area_mm2": float(sum(areas.values())),
+                    **{f"area_{name}_mm2": float(value) for name, value in areas.items()},
+                }
+            )
+    table = pd.DataFrame(rows)
+    paper = published_pareto()[["model", "pe_dim", "seq_len", "latency_s", "area_mm2"]]
+    paper = paper.rename(
+        columns={"latency_s": "published_latency_s", "area_mm2": "published_area_mm2"}
+    )
+    return table.merge(paper, on=["model", "pe_dim", "seq_len"], how="left")
+
+
+def iso_area(archs=("fusemax_cloud", "flat_cloud")) -> pd.DataFrame:
+    """Area by component of FuseMax's and FLAT's accelerators side by side (mm^2), with a
+    total row: the check of the paper's iso-area comparison."""
+    from .area import area_by_component_mm2
+
+    columns = {name: area_by_component_mm2(load_architecture(name)) for name in archs}
+    table = pd.DataFrame(columns).fillna(0.0).astype(float)
+    table.loc["total"] = table.sum()
+    table.index.name = "component"
+    return table
