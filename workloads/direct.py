@@ -21,10 +21,16 @@ DIRECT: Registry = Registry("direct formula")
 
 
 def _softmax_av(scores: np.ndarray, keep, v: np.ndarray) -> np.ndarray:
-    """softmax over keys (axis -2 of scores[..., m, p]) of the kept scores, times v[..., f, m]."""
+    """softmax over keys (axis -2 of scores[..., m, p]) of the kept scores, times v[..., f, m].
+
+    A query with no kept key gets 0 (the softmax over an empty set contributes nothing), as
+    every form of the cascades does (see `einsim.workloads.variants`)."""
+    keep = np.broadcast_to(keep, scores.shape)
     s = np.where(keep, scores, -np.inf)
-    w = np.exp(s - s.max(axis=-2, keepdims=True))
-    return v @ (w / w.sum(axis=-2, keepdims=True))
+    top = s.max(axis=-2, keepdims=True)
+    w = np.where(keep, np.exp(s - np.where(np.isfinite(top), top, 0.0)), 0.0)
+    total = w.sum(axis=-2, keepdims=True)
+    return v @ np.divide(w, total, out=np.zeros_like(w), where=total > 0)
 
 
 def _scores(q, k):

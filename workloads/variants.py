@@ -19,6 +19,15 @@ running max then starts at the finite floor `RM[0,p] = -1e30` instead of -inf, s
 `PRM = exp(RM[m1] - RM[m1+1])` is exp(0) = 1 rather than exp(-inf + inf) = NaN while no key
 has been seen (RD and RNV are still 0 then, so the factor is harmless), and exp(-1e30 - x)
 = 0 exactly once a real score arrives. This assumes every real score exceeds -1e30.
+
+A query with no key (a window past the last key when M < P, a decode query before the
+cache, a MoBA query whose blocks hold no key) gets AV = 0 in every form: the softmax over
+an empty set of keys contributes nothing. The stable and 2-pass forms compute A only at
+kept points, so AV is an empty sum; the 1-pass form divides RNV by RD, so a masked tiled
+form starts the denominator at the finite floor `RD[0,p] = 1e-30` instead of 0: an empty
+query ends with RNV = 0 and RD = 1e-30 (AV = 0, not 0/0 = NaN), and once a real score
+arrives PRM = exp(-1e30 - x) = 0 drops the floor exactly (no extra operator, so op
+counts are unchanged).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ class Form(enum.Enum):
 
 SOFTMAX_FORMS = (Form.STABLE_3PASS, Form.ONLINE_2PASS, Form.FUSEMAX_1PASS)
 _FLOOR = "-1e30"  # the finite initial running max of masked tiled forms (module docstring)
+_RD_FLOOR = "1e-30"  # the finite initial denominator of masked tiled forms (empty queries)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -174,7 +184,7 @@ def softmax_cascade(
             f"SLN[{b}m1,m0,p] = exp({s}[{b}m1,m0,p] - RM[{b}m1+1,p])",
             f"SLD[{b}m1,p] = sum(m0) SLN[{b}m1,m0,p]",
             f"PRM[{b}m1,p] = exp(RM[{b}m1,p] - RM[{b}m1+1,p])",
-            f"RD[{b}0,p] = 0",
+            f"RD[{b}0,p] = {_RD_FLOOR if mask else '0'}",
         ]
         if form is Form.ONLINE_2PASS:
             lines += [
@@ -203,6 +213,9 @@ def softmax_cascade(
 Case = tuple[dict, tuple[dict, ...]]
 
 _ODD = (dict(E=4, F=3, M=7, P=7, M0=3), dict(E=3, F=2, M=10, P=10, M0=4))
+#: Fewer keys than queries with a partial last key tile: under a window, a decode offset or
+#: a MoBA block past the last key, some queries have no key at all (AV = 0 there).
+_EMPTY_QUERIES = dict(E=3, F=2, M=5, P=9, M0=2)
 
 
 def _register(name: str, *, summary: str, forms: tuple[Form, ...], cases: tuple[Case, ...], **kw):
@@ -240,7 +253,10 @@ def causal(form: str = _FORM_DEFAULT, M0: int = 256) -> Cascade:
     "sliding_window",
     summary="causal and p - m < W (Mistral); causal=0: |p - m| <= W/2",
     forms=SOFTMAX_FORMS,
-    cases=(({"W": 3}, _ODD), ({"W": 4, "causal": False}, _ODD)),
+    cases=(
+        ({"W": 3}, (*_ODD, _EMPTY_QUERIES)),
+        ({"W": 4, "causal": False}, (*_ODD, _EMPTY_QUERIES)),
+    ),
 )
 def sliding_window(
     form: str = _FORM_DEFAULT, M0: int = 256, W: int = 4096, causal: bool = True
@@ -410,6 +426,8 @@ def neighborhood_3d(
     cases=(
         ({"BS": 3, "TOPK": 1}, (dict(E=3, F=2, M=10, P=10, M0=4),)),
         ({"BS": 2, "TOPK": 2, "causal": False}, (dict(E=4, F=3, M=9, P=9, M0=3),)),
+        ({"BS": 2, "TOPK": 0}, (_EMPTY_QUERIES,)),
+        ({"BS": 1, "TOPK": 1}, (dict(E=3, F=2, M=10, P=10, M0=4),)),  # padding past block N-1
     ),
 )
 def block_topk(
@@ -437,8 +455,11 @@ def block_topk(
         prelude.append(f"T{k}[p] = max(n) GATE[n,p] where {eligible}{below}")
         previous = f"T{k}"
     own = "m // MB == p // MB"
+    # The gate of key m's block is read as GATE[(m // MB) % N, p]: equal to m // MB for
+    # every key (m < M), and inside GATE for the padding of a partial last key tile
+    # (m >= M: never computed, but a tiled form's filter is evaluated over whole tiles).
     chosen = (
-        f" or ({eligible.replace('n', '(m // MB)', 1)} and GATE[m // MB,p] >= T{TOPK}[p])"
+        f" or ({eligible.replace('n', '(m // MB)', 1)} and GATE[(m // MB) % N,p] >= T{TOPK}[p])"
         if TOPK
         else ""
     )
@@ -482,7 +503,10 @@ def _causal_window_mask(name: str, causal, W, query: str = "p") -> tuple[str, tu
     aliases=("mqa",),
     summary="H query heads share G key/value groups; head h reads group h // (H/G)",
     forms=SOFTMAX_FORMS,
-    cases=(({}, _GQA_SHAPES), ({"causal": True, "W": 3}, _GQA_SHAPES)),
+    cases=(
+        ({}, _GQA_SHAPES),
+        ({"causal": True, "W": 3}, (*_GQA_SHAPES, dict(H=4, G=2, E=3, F=2, M=5, P=9, M0=2))),
+    ),
 )
 def gqa(form: str = _FORM_DEFAULT, M0: int = 256, causal: bool = False, W: int = 0) -> Cascade:
     """Grouped-query attention (Ainslie et al. EMNLP 2023): Q[h,e,p], K[g,e,m], V[g,f,m];
@@ -505,8 +529,11 @@ def gqa(form: str = _FORM_DEFAULT, M0: int = 256, causal: bool = False, W: int =
     summary="P new queries (P = 1: one token) after a KV cache: query p sits at M - P + p",
     forms=SOFTMAX_FORMS,
     cases=(
-        ({}, (dict(E=4, F=3, M=7, P=1, M0=3), dict(E=2, F=2, M=10, P=3, M0=4))),
-        ({"W": 4, "grouped": True}, (dict(H=4, G=2, E=3, F=2, M=11, P=1, M0=3),)),
+        ({}, (dict(E=4, F=3, M=7, P=1, M0=3), dict(E=2, F=2, M=10, P=3, M0=4), _EMPTY_QUERIES)),
+        (
+            {"W": 4, "grouped": True},
+            (dict(H=4, G=2, E=3, F=2, M=11, P=1, M0=3), dict(H=4, G=2, E=3, F=2, M=5, P=9, M0=2)),
+        ),
     ),
 )
 def decode(form: str = _FORM_DEFAULT, M0: int = 256, W: int = 0, grouped: bool = False) -> Cascade:
