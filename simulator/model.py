@@ -33,6 +33,7 @@ from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 
 from .architecture import Architecture, ComputeUnit
+from .area import area_by_component_mm2
 from .mapping import Kernel, Mapping, Overlap, loop_keys, parameter_names
 
 
@@ -69,10 +70,20 @@ class Report:
     valid: bool = True
     reasons: tuple[str, ...] = ()
     kernels: tuple[dict, ...] = field(default=())
+    # Silicon area of the architecture by component (`simulator.area`); empty where the
+    # spec carries no areas.
+    area_by_component_mm2: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def area_mm2(self) -> float:
+        """Total area (mm^2); 0.0 where the architecture spec carries no areas."""
+        return float(sum(self.area_by_component_mm2.values()))
 
     def to_dict(self) -> dict:
         return {
             "valid": self.valid,
+            "area_mm2": self.area_mm2,
+            "area_by_component_mm2": self.area_by_component_mm2,
             "reasons": list(self.reasons),
             "latency_s": self.latency_s,
             "cycles": self.cycles,
@@ -121,6 +132,12 @@ class BatchReport:
     einsums: tuple[dict, ...]  # kernel, einsum, unit (str) and ops, cycles, energy_pj (arrays)
     kernels: tuple[dict, ...]  # kernel (str) and compute_cycles, memory_cycles, tiles (arrays)
     problems: tuple[_Problem, ...] = ()
+    area_by_component_mm2: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def area_mm2(self) -> np.ndarray:
+        """Total area per mapping (mm^2); zeros where the spec carries no areas."""
+        return sum(self.area_by_component_mm2.values(), np.zeros(self.n))
 
     def reasons(self, i: int) -> tuple[str, ...]:
         return tuple(p.at(i) for p in self.problems if p.mask[i])
@@ -163,6 +180,7 @@ class BatchReport:
                 {key: (value if key == "kernel" else _item(value, i)) for key, value in row.items()}
                 for row in self.kernels
             ),
+            area_by_component_mm2={k: float(v[i]) for k, v in self.area_by_component_mm2.items()},
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -174,6 +192,7 @@ class BatchReport:
             latency_s=self.latency_s,
             energy_pj=self.energy_pj,
             dram_bytes=self.dram_bytes,
+            area_mm2=self.area_mm2,
             valid=self.valid,
         )
         columns.update({f"util_{unit}": value for unit, value in self.utilization.items()})
@@ -833,6 +852,7 @@ def evaluate_batch(
         einsums=tuple(einsum_rows),
         kernels=tuple(kernel_rows),
         problems=tuple(problems),
+        area_by_component_mm2={k: shaped(v) for k, v in area_by_component_mm2(arch).items()},
     )
 
 
