@@ -33,23 +33,30 @@ from einsim.simulator import (
     evaluate,
     evaluate_batch,
 )
+from einsim.simulator.area import area_mm2, models_area
 
 from .constraints import Constraints, load_constraints
 from .space import MapSpace, Template, build_space
 from .strategies import STRATEGIES, check_strategy
 
-OBJECTIVES = ("latency", "energy", "edp")
+OBJECTIVES = ("latency", "energy", "edp", "latency_area", "edap")
 CHUNK = 1 << 18  # rows per evaluate_batch call
 MAX_PARETO_POINTS = 200_000
 
 
-def objective_values(objective: str, latency_s, energy_pj) -> np.ndarray:
-    """latency_s, energy_pj, or their product (EDP, pJ*s)."""
+def objective_values(objective: str, latency_s, energy_pj, area_mm2=0.0) -> np.ndarray:
+    """latency_s, energy_pj, their product (EDP, pJ*s), latency x area (s*mm^2) or
+    energy x latency x area (EDAP, pJ*s*mm^2). The area ones compare designs of different
+    size; inside one search the architecture, and so its area, is fixed."""
     latency_s, energy_pj = np.asarray(latency_s), np.asarray(energy_pj)
     if objective == "latency":
         return latency_s
     if objective == "energy":
         return energy_pj
+    if objective == "latency_area":
+        return latency_s * area_mm2
+    if objective == "edap":
+        return latency_s * energy_pj * area_mm2
     return latency_s * energy_pj
 
 
@@ -121,7 +128,7 @@ class Runner:
         )  # fmt: skip
         n = len(rows)
         valid = np.broadcast_to(batch.valid, (n,))
-        values = objective_values(self.objective, batch.latency_s, batch.energy_pj)
+        values = objective_values(self.objective, batch.latency_s, batch.energy_pj, batch.area_mm2)
         values = np.where(valid, np.broadcast_to(values, (n,)), np.inf)
         # ties on the objective go to the lower secondary: a relative nudge far below the
         # model's resolution, so strategies compare one number
@@ -222,7 +229,10 @@ class SearchResult:
 
     @property
     def best_value(self) -> float:
-        return float(objective_values(self.objective, self.report.latency_s, self.report.energy_pj))
+        report = self.report
+        return float(
+            objective_values(self.objective, report.latency_s, report.energy_pj, report.area_mm2)
+        )
 
     def explain(self) -> str:
         """What was chosen (fusion, binding, stages, tiles) and why it beat the rest."""
@@ -268,7 +278,9 @@ def search(
         cascade: what is computed (`einsim.cascade(name)`).
         arch: the hardware (`einsim.simulator.load_architecture`).
         shape: rank sizes, batch ranks (B, H) included.
-        objective: "latency" (s), "energy" (pJ) or "edp" (latency x energy).
+        objective: "latency" (s), "energy" (pJ), "edp" (latency x energy), "latency_area"
+            (s x mm^2) or "edap" (energy x latency x area); the area ones need an
+            architecture spec that carries areas (`simulator.area`).
         strategy: a name in `STRATEGIES` (exhaustive, random, greedy, anneal).
         budget: the most candidates the simulator costs.
         seed: the random seed; the same seed gives the same result.
@@ -292,6 +304,14 @@ def search(
     start = time.perf_counter()
     if objective not in OBJECTIVES:
         raise SpecError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
+    if objective in ("latency_area", "edap") and (
+        isinstance(arch, GpuArchitecture) or not models_area(arch)
+    ):
+        raise SpecError(
+            f"objective {objective!r} needs areas, and architecture {arch.name!r} carries none "
+            "(give its operators area_um2, its PEs register_file_area_um2, its buffers "
+            "area_um2_per_byte)"
+        )
     if isinstance(arch, GpuArchitecture):  # GPU tilings: their own grid (`mapper.gpu`)
         from .gpu import search_gpu
 
@@ -366,7 +386,8 @@ def _table(runner: Runner, space: MapSpace, objective: str) -> pd.DataFrame:
     frame = pd.DataFrame(data)
     frame["candidate"] = space.offsets[frame.template.to_numpy()] + frame.row.to_numpy()
     frame["edp"] = frame.latency_s * frame.energy_pj
-    frame["objective"] = objective_values(objective, frame.latency_s, frame.energy_pj)
+    area = float(area_mm2(space.arch))
+    frame["objective"] = objective_values(objective, frame.latency_s, frame.energy_pj, area)
     frame = frame.drop_duplicates("candidate", keep="first").reset_index(drop=True)
     return frame
 
