@@ -1,9 +1,25 @@
-"""The `einsim` command. Bad input exits with status 2 and one line on stderr."""
+"""The `einsim` command.
+
+Exit status (the contract scripts may rely on):
+
+    0    success
+    1    it ran, but the result is not valid: `evaluate` of a mapping that does not fit,
+         `sweep` whose every evaluated point was invalid or raised, `check` with a
+         mismatch (`map` finding no valid mapping is an InfeasibleError: 2)
+    2    bad input or an environment error: every `EinsimError` (SpecError, MappingError,
+         InfeasibleError, BackendUnavailable) and every `OSError` (a missing file, no space
+         left, a read-only output), and click's usage errors
+    130  interrupted (Ctrl+C); 143 terminated (SIGTERM): finished sweep parts are kept
+
+Errors (status 2) are exactly one line on stderr, `einsim: error: ...`, without a
+traceback; `einsim --debug COMMAND ...` prints the full message and the traceback too.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -28,25 +44,51 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
     return params
 
 
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message; an OSError as its reason and file name."""
+    if isinstance(error, OSError) and not isinstance(error, EinsimError):
+        text = error.strerror or str(error) or type(error).__name__
+        names = [n for n in (error.filename, error.filename2) if n is not None]
+        if names:
+            text += ": " + " -> ".join(repr(str(n)) for n in names)
+    else:
+        text = str(error) or type(error).__name__
+    return text.splitlines()[0] if text.strip() else type(error).__name__
+
+
 class _Group(click.Group):
-    """Turns einsim's own errors into one line on stderr and exit status 2."""
+    """Turns einsim's own errors and OS errors into one line on stderr and exit status 2
+    (with `--debug`: the full message and the traceback as well)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except EinsimError as error:
-            message = str(error).splitlines()
-            # A parse error keeps its caret lines; everything else is one line.
-            click.echo(f"einsim: error: {message[0]}", err=True)
-            for line in message[1:]:
-                click.echo(line, err=True)
+        except KeyboardInterrupt:
+            click.echo("einsim: interrupted", err=True)
+            sys.exit(130)
+        except (EinsimError, OSError) as error:
+            if isinstance(error, BrokenPipeError):
+                raise  # stdout closed early (`einsim ... | head`): click exits quietly
+            if ctx.params.get("debug"):
+                import traceback
+
+                traceback.print_exception(error, file=sys.stderr)
+            click.echo(f"einsim: error: {_one_line(error)}", err=True)
             sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="einsim")
-def main() -> None:
-    """einsim: simulate attention cascades on accelerators and explore their mappings."""
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="on an error, print the traceback (and a parse error's caret) too",
+)
+def main(debug: bool) -> None:
+    """einsim: simulate attention cascades on accelerators and explore their mappings.
+
+    Exit status: 0 success; 1 ran but the result is invalid (a mapping that does not fit,
+    a sweep whose points all failed); 2 bad input or an OS error (one line on stderr)."""
 
 
 def _build(name: str, params: tuple[str, ...]):
@@ -165,6 +207,15 @@ def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides,
         click.echo(f"valid        {report.valid}" + "".join(f"\n  {r}" for r in report.reasons))
         _echo_totals(report)
         click.echo(report.per_einsum.to_string(index=False))
+    _exit_if_invalid(report, "the mapping does not fit")
+
+
+def _exit_if_invalid(report, what: str) -> None:
+    """Exit with status 1 and one line on stderr when `report` is not valid."""
+    if not report.valid:
+        reasons = "; ".join(report.reasons) or "no reason given"
+        click.echo(f"einsim: invalid: {what}: {reasons}", err=True)
+        sys.exit(1)
 
 
 def _echo_totals(report) -> None:
@@ -304,11 +355,30 @@ def map_command(
     is_flag=True,
     help="one whole layer: attention plus its six matrix products (Q, K, V, Z, FFN1, FFN2)",
 )
-def reproduce(paper: str, fmt: str, end_to_end: bool) -> None:
+@click.option(
+    "--pareto",
+    "pareto_study",
+    is_flag=True,
+    help="the area-latency study (Fig. 12): PE_dim 16..512 at 256K tokens, four models",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="with --pareto: write the latency-vs-area figure as HTML (plotly)",
+)
+def reproduce(
+    paper: str, fmt: str, end_to_end: bool, pareto_study: bool, plot: Path | None
+) -> None:
     """Reproduce a paper's results through the general model, beside the published values."""
-    from einsim.simulator.reproduce import headline
+    from einsim.simulator.reproduce import headline, iso_area
     from einsim.simulator.reproduce import reproduce as run
 
+    if plot is not None and not pareto_study:
+        raise click.UsageError("--plot draws the Pareto study: add --pareto")
+    if pareto_study:
+        _reproduce_pareto(fmt, plot)
+        return
     table = run(end_to_end=end_to_end)
     columns = [
         "model",
@@ -344,6 +414,17 @@ def reproduce(paper: str, fmt: str, end_to_end: bool) -> None:
     click.echo(
         f"worst latency ratio to the published value over {len(paper_points)} points: {worst:.4f}"
     )
+    areas = iso_area()
+    click.echo("\nArea (mm^2, 45 nm): FuseMax's and FLAT's accelerators side by side")
+    click.echo(areas.to_string(float_format=lambda v: f"{v:.2f}"))
+    total = areas.loc["total"]
+    arrays = areas.drop(index=["total", "GB"], errors="ignore").sum()
+    click.echo(
+        f"The arrays differ by {abs(arrays.iloc[0] - arrays.iloc[1]):.2f} mm^2 (FuseMax adds a "
+        "max unit to every 2D PE, FLAT an exponential unit to every 1D PE); the totals differ "
+        f"by {total.iloc[1] - total.iloc[0]:+.2f} mm^2, FLAT's buffer being twice FuseMax's "
+        "(32 vs 16 MiB, at the calibrated density of benchmarks/calibrate_buffer_area.py)"
+    )
     if end_to_end:
         e2e = headline(table, end_to_end=True)
         click.echo(
@@ -351,6 +432,38 @@ def reproduce(paper: str, fmt: str, end_to_end: bool) -> None:
             f"{e2e['speedup_vs_flat']:.2f}x (published 5.3x); energy "
             f"{e2e['energy_vs_flat']:.1%} of FLAT's (published 83%)"
         )
+
+
+def _reproduce_pareto(fmt: str, plot: Path | None) -> None:
+    """`reproduce fusemax --pareto`: the area-latency table, and the figure with --plot."""
+    from einsim.simulator.reproduce import pareto
+
+    table = pareto()
+    columns = [
+        "model", "pe_dim", "buffer_bytes", "latency_s", "compute_s", "memory_s", "dram_bytes",
+        "area_mm2", "published_latency_s", "published_area_mm2",
+    ]  # fmt: skip
+    columns += [c for c in table.columns if c.startswith("area_") and c != "area_mm2"]
+    if fmt == "csv":
+        click.echo(table[columns].to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(table[columns].to_json(orient="records"))
+    else:
+        click.echo(table[columns[:10]].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+        published = table.dropna(subset=["published_latency_s"])
+        for row in published.itertuples():
+            click.echo(
+                f"{row.model} PE_dim {row.pe_dim}: latency {row.latency_s:.6g} s "
+                f"(published {row.published_latency_s:.6g}, "
+                f"{row.latency_s / row.published_latency_s - 1:+.2%}), area "
+                f"{row.area_mm2:.4g} mm^2 (published {row.published_area_mm2:.4g}, "
+                f"{row.area_mm2 / row.published_area_mm2 - 1:+.2%})"
+            )
+    if plot is not None:
+        from einsim.dashboard.pareto import pareto_figure
+
+        pareto_figure(table).write_html(plot, include_plotlyjs=True)
+        click.echo(f"written {plot}", err=fmt != "table")
 
 
 @main.command()
@@ -377,24 +490,68 @@ def check(name: str, params: tuple[str, ...], seed: int) -> None:
 @click.option("--workers", type=int, default=None, help="local worker processes (default: 1)")
 @click.option("--chunk-size", type=int, default=None, help="points per task")
 @click.option("--overwrite", is_flag=True, help="replace the results of a different sweep")
-def sweep_command(spec, output, scheduler, workers, chunk_size, overwrite):
+@click.option(
+    "--max-points",
+    type=click.IntRange(min=1),
+    default=None,
+    help="refuse a spec of more points than this (default 1,000,000)",
+)
+def sweep_command(spec, output, scheduler, workers, chunk_size, overwrite, max_points):
     """Evaluate every point of the sweep SPEC (a YAML file or a bundled example) into a
-    Parquet dataset; rerun the same command to resume."""
-    from einsim.sweeps import sweep
+    Parquet dataset; rerun the same command to resume. One sweep writes to a directory
+    at a time; exits 1 when every point evaluated was invalid or raised."""
+    import os
+    import signal
+    import warnings
 
+    from einsim.sweeps import sweep
+    from einsim.sweeps.spec import MAX_POINTS, SweepWarning
+
+    def show(message, category, *_args, **_kwargs):
+        prefix = "warning" if issubclass(category, SweepWarning) else category.__name__
+        click.echo(f"einsim: {prefix}: {str(message).splitlines()[0]}", err=True)
+
+    parent = os.getpid()
+
+    def terminated(signum, _frame):
+        if os.getpid() != parent:  # a forked pool worker: die as SIGTERM means
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
-        result = sweep(
-            spec,
-            output,
-            scheduler=scheduler,
-            workers=workers,
-            chunk_size=chunk_size,
-            overwrite=overwrite,
-        )
-    except KeyboardInterrupt:
-        click.echo("einsim: interrupted; finished chunks are kept, rerun to resume", err=True)
-        sys.exit(130)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", SweepWarning)
+            warnings.showwarning = show
+            result = sweep(
+                spec,
+                output,
+                scheduler=scheduler,
+                workers=workers,
+                chunk_size=chunk_size,
+                overwrite=overwrite,
+                max_points=max_points or MAX_POINTS,
+            )
+    except KeyboardInterrupt as stop:
+        how = "terminated" if isinstance(stop, _Terminated) else "interrupted"
+        click.echo(f"einsim: {how}; finished chunks are kept, rerun to resume", err=True)
+        sys.exit(143 if isinstance(stop, _Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo(result.summary())
+    if result.all_failed:
+        click.echo(
+            f"einsim: every point evaluated failed ({result.invalid:,} invalid, "
+            f"{result.errors:,} raised); see the reason and error columns in {output}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during a sweep: unwound like Ctrl+C, so the output's lock is released."""
 
 
 @main.command()
