@@ -10,6 +10,9 @@ A `Mapping` is a list of kernels (fused groups of Einsums). Inside a kernel:
   * `stages`: the per-tile pipeline (units overlap inside a stage, stages follow each other);
   * `overlap`: `pipelined` (the stages), `perfect` (every unit and memory overlap), `serial`.
 Batch ranks (B, H) are outer, embarrassingly parallel ranks of every Einsum.
+`skip_empty_tiles` (default true): the hardware skips a tile of the kernel's loop nest in
+which the cascade's masks keep no point (no compute, no buffer access, no off-chip fetch);
+false computes every tile in full and masks the results (the published dense behaviour).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Mapping:
     kernels: tuple[Kernel, ...]
     batch: tuple[str, ...] = ("B", "H")
     kernel_overlap: Overlap = Overlap.SERIAL  # how kernels combine: in sequence, or perfect
+    skip_empty_tiles: bool = True  # skip the tiles a mask empties (see the module docstring)
 
 
 def _factor(value: object, where: str) -> int | str:
@@ -193,7 +197,12 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
 
 
 def mapping_from_dict(data: MappingABC, origin: str = "mapping") -> Mapping:
-    data = check_keys(data, origin, ("name", "cascade", "kernels"), ("batch", "kernel_overlap"))
+    data = check_keys(
+        data,
+        origin,
+        ("name", "cascade", "kernels"),
+        ("batch", "kernel_overlap", "skip_empty_tiles"),
+    )
     if not isinstance(data["kernels"], list) or not data["kernels"]:
         raise SpecError(f"{origin}: kernels must be a non-empty list")
     kernels = tuple(
@@ -203,12 +212,16 @@ def mapping_from_dict(data: MappingABC, origin: str = "mapping") -> Mapping:
         kernel_overlap = Overlap(data.get("kernel_overlap", "serial"))
     except ValueError:
         raise SpecError(f"{origin}: kernel_overlap must be serial or perfect") from None
+    skip = data.get("skip_empty_tiles", True)
+    if not isinstance(skip, bool):
+        raise SpecError(f"{origin}.skip_empty_tiles: expected true or false, got {skip!r}")
     return Mapping(
         name=str(data["name"]),
         cascade=str(data["cascade"]),
         kernels=kernels,
         batch=_names(data.get("batch", ["B", "H"]), f"{origin}.batch"),
         kernel_overlap=kernel_overlap,
+        skip_empty_tiles=skip,
     )
 
 
@@ -264,6 +277,8 @@ def mapping_to_dict(mapping: Mapping) -> dict:
     }
     if mapping.kernel_overlap is not Overlap.SERIAL:
         data["kernel_overlap"] = mapping.kernel_overlap.value
+    if not mapping.skip_empty_tiles:
+        data["skip_empty_tiles"] = False
     return data
 
 

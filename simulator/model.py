@@ -225,8 +225,13 @@ class _KernelModel:
     operations.
     """
 
-    def __init__(self, cascade, arch, kernel: Kernel, sizes, batch, options, where, params, n):
+    def __init__(
+        self, cascade, arch, kernel: Kernel, sizes, batch, options, where, params, n,
+        skip_empty_tiles: bool = False,
+    ):  # fmt: skip
         self.cascade, self.arch, self.kernel = cascade, arch, kernel
+        self.skip_empty_tiles = skip_empty_tiles
+        self._nonempty_memo: dict[tuple, dict] = {}
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
         self.n = n
         self.offchip = arch.levels[0].name
@@ -419,8 +424,19 @@ class _KernelModel:
 
     # -- compute ----------------------------------------------------------------------
     def einsum_cycles(self, name: str) -> dict:
+        """Cycles, energy and useful cycles of one Einsum over the batch.
+
+        The array iterates every point of a tile it computes: cycles and energy come from
+        the dense (unfiltered) op counts x the share of the kernel's tiles that are computed
+        (`nonempty`: 1 unless the mapping skips empty tiles); a partial tile costs a whole
+        one. `ops` and the useful cycles count the points the masks keep.
+        """
         einsum = self.cascade.einsum(name)
         counts = einsum_op_counts(self.cascade, einsum, self.sizes)
+        dense = counts
+        if counts and einsum.where is not None:
+            dense = einsum_op_counts(self.cascade, replace(einsum, where=None), self.sizes)
+        share = self.nonempty(len(self.arch.levels)).get(name, 1.0)
         unit_name = self.kernel.unit_of(name)
         if not counts:
             return {
@@ -436,26 +452,31 @@ class _KernelModel:
         unit = self.arch.unit(unit_name, self.where)
         where = f"{self.where}{name}: "
         cost_per_point = {op: unit.cost(op, where) for op in counts}
-        cycles = sum(count * cost_per_point[op].cycles for op, count in counts.items())
-        for group in self.kernel.chained_ops:
-            chained = [op for op in counts if op.value in group]
-            if len(chained) > 1:  # a PE pipelines these: the slowest sets the pace
-                per_op = [counts[op] * cost_per_point[op].cycles for op in chained]
-                cycles -= sum(per_op) - max(per_op)
-        energy = sum(
+
+        def cycles_of(ops: dict) -> float:
+            cycles = sum(count * cost_per_point[op].cycles for op, count in ops.items())
+            for group in self.kernel.chained_ops:
+                chained = [op for op in ops if op.value in group]
+                if len(chained) > 1:  # a PE pipelines these: the slowest sets the pace
+                    per_op = [ops[op] * cost_per_point[op].cycles for op in chained]
+                    cycles -= sum(per_op) - max(per_op)
+            return cycles
+
+        energy = share * sum(
             count * cost_per_point[op].energy_pj
-            for op, count in counts.items()
+            for op, count in dense.items()
             if not (self.options.drop_exp_energy and op is Op.EXP)
         )
         per_lane, useful_fraction = self._lanes(unit, einsum)
-        busy = cycles * self.batch * per_lane
+        busy = cycles_of(dense) * share * self.batch * per_lane
+        kept = busy if dense is counts else cycles_of(counts) * self.batch * per_lane
         return {
             "einsum": name,
             "unit": unit_name,
             "ops": sum(counts.values()) * self.batch,
-            "cycles": busy + self._fill_drain_cycles(unit, einsum),
-            # PE-cycles doing useful work (fill and drain are idle PEs), in array-cycles.
-            "useful_cycles": busy * useful_fraction,
+            "cycles": busy + self._fill_drain_cycles(unit, einsum) * share,
+            # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
+            "useful_cycles": kept * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
             "energy_pj": energy * self.batch,
         }
@@ -513,6 +534,94 @@ class _KernelModel:
         )
         return folds * self.batch * (rows + cols - 2 + (rows if stationary_input else 0))
 
+    # -- tile occupancy ---------------------------------------------------------------
+    def tile_extents(self, level_index: int) -> dict[str, np.ndarray | int]:
+        """The extent of each rank of the kernel's Einsums in one tile held at storage level
+        `level_index` (`len(arch.levels)`: the arrays' tile, one iteration of the innermost
+        loops): spatial factor x the loop factors at or below the level, the whole rank when
+        no loop covers it. Ranks held whole are left out (`occupancy` takes them whole).
+
+        Example: FuseMax's mapping at P=M=16384 (spatial P=256, M0=256, GB.P=16, GB.M1=16)
+        has the array tile {P: 256, M1: 1} and the buffer tile {P: 4096, M1: 16}.
+        """
+        ranks = dict.fromkeys(
+            rank_of(v) for name in self.kernel.einsums for v in self.cascade.einsum(name).iter_vars
+        )
+        tile = {}
+        for rank in ranks:
+            extent = self._extent_below(rank, level_index, self.loop_factors, self.spatial)
+            if np.any(np.asarray(extent) < int(self.sizes[rank])):
+                tile[rank] = extent
+        return tile
+
+    def nonempty(self, level_index: int, within=None) -> dict[str, np.ndarray | float]:
+        """Per Einsum of the kernel, the share of its tiles at `level_index` in which the
+        cascade's masks keep a point: (tiles - empty) / tiles of `occupancy` under the kernel
+        semantics (an unfiltered Einsum such as PRM is empty where the filtered ones of the
+        kernel keep nothing). `within`: only ranks of these partition families are tiled,
+        the others taken whole. Empty (every share 1) when the mapping computes every tile
+        or no Einsum of the kernel has a filter.
+
+        One `occupancy` call per distinct tiling in the batch (mappings share tilings).
+        """
+        key = (level_index, within)
+        if key in self._nonempty_memo:
+            return self._nonempty_memo[key]
+        out: dict = {}
+        filtered = any(self.cascade.einsum(e).where is not None for e in self.kernel.einsums)
+        if self.skip_empty_tiles and filtered:
+            from einsim.einsum.occupancy import occupancy
+
+            tile = self.tile_extents(level_index)
+            if within is not None:
+                tile = {r: v for r, v in tile.items() if self._root(r) in within}
+            varying = [r for r, v in tile.items() if np.ndim(v)]
+            inverse = None
+            if varying:
+                stacked = np.stack(
+                    [np.broadcast_to(np.asarray(tile[r], np.int64), (self.n,)) for r in varying],
+                    axis=1,
+                )
+                unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+                inverse = inverse.ravel()
+                tile = tile | {r: unique[:, k] for k, r in enumerate(varying)}
+            tile = {r: v if np.ndim(v) else int(v) for r, v in tile.items()}
+            found = occupancy(self.cascade, self.sizes, tile, self.kernel.einsums)
+            for name, occ in found.items():
+                tiles = np.asarray(occ.tiles, dtype=np.float64).reshape(-1)
+                share = (tiles - np.asarray(occ.empty).reshape(-1)) / tiles
+                out[name] = share[inverse] if inverse is not None else float(share[0])
+        self._nonempty_memo[key] = out
+        return out
+
+    def _root(self, rank: str) -> str:
+        part = self.cascade.partition_of.get(rank)
+        return part.rank if part is not None else rank
+
+    def _fetched_share(self, ranks: tuple[str, ...], kept_or_output: bool):
+        """Share of a tensor's off-chip fetches that a non-empty tile needs: the tensor is
+        fetched once per buffer tile of its ranks and of the loops that re-fetch it, so the
+        share is that of the kernel's Einsum iterating all those ranks (the largest share
+        if several do); 1 when none does or nothing is skipped."""
+        if not self.nonempty(len(self.arch.levels)):
+            return 1.0  # nothing is skipped
+        chosen = [i for i, loop in enumerate(self.kernel.loops) if loop.level == self.offchip]
+        relevant = [_relevant(self.cascade, self.kernel.loops[i].rank, ranks) for i in chosen]
+        innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
+        need = {self._root(r) for r in ranks} | {
+            self._root(self.kernel.loops[i].rank)
+            for k, i in enumerate(chosen)
+            if not relevant[k] and (not kept_or_output or k < innermost)
+        }
+        shares = self.nonempty(1, frozenset(need))
+        covering = [
+            shares[name]
+            for name in self.kernel.einsums
+            if name in shares
+            and need <= {self._root(rank_of(v)) for v in self.cascade.einsum(name).iter_vars}
+        ]
+        return functools.reduce(np.maximum, covering) if covering else 1.0
+
     # -- memory -----------------------------------------------------------------------
     def _elements(self, tensor: str) -> int:
         """Elements of a tensor over the whole batch (iterative ranks without their +1)."""
@@ -535,6 +644,8 @@ class _KernelModel:
             if not (read_here or written_out):
                 continue
             factor = self._refetch(ranks, kept_or_output=written_out or tensor in kept)
+            if read_here:  # no fetch for a tile no Einsum of the kernel needs
+                factor = factor * self._fetched_share(ranks, tensor in kept)
             traffic[tensor] = self._elements(tensor) * factor * self.arch.word_bytes
         if self.kernel.spill_fraction:
             spilled = 0.0
@@ -558,6 +669,7 @@ class _KernelModel:
         rank fetches that slice once. `dram` is this kernel's `dram_traffic()`.
         """
         members = set(self.kernel.einsums)
+        shares = self.nonempty(len(self.arch.levels))  # a skipped tile touches no buffer
         out: dict[str, dict] = {}
         for level in self.arch.levels[1:]:
             reads = writes = 0.0
@@ -568,11 +680,20 @@ class _KernelModel:
                 producer = self.cascade.producers.get(tensor)
                 if producer is not None and producer.output in members:
                     # Produced here: the array writes it, and writing it out reads it back.
-                    writes = writes + elements
+                    writes = writes + elements * shares.get(producer.output, 1.0)
                     reads = reads + moved
                 else:
                     writes = writes + moved  # a fill from DRAM
                 fetched = terminal = 0.0
+                share = functools.reduce(
+                    np.maximum,
+                    [
+                        shares.get(e.output, 1.0)
+                        for e in self.cascade.einsums
+                        if e.output in members and any(a.tensor == tensor for a in e.operands)
+                    ],
+                    0.0,
+                )
                 for einsum in self.cascade.einsums:
                     if einsum.output not in members:
                         continue
@@ -593,7 +714,7 @@ class _KernelModel:
                             fetched = elements * self._refetch(
                                 ranks, kept_or_output=False, offchip_only=False
                             )
-                reads = reads + fetched + terminal
+                reads = reads + (fetched + terminal) * share
             out[level.name] = {"reads": reads, "writes": writes}
         return out
 
@@ -761,7 +882,10 @@ def evaluate_batch(
     kernel_cycles, memory_cycles_total = [], 0.0
     for kernel in mapping.kernels:
         where = f"mapping {mapping.name}, kernel {kernel.name}: "
-        model = _KernelModel(cascade, arch, kernel, sizes, batch, options, where, batch_params, n)
+        model = _KernelModel(
+            cascade, arch, kernel, sizes, batch, options, where, batch_params, n,
+            skip_empty_tiles=mapping.skip_empty_tiles,
+        )  # fmt: skip
         problems += model.problems
         factors_report[kernel.name] = dict(zip(model.keys, model.loop_factors, strict=True)) | {
             f"spatial.{r}": f for r, f in model.spatial.items()
