@@ -22,13 +22,15 @@ from dash import ALL, Input, Output, State, dcc, html
 
 from einsim.einsum import EinsimError, SpecError
 
-from . import choices, figures
+from . import choices, figures, inputs, security
 from .design import (
     DEFAULT_TILING,
     UPLOADED,
     DesignResult,
     DesignSpec,
     architecture_data,
+    bundled_architecture,
+    bundled_mapping,
     changed_overrides,
     compare,
     editable_numbers,
@@ -135,12 +137,12 @@ def _design_controls() -> html.Div:
             _field(
                 "sequence length",
                 dcc.Input(
-                    id="seq-len", type="number", value=4096, debounce=True, style={"width": "100%"}
+                    id="seq-len", type="text", value=4096, debounce=True, style={"width": "100%"}
                 ),
             ),
             _field(
                 "batch (empty: the model's)",
-                dcc.Input(id="batch", type="number", debounce=True, style={"width": "100%"}),
+                dcc.Input(id="batch", type="text", debounce=True, style={"width": "100%"}),
             ),
             _field(
                 "phase", dcc.RadioItems(["prefill", "decode"], "prefill", id="phase", inline=True)
@@ -256,7 +258,8 @@ def _search_controls() -> list:
     if not strategies:
         return [dcc.RadioItems(sources, "bundled", id="mapping-source", inline=True)]
     sources.append({"label": "search with a strategy", "value": "search"})
-    number = {"type": "number", "debounce": True, "style": {"width": "100%"}}
+    # Text, read strictly (`inputs.whole_number`): a number input turns "1k" into 1.
+    number = {"type": "text", "debounce": True, "style": {"width": "100%"}}
     default_strategy = default_of("strategy", strategies[0])
     default_strategy = default_strategy if default_strategy in strategies else strategies[0]
     return [
@@ -475,15 +478,6 @@ def layout(data: str | None = None) -> html.Div:
 # --------------------------------------------------------------------------- callbacks
 
 
-def _int_or_none(value) -> int | None:
-    if value is None or value == "":
-        return None
-    number = float(value)
-    if not number.is_integer():
-        raise SpecError(f"expected an integer, got {value!r}")
-    return int(number)
-
-
 def spec_from_inputs(
     model,
     seq_len,
@@ -501,36 +495,50 @@ def spec_from_inputs(
     mapping,
     tiling=DEFAULT_TILING,
 ) -> DesignSpec:
-    """The `DesignSpec` the design page's controls describe.
+    """The `DesignSpec` the design page's controls describe, every field checked as the
+    client sent it (`inputs`): names from the registries, whole numbers within the
+    dashboard's bounds, texts of bounded length.
 
     Raises:
-        SpecError: a malformed field (parameters, sizes, an override, an array number).
+        SpecError: a malformed field (parameters, sizes, an override, an array number),
+            naming it.
     """
-    seq = _int_or_none(seq_len)
-    if seq is None:
-        raise SpecError("sequence length: enter a positive integer")
+    seq = inputs.whole_number(seq_len, "sequence length", maximum=inputs.MAX_SEQ_LEN)
+    batch_size = inputs.whole_number(batch, "batch", maximum=inputs.MAX_BATCH, optional=True)
+    model = inputs.choice(model, "model", choices.models())
+    phase = inputs.choice(phase, "phase", ("prefill", "decode"))
+    attention = inputs.choice(attention or "", "attention", ("", *choices.cascades()))
+    algorithm = inputs.choice(algorithm, "algorithm", choices.ALGORITHMS)
     if arch == UPLOADED:
+        arch_yaml = inputs.text(arch_yaml, "uploaded architecture", maximum=inputs.MAX_YAML_BYTES)
         data = architecture_data(DesignSpec(arch=UPLOADED, arch_yaml=arch_yaml))[0]
     else:
-        data = architecture_data(DesignSpec(arch=arch))[0]
+        data = architecture_data(DesignSpec(arch=bundled_architecture(arch)))[0]
+    if not isinstance(number_ids, list) or not isinstance(number_values, list):
+        raise SpecError("architecture numbers: expected lists of fields and values")
+    if len(number_ids) != len(number_values) or len(number_ids) > 4 * inputs.MAX_ITEMS:
+        raise SpecError("architecture numbers: fields and values do not match")
+    if not all(isinstance(i, dict) and isinstance(i.get("path"), str) for i in number_ids):
+        raise SpecError("architecture numbers: malformed field ids")
     values = {i["path"]: v for i, v in zip(number_ids, number_values, strict=True)}
     overrides = changed_overrides(editable_numbers(data), values)
     overrides += tuple(parse_assignments(more_overrides, "more overrides").items())
     size_values = parse_assignments(sizes, "extra rank sizes")
+    tiling = inputs.text(tiling, "GPU tiling", maximum=200)
     return DesignSpec(
         model=model,
-        seq_len=seq,
+        seq_len=seq,  # type: ignore[arg-type]
         algorithm=algorithm,
         attention=attention or choices.MODEL_ATTENTION,
         params=tuple(parse_assignments(params).items()) if attention else (),
         sizes=tuple(size_values.items()),  # type: ignore[arg-type]
-        batch=_int_or_none(batch),
+        batch=batch_size,
         phase=phase,
         arch=arch,
         arch_yaml=arch_yaml if arch == UPLOADED else None,
         overrides=overrides,
-        mapping=mapping,
-        tiling=(tiling or "").strip() or DEFAULT_TILING,
+        mapping=bundled_mapping(mapping) if "gpu" not in data else inputs.text(mapping, "mapping"),
+        tiling=tiling.strip() or DEFAULT_TILING,
     )
 
 
@@ -538,7 +546,15 @@ def spec_b(
     spec: DesignSpec, algorithm: str, arch: str, mapping: str, tiling: str | None = None
 ) -> DesignSpec:
     """Configuration B of a comparison: A's workload with B's algorithm (or `form`),
-    architecture (no overrides) and mapping (on a GPU, its tiling)."""
+    architecture (no overrides) and mapping (on a GPU, its tiling).
+
+    Raises:
+        SpecError: a field that is not one of the page's choices.
+    """
+    algorithm = inputs.choice(algorithm, "algorithm B", choices.ALGORITHMS)
+    arch = bundled_architecture(arch)
+    mapping = inputs.text(mapping, "mapping B", maximum=100)
+    tiling = inputs.text(tiling, "GPU tiling B", maximum=200)
     params = dict(spec.params)
     if "form" in params:
         params["form"] = algorithm
@@ -650,9 +666,12 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
         note = None
         try:
             spec = spec_from_inputs(*a)
+            if compare_on is not None and not isinstance(compare_on, list):
+                raise SpecError("compare: expected a list of checked boxes")
             other = spec_b(spec, algorithm_b, arch_b, mapping_b, tiling_b) if compare_on else None
             if source == "search":
-                status = jobs.status(done) if done else None
+                job = inputs.whole_number(done, "search job", maximum=2**62, optional=True)
+                status = jobs.status(job) if job else None
                 spec, note = searched_spec(spec, status)
         except (EinsimError, ValueError) as error:
             message = _message(error_message(error), _ERROR)
@@ -745,6 +764,12 @@ def _register_form(app: dash.Dash) -> None:
     def defaults(attention, algorithm, params, mapping):
         """A variant's default parameters (keeping values already given for known keys)
         and, unless the chosen mapping was written for the cascade, its default mapping."""
+        try:
+            attention = inputs.choice(attention or "", "attention", ("", *choices.cascades()))
+            algorithm = inputs.choice(algorithm, "algorithm", choices.ALGORITHMS)
+            mapping = inputs.text(mapping, "mapping", maximum=100)
+        except SpecError:
+            return dash.no_update, dash.no_update
         known = choices.default_params(attention) if attention else {}
         try:
             given = parse_assignments(params)
@@ -790,8 +815,12 @@ def _register_form(app: dash.Dash) -> None:
         from .sweep import decode_upload
 
         presets = choices.architecture_options()
+        filename = filename if isinstance(filename, str) else "upload"
+        filename = filename[:200]
+        current = current if current in choices.architectures() else dash.no_update
         try:
-            text = decode_upload(contents or "").decode("utf-8")
+            data = decode_upload(contents, filename, inputs.MAX_YAML_BYTES)
+            text = data.decode("utf-8")
             arch = build_architecture(DesignSpec(arch=UPLOADED, arch_yaml=text))
         except (EinsimError, UnicodeDecodeError) as error:
             message = f"{filename}: {error_message(error)}"
@@ -831,18 +860,26 @@ def _register_form(app: dash.Dash) -> None:
             data, _ = architecture_data(DesignSpec(arch=arch, arch_yaml=arch_yaml))
         except EinsimError:
             return None
-        preset = dict(pending["overrides"]) if pending and pending.get("arch") == arch else {}
+        preset = {}
+        if isinstance(pending, dict) and pending.get("arch") == arch:
+            given = pending.get("overrides")
+            if isinstance(given, list) and all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in given
+            ):
+                preset = dict(given)
         fields = []
         for number in editable_numbers(data):
-            value = preset.get(number.path, number.value)
-            value = int(value) if float(value).is_integer() else value
+            try:
+                value = inputs.arch_number(preset.get(number.path, number.value), number.path)
+            except SpecError:
+                value = inputs.arch_number(number.value, number.path)
             fields.append(
                 html.Div(
                     [
                         html.Label(number.label, style={"width": "42%", "display": "inline-block"}),
                         dcc.Input(
                             id={"type": "arch-number", "path": number.path},
-                            type="number",
+                            type="text",
                             value=value,
                             debounce=True,
                             style={"width": "56%"},
@@ -876,7 +913,11 @@ def _register_search(app: dash.Dash, jobs: SearchJobs) -> None:
         try:
             spec = spec_from_inputs(*fields)
             request = SearchRequest(
-                spec, strategy, objective, _int_or_none(budget) or 0, _int_or_none(seed) or 0
+                spec,
+                inputs.choice(strategy, "strategy", choices.strategies()),
+                inputs.choice(objective, "objective", search_objectives()),
+                inputs.whole_number(budget, "budget", maximum=inputs.MAX_BUDGET),  # type: ignore[arg-type]
+                inputs.whole_number(seed, "seed", minimum=0, maximum=2**32 - 1, optional=True) or 0,
             )
             job = jobs.start(request)
         except (EinsimError, ValueError) as error:
@@ -895,7 +936,7 @@ def _register_search(app: dash.Dash, jobs: SearchJobs) -> None:
         if job is None:
             return None, True, dash.no_update
         try:
-            status = jobs.status(job)
+            status = jobs.status(inputs.whole_number(job, "search job", maximum=2**62))
         except EinsimError as error:
             return _message(error_message(error), _ERROR), True, dash.no_update
         if status.state == "running":
@@ -913,6 +954,32 @@ def _search_status(status: JobStatus):
     return html.Div(text, id="search-found")
 
 
+def _column(frame, name: object, field: str) -> str | None:
+    """A column picked in a dropdown: None, or a column of `frame`.
+
+    Raises:
+        SpecError: a name the table does not have.
+    """
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str) or name not in frame.columns:
+        raise SpecError(f"{field}: no column {str(name)[:60]!r} in the table")
+    return name
+
+
+def _checked(values: object, field: str, allowed: tuple[str, ...]) -> list[str]:
+    """A checklist's value: a list of some of `allowed`.
+
+    Raises:
+        SpecError: anything else.
+    """
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(v in allowed for v in values):
+        raise SpecError(f"{field}: expected some of {', '.join(allowed)}")
+    return values
+
+
 def _register_sweep(app: dash.Dash, load: Callable) -> None:
     @app.callback(
         Output("sweep-source", "data", allow_duplicate=True),
@@ -921,7 +988,7 @@ def _register_sweep(app: dash.Dash, load: Callable) -> None:
         prevent_initial_call=True,
     )
     def choose_path(_, path):
-        return {"path": path} if path else None
+        return {"path": path} if isinstance(path, str) and path.strip() else None
 
     @app.callback(
         Output("sweep-source", "data", allow_duplicate=True),
@@ -950,15 +1017,15 @@ def _register_sweep(app: dash.Dash, load: Callable) -> None:
             frame = load(source)
         except EinsimError as error:
             return _message(error_message(error), _ERROR), [], None, [], None, [], None, []
-        inputs, outputs = columns(frame)
-        every = [*inputs, *outputs]
-        x = "latency_s" if "latency_s" in outputs else (inputs or every or [None])[0]
+        given, outputs = columns(frame)
+        every = [*given, *outputs]
+        x = "latency_s" if "latency_s" in outputs else (given or every or [None])[0]
         y = "energy_pj" if "energy_pj" in outputs else (outputs or every or [None])[0]
         status = html.Div(
-            f"{len(frame)} points, {len(inputs)} inputs, {len(outputs)} outputs", id="sweep-loaded"
+            f"{len(frame)} points, {len(given)} inputs, {len(outputs)} outputs", id="sweep-loaded"
         )
-        facets = [c for c in inputs if frame[c].nunique(dropna=True) <= 12]
-        return status, every, x, every, y, inputs, default_colour(frame, inputs), facets
+        facets = [c for c in given if frame[c].nunique(dropna=True) <= 12]
+        return status, every, x, every, y, given, default_colour(frame, given), facets
 
     @app.callback(
         Output("sweep-graph", "figure"),
@@ -979,8 +1046,12 @@ def _register_sweep(app: dash.Dash, load: Callable) -> None:
         if not source or not x or not y:
             return figures.empty_figure("load a sweep's Parquet results"), None
         try:
-            frame = filter_results(load(source), query, valid_only=bool(valid))
-            log = log or []
+            frame = load(source)
+            x, y = _column(frame, x, "x"), _column(frame, y, "y")
+            colour, facet = _column(frame, colour, "colour"), _column(frame, facet, "facet")
+            log = _checked(log, "log axes", ("x", "y"))
+            valid = _checked(valid, "valid points only", ("valid",))
+            frame = filter_results(frame, query, valid_only=bool(valid))
             fig = scatter_figure(frame, x, y, colour, facet, "x" in log, "y" in log)
         except EinsimError as error:
             return figures.empty_figure("no figure"), _message(error_message(error), _ERROR)
@@ -1011,6 +1082,8 @@ def _register_sweep(app: dash.Dash, load: Callable) -> None:
         keep = [dash.no_update] * 13
         try:
             index = click["points"][0]["customdata"][0]
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise SpecError(f"clicked point: expected a row number, got {str(index)[:40]!r}")
             row = load(source).loc[index].to_dict()
             spec = spec_from_row(row)
             if spec.arch not in choices.spatial_architectures():
@@ -1048,7 +1121,7 @@ def _register_gpu(app: dash.Dash, load_csv: Callable) -> None:
     )
     def choose(contents, path, filename):
         if dash.ctx.triggered_id == "gpu-path":
-            return {"path": path} if path else None
+            return {"path": path} if isinstance(path, str) and path.strip() else None
         return {"upload": contents, "filename": filename}
 
     @app.callback(
@@ -1087,6 +1160,9 @@ def _register_gpu(app: dash.Dash, load_csv: Callable) -> None:
             return figures.empty_figure("pick the predicted and measured columns"), None
         try:
             frame = load_csv(source)
+            predicted = _column(frame, predicted, "predicted column")
+            measured = _column(frame, measured, "measured column")
+            colour = _column(frame, colour, "colour")
             fig = validation_figure(frame, predicted, measured, colour)
         except EinsimError as error:
             return figures.empty_figure("no figure"), _message(error_message(error), _ERROR)
@@ -1106,9 +1182,32 @@ def _register_gpu(app: dash.Dash, load_csv: Callable) -> None:
         return fig, shown
 
 
-def _loaders(cache_size: int = 4):
+def _source(source: object) -> dict:
+    """A sweep-source / gpu-source store's value: {"path": text} or {"upload": data URL,
+    "filename": text}.
+
+    Raises:
+        SpecError: anything else.
+    """
+    if isinstance(source, dict) and set(source) == {"path"} and isinstance(source["path"], str):
+        return source
+    if (
+        isinstance(source, dict)
+        and set(source) <= {"upload", "filename"}
+        and isinstance(source.get("upload"), str)
+        and isinstance(source.get("filename"), (str, type(None)))
+    ):
+        return source
+    raise SpecError("results: expected a path or an uploaded file")
+
+
+def _loaders(roots: security.Roots, cache_size: int = 4):
     """Readers of a sweep source and a CSV source, remembering the last few tables (keyed
-    by path and modification time, so a sweep still writing parts is read anew)."""
+    by path and modification time, so a sweep still writing parts is read anew). A path
+    is read only inside `roots` (`security.confine`: the same refusal whether or not the
+    path exists)."""
+    import pandas as pd
+
     cache: dict = {}
     lock = threading.Lock()
 
@@ -1123,59 +1222,68 @@ def _loaders(cache_size: int = 4):
             cache[key] = frame
         return frame
 
-    def key_of(source: dict):
-        if "path" in source:
-            path = Path(source["path"]).expanduser()
-            stamp = (
-                max((p.stat().st_mtime_ns for p in [path, *path.glob("*")]), default=0)
-                if path.exists()
-                else 0
-            )
-            return ("path", str(path), stamp)
-        return ("upload", source.get("filename"), hash(source.get("upload")))
+    def stamp(path: Path) -> int:
+        if not path.exists():
+            return 0
+        entries = [path, *path.iterdir()] if path.is_dir() else [path]
+        return max((p.stat().st_mtime_ns for p in entries), default=0)
 
-    def load_sweep(source: dict):
+    def upload_key(source: dict):
+        return ("upload", source.get("filename"), hash(source["upload"]))
+
+    def load_sweep(source: object):
+        source = _source(source)
         if "path" in source:
-            return remember(("sweep", *key_of(source)), lambda: read_results(source["path"]))
+            path = security.confine(source["path"], roots, "sweep results")
+            return remember(("sweep", str(path), stamp(path)), lambda: read_results(path))
         return remember(
-            ("sweep", *key_of(source)),
+            ("sweep", *upload_key(source)),
             lambda: read_uploaded(source["upload"], source.get("filename") or "upload"),
         )
 
-    def load_csv(source: dict):
-        import pandas as pd
-
+    def load_csv(source: object):
+        source = _source(source)
         if "path" in source:
-            path = Path(source["path"]).expanduser()
+            path = security.confine(source["path"], roots, "validation CSV")
             if not path.is_file():
-                raise SpecError(f"validation CSV {str(path)!r} does not exist")
+                raise SpecError(f"validation CSV {source['path'][:200]!r} does not exist")
+            if path.stat().st_size > inputs.MAX_UPLOAD_BYTES:
+                raise SpecError(f"validation CSV {source['path'][:200]!r}: larger than "
+                                f"{inputs.MAX_UPLOAD_BYTES >> 20} MiB")  # fmt: skip
 
             def read():
                 try:
                     return pd.read_csv(path)
-                except Exception as error:
+                except Exception as error:  # pandas' several parser errors
                     raise SpecError(f"{path}: not a readable CSV file ({error})") from None
 
-            return remember(("csv", *key_of(source)), read)
+            return remember(("csv", str(path), stamp(path)), read)
         return remember(
-            ("csv", *key_of(source)),
+            ("csv", *upload_key(source)),
             lambda: read_csv_upload(source["upload"], source.get("filename") or "upload.csv"),
         )
 
     return load_sweep, load_csv
 
 
-def create_app(data: str | Path | None = None, search: Callable | None = None) -> dash.Dash:
-    """The dashboard as a Dash app (serve it with `app.run(port=...)`).
+def create_app(
+    data: str | Path | None = None, search: Callable | None = None, allow: tuple = ()
+) -> dash.Dash:
+    """The dashboard as a Dash app (serve it with `security.make_server(app, host, port)`
+    or `serve_in_thread`), guarded by `security.install_guards` (Host header, malformed
+    callbacks, short errors).
 
     Args:
-        data: a sweep's Parquet results to open in the sweep explorer.
+        data: a sweep's Parquet results to open in the sweep explorer; its folder (or the
+            directory itself) is one the path fields may read.
         search: the mapping search behind "search with a strategy" (default
             `einsim.mapper.search`; the option is left out when there is none).
+        allow: more folders the path fields may read (`einsim dashboard --allow`).
     """
     app = dash.Dash(__name__, title="einsim", suppress_callback_exceptions=True)
     app.layout = layout(str(data) if data else None)
-    load_sweep, load_csv = _loaders()
+    security.install_guards(app)
+    load_sweep, load_csv = _loaders(security.roots_for(data, allow))
     jobs = SearchJobs(search)
     _register_design(app, jobs)
     _register_search(app, jobs)
@@ -1207,6 +1315,7 @@ def serve_in_thread(app: dash.Dash, host: str = "127.0.0.1", port: int = 0) -> S
             pass
 
     server = make_server(host, port, app.server, threaded=True, request_handler=Quiet)
+    security.bind(app, host, server.server_port)
     thread = threading.Thread(target=server.serve_forever, name="einsim-dashboard", daemon=True)
     thread.start()
     return Served(f"http://{host}:{server.server_port}", server, thread)

@@ -35,11 +35,26 @@ from einsim.simulator.gpu import (
     problem_from_cascade,
     useful_flops,
 )
+from einsim.simulator.shape import DEFAULT_BATCH, cascade_names
 from einsim.simulator.spec import apply_overrides, load_yaml, parse_yaml
 from einsim.workloads import ATTENTION, MODELS, workload
 from einsim.workloads import cascade as build_cascade
 
 from .choices import MODEL_ATTENTION
+from .inputs import (
+    MAX_BATCH,
+    MAX_EINSUMS,
+    MAX_ITEMS,
+    MAX_RANK_SIZE,
+    MAX_SEQ_LEN,
+    arch_number,
+    bounded_parameters,
+    check_cascade_growth,
+    check_yaml_text,
+    scalar_value,
+    whole_number,
+)
+from .inputs import text as checked_text
 
 #: The `arch` value of a spec whose architecture is the uploaded YAML text.
 UPLOADED = "(uploaded)"
@@ -120,27 +135,31 @@ class DesignResult:
 
 
 def parse_assignments(text: str | None, what: str = "parameters") -> dict[str, object]:
-    """`"M0=64, causal=true"` -> {"M0": 64, "causal": True}; values are YAML scalars.
+    """`"M0=64, causal=true"` -> {"M0": 64, "causal": True}; values are YAML scalars
+    (a number, true/false or a name; never a list or a mapping). At most `MAX_TEXT_CHARS`
+    characters and `MAX_ITEMS` items.
 
     Raises:
-        SpecError: an item that is not KEY=VALUE.
+        SpecError: an item that is not KEY=VALUE, a value that is not a scalar, too long.
 
     Example:
         >>> parse_assignments("M0=64, form=stable_3pass, causal=true")
         {'M0': 64, 'form': 'stable_3pass', 'causal': True}
     """
     out: dict[str, object] = {}
-    for item in (text or "").replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
+    items = [i.strip() for i in checked_text(text, what).replace(";", ",").split(",")]
+    items = [i for i in items if i]
+    if len(items) > MAX_ITEMS:
+        raise SpecError(f"{what}: {len(items)} items; at most {MAX_ITEMS}")
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SpecError(f"{what}: {item!r} is not KEY=VALUE (e.g. M0=64)")
+            raise SpecError(f"{what}: {item[:60]!r} is not KEY=VALUE (e.g. M0=64)")
         try:
-            out[key.strip()] = yaml.safe_load(value.strip())
+            parsed = yaml.safe_load(value.strip())
         except yaml.YAMLError:
-            out[key.strip()] = value.strip()
+            parsed = value.strip()
+        out[key.strip()] = scalar_value(parsed, f"{what}: {key.strip()[:60]}")
     return out
 
 
@@ -149,22 +168,54 @@ def format_assignments(values: Mapping[str, object]) -> str:
     return ", ".join(f"{k}={yaml.safe_dump(v).splitlines()[0]}" for k, v in values.items())
 
 
+def bundled_architecture(name: object) -> str:
+    """`name` when it is a bundled preset (spatial or GPU). The page reads architectures by
+    name or from the uploaded text only: a path is refused like an unknown name, so no
+    field reads or probes a file on the server.
+
+    Raises:
+        SpecError: anything else, listing the presets.
+    """
+    from .choices import architectures
+
+    if not isinstance(name, str) or name not in architectures():
+        raise SpecError(
+            f"unknown architecture {str(name)[:100]!r}; the dashboard offers the bundled "
+            f"presets ({', '.join(architectures())}) or an uploaded YAML"
+        )
+    return name
+
+
+def bundled_mapping(name: object) -> str:
+    """`name` when it is a bundled mapping (never a path: see `bundled_architecture`).
+
+    Raises:
+        SpecError: anything else, listing the bundled mappings.
+    """
+    from .choices import mappings
+
+    if not isinstance(name, str) or name not in mappings():
+        raise SpecError(f"unknown mapping {str(name)[:100]!r}; bundled: {', '.join(mappings())}")
+    return name
+
+
 def architecture_data(spec: DesignSpec) -> tuple[dict, str]:
     """The architecture's parsed YAML (before overrides) and where it came from: a spatial
     preset (`simulator/architectures/`), a GPU preset (`simulator/gpus/`: a `gpu:` section)
-    or the uploaded text.
+    or the uploaded text (bounded in size, aliases and depth: `inputs.check_yaml_text`).
 
     Raises:
         SpecError: an unknown preset, no uploaded text, or text that is not YAML mapping.
     """
     if spec.arch != UPLOADED:
-        if spec.arch in gpu_presets():  # as `load_architecture` looks them up: GPUs first
-            return load_yaml(spec.arch, "GPU architecture", "gpus")
-        return load_yaml(spec.arch, "architecture", "architectures")
+        name = bundled_architecture(spec.arch)
+        if name in gpu_presets():  # as `load_architecture` looks them up: GPUs first
+            return load_yaml(name, "GPU architecture", "gpus")
+        return load_yaml(name, "architecture", "architectures")
     origin = "uploaded architecture"
     if not spec.arch_yaml:
         raise SpecError(f"{origin}: nothing uploaded yet")
-    return parse_yaml(spec.arch_yaml, origin), origin
+    return parse_yaml(check_yaml_text(spec.arch_yaml, origin), origin), origin
 
 
 def is_gpu(spec: DesignSpec) -> bool:
@@ -190,7 +241,7 @@ def build_architecture(spec: DesignSpec) -> Architecture | GpuArchitecture:
         SpecError: invalid YAML, unknown keys, an override path that does not exist.
     """
     if spec.arch != UPLOADED:
-        return load_architecture(spec.arch, dict(spec.overrides) or None)
+        return load_architecture(bundled_architecture(spec.arch), dict(spec.overrides) or None)
     data, origin = architecture_data(spec)
     if spec.overrides:
         data = apply_overrides(data, dict(spec.overrides), origin)
@@ -207,24 +258,39 @@ def build_workload(spec: DesignSpec) -> tuple[Cascade, dict[str, int]]:
     """
     if not isinstance(spec.seq_len, int) or isinstance(spec.seq_len, bool) or spec.seq_len < 1:
         raise SpecError(f"sequence length must be a positive integer, got {spec.seq_len!r}")
-    if spec.model not in MODELS:
-        raise SpecError(f"unknown model {spec.model!r}; known: {', '.join(MODELS)}")
+    whole_number(spec.seq_len, "sequence length", maximum=MAX_SEQ_LEN)
+    whole_number(spec.batch, "batch", maximum=MAX_BATCH, optional=True)
+    if not isinstance(spec.model, str) or spec.model not in MODELS:
+        raise SpecError(f"unknown model {str(spec.model)[:100]!r}; known: {', '.join(MODELS)}")
+    for value, what in ((spec.attention, "attention"), (spec.algorithm, "algorithm"),
+                        (spec.phase, "phase")):  # fmt: skip
+        checked_text(value, what, maximum=100)
+    bounded_parameters(dict(spec.params), "parameters")
     if spec.attention == MODEL_ATTENTION:
         w = workload(spec.model, spec.algorithm, spec.seq_len, spec.batch, spec.phase)
         shape = {**w.sizes, **dict(w.outer)}
         cascade = w.cascade
     else:
         model = MODELS[spec.model]
+        check_cascade_growth(spec.attention, dict(spec.params))
         cascade = build_cascade(spec.attention, **dict(spec.params))
         seq = spec.seq_len
         shape = {"E": model.E, "F": model.E, "M": seq, "P": seq, "K": model.D, "N": model.D}
         shape |= {"B": spec.batch or model.batch, "H": model.H, "G": model.G}
-        keep = set(cascade.ranks) | ({"B", "H"} if spec.attention in ATTENTION else set())
+        # The model's ranks this cascade knows, and the batch ranks of an attention (the
+        # rest would be refused by `split_shape`, the one rule of every entry point).
+        batch = set(DEFAULT_BATCH) if spec.attention in ATTENTION else set()
+        keep = cascade_names(cascade) | batch
         shape = {k: v for k, v in shape.items() if k in keep}
+    if len(cascade.einsums) > MAX_EINSUMS:
+        raise SpecError(f"cascade {cascade.name!r} has {len(cascade.einsums)} Einsums; the "
+                        f"dashboard builds at most {MAX_EINSUMS}")  # fmt: skip
+    if len(spec.sizes) > MAX_ITEMS:
+        raise SpecError(f"extra rank sizes: {len(spec.sizes)} items; at most {MAX_ITEMS}")
     for rank, size in spec.sizes:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise SpecError(f"size {rank}: expected a positive integer, got {size!r}")
-        shape[rank] = size
+            raise SpecError(f"size {str(rank)[:40]}: expected a positive integer, got {size!r}")
+        shape[rank] = whole_number(size, f"size {rank}", maximum=MAX_RANK_SIZE)
     return cascade, shape
 
 
@@ -251,11 +317,11 @@ def evaluate_design(spec: DesignSpec) -> DesignResult:
     if isinstance(arch, GpuArchitecture):
         problem = problem_from_cascade(cascade, shape)  # one line naming the supported ones
         searched = spec.searched if isinstance(spec.searched, GpuMapping) else None
-        tiling = searched or parse_gpu_mapping(spec.tiling)
+        tiling = searched or parse_gpu_mapping(checked_text(spec.tiling, "GPU tiling", maximum=200))
         report = evaluate_gpu(cascade, arch, tiling, shape=shape)
         return DesignResult(spec, cascade, shape, arch, tiling, report, problem)
     searched = spec.searched if isinstance(spec.searched, SimMapping) else None
-    mapping = searched or load_mapping(spec.mapping)
+    mapping = searched or load_mapping(bundled_mapping(spec.mapping))
     report = evaluate(cascade, arch, mapping, shape)
     return DesignResult(spec, cascade, shape, arch, mapping, report)
 
@@ -503,19 +569,17 @@ def changed_overrides(
     numbers; integers stay integers (an array size of 128.0 becomes 128).
 
     Raises:
-        SpecError: a value that is not a positive number.
+        SpecError: a value that is not a positive number (up to `MAX_ARCH_NUMBER`).
     """
     base = {n.path: n.value for n in numbers}
     out = []
     for path, value in values.items():
-        if path not in base or value is None or value == "":
+        if not isinstance(path, str) or path not in base or value is None or value == "":
             continue
-        if not _is_number(value) or float(value) <= 0:
-            raise SpecError(f"{path}: expected a positive number, got {value!r}")
-        number = float(value)
+        number = arch_number(value, path)
         if number == base[path]:
             continue
-        out.append((path, int(number) if number.is_integer() else number))
+        out.append((path, number))
     return tuple(out)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from einsim.einsum import EinsimError, SpecError
 
 from .design import DesignSpec, build_architecture, build_workload, error_message
+from .inputs import MAX_BUDGET, MAX_RUNNING_SEARCHES
 
 
 def search_function() -> Callable | None:
@@ -137,11 +138,15 @@ class SearchJobs:
     Args:
         search: the search function (default `einsim.mapper.search`).
         keep: how many finished jobs to remember.
+        running: how many searches may run at once (more are refused with a message).
     """
 
-    def __init__(self, search: Callable | None = None, keep: int = 8):
+    def __init__(
+        self, search: Callable | None = None, keep: int = 8, running: int = MAX_RUNNING_SEARCHES
+    ):
         self._search = search
         self._keep = keep
+        self._running = running
         self._lock = threading.Lock()
         self._jobs: dict[int, dict] = {}
         self._ids = itertools.count(1)
@@ -162,8 +167,16 @@ class SearchJobs:
             raise SpecError("the mapper (einsim.mapper.search) is not available")
         if isinstance(request.budget, bool) or not isinstance(request.budget, int):
             raise SpecError(f"budget must be a positive integer, got {request.budget!r}")
-        if request.budget < 1:
-            raise SpecError(f"budget must be a positive integer, got {request.budget!r}")
+        if not 1 <= request.budget <= MAX_BUDGET:
+            raise SpecError(
+                f"budget must be a positive integer up to {MAX_BUDGET:,}, got {request.budget!r}"
+            )
+        with self._lock:
+            running = sum(r["state"] == "running" for r in self._jobs.values())
+        if running >= self._running:
+            raise SpecError(
+                f"{running} searches are running (at most {self._running} at once): wait for one"
+            )
         cascade, shape = build_workload(request.spec)
         arch = build_architecture(request.spec)
         job = next(self._ids)
@@ -205,6 +218,8 @@ class SearchJobs:
         Raises:
             SpecError: an unknown (or forgotten) job number.
         """
+        if isinstance(job, bool) or not isinstance(job, int):
+            raise SpecError(f"no search job {str(job)[:40]!r}")
         with self._lock:
             record = self._jobs.get(job)
             if record is None:

@@ -9,7 +9,6 @@ files or one file; both read the same way.
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,14 @@ from einsim.einsum import SpecError
 
 from .choices import MODEL_ATTENTION
 from .design import DesignSpec
+from .filter import filter_mask
+from .inputs import (
+    MAX_CSV_BYTES,
+    MAX_TABLE_BYTES,
+    MAX_TABLE_CELLS,
+    MAX_UPLOAD_BYTES,
+    upload_bytes,
+)
 
 #: Columns a sweep computes; every other column is an input of the design point.
 OUTPUT_COLUMNS = frozenset(
@@ -45,14 +52,18 @@ PARETO = "pareto"
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """A sweep's results: a Parquet file, or a directory of part files (a dataset).
+    """A sweep's results: a Parquet file, or a directory of part files (a dataset). The
+    dashboard passes paths through `security.confine` first.
 
     Raises:
-        SpecError: a path that does not exist or is not Parquet.
+        SpecError: a path that does not exist, is not Parquet, or holds more than
+            `MAX_TABLE_CELLS` cells (read from the footer, before any data).
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise SpecError(f"sweep results {str(path)!r} do not exist")
+    if path.is_file():
+        check_parquet_size(path, f"sweep results {str(path)!r}")
     try:
         return pd.read_parquet(path).reset_index(drop=True)
     except Exception as error:  # pyarrow raises several types for a file that is not Parquet
@@ -61,28 +72,56 @@ def read_results(path: str | Path) -> pd.DataFrame:
         ) from None
 
 
-def read_uploaded(contents: str, filename: str = "upload") -> pd.DataFrame:
-    """A Parquet or CSV file from a browser upload (`data:...;base64,...`).
+def check_parquet_size(source, name: str) -> None:
+    """Refuse a Parquet file whose footer announces more than `MAX_TABLE_CELLS` cells or
+    `MAX_TABLE_BYTES` decoded bytes (a small compressed file can decode to gigabytes).
 
     Raises:
-        SpecError: contents that are neither Parquet nor CSV.
+        SpecError: naming the file and the bound.
     """
-    data = decode_upload(contents)
+    import pyarrow.parquet as pq
+
     try:
-        if filename.endswith(".csv"):
+        meta = pq.ParquetFile(source).metadata
+    except Exception as error:  # pyarrow's several error types for a file that is not Parquet
+        raise SpecError(f"{name}: not a readable Parquet file ({error})") from None
+    cells = meta.num_rows * max(meta.num_columns, 1)
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if cells > MAX_TABLE_CELLS or decoded > MAX_TABLE_BYTES:
+        raise SpecError(
+            f"{name}: {meta.num_rows:,} rows x {meta.num_columns} columns ({decoded:,} bytes "
+            f"decoded); the dashboard reads at most {MAX_TABLE_CELLS:,} cells and "
+            f"{MAX_TABLE_BYTES >> 20} MiB"
+        )
+
+
+def read_uploaded(contents: str, filename: str = "upload") -> pd.DataFrame:
+    """A Parquet or CSV file from a browser upload (`data:...;base64,...`), bounded by
+    `MAX_UPLOAD_BYTES` (CSV: `MAX_CSV_BYTES`).
+
+    Raises:
+        SpecError: contents that are neither Parquet nor CSV, or too large.
+    """
+    filename = filename if isinstance(filename, str) else "upload"
+    is_csv = filename.endswith(".csv")
+    data = upload_bytes(contents, filename, MAX_CSV_BYTES if is_csv else MAX_UPLOAD_BYTES)
+    if not is_csv:
+        check_parquet_size(io.BytesIO(data), filename[:200])
+    try:
+        if is_csv:
             return pd.read_csv(io.BytesIO(data))
         return pd.read_parquet(io.BytesIO(data)).reset_index(drop=True)
     except Exception as error:
-        raise SpecError(f"{filename}: not a readable Parquet or CSV file ({error})") from None
+        raise SpecError(f"{filename[:200]}: not a readable Parquet or CSV file ({error})") from None
 
 
-def decode_upload(contents: str) -> bytes:
-    """The bytes of a dcc.Upload value (`data:<type>;base64,<payload>`)."""
-    _, _, payload = contents.partition(",")
-    try:
-        return base64.b64decode(payload)
-    except ValueError as error:
-        raise SpecError(f"upload: not base64 data ({error})") from None
+def decode_upload(contents: str, filename: str = "upload", maximum: int = MAX_UPLOAD_BYTES):
+    """The bytes of a dcc.Upload value (`data:<type>;base64,<payload>`), at most `maximum`.
+
+    Raises:
+        SpecError: not base64, or larger than `maximum`.
+    """
+    return upload_bytes(contents, filename, maximum)
 
 
 def default_colour(frame: pd.DataFrame, inputs: list[str]) -> str | None:
@@ -133,21 +172,21 @@ def pareto_mask(x, y) -> np.ndarray:
 
 
 def filter_results(frame: pd.DataFrame, query: str | None = None, valid_only: bool = True):
-    """Rows that are valid (when asked) and satisfy a pandas query such as
-    `seq_len >= 4096 and arch == "fusemax_cloud"` (backquote names with dots:
-    `` `arch.units.2d.rows` > 64 ``).
+    """Rows that are valid (when asked) and satisfy a filter in the dashboard's own small
+    language (`einsim.dashboard.filter`: comparisons, and/or/not; never evaluated as
+    code), e.g. `seq_len >= 4096 and arch == "fusemax_cloud"` (dotted names as they are:
+    `arch.units.2d.rows > 64`).
 
     Raises:
-        SpecError: a query pandas cannot evaluate, with its message.
+        SpecError: a malformed filter, naming the column of the offending token.
     """
     out = frame
     if valid_only and "valid" in out:
         out = out[out["valid"].fillna(False).astype(bool)]
+    if query is not None and not isinstance(query, str):
+        raise SpecError(f"filter: expected a text, got {type(query).__name__}")
     if query and query.strip():
-        try:
-            out = out.query(query.strip())
-        except Exception as error:
-            raise SpecError(f"filter {query.strip()!r}: {error}") from None
+        out = out[filter_mask(out, query)]
     return out
 
 

@@ -14,17 +14,19 @@ import plotly.graph_objects as go
 
 from einsim.einsum import SpecError
 
-from .sweep import decode_upload
+from .inputs import MAX_CSV_BYTES, upload_bytes
 
 
 def read_csv_upload(contents: str, filename: str = "upload.csv") -> pd.DataFrame:
-    """A CSV from a browser upload.
+    """A CSV from a browser upload, at most `MAX_CSV_BYTES`.
 
     Raises:
-        SpecError: contents pandas cannot read as CSV.
+        SpecError: contents pandas cannot read as CSV, or too large.
     """
+    filename = filename if isinstance(filename, str) else "upload.csv"
+    data = upload_bytes(contents, filename, MAX_CSV_BYTES)
     try:
-        return pd.read_csv(io.BytesIO(decode_upload(contents)))
+        return pd.read_csv(io.BytesIO(data))
     except Exception as error:
         raise SpecError(f"{filename}: not a readable CSV file ({error})") from None
 

@@ -555,20 +555,63 @@ class _Terminated(KeyboardInterrupt):
 
 
 @main.command()
-@click.option("--port", type=int, default=8050, show_default=True, help="port to serve on")
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to serve on")
+@click.option("--port", type=int, default=8050, show_default=True, help="port to serve on (0: any)")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="address to serve on; anything but loopback exposes the dashboard, which has no "
+    "authentication, to the network",
+)
 @click.option("--data", default=None, metavar="PATH", help="sweep results (Parquet) to explore")
-@click.option("--debug", is_flag=True, help="Dash's debug mode (reloads on code changes)")
-def dashboard(port: int, host: str, data: str | None, debug: bool) -> None:
-    """Serve the interactive dashboard: design points, cascades, sweeps, GPU validation."""
-    from pathlib import Path
+@click.option(
+    "--allow",
+    multiple=True,
+    metavar="DIR",
+    help="a folder the page's path fields may read (repeatable); besides --data's folder "
+    "and the bundled presets, nothing else is readable",
+)
+@click.option("--debug", is_flag=True, help="Dash's debug server (reloads; loopback only)")
+def dashboard(port: int, host: str, data: str | None, allow: tuple[str, ...], debug: bool) -> None:
+    """Serve the interactive dashboard: design points, cascades, sweeps, GPU validation.
 
+    It is served by waitress; path fields read only inside --data's folder, --allow folders
+    and the bundled presets; requests whose Host header is not this server's are refused.
+    """
+    from einsim.dashboard import security
     from einsim.dashboard.app import create_app
 
     if data is not None and not Path(data).expanduser().exists():
         raise SpecError(f"--data {data!r}: no such file or directory")
-    click.echo(f"einsim dashboard on http://{host}:{port}/ (Ctrl+C stops it)")
-    create_app(data).run(host=host, port=port, debug=debug)
+    for folder in allow:
+        if not Path(folder).expanduser().is_dir():
+            raise SpecError(f"--allow {folder!r}: not a directory")
+    if not 0 <= port <= 65535:
+        raise SpecError(f"--port {port}: expected 0 to 65535")
+    app = create_app(data, allow=allow)
+    warning = security.no_authentication_warning(host)
+    if debug:
+        if warning:
+            raise SpecError(f"--debug serves Dash's debug server, on loopback only, not {host!r}")
+        click.echo(f"einsim dashboard (debug) on http://{host}:{port}/ (Ctrl+C stops it)")
+        security.bind(app, host, port)
+        app.run(host=host, port=port, debug=True)
+        return
+    try:
+        server = security.make_server(app, host, port)
+    except OSError as error:
+        raise SpecError(f"--host {host!r} --port {port}: cannot listen ({error})") from None
+    if warning:
+        click.echo(warning, err=True)
+    shown = f"[{host}]" if ":" in host else host
+    bound = app.server.config[security.BIND_KEY][1]
+    click.echo(f"einsim dashboard on http://{shown}:{bound}/ (Ctrl+C stops it)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 @main.command(name="validate-gpu")

@@ -63,7 +63,7 @@ def test_read_a_file_and_a_directory_of_parts(tmp_path, frame):
     with pytest.raises(SpecError, match="do not exist"):
         read_results(tmp_path / "missing.parquet")
     (tmp_path / "text.parquet").write_text("not parquet")
-    with pytest.raises(SpecError, match="not a Parquet"):
+    with pytest.raises(SpecError, match="not a readable Parquet"):
         read_results(tmp_path / "text.parquet")
 
 
