@@ -1,15 +1,24 @@
 """The numpy reference executor: runs any cascade exactly as written.
 
-It is the ground truth every other part of einsim is checked against. Each Einsum is
-evaluated over its whole iteration space with numpy broadcasting (one axis per index
-variable); a loop of the schedule (an iterative rank such as m1) is stepped one index at a
-time, so running numerators and maxima are computed exactly as the paper's cascade says.
+It is the ground truth every other part of einsim is checked against. Two methods give the
+same results (tests/einsum/test_tiled.py checks every registered variant and form):
+
+* "tiled" (the default, `tiled.py`): loops of the schedule fused with the Einsums that
+  iterate their rank and streamed one step at a time, keeping only the live state of
+  tensors nobody reads later; filtered Einsums evaluated tile by tile (empty tiles skipped,
+  full ones unmasked); slicing instead of gathers where indices are affine; contractions
+  by BLAS. Memory is the kept tensors plus a tile.
+* "materialize" (the original executor, below, and the fallback for a cascade the tiled
+  plan cannot express): each Einsum evaluated over its whole iteration space with numpy
+  broadcasting (one axis per index variable); a loop of the schedule (an iterative rank
+  such as m1) is stepped one index at a time, so running numerators and maxima are
+  computed exactly as the paper's cascade says.
 """
 
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -100,13 +109,20 @@ class _Space:
         self.sizes = sizes
 
 
+METHODS = ("tiled", "materialize")
+
+
 def evaluate(
     cascade: Cascade,
     inputs: Mapping[str, np.ndarray],
     shape: Mapping[str, int],
     dtype=np.float64,
+    *,
+    keep: Collection[str] | None = None,
+    method: str = "tiled",
+    tile: Mapping[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run `cascade` on `inputs` and return every tensor (inputs included).
+    """Run `cascade` on `inputs` and return every tensor (inputs included), or those in `keep`.
 
     Args:
         cascade: the cascade to run.
@@ -114,13 +130,22 @@ def evaluate(
         shape: rank sizes; keys the cascade does not use are ignored, derived partition
             sizes are computed (see `resolve_shape`).
         dtype: the floating-point type to compute in.
+        keep: names of the tensors to return (e.g. `cascade.outputs`); None returns every
+            tensor. Only what is kept is held in full: with `keep=cascade.outputs` the
+            tiled method holds the outputs, the inputs, tensors read across passes and,
+            for the rest, the current step of their loop.
+        method: "tiled" (default) or "materialize" (the whole-iteration-space executor;
+            also used automatically for a cascade the tiled plan cannot express).
+        tile: tile extent per rank for filtered Einsums (default 256 points; a partition's
+            upper rank, M1, one index): {"P": 64}.
 
     Returns:
         A dict of numpy arrays keyed by tensor name. Iterative tensors keep all R + 1
         elements along their iterative rank (RM[0..M1, p]).
 
     Raises:
-        SpecError: a missing input, an input of the wrong shape, or a read out of bounds.
+        SpecError: a missing input, an input of the wrong shape, a read out of bounds, an
+            unknown method or an unknown tensor in `keep`.
 
     Example:
         >>> import numpy as np
@@ -148,6 +173,29 @@ def evaluate(
                 + ", ".join(f"{r}={sizes[r]}" for r in decl.ranks)
             )
         tensors[decl.name] = array
+    if method not in METHODS:
+        raise SpecError(f"evaluate: unknown method {method!r}; known: {', '.join(METHODS)}")
+    if keep is not None:
+        keep = tuple(keep) if not isinstance(keep, str) else (keep,)
+        unknown = sorted(set(keep) - set(shapes))
+        if unknown:
+            raise SpecError(
+                f"evaluate: keep names unknown tensor(s) {', '.join(unknown)}; "
+                f"tensors: {', '.join(shapes)}"
+            )
+    if method == "tiled":
+        from .tiled import Unsupported, evaluate_tiled
+
+        try:
+            return evaluate_tiled(cascade, tensors, sizes, shapes, dtype, keep, tile)
+        except Unsupported:
+            pass
+    result = _materialize(cascade, tensors, sizes, shapes, dtype)
+    return result if keep is None else {name: result[name] for name in keep}
+
+
+def _materialize(cascade, tensors, sizes, shapes, dtype) -> dict[str, np.ndarray]:
+    """The whole-iteration-space executor (method "materialize")."""
     for einsum in cascade.einsums:
         tensors[einsum.output] = np.zeros(shapes[einsum.output], dtype=dtype)
     for init in cascade.inits:

@@ -598,13 +598,14 @@ class Cascade:
         """The steps that iterate (see `steps`)."""
         return tuple(s for s in self.steps if s.loop_var is not None)
 
-    def evaluate(self, inputs, shape, dtype=None) -> dict:
-        """Run the cascade with the numpy reference executor (see `executor.evaluate`)."""
+    def evaluate(self, inputs, shape, dtype=None, **options) -> dict:
+        """Run the cascade with the numpy reference executor (see `executor.evaluate`;
+        `options`: keep=, method=, tile=)."""
         from .executor import evaluate
 
-        return (
-            evaluate(self, inputs, shape) if dtype is None else evaluate(self, inputs, shape, dtype)
-        )
+        if dtype is not None:
+            options["dtype"] = dtype
+        return evaluate(self, inputs, shape, **options)
 
     def __str__(self) -> str:
         return format_cascade(self)

@@ -285,7 +285,7 @@ def check(name: str, seed: int = 0, **params) -> CheckResult:
     for each in forms or [None]:
         cascade = attention(canonical, **merged, **({"form": each} if each else {}))
         inputs = random_inputs(cascade, shape, rng)
-        got = cascade.evaluate(inputs, shape)["AV"]
+        got = cascade.evaluate(inputs, shape, keep=cascade.outputs)["AV"]
         expected = direct(canonical, inputs, **merged)
         errors.append((each or canonical, float(np.max(np.abs(got - expected)))))
     return CheckResult(canonical, tuple(merged.items()), tuple(shape.items()), tuple(errors))

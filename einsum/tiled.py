@@ -1,0 +1,861 @@
+"""The tiled, streaming reference executor: the same results as the materializing one, in
+memory proportional to the outputs and a tile.
+
+Plan (from the cascade's structure only):
+  * Runs. Consecutive steps of the schedule that iterate a loop rank (`m1` in the FuseMax
+    forms) and read each other only at the current index (`QK[m1,m0,p]`) or, for an
+    iterative tensor, the previous and current ones (`RM[m1,p]`, `RM[m1+1,p]`) are fused
+    into one loop: at step i every member runs with m1 = i. A member that reduces m1
+    (`AV[f,p] = A[m1,m0,p] * BV[f,m1,m0]`) accumulates into its output across the steps.
+  * Slots. A tensor made in a run and not read outside it (except an iterative tensor's
+    last element, `RNV[M1,f,p]`), nor asked for in `keep`, holds only the current index
+    (two for an iterative tensor: i and i + 1): the live state, not the whole M1 range.
+  * Tiles. An Einsum with a filter (or a partial last partition tile) is cut into tiles
+    along its largest filtered rank; interval arithmetic on the filter over each tile says
+    empty (skipped; a reduction writes its identity), full (computed without a mask) or
+    partial (the filter evaluated point-wise on the tile's index grid). No array larger
+    than one Einsum's tile is ever built.
+  * Reads and writes by slicing where an index is `v`, `v+k`, a constant or a partition's
+    `m1*M0+m0` (a reshape); a gather with the materializing executor's bounds check only
+    where it is not. A sum of products goes to BLAS (matmul) whether masked or not: the
+    mask is applied to the result when it depends only on output ranks, else to the
+    operand that carries all of the mask's ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SpecError
+from .ir import (
+    REDUCE_IDENTITY,
+    Access,
+    Call,
+    Cascade,
+    Const,
+    Einsum,
+    Expr,
+    Op,
+    Size,
+    Var,
+    iterative_offset,
+    rank_of,
+    var_of,
+    variables,
+)
+
+#: Extent of a tile along the tiled rank of a filtered Einsum when `tile` does not name it.
+DEFAULT_TILE = 256
+#: Most points of one Einsum evaluated at once (bounds every temporary array: 32 MB in float64).
+TILE_POINTS = 1 << 22
+_EMPTY, _PARTIAL, _FULL = 0, 1, 2
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Einsums fused into one loop over `var`; `accumulate`: members that reduce `var`."""
+
+    var: str
+    einsums: tuple[Einsum, ...]
+    accumulate: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The items in execution order (an `Einsum` runs whole, a `Run` steps its rank), and
+    the tensors held as slots: name -> (dimension, iterative) along the run's rank."""
+
+    items: tuple[Einsum | Run, ...]
+    slots: tuple[tuple[str, int, bool], ...]
+
+
+def _rank_dims(cascade: Cascade, tensor: str, rank: str) -> list[int]:
+    return [d for d, r in enumerate(cascade.tensor_ranks[tensor]) if r == rank]
+
+
+def _joins(cascade: Cascade, einsum: Einsum, var: str, made: dict[str, Einsum], acc) -> bool:
+    """Whether `einsum` can run at step i of a loop over `var` after the members `made`."""
+    if var not in einsum.iter_vars:
+        return False
+    rank = rank_of(var)
+    if var in einsum.out_vars:
+        for index, out_var in zip(einsum.out_indices, einsum.out_vars, strict=True):
+            if out_var == var and iterative_offset(index)[1] not in (0, 1):  # type: ignore[index]
+                return False
+    for access in einsum.operands:
+        producer = made.get(access.tensor)
+        if access.tensor == einsum.output:
+            producer = einsum
+        if producer is None:
+            continue
+        if producer.output in acc:
+            return False  # complete only after the loop
+        dims = _rank_dims(cascade, access.tensor, rank)
+        if len(dims) != 1:
+            return False
+        parsed = iterative_offset(access.indices[dims[0]])
+        if parsed is None or parsed[0] != var:
+            return False
+        iterative = cascade.iterative_dims[access.tensor][dims[0]]
+        # An iterative tensor: the previous (k=0) or, once made this step, the current
+        # element (k=1); any other tensor: the current element only.
+        allowed = (0, 1) if iterative and producer is not einsum else (0,)
+        if not iterative and producer is einsum:
+            return False
+        if parsed[1] not in allowed:
+            return False
+    return True
+
+
+class Unsupported(Exception):
+    """A cascade the tiled plan cannot express; `evaluate` then materializes."""
+
+
+def plan(cascade: Cascade, keep: Collection[str] | None) -> Plan:
+    """Fuse the schedule into runs and choose the slot tensors (see the module docstring)."""
+    loop_vars = {s.loop_var for s in cascade.steps if s.loop_var}
+    items: list[Einsum | Run] = []
+    run_var: str | None = None
+    members: list[Einsum] = []
+    acc: set[str] = set()
+
+    def close():
+        nonlocal run_var, members, acc
+        if run_var is not None:
+            items.append(Run(run_var, tuple(members), frozenset(acc)))
+        run_var, members, acc = None, [], set()
+
+    for step in cascade.steps:
+        group = [cascade.producers[o] for o in step.outputs]
+        if run_var is not None and step.loop_var in (None, run_var):
+            made = {e.output: e for e in members}
+            ok = True
+            for e in group:
+                if not _joins(cascade, e, run_var, made, acc):
+                    ok = False
+                    break
+                made[e.output] = e
+            if ok:
+                for e in group:
+                    members.append(e)
+                    if run_var in e.reduced_vars:
+                        acc.add(e.output)
+                continue
+        close()
+        start = step.loop_var
+        if start == "":
+            raise Unsupported(f"a loop without an iterative rank: {', '.join(step.outputs)}")
+        if start is None:
+            candidates = [v for v in group[0].out_vars if v in loop_vars]
+            start = candidates[0] if candidates else None
+        if start is None:
+            items.append(group[0])
+            continue
+        made: dict[str, Einsum] = {}
+        for e in group:
+            if not _joins(cascade, e, start, made, set()):
+                if step.loop_var is not None:
+                    raise Unsupported(f"{e.output} reads its loop at an index other than m1/m1+1")
+                items.append(e)
+                break
+            made[e.output] = e
+        else:
+            run_var, members = start, list(group)
+    close()
+
+    # Slots: tensors made in a run, read outside it only at the last element.
+    where_made = {}
+    for i, item in enumerate(items):
+        if isinstance(item, Run):
+            for e in item.einsums:
+                if e.output not in item.accumulate:
+                    where_made[e.output] = (i, item.var)
+    wanted = set(cascade.outputs) if keep is None else set(keep)
+    if keep is None:
+        wanted |= set(cascade.producers)
+    slots = []
+    for tensor, (position, var) in where_made.items():
+        if tensor in wanted:
+            continue
+        (dim,) = _rank_dims(cascade, tensor, rank_of(var))
+        iterative = cascade.iterative_dims[tensor][dim]
+        ok = all(
+            isinstance(init.indices[dim], Const) and init.indices[dim].value == 0
+            for init in cascade.inits
+            if init.tensor == tensor
+        )
+        for i, item in enumerate(items):
+            readers = item.einsums if isinstance(item, Run) else (item,)
+            for e in readers:
+                for access in e.operands:
+                    if access.tensor != tensor or i == position:
+                        continue
+                    index = access.indices[dim]
+                    if not (iterative and isinstance(index, Size) and index.name == rank_of(var)):
+                        ok = False
+        if ok:
+            slots.append((tensor, dim, iterative))
+    return Plan(tuple(items), tuple(slots))
+
+
+# ----------------------------------------------------------------- interval arithmetic
+
+
+def _fix(lo, hi):
+    lo = np.where(np.isnan(lo), -np.inf, lo)
+    hi = np.where(np.isnan(hi), np.inf, hi)
+    return lo, hi
+
+
+def _corners(f, a, b):
+    with np.errstate(all="ignore"):
+        values = [f(x, y) for x in a for y in b]
+    lo = np.minimum.reduce([np.where(np.isnan(v), -np.inf, v) for v in values])
+    hi = np.maximum.reduce([np.where(np.isnan(v), np.inf, v) for v in values])
+    return lo, hi
+
+
+def _truth(can_true, can_false):
+    return np.where(can_false, 0.0, 1.0), np.where(can_true, 1.0, 0.0)
+
+
+def interval(expr: Expr, env: Mapping[str, tuple], sizes: Mapping[str, int]):
+    """Bounds (lo, hi) of `expr` over a box of index values (numpy arrays, one per tile).
+
+    Sound, not always tight: a tensor read is unbounded; comparisons and `and`/`or` give
+    bounds within [0, 1] (0 possible: the point may be dropped; 1: it may be kept).
+    """
+    unknown = (np.array(-np.inf), np.array(np.inf))
+    if isinstance(expr, Const):
+        return np.array(float(expr.value)), np.array(float(expr.value))
+    if isinstance(expr, Var):
+        return env[expr.name]
+    if isinstance(expr, Size):
+        return np.array(float(sizes[expr.name])), np.array(float(sizes[expr.name]))
+    if isinstance(expr, Access):
+        return unknown
+    args = [interval(a, env, sizes) for a in expr.args]
+    op = expr.op
+    if op is Op.NEG:
+        return -args[0][1], -args[0][0]
+    if op is Op.EXP:
+        return np.exp(args[0][0]), np.exp(args[0][1])
+    if op.arity == 1 and op is not Op.NOT:
+        return unknown
+    a = args[0]
+    if op is Op.NOT:
+        maybe_zero = (a[0] <= 0) & (a[1] >= 0)
+        return _truth(maybe_zero, ~((a[0] == 0) & (a[1] == 0)))
+    b = args[1]
+    with np.errstate(all="ignore"):
+        if op is Op.ADD:
+            return _fix(a[0] + b[0], a[1] + b[1])
+        if op is Op.SUB:
+            return _fix(a[0] - b[1], a[1] - b[0])
+        if op is Op.MUL:
+            return _corners(np.multiply, a, b)
+        if op in (Op.DIV, Op.FLOORDIV):
+            positive = b[0] > 0
+            negative = b[1] < 0
+            f = np.divide if op is Op.DIV else np.floor_divide
+            lo, hi = _corners(f, a, b)
+            ok = positive | negative
+            return np.where(ok, lo, -np.inf), np.where(ok, hi, np.inf)
+        if op is Op.MOD:
+            positive = b[0] > 0
+            same = (b[0] == b[1]) & (np.floor_divide(a[0], b[0]) == np.floor_divide(a[1], b[0]))
+            lo = np.where(same, np.mod(a[0], b[0]), 0.0)
+            hi = np.where(same, np.mod(a[1], b[0]), b[1])
+            return _fix(np.where(positive, lo, -np.inf), np.where(positive, hi, np.inf))
+    if op is Op.MAX:
+        return np.maximum(a[0], b[0]), np.maximum(a[1], b[1])
+    if op is Op.MIN:
+        return np.minimum(a[0], b[0]), np.minimum(a[1], b[1])
+    if op is Op.LT:
+        return _truth(a[0] < b[1], a[1] >= b[0])
+    if op is Op.LE:
+        return _truth(a[0] <= b[1], a[1] > b[0])
+    if op is Op.GT:
+        return _truth(a[1] > b[0], a[0] <= b[1])
+    if op is Op.GE:
+        return _truth(a[1] >= b[0], a[0] < b[1])
+    if op in (Op.EQ, Op.NE):
+        overlap = (a[0] <= b[1]) & (b[0] <= a[1])
+        single = (a[0] == a[1]) & (b[0] == b[1]) & (a[0] == b[0])
+        return _truth(overlap, ~single) if op is Op.EQ else _truth(~single, overlap)
+    a_nonzero = ~((a[0] == 0) & (a[1] == 0))
+    a_zero = (a[0] <= 0) & (a[1] >= 0)
+    b_nonzero = ~((b[0] == 0) & (b[1] == 0))
+    b_zero = (b[0] <= 0) & (b[1] >= 0)
+    if op is Op.AND:
+        return _truth(a_nonzero & b_nonzero, a_zero | b_zero)
+    if op is Op.OR:
+        return _truth(a_nonzero | b_nonzero, a_zero & b_zero)
+    return unknown
+
+
+# ---------------------------------------------------------------------------- execution
+
+
+class _Buffer:
+    """A tensor's storage: `array` holds indices offset..offset+n along each dimension."""
+
+    __slots__ = ("array", "dirty", "offsets")
+
+    def __init__(self, array: np.ndarray, dirty: bool = False):
+        self.array = array
+        self.offsets = [0] * array.ndim
+        self.dirty: list | None = [] if dirty else None
+
+
+class _Box:
+    """A box of an Einsum's iteration space: one [lo, hi) range per iteration variable."""
+
+    __slots__ = ("_env", "hi", "lo", "vars")
+
+    def __init__(self, names, lo, hi):
+        self.vars, self.lo, self.hi = names, lo, hi
+        self._env = None
+
+    @property
+    def extents(self):
+        return [h - lo for lo, h in zip(self.lo, self.hi, strict=True)]
+
+    def with_range(self, var, lo, hi) -> _Box:
+        k = self.vars.index(var)
+        los, his = list(self.lo), list(self.hi)
+        los[k], his[k] = lo, hi
+        return _Box(self.vars, los, his)
+
+    def env(self):
+        if self._env is None:
+            n = len(self.vars)
+            self._env = {}
+            for axis, var in enumerate(self.vars):
+                shape = [1] * n
+                shape[axis] = self.hi[axis] - self.lo[axis]
+                self._env[var] = np.arange(self.lo[axis], self.hi[axis]).reshape(shape)
+        return self._env
+
+
+class Executor:
+    """Runs a `Plan` (internal to `evaluate_tiled`)."""
+
+    def __init__(self, cascade, sizes, shapes, dtype, tile):
+        from .executor import _BINARY_NUMPY, _INDEX_NUMPY, _REDUCE_NUMPY, _UNARY_NUMPY
+
+        self.unary, self.binary, self.index_ops = _UNARY_NUMPY, _BINARY_NUMPY, _INDEX_NUMPY
+        self.reduce = _REDUCE_NUMPY
+        self.cascade, self.sizes, self.shapes, self.dtype = cascade, sizes, shapes, dtype
+        self.tile = {k: int(v) for k, v in (tile or {}).items()}
+        self.store: dict[str, _Buffer] = {}
+        self._masks: dict = {}
+        self._kinds: dict = {}
+
+    # -- index arithmetic ---------------------------------------------------------------
+    def _index(self, expr, env):
+        if isinstance(expr, Const):
+            return int(expr.value)
+        if isinstance(expr, Var):
+            return env[expr.name]
+        if isinstance(expr, Size):
+            return int(self.sizes[expr.name])
+        if expr.op is Op.NEG:
+            return -self._index(expr.args[0], env)
+        left, right = (self._index(a, env) for a in expr.args)
+        return self.index_ops[expr.op](left, right)
+
+    def _kind(self, access: Access):
+        """Per dimension: ('var', v, k), ('const', c), ('split', hi, lo, M0) or None."""
+        kinds = self._kinds.get(access)
+        if kinds is not None:
+            return kinds
+        kinds = []
+        ranks = self.cascade.tensor_ranks[access.tensor]
+        for dim, expr in enumerate(access.indices):
+            parsed = iterative_offset(expr)
+            part = self.cascade.partition_of.get(ranks[dim])
+            if parsed is not None:
+                kinds.append(("var", parsed[0], parsed[1]))
+            elif not variables(expr):
+                kinds.append(("const", int(self._index(expr, {}))))
+            elif part is not None and part.rank == ranks[dim] and expr == part.combined():
+                kinds.append(("split", var_of(part.upper), var_of(part.lower), part.lower))
+            else:
+                kinds.append(None)
+        self._kinds[access] = kinds
+        return kinds
+
+    # -- reads ------------------------------------------------------------------------
+    def read(self, access: Access, box: _Box, mask):
+        """`access` over `box`: an array broadcastable to the box (axes in box order)."""
+        buf = self.store[access.tensor]
+        full = self.shapes[access.tensor]
+        position = {v: i for i, v in enumerate(box.vars)}
+        index, axes = [], []
+        for dim, kind in enumerate(self._kind(access)):
+            off, stored = buf.offsets[dim], buf.array.shape[dim]
+            if kind is None:
+                return self._gather(access, box, mask)
+            if kind[0] == "const":
+                c = kind[1]
+                if not 0 <= c < full[dim]:
+                    return self._gather(access, box, mask)
+                self._window(access, dim, c - off, c - off + 1, stored)
+                index.append(c - off)
+            elif kind[0] == "var":
+                _, var, k = kind
+                lo, hi = box.lo[position[var]] + k, box.hi[position[var]] + k
+                if lo < 0 or hi > full[dim]:
+                    return self._gather(access, box, mask)
+                self._window(access, dim, lo - off, hi - off, stored)
+                index.append(slice(lo - off, hi - off))
+                axes.append((var,))
+            else:
+                _, upper, lower, lower_rank = kind
+                size = int(self.sizes[lower_rank])
+                a1, b1 = box.lo[position[upper]], box.hi[position[upper]]
+                a0, b0 = box.lo[position[lower]], box.hi[position[lower]]
+                if b1 - a1 == 1:
+                    lo, hi = a1 * size + a0, a1 * size + b0
+                elif a0 == 0 and b0 == size:
+                    lo, hi = a1 * size, b1 * size
+                else:
+                    return self._gather(access, box, mask)
+                end = min(hi, full[dim])
+                if lo >= end:
+                    return self._gather(access, box, mask)
+                self._window(access, dim, lo - off, end - off, stored)
+                index.append(slice(lo - off, end - off))
+                axes.append((upper, lower, b1 - a1, b0 - a0, hi - end))
+        names = [v for ax in axes for v in (ax[:2] if len(ax) == 5 else ax)]
+        if len(set(names)) != len(names):
+            return self._gather(access, box, mask)
+        array = buf.array[tuple(index)]
+        if any(len(ax) == 5 for ax in axes):
+            pads = [(0, ax[4]) if len(ax) == 5 else (0, 0) for ax in axes]
+            if any(p for _, p in pads):
+                array = np.pad(array, pads)
+            shape = []
+            for k, ax in enumerate(axes):
+                shape += [ax[2], ax[3]] if len(ax) == 5 else [array.shape[k]]
+            array = array.reshape(shape)
+        order = sorted(range(len(names)), key=lambda i: position[names[i]])
+        array = array.transpose(order)
+        used = set(names)
+        extents = box.extents
+        return array.reshape([extents[i] if v in used else 1 for i, v in enumerate(box.vars)])
+
+    def _window(self, access, dim, lo, hi, stored):
+        if lo < 0 or hi > stored:
+            raise RuntimeError(
+                f"tiled executor: {access} reads indices {lo}..{hi} of a stored window of "
+                f"{stored} along dimension {dim + 1} (a planning error)"
+            )
+        return True
+
+    def _gather(self, access: Access, box: _Box, mask):
+        buf = self.store[access.tensor]
+        full = self.shapes[access.tensor]
+        env = self._local(box)
+        index = []
+        for dim, expr in enumerate(access.indices):
+            value = np.asarray(self._index(expr, env))
+            outside = (value < 0) | (value >= full[dim])
+            if np.any(outside if mask is None else outside & mask):
+                raise SpecError(
+                    f"evaluate: {access} reads outside {access.tensor}'s dimension {dim + 1} "
+                    f"(size {full[dim]}); check the index arithmetic and the shape"
+                )
+            stored = value - buf.offsets[dim]
+            index.append(np.clip(stored, 0, buf.array.shape[dim] - 1))
+        return buf.array[tuple(index)]
+
+    def _local(self, box: _Box):
+        env = dict(box.env())
+        for part in self.cascade.partitions:
+            hi, lo = var_of(part.upper), var_of(part.lower)
+            if hi in env and lo in env:
+                env.setdefault(var_of(part.rank), env[hi] * int(self.sizes[part.lower]) + env[lo])
+        return env
+
+    # -- values and masks -------------------------------------------------------------
+    def value(self, expr: Expr, box: _Box, env, mask):
+        if isinstance(expr, Const):
+            return expr.value
+        if isinstance(expr, Var):
+            return np.asarray(env[expr.name], dtype=float)
+        if isinstance(expr, Size):
+            return float(self.sizes[expr.name])
+        if isinstance(expr, Access):
+            return self.read(expr, box, mask)
+        args = [self.value(a, box, env, mask) for a in expr.args]
+        if expr.op.arity == 1:
+            return self.unary[expr.op](args[0])
+        return self.binary[expr.op](args[0], args[1])
+
+    def _clauses(self, einsum: Einsum, names) -> list[Expr]:
+        clauses = []
+        for part in self.cascade.partitions:
+            hi, lo = var_of(part.upper), var_of(part.lower)
+            padded = int(self.sizes[part.upper]) * int(self.sizes[part.lower])
+            if hi in names and lo in names and padded != int(self.sizes[part.rank]):
+                clauses.append(Call(Op.LT, (part.combined(), Size(part.rank))))
+        if einsum.where is not None:
+            clauses.append(einsum.where)
+        return clauses
+
+    def mask(self, einsum: Einsum, box: _Box):
+        """The kept points of a box (the materializing executor's `mask_of`), cached."""
+        key = (id(einsum.where), tuple(box.vars), tuple(box.lo), tuple(box.hi))
+        if key in self._masks:
+            return self._masks[key]
+        env = self._local(box)
+        keep = None
+        for clause in self._clauses(einsum, set(box.vars)):
+            part = self.value(clause, box, env, None) != 0
+            keep = part if keep is None else keep & part
+        self._masks[key] = keep
+        return keep
+
+    def classify(self, einsum: Einsum, box: _Box, var: str, step: int):
+        """Runs (lo, hi, status) of tiles of `step` along `var` (empty, partial or full)."""
+        k = box.vars.index(var)
+        starts = np.arange(box.lo[k], box.hi[k], step)
+        ends = np.minimum(starts + step, box.hi[k]) - 1
+        env = {}
+        for v, lo, hi in zip(box.vars, box.lo, box.hi, strict=True):
+            env[v] = (np.array(float(lo)), np.array(float(hi - 1)))
+        env[var] = (starts.astype(float), ends.astype(float))
+        for part in self.cascade.partitions:
+            hi, lo = var_of(part.upper), var_of(part.lower)
+            if hi in env and lo in env:
+                size = Const(float(self.sizes[part.lower]))
+                combined = Call(Op.ADD, (Call(Op.MUL, (Var(hi), size)), Var(lo)))
+                env.setdefault(var_of(part.rank), interval(combined, env, self.sizes))
+        status = np.full(starts.shape, _FULL)
+        for clause in self._clauses(einsum, set(box.vars)):
+            lo, hi = (np.broadcast_to(x, starts.shape) for x in interval(clause, env, self.sizes))
+            never = (lo == 0) & (hi == 0)
+            always = (lo > 0) | (hi < 0)
+            status = np.where(never, _EMPTY, np.where(always, status, np.minimum(status, _PARTIAL)))
+        runs = []
+        for i, s in enumerate(status):
+            lo, hi = int(starts[i]), int(ends[i]) + 1
+            if runs and runs[-1][2] == s and runs[-1][1] == lo:
+                runs[-1] = (runs[-1][0], hi, int(s))
+            else:
+                runs.append((lo, hi, int(s)))
+        return runs
+
+    # -- one Einsum ---------------------------------------------------------------------
+    def run(self, einsum: Einsum, fixed: Mapping[str, int], accumulate: bool = False):
+        """Evaluate `einsum` over its iteration space with the variables in `fixed` bound,
+        tile by tile; `accumulate`: combine into the output with the reduction."""
+        names = list(einsum.iter_vars)
+        lo = [fixed.get(v, 0) for v in names]
+        hi = [fixed[v] + 1 if v in fixed else int(self.sizes[rank_of(v)]) for v in names]
+        box = _Box(names, lo, hi)
+        free = [v for v in names if v not in fixed]
+        total = self._points(einsum, box)
+        clauses = self._clauses(einsum, set(names))
+        if not clauses:
+            if total <= TILE_POINTS or not free:
+                self._compute(einsum, box, None, accumulate)
+                return
+            var = max(free, key=lambda v: box.extents[names.index(v)])
+            k = names.index(var)
+            runs = [(box.lo[k], box.hi[k], _FULL)]
+        else:
+            filtered = set()
+            for clause in clauses:
+                filtered |= variables(clause)
+            for part in self.cascade.partitions:
+                if var_of(part.rank) in filtered:
+                    filtered |= {var_of(part.upper), var_of(part.lower)}
+            candidates = [v for v in free if v in filtered] or free or names
+            var = max(candidates, key=lambda v: box.extents[names.index(v)])
+            rank = rank_of(var)
+            part = self.cascade.partition_of.get(rank)
+            default = 1 if part is not None and part.upper == rank else DEFAULT_TILE
+            runs = self.classify(einsum, box, var, max(1, self.tile.get(rank, default)))
+        k = names.index(var)
+        # Bound every box to TILE_POINTS points (merged runs of full tiles included).
+        step = max(1, TILE_POINTS // max(1, total // max(1, box.extents[k])))
+        reduced = bool(einsum.reduced_vars)
+        combine = accumulate or var in einsum.reduced_vars
+        if combine and not accumulate:
+            self._fill_identity(einsum, box)
+        for lo_, hi_, status in runs:
+            if status == _EMPTY:
+                if reduced and not combine:
+                    self._fill_identity(einsum, box.with_range(var, lo_, hi_))
+                continue
+            for start in range(lo_, hi_, step):
+                sub = box.with_range(var, start, min(start + step, hi_))
+                mask = self.mask(einsum, sub) if status == _PARTIAL else None
+                self._compute(einsum, sub, mask, combine)
+
+    def _points(self, einsum: Einsum, box: _Box) -> int:
+        """The largest array evaluating `box` builds: the iteration space, or for a sum of
+        products (BLAS, no iteration-space array) the output and the operands."""
+        extent = dict(zip(box.vars, box.extents, strict=True))
+        factors = _product(einsum.expr) if einsum.reduce_op is Op.ADD else None
+        if not einsum.reduced_vars or factors is None:
+            return int(np.prod(box.extents, dtype=np.int64))
+        arrays = [list(einsum.out_vars)] + [sorted(variables_of(a)) for a in factors]
+        return max(int(np.prod([extent[v] for v in vs], dtype=np.int64)) for vs in arrays)
+
+    def _fill_identity(self, einsum: Einsum, box: _Box):
+        dst, _ = self._target(einsum, box)
+        dst[...] = REDUCE_IDENTITY[einsum.reduce_op]
+
+    def _target(self, einsum: Einsum, box: _Box):
+        buf = self.store[einsum.output]
+        index = []
+        for dim, expr in enumerate(einsum.out_indices):
+            var, k = iterative_offset(expr)  # type: ignore[misc]
+            i = box.vars.index(var)
+            index.append(slice(box.lo[i] + k - buf.offsets[dim], box.hi[i] + k - buf.offsets[dim]))
+        if buf.dirty is not None:
+            buf.dirty.append(tuple(index))
+        return buf.array[tuple(index)], len(einsum.out_indices)
+
+    def _compute(self, einsum: Einsum, box: _Box, mask, combine: bool):
+        n_out = len(einsum.out_indices)
+        out_shape = box.extents[:n_out]
+        result = None
+        if einsum.reduced_vars and einsum.reduce_op is Op.ADD:
+            result = self._contract(einsum, box, mask)
+            if result is not None and mask is not None and not _depends(mask, n_out):
+                mask_out = mask.reshape(mask.shape[:n_out])
+                dst, _ = self._target(einsum, box)
+                self._store(einsum, dst, result, combine, mask_out, out_shape)
+                return
+            if result is not None:
+                mask = None
+        if result is None:
+            env = self._local(box)
+            values = self.value(einsum.expr, box, env, mask)
+            if einsum.reduced_vars:
+                values = np.broadcast_to(values, box.extents)
+                if mask is not None:
+                    identity = REDUCE_IDENTITY[einsum.reduce_op]
+                    values = np.where(mask, values, identity)
+                axes = tuple(range(n_out, len(box.vars)))
+                result = self.reduce[einsum.reduce_op](values, axis=axes)
+                mask = None
+            else:
+                values = np.asarray(values)
+                result = values.reshape(values.shape[:n_out]) if values.ndim else values
+                if mask is not None:
+                    mask = mask.reshape(mask.shape[:n_out]) if mask.ndim else mask
+        dst, _ = self._target(einsum, box)
+        self._store(einsum, dst, result, combine, mask, out_shape)
+
+    def _store(self, einsum, dst, result, combine, mask, out_shape):
+        result = np.broadcast_to(result, out_shape)
+        if combine:
+            op = {Op.ADD: np.add, Op.MAX: np.maximum, Op.MIN: np.minimum, Op.MUL: np.multiply}
+            op[einsum.reduce_op](dst, result, out=dst)
+        elif mask is None:
+            dst[...] = result
+        else:
+            np.copyto(dst, result, where=np.broadcast_to(mask, out_shape))
+
+    def _contract(self, einsum: Einsum, box: _Box, mask):
+        """A sum of products of reads by matmul/einsum (BLAS), or None when it is not one."""
+        factors = _product(einsum.expr)
+        if factors is None:
+            return None
+        n_out = len(einsum.out_indices)
+        names = box.vars
+        extents = box.extents
+        arrays, used = [], []
+        for access in factors:
+            array = self.read(access, box, mask)
+            if array.ndim != len(extents) or any(
+                n not in (1, e) for n, e in zip(array.shape, extents, strict=True)
+            ):
+                return None  # a gather of constants only: the general path handles it
+            mine = variables_of(access)
+            keep = [v for v in names if v in mine]
+            arrays.append(array.reshape([extents[names.index(v)] for v in keep]))
+            used.append(keep)
+        if mask is not None and _depends(mask, n_out):
+            mvars = {v for v, n in zip(names, mask.shape, strict=True) if n != 1}
+            owner = next((i for i, u in enumerate(used) if mvars <= set(u)), None)
+            if owner is None:
+                return None
+            for i, array in enumerate(arrays):
+                if i != owner and not np.isfinite(array).all():
+                    return None
+            axes = [names.index(v) for v in used[owner]]
+            m = mask.reshape([mask.shape[a] for a in axes]) if mask.ndim else mask
+            arrays[owner] = np.where(m, arrays[owner], 0.0)
+        out_vars = list(names[:n_out])
+        if len(arrays) == 2:
+            result = _matmul(arrays, used, out_vars)
+        else:
+            letters = {v: chr(ord("a") + i) for i, v in enumerate(names)}
+            spec = ",".join("".join(letters[v] for v in u) for u in used)
+            present = [v for v in out_vars if any(v in u for u in used)]
+            result = np.einsum(
+                spec + "->" + "".join(letters[v] for v in present), *arrays, optimize=True
+            )
+            result = _expand(result, present, out_vars)
+        return result
+
+
+def variables_of(access: Access) -> set[str]:
+    found = set()
+    for index in access.indices:
+        found |= variables(index)
+    return found
+
+
+def _depends(mask, n_out: int) -> bool:
+    """Whether a box mask varies along a reduced (trailing) axis."""
+    return (
+        mask is not None and np.ndim(mask) > n_out and any(n != 1 for n in np.shape(mask)[n_out:])
+    )
+
+
+def _product(expr: Expr) -> list[Access] | None:
+    if isinstance(expr, Access):
+        return [expr]
+    if isinstance(expr, Call) and expr.op is Op.MUL:
+        left, right = _product(expr.args[0]), _product(expr.args[1])
+        return left + right if left is not None and right is not None else None
+    return None
+
+
+def _expand(result, present: list[str], out_vars: list[str]):
+    """Insert size-1 axes for output variables no operand uses (they broadcast)."""
+    shape = []
+    it = iter(result.shape)
+    for v in out_vars:
+        shape.append(next(it) if v in present else 1)
+    return result.reshape(shape)
+
+
+def _matmul(arrays, used, out_vars):
+    """Two operands: batch x left x contracted @ batch x contracted x right, by BLAS."""
+    (a, b), (ua, ub) = arrays, used
+    sum_a = [v for v in ua if v not in ub and v not in out_vars]
+    sum_b = [v for v in ub if v not in ua and v not in out_vars]
+    if sum_a:
+        a = a.sum(axis=tuple(ua.index(v) for v in sum_a))
+        ua = [v for v in ua if v not in sum_a]
+    if sum_b:
+        b = b.sum(axis=tuple(ub.index(v) for v in sum_b))
+        ub = [v for v in ub if v not in sum_b]
+    batch = [v for v in out_vars if v in ua and v in ub]
+    left = [v for v in ua if v not in ub]
+    right = [v for v in ub if v not in ua]
+    inner = [v for v in ua if v in ub and v not in out_vars]
+    size = dict(zip(ua, a.shape, strict=True)) | dict(zip(ub, b.shape, strict=True))
+
+    def prod(vs):
+        return int(np.prod([size[v] for v in vs], dtype=np.int64))
+
+    a2 = a.transpose([ua.index(v) for v in batch + left + inner]).reshape(
+        prod(batch), prod(left), prod(inner)
+    )
+    b2 = b.transpose([ub.index(v) for v in batch + inner + right]).reshape(
+        prod(batch), prod(inner), prod(right)
+    )
+    result = np.matmul(a2, b2).reshape([size[v] for v in batch + left + right])
+    order = batch + left + right
+    present = [v for v in out_vars if v in order]
+    result = result.transpose([order.index(v) for v in present])
+    return _expand(result, present, out_vars)
+
+
+def evaluate_tiled(
+    cascade: Cascade,
+    tensors: dict[str, np.ndarray],
+    sizes: Mapping[str, int],
+    shapes: Mapping[str, tuple[int, ...]],
+    dtype,
+    keep: Collection[str] | None,
+    tile: Mapping[str, int] | None,
+) -> dict[str, np.ndarray]:
+    """Run `cascade` by its `plan` on validated `tensors` (the inputs); see `evaluate`."""
+    the_plan = plan(cascade, keep)
+    ex = Executor(cascade, sizes, shapes, dtype, tile)
+    for name, array in tensors.items():
+        ex.store[name] = _Buffer(array)
+    slot = {name: (dim, iterative) for name, dim, iterative in the_plan.slots}
+    filtered = {e.output for e in cascade.einsums if ex._clauses(e, set(e.iter_vars))}
+    for einsum in cascade.einsums:
+        shape = list(shapes[einsum.output])
+        if einsum.output in slot:
+            dim, iterative = slot[einsum.output]
+            shape[dim] = 2 if iterative else 1
+            buf = _Buffer(
+                np.zeros(shape, dtype=dtype), dirty=einsum.output in filtered and not iterative
+            )
+        else:
+            buf = _Buffer(np.zeros(shape, dtype=dtype))
+        ex.store[einsum.output] = buf
+    for init in cascade.inits:
+        index = tuple(
+            slice(None) if isinstance(i, Var) else int(ex._index(i, {})) for i in init.indices
+        )
+        ex.store[init.tensor].array[index] = init.value
+
+    with np.errstate(all="ignore"):
+        for item in the_plan.items:
+            if isinstance(item, Einsum):
+                ex.run(item, {})
+                ex._masks.clear()
+                continue
+            for e in item.einsums:
+                if e.output in item.accumulate:
+                    box = _Box(
+                        list(e.out_vars),
+                        [0] * len(e.out_vars),
+                        [int(sizes[rank_of(v)]) for v in e.out_vars],
+                    )
+                    ex._fill_identity(e, box)
+            steps = int(sizes[rank_of(item.var)])
+            for i in range(steps):
+                for e in item.einsums:
+                    ex.run(e, {item.var: i}, accumulate=e.output in item.accumulate)
+                ex._masks.clear()
+                if i + 1 < steps:
+                    _advance(ex, item, slot, i + 1)
+    wanted = None if keep is None else set(keep)
+    return {
+        name: buf.array
+        for name, buf in ex.store.items()
+        if (wanted is None or name in wanted) and name not in slot
+    }
+
+
+def _advance(ex: Executor, run: Run, slot, i: int) -> None:
+    """Move the run's slots to step i: the iterative ones keep their last element."""
+    for e in run.einsums:
+        if e.output not in slot:
+            continue
+        dim, iterative = slot[e.output]
+        buf = ex.store[e.output]
+        array = buf.array
+        if iterative:
+            first = [slice(None)] * array.ndim
+            second = [slice(None)] * array.ndim
+            first[dim], second[dim] = 0, 1
+            array[tuple(first)] = array[tuple(second)]
+            array[tuple(second)] = 0.0
+        elif buf.dirty is not None:
+            for region in buf.dirty:
+                array[region] = 0.0
+            buf.dirty.clear()
+        buf.offsets[dim] = i
