@@ -22,7 +22,7 @@ from .spec import _canonical, arch_data, point_id
 #: Output columns every row has, before the per-architecture ones (energy components,
 #: buffer words per level, utilization per unit).
 BASE_OUTPUTS = ("cascade", "shape", "factors", "valid", "reason", "error")
-NUMBERS = ("latency_s", "cycles", "energy_pj", "dram_bytes")
+NUMBERS = ("latency_s", "cycles", "energy_pj", "dram_bytes", "area_mm2")  # area: 0 unmodelled
 
 
 def arch_columns(arch) -> list[str]:
@@ -242,6 +242,7 @@ def _evaluate_group(points, rows: list[int], out: dict, numeric: dict, columns) 
     numeric["cycles"][index] = batch.cycles
     numeric["energy_pj"][index] = batch.energy_pj
     numeric["dram_bytes"][index] = batch.dram_bytes
+    numeric["area_mm2"][index] = batch.area_mm2
     for component, values in batch.energy_by_component_pj.items():
         numeric[f"energy_{component}_pj"][index] = values
     for level, values in batch.buffer_words.items():

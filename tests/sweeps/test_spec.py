@@ -41,10 +41,23 @@ def test_point_id_is_stable_and_order_free():
 
 def test_ranges_zip_and_cases():
     spec = load_spec("fusemax_pareto")
-    assert spec.size == 12
+    assert spec.size == 24  # cases: four models x six array sizes
     rows = spec.values_of("arch.units.2d.rows")
-    assert rows == [16, 32, 64, 128, 256, 512]
-    assert spec.values_of("label") == ["fusemax", "flat"]
+    assert rows == [16, 32, 64, 128, 256, 512] * 4
+    assert spec.values_of("variant.M0") == rows  # the key tile is the array's side
+    assert spec.values_of("label")[::6] == ["BERT", "TrXL", "T5", "XLM"]
+    zipped = parse_spec(
+        {
+            **_base(),
+            "axes": {
+                "zip": {
+                    "arch.units.2d.rows": {"from": 16, "to": 64, "times": 2},
+                    "arch.units.2d.cols": [16, 32, 64],
+                }
+            },
+        }
+    )
+    assert zipped.values_of("arch.units.2d.rows") == [16, 32, 64]
     step = parse_spec({**_base(), "axes": {"seq_len": {"from": 1024, "to": 4096, "step": 1024}}})
     assert step.values_of("seq_len") == [1024, 2048, 3072, 4096]
 
