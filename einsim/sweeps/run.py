@@ -5,6 +5,14 @@ process (or on a local process pool with `workers`), `scheduler="tcp://HOST:PORT
 Dask cluster through `distributed.Client(...).get_executor()`, and any Executor may be
 passed. At most a few chunks are in flight per worker, so memory stays bounded and a
 killed run loses only the chunks that had not finished.
+
+A local pool whose worker process dies (killed, out of memory) breaks: every chunk in
+flight fails with `BrokenProcessPool`. The chunks that finished are written, the lost ones
+are resubmitted to a fresh pool with one `SweepWarning` line and run one at a time (so
+a chunk that kills every worker is found alone), at most `MAX_WORKER_RETRIES` times per
+chunk; past that the run stops with a one-line
+`BackendUnavailable`, keeping every finished part (a rerun resumes). A chunk is written by
+the parent only when its result arrives, so a retry never duplicates a point.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import sys
 import time
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +30,15 @@ import pyarrow as pa
 
 from einsim.einsum import BackendUnavailable, SpecError
 
-from .spec import SweepSpec, load_spec, point_id
+from .spec import MAX_POINTS, SweepSpec, SweepWarning, load_spec, point_id
 from .store import Store, evaluate_table, schema
 
 #: Points per task when no axis is batchable: a few hundred (a chunk then takes ~0.3 s).
 CHUNK_POINTS = 256
 #: The largest chunk a batchable space gets (a template's points in one `evaluate_batch`).
 MAX_CHUNK_POINTS = 8192
+#: How many times a chunk is resubmitted after the pool running it lost a worker process.
+MAX_WORKER_RETRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +65,17 @@ class SweepResult:
     errors: int
     wall_s: float
     table: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def failed(self) -> int:
+        """Points of this run without a valid result (invalid or raised)."""
+        return self.invalid + self.errors
+
+    @property
+    def all_failed(self) -> bool:
+        """Whether this run evaluated points and none of them gave a valid result (the
+        CLI then exits with status 1)."""
+        return self.evaluated > 0 and self.failed == self.evaluated
 
     @property
     def points_per_s(self) -> float:
@@ -116,17 +139,39 @@ def _chunks(spec: SweepSpec, done: set[str], size: int) -> Iterator[Sequence[int
         yield chunk
 
 
-def _backend(scheduler, executor, workers):
-    """(executor, parallelism, close) for the requested backend."""
+@dataclass(frozen=True, slots=True)
+class _Backend:
+    """An executor, how many tasks it runs at once, how to close it, how to replace it
+    after a worker died (None: it cannot be), and the exceptions that mean a worker died."""
+
+    executor: cf.Executor
+    parallelism: int
+    close: Callable[[], None]
+    renew: Callable[[], _Backend] | None = None
+    died: tuple[type[BaseException], ...] = (cf.BrokenExecutor,)
+
+
+def _local_pool(workers: int) -> _Backend:
+    pool = cf.ProcessPoolExecutor(max_workers=workers)
+    return _Backend(
+        pool,
+        workers,
+        lambda: pool.shutdown(cancel_futures=True),
+        renew=lambda: _local_pool(workers),
+    )
+
+
+def _backend(scheduler, executor, workers) -> _Backend:
+    """The requested backend: a given executor, a Dask cluster, a local pool, or inline."""
     if executor is not None:
         if scheduler is not None or workers:
             raise SpecError("sweep: give one of executor, scheduler and workers")
-        return executor, getattr(executor, "_max_workers", 4), lambda: None
+        return _Backend(executor, getattr(executor, "_max_workers", 4), lambda: None)
     if scheduler is not None:
         if workers:
             raise SpecError("sweep: workers is for the local pool; a Dask cluster has its own")
         try:
-            from distributed import Client
+            from distributed import Client, KilledWorker
         except ImportError:
             raise BackendUnavailable(
                 "a Dask scheduler needs dask.distributed: pip install 'einsim[dist]'"
@@ -143,11 +188,38 @@ def _backend(scheduler, executor, workers):
                 ) from None
         threads = sum(client.nthreads().values()) or 1
         owned = client is not scheduler
-        return client.get_executor(), threads, (client.close if owned else lambda: None)
+        close = client.close if owned else lambda: None
+        # Dask retries a task whose worker died itself; KilledWorker means it gave up.
+        return _Backend(client.get_executor(), threads, close, died=(KilledWorker,))
     if workers is not None and workers > 1:
-        pool = cf.ProcessPoolExecutor(max_workers=workers)
-        return pool, workers, lambda: pool.shutdown(cancel_futures=True)
-    return InlineExecutor(), 1, lambda: None
+        return _local_pool(workers)
+    return _Backend(InlineExecutor(), 1, lambda: None)
+
+
+def _recover(backend: _Backend, lost, kept: int) -> _Backend:
+    """A fresh backend after a worker died under `lost` chunks, with one warning line;
+    one-line `BackendUnavailable` when it cannot be replaced or a chunk ran out of retries."""
+    points = sum(len(chunk) for chunk, _ in lost)
+    worst = max(retries for _, retries in lost)
+    if backend.renew is None or worst > MAX_WORKER_RETRIES:
+        why = (
+            f"{worst} times on the same points"
+            if backend.renew is not None
+            else "and this executor cannot be restarted"
+        )
+        raise BackendUnavailable(
+            f"sweep: a worker process died {why} ({points:,} points unfinished); the "
+            f"{kept:,} finished points are kept: rerun to resume (without --workers to see "
+            "the error in this process)"
+        )
+    warnings.warn(
+        f"sweep: a worker process died (killed, or out of memory); retrying its "
+        f"{points:,} unfinished points on a fresh pool (retry {worst} of {MAX_WORKER_RETRIES})",
+        SweepWarning,
+        stacklevel=3,
+    )
+    backend.close()
+    return backend.renew()
 
 
 def _reporter(progress, total: int):
@@ -181,6 +253,7 @@ def sweep(
     chunk_size: int | None = None,
     progress: bool | Callable[[SweepProgress], None] | None = None,
     overwrite: bool = False,
+    max_points: int = MAX_POINTS,
 ) -> SweepResult:
     """Evaluate every point of a design space; write one row per point as Parquet parts.
 
@@ -198,14 +271,25 @@ def sweep(
             bar on stderr, False for none; None shows the bar when stderr is a terminal.
         overwrite: replace the results of a *different* sweep found in `output` (a
             directory holding anything else is always refused).
+        max_points: refuse a spec of more points than this (default `MAX_POINTS`).
 
     Returns:
         A `SweepResult`: counts, wall time, and the table when `output` is None.
 
+    Output: one writer per directory (a lock file, taken over when its run is dead), an
+    atomic manifest, parts renamed into place when complete; see `store` and `lock`.
+
+    Warns:
+        SweepWarning: duplicate spec values merged, a stale lock taken over, a worker
+            process that died and whose chunks are retried (one line each).
+
     Raises:
         SpecError: an invalid spec, or an output that is foreign, damaged, in use, or holds
             a different sweep (one line each).
-        BackendUnavailable: a scheduler without dask.distributed installed.
+        OSError: the output cannot be written (no space left, read-only): one line; the
+            finished parts stay and a rerun resumes.
+        BackendUnavailable: a scheduler without dask.distributed installed, or worker
+            processes that kept dying (finished parts kept).
 
     Example:
         BERT at 16K tokens on FuseMax with 64, 128 and 256 columns: compute-bound, so
@@ -219,7 +303,7 @@ def sweep(
         >>> [round(v * 1e3, 1) for v in result.to_pandas().latency_s]
         [1837.2, 920.3, 465.2]
     """
-    spec = load_spec(space)
+    spec = load_spec(space, max_points=max_points)
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise SpecError(f"sweep: chunk_size must be a positive integer, got {chunk_size!r}")
     size = chunk_size or default_chunk_size(spec)
@@ -248,28 +332,63 @@ def sweep(
         report(SweepProgress(counts["done"], total, counts["invalid"], counts["errors"], elapsed))
 
     try:
-        pool, parallelism, close_pool = _backend(scheduler, executor, workers)
+        backend = _backend(scheduler, executor, workers)
     except BaseException:
         close_report()
         if store:
             store.close()
         raise
-    pending: set[cf.Future] = set()
+    pending: dict[cf.Future, tuple[Sequence[int], int]] = {}  # future -> (chunk, retries)
+    retry: deque[tuple[Sequence[int], int]] = deque()
+    chunks = _chunks(spec, done_ids, size)
+
+    def fill() -> None:
+        """Submit chunks: up to 2 per worker; after a worker died, the chunks it took down
+        run one at a time, so a chunk that kills every worker it runs on (a crash, the OOM
+        killer) uses up only its own retries and the others finish."""
+        while True:
+            if retry:
+                if pending:
+                    return
+                task = retry.popleft()
+            elif (
+                any(retries for _, retries in pending.values())
+                or len(pending) >= 2 * backend.parallelism
+            ):
+                return
+            else:
+                task = (next(chunks, None), 0)
+                if task[0] is None:
+                    return
+            try:
+                future = backend.executor.submit(evaluate_table, spec, task[0], table_schema)
+            except backend.died as error:  # the pool broke before we saw it: lost too
+                future = cf.Future()
+                future.set_exception(error)
+            pending[future] = task
+
     try:
-        for chunk in _chunks(spec, done_ids, size):
-            while len(pending) >= 2 * parallelism:
-                finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    finish(future)
-            pending.add(pool.submit(evaluate_table, spec, chunk, table_schema))
+        fill()
         while pending:
-            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            if any(isinstance(f.exception(), backend.died) for f in finished):
+                # every chunk in flight on a broken pool fails: collect them all
+                finished, _ = cf.wait(pending)
+            lost: list[tuple[Sequence[int], int]] = []
             for future in finished:
-                finish(future)
+                task = pending.pop(future)
+                if isinstance(future.exception(), backend.died):
+                    lost.append((task[0], task[1] + 1))
+                else:
+                    finish(future)
+            if lost:
+                backend = _recover(backend, lost, counts["done"] + len(done_ids))
+                retry.extend(lost)
+            fill()
     finally:
         for future in pending:
             future.cancel()
-        close_pool()
+        backend.close()
         close_report()
         if store:
             store.close()

@@ -15,7 +15,12 @@ points. An axis is one key with a list of values, a `zip` of keys varied togethe
     label               a free-form tag (e.g. the configuration's name)
 
 A point is a flat dict key -> value; its id is a hash of that dict, so a resumed sweep
-recognizes the points it already has whatever the order or chunking.
+recognizes the points it already has whatever the order or chunking. Point ids never
+repeat: axes set disjoint keys, so two points are equal only when every axis gives them
+equal values, and a value (or case, or zip row) given twice on one axis is merged into
+one, with a `SweepWarning`. A spec is bounded: at most `MAX_POINTS` points (the product
+of its axes, checked before a range or the product is expanded; `max_points` lifts it)
+and a normalized text of at most `MAX_SPEC_BYTES` (every part file carries it).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import functools
 import hashlib
 import itertools
 import json
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -39,6 +45,16 @@ _ALGORITHMS = ("naive_2pass", "stable_3pass", "online_2pass", "fusemax_1pass")
 _PHASES = ("prefill", "decode")
 _TOP = ("name", "description", "fixed", "axes")
 _RANGE = ("from", "to", "step", "times")
+#: The most points a spec may expand to unless the caller lifts it (`max_points`): 10^6
+#: points take tens of seconds to minutes; a few bytes of YAML aliases must not ask more.
+MAX_POINTS = 1_000_000
+#: The longest normalized spec (canonical JSON): the manifest and every part carry it.
+MAX_SPEC_BYTES = 1 << 20
+
+
+class SweepWarning(UserWarning):
+    """Something a sweep merged or recovered from (duplicate points, a stale lock, a dead
+    worker); one line, shown by the CLI as `einsim: warning: ...`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,8 +269,9 @@ def _check_search(value: Mapping, where: str) -> None:
         )
 
 
-def _values(raw: object, where: str) -> list[object]:
-    """An axis's values: a non-empty list, or a range {from, to, step} / {from, to, times}."""
+def _values(raw: object, where: str, limit: int) -> list[object]:
+    """An axis's values: a non-empty list, or a range {from, to, step} / {from, to, times};
+    a range longer than `limit` is refused before it is expanded."""
     if isinstance(raw, Mapping) and set(raw) & set(_RANGE):
         unknown = set(raw) - set(_RANGE)
         if unknown:
@@ -270,6 +287,12 @@ def _values(raw: object, where: str) -> list[object]:
         if "step" in raw:
             if not _positive_int(raw["step"]):
                 raise SpecError(f"{where}: step must be a positive integer, got {raw['step']!r}")
+            count = max(0, (stop - start) // raw["step"] + 1)
+            if count > limit:
+                raise SpecError(
+                    f"{where}: the range has {count:,} values, more than the {limit:,} points "
+                    "a sweep may have"
+                )
             values = list(range(start, stop + 1, raw["step"]))
         else:
             times = raw["times"]
@@ -289,17 +312,21 @@ def _values(raw: object, where: str) -> list[object]:
         )
     if not raw:
         raise SpecError(f"{where}: empty axis (no values)")
+    if len(raw) > limit:
+        raise SpecError(
+            f"{where}: {len(raw):,} values, more than the {limit:,} points a sweep may have"
+        )
     return raw
 
 
-def _axis(name: str, raw: object, where: str) -> Axis:
+def _axis(name: str, raw: object, where: str, limit: int) -> Axis:
     if name == "zip":
         if not isinstance(raw, Mapping) or not raw:
             raise SpecError(f"{where}: a zip is a non-empty mapping key -> list of values")
         columns = {}
         for key, values in raw.items():
             _check_key(key, f"{where}")
-            columns[key] = _values(values, f"{where}.{key}")
+            columns[key] = _values(values, f"{where}.{key}", limit)
             for i, value in enumerate(columns[key]):
                 _check_value(key, value, f"{where}.{key}[{i}]")
         lengths = {len(v) for v in columns.values()}
@@ -314,6 +341,10 @@ def _axis(name: str, raw: object, where: str) -> Axis:
     if name == "cases":
         if not isinstance(raw, list) or not raw:
             raise SpecError(f"{where}: empty axis: cases must be a non-empty list of settings")
+        if len(raw) > limit:
+            raise SpecError(
+                f"{where}: {len(raw):,} cases, more than the {limit:,} points a sweep may have"
+            )
         keys: dict[str, None] = {}
         values = []
         for i, case in enumerate(raw):
@@ -326,19 +357,46 @@ def _axis(name: str, raw: object, where: str) -> Axis:
             values.append(tuple(case.items()))
         return Axis("cases", tuple(keys), tuple(values))
     _check_key(name, where)
-    values = _values(raw, f"{where}.{name}")
+    values = _values(raw, f"{where}.{name}", limit)
     for i, value in enumerate(values):
         _check_value(name, value, f"{where}.{name}[{i}]")
     return Axis(name, (name,), tuple(((name, v),) for v in values))
 
 
-def parse_spec(data: object, origin: str = "sweep spec") -> SweepSpec:
+def _merge_duplicates(axis: Axis, where: str) -> Axis:
+    """`axis` with each position (value, case, zip row) kept once, in first-seen order;
+    a `SweepWarning` names the axis, the count and the first duplicate."""
+    kept: dict[str, tuple] = {}
+    first = None
+    for position in axis.values:
+        key = _canonical(dict(position))  # what point ids are taken of
+        if key in kept:
+            first = first or key
+            continue
+        kept[key] = position
+    merged = len(axis.values) - len(kept)
+    if merged:
+        warnings.warn(
+            f"{where}.{axis.name}: {merged} duplicate value(s) merged (first: {first}); each "
+            "point is evaluated once",
+            SweepWarning,
+            stacklevel=3,
+        )
+        return Axis(axis.name, axis.keys, tuple(kept.values()))
+    return axis
+
+
+def parse_spec(
+    data: object, origin: str = "sweep spec", *, max_points: int = MAX_POINTS
+) -> SweepSpec:
     """Validate a sweep spec (parsed YAML or a dict) into a `SweepSpec`.
+
+    Duplicate values on an axis are merged with a `SweepWarning` (point ids never repeat).
 
     Raises:
         SpecError: one line naming the offending key: an unknown key, an empty axis, a value
             of the wrong type, zipped lists of unequal lengths, a searched mapping without a
-            mapper.
+            mapper, more than `max_points` points, a normalized spec over `MAX_SPEC_BYTES`.
     """
     if not isinstance(data, Mapping):
         raise SpecError(f"{origin}: expected a mapping at the top level")
@@ -365,7 +423,19 @@ def parse_spec(data: object, origin: str = "sweep spec") -> SweepSpec:
             items += list(entry.items())
     else:
         raise SpecError(f"{origin}: axes must be a mapping or a list of axes")
-    axes = tuple(_axis(name, raw, f"{origin}: axes") for name, raw in items)
+    axes = tuple(
+        _merge_duplicates(_axis(name, raw, f"{origin}: axes", max_points), f"{origin}: axes")
+        for name, raw in items
+    )
+    size = 1
+    for axis in axes:
+        size *= len(axis)
+    if size > max_points:
+        listed = " x ".join(f"{axis.name} {len(axis)}" for axis in axes)
+        raise SpecError(
+            f"{origin}: axes: {size:,} points ({listed}), more than the {max_points:,} a sweep "
+            "may have; split the sweep, or raise the bound (--max-points, max_points=)"
+        )
     seen: dict[str, str] = {}
     for axis in axes:
         for key in axis.keys:
@@ -384,6 +454,12 @@ def parse_spec(data: object, origin: str = "sweep spec") -> SweepSpec:
             raise SpecError(f"{origin}: no {key!r} given (in fixed or an axis)")
     if "model" not in spec.keys and "variant" not in spec.keys:
         raise SpecError(f"{origin}: no workload: give model (and seq_len) or variant")
+    text_bytes = len(_canonical(spec.to_dict()).encode())
+    if text_bytes > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"{origin}: the normalized spec is {text_bytes:,} bytes, more than "
+            f"{MAX_SPEC_BYTES:,} (the manifest and every part file carry it)"
+        )
     _check_against_specs(spec, origin)
     return spec
 
@@ -435,16 +511,24 @@ def examples() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_spec(source: str | Path | Mapping | SweepSpec) -> SweepSpec:
+def load_spec(
+    source: str | Path | Mapping | SweepSpec, *, max_points: int = MAX_POINTS
+) -> SweepSpec:
     """A `SweepSpec` from a YAML path, a bundled example name, a dict, or a spec.
 
     Raises:
-        SpecError: a missing file, invalid YAML, or an invalid spec (one line).
+        SpecError: a missing file, invalid YAML, or an invalid spec (one line), or a spec
+            of more than `max_points` points.
     """
     if isinstance(source, SweepSpec):
+        if source.size > max_points:
+            raise SpecError(
+                f"sweep spec {source.name}: {source.size:,} points, more than the "
+                f"{max_points:,} a sweep may have; split it or raise max_points"
+            )
         return source
     if isinstance(source, Mapping):
-        return parse_spec(source)
+        return parse_spec(source, max_points=max_points)
     path = Path(source)
     if path.is_file():
         text, origin = path.read_text(), str(path)
@@ -461,7 +545,7 @@ def load_spec(source: str | Path | Mapping | SweepSpec) -> SweepSpec:
     data = parse_yaml(text, origin)
     if path.is_file():
         data = _relative_to(data, path.resolve().parent)
-    return parse_spec(data, origin)
+    return parse_spec(data, origin, max_points=max_points)
 
 
 def _relative_to(data, folder: Path):

@@ -5,6 +5,8 @@ Layout of an output directory `results.parquet/`:
     _einsim_sweep.json          what sweep this is (spec, its hash, the einsim version)
     part-<run>-<seq>.parquet    one finished chunk each, with the same key-value metadata
     .part-<run>-<seq>.tmp       a chunk being written (renamed when complete)
+    .manifest.tmp               the manifest being written (renamed when complete)
+    .einsim-sweep.lock          the running writer's pid and host (see `lock`)
 
 Readers (pandas, DuckDB, pyarrow.dataset) skip names starting with `_` or `.`, so they see
 only complete parts, all with one schema decided before the first point runs.
@@ -13,7 +15,7 @@ only complete parts, all with one schema decided before the first point runs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import json
 import os
 import re
@@ -27,9 +29,11 @@ import pyarrow.parquet as pq
 from einsim.einsum import SpecError
 
 from .evaluate import BASE_OUTPUTS, NUMBERS, _architecture, arch_columns, evaluate_chunk
+from .lock import LOCK, DirectoryLock
 from .spec import SweepSpec, _canonical
 
 MANIFEST = "_einsim_sweep.json"
+MANIFEST_TEMP = ".manifest.tmp"
 FORMAT = "einsim-sweep/1"
 _PART = re.compile(r"^part-[0-9a-f]+-\d+\.parquet$")
 _TEMP = re.compile(r"^\.(part-[0-9a-f]+-\d+|manifest)\.tmp$")
@@ -116,8 +120,16 @@ def evaluate_table(spec: SweepSpec, indices: Sequence[int], schema: pa.Schema) -
 
 
 class Store:
-    """An output directory opened for one run: refuses foreign or different-spec contents,
-    knows the finished points, writes parts atomically, and holds a lock while open."""
+    """An output directory opened for one run: takes the directory's lock before writing
+    anything, refuses foreign or different-spec contents, knows the finished points,
+    writes parts and the manifest atomically, and releases the lock on `close`.
+
+    Raises:
+        SpecError: a foreign, damaged or different-sweep directory, or one another live
+            sweep is writing to (one line each).
+        OSError: the directory cannot be written (read-only, no space left): one line
+            naming the output; what was finished stays and a rerun resumes.
+    """
 
     def __init__(self, path: str | Path, spec: SweepSpec, overwrite: bool = False):
         self.path = Path(path)
@@ -125,18 +137,42 @@ class Store:
         self.schema = schema(spec)
         self.run = secrets.token_hex(4)
         self.parts = 0
-        self._lock = None
-        self.done = self._open(overwrite)
+        self._lock: DirectoryLock | None = None
+        try:
+            self.done = self._open(overwrite)
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening ----------------------------------------------------------------------
-    def _refuse(self, why: str) -> SpecError:
-        return SpecError(f"output {str(self.path)!r}: {why}")
+    @property
+    def label(self) -> str:
+        return f"output {str(self.path)!r}"
 
-    def _open(self, overwrite: bool) -> set[str]:
-        if self.path.exists() and not self.path.is_dir():
-            raise self._refuse("exists and is not a directory; choose another output")
-        self.path.mkdir(parents=True, exist_ok=True)
-        entries = sorted(p.name for p in self.path.iterdir())
+    def _refuse(self, why: str) -> SpecError:
+        return SpecError(f"{self.label}: {why}")
+
+    def _os_error(self, error: OSError, doing: str) -> OSError:
+        """`error` as one line naming the output and what was being done, with advice."""
+        why = error.strerror or str(error).splitlines()[0]
+        code = error.errno
+        if code is None:  # pyarrow's IO errors carry the errno only in their text
+            found = re.search(r"errno (\d+)", str(error), re.IGNORECASE)
+            code = int(found.group(1)) if found else None
+        advice = {
+            errno.ENOSPC: "free some space and rerun the same command to resume",
+            errno.EDQUOT: "free some space and rerun the same command to resume",
+            errno.EROFS: "choose a writable output",
+            errno.EACCES: "choose a writable output",
+            errno.EPERM: "choose a writable output",
+        }.get(code, "rerun the same command to resume")
+        kept = f"; the {self.parts} part(s) this run finished are kept" if self.parts else ""
+        return OSError(code, f"{self.label}: {why} while {doing}{kept}; {advice}")
+
+    def _entries(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+
+    def _check_foreign(self, entries: list[str]) -> None:
         foreign = [
             e for e in entries if e != MANIFEST and not _PART.match(e) and not _TEMP.match(e)
         ]
@@ -146,13 +182,38 @@ class Store:
                 f"holds files that are not einsim sweep results ({listed}); refusing to "
                 "write there (choose another output)"
             )
+
+    def _open(self, overwrite: bool) -> set[str]:
+        if self.path.exists() and not self.path.is_dir():
+            raise self._refuse("exists and is not a directory; choose another output")
+        if self.path.is_dir():  # refuse a foreign directory before writing anything to it
+            self._check_foreign(self._entries())
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._os_error(error, "creating the directory") from None
+        lock = DirectoryLock(self.path, self.label)
+        try:
+            lock.acquire()  # before anything else is written: one writer per directory
+        except OSError as error:
+            raise self._os_error(error, f"creating the lock file {LOCK}") from None
+        self._lock = lock
+        entries = self._entries()
+        self._check_foreign(entries)
+        try:
+            for entry in entries:  # a chunk or manifest an interrupted run never finished
+                if _TEMP.match(entry):
+                    (self.path / entry).unlink(missing_ok=True)
+        except OSError as error:
+            raise self._os_error(error, "removing an unfinished temporary file") from None
+        entries = [e for e in entries if not _TEMP.match(e)]
         manifest = self.path / MANIFEST
         if entries and MANIFEST not in entries:
             raise self._refuse(
                 f"has part files but no {MANIFEST}: not an einsim sweep directory, or a "
                 "damaged one; refusing to write there"
             )
-        if manifest.exists():
+        if MANIFEST in entries:
             try:
                 old = json.loads(manifest.read_text())
                 same = (old["spec_sha256"], old["einsim_version"]) == (
@@ -171,24 +232,20 @@ class Store:
                     f"holds the results of a different sweep ({what}); choose another output, "
                     "or pass overwrite (--overwrite) to replace them"
                 )
-            self._lock_manifest()  # no other run is writing here
             if overwrite:
-                for entry in entries:
-                    if entry != MANIFEST:
-                        (self.path / entry).unlink()
-                old_lock = self._lock
+                try:
+                    for entry in entries:
+                        if entry != MANIFEST:
+                            (self.path / entry).unlink()
+                except OSError as error:
+                    raise self._os_error(error, "removing the results it replaces") from None
                 self._write_manifest()
-                self._lock_manifest()
-                old_lock.close()
                 return set()
         else:
             self._write_manifest()
-            self._lock_manifest()
         done: set[str] = set()
         for entry in entries:
-            if _TEMP.match(entry):  # a chunk an interrupted run never finished
-                (self.path / entry).unlink(missing_ok=True)
-            elif _PART.match(entry):
+            if _PART.match(entry):
                 done.update(self._read_ids(self.path / entry))
         return done
 
@@ -206,37 +263,68 @@ class Store:
         return ids
 
     def _write_manifest(self) -> None:
+        """Write the manifest atomically: a temporary file, fsync, rename, fsync the folder.
+        A failure removes the temporary file; a leftover one is removed by the next run."""
         body = {
             "format": FORMAT,
             "einsim_version": _version(),
             "spec_sha256": self.spec.digest,
             "spec": self.spec.to_dict(),
         }
-        temp = self.path / ".manifest.tmp"
-        temp.write_text(json.dumps(body, indent=1, default=str))
-        os.replace(temp, self.path / MANIFEST)
-
-    def _lock_manifest(self) -> None:
-        handle = open(self.path / MANIFEST)  # noqa: SIM115 (held until close)
+        temp = self.path / MANIFEST_TEMP
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise self._refuse("another sweep is writing to it right now") from None
-        self._lock = handle
+            with open(temp, "w") as handle:
+                handle.write(json.dumps(body, indent=1, default=str))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self.path / MANIFEST)
+            _fsync_directory(self.path)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+            raise self._os_error(error, f"writing {MANIFEST}") from None
 
     # -- writing ----------------------------------------------------------------------
     def write(self, table: pa.Table) -> Path:
-        """Write one finished chunk under a temporary name, then rename it into place."""
+        """Write one finished chunk under a temporary name, fsync it, rename it into place.
+
+        Raises:
+            OSError: one line (no space left, read-only): the temporary file is removed,
+                the parts written so far stay, and a rerun resumes.
+        """
         name = f"part-{self.run}-{self.parts:05d}.parquet"
         temp = self.path / f".part-{self.run}-{self.parts:05d}.tmp"
-        pq.write_table(table, temp)
-        os.replace(temp, self.path / name)
+        try:
+            pq.write_table(table, temp)
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, self.path / name)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+            raise self._os_error(error, f"writing {name}") from None
         self.parts += 1
         return self.path / name
 
     def close(self) -> None:
+        """Release the directory's lock (idempotent)."""
         if self._lock is not None:
-            with contextlib.suppress(OSError):
-                self._lock.close()
-            self._lock = None
+            lock, self._lock = self._lock, None
+            lock.release()
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename in `path` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

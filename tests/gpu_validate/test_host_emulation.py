@@ -10,7 +10,10 @@ from einsim.gpu_validate.kernels import bf16_bits, bf16_values
 from einsim.gpu_validate.tiles import problem_arrays, run_tiles
 from einsim.simulator.gpu import AttentionProblem, GpuMapping, KernelForm, Mask
 
-pytestmark = pytest.mark.skipif(not host_emulation.available(), reason="needs g++ (C++20)")
+pytestmark = [  # compiling and running the emulated kernels takes minutes; CI runs them
+    pytest.mark.slow,
+    pytest.mark.skipif(not host_emulation.available(), reason="needs g++ (C++20)"),
+]
 
 MAPPINGS = [
     GpuMapping(block_q=64, block_kv=64, stages=2, warps=4),

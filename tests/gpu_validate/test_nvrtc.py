@@ -17,6 +17,8 @@ from einsim.simulator.gpu import (
 )
 
 needs_nvrtc = pytest.mark.skipif(not nvrtc.available(), reason=nvrtc.INSTALL_HINT)
+#: Compiling the kernels takes minutes; CI runs these (its default run keeps `slow`).
+pytestmark = pytest.mark.slow
 
 MAPPINGS = [
     GpuMapping(block_q=128, block_kv=64, stages=2, warps=4),  # FA2's hd128 forward tiling
