@@ -24,6 +24,7 @@ from .ir import (
     Var,
     format_cascade,
 )
+from .occupancy import Occupancy, declare_density, occupancy
 from .parser import parse_cascade, validate
 from .registry import Entry, Registry
 from .shape import resolve_shape
@@ -40,6 +41,7 @@ __all__ = [
     "InfeasibleError",
     "Init",
     "MappingError",
+    "Occupancy",
     "Op",
     "Partition",
     "Registry",
@@ -48,10 +50,12 @@ __all__ = [
     "Step",
     "TensorDecl",
     "Var",
+    "declare_density",
     "evaluate",
     "footprints",
     "format_cascade",
     "iteration_points",
+    "occupancy",
     "op_counts",
     "parse_cascade",
     "pass_analysis",
