@@ -27,9 +27,11 @@ exactly the variables that vanish from the output. Without it, vanishing variabl
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
+from . import validation
 from .errors import SpecError, caret_message
 from .ir import (
     FUNCTIONS,
@@ -54,13 +56,29 @@ from .ir import (
     walk,
 )
 
+# One regex per token, applied at a position: the tokenizer is linear in the line's length.
+# ASCII digits and letters only ([0-9], not \\d, which accepts every Unicode digit).
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)"
+    r"\s*(?:(?P<num>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op><=|>=|==|!=|->|//|[-+*/%()\[\],=<>:]))"
+    r"|(?P<op><=|>=|==|!=|->|//|[-+*/%()\[\],=<>:])"
+    r"|(?P<comment>#)|(?P<end>$))"
 )
+_SPACE = re.compile(r"\s*")
 _COMPARE = {"<": Op.LT, "<=": Op.LE, ">": Op.GT, ">=": Op.GE, "==": Op.EQ, "!=": Op.NE}
 _INDEX_OPS = (Op.ADD, Op.SUB, Op.MUL, Op.NEG, Op.FLOORDIV, Op.MOD)
+_BINARY: dict[str, tuple[int, Op]] = {
+    "or": (1, Op.OR),
+    "and": (2, Op.AND),
+    **{text: (3, op) for text, op in _COMPARE.items()},
+    "+": (4, Op.ADD),
+    "-": (4, Op.SUB),
+    "*": (5, Op.MUL),
+    "/": (5, Op.DIV),
+    "//": (5, Op.FLOORDIV),
+    "%": (5, Op.MOD),
+}
+_INT64_MAX = 2**63 - 1
 _DIRECTIVES = ("inputs", "outputs", "ranks", "partition", "sizes", "mask", "name")
 
 
@@ -78,21 +96,29 @@ class _LineParser:
         self.source, self.text, self.line_no, self.origin = source, text, line_no, origin
         self.tokens = self._tokenize(text)
         self.pos = 0
+        self.nesting = 0
         # (tensor, column) of each access, so unknown tensors are reported in place.
         self.access_columns: list[tuple[str, int]] = []
 
     # -- tokens -----------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[_Token]:
         tokens, pos = [], 0
-        while pos < len(text):
-            if text[pos:].strip() == "" or text[pos:].lstrip().startswith("#"):
-                break
+        while True:
             match = _TOKEN.match(text, pos)
-            if match is None or match.end() == pos:
-                column = pos + len(text[pos:]) - len(text[pos:].lstrip())
+            if match is None:
+                column = _SPACE.match(text, pos).end()
                 self.fail(f"unexpected character {text[column]!r}", column)
             kind = match.lastgroup
-            tokens.append(_Token(kind, match.group(kind), match.start(kind)))
+            if kind in ("comment", "end"):
+                break
+            value = match.group(kind)
+            if len(value) > validation.MAX_NAME_CHARS:
+                what = "number" if kind == "num" else "name"
+                self.fail(
+                    f"a {what} of {len(value)} characters; at most {validation.MAX_NAME_CHARS}",
+                    match.start(kind),
+                )
+            tokens.append(_Token(kind, value, match.start(kind)))
             pos = match.end()
         tokens.append(_Token("end", "", len(text.rstrip())))
         return tokens
@@ -127,48 +153,70 @@ class _LineParser:
 
     # -- expressions ------------------------------------------------------------------
     def expression(self) -> Expr:
-        return self._or()
+        start = self.peek().column
+        expr = self._climb(1)
+        self._check_depth(expr, start)
+        return expr
 
-    def _binary(self, operand, table: dict[str, Op]) -> Expr:
-        left = operand()
-        while self.at(*table):
-            op = table[self.take().text]
-            left = Call(op, (left, operand()))
-        return left
+    def _check_depth(self, expr: Expr, column: int) -> None:
+        """Refuse a tree deeper than the limit before anything walks it recursively (a
+        chain `a + a + ...` parses in a loop but nests one level per operator)."""
+        if _depth_exceeds(expr, validation.MAX_NESTING):
+            self.fail(
+                f"the expression nests deeper than {validation.MAX_NESTING} levels (brackets, "
+                "calls, chained operators); split it into several Einsums",
+                column,
+            )
 
-    def _or(self) -> Expr:
-        return self._binary(self._and, {"or": Op.OR})
+    def _enter(self, column: int) -> None:
+        """Count one level of nesting (a bracket, a call); past the limit, refuse the line.
 
-    def _and(self) -> Expr:
-        return self._binary(self._compare, {"and": Op.AND})
+        The parser recurses once per level, so this bound is also its stack bound."""
+        self.nesting += 1
+        if self.nesting > validation.MAX_NESTING:
+            self.fail(
+                f"nesting deeper than {validation.MAX_NESTING} levels "
+                "(brackets, calls); split the expression into several Einsums",
+                column,
+            )
 
-    def _compare(self) -> Expr:
-        return self._binary(self._sum, _COMPARE)
-
-    def _sum(self) -> Expr:
-        return self._binary(self._product, {"+": Op.ADD, "-": Op.SUB})
-
-    def _product(self) -> Expr:
-        return self._binary(self._unary, {"*": Op.MUL, "/": Op.DIV, "//": Op.FLOORDIV, "%": Op.MOD})
+    def _climb(self, minimum: int) -> Expr:
+        """Binary operators by precedence climbing, left-associative (a chain is a loop)."""
+        left = self._unary()
+        while True:
+            token = self.peek()
+            entry = _BINARY.get(token.text) if token.kind in ("op", "name") else None
+            if entry is None or entry[0] < minimum:
+                return left
+            self.take()
+            left = Call(entry[1], (left, self._climb(entry[0] + 1)))
 
     def _unary(self) -> Expr:
-        if self.at("-"):
+        signs = 0
+        while self.at("-"):
             self.take()
-            operand = self._unary()
-            if isinstance(operand, Const):
-                return Const(-operand.value)
-            return Call(Op.NEG, (operand,))
-        return self._atom()
+            signs += 1
+        operand = self._atom()
+        for _ in range(signs):
+            operand = (
+                Const(-operand.value) if isinstance(operand, Const) else Call(Op.NEG, (operand,))
+            )
+        return operand
 
     def _atom(self) -> Expr:
         token = self.peek()
         if token.kind == "num":
             self.take()
-            return Const(float(token.text))
+            value = float(token.text)
+            if not math.isfinite(value):
+                self.fail(f"the number {token.text[:20]}... is too large", token.column)
+            return Const(value)
         if self.at("("):
+            self._enter(token.column)
             self.take()
             inner = self.expression()
             self.expect(")", "')' to close '('")
+            self.nesting -= 1
             return inner
         if token.kind != "name" or token.text in ("where", "and", "or"):
             found = "end of line" if token.kind == "end" else repr(token.text)
@@ -187,6 +235,7 @@ class _LineParser:
     def _access(self, name: _Token) -> Access:
         if not name.text[0].isupper():
             self.fail(f"tensor names start with an upper-case letter: {name.text!r}", name.column)
+        self._enter(name.column)
         self.expect("[")
         indices: list[Expr] = []
         if not self.at("]"):
@@ -195,12 +244,19 @@ class _LineParser:
                 self.take()
                 indices.append(self._index())
         self.expect("]", "']' to close the index list")
+        self.nesting -= 1
+        if len(indices) > validation.MAX_TENSOR_DIMS:
+            self.fail(
+                f"{name.text} has {len(indices)} dimensions; at most {validation.MAX_TENSOR_DIMS}",
+                name.column,
+            )
         self.access_columns.append((name.text, name.column))
         return Access(name.text, tuple(indices))
 
     def _index(self) -> Expr:
         start = self.peek().column
-        expr = self._sum()
+        expr = self._climb(_BINARY["+"][0])
+        self._check_depth(expr, start)
         for node in walk(expr):
             bad = isinstance(node, Access) or (isinstance(node, Call) and node.op not in _INDEX_OPS)
             if bad:
@@ -210,6 +266,18 @@ class _LineParser:
                 )
             if isinstance(node, Const) and not float(node.value).is_integer():
                 self.fail("an index constant must be an integer", start)
+            if isinstance(node, Const) and abs(node.value) > validation.MAX_INDEX_CONSTANT:
+                self.fail(
+                    f"an index constant must be at most {validation.MAX_INDEX_CONSTANT} "
+                    "in magnitude",
+                    start,
+                )
+        if _index_magnitude(expr) > _INT64_MAX:
+            self.fail(
+                "this index arithmetic can exceed 64-bit integers for rank sizes up to "
+                f"{validation.MAX_RANK_SIZE}",
+                start,
+            )
         return expr
 
     def _call(self, name: _Token) -> Expr:
@@ -217,12 +285,14 @@ class _LineParser:
         if op is None:
             known = ", ".join(sorted(FUNCTIONS))
             self.fail(f"unknown operator {name.text!r}; known functions: {known}", name.column)
+        self._enter(name.column)
         self.expect("(")
         args = [self.expression()]
         while self.at(","):
             self.take()
             args.append(self.expression())
         self.expect(")", f"')' to close {name.text}(")
+        self.nesting -= 1
         if len(args) != op.arity:
             self.fail(f"{name.text} takes {op.arity} argument(s), got {len(args)}", name.column)
         return Call(op, tuple(args))
@@ -278,18 +348,46 @@ class _LineParser:
                 self.fail("an initial value must be a number", body_column)
             if not any(isinstance(i, Const) for i in lhs.indices):
                 self.fail("an initial value is written at a constant index, e.g. RM[0,p]")
+            for index in lhs.indices:
+                if not isinstance(index, Var) and not (
+                    isinstance(index, Const) and index.value == 0
+                ):
+                    self.fail(
+                        f"an initial value's indices are rank variables and 0, e.g. RM[0,p]; "
+                        f"found `{index}`",
+                        head.column,
+                    )
             return Init(lhs.tensor, lhs.indices, expr.value, self.line_no)
+        iterative = 0
         for i, index in enumerate(lhs.indices):
-            if iterative_offset(index) is None:
+            offset = iterative_offset(index)
+            if offset is None or offset[1] not in (0, 1):
                 self.fail(
                     f"output index {i + 1} of {lhs.tensor} must be a rank variable `v` or "
-                    f"`v+k`, found `{index}`",
+                    f"`v+1`, found `{index}`",
                     head.column,
                 )
+            iterative += offset[1]
+        if iterative > 1:
+            self.fail(f"{lhs.tensor} steps more than one rank (at most one `v+1`)", head.column)
         einsum = Einsum(lhs.tensor, lhs.indices, expr, op or Op.ADD, where, self.line_no)
         out_vars = einsum.out_vars
         if len(set(out_vars)) != len(out_vars):
             self.fail(f"a rank variable repeats in the output of {lhs.tensor}", head.column)
+        read = variables(expr) | variables(where)
+        for var in out_vars:
+            if var not in read:
+                self.fail(
+                    f"output rank {var} of {lhs.tensor} appears nowhere on the right-hand side "
+                    "(no operand, value or filter binds it)",
+                    head.column,
+                )
+        if len(einsum.iter_vars) > validation.MAX_EINSUM_VARIABLES:
+            self.fail(
+                f"{lhs.tensor} iterates {len(einsum.iter_vars)} rank variables; at most "
+                f"{validation.MAX_EINSUM_VARIABLES}",
+                head.column,
+            )
         if named and set(named) != set(einsum.reduced_vars):
             reduced = ", ".join(einsum.reduced_vars) or "nothing"
             self.fail(
@@ -299,7 +397,39 @@ class _LineParser:
         return einsum
 
 
-def _declaration(parser: _LineParser) -> TensorDecl:
+def _depth_exceeds(expr: Expr, limit: int) -> bool:
+    """Whether the expression tree is more than `limit` levels deep (iterative: no recursion)."""
+    stack = [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, Call):
+            stack += [(arg, depth + 1) for arg in node.args]
+        elif isinstance(node, Access):
+            stack += [(index, depth + 1) for index in node.indices]
+    return False
+
+
+def _index_magnitude(expr: Expr) -> int:
+    """An upper bound of |index| when every variable and size is at most MAX_RANK_SIZE."""
+    if isinstance(expr, Const):
+        return int(abs(expr.value))
+    if isinstance(expr, (Var, Size)):
+        return validation.MAX_RANK_SIZE
+    if not isinstance(expr, Call):
+        return 0
+    bounds = [_index_magnitude(arg) for arg in expr.args]
+    if expr.op is Op.MUL:
+        return bounds[0] * bounds[1]
+    if expr.op in (Op.ADD, Op.SUB):
+        return bounds[0] + bounds[1]
+    if expr.op is Op.MOD:
+        return bounds[1]
+    return bounds[0]  # NEG, FLOORDIV
+
+
+def _declaration(parser: _LineParser, declared: list[TensorDecl]) -> TensorDecl:
     token = parser.peek()
     if token.kind != "name" or parser.peek(1).text != "[":
         parser.fail("expected a tensor declaration like Q[e,p]")
@@ -309,11 +439,44 @@ def _declaration(parser: _LineParser) -> TensorDecl:
     for index in access.indices:
         if not isinstance(index, Var):
             parser.fail(f"declare {access.tensor}'s dimensions by rank variables, e.g. Q[e,p]")
+        if rank_of(index.name) in ranks:
+            parser.fail(f"rank {rank_of(index.name)} repeats in {access.tensor}", token.column)
         ranks.append(rank_of(index.name))
+    if any(t.name == access.tensor for t in declared):
+        parser.fail(f"input {access.tensor} is declared twice", token.column)
+    if len(declared) >= validation.MAX_CASCADE_TENSORS:
+        parser.fail(f"more than {validation.MAX_CASCADE_TENSORS} inputs", token.column)
     return TensorDecl(access.tensor, tuple(ranks))
 
 
-def _name_list(parser: _LineParser) -> list[str]:
+def _count(parser: _LineParser, items: list, what: str, column: int) -> None:
+    if len(items) > validation.MAX_CASCADE_TENSORS:
+        parser.fail(f"more than {validation.MAX_CASCADE_TENSORS} {what} in one cascade", column)
+
+
+def _check_partitions(
+    partitions: list[Partition], lines: list[tuple[_LineParser, int]], ranks: set[str]
+) -> None:
+    """A partition splits a rank an input or `ranks:` declares into two new ranks; a rank may
+    be split more than once (block_topk's M -> N, MB beside M -> M1, M0), never into a rank
+    that already exists."""
+    taken = set(ranks)
+    for part, (parser, column) in zip(partitions, lines, strict=True):
+        if part.rank not in ranks:
+            parser.fail(
+                f"partition of unknown rank {part.rank}; known ranks: {', '.join(sorted(ranks))}",
+                column,
+            )
+        for new in (part.upper, part.lower):
+            if new in taken or part.upper == part.lower:
+                parser.fail(
+                    f"partition {part}: {new} is already a rank (the parts must be new ranks)",
+                    column,
+                )
+            taken.add(new)
+
+
+def _name_list(parser: _LineParser) -> list[_Token]:
     """`AV, RD` or `AV[f,p]`: tensor names, each optionally with its index list."""
     names = []
     while True:
@@ -323,7 +486,8 @@ def _name_list(parser: _LineParser) -> list[str]:
         if parser.at("["):
             parser._access(token)
             parser.access_columns.pop()
-        names.append(token.text)
+        names.append(token)
+        _count(parser, names, "outputs", token.column)
         if not parser.at(","):
             return names
         parser.take()
@@ -352,6 +516,13 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
     masks: list[tuple[Expr, _LineParser]] = []
     extra_ranks: list[str] = []
     statements: list[tuple[Einsum | Init, _LineParser]] = []
+    partition_lines: list[tuple[_LineParser, int]] = []
+    output_columns: dict[str, tuple[_LineParser, int]] = {}
+    if len(text) > validation.MAX_CASCADE_CHARS:
+        raise SpecError(
+            f"{origin} line 1, column 1: the text has {len(text)} characters; "
+            f"at most {validation.MAX_CASCADE_CHARS}"
+        )
     for line_no, line in enumerate(text.splitlines(), start=1):
         parser = _LineParser(text, line, line_no, origin)
         head = parser.peek()
@@ -360,12 +531,16 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
         if head.kind == "name" and parser.peek(1).text == ":" and head.text in _DIRECTIVES:
             parser.pos += 2
             if head.text == "inputs":
-                inputs.append(_declaration(parser))
+                inputs.append(_declaration(parser, inputs))
                 while parser.at(","):
                     parser.take()
-                    inputs.append(_declaration(parser))
+                    inputs.append(_declaration(parser, inputs))
             elif head.text == "outputs":
-                outputs += _name_list(parser)
+                for token in _name_list(parser):
+                    if token.text in outputs:
+                        parser.fail(f"output {token.text} is listed twice", token.column)
+                    outputs.append(token.text)
+                    output_columns[token.text] = (parser, token.column)
             elif head.text == "ranks":
                 while True:
                     token = parser.take()
@@ -374,6 +549,7 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
                             "expected upper-case rank names, e.g. `ranks: M, P`", token.column
                         )
                     extra_ranks.append(token.text)
+                    _count(parser, extra_ranks, "ranks", token.column)
                     if not parser.at(","):
                         break
                     parser.take()
@@ -387,14 +563,28 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
                     if token.kind != "name" or not token.text[0].isupper():
                         parser.fail("a partition names upper-case ranks", token.column)
                 partitions.append(Partition(rank.text, upper.text, lower.text))
+                partition_lines.append((parser, rank.column))
             elif head.text == "sizes":
                 while True:
                     key = parser.take()
+                    if key.kind != "name" or not key.text[0].isupper():
+                        parser.fail("expected an upper-case size name, as in `sizes: M0=256`")
                     parser.expect("=", "'=' as in `sizes: M0=256`")
                     value = parser.take()
-                    if key.kind != "name" or value.kind != "num" or "." in value.text:
-                        parser.fail("expected NAME=integer", key.column)
+                    if value.kind != "num" or not value.text.isdigit():
+                        parser.fail(
+                            f"{key.text}: a size is a plain positive integer such as 256",
+                            value.column,
+                        )
+                    if len(value.text) > 10 or not 1 <= int(value.text) <= validation.MAX_RANK_SIZE:
+                        parser.fail(
+                            f"{key.text}: a size is an integer in [1, {validation.MAX_RANK_SIZE}]",
+                            value.column,
+                        )
+                    if any(k == key.text for k, _ in sizes):
+                        parser.fail(f"size {key.text} is given twice", key.column)
                     sizes.append((key.text, int(value.text)))
+                    _count(parser, sizes, "sizes", key.column)
                     if not parser.at(","):
                         break
                     parser.take()
@@ -410,10 +600,14 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
                 f"unknown directive {head.text!r}; known: {', '.join(_DIRECTIVES)}", head.column
             )
         statements.append((parser.statement(), parser))
+        _count(parser, statements, "statements", 0)
 
     if not inputs:
-        raise SpecError(f"{origin}: no `inputs:` line declares the input tensors, e.g. Q[e,p]")
+        raise SpecError(
+            f"{origin} line 1, column 1: no `inputs:` line declares the input tensors, e.g. Q[e,p]"
+        )
     known_ranks = {r for t in inputs for r in t.ranks} | set(extra_ranks)
+    _check_partitions(partitions, partition_lines, known_ranks)
     for p in partitions:
         known_ranks |= {p.rank, p.upper, p.lower}
     declared = {t.name: t for t in inputs}
@@ -462,13 +656,21 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
 
     for tensor in outputs:
         if tensor not in produced and tensor not in declared:
-            raise SpecError(f"{origin}: output {tensor!r} is never produced")
-    for init in inits:
+            parser, column = output_columns[tensor]
+            parser.fail(f"output {tensor!r} is never produced", column)
+    for init, parser in ((s, p) for s, p in statements if isinstance(s, Init)):
         if init.tensor not in produced:
-            raise SpecError(
-                f"{origin} line {init.line}: initial value for {init.tensor}, "
-                "which no Einsum produces"
-            )
+            parser.fail(f"initial value for {init.tensor}, which no Einsum produces", 0)
+        producer = produced[init.tensor]
+        stmt = next(s for s, p in statements if p is producer)
+        for i, index in enumerate(init.indices):
+            if isinstance(index, Const) and iterative_offset(stmt.out_indices[i])[1] != 1:
+                parser.fail(
+                    f"an initial value is written at index 0 of an iterative dimension; "
+                    f"dimension {i + 1} of {init.tensor} is not iterative (written as "
+                    f"`{stmt.out_indices[i]}` on line {stmt.line})",
+                    0,
+                )
     if not outputs:
         read = {a.tensor for e in einsums for a in e.operands}
         outputs = [e.output for e in einsums if e.output not in read]
@@ -562,7 +764,13 @@ def validate(cascade: Cascade, text: str = "", origin: str = "cascade") -> None:
             raise SpecError(caret_message(what, text, einsum.line, 0, origin))
         raise SpecError(f"{origin}: {einsum.output}: {what}")
 
-    for cycle in nx.simple_cycles(cascade.forward_graph):
+    # One cycle is enough to refuse; listing every cycle (simple_cycles) is exponential.
+    try:
+        edges = nx.find_cycle(cascade.forward_graph)
+    except nx.NetworkXNoCycle:
+        edges = []
+    if edges:
+        cycle = [u for u, _ in edges]
         einsum = cascade.producers[cycle[0]]
         path = " -> ".join([*cycle, cycle[0]])
         fail(einsum, f"cycle outside an iterative rank: {path}")

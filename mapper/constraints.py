@@ -21,7 +21,7 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from pathlib import Path
 
-from einsim.einsum import SpecError
+from einsim.einsum import Op, SpecError, validation
 from einsim.simulator.spec import check_keys, parse_yaml
 
 _KEYS = (
@@ -70,8 +70,9 @@ class Constraints:
         if twice:
             raise SpecError(f"constraints.binding: {', '.join(twice)} pinned to two units")
         for key, value in self.factors:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise SpecError(f"constraints.factors.{key}: expected a positive integer")
+            validation.rank_size(value, f"constraints.factors.{key}")
         pins: dict[str, tuple[str, int]] = {}
         for key, value in self.factors:  # `level.rank` pins it in every kernel
             for target in [key] if key.count(".") >= 2 else [key, f"*.{key}"]:
@@ -103,10 +104,10 @@ class Constraints:
 
 def _names(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        return (value,)
+        return (validation.name(value, where),)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SpecError(f"{where}: expected a name or a list of names")
-    return tuple(value)
+    return tuple(validation.name(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def _table(value: object, where: str) -> MappingABC:
@@ -124,24 +125,25 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
     for einsum, unit in _table(data.get("binding"), f"{origin}.binding").items():
         if not isinstance(unit, str):
             raise SpecError(f"{origin}.binding.{einsum}: expected a unit name, got {unit!r}")
-        binding.append((str(einsum), unit))
+        binding.append((validation.name(einsum, f"{origin}.binding"), unit))
     spatial = tuple(
-        (str(unit), _names(ranks, f"{origin}.spatial.{unit}"))
+        (validation.name(unit, f"{origin}.spatial"), _names(ranks, f"{origin}.spatial.{unit}"))
         for unit, ranks in _table(data.get("spatial"), f"{origin}.spatial").items()
     )
     factors = tuple(
-        (str(key), value) for key, value in _table(data.get("factors"), f"{origin}.factors").items()
+        (validation.name(key, f"{origin}.factors"), value)
+        for key, value in _table(data.get("factors"), f"{origin}.factors").items()
     )
     orders = data.get("forbid_orders") or []
     if not isinstance(orders, list):
         raise SpecError(f"{origin}.forbid_orders: expected a list of rank lists")
     forbid = tuple(_names(o, f"{origin}.forbid_orders[{i}]") for i, o in enumerate(orders))
     keep = tuple(
-        (str(level), _names(t, f"{origin}.keep.{level}"))
+        (validation.name(level, f"{origin}.keep"), _names(t, f"{origin}.keep.{level}"))
         for level, t in _table(data.get("keep"), f"{origin}.keep").items()
     )
     bypass = tuple(
-        (str(level), _names(t, f"{origin}.bypass.{level}"))
+        (validation.name(level, f"{origin}.bypass"), _names(t, f"{origin}.bypass.{level}"))
         for level, t in _table(data.get("bypass"), f"{origin}.bypass").items()
     )
     chained = data.get("chained_ops") or []
@@ -150,8 +152,16 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
     padded = data.get("padded", True)
     if not isinstance(padded, bool):
         raise SpecError(f"{origin}.padded: expected true or false, got {padded!r}")
+    fusion = data.get("fusion")
+    if fusion is not None:
+        validation.choice(fusion, f"{origin}.fusion", FUSIONS)
+    validation.choice(data.get("overlap", "pipelined"), f"{origin}.overlap", OVERLAPS)
+    known_ops = tuple(op.value for op in Op)
+    for i, group in enumerate(chained):
+        for op in _names(group, f"{origin}.chained_ops[{i}]"):
+            validation.choice(op, f"{origin}.chained_ops[{i}]", known_ops)
     return Constraints(
-        fusion=data.get("fusion"),
+        fusion=fusion,
         binding=tuple(binding),
         spatial=spatial,
         factors=factors,

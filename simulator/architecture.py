@@ -12,9 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from einsim.einsum import Op, SpecError
+from einsim.einsum import Op, SpecError, validation
 
-from .spec import apply_overrides, check_keys, load_yaml, number
+from .spec import apply_overrides, check_keys, integer, load_yaml, number
+
+# Bounds of the numbers in an architecture spec (einsim.einsum.validation refuses nan, inf
+# and non-numbers everywhere): wide enough for any real design, narrow enough that no cost
+# overflows or comes out as nan.
+MAX_ARRAY_DIM = 65536  # PEs along one array dimension
+MAX_WORD_BYTES = 64
+CYCLES_RANGE = (1e-3, 1e6)  # cycles per operation
+CLOCK_HZ_RANGE = (1e3, 1e12)
+MAX_ENERGY_PJ = 1e9  # per operation or per byte
+MAX_CAPACITY_BYTES = 2.0**60
+MAX_LEAKAGE_W = 1e6
 
 if TYPE_CHECKING:
     from .gpu import GpuArchitecture
@@ -115,11 +126,11 @@ def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
     if "lanes" in data:
         if "rows" in data or "cols" in data:
             raise SpecError(f"{where}: give either lanes (1D) or rows and cols (2D), not both")
-        dims = (int(number(data["lanes"], f"{where}.lanes")),)
+        dims = (integer(data["lanes"], f"{where}.lanes", maximum=MAX_ARRAY_DIM),)
     elif "rows" in data and "cols" in data:
         dims = (
-            int(number(data["rows"], f"{where}.rows")),
-            int(number(data["cols"], f"{where}.cols")),
+            integer(data["rows"], f"{where}.rows", maximum=MAX_ARRAY_DIM),
+            integer(data["cols"], f"{where}.cols", maximum=MAX_ARRAY_DIM),
         )
     else:
         raise SpecError(f"{where}: missing the array size: lanes (1D) or rows and cols (2D)")
@@ -134,8 +145,18 @@ def _parse_unit(name: str, data: object, where: str) -> ComputeUnit:
             (
                 _OPS[op_name],
                 OpCost(
-                    number(cost["cycles"], f"{where}.ops.{op_name}.cycles"),
-                    number(cost["energy_pj"], f"{where}.ops.{op_name}.energy_pj", positive=False),
+                    number(
+                        cost["cycles"],
+                        f"{where}.ops.{op_name}.cycles",
+                        minimum=CYCLES_RANGE[0],
+                        maximum=CYCLES_RANGE[1],
+                    ),
+                    number(
+                        cost["energy_pj"],
+                        f"{where}.ops.{op_name}.energy_pj",
+                        positive=False,
+                        maximum=MAX_ENERGY_PJ,
+                    ),
                     number(
                         cost.get("area_um2", 0), f"{where}.ops.{op_name}.area_um2", positive=False
                     ),
@@ -174,17 +195,32 @@ def _parse_level(data: object, where: str, clock_hz: float) -> StorageLevel:
         )
     else:
         per_cycle = number(data["bandwidth_bytes_per_cycle"], f"{where}.bandwidth_bytes_per_cycle")
+    if not validation.MIN_POSITIVE <= per_cycle <= validation.MAX_NUMBER:
+        raise SpecError(
+            f"{where}.bandwidth_bytes_per_s: {per_cycle:g} bytes per cycle at the clock is "
+            f"outside [{validation.MIN_POSITIVE:g}, {validation.MAX_NUMBER:g}]"
+        )
     return StorageLevel(
-        name=str(data["name"]),
+        name=validation.name(data["name"], f"{where}.name"),
         capacity_bytes=number(
-            data.get("capacity_bytes"), f"{where}.capacity_bytes", allow_none=True
+            data.get("capacity_bytes"),
+            f"{where}.capacity_bytes",
+            allow_none=True,
+            minimum=1,
+            maximum=MAX_CAPACITY_BYTES,
         ),
         bandwidth_bytes_per_cycle=per_cycle,
         read_pj_per_byte=number(
-            data["read_pj_per_byte"], f"{where}.read_pj_per_byte", positive=False
+            data["read_pj_per_byte"],
+            f"{where}.read_pj_per_byte",
+            positive=False,
+            maximum=MAX_ENERGY_PJ,
         ),
         write_pj_per_byte=number(
-            data["write_pj_per_byte"], f"{where}.write_pj_per_byte", positive=False
+            data["write_pj_per_byte"],
+            f"{where}.write_pj_per_byte",
+            positive=False,
+            maximum=MAX_ENERGY_PJ,
         ),
         area_um2_per_byte=number(
             data.get("area_um2_per_byte", 0), f"{where}.area_um2_per_byte", positive=False
@@ -197,26 +233,39 @@ def architecture_from_dict(data: Mapping, origin: str = "architecture") -> Archi
     data = check_keys(
         data, origin, ("name", "clock_hz", "word_bytes", "levels", "units"), ("leakage_w",)
     )
-    clock = number(data["clock_hz"], f"{origin}: clock_hz")
+    clock = number(
+        data["clock_hz"],
+        f"{origin}: clock_hz",
+        minimum=CLOCK_HZ_RANGE[0],
+        maximum=CLOCK_HZ_RANGE[1],
+    )
     if not isinstance(data["levels"], list) or not data["levels"]:
-        raise SpecError(f"{origin}: levels must be a non-empty list, outermost first")
+        raise SpecError(f"{origin}: levels: expected a non-empty list, outermost first")
     levels = tuple(
         _parse_level(level, f"{origin}: levels[{i}]", clock)
         for i, level in enumerate(data["levels"])
     )
+    level_names = [level.name for level in levels]
+    for i, level_name in enumerate(level_names):
+        if level_names.index(level_name) != i:
+            raise SpecError(f"{origin}: levels[{i}].name: level {level_name!r} is named twice")
     if not isinstance(data["units"], Mapping) or not data["units"]:
-        raise SpecError(f"{origin}: units must be a mapping name -> unit")
+        raise SpecError(f"{origin}: units: expected a mapping name -> unit")
     units = tuple(
-        _parse_unit(str(name), unit, f"{origin}: units.{name}")
+        _parse_unit(
+            validation.name(name, f"{origin}: units.{name}"), unit, f"{origin}: units.{name}"
+        )
         for name, unit in data["units"].items()
     )
     return Architecture(
-        name=str(data["name"]),
+        name=validation.name(data["name"], f"{origin}: name"),
         clock_hz=clock,
-        word_bytes=int(number(data["word_bytes"], f"{origin}: word_bytes")),
+        word_bytes=integer(data["word_bytes"], f"{origin}: word_bytes", maximum=MAX_WORD_BYTES),
         levels=levels,
         units=units,
-        leakage_w=number(data.get("leakage_w", 0), f"{origin}: leakage_w", positive=False),
+        leakage_w=number(
+            data.get("leakage_w", 0), f"{origin}: leakage_w", positive=False, maximum=MAX_LEAKAGE_W
+        ),
     )
 
 

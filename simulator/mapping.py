@@ -22,7 +22,7 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from einsim.einsum import SpecError
+from einsim.einsum import SpecError, validation
 
 from .spec import check_keys, load_yaml, number
 
@@ -84,23 +84,52 @@ class Mapping:
 def _factor(value: object, where: str) -> int | str:
     if value in ("rest", "fit"):
         return value  # type: ignore[return-value]
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise SpecError(f"{where}: a loop factor is a positive integer, 'rest' or 'fit'; got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return validation.rank_size(value, where)
+    raise SpecError(
+        f"{where}: a loop factor is a positive integer, 'rest' or 'fit'; got {value!r}"[:200]
+    )
 
 
 def _positive_int(value: object, where: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise SpecError(f"{where}: expected a positive integer, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return validation.rank_size(value, where)
+    raise SpecError(f"{where}: expected a positive integer, got {value!r}"[:200])
 
 
 def _names(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        return (value,)
+        return (validation.name(value, where),)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"{where}: expected a list of names")
-    return tuple(value)
+        raise SpecError(f"{where}: expected a name or a list of names")
+    return tuple(validation.name(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _table(value: object, where: str) -> MappingABC:
+    """An optional mapping (`spatial: {2d: [P, M0]}`); absent or null is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, MappingABC):
+        raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _list(value: object, where: str) -> list:
+    """An optional list (`loops: [...]`); absent or null is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _known_cascades() -> set[str]:
+    from einsim.workloads import ATTENTION, KERNELS
+
+    names = set(KERNELS)
+    for entry in ATTENTION.entries():
+        names |= {entry.name, *entry.aliases}
+    return names
 
 
 def kernel_from_dict(data: object, where: str) -> Kernel:
@@ -120,49 +149,63 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
         ),
     )
     einsums = _names(data["einsums"], f"{where}.einsums")
-    binding_data = check_keys(data["binding"], f"{where}.binding", (), tuple(data["binding"] or {}))
+    binding_data = _table(data["binding"], f"{where}.binding")
     binding = tuple(
-        (einsum, str(unit))
+        (einsum, validation.name(unit, f"{where}.binding.{unit}"))
         for unit, names in binding_data.items()
         for einsum in _names(names, f"{where}.binding.{unit}")
     )
+    bound = [einsum for einsum, _ in binding]
+    for einsum in bound:
+        if bound.count(einsum) > 1:
+            raise SpecError(f"{where}.binding: {einsum} is bound to two units")
     spatial = tuple(
-        (str(unit), _names(ranks, f"{where}.spatial.{unit}"))
-        for unit, ranks in (data.get("spatial") or {}).items()
+        (validation.name(unit, f"{where}.spatial"), _names(ranks, f"{where}.spatial.{unit}"))
+        for unit, ranks in _table(data.get("spatial"), f"{where}.spatial").items()
     )
     loops = []
-    for i, loop in enumerate(data.get("loops") or []):
-        loop = check_keys(loop, f"{where}.loops[{i}]", ("level", "rank"), ("factor",))
+    for i, loop in enumerate(_list(data.get("loops"), f"{where}.loops")):
+        at = f"{where}.loops[{i}]"
+        loop = check_keys(loop, at, ("level", "rank"), ("factor",))
         loops.append(
-            Loop(str(loop["level"]), str(loop["rank"]), _factor(loop.get("factor", "rest"), where))
+            Loop(
+                validation.name(loop["level"], f"{at}.level"),
+                validation.name(loop["rank"], f"{at}.rank"),
+                _factor(loop.get("factor", "rest"), f"{at}.factor"),
+            )
         )
     keep = tuple(
-        (str(level), _names(tensors, f"{where}.keep.{level}"))
-        for level, tensors in (data.get("keep") or {}).items()
+        (validation.name(level, f"{where}.keep"), _names(tensors, f"{where}.keep.{level}"))
+        for level, tensors in _table(data.get("keep"), f"{where}.keep").items()
     )
     stages = []
-    for i, stage in enumerate(data.get("stages") or []):
+    for i, stage in enumerate(_list(data.get("stages"), f"{where}.stages")):
         items = []
         for item in stage if isinstance(stage, list) else [stage]:
             if isinstance(item, str):
                 items.append(StageItem(item))
             elif isinstance(item, MappingABC) and set(item) == {"drain"}:
-                items.append(StageItem(str(item["drain"]), drain=True))
+                items.append(
+                    StageItem(validation.name(item["drain"], f"{where}.stages[{i}]"), drain=True)
+                )
             else:
                 raise SpecError(
                     f"{where}.stages[{i}]: an item is an Einsum name or {{drain: NAME}}"
                 )
         stages.append(tuple(items))
-    try:
-        overlap = Overlap(data.get("overlap", "perfect"))
-    except ValueError:
-        known = ", ".join(o.value for o in Overlap)
-        raise SpecError(f"{where}.overlap: {data.get('overlap')!r} is not one of {known}") from None
-    chained = tuple(frozenset(group) for group in data.get("chained_ops") or [])
-    spill = number(data.get("spill_fraction", 0), f"{where}.spill_fraction", positive=False)
-    spatial_data = data.get("spatial_factors") or {}
-    if not isinstance(spatial_data, MappingABC):
-        raise SpecError(f"{where}.spatial_factors: expected a mapping rank -> factor")
+    overlap = Overlap(
+        validation.choice(
+            data.get("overlap", "perfect"), f"{where}.overlap", tuple(o.value for o in Overlap)
+        )
+    )
+    chained = tuple(
+        frozenset(_chained_group(group, f"{where}.chained_ops[{i}]"))
+        for i, group in enumerate(_list(data.get("chained_ops"), f"{where}.chained_ops"))
+    )
+    spill = number(
+        data.get("spill_fraction", 0), f"{where}.spill_fraction", positive=False, maximum=1.0
+    )
+    spatial_data = _table(data.get("spatial_factors"), f"{where}.spatial_factors")
     unrolled = {rank for _, ranks in spatial for rank in ranks}
     for rank in spatial_data:
         if rank not in unrolled:
@@ -175,7 +218,7 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
         for rank, value in spatial_data.items()
     )
     kernel = Kernel(
-        name=str(data["name"]),
+        name=validation.name(data["name"], f"{where}.name"),
         einsums=einsums,
         binding=binding,
         spatial=spatial,
@@ -204,25 +247,43 @@ def mapping_from_dict(data: MappingABC, origin: str = "mapping") -> Mapping:
         ("batch", "kernel_overlap", "skip_empty_tiles"),
     )
     if not isinstance(data["kernels"], list) or not data["kernels"]:
-        raise SpecError(f"{origin}: kernels must be a non-empty list")
+        raise SpecError(f"{origin}: kernels: expected a non-empty list")
     kernels = tuple(
         kernel_from_dict(k, f"{origin}: kernels[{i}]") for i, k in enumerate(data["kernels"])
     )
-    try:
-        kernel_overlap = Overlap(data.get("kernel_overlap", "serial"))
-    except ValueError:
-        raise SpecError(f"{origin}: kernel_overlap must be serial or perfect") from None
+    kernel_names = [k.name for k in kernels]
+    for i, kernel_name in enumerate(kernel_names):
+        if kernel_names.index(kernel_name) != i:
+            raise SpecError(f"{origin}: kernels[{i}].name: kernel {kernel_name!r} is named twice")
+    kernel_overlap = Overlap(
+        validation.choice(
+            data.get("kernel_overlap", "serial"), f"{origin}: kernel_overlap", ("serial", "perfect")
+        )
+    )
     skip = data.get("skip_empty_tiles", True)
     if not isinstance(skip, bool):
-        raise SpecError(f"{origin}.skip_empty_tiles: expected true or false, got {skip!r}")
+        raise SpecError(f"{origin}: skip_empty_tiles: expected true or false, got {skip!r}"[:200])
+    cascade = validation.name(data["cascade"], f"{origin}: cascade")
+    known = _known_cascades()
+    if cascade not in known:
+        raise SpecError(
+            f"{origin}: cascade: unknown cascade {cascade!r}; known: {', '.join(sorted(known))}"
+        )
     return Mapping(
-        name=str(data["name"]),
-        cascade=str(data["cascade"]),
+        name=validation.name(data["name"], f"{origin}: name"),
+        cascade=cascade,
         kernels=kernels,
-        batch=_names(data.get("batch", ["B", "H"]), f"{origin}.batch"),
+        batch=_names(data.get("batch", ["B", "H"]), f"{origin}: batch"),
         kernel_overlap=kernel_overlap,
         skip_empty_tiles=skip,
     )
+
+
+def _chained_group(group: object, where: str) -> tuple[str, ...]:
+    from einsim.einsum import Op
+
+    known = tuple(op.value for op in Op)
+    return tuple(validation.choice(op, where, known) for op in _names(group, where))
 
 
 def kernel_to_dict(kernel: Kernel) -> dict:

@@ -8,7 +8,56 @@ from pathlib import Path
 
 import yaml
 
-from einsim.einsum import SpecError
+from einsim.einsum import SpecError, validation
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """A safe loader that refuses, while composing (before anything is expanded), a
+    document nested deeper than MAX_YAML_DEPTH, with more than MAX_YAML_ALIASES aliases, or
+    whose nodes, each alias counted as the whole node it names, exceed MAX_YAML_NODES: an
+    alias bomb fails after reading its few kilobytes, not after expanding them."""
+
+    def __init__(self, stream: str, origin: str):
+        super().__init__(stream)
+        self.origin = origin
+        self.depth = 0
+        self.aliases = 0
+        self.expanded: dict[int, int] = {}  # id(node) -> nodes it stands for, expanded
+
+    def _refuse(self, what: str) -> None:
+        mark = self.peek_event().start_mark if self.check_event() else None
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        raise SpecError(f"{self.origin}:{where} {what}")
+
+    def compose_node(self, parent, index):
+        alias = self.check_event(yaml.AliasEvent)
+        if alias:
+            self.aliases += 1
+            if self.aliases > validation.MAX_YAML_ALIASES:
+                self._refuse(f"more than {validation.MAX_YAML_ALIASES} YAML aliases (*name)")
+        self.depth += 1
+        if self.depth > validation.MAX_YAML_DEPTH:
+            self._refuse(f"YAML nested deeper than {validation.MAX_YAML_DEPTH} levels")
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        if alias:
+            size = self.expanded.get(id(node), 1)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self.expanded.get(id(child), 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(
+                self.expanded.get(id(key), 1) + self.expanded.get(id(value), 1)
+                for key, value in node.value
+            )
+        else:
+            size = 1
+        if size > validation.MAX_YAML_NODES:
+            self._refuse(
+                f"the YAML expands to more than {validation.MAX_YAML_NODES} values "
+                "(through aliases)"
+            )
+        self.expanded[id(node)] = size
+        return node
 
 
 def load_yaml(name_or_path: str | Path, kind: str, folder: str) -> tuple[dict, str]:
@@ -41,13 +90,26 @@ def parse_yaml(text: str, origin: str) -> dict:
         ...
         einsim.einsum.errors.SpecError: spec.yaml: line 1, column 6: invalid YAML: expected ...
     """
+    if not isinstance(text, str):
+        raise SpecError(f"{origin}: expected YAML text, got {type(text).__name__}")
+    if len(text) > validation.MAX_YAML_BYTES:
+        raise SpecError(
+            f"{origin}: the YAML has {len(text)} characters; at most {validation.MAX_YAML_BYTES}"
+        )
+    loader = _LimitedLoader(text, origin)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
+    except SpecError:
+        raise
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"{origin}:{where} invalid YAML: {problem}") from None
+    except (ValueError, OverflowError, TypeError) as error:  # a constructor on a bad scalar
+        raise SpecError(f"{origin}: invalid YAML value: {str(error).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: expected a mapping at the top level")
     return data
@@ -69,21 +131,28 @@ def check_keys(
     return data
 
 
-def number(value: object, where: str, *, positive: bool = True, allow_none: bool = False):
-    """A float (YAML may give `940e6` as a string) checked to be positive."""
+def number(
+    value: object,
+    where: str,
+    *,
+    positive: bool = True,
+    allow_none: bool = False,
+    minimum: float | None = None,
+    maximum: float = validation.MAX_NUMBER,
+):
+    """A finite float (YAML may give `940e6` as a string): positive (at least `minimum`,
+    default `validation.MIN_POSITIVE`) or, with `positive=False`, >= 0; at most `maximum`.
+    nan, inf and non-numbers are refused (`einsim.einsum.validation.real`)."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool):
-        raise SpecError(f"{where}: expected a number, got {value!r}")
-    try:
-        result = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise SpecError(f"{where}: expected a number, got {value!r}") from None
-    if positive and not result > 0:
-        raise SpecError(f"{where}: expected a positive number, got {value!r}")
-    if not positive and result < 0:
-        raise SpecError(f"{where}: expected a number >= 0, got {value!r}")
-    return result
+    if minimum is None:
+        minimum = validation.MIN_POSITIVE if positive else 0.0
+    return validation.real(value, where, minimum=minimum, maximum=maximum)
+
+
+def integer(value: object, where: str, *, minimum: int = 1, maximum: int = 2**50) -> int:
+    """An integer in [minimum, maximum] (`256.0` and `1e6` count, `256.5` does not)."""
+    return validation.integer(value, where, minimum=minimum, maximum=maximum)
 
 
 def apply_overrides(data: dict, overrides: Mapping[str, object], origin: str) -> dict:
@@ -93,6 +162,8 @@ def apply_overrides(data: dict, overrides: Mapping[str, object], origin: str) ->
     data = copy.deepcopy(data)
     for path, value in overrides.items():
         node = data
+        if not isinstance(path, str) or not path:
+            raise SpecError(f"--set {path!r}: expected a dotted key such as units.2d.rows")
         keys = path.split(".")
         for depth, key in enumerate(keys):
             if isinstance(node, list):
