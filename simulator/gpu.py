@@ -57,10 +57,10 @@ from pathlib import Path
 
 import numpy as np
 
-from einsim.einsum import Cascade, SpecError, resolve_shape
+from einsim.einsum import Cascade, SpecError, resolve_shape, validation
 
 from .model import BatchReport, Report, _Problem
-from .spec import check_keys, load_yaml, number
+from .spec import check_keys, integer, load_yaml, number
 
 # Instruction counts of the FA2 inner loop per score element (not fitted): scale-and-
 # subtract the max (1 FFMA), the row max (1), the row sum (1), the convert to 16 bits (1).
@@ -165,7 +165,38 @@ def _rates(data: object, where: str) -> tuple[tuple[str, float], ...]:
     data = check_keys(data, where, (), (*DTYPE_BYTES, "tf32", "fp8", "int8"))
     if not data:
         raise SpecError(f"{where}: give at least one dtype rate")
-    return tuple((str(k), number(v, f"{where}.{k}")) for k, v in data.items())
+    low, high = _GPU_RATE_RANGE
+    return tuple(
+        (str(k), number(v, f"{where}.{k}", minimum=low, maximum=high)) for k, v in data.items()
+    )
+
+
+# Bounds of a GPU spec's numbers (nan, inf and non-numbers are refused everywhere): wide
+# enough for any real GPU, narrow enough that no time or occupancy overflows or comes out as
+# nan, and that nothing the model allocates per SM or per slot grows without bound.
+_GPU_INT_MAX = {
+    "sms": 4096,
+    "smem_per_sm_bytes": 2**32,
+    "smem_per_block_bytes": 2**32,
+    "smem_reserved_per_block_bytes": 2**32,
+    "registers_per_sm": 2**24,
+    "registers_per_thread_max": 2**16,
+    "register_alloc_granularity": 2**16,
+    "max_warps_per_sm": 1024,
+    "max_ctas_per_sm": 1024,
+    "sub_partitions_per_sm": 64,
+    "l2_bytes": 2**40,
+    "hbm_bytes": 2**50,
+}
+_GPU_FLOAT_RANGE = {
+    "clock_hz": (1e3, 1e12),
+    "max_clock_hz": (1e3, 1e12),
+    "smem_bytes_per_clock_per_sm": (1e-3, 1e6),
+    "hbm_bytes_per_s": (1.0, 1e16),
+    "l2_bytes_per_clock_per_sm": (1e-3, 1e6),
+    "sfu_ops_per_clock_per_sm": (1e-3, 1e6),
+}
+_GPU_RATE_RANGE = (1e-3, 1e9)  # FLOPs per clock per SM
 
 
 def gpu_architecture_from_dict(data: MappingABC, origin: str = "architecture") -> GpuArchitecture:
@@ -189,22 +220,27 @@ def gpu_architecture_from_dict(data: MappingABC, origin: str = "architecture") -
     )
     values: dict = {}
     for key in _GPU_INTS:
-        value = number(gpu[key], f"{where}.{key}")
-        if value != int(value):
-            raise SpecError(f"{where}.{key}: expected an integer, got {gpu[key]!r}")
-        values[key] = int(value)
+        values[key] = integer(gpu[key], f"{where}.{key}", maximum=_GPU_INT_MAX[key])
     for key in _GPU_FLOATS:
-        values[key] = number(gpu[key], f"{where}.{key}")
+        low, high = _GPU_FLOAT_RANGE[key]
+        values[key] = number(gpu[key], f"{where}.{key}", minimum=low, maximum=high)
+    if values["smem_per_block_bytes"] > values["smem_per_sm_bytes"]:
+        raise SpecError(
+            f"{where}.smem_per_block_bytes: {values['smem_per_block_bytes']} exceeds "
+            f"smem_per_sm_bytes ({values['smem_per_sm_bytes']})"
+        )
     cores = gpu["cuda_core_flops_per_clock_per_sm"]
     if not isinstance(cores, MappingABC) or "fp32" not in cores:
         raise SpecError(f"{where}.cuda_core_flops_per_clock_per_sm: the fp32 rate is required")
     return GpuArchitecture(
-        name=str(data["name"]),
+        name=validation.name(data["name"], f"{origin}: name"),
         tensor_flops_per_clock_per_sm=_rates(
             gpu["tensor_flops_per_clock_per_sm"], f"{where}.tensor_flops_per_clock_per_sm"
         ),
         cuda_core_flops_per_clock_per_sm=_rates(cores, f"{where}.cuda_core_flops_per_clock_per_sm"),
-        board_power_w=number(gpu.get("board_power_w", 0), f"{where}.board_power_w", positive=False),
+        board_power_w=number(
+            gpu.get("board_power_w", 0), f"{where}.board_power_w", positive=False, maximum=1e6
+        ),
         **values,
     )
 
