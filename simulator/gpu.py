@@ -57,7 +57,20 @@ from pathlib import Path
 
 import numpy as np
 
-from einsim.einsum import Cascade, SpecError, resolve_shape, validation
+from einsim.einsum import (
+    Access,
+    Call,
+    Cascade,
+    Const,
+    Einsum,
+    Op,
+    Size,
+    SpecError,
+    Var,
+    resolve_shape,
+    validation,
+)
+from einsim.einsum.ir import accesses, rank_of, value_ops, var_of, variables
 
 from .model import BatchReport, Report, _Problem
 from .spec import check_keys, integer, load_yaml, number
@@ -268,16 +281,19 @@ def load_gpu_architecture(
 
 
 class Mask(enum.Enum):
-    """Which (key m, query p) pairs a query attends to (as in `einsim.direct`)."""
+    """The masks the CUDA kernels (gpu_validate/kernels/attention.cu) are launched with, as
+    one key interval per query row. The cost model reads masks from the cascade's filters
+    (`attention_kernel`); this enum only describes launches (`AttentionProblem`)."""
 
     NONE = "none"
     CAUSAL = "causal"  # m <= p
     WINDOW = "window"  # m <= p and p - m < W (Mistral)
-    SYMMETRIC_WINDOW = "symmetric_window"  # |p - m| <= W / 2
+    SYMMETRIC_WINDOW = "symmetric_window"  # 2 |p - m| <= W
 
 
 class Form(enum.Enum):
-    """How the fused kernel sweeps the keys (the cascade's pass count over M)."""
+    """How a CUDA launch sweeps the keys (1, 2 or 3 times); the cost model reads the sweeps
+    from the cascade's passes over M (`attention_kernel`)."""
 
     FUSEMAX_1PASS = "fusemax_1pass"
     ONLINE_2PASS = "online_2pass"
@@ -290,7 +306,9 @@ class Form(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class AttentionProblem:
-    """One attention call: B x H heads of P queries over M keys, head dims E (QK), F (V)."""
+    """One launch of the CUDA kernels (`gpu_validate`): B x H heads of P queries over M keys,
+    head dims E (QK), F (V), one of their masks. Costed as the registered cascade that
+    builds it (`as_kernel`)."""
 
     batch: int
     heads: int
@@ -330,49 +348,367 @@ class AttentionProblem:
         return 2 * np.abs(p - m) <= self.window
 
 
-_PLAIN = ("fusemax_1pass", "online_2pass", "stable_3pass", "cross")
+# The IR's rank names (paper names, `einsim.einsum.ir`): keys M, queries P.
+KEY_RANK, QUERY_RANK = "M", "P"
+# Shape ranks a single-head cascade leaves outside: each value is one more kernel instance.
+OUTER_RANKS = ("B", "H")
+# What the fused and unfused kernels compute per score: the QK and AV MACs (tensor cores),
+# the softmax's max, exp, sum and divide, and scalar multiplies and adds (FP32).
+GPU_OPERATORS = frozenset({Op.MUL, Op.MAC, Op.ADD, Op.SUB, Op.DIV, Op.MAX, Op.EXP})
+
+
+@dataclass(frozen=True)
+class AttentionKernel:
+    """The attention a cascade computes, as the GPU kernels run it: read from the cascade's
+    structure (ranks, operators, filters), never from its name.
+
+    Attributes:
+        cascade: the cascade. sizes: its resolved sizes, with the key tile of a tiled form
+            set to one key (`M0 = 1`: the GPU kernel tiles the keys by its own Bc).
+        score: the Einsum of the scores (a MAC of two inputs, iterating keys and queries);
+            value: the Einsum contracting weights with V over the keys (AV, or SLNV).
+        key: its key variables, ("m",) or ("m1", "m0"); query: the query variable.
+        batch: kernel instances (shape ranks the cascade does not iterate, `OUTER_RANKS`).
+        heads / kv_heads: query heads and K/V heads per instance (GQA: kv_heads < heads,
+            K/V tiles shared by the heads of a group).
+        seq_q, seq_kv: P and M. head_dim: the QK contraction (K's ranks V lacks); head_dim_v:
+            V's ranks K lacks. sweeps: passes over the keys (1: FA2, 2, 3).
+    """
+
+    cascade: Cascade
+    sizes: tuple[tuple[str, int], ...]
+    score: str
+    value: str
+    key: tuple[str, ...]
+    query: str
+    batch: int
+    heads: int
+    kv_heads: int
+    seq_q: int
+    seq_kv: int
+    head_dim: int
+    head_dim_v: int
+    sweeps: int
+    dtype: str = "bf16"
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def where(self):
+        """The score Einsum's filter (None: every key of every query)."""
+        return self.cascade.producers[self.score].where
+
+    def keep(self, m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The filter over broadcast key positions m and query positions p (bool)."""
+        shape = np.broadcast(m, p).shape
+        if self.where is None:
+            return np.ones(shape, dtype=bool)
+        env = {self.query: p, self.key[0]: m}
+        env.update(dict.fromkeys(self.key[1:], 0))
+        return np.broadcast_to(_index_eval(self.where, env, dict(self.sizes)) != 0, shape)
+
+
+def _index_eval(expr, env, sizes):
+    """An index-only expression (a mask) over numpy arrays of its variables."""
+    if isinstance(expr, Const):
+        return expr.value
+    if isinstance(expr, Var):
+        return np.asarray(env[expr.name], dtype=np.float64)
+    if isinstance(expr, Size):
+        return float(sizes[expr.name])
+    args = [_index_eval(a, env, sizes) for a in expr.args]
+    return _INDEX_OPS[expr.op](*args)
+
+
+_INDEX_OPS = {
+    Op.ADD: np.add,
+    Op.SUB: np.subtract,
+    Op.MUL: np.multiply,
+    Op.DIV: np.divide,
+    Op.FLOORDIV: np.floor_divide,
+    Op.MOD: np.mod,
+    Op.MAX: np.maximum,
+    Op.MIN: np.minimum,
+    Op.NEG: np.negative,
+    Op.ABS: np.abs,
+    Op.LT: np.less,
+    Op.LE: np.less_equal,
+    Op.GT: np.greater,
+    Op.GE: np.greater_equal,
+    Op.EQ: np.equal,
+    Op.NE: np.not_equal,
+    Op.AND: np.logical_and,
+    Op.OR: np.logical_or,
+    Op.NOT: np.logical_not,
+}
+
+
+def _refuse(cascade: Cascade, why: str) -> SpecError:
+    return SpecError(f"GPU model: {cascade.name or 'the cascade'}: {why}")
+
+
+def _source(cascade: Cascade, access: Access) -> str:
+    """The input an access reads, through Einsums that only copy (`BK = K[e, m1*M0+m0]`)."""
+    producer = cascade.producers.get(access.tensor)
+    while producer is not None and isinstance(producer.expr, Access) and producer.where is None:
+        if producer.reduced_vars:
+            break
+        access = producer.expr
+        producer = cascade.producers.get(access.tensor)
+    return access.tensor if producer is None else ""
+
+
+def _copies(cascade: Cascade, einsum: Einsum) -> bool:
+    return isinstance(einsum.expr, Access) and einsum.where is None and not einsum.reduced_vars
+
+
+def _product_reads(expr) -> tuple[Access, ...] | None:
+    """The two accesses of `A[...] * B[...]`, else None."""
+    product = isinstance(expr, Call) and expr.op is Op.MUL
+    if product and all(isinstance(a, Access) for a in expr.args):
+        return expr.args  # type: ignore[return-value]
+    return None
+
+
+def attention_kernel(
+    cascade: Cascade, shape: MappingABC[str, int], dtype: str = "bf16"
+) -> AttentionKernel:
+    """The `AttentionKernel` a cascade asks the GPU for, at `shape`.
+
+    Read from the structure: the score Einsum is the MAC of two inputs (Q, K) iterating the
+    keys (M, or the tile parts M1, M0) and the queries P; the AV contraction the MAC over
+    the keys that reads a third input (V); heads are the score's other output ranks, K/V
+    groups the ranks K and V share besides M; sweeps are the passes over the keys
+    (`einsim.passes`); the mask is the score's filter. B and H of the shape that the
+    cascade does not iterate multiply the kernel instances.
+
+    Raises:
+        SpecError: naming the capability the GPU kernels lack: an operator outside
+            `GPU_OPERATORS` (sigmoid, elu, ...), an input besides Q, K, V (a bias, a gate),
+            a filter that reads a tensor (a data-dependent selection), work over the keys
+            outside the attention, no softmax, or no score Einsum at all.
+
+    Example:
+        >>> import einsim
+        >>> k = attention_kernel(einsim.attention("gqa"), dict(H=32, G=8, E=128, F=128,
+        ...                      M=4096, P=4096))
+        >>> k.heads, k.kv_heads, k.sweeps
+        (32, 8, 1)
+    """
+    from einsim.einsum import passes
+
+    if dtype not in DTYPE_BYTES:
+        raise SpecError(f"GPU model: dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
+    part = cascade.partition_of.get(KEY_RANK)
+    if part is not None and part.rank == KEY_RANK:
+        key = (var_of(part.upper), var_of(part.lower))
+        shape = {k: v for k, v in shape.items() if k not in (part.upper, part.lower)}
+        shape[part.lower] = 1
+    else:
+        key = (var_of(KEY_RANK),)
+    query = var_of(QUERY_RANK)
+    if (KEY_RANK not in cascade.ranks and part is None) or QUERY_RANK not in cascade.ranks:
+        raise _refuse(cascade, f"no ranks {KEY_RANK} (keys) and {QUERY_RANK} (queries)")
+    sizes = dict(resolve_shape(cascade, shape))
+    for einsum in cascade.einsums:
+        read = sorted({a.tensor for a in accesses(einsum.where)})
+        if read:
+            raise _refuse(
+                cascade,
+                f"Einsum {einsum.output}'s filter reads {', '.join(read)} (a data-dependent "
+                "selection); the GPU kernels mask by index only",
+            )
+    for einsum in cascade.einsums:
+        ops = set(value_ops(einsum.expr))
+        if einsum.reduced_vars:
+            ops.add(einsum.reduce_op)
+        missing = sorted(op.value for op in ops - GPU_OPERATORS)
+        if missing:
+            raise _refuse(
+                cascade,
+                f"Einsum {einsum.output} needs {', '.join(missing)}; the GPU kernels implement "
+                f"{', '.join(sorted(op.value for op in GPU_OPERATORS))}",
+            )
+    scores = [
+        e
+        for e in cascade.einsums
+        if {query, *key} <= set(e.out_vars)
+        and e.reduced_vars
+        and e.reduce_op is Op.ADD
+        and (reads := _product_reads(e.expr)) is not None
+        and all(_source(cascade, a) for a in reads)
+    ]
+    if len(scores) != 1:
+        found = ", ".join(e.output for e in scores) or "none"
+        raise _refuse(
+            cascade,
+            f"the GPU kernels need one score contraction of two inputs over keys {KEY_RANK} "
+            f"and queries {QUERY_RANK}; found {found}",
+        )
+    qk = scores[0]
+    # Q is the operand without a key index, K the one with it.
+    q_read, k_read = sorted(_product_reads(qk.expr), key=lambda a: bool(variables(a) & set(key)))
+    q_in, k_in = _source(cascade, q_read), _source(cascade, k_read)
+    other = sorted(variables(qk.where) - {query, *key})
+    if other:
+        raise _refuse(
+            cascade,
+            f"the mask of {qk.output} depends on {', '.join(other)}; the GPU kernels mask by "
+            "key and query position only",
+        )
+    key_vars = set(key)
+    if not any(Op.EXP in value_ops(e.expr) for e in cascade.einsums if key_vars & set(e.iter_vars)):
+        raise _refuse(cascade, "no exp over the keys: the GPU kernels run softmax attention")
+    v_in, av = "", ""
+    for einsum in cascade.einsums:
+        reads = _product_reads(einsum.expr)
+        if reads and key_vars & set(einsum.reduced_vars) and einsum is not qk and not v_in:
+            sources = {_source(cascade, a) for a in reads} - {"", q_in, k_in}
+            v_in, av = next(iter(sources), ""), einsum.output
+    if not v_in:
+        raise _refuse(cascade, "no contraction of the scores with a value input over the keys")
+    extra = sorted(set(cascade.input_names) - {q_in, k_in, v_in})
+    if extra:
+        raise _refuse(
+            cascade,
+            f"reads input(s) {', '.join(extra)} besides Q, K and V; the GPU kernels take no "
+            "score bias, gate or other operand",
+        )
+    for einsum in cascade.einsums:
+        outside = key_vars & set(einsum.iter_vars) and query not in einsum.iter_vars
+        if outside and not _copies(cascade, einsum):
+            raise _refuse(
+                cascade,
+                f"Einsum {einsum.output} works over the keys without the queries; the GPU "
+                "kernels have no key-side pass",
+            )
+    ranks = cascade.tensor_ranks
+    k_ranks, v_ranks = set(ranks[k_in]), set(ranks[v_in])
+
+    def product(names) -> int:
+        return math.prod(int(sizes[n]) for n in names)
+
+    head_vars = [v for v in qk.out_vars if v not in (query, *key)]
+    heads = product(rank_of(v) for v in head_vars)
+    kv_heads = product(r for r in k_ranks & v_ranks if r != KEY_RANK)
+    counted = passes(cascade, KEY_RANK)
+    sweeps = counted if isinstance(counted, int) else counted[part.upper]
+    batch = math.prod(int(shape.get(r, 1)) for r in OUTER_RANKS if r not in cascade.ranks)
+    return AttentionKernel(
+        cascade=cascade,
+        sizes=tuple(sorted(sizes.items())),
+        score=qk.output,
+        value=av,
+        key=key,
+        query=query,
+        batch=batch,
+        heads=heads,
+        kv_heads=kv_heads,
+        seq_q=int(sizes[QUERY_RANK]),
+        seq_kv=int(sizes[KEY_RANK]),
+        head_dim=product(k_ranks - v_ranks - {KEY_RANK}),
+        head_dim_v=product(v_ranks - k_ranks - {KEY_RANK}),
+        sweeps=int(sweeps),
+        dtype=dtype,
+    )
+
+
+def _kernel_mask(kernel: AttentionKernel) -> tuple[Mask, int] | None:
+    """The CUDA kernels' mask (gpu_validate/kernels/attention.cu: none, causal, window,
+    symmetric window) that keeps exactly the cascade's filter, with its window; else None."""
+    bounds = row_bounds(kernel)
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    p = np.arange(kernel.seq_q, dtype=np.float64)
+    if np.all(np.isneginf(lo)) and np.all(np.isposinf(hi)):
+        return Mask.NONE, 0
+    if not np.all(np.isfinite(hi)) or not np.all(hi == p + (hi[0] - p[0])):
+        return None
+    reach = int(hi[0] - p[0])
+    if np.all(np.isneginf(lo)):
+        return (Mask.CAUSAL, 0) if reach == 0 else None
+    if not np.all(np.isfinite(lo)) or not np.all(lo == p + (lo[0] - p[0])):
+        return None
+    back = int(p[0] - lo[0])
+    if reach == 0 and back >= 0:
+        return Mask.WINDOW, back + 1
+    if reach == back and reach >= 0:
+        return Mask.SYMMETRIC_WINDOW, 2 * reach
+    return None
 
 
 def problem_from_cascade(
     cascade: Cascade, shape: MappingABC[str, int], dtype: str = "bf16"
 ) -> AttentionProblem:
-    """The `AttentionProblem` of a softmax attention cascade (plain, `causal`,
-    `sliding_window`) at `shape` (B, H, E, F, M, P; B and H default to 1).
+    """The launch parameters of the CUDA kernels (`gpu_validate`) for a cascade: its
+    `attention_kernel`, when its filter is one of their four masks and each query head has
+    its own K/V head.
 
     Raises:
-        SpecError: a cascade the GPU kernels do not implement (naming the supported ones).
+        SpecError: what the cascade needs that the CUDA kernels lack (or `attention_kernel`'s
+            reason).
     """
-    from einsim.einsum import passes
-
-    name = cascade.name
-    if name not in (*_PLAIN, "causal", "sliding_window"):
-        raise SpecError(
-            f"GPU model: no GPU kernel for cascade {name!r}; supported: "
-            f"{', '.join((*_PLAIN, 'causal', 'sliding_window'))}"
+    kernel = attention_kernel(cascade, shape, dtype)
+    if kernel.kv_heads != kernel.heads:
+        raise _refuse(
+            cascade,
+            f"{kernel.heads} query heads share {kernel.kv_heads} K/V heads; the CUDA kernels "
+            "read one K/V head per query head",
         )
-    counted = passes(cascade, "M")
-    sweeps = counted if isinstance(counted, int) else counted.get("M1", 1)
-    form = {1: Form.FUSEMAX_1PASS, 2: Form.ONLINE_2PASS, 3: Form.STABLE_3PASS}[sweeps]
-    sizes = dict(resolve_shape(cascade, shape))
-    mask, window = Mask.NONE, 0
-    if name == "causal":
-        mask = Mask.CAUSAL
-    elif name == "sliding_window":
-        window = int(sizes["W"])
-        text = str(cascade)
-        mask = Mask.SYMMETRIC_WINDOW if "W / 2" in text else Mask.WINDOW
+    mask = _kernel_mask(kernel)
+    if mask is None:
+        raise _refuse(
+            cascade,
+            "its mask is not one key interval of the CUDA kernels' forms (none, causal, "
+            "window, symmetric window)",
+        )
+    if kernel.sweeps not in (1, 2, 3):
+        raise _refuse(cascade, f"{kernel.sweeps} sweeps over the keys; the kernels do 1 to 3")
+    batch = int(shape.get("B", 1)) if "B" not in cascade.ranks else 1
     return AttentionProblem(
-        batch=int(shape.get("B", 1)),
-        heads=int(shape.get("H", 1)),
-        seq_q=int(sizes["P"]),
-        seq_kv=int(sizes["M"]),
-        head_dim=int(sizes["E"]),
-        head_dim_v=int(sizes["F"]),
-        mask=mask,
-        window=window,
-        form=form,
+        batch=batch,
+        heads=kernel.batch * kernel.heads // batch,
+        seq_q=kernel.seq_q,
+        seq_kv=kernel.seq_kv,
+        head_dim=kernel.head_dim,
+        head_dim_v=kernel.head_dim_v,
+        mask=mask[0],
+        window=mask[1],
+        form=(Form.FUSEMAX_1PASS, Form.ONLINE_2PASS, Form.STABLE_3PASS)[kernel.sweeps - 1],
         dtype=dtype,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _problem_kernel(problem: AttentionProblem) -> AttentionKernel:
+    from einsim.workloads import attention
+
+    form = problem.form.value
+    if problem.mask is Mask.NONE:
+        cascade = attention(form)
+    elif problem.mask is Mask.CAUSAL:
+        cascade = attention("causal", form=form)
+    else:
+        causal = problem.mask is Mask.WINDOW
+        cascade = attention("sliding_window", form=form, W=problem.window, causal=causal)
+    shape = dict(
+        B=problem.batch,
+        H=problem.heads,
+        E=problem.head_dim,
+        F=problem.head_dim_v,
+        M=problem.seq_kv,
+        P=problem.seq_q,
+    )
+    return attention_kernel(cascade, shape, problem.dtype)
+
+
+def as_kernel(problem: AttentionProblem | AttentionKernel) -> AttentionKernel:
+    """An `AttentionProblem` (a CUDA launch) as the kernel of the registered cascade that
+    builds it (mask and form by construction); an `AttentionKernel` as it is."""
+    return problem if isinstance(problem, AttentionKernel) else _problem_kernel(problem)
 
 
 # ------------------------------------------------------------------- the mapping
@@ -566,60 +902,203 @@ def _rows(mapping: GpuMapping, params: MappingABC[str, object] | None) -> _Rows:
     )
 
 
-def tile_counts(problem: AttentionProblem, br: int, bc: int) -> tuple[np.ndarray, ...]:
-    """Per query tile i: (first active key tile, last active key tile, first full, last
-    full); a tile is active when one (m, p) pair in it is kept, full when every pair is kept
-    and no key is padding. Closed forms for the interval masks of `Mask`.
+def _overlap(a_lo, a_hi, b_lo, b_hi):
+    """Size of the integer interval intersection [a_lo, a_hi] & [b_lo, b_hi] (elementwise)."""
+    return np.maximum(0, np.minimum(a_hi, b_hi) - np.maximum(a_lo, b_lo) + 1)
+
+
+def _terms(where) -> list:
+    """The conjuncts of a filter (`a and b and c`)."""
+    if isinstance(where, Call) and where.op is Op.AND:
+        return _terms(where.args[0]) + _terms(where.args[1])
+    return [where]
+
+
+def _linear_in(expr, var: str) -> bool:
+    """Whether `expr` is affine in `var` (var only under +, -, negation and constant factors)."""
+    if var not in variables(expr):
+        return True
+    if isinstance(expr, Var):
+        return True
+    if isinstance(expr, Call) and expr.op in (Op.ADD, Op.SUB):
+        return all(_linear_in(a, var) for a in expr.args)
+    if isinstance(expr, Call) and expr.op is Op.NEG:
+        return _linear_in(expr.args[0], var)
+    if isinstance(expr, Call) and expr.op is Op.MUL:
+        free = [var not in variables(a) for a in expr.args]
+        return any(free) and all(_linear_in(a, var) for a in expr.args)
+    return False
+
+
+_BOUNDS = {Op.LT, Op.LE, Op.GT, Op.GE}
+
+
+@functools.lru_cache(maxsize=64)
+def row_bounds(kernel: AttentionKernel) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per query row p, the kept keys lo(p) <= m <= hi(p) before clipping to [0, M - 1]
+    (-inf / +inf where no term bounds that side), when the filter is a conjunction of
+    comparisons affine in the key position; None for any other filter (sinks, NATTEN).
+
+    Example:
+        >>> import einsim
+        >>> k = attention_kernel(einsim.attention("sliding_window", W=3), dict(E=8, F=8,
+        ...                      M=6, P=6))
+        >>> [b.tolist() for b in row_bounds(k)]
+        [[-2.0, -1.0, 0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]
+    """
+    p = np.arange(kernel.seq_q, dtype=np.float64)
+    lo, hi = np.full(p.shape, -np.inf), np.full(p.shape, np.inf)
+    if kernel.where is None:
+        return lo, hi
+    sizes, m = dict(kernel.sizes), kernel.key[0]
+    rest = dict.fromkeys(kernel.key[1:], 0)
+    for term in _terms(kernel.where):
+        if not (isinstance(term, Call) and term.op in _BOUNDS):
+            return None
+        diff = Call(Op.SUB, term.args)
+        if not _linear_in(diff, m) or (variables(diff) - {m, kernel.query, *rest}):
+            return None
+        c = np.broadcast_to(_index_eval(diff, {m: 0.0, kernel.query: p, **rest}, sizes), p.shape)
+        a = np.broadcast_to(_index_eval(diff, {m: 1.0, kernel.query: p, **rest}, sizes), p.shape)
+        a = a - c
+        op = term.op
+        if np.all(a == 0):  # a condition on the query alone: keeps all keys or none
+            holds = _INDEX_OPS[op](c, 0.0)
+            hi = np.where(holds, hi, -np.inf)
+            continue
+        if np.any(a == 0) or not (np.all(a > 0) or np.all(a < 0)):
+            return None
+        t = -c / a  # a*m + c  op  0   <=>   m  op'  t  (op flipped when a < 0)
+        if a[0] < 0:
+            op = {Op.LT: Op.GT, Op.LE: Op.GE, Op.GT: Op.LT, Op.GE: Op.LE}[op]
+        if op is Op.LE:
+            hi = np.minimum(hi, np.floor(t))
+        elif op is Op.LT:
+            hi = np.minimum(hi, np.ceil(t) - 1)
+        elif op is Op.GE:
+            lo = np.maximum(lo, np.ceil(t))
+        else:
+            lo = np.maximum(lo, np.floor(t) + 1)
+    return lo + 0.0, hi + 0.0  # no negative zeros
+
+
+@functools.lru_cache(maxsize=64)
+def _clipped(kernel: AttentionKernel):
+    """Row intervals clipped to the keys, and whether each row keeps any key; None when the
+    union of a query tile's rows is not one interval (then `_tile_flags` counts)."""
+    bounds = row_bounds(kernel)
+    if bounds is None:
+        return None
+    lo = np.maximum(bounds[0], 0).astype(np.int64)
+    hi = np.minimum(bounds[1], kernel.seq_kv - 1)
+    hi = np.where(np.isneginf(hi), -1, hi).astype(np.int64)
+    kept = lo <= hi
+    a, b = lo[kept], hi[kept]
+    if np.any(np.diff(a) < 0) or np.any(np.diff(b) < 0) or np.any(a[1:] > b[:-1] + 1):
+        return None
+    return lo, hi, kept
+
+
+def _tile_ranges(kernel: AttentionKernel, br: int, bc: int):
+    """Per query tile: (first active key tile, last active, first full, last full), or None
+    (see `_clipped`). A key tile is active when a kept (m, p) lies in it, full when every
+    real query row of the tile keeps every key of it and the tile has no padded key."""
+    clipped = _clipped(kernel)
+    if clipped is None:
+        return None
+    lo, hi, kept = clipped
+    P, M = kernel.seq_q, kernel.seq_kv
+    starts = np.arange(0, P, br)
+    big = np.int64(1) << 62
+    first = np.minimum.reduceat(np.where(kept, lo, big), starts)
+    last = np.maximum.reduceat(np.where(kept, hi, -1), starts)
+    all_kept = np.logical_and.reduceat(kept, starts)
+    inner_lo = np.maximum.reduceat(lo, starts)
+    inner_hi = np.minimum.reduceat(hi, starts)
+    any_kept = last >= 0
+    t_lo = np.where(any_kept, first // bc, 0)
+    t_hi = np.where(any_kept, last // bc, -1)
+    whole = M // bc
+    f_lo = -(-inner_lo // bc)
+    f_hi = np.minimum((inner_hi + 1) // bc, whole) - 1
+    f_hi = np.where(all_kept, f_hi, -1)
+    return t_lo, t_hi, f_lo, f_hi
+
+
+@functools.lru_cache(maxsize=64)
+def _tile_flags(kernel: AttentionKernel, br: int, bc: int) -> tuple[np.ndarray, np.ndarray]:
+    """(active, full) per (query tile, key tile), from the filter over every (m, p): the
+    exact path for masks that are not one interval per query tile."""
+    P, M = kernel.seq_q, kernel.seq_kv
+    nq, nk = -(-P // br), -(-M // bc)
+    active = np.zeros((nq, nk), dtype=bool)
+    full = np.zeros((nq, nk), dtype=bool)
+    m = np.arange(nk * bc)
+    tiles_per_chunk = max(1, (1 << 24) // max(1, br * nk * bc))
+    for start in range(0, nq, tiles_per_chunk):
+        stop = min(nq, start + tiles_per_chunk)
+        p = np.arange(start * br, stop * br)
+        keep = kernel.keep(m[None, :], p[:, None]) & (m[None, :] < M)
+        real = (p < P)[:, None]
+        shaped = (stop - start, br, nk, bc)
+        active[start:stop] = (keep & real).reshape(shaped).any(axis=(1, 3))
+        full[start:stop] = (keep | ~real).reshape(shaped).all(axis=(1, 3))
+    return active, full
+
+
+def cta_tiles(kernel: AttentionKernel | AttentionProblem, br: int, bc: int, split: int):
+    """(full, partial) key-tile counts per CTA, in launch order for one head: query tile
+    fastest, then the split index. Split c takes key tiles [c·S, (c+1)·S), S = ceil(T / split).
+    """
+    kernel = as_kernel(kernel)
+    tiles = -(-kernel.seq_kv // bc)
+    chunk = -(-tiles // split)
+    c = np.arange(split)[:, None]
+    c_lo, c_hi = c * chunk, np.minimum(tiles, (c + 1) * chunk) - 1
+    ranges = _tile_ranges(kernel, br, bc)
+    if ranges is not None:
+        lo, hi, flo, fhi = ranges
+        active = _overlap(lo[None], hi[None], c_lo, c_hi)
+        full = np.minimum(active, _overlap(flo[None], fhi[None], c_lo, c_hi))
+    else:
+        flags_active, flags_full = _tile_flags(kernel, br, bc)
+        j = np.arange(tiles)
+        inside = (j[None, :] >= c_lo) & (j[None, :] <= c_hi)  # (split, tiles)
+        active = inside.astype(np.int64) @ flags_active.T.astype(np.int64)
+        full = inside.astype(np.int64) @ (flags_full & flags_active).T.astype(np.int64)
+    return full.reshape(-1), (active - full).reshape(-1)
+
+
+def tile_counts(problem: AttentionProblem | AttentionKernel, br: int, bc: int):
+    """Per query tile i: (first active key tile, last active, first full, last full); a tile
+    is active when one kept (m, p) pair lies in it, full when every pair is kept and no key is
+    padding. For filters that keep one key interval per query tile (`row_bounds`).
 
     Example (causal, P = M = 10, Br = Bc = 4: tiles 0..2; query tile 1 holds rows 4..7):
         >>> p = AttentionProblem(1, 1, 10, 10, 8, 8, Mask.CAUSAL)
         >>> [a.tolist() for a in tile_counts(p, 4, 4)]
         [[0, 0, 0], [0, 1, 2], [0, 0, 0], [-1, 0, 1]]
     """
-    P, M = problem.seq_q, problem.seq_kv
-    i = np.arange(-(-P // br))
-    p0, p1 = i * br, np.minimum(P, (i + 1) * br) - 1
-    last = -(-M // bc) - 1
-    whole = M // bc  # key tiles without padding: 0 .. whole - 1
-    if problem.mask is Mask.NONE:
-        lo, hi = np.zeros_like(i), np.full_like(i, last)
-        flo, fhi = np.zeros_like(i), np.full_like(i, whole - 1)
-    elif problem.mask is Mask.CAUSAL:
-        lo, hi = np.zeros_like(i), np.minimum(last, p1 // bc)
-        flo, fhi = np.zeros_like(i), np.minimum((p0 + 1) // bc, whole) - 1
-    else:
-        if problem.mask is Mask.WINDOW:
-            first_key, last_key = p0 - problem.window + 1, p1  # keys some query keeps
-            full_first, full_last = p1 - problem.window + 1, p0  # keys every query keeps
-        else:
-            h = problem.window // 2
-            first_key, last_key = p0 - h, p1 + h
-            full_first, full_last = p1 - h, p0 + h
-        lo = np.maximum(first_key, 0) // bc
-        hi = np.minimum(last_key, M - 1) // bc
-        hi = np.where(first_key > M - 1, -1, hi)
-        flo = -(-np.maximum(full_first, 0) // bc)
-        fhi = np.minimum((full_last + 1) // bc, whole) - 1
-    return lo, hi, flo, fhi
+    ranges = _tile_ranges(as_kernel(problem), br, bc)
+    if ranges is None:
+        raise SpecError("tile_counts: the mask keeps more than one key interval per query tile")
+    return ranges
 
 
-def _overlap(a_lo, a_hi, b_lo, b_hi):
-    """Size of the integer interval intersection [a_lo, a_hi] & [b_lo, b_hi] (elementwise)."""
-    return np.maximum(0, np.minimum(a_hi, b_hi) - np.maximum(a_lo, b_lo) + 1)
+def score_occupancy(kernel: AttentionKernel, br, bc):
+    """The score Einsum's tile occupancy (`einsim.einsum.occupancy`) for CTA tilings of Br
+    queries x Bc keys (arrays), each head its own tile: (active tiles, kept (m, p) pairs),
+    per kernel instance, summed over its heads."""
+    from einsim.einsum.occupancy import occupancy
 
-
-def cta_tiles(problem: AttentionProblem, br: int, bc: int, split: int):
-    """(full, partial) key-tile counts per CTA, in launch order for one head: query tile
-    fastest, then the split index. Split c takes key tiles [c·S, (c+1)·S), S = ceil(T / split).
-    """
-    lo, hi, flo, fhi = tile_counts(problem, br, bc)
-    tiles = -(-problem.seq_kv // bc)
-    chunk = -(-tiles // split)
-    c = np.arange(split)[:, None]
-    c_lo, c_hi = c * chunk, np.minimum(tiles, (c + 1) * chunk) - 1
-    active = _overlap(lo[None], hi[None], c_lo, c_hi)
-    full = np.minimum(active, _overlap(flo[None], fhi[None], c_lo, c_hi))
-    return full.reshape(-1), (active - full).reshape(-1)
+    einsum = kernel.cascade.producers[kernel.score]
+    tile: dict[str, object] = {QUERY_RANK: br, rank_of(kernel.key[0]): bc}
+    tile.update(dict.fromkeys((rank_of(v) for v in kernel.key[1:]), 1))
+    heads = [v for v in einsum.out_vars if v not in (kernel.query, *kernel.key)]
+    tile.update(dict.fromkeys((rank_of(v) for v in heads), 1))
+    occ = occupancy(kernel.cascade, dict(kernel.sizes), tile, (kernel.score,))[kernel.score]
+    contraction = math.prod(dict(kernel.sizes)[rank_of(v)] for v in einsum.reduced_vars)
+    return occ.tiles - occ.empty, occ.points // contraction
 
 
 def list_schedule(durations: np.ndarray, slots: int, repeat: int = 1) -> np.ndarray:
@@ -801,13 +1280,20 @@ def _finish(arch, name, family, cal, makespan, hbm_bytes, mma_flops, dtype, **re
     return _Kernel(name, family, time, compute, memory, mma_flops, hbm_bytes=hbm_bytes, **rest)
 
 
-def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> list[_Kernel]:
+def _register_mask(problem: AttentionKernel) -> str:
+    """The register table's mask column: the CUDA kernel's mask for the filter, else ''
+    (the fit over the table)."""
+    mask = _kernel_mask(problem)
+    return mask[0].value if mask is not None else ""
+
+
+def _fused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> list[_Kernel]:
     b = problem.dtype_bytes
-    e, f, sweeps = problem.head_dim, problem.head_dim_v, problem.form.sweeps
+    e, f, sweeps = problem.head_dim, problem.head_dim_v, problem.sweeps
     heads = problem.batch * problem.heads
     l2_per_sm = arch.l2_bytes_per_s / arch.sms
     smem = fused_smem_bytes(r.br, r.bc, r.stages, e, f, b)
-    regs, spill = kernel_registers("fused", r.br, r.bc, r.warps, e, f, problem.mask.value)
+    regs, spill = kernel_registers("fused", r.br, r.bc, r.warps, e, f, _register_mask(problem))
     k = _occupancy(arch, r.warps, smem, regs)
     problems = []
     _note(
@@ -860,8 +1346,7 @@ def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> l
     waves = np.zeros(r.n)
     mma = np.zeros(r.n)
     exps = np.zeros(r.n)
-    fp32 = np.zeros(r.n)
-    l2_kv = np.zeros(r.n)
+    full_tiles = np.zeros(r.n)
     ctas_per_head = np.zeros(r.n)
     groups: dict[tuple, list[int]] = {}
     for row in range(r.n):
@@ -878,16 +1363,22 @@ def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> l
             t_edge[rows, None] + full[None] * t_full[rows, None] + part[None] * t_part[rows, None]
         )
         makespan[rows] = list_schedule(per_cta * max(occ, 1), slots, heads)
-        tiles = float(active.sum()) * heads
-        parts = float(part.sum()) * heads
-        mma[rows] = tiles * mma_tile[rows]
-        exps[rows] = tiles * exp_tile[rows]
-        fp32[rows] = tiles * fp32_full[rows] + parts * (fp32_part - fp32_full)[rows]
-        l2_kv[rows] = tiles * bc * (e * sweeps + f) * b
+        full_tiles[rows] = float(full.sum()) * heads
+    # Work: the score Einsum's active tiles (tile occupancy of the IR), each computed whole.
+    active, _ = score_occupancy(problem, r.br, r.bc)
+    tiles = active.astype(np.float64) * problem.batch
+    parts = tiles - full_tiles
+    mma = tiles * mma_tile
+    exps = tiles * exp_tile
+    fp32 = tiles * fp32_full + parts * (fp32_part - fp32_full)
+    l2_kv = tiles * r.bc * (e * sweeps + f) * b
     q_o = heads * problem.seq_q * (e + f) * b
-    kv_unique = heads * problem.seq_kv * (e + f) * b
+    # K/V come from HBM once per K/V head: the query heads of a group (GQA) share them.
+    kv_heads = problem.batch * problem.kv_heads
+    kv_unique = kv_heads * problem.seq_kv * (e + f) * b
     in_flight = np.minimum(heads, np.ceil(arch.sms * np.maximum(k, 1) / ctas_per_head))
-    working_set = in_flight * problem.seq_kv * (e + f) * b
+    groups_in_flight = np.minimum(kv_heads, np.ceil(in_flight * problem.kv_heads / problem.heads))
+    working_set = groups_in_flight * problem.seq_kv * (e + f) * b
     miss = 1.0 - np.minimum(1.0, arch.l2_bytes / working_set)
     hbm = q_o + np.minimum(kv_unique, l2_kv) + miss * np.maximum(0.0, l2_kv - kv_unique)
     partial_out = np.where(r.split > 1, heads * problem.seq_q * (f + 2) * 4.0 * r.split, 0.0)
@@ -914,7 +1405,7 @@ def _fused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> l
     return kernels
 
 
-def _combine(problem, arch, r: _Rows, cal) -> _Kernel:
+def _combine(problem: AttentionKernel, arch, r: _Rows, cal) -> _Kernel:
     """The split-KV combine: read split x (F + 2) FP32 per query row, write F outputs;
     memory-bound. Rows without a split cost nothing."""
     rows = problem.batch * problem.heads * problem.seq_q
@@ -970,7 +1461,7 @@ def _gemm(arch, cal, problem, r, k, ctas_per_head, out_rows, out_cols, depth, ch
     return makespan, waves, mma
 
 
-def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) -> list[_Kernel]:
+def _unfused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> list[_Kernel]:
     b = problem.dtype_bytes
     e, f, P, M = problem.head_dim, problem.head_dim_v, problem.seq_q, problem.seq_kv
     heads = problem.batch * problem.heads
@@ -990,7 +1481,8 @@ def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) ->
     k_qk = _occupancy(arch, r.warps, smem_qk, regs_qk)
     span, waves_qk, mma_qk = _gemm(arch, cal, problem, r, k_qk, nq * nk, r.br, r.bc, e, e, 1, b, 4)
     s_bytes = heads * P * M * 4.0
-    hbm_qk = heads * (P * e + M * e) * b + s_bytes
+    kv_heads = problem.batch * problem.kv_heads  # K and V once per K/V head (GQA shares them)
+    hbm_qk = (heads * P * e + kv_heads * M * e) * b + s_bytes
     qk = _finish(
         arch,
         "qk",
@@ -1007,7 +1499,7 @@ def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) ->
         problems=problems,
     )
     # Softmax: a warp per row of S; pass 1 max, pass 2 sum of exp, pass 3 writes A.
-    kept = _kept_pairs(problem)
+    kept = float(_kept_pairs(problem))
     # Passes 2 and 3 hit the L2 while all of S fits it; otherwise they re-read HBM.
     miss = 0.0 if s_bytes <= arch.l2_bytes else 1.0
     hbm_sm = s_bytes * (1 + 2 * miss) + heads * P * M * b
@@ -1037,7 +1529,7 @@ def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) ->
     k_av = _occupancy(arch, r.warps, smem_av, regs_av)
     span, waves_av, mma_av = _gemm(arch, cal, problem, r, k_av, nq, r.br, f, M, r.bc, r.stages,
                                    b, b)  # fmt: skip
-    hbm_av = heads * (P * M + M * f + P * f) * b
+    hbm_av = (heads * (P * M + P * f) + kv_heads * M * f) * b
     av = _finish(
         arch,
         "av",
@@ -1057,24 +1549,17 @@ def _unfused(problem: AttentionProblem, arch: GpuArchitecture, r: _Rows, cal) ->
     return [qk, softmax, av]
 
 
-def _kept_pairs(problem: AttentionProblem) -> float:
-    """Kept (m, p) pairs of one head, counted per query row in closed form."""
-    p = np.arange(problem.seq_q)
-    M, W = problem.seq_kv, problem.window
-    if problem.mask is Mask.NONE:
-        return float(problem.seq_q * M)
-    if problem.mask is Mask.CAUSAL:
-        return float(np.minimum(p + 1, M).sum())
-    if problem.mask is Mask.WINDOW:
-        lo, hi = np.maximum(0, p - W + 1), np.minimum(p, M - 1)
-    else:
-        lo, hi = np.maximum(0, p - W // 2), np.minimum(M - 1, p + W // 2)
-    return float(np.maximum(0, hi - lo + 1).sum())
+def _kept_pairs(problem: AttentionKernel) -> int:
+    """Kept (m, p) pairs of one head: the score Einsum's points (its tile occupancy) over its
+    contraction and its heads."""
+    _, kept = score_occupancy(problem, np.array([1]), np.array([1]))
+    return int(kept[0]) // problem.heads
 
 
-def useful_flops(problem: AttentionProblem) -> float:
+def useful_flops(problem: AttentionProblem | AttentionKernel) -> float:
     """FLOPs of the kept (m, p) pairs: 2·(E + F) per pair per head (QK and PV), the count
     that achieved TFLOP/s are quoted in (FlashAttention-2's convention)."""
+    problem = as_kernel(problem)
     heads = problem.batch * problem.heads
     return 2.0 * (problem.head_dim + problem.head_dim_v) * _kept_pairs(problem) * heads
 
@@ -1086,7 +1571,7 @@ def _note(problems: list, n: int, mask, message: str, *values) -> None:
 
 
 def evaluate_gpu_batch(
-    problem: AttentionProblem | Cascade,
+    problem: AttentionProblem | AttentionKernel | Cascade,
     arch: GpuArchitecture,
     mapping: GpuMapping,
     params: MappingABC[str, object] | None = None,
@@ -1098,7 +1583,8 @@ def evaluate_gpu_batch(
     """Predict the time of many tilings of one attention kernel on a GPU.
 
     Args:
-        problem: an `AttentionProblem`, or a cascade (then `shape` and `dtype` are needed).
+        problem: a cascade (then `shape` and `dtype` are needed: its `attention_kernel`
+            is costed), an `AttentionKernel`, or an `AttentionProblem` (a CUDA launch).
         arch: the GPU.
         mapping: the template; `params` override its fields per row.
         params: arrays (one common length n) of `block_q`, `block_kv`, `stages`, `warps`,
@@ -1120,9 +1606,10 @@ def evaluate_gpu_batch(
     """
     if isinstance(problem, Cascade) and shape is None:
         raise SpecError("evaluate_gpu_batch: a cascade needs its shape")
-    names = tuple(e.output for e in problem.einsums) if isinstance(problem, Cascade) else ()
+    from_cascade = isinstance(problem, Cascade)
     if isinstance(problem, Cascade):
-        problem = problem_from_cascade(problem, shape or {}, dtype)
+        problem = attention_kernel(problem, shape or {}, dtype)
+    problem = as_kernel(problem)
     cal = dict(calibration or load_calibration(arch.name))
     rows = _rows(mapping, params)
     if mapping.kernel is KernelForm.FUSED:
@@ -1152,7 +1639,7 @@ def evaluate_gpu_batch(
         einsum_rows.append(
             {
                 "kernel": kernel.name,
-                "einsum": _kernel_einsums(kernel.name, names) or kernel.family,
+                "einsum": (from_cascade and _kernel_einsums(kernel.name, problem)) or kernel.family,
                 "unit": _KERNEL_UNITS[kernel.name],
                 "ops": shaped(kernel.mma_flops / 2 + kernel.exp_ops + kernel.fp32_ops),
                 "cycles": shaped(kernel.time_s * arch.clock_hz),
@@ -1196,7 +1683,7 @@ _ATTRS = ("br", "bc", "stages", "warps", "split")
 
 
 def evaluate_gpu(
-    problem: AttentionProblem | Cascade,
+    problem: AttentionProblem | AttentionKernel | Cascade,
     arch: GpuArchitecture,
     mapping: GpuMapping,
     *,
@@ -1229,14 +1716,18 @@ _KERNEL_UNITS = {
 }
 
 
-def _kernel_einsums(kernel: str, names: tuple[str, ...]) -> str:
-    """The cascade's Einsums a kernel runs: all of them fused; unfused QK / AV / the rest."""
-    if not names or kernel == "combine":
+def _kernel_einsums(kernel: str, problem: AttentionKernel) -> str:
+    """The cascade's Einsums a kernel runs: all of them fused; unfused, the scores (QK), the
+    contraction with V (AV) and the softmax between them."""
+    names = tuple(e.output for e in problem.cascade.einsums)
+    if kernel == "combine":
         return ""
-    if kernel in ("attention",):
+    if kernel == "attention":
         return ", ".join(names)
     if kernel == "qk":
-        return "QK"
+        return problem.score
     if kernel == "av":
-        return names[-1]
-    return ", ".join(n for n in names if n not in ("QK", names[-1]))
+        return problem.value
+    copies = {e.output for e in problem.cascade.einsums if _copies(problem.cascade, e)}
+    rest = (n for n in names if n not in (problem.score, problem.value, *copies))
+    return ", ".join(rest)
