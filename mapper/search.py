@@ -161,10 +161,11 @@ class Runner:
 
 
 def _sizes(space: MapSpace) -> dict[str, int]:
-    from einsim.einsum import resolve_shape
+    """The cascade's sizes and the outer batch ranks (`split_shape`'s one rule)."""
+    from einsim.simulator.shape import DEFAULT_BATCH, split_shape
 
-    sizes = {k: int(v) for k, v in resolve_shape(space.cascade, space.shape).items()}
-    return sizes | {k: int(v) for k, v in space.shape.items() if k not in sizes}
+    split = split_shape(space.cascade, DEFAULT_BATCH, space.shape)
+    return {k: int(v) for k, v in (split.sizes | split.outer).items()}
 
 
 def pareto_mask(points: np.ndarray) -> np.ndarray:

@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from einsim.einsum import Cascade, SpecError, pass_analysis, resolve_shape
+from einsim.einsum import Cascade, SpecError, pass_analysis
 from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 from einsim.simulator import Architecture, Kernel, Loop, Mapping, Overlap, evaluate_batch
 from einsim.simulator.mapping import StageItem
+from einsim.simulator.shape import DEFAULT_BATCH, split_shape
 
 from .constraints import Constraints
 
@@ -268,12 +269,11 @@ class _Context:
 
 
 def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constraints) -> _Context:
-    sizes = {k: int(v) for k, v in resolve_shape(cascade, shape).items()}
-    batch = tuple(k for k in shape if k not in cascade.ranks)
-    for key in batch:
-        value = shape[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(f"shape: {key} must be a positive integer, got {value!r}")
+    # The one rule of simulator/shape.py: the mapper's mappings name the default batch
+    # ranks; a rank the cascade iterates is searched (and priced) as a cascade rank.
+    split = split_shape(cascade, DEFAULT_BATCH, shape)
+    sizes = {k: int(v) for k, v in split.sizes.items()}
+    batch = tuple(split.outer)
     work, supported = {}, {}
     for einsum in cascade.einsums:
         counts = einsum_op_counts(cascade, einsum, sizes)

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from einsim.einsum import Cascade, InfeasibleError, MappingError, Op, SpecError, resolve_shape
+from einsim.einsum import Cascade, InfeasibleError, MappingError, Op
 from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 
 from .architecture import Architecture, ComputeUnit
 from .area import area_by_component_mm2
 from .mapping import Kernel, Mapping, Overlap, loop_keys, parameter_names
+from .shape import split_shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -857,14 +858,11 @@ def evaluate_batch(
     options = options or ModelOptions()
     batch_params, n = _batch_params(mapping, params)
     arch = _with_arch_params(arch, batch_params)
-    sizes = dict(resolve_shape(cascade, shape))
-    batch = 1
-    for rank in mapping.batch:
-        value = shape.get(rank, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise SpecError(f"shape: {rank} must be a positive integer, got {value!r}")
-        sizes[rank] = value
-        batch *= value
+    # One rule (simulator/shape.py): a rank the cascade iterates is priced by it, never
+    # also a batch multiplier; outer ranks are the mapping's batch ranks it does not know.
+    split = split_shape(cascade, mapping, shape)
+    sizes = split.sizes | {r: split.outer.get(r, 1) for r in mapping.batch if r not in split.sizes}
+    batch = split.multiplier
     mapped = [e for k in mapping.kernels for e in k.einsums]
     missing = [e.output for e in cascade.einsums if e.output not in mapped]
     if missing:
