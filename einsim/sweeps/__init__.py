@@ -4,18 +4,29 @@ written as a resumable Parquet dataset.
 
     >>> from einsim.sweeps import load_spec
     >>> load_spec("fusemax_pareto").size
-    12
+    24
 """
 
 from .run import InlineExecutor, SweepProgress, SweepResult, default_chunk_size, sweep
-from .spec import Axis, SweepSpec, examples, load_spec, parse_spec, point_id
+from .spec import (
+    MAX_POINTS,
+    Axis,
+    SweepSpec,
+    SweepWarning,
+    examples,
+    load_spec,
+    parse_spec,
+    point_id,
+)
 
 __all__ = [
+    "MAX_POINTS",
     "Axis",
     "InlineExecutor",
     "SweepProgress",
     "SweepResult",
     "SweepSpec",
+    "SweepWarning",
     "default_chunk_size",
     "examples",
     "load_spec",

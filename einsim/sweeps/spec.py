@@ -269,6 +269,13 @@ def _check_search(value: Mapping, where: str) -> None:
         )
 
 
+def _too_many(where: str, count: int, what: str, limit: int) -> SpecError:
+    return SpecError(
+        f"{where}: {count:,} {what}, more than the {limit:,} points a sweep may have "
+        "(--max-points, max_points= raise the bound)"
+    )
+
+
 def _values(raw: object, where: str, limit: int) -> list[object]:
     """An axis's values: a non-empty list, or a range {from, to, step} / {from, to, times};
     a range longer than `limit` is refused before it is expanded."""
@@ -289,10 +296,7 @@ def _values(raw: object, where: str, limit: int) -> list[object]:
                 raise SpecError(f"{where}: step must be a positive integer, got {raw['step']!r}")
             count = max(0, (stop - start) // raw["step"] + 1)
             if count > limit:
-                raise SpecError(
-                    f"{where}: the range has {count:,} values, more than the {limit:,} points "
-                    "a sweep may have"
-                )
+                raise _too_many(f"{where}: the range", count, "values", limit)
             values = list(range(start, stop + 1, raw["step"]))
         else:
             times = raw["times"]
@@ -313,9 +317,7 @@ def _values(raw: object, where: str, limit: int) -> list[object]:
     if not raw:
         raise SpecError(f"{where}: empty axis (no values)")
     if len(raw) > limit:
-        raise SpecError(
-            f"{where}: {len(raw):,} values, more than the {limit:,} points a sweep may have"
-        )
+        raise _too_many(where, len(raw), "values", limit)
     return raw
 
 
@@ -342,9 +344,7 @@ def _axis(name: str, raw: object, where: str, limit: int) -> Axis:
         if not isinstance(raw, list) or not raw:
             raise SpecError(f"{where}: empty axis: cases must be a non-empty list of settings")
         if len(raw) > limit:
-            raise SpecError(
-                f"{where}: {len(raw):,} cases, more than the {limit:,} points a sweep may have"
-            )
+            raise _too_many(where, len(raw), "cases", limit)
         keys: dict[str, None] = {}
         values = []
         for i, case in enumerate(raw):
