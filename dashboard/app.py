@@ -649,7 +649,7 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
         Output("cascade-graph", "figure"),
         Output("cascade-table", "children"),
     ]
-    inputs = [Input(i, p) for i, p in DESIGN_FIELDS] + [
+    triggers = [Input(i, p) for i, p in DESIGN_FIELDS] + [
         Input("compare-on", "value"),
         Input("compare-algorithm", "value"),
         Input("compare-arch", "value"),
@@ -659,7 +659,7 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
         Input("search-done", "data"),
     ]
 
-    @app.callback(outputs, inputs)
+    @app.callback(outputs, triggers)
     def update_design(*values):
         *a, compare_on, algorithm_b, arch_b, mapping_b, tiling_b, source, done = values
         blank = figures.empty_figure("no result")
