@@ -45,6 +45,7 @@ from .ir import (
     rank_of,
     var_of,
     variables,
+    walk,
 )
 
 #: Extent of a tile along the tiled rank of a filtered Einsum when `tile` does not name it.
@@ -52,6 +53,15 @@ DEFAULT_TILE = 256
 #: Most points of one Einsum evaluated at once (bounds every temporary array: 32 MB in float64).
 TILE_POINTS = 1 << 22
 _EMPTY, _PARTIAL, _FULL = 0, 1, 2
+_COMPARE = {
+    Op.LT: np.less,
+    Op.LE: np.less_equal,
+    Op.GT: np.greater,
+    Op.GE: np.greater_equal,
+    Op.EQ: np.equal,
+    Op.NE: np.not_equal,
+}
+_LOGICAL = {Op.AND: np.logical_and, Op.OR: np.logical_or, Op.NOT: np.logical_not}
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -306,12 +316,13 @@ def interval(expr: Expr, env: Mapping[str, tuple], sizes: Mapping[str, int]):
 class _Buffer:
     """A tensor's storage: `array` holds indices offset..offset+n along each dimension."""
 
-    __slots__ = ("array", "dirty", "offsets")
+    __slots__ = ("array", "clear", "dirty", "offsets")
 
     def __init__(self, array: np.ndarray, dirty: bool = False):
         self.array = array
         self.offsets = [0] * array.ndim
         self.dirty: list | None = [] if dirty else None
+        self.clear = True
 
 
 class _Box:
@@ -355,7 +366,15 @@ class Executor:
         self.cascade, self.sizes, self.shapes, self.dtype = cascade, sizes, shapes, dtype
         self.tile = {k: int(v) for k, v in (tile or {}).items()}
         self.store: dict[str, _Buffer] = {}
-        self._masks: dict = {}
+        self._masks: dict = {}  # per step of a run: masks, values of one-variable nodes
+        self._classes: dict = {}  # per item of the plan: tile classes
+        self._loop: tuple[str, int] | None = None  # the running loop's variable and extent
+        self._full: dict = {}  # per item: filter nodes of one free variable, over its range
+        self._node_vars: dict = {}
+        self._canonical: dict[int, Expr] = {}
+        self._by_value: dict[Expr, Expr] = {}
+        # One object per partition's bound `m1*M0+m0 < M` (the caches key clauses by id).
+        self._inside = {p: Call(Op.LT, (p.combined(), Size(p.rank))) for p in cascade.partitions}
         self._kinds: dict = {}
 
     # -- index arithmetic ---------------------------------------------------------------
@@ -506,53 +525,166 @@ class Executor:
             hi, lo = var_of(part.upper), var_of(part.lower)
             padded = int(self.sizes[part.upper]) * int(self.sizes[part.lower])
             if hi in names and lo in names and padded != int(self.sizes[part.rank]):
-                clauses.append(Call(Op.LT, (part.combined(), Size(part.rank))))
+                clauses.append(self._inside[part])
         if einsum.where is not None:
-            clauses.append(einsum.where)
+            where = self._canonical.get(id(einsum.where))
+            if where is None:  # Einsums with equal filters share one object (and caches)
+                where = self._by_value.setdefault(einsum.where, einsum.where)
+                self._canonical[id(einsum.where)] = where
+            clauses.append(where)
         return clauses
 
+    def _filtered_box(self, einsum: Einsum, box: _Box):
+        """The filter's clauses and the box cut down to the variables they use (so Einsums
+        sharing a filter share its masks and tile classes): (clause ids, clauses, box)."""
+        clauses = self._clauses(einsum, set(box.vars))
+        used: set[str] = set()
+        for clause in clauses:
+            used |= self._vars_of(clause)[0]
+        keep = sorted((i for i, v in enumerate(box.vars) if v in used), key=lambda i: box.vars[i])
+        sub = _Box(
+            [box.vars[i] for i in keep], [box.lo[i] for i in keep], [box.hi[i] for i in keep]
+        )
+        return tuple(id(c) for c in clauses), clauses, sub
+
     def mask(self, einsum: Einsum, box: _Box):
-        """The kept points of a box (the materializing executor's `mask_of`), cached."""
-        key = (id(einsum.where), tuple(box.vars), tuple(box.lo), tuple(box.hi))
-        if key in self._masks:
-            return self._masks[key]
-        env = self._local(box)
-        keep = None
-        for clause in self._clauses(einsum, set(box.vars)):
-            part = self.value(clause, box, env, None) != 0
-            keep = part if keep is None else keep & part
-        self._masks[key] = keep
-        return keep
+        """The kept points of a box (the materializing executor's `mask_of`), cached per
+        filter and box, shaped to broadcast against `box`."""
+        ids, clauses, sub = self._filtered_box(einsum, box)
+        key = (ids, tuple(sub.vars), tuple(sub.lo), tuple(sub.hi))
+        keep = self._masks.get(key)
+        if keep is None:
+            env = self._local(sub)
+            keep = np.bool_(True)
+            for clause in clauses:
+                keep = keep & (self._filter_value(clause, sub, env, True) != 0)
+            keep = np.broadcast_to(keep, sub.extents) if sub.vars else keep
+            self._masks[key] = keep
+        if not sub.vars:
+            return keep
+        # From the canonical (sorted) axes of `sub` to the order of `box`, with size-1 axes
+        # for the box's other variables.
+        order = sorted(range(len(sub.vars)), key=lambda i: box.vars.index(sub.vars[i]))
+        extents = dict(zip(sub.vars, sub.extents, strict=True))
+        return keep.transpose(order).reshape([extents.get(v, 1) for v in box.vars])
+
+    def _vars_of(self, expr: Expr):
+        """(variables, reads a tensor) of a filter node; a partition's whole variable (m)
+        counts as its parts (m1, m0)."""
+        found = self._node_vars.get(id(expr))
+        if found is None:
+            names = set(variables(expr))
+            for part in self.cascade.partitions:
+                if var_of(part.rank) in names:
+                    names |= {var_of(part.upper), var_of(part.lower)}
+            reads = any(isinstance(e, Access) for e in walk(expr))
+            found = self._node_vars[id(expr)] = (frozenset(names), reads, expr)
+        return found[0], found[1]
+
+    def _filter_value(self, expr: Expr, box: _Box, env, boolean: bool = False):
+        """`value` of a filter node over `box`; a node varying along one variable of the box
+        only (p // Y % X, the window start of p) is computed once over that variable's whole
+        range and sliced, so a tile costs only the nodes mixing two variables. `boolean`:
+        the caller only asks whether the value is nonzero (comparisons and and/or then stay
+        boolean arrays instead of the 0.0/1.0 floats `value` makes)."""
+        if not isinstance(expr, Call):
+            return self.value(expr, box, env, None)
+        names, reads = self._vars_of(expr)
+        if not reads:
+            varying = [
+                v
+                for v in box.vars
+                if v in names and box.hi[box.vars.index(v)] - box.lo[box.vars.index(v)] > 1
+            ]
+            if len(varying) == 1:
+                v = varying[0]
+                k = box.vars.index(v)
+                pinned = tuple(
+                    (w, box.lo[i]) for i, w in enumerate(box.vars) if w in names and w != v
+                )
+                key = (id(expr), tuple(box.vars), v, pinned)  # axes follow box.vars
+                whole = self._full.get(key)
+                if whole is None:
+                    span = box.with_range(v, 0, int(self.sizes[rank_of(v)]))
+                    whole = np.asarray(self.value(expr, span, self._local(span), None))
+                    self._full[key] = whole
+                if whole.ndim == 0:
+                    return whole
+                index = [slice(None)] * whole.ndim
+                index[k] = slice(box.lo[k], box.hi[k])
+                return whole[tuple(index)]
+        if boolean and expr.op in _LOGICAL:
+            args = [self._filter_value(a, box, env, True) for a in expr.args]
+            args = [a if np.asarray(a).dtype == bool else np.not_equal(a, 0) for a in args]
+            return _LOGICAL[expr.op](*args)
+        if boolean and expr.op in _COMPARE:
+            left, right = (self._filter_value(a, box, env) for a in expr.args)
+            return _COMPARE[expr.op](left, right)
+        args = [self._filter_value(a, box, env) for a in expr.args]
+        if expr.op.arity == 1:
+            return self.unary[expr.op](args[0])
+        return self.binary[expr.op](args[0], args[1])
 
     def classify(self, einsum: Einsum, box: _Box, var: str, step: int):
-        """Runs (lo, hi, status) of tiles of `step` along `var` (empty, partial or full)."""
+        """Runs (lo, hi, status) of tiles of `step` along `var` (empty, partial or full).
+
+        Inside a run, the classes of every step of the loop are computed at once (the
+        loop's variable as a second axis of the interval arrays) and cached for the run.
+        """
+        ids, clauses, sub = self._filtered_box(einsum, box)
+        loop = self._loop
+        row = 0
+        if loop is not None and loop[0] in sub.vars and loop[0] != var:
+            row = sub.lo[sub.vars.index(loop[0])]
+            sub = sub.with_range(loop[0], 0, loop[1])
+        if var not in sub.vars:
+            k = box.vars.index(var)
+            sub = _Box([*sub.vars, var], [*sub.lo, box.lo[k]], [*sub.hi, box.hi[k]])
+        key = (ids, tuple(sub.vars), tuple(sub.lo), tuple(sub.hi), var, step)
+        classes = self._classes.get(key)
+        if classes is None:
+            rows = loop[0] if loop is not None and loop[0] in sub.vars and loop[0] != var else None
+            classes = self._classes[key] = self._classify(clauses, sub, var, step, rows)
+        starts, ends, status = classes
+        runs: list[tuple[int, int, int]] = []
+        for i, s in enumerate(status[row].tolist()):
+            lo, hi = int(starts[i]), int(ends[i]) + 1
+            if runs and runs[-1][2] == s:
+                runs[-1] = (runs[-1][0], hi, s)
+            else:
+                runs.append((lo, hi, s))
+        return runs
+
+    def _classify(self, clauses, box: _Box, var: str, step: int, rows: str | None):
+        """Tile classes by interval arithmetic: an array (rows, tiles), one row per value of
+        `rows` (or a single row)."""
         k = box.vars.index(var)
         starts = np.arange(box.lo[k], box.hi[k], step)
         ends = np.minimum(starts + step, box.hi[k]) - 1
         env = {}
         for v, lo, hi in zip(box.vars, box.lo, box.hi, strict=True):
             env[v] = (np.array(float(lo)), np.array(float(hi - 1)))
-        env[var] = (starts.astype(float), ends.astype(float))
+        env[var] = (starts[None, :].astype(float), ends[None, :].astype(float))
+        n_rows = 1
+        if rows is not None:
+            j = box.vars.index(rows)
+            values = np.arange(box.lo[j], box.hi[j], dtype=float)[:, None]
+            env[rows] = (values, values)
+            n_rows = len(values)
         for part in self.cascade.partitions:
             hi, lo = var_of(part.upper), var_of(part.lower)
             if hi in env and lo in env:
                 size = Const(float(self.sizes[part.lower]))
                 combined = Call(Op.ADD, (Call(Op.MUL, (Var(hi), size)), Var(lo)))
                 env.setdefault(var_of(part.rank), interval(combined, env, self.sizes))
-        status = np.full(starts.shape, _FULL)
-        for clause in self._clauses(einsum, set(box.vars)):
-            lo, hi = (np.broadcast_to(x, starts.shape) for x in interval(clause, env, self.sizes))
+        shape = (n_rows, len(starts))
+        status = np.full(shape, _FULL)
+        for clause in clauses:
+            lo, hi = (np.broadcast_to(x, shape) for x in interval(clause, env, self.sizes))
             never = (lo == 0) & (hi == 0)
             always = (lo > 0) | (hi < 0)
             status = np.where(never, _EMPTY, np.where(always, status, np.minimum(status, _PARTIAL)))
-        runs = []
-        for i, s in enumerate(status):
-            lo, hi = int(starts[i]), int(ends[i]) + 1
-            if runs and runs[-1][2] == s and runs[-1][1] == lo:
-                runs[-1] = (runs[-1][0], hi, int(s))
-            else:
-                runs.append((lo, hi, int(s)))
-        return runs
+        return starts, ends, status
 
     # -- one Einsum ---------------------------------------------------------------------
     def run(self, einsum: Einsum, fixed: Mapping[str, int], accumulate: bool = False):
@@ -573,12 +705,9 @@ class Executor:
             k = names.index(var)
             runs = [(box.lo[k], box.hi[k], _FULL)]
         else:
-            filtered = set()
+            filtered: set[str] = set()
             for clause in clauses:
-                filtered |= variables(clause)
-            for part in self.cascade.partitions:
-                if var_of(part.rank) in filtered:
-                    filtered |= {var_of(part.upper), var_of(part.lower)}
+                filtered |= self._vars_of(clause)[0]
             candidates = [v for v in free if v in filtered] or free or names
             var = max(candidates, key=lambda v: box.extents[names.index(v)])
             rank = rank_of(var)
@@ -640,6 +769,11 @@ class Executor:
                 return
             if result is not None:
                 mask = None
+        if result is None and not einsum.reduced_vars and mask is None and not combine:
+            dst, _ = self._target(einsum, box)
+            if self._into(einsum.expr, box, self._local(box), dst):
+                return
+            result = None
         if result is None:
             env = self._local(box)
             values = self.value(einsum.expr, box, env, mask)
@@ -658,6 +792,30 @@ class Executor:
                     mask = mask.reshape(mask.shape[:n_out]) if mask.ndim else mask
         dst, _ = self._target(einsum, box)
         self._store(einsum, dst, result, combine, mask, out_shape)
+
+    def _into(self, expr: Expr, box: _Box, env, dst: np.ndarray) -> bool:
+        """Evaluate an element-wise `expr` straight into `dst` (no temporary for the last
+        operations: exp(QK - RM) subtracts into the output, then exponentiates it in place);
+        False (nothing written) when its top is not a numpy ufunc of the box's shape."""
+        if not isinstance(expr, Call) or dst.dtype != np.float64:
+            return False
+        function = self.unary.get(expr.op) if expr.op.arity == 1 else self.binary.get(expr.op)
+        if not isinstance(function, np.ufunc):
+            return False
+        if expr.op.arity == 1:
+            if not self._into(expr.args[0], box, env, dst):
+                value = self.value(expr.args[0], box, env, None)
+                if np.broadcast_shapes(np.shape(value), dst.shape) != dst.shape:
+                    return False
+                function(np.broadcast_to(value, dst.shape), out=dst)
+                return True
+            function(dst, out=dst)
+            return True
+        left, right = (self.value(a, box, env, None) for a in expr.args)
+        if np.broadcast_shapes(np.shape(left), np.shape(right), dst.shape) != dst.shape:
+            return False
+        function(left, right, out=dst)
+        return True
 
     def _store(self, einsum, dst, result, combine, mask, out_shape):
         result = np.broadcast_to(result, out_shape)
@@ -696,9 +854,10 @@ class Executor:
             for i, array in enumerate(arrays):
                 if i != owner and not np.isfinite(array).all():
                     return None
-            axes = [names.index(v) for v in used[owner]]
-            m = mask.reshape([mask.shape[a] for a in axes]) if mask.ndim else mask
-            arrays[owner] = np.where(m, arrays[owner], 0.0)
+            if not self._zero_outside(factors[owner], einsum, box):
+                axes = [names.index(v) for v in used[owner]]
+                m = mask.reshape([mask.shape[a] for a in axes]) if mask.ndim else mask
+                arrays[owner] = np.where(m, arrays[owner], 0.0)
         out_vars = list(names[:n_out])
         if len(arrays) == 2:
             result = _matmul(arrays, used, out_vars)
@@ -711,6 +870,17 @@ class Executor:
             )
             result = _expand(result, present, out_vars)
         return result
+
+    def _zero_outside(self, access: Access, reader: Einsum, box: _Box) -> bool:
+        """Whether `access` reads 0 at every point `reader`'s filter drops: its producer
+        keeps exactly those points (same clauses, written at the same variables) and never
+        writes the others, which hold 0 (fresh storage, or cleared slots)."""
+        producer = self.cascade.producers.get(access.tensor)
+        if producer is None or producer.reduced_vars or access.indices != producer.out_indices:
+            return False
+        mine = [id(c) for c in self._clauses(reader, set(box.vars))]
+        theirs = [id(c) for c in self._clauses(producer, set(producer.iter_vars))]
+        return mine == theirs
 
 
 def variables_of(access: Access) -> set[str]:
@@ -757,6 +927,9 @@ def _matmul(arrays, used, out_vars):
         b = b.sum(axis=tuple(ub.index(v) for v in sum_b))
         ub = [v for v in ub if v not in sum_b]
     batch = [v for v in out_vars if v in ua and v in ub]
+    first = next((v for v in out_vars if v not in batch and (v in ua) != (v in ub)), None)
+    if first is not None and first in ub:  # the result comes out in the output's order
+        a, b, ua, ub = b, a, ub, ua
     left = [v for v in ua if v not in ub]
     right = [v for v in ub if v not in ua]
     inner = [v for v in ua if v in ub and v not in out_vars]
@@ -799,9 +972,11 @@ def evaluate_tiled(
         if einsum.output in slot:
             dim, iterative = slot[einsum.output]
             shape[dim] = 2 if iterative else 1
-            buf = _Buffer(
-                np.zeros(shape, dtype=dtype), dirty=einsum.output in filtered and not iterative
-            )
+            # A filtered Einsum that reduces writes its identity where it keeps nothing, so
+            # only the others leave stale points to clear at the next step.
+            partial = einsum.output in filtered and not einsum.reduced_vars
+            buf = _Buffer(np.zeros(shape, dtype=dtype), dirty=partial and not iterative)
+            buf.clear = partial
         else:
             buf = _Buffer(np.zeros(shape, dtype=dtype))
         ex.store[einsum.output] = buf
@@ -813,7 +988,10 @@ def evaluate_tiled(
 
     with np.errstate(all="ignore"):
         for item in the_plan.items:
+            ex._classes.clear()
+            ex._full.clear()
             if isinstance(item, Einsum):
+                ex._loop = None
                 ex.run(item, {})
                 ex._masks.clear()
                 continue
@@ -826,6 +1004,7 @@ def evaluate_tiled(
                     )
                     ex._fill_identity(e, box)
             steps = int(sizes[rank_of(item.var)])
+            ex._loop = (item.var, steps)
             for i in range(steps):
                 for e in item.einsums:
                     ex.run(e, {item.var: i}, accumulate=e.output in item.accumulate)
@@ -853,7 +1032,8 @@ def _advance(ex: Executor, run: Run, slot, i: int) -> None:
             second = [slice(None)] * array.ndim
             first[dim], second[dim] = 0, 1
             array[tuple(first)] = array[tuple(second)]
-            array[tuple(second)] = 0.0
+            if buf.clear:  # an unfiltered producer overwrites the whole step
+                array[tuple(second)] = 0.0
         elif buf.dirty is not None:
             for region in buf.dirty:
                 array[region] = 0.0
