@@ -373,7 +373,7 @@ def _sweep_page(data: str | None) -> html.Div:
                         id="sweep-valid",
                     ),
                     _field(
-                        "filter (pandas query, e.g. seq_len >= 4096)",
+                        "filter (e.g. seq_len >= 4096 and not arch == 'flat_cloud')",
                         dcc.Input(
                             id="sweep-query",
                             type="text",
