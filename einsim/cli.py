@@ -26,21 +26,21 @@ import click
 from einsim.einsum import EinsimError, SpecError
 
 
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
-    """`--param M0=64` -> {"M0": 64}; values are ints, floats or strings."""
+def _parse_params(pairs: tuple[str, ...], option: str = "--param") -> dict[str, object]:
+    """`--param M0=64` -> {"M0": 64}: plain digits are ints, decimals finite floats, anything
+    else a short string (`einsim.einsum.validation.parameter_value`); nan, inf, a key given
+    twice and keys that are not names are refused."""
+    from einsim.einsum import validation
+
     params: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SpecError(f"--param {pair!r}: expected KEY=VALUE, e.g. M0=64")
-        for cast in (int, float):
-            try:
-                params[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            params[key] = value
+        key = key.strip()
+        if not sep or not key or len(key) > validation.MAX_NAME_CHARS or key != key.split()[0]:
+            raise SpecError(f"{option} {pair[:80]!r}: expected KEY=VALUE, e.g. M0=64")
+        if key in params:
+            raise SpecError(f"{option} {key}: given twice")
+        params[key] = validation.parameter_value(value, f"{option} {key}")
     return params
 
 
@@ -142,11 +142,14 @@ def variants() -> None:
 
 
 def _parse_shape(shape: str) -> dict[str, int]:
-    """`B=64,H=12,M=1024` -> {"B": 64, ...}; every size an integer."""
-    values = _parse_params(tuple(pair for pair in shape.split(",") if pair))
+    """`B=64,H=12,M=1024` -> {"B": 64, ...}; every size an integer in [1, 2^31 - 1]."""
+    from einsim.einsum import validation
+
+    values = _parse_params(tuple(pair for pair in shape.split(",") if pair), "--shape")
     for key, value in values.items():
         if not isinstance(value, int):
             raise SpecError(f"--shape {key}={value}: expected an integer size")
+        validation.rank_size(value, f"--shape {key}")
     return values  # type: ignore[return-value]
 
 

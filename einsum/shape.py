@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import sympy
 
+from . import validation
 from .errors import SpecError
 from .ir import Cascade
 
@@ -20,14 +21,16 @@ def _check_size(name: str, value) -> int | sympy.Expr:
     if isinstance(value, bool) or not isinstance(value, (int, sympy.Integer)):
         try:
             as_int = int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SpecError(f"shape: {name} must be a positive integer, got {value!r}") from None
         if as_int != value:
             raise SpecError(f"shape: {name} must be a positive integer, got {value!r}")
         value = as_int
     if value < 1:
         raise SpecError(f"shape: {name} must be a positive integer, got {value}")
-    return int(value)
+    # One bound for every size (einsim.einsum.validation): no product of a few sizes
+    # overflows int64 and no rank is longer than a 32-bit index.
+    return validation.rank_size(int(value), f"shape: {name}")
 
 
 def resolve_shape(cascade: Cascade, shape: Mapping[str, object]) -> dict[str, int]:

@@ -19,6 +19,7 @@ sizes, make the cost model return nan or inf, or grow work far beyond its text:
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 from .errors import SpecError
@@ -84,6 +85,8 @@ def real(
     """
     if isinstance(value, bool) or value is None:
         raise SpecError(f"{_prefix(where)}expected a number, got {_show(value)}")
+    if isinstance(value, numbers.Integral) and not isinstance(value, int):  # numpy integers
+        value = int(value)
     if isinstance(value, str):
         text = value.strip()
         if len(text) > MAX_NUMBER_CHARS or not _DECIMAL.fullmatch(text):
@@ -149,6 +152,8 @@ def integer(value: object, where: str, *, minimum: int = 1, maximum: int = MAX_R
     """
     if isinstance(value, bool) or value is None:
         raise SpecError(f"{_prefix(where)}expected an integer, got {_show(value)}")
+    if isinstance(value, numbers.Integral) and not isinstance(value, int):  # numpy integers
+        value = int(value)
     if isinstance(value, int):
         if value > maximum:
             shown = _show(value) if value < 10**MAX_NUMBER_CHARS else "a huge integer"

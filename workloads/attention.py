@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from einsim.einsum import Cascade, Registry, SpecError, parse_cascade
+from einsim.einsum import Cascade, Registry, SpecError, parse_cascade, validation
 
 ATTENTION: Registry = Registry("attention variant")
 
@@ -116,6 +116,46 @@ def parameters(name: str) -> dict[str, object]:
     }
 
 
+#: Upper bounds of parameters beyond the generic ones (`check_parameters`): TOPK writes one
+#: selection Einsum per chosen block into the cascade, so it bounds the cascade's length.
+MAX_TOPK = 64
+PARAMETER_MAXIMUM: dict[str, int] = {"TOPK": MAX_TOPK}
+#: Bound of a real-valued parameter (a bias `b`): beyond it exp/sigmoid saturate anyway.
+MAX_REAL_PARAMETER = 1e6
+
+
+def check_parameters(name: str, params: dict[str, object]) -> None:
+    """Bounds every variant parameter before a builder sees it, so no parameter can make a
+    builder allocate or generate work beyond its text: an integer lies in [0, 2^31 - 1]
+    (TOPK in [0, 64]), a real number is finite with |x| <= 1e6, a string is a short name.
+    The builder then checks its own meaning (M0 >= 1, a form it supports).
+
+    Raises:
+        SpecError: naming the variant, the parameter and the bound.
+
+    Example:
+        >>> check_parameters("moba", {"TOPK": 65})
+        Traceback (most recent call last):
+        ...
+        einsim.einsum.errors.SpecError: attention 'moba': TOPK: expected an integer <= 64, got 65
+    """
+    for key, value in params.items():
+        where = f"attention {name!r}: {key}"
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int):
+            validation.integer(
+                value,
+                where,
+                minimum=-validation.MAX_RANK_SIZE,
+                maximum=PARAMETER_MAXIMUM.get(key, validation.MAX_RANK_SIZE),
+            )
+        elif isinstance(value, float):
+            validation.real(value, where, minimum=-MAX_REAL_PARAMETER, maximum=MAX_REAL_PARAMETER)
+        elif isinstance(value, str):
+            validation.name(value, where)
+
+
 def attention(name: str, **params) -> Cascade:
     """Build a registered attention variant.
 
@@ -138,4 +178,5 @@ def attention(name: str, **params) -> Cascade:
         raise SpecError(
             f"attention {name!r}: unknown parameter(s) {', '.join(unknown)}; it takes: {listed}"
         )
+    check_parameters(name, params)
     return builder(**params)
