@@ -25,11 +25,13 @@ scattered back to the n requested.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
+import networkx as nx
 import numba
 import numpy as np
 
@@ -130,26 +132,23 @@ def occupancy(
     """
     sizes = resolve_shape(cascade, sizes)
     chosen = _chosen(cascade, einsums)
-    n, table, names = _tile_table(cascade, chosen, tile)
-    unique, inverse = np.unique(table, axis=0, return_inverse=True) if n else (table, table)
-    inverse = np.asarray(inverse).reshape(-1)
-    tilings = [dict(zip(names, map(int, row), strict=True)) for row in unique]
-    tensors = cascade.evaluate(inputs, sizes) if inputs is not None else None
+    _, table, names = _tile_table(cascade, chosen, tile)
+    unique, inverse = _unique_rows(table)
+    tilings = _Tilings(unique, names)
+    tensors = _selection_tensors(cascade, chosen, inputs, sizes) if inputs is not None else None
 
     filtered = [e for e in chosen if e.where is not None]
     results: dict[str, Occupancy] = {}
-    grids: dict[str, list[_Grid]] = {}
+    grids: dict[str, _Grids] = {}
+    stats_of: dict[str, np.ndarray] = {}
     for einsum in filtered:
         frac = _density_for(cascade, einsum, sizes, density) if tensors is None else None
-        counts, method = [], ""
-        for t in tilings:
-            grid, method = _filtered_grid(cascade, einsum, sizes, t, tensors, frac)
-            counts.append(grid)
-        grids[einsum.output] = counts
+        grids[einsum.output], stats_of[einsum.output] = _filtered_grids(
+            cascade, einsum, sizes, tilings, unique, names, tensors, frac
+        )
     for einsum in chosen:
         if einsum.where is not None:
-            per = grids[einsum.output]
-            method = per[0].method
+            stats, method = stats_of[einsum.output], grids[einsum.output].method
         else:
             per = [
                 _unfiltered_grid(
@@ -161,8 +160,10 @@ def occupancy(
                 )
                 for i, t in enumerate(tilings)
             ]
+            stats = np.array(
+                [_totals(einsum, sizes, t, g) for t, g in zip(tilings, per, strict=True)]
+            )
             method = "dense"
-        stats = np.array([_totals(einsum, sizes, t, g) for t, g in zip(tilings, per, strict=True)])
         stats = stats.reshape(len(tilings), 6)[inverse]
         results[einsum.output] = Occupancy(
             einsum=einsum.output,
@@ -176,6 +177,62 @@ def occupancy(
             method=method,
         )
     return results
+
+
+def _selection_tensors(cascade: Cascade, chosen, inputs, sizes) -> dict[str, np.ndarray]:
+    """The tensors the data-dependent filters read, from the caller's inputs: the Einsums
+    they depend on (MoBA's gate and top-k thresholds) run alone with the reference
+    executor, not the whole cascade."""
+    read = {a.tensor for e in chosen if _reads_tensor(e.where) for a in _accesses(e.where)}
+    needed = set(read)
+    for name in read:
+        needed |= nx.ancestors(cascade.graph, name)
+    einsums = tuple(e for e in cascade.einsums if e.output in needed)
+    sub = Cascade(
+        name=cascade.name,
+        inputs=cascade.inputs,
+        outputs=tuple(e.output for e in einsums),
+        einsums=einsums,
+        inits=tuple(i for i in cascade.inits if i.tensor in needed),
+        partitions=cascade.partitions,
+        default_sizes=cascade.default_sizes,
+    )
+    return sub.evaluate(inputs, sizes, method="materialize")
+
+
+def _accesses(expr: Expr) -> list[Access]:
+    return [e for e in walk(expr) if isinstance(e, Access)]
+
+
+class _Tilings:
+    """The distinct tilings as {RANK: tile} dicts, built only when asked for."""
+
+    def __init__(self, table: np.ndarray, names: tuple[str, ...]):
+        self.table, self.names = table, names
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, k: int) -> dict[str, int]:
+        return dict(zip(self.names, map(int, self.table[k]), strict=True))
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
+def _unique_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows, inverse): one integer key per row when the columns fit in 62 bits."""
+    if table.shape[1] == 0:
+        return table[:1], np.zeros(len(table), dtype=np.int64)
+    spans = table.max(axis=0) + 1
+    if float(np.prod(spans.astype(float))) < 2.0**62:
+        key = np.zeros(len(table), dtype=np.int64)
+        for j in range(table.shape[1]):
+            key = key * int(spans[j]) + table[:, j]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return table[first], inverse.reshape(-1)
+    unique, inverse = np.unique(table, axis=0, return_inverse=True)
+    return unique, np.asarray(inverse).reshape(-1)
 
 
 def _share_tiled(t, sizes, f: Einsum, u: Einsum) -> bool:
@@ -301,6 +358,48 @@ def _totals(einsum: Einsum, sizes, t, grid: _Grid) -> tuple[int, ...]:
     return tiles, empty, partial, full, points, busy
 
 
+class _Grids:
+    """The per-tile counts of one filtered Einsum for each distinct tiling, built on demand
+    (only Einsums without a filter that share its ranks ask for them)."""
+
+    def __init__(self, build: Callable[[int], _Grid], method: str):
+        self._build, self.method, self._done = build, method, {}
+
+    def __getitem__(self, k: int) -> _Grid:
+        if k not in self._done:
+            self._done[k] = self._build(k)
+        return self._done[k]
+
+
+def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac):
+    """(grids, stats (n, 6)) of a filtered Einsum over the distinct tilings: the closed form
+    in one compiled call where it applies, else a grid per tiling."""
+    static = not _reads_tensor(einsum.where)
+    vars_ = _mask_vars_of(cascade, einsum, sizes, einsum.where) if static else ()
+    plan = _affine_plan(cascade, einsum, sizes, einsum.where, vars_) if static else None
+    stats = np.zeros((len(tilings), 6), dtype=np.int64)
+    todo = list(range(len(tilings)))
+    closed = None
+    if plan is not None:
+        closed = _closed_form_stats(einsum, sizes, plan, table, names)
+        ok = closed[0]
+        stats[ok] = closed[1][ok]
+        todo = [k for k in range(len(tilings)) if not ok[k]]
+    cache: dict[int, _Grid] = {}
+    for k in todo:
+        grid, _ = _filtered_grid(cascade, einsum, sizes, tilings[k], tensors, frac)
+        cache[k] = grid
+        stats[k] = _totals(einsum, sizes, tilings[k], grid)
+
+    def build(k: int) -> _Grid:
+        if k in cache:
+            return cache[k]
+        return _closed_form_grid(plan, sizes, tilings[k], vars_)
+
+    method = cache[todo[0]].method if todo else "closed_form"
+    return _Grids(build, method), stats
+
+
 def _filtered_grid(cascade, einsum, sizes, t, tensors, frac) -> tuple[_Grid, str]:
     data = _reads_tensor(einsum.where)
     if data and tensors is not None:
@@ -319,11 +418,8 @@ def _with(grid: _Grid, method: str, scale: float = 1.0) -> _Grid:
 
 
 def _static_grid(cascade, einsum, sizes, t, where) -> _Grid:
-    """A tensor-free filter (or None): closed form when affine, else the compiled kernel."""
+    """A tensor-free filter (or None), counted by the compiled kernel."""
     vars_ = _mask_vars_of(cascade, einsum, sizes, where)
-    closed = _closed_form_grid(cascade, einsum, sizes, t, where, vars_)
-    if closed is not None:
-        return closed
     return _compiled_grid(cascade, einsum, sizes, t, where, vars_)
 
 
@@ -584,6 +680,223 @@ def _tile_sums(mask: np.ndarray, tiles: list[int]) -> np.ndarray:
 # ---------------------------------------------------------------- the closed form
 
 
-def _closed_form_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid | None:
-    """Placeholder until the affine closed form lands: None means 'not applicable'."""
+@dataclass(frozen=True, eq=False)
+class _AffinePlan:
+    """A filter whose kept points are, for each y, one interval lo(y) <= x <= hi(y) of the
+    other variable x, both ends non-decreasing in y (causal, windows, decode offsets).
+
+    x and y are logical variables: a rank iterated directly (`m`) or through both parts of
+    its partition (`m1*M0+m0`, exact when the lower part is untiled: a tile of t upper
+    indices is then t*M0 consecutive x). Feasible y (lo <= hi) form one run [ya, yb], and
+    consecutive intervals touch, so a row of tiles meets one run of x tiles.
+    """
+
+    x: tuple[str, ...]
+    y: tuple[str, ...]
+    extent_x: int
+    extent_y: int
+    lo: np.ndarray
+    hi: np.ndarray
+    ya: int
+    yb: int
+    points: int
+
+
+def _substitute(expr: Expr, table: dict) -> Expr:
+    if expr in table:
+        return table[expr]
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(_substitute(a, table) for a in expr.args))
+    return expr
+
+
+def _affine_plan(cascade, einsum, sizes, where, vars_) -> _AffinePlan | None:
+    key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
+    return _affine_plan_cached(cascade, einsum, key, where, tuple(vars_))
+
+
+@lru_cache(maxsize=256)
+def _affine_plan_cached(cascade, einsum, key, where, vars_) -> _AffinePlan | None:
+    sizes = dict(key)
+    from .analysis import _affine_bounds  # one parser of affine filters, shared with op counts
+    from .executor import _value
+
+    if where is None or not vars_:
+        return None
+    groups: dict[str, tuple[str, ...]] = {}
+    rest = list(vars_)
+    table = {}
+    for part in cascade.partitions:
+        hi, lo = var_of(part.upper), var_of(part.lower)
+        if hi in rest and lo in rest:
+            groups[var_of(part.rank)] = (hi, lo)
+            rest = [v for v in rest if v not in (hi, lo)]
+            table[part.combined()] = Var(var_of(part.rank))
+    groups.update({v: (v,) for v in rest})
+    if len(groups) != 2:
+        return None
+    w = _substitute(where, table)
+    if not set(variables_of(w)) <= set(groups):
+        return None
+    for x, y in itertools.permutations(groups):
+        bounds = _affine_bounds(w, x)
+        if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
+            continue
+        n_x, n_y = (_logical_extent(cascade, sizes, groups[v]) for v in (x, y))
+        ys = np.arange(n_y)
+        lo = np.zeros(n_y, dtype=np.int64)
+        hi = np.full(n_y, n_x - 1, dtype=np.int64)
+        for a, r, op in bounds:
+            value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
+            if a == 0:
+                hi = np.where(_HOLDS[op](value, 0.0), hi, -1)
+                continue
+            t = -value / a
+            op = _FLIP[op] if a < 0 else op
+            if op is Op.LE:
+                hi = np.minimum(hi, np.floor(t).astype(np.int64))
+            elif op is Op.LT:
+                hi = np.minimum(hi, np.ceil(t).astype(np.int64) - 1)
+            elif op is Op.GE:
+                lo = np.maximum(lo, np.ceil(t).astype(np.int64))
+            else:
+                lo = np.maximum(lo, np.floor(t).astype(np.int64) + 1)
+        feasible = np.flatnonzero(lo <= hi)
+        if feasible.size == 0:
+            ya, yb = 1, 0
+        else:
+            ya, yb = int(feasible[0]), int(feasible[-1])
+            run_lo, run_hi = lo[ya : yb + 1], hi[ya : yb + 1]
+            if (
+                feasible.size != yb - ya + 1
+                or np.any(np.diff(run_lo) < 0)
+                or np.any(np.diff(run_hi) < 0)
+                or np.any(run_lo[1:] > run_hi[:-1] + 1)
+            ):
+                continue
+        points = int(np.clip(hi - lo + 1, 0, None).sum())
+        return _AffinePlan(groups[x], groups[y], n_x, n_y, lo, hi, ya, yb, points)
     return None
+
+
+_HOLDS = {Op.LT: np.less, Op.LE: np.less_equal, Op.GT: np.greater, Op.GE: np.greater_equal}
+_FLIP = {Op.LT: Op.GT, Op.LE: Op.GE, Op.GT: Op.LT, Op.GE: Op.LE}
+
+
+def _logical_extent(cascade, sizes, group: tuple[str, ...]) -> int:
+    if len(group) == 1:
+        return _extent(sizes, group[0])
+    return int(sizes[cascade.partition_of[rank_of(group[0])].rank])
+
+
+def _logical_tiles(sizes, group, table, names) -> tuple[np.ndarray, np.ndarray]:
+    """(tile along the logical variable, usable) per tiling: a partition's lower part must
+    be untiled for its tiles to be runs of consecutive x."""
+    column = {r: table[:, j] for j, r in enumerate(names)}
+
+    def tile(v):
+        full = _extent(sizes, v)
+        return np.minimum(column.get(rank_of(v), np.full(len(table), full)), full)
+
+    if len(group) == 1:
+        t = tile(group[0])
+        return t.astype(np.int64), np.ones(len(table), bool)
+    hi, lo = group
+    m0 = _extent(sizes, lo)
+    return (tile(hi) * m0).astype(np.int64), tile(lo) >= m0
+
+
+@numba.njit(nogil=True, cache=True)
+def _affine_rows(lo, hi, ya, yb, n_x, n_y, tx, ty, out):  # pragma: no cover (compiled)
+    """Per tiling k: non-empty tiles, full tiles and busy points over (x, y) tiles.
+
+    Row by row of y tiles; the x-tile indices of the run's ends only grow (lo and hi are
+    non-decreasing), so they are stepped, not divided: O(rows + x tiles) per tiling.
+    """
+    for k in range(tx.shape[0]):
+        t_x, t_y = tx[k], ty[k]
+        tiles_x = (n_x + t_x - 1) // t_x
+        nonempty = 0
+        full = 0
+        busy = 0
+        j0 = 0  # x tile of lo at the row's first feasible y
+        j1 = 0  # x tile of hi at the row's last feasible y
+        f0 = 0  # first x tile starting at or after lo at the row's last y
+        g = 0  # (hi at the row's first y + 1) // t_x
+        for y0 in range(0, n_y, t_y):
+            y1 = min(y0 + t_y, n_y) - 1
+            a, b = max(y0, ya), min(y1, yb)
+            if a > b:
+                continue
+            while (j0 + 1) * t_x <= lo[a]:
+                j0 += 1
+            while (j1 + 1) * t_x <= hi[b]:
+                j1 += 1
+            nonempty += j1 - j0 + 1
+            busy += (y1 - y0 + 1) * (min((j1 + 1) * t_x, n_x) - j0 * t_x)
+            if y0 >= ya and y1 <= yb:
+                while f0 * t_x < lo[y1]:
+                    f0 += 1
+                while (g + 1) * t_x <= hi[y0] + 1:
+                    g += 1
+                f1 = tiles_x - 1 if hi[y0] >= n_x - 1 else g - 1
+                if f1 >= f0:
+                    full += f1 - f0 + 1
+        out[k, 0] = nonempty
+        out[k, 1] = full
+        out[k, 2] = busy
+
+
+def _closed_form_stats(einsum, sizes, plan: _AffinePlan, table, names):
+    """(usable (n,), stats (n, 6)) for every distinct tiling at once."""
+    tx, ok_x = _logical_tiles(sizes, plan.x, table, names)
+    ty, ok_y = _logical_tiles(sizes, plan.y, table, names)
+    out = np.zeros((len(table), 3), dtype=np.int64)
+    _affine_rows(plan.lo, plan.hi, plan.ya, plan.yb, plan.extent_x, plan.extent_y, tx, ty, out)
+    column = {r: table[:, j] for j, r in enumerate(names)}
+    other_tiles = np.ones(len(table), dtype=np.int64)
+    tiles = np.ones(len(table), dtype=np.int64)
+    other_points = 1
+    for v in einsum.iter_vars:
+        n = _extent(sizes, v)
+        per = -(-n // np.minimum(column.get(rank_of(v), np.full(len(table), n)), n))
+        tiles *= per
+        if v not in plan.x + plan.y:
+            other_tiles *= per
+            other_points *= n
+    mask_tiles = -(-plan.extent_x // tx) * -(-plan.extent_y // ty)
+    empty = (mask_tiles - out[:, 0]) * other_tiles
+    full = out[:, 1] * other_tiles
+    stats = np.stack(
+        [
+            tiles,
+            empty,
+            tiles - empty - full,
+            full,
+            np.full(len(table), plan.points * other_points),
+            out[:, 2] * other_points,
+        ],
+        axis=1,
+    )
+    return ok_x & ok_y, stats
+
+
+def _closed_form_grid(plan: _AffinePlan, sizes, t, vars_) -> _Grid:
+    """Non-empty tiles of one tiling laid out over the Einsum's mask variables (for the
+    projection onto Einsums without a filter)."""
+    t_x = _tile_of(t, sizes, plan.x[0]) * (_extent(sizes, plan.x[1]) if len(plan.x) == 2 else 1)
+    t_y = _tile_of(t, sizes, plan.y[0]) * (_extent(sizes, plan.y[1]) if len(plan.y) == 2 else 1)
+    y0 = np.arange(0, plan.extent_y, t_y)
+    y1 = np.minimum(y0 + t_y, plan.extent_y) - 1
+    a, b = np.maximum(y0, plan.ya), np.minimum(y1, plan.yb)
+    live = a <= b
+    j0 = plan.lo[np.clip(a, 0, plan.extent_y - 1)] // t_x
+    j1 = plan.hi[np.clip(b, 0, plan.extent_y - 1)] // t_x
+    j = np.arange(-(-plan.extent_x // t_x))
+    nonempty = live[:, None] & (j >= j0[:, None]) & (j <= j1[:, None])  # (y tiles, x tiles)
+    shape = [nonempty.shape[0]] + ([1] if len(plan.y) == 2 else [])
+    shape += [nonempty.shape[1]] + ([1] if len(plan.x) == 2 else [])
+    order = list(plan.y) + list(plan.x)
+    laid = nonempty.reshape(shape).transpose([order.index(v) for v in vars_])
+    kept = laid.astype(np.int64)
+    return _Grid(tuple(vars_), kept, kept, "closed_form")
