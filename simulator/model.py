@@ -31,6 +31,7 @@ import pandas as pd
 from einsim.einsum import Cascade, InfeasibleError, MappingError, Op
 from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
+from einsim.einsum.occupancy import occupancy
 
 from .architecture import Architecture, ComputeUnit
 from .area import area_by_component_mm2
@@ -218,6 +219,43 @@ def _relevant(cascade: Cascade, loop_rank: str, ranks: tuple[str, ...]) -> bool:
     return part is not None and bool({part.rank, part.upper, part.lower} & set(ranks))
 
 
+def _distinct_rows(columns: list[np.ndarray], limits: list[int]):
+    """The distinct rows of integer columns (column k in 1..limits[k]) and each row's index
+    among them, in O(n) through look-up tables (np.unique over rows sorts: 10x slower).
+
+    Example:
+        >>> cols, inverse = _distinct_rows([np.array([4, 2, 4]), np.array([1, 1, 1])], [4, 1])
+        >>> [c.tolist() for c in cols], inverse.tolist()
+        ([[2, 4], [1, 1]], [1, 0, 1])
+    """
+    if not columns:
+        return [], np.zeros(0, dtype=np.int64)
+    key, values = np.zeros(len(columns[0]), dtype=np.int64), []
+    for column, limit in zip(columns, limits, strict=True):
+        present = np.zeros(limit + 1, dtype=bool)
+        present[column] = True
+        found = np.flatnonzero(present)
+        code = np.zeros(limit + 1, dtype=np.int64)
+        code[found] = np.arange(len(found))
+        key = key * len(found) + code[column]
+        values.append(found)
+    space = math.prod(len(v) for v in values)
+    if space <= 4 * len(key) + 4096:
+        present = np.zeros(space, dtype=bool)
+        present[key] = True
+        unique = np.flatnonzero(present)
+        index = np.zeros(space, dtype=np.int64)
+        index[unique] = np.arange(len(unique))
+        inverse = index[key]
+    else:
+        unique, inverse = np.unique(key, return_inverse=True)
+    out = []
+    for found in reversed(values):
+        out.append(found[unique % len(found)])
+        unique = unique // len(found)
+    return out[::-1], inverse.reshape(-1)
+
+
 class _KernelModel:
     """One kernel's costs over a batch; a helper of `evaluate_batch`, not public.
 
@@ -232,7 +270,8 @@ class _KernelModel:
     ):  # fmt: skip
         self.cascade, self.arch, self.kernel = cascade, arch, kernel
         self.skip_empty_tiles = skip_empty_tiles
-        self._nonempty_memo: dict[tuple, dict] = {}
+        self._tile_memo: dict[int, dict] = {}
+        self._share_memo: dict[tuple, np.ndarray | float] = {}
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
         self.n = n
         self.offchip = arch.levels[0].name
@@ -429,7 +468,7 @@ class _KernelModel:
 
         The array iterates every point of a tile it computes: cycles and energy come from
         the dense (unfiltered) op counts x the share of the kernel's tiles that are computed
-        (`nonempty`: 1 unless the mapping skips empty tiles); a partial tile costs a whole
+        (`share`: 1 unless the mapping skips empty tiles); a partial tile costs a whole
         one. `ops` and the useful cycles count the points the masks keep.
         """
         einsum = self.cascade.einsum(name)
@@ -437,7 +476,7 @@ class _KernelModel:
         dense = counts
         if counts and einsum.where is not None:
             dense = einsum_op_counts(self.cascade, replace(einsum, where=None), self.sizes)
-        share = self.nonempty(len(self.arch.levels)).get(name, 1.0)
+        share = self.share(len(self.arch.levels), name)
         unit_name = self.kernel.unit_of(name)
         if not counts:
             return {
@@ -545,55 +584,69 @@ class _KernelModel:
         Example: FuseMax's mapping at P=M=16384 (spatial P=256, M0=256, GB.P=16, GB.M1=16)
         has the array tile {P: 256, M1: 1} and the buffer tile {P: 4096, M1: 16}.
         """
+        if level_index in self._tile_memo:
+            return self._tile_memo[level_index]
         ranks = dict.fromkeys(
             rank_of(v) for name in self.kernel.einsums for v in self.cascade.einsum(name).iter_vars
         )
         tile = {}
         for rank in ranks:
             extent = self._extent_below(rank, level_index, self.loop_factors, self.spatial)
-            if np.any(np.asarray(extent) < int(self.sizes[rank])):
-                tile[rank] = extent
+            size = int(self.sizes[rank])
+            if np.any(np.asarray(extent) < size):
+                tile[rank] = np.minimum(extent, size)  # a tile past the rank is the rank
+        self._tile_memo[level_index] = tile
         return tile
 
-    def nonempty(self, level_index: int, within=None) -> dict[str, np.ndarray | float]:
-        """Per Einsum of the kernel, the share of its tiles at `level_index` in which the
-        cascade's masks keep a point: (tiles - empty) / tiles of `occupancy` under the kernel
-        semantics (an unfiltered Einsum such as PRM is empty where the filtered ones of the
-        kernel keep nothing). `within`: only ranks of these partition families are tiled,
-        the others taken whole. Empty (every share 1) when the mapping computes every tile
-        or no Einsum of the kernel has a filter.
+    def share(self, level_index: int, name: str | None = None, within=None):
+        """Share of the tiles at `level_index` in which the cascade's masks keep a point:
+        1 when the mapping computes every tile or no Einsum of the kernel has a filter.
 
-        One `occupancy` call per distinct tiling in the batch (mappings share tilings).
+        Of Einsum `name`: (tiles - empty) / tiles of `occupancy` on its cut ranks (those the
+        tile is smaller than). An Einsum without a filter (PRM, the correction work) takes
+        the kernel semantics of `occupancy`: a tile is empty where no filtered Einsum of the
+        kernel keeps a point in it, projected onto the cut ranks the two share (the most
+        any filtered Einsum keeps). `within` (partition roots, name None): the share of
+        tiles cut only along those ranks that some filtered Einsum needs (an off-chip fetch).
         """
-        key = (level_index, within)
-        if key in self._nonempty_memo:
-            return self._nonempty_memo[key]
-        out: dict = {}
-        filtered = any(self.cascade.einsum(e).where is not None for e in self.kernel.einsums)
-        if self.skip_empty_tiles and filtered:
-            from einsim.einsum.occupancy import occupancy
+        filtered = [e for e in map(self.cascade.einsum, self.kernel.einsums) if e.where is not None]
+        if not self.skip_empty_tiles or not filtered:
+            return 1.0
+        cut = set(self.tile_extents(level_index))
+        if name is not None:
+            einsum = self.cascade.einsum(name)
+            cut &= {rank_of(v) for v in einsum.iter_vars}
+            if einsum.where is not None:
+                filtered = [einsum]
+        else:
+            cut = {r for r in cut if self._root(r) in within}
+        shares = []
+        for f in filtered:
+            ranks = frozenset(cut & {rank_of(v) for v in f.iter_vars})
+            if ranks:
+                shares.append(self._filtered_share(level_index, f.output, ranks))
+        return functools.reduce(np.maximum, shares) if shares else 1.0
 
-            tile = self.tile_extents(level_index)
-            if within is not None:
-                tile = {r: v for r, v in tile.items() if self._root(r) in within}
-            varying = [r for r, v in tile.items() if np.ndim(v)]
-            inverse = None
-            if varying:
-                stacked = np.stack(
-                    [np.broadcast_to(np.asarray(tile[r], np.int64), (self.n,)) for r in varying],
-                    axis=1,
-                )
-                unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-                inverse = inverse.ravel()
-                tile = tile | {r: unique[:, k] for k, r in enumerate(varying)}
-            tile = {r: v if np.ndim(v) else int(v) for r, v in tile.items()}
-            found = occupancy(self.cascade, self.sizes, tile, self.kernel.einsums)
-            for name, occ in found.items():
-                tiles = np.asarray(occ.tiles, dtype=np.float64).reshape(-1)
-                share = (tiles - np.asarray(occ.empty).reshape(-1)) / tiles
-                out[name] = share[inverse] if inverse is not None else float(share[0])
-        self._nonempty_memo[key] = out
-        return out
+    def _filtered_share(self, level_index: int, name: str, ranks: frozenset):
+        """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
+        one `occupancy` call on the distinct tilings of the batch (`_distinct_rows`)."""
+        where = self.cascade.einsum(name).where
+        key = (level_index, where, ranks)  # Einsums with one filter share their tiles
+        if key not in self._share_memo:
+            tile = {r: v for r, v in self.tile_extents(level_index).items() if r in ranks}
+            fixed = {r: int(v) for r, v in tile.items() if not np.ndim(v)}
+            varying = [r for r in tile if r not in fixed]
+            columns, inverse = _distinct_rows(
+                [np.broadcast_to(np.asarray(tile[r], np.int64), (self.n,)) for r in varying],
+                [int(self.sizes[r]) for r in varying],
+            )
+            found = occupancy(
+                self.cascade, self.sizes, fixed | dict(zip(varying, columns, strict=True)), [name]
+            )[name]
+            tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
+            share = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
+            self._share_memo[key] = share[inverse] if varying else float(share[0])
+        return self._share_memo[key]
 
     def _root(self, rank: str) -> str:
         part = self.cascade.partition_of.get(rank)
@@ -601,11 +654,10 @@ class _KernelModel:
 
     def _fetched_share(self, ranks: tuple[str, ...], kept_or_output: bool):
         """Share of a tensor's off-chip fetches that a non-empty tile needs: the tensor is
-        fetched once per buffer tile of its ranks and of the loops that re-fetch it, so the
-        share is that of the kernel's Einsum iterating all those ranks (the largest share
-        if several do); 1 when none does or nothing is skipped."""
-        if not self.nonempty(len(self.arch.levels)):
-            return 1.0  # nothing is skipped
+        fetched once per buffer tile of its ranks and of the loops that re-fetch it, and a
+        fetch is skipped where no filtered Einsum keeps a point in that tile."""
+        if not self.skip_empty_tiles:
+            return 1.0
         chosen = [i for i, loop in enumerate(self.kernel.loops) if loop.level == self.offchip]
         relevant = [_relevant(self.cascade, self.kernel.loops[i].rank, ranks) for i in chosen]
         innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
@@ -614,14 +666,7 @@ class _KernelModel:
             for k, i in enumerate(chosen)
             if not relevant[k] and (not kept_or_output or k < innermost)
         }
-        shares = self.nonempty(1, frozenset(need))
-        covering = [
-            shares[name]
-            for name in self.kernel.einsums
-            if name in shares
-            and need <= {self._root(rank_of(v)) for v in self.cascade.einsum(name).iter_vars}
-        ]
-        return functools.reduce(np.maximum, covering) if covering else 1.0
+        return self.share(1, within=frozenset(need))
 
     # -- memory -----------------------------------------------------------------------
     def _elements(self, tensor: str) -> int:
@@ -670,7 +715,7 @@ class _KernelModel:
         rank fetches that slice once. `dram` is this kernel's `dram_traffic()`.
         """
         members = set(self.kernel.einsums)
-        shares = self.nonempty(len(self.arch.levels))  # a skipped tile touches no buffer
+        array = len(self.arch.levels)  # a skipped tile touches no buffer
         out: dict[str, dict] = {}
         for level in self.arch.levels[1:]:
             reads = writes = 0.0
@@ -681,7 +726,7 @@ class _KernelModel:
                 producer = self.cascade.producers.get(tensor)
                 if producer is not None and producer.output in members:
                     # Produced here: the array writes it, and writing it out reads it back.
-                    writes = writes + elements * shares.get(producer.output, 1.0)
+                    writes = writes + elements * self.share(array, producer.output)
                     reads = reads + moved
                 else:
                     writes = writes + moved  # a fill from DRAM
@@ -689,7 +734,7 @@ class _KernelModel:
                 share = functools.reduce(
                     np.maximum,
                     [
-                        shares.get(e.output, 1.0)
+                        self.share(array, e.output)
                         for e in self.cascade.einsums
                         if e.output in members and any(a.tensor == tensor for a in e.operands)
                     ],
