@@ -1,7 +1,9 @@
 """What the dashboard accepts from a browser: every callback's inputs pass through these
 readers, which check the type, bound the size and name the field in a one-line
-`SpecError`. A callback's JSON can hold anything (a list where a number is expected, a
-megabyte of text, a 10^7 parameter), so nothing a client sends is trusted.
+`SpecError`, through the shared validation layer (`einsim.einsum.validation`: integers,
+finite numbers, names, choices) with the dashboard's tighter bounds. A callback's JSON can
+hold anything (a list where a number is expected, a megabyte of text, a 10^7 parameter),
+so nothing a client sends is trusted.
 
 The bounds keep the work of one request small (the server answers within seconds): they
 are the dashboard's own, on top of the checks of the shared readers (`parse_yaml`, the
@@ -14,12 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import math
 import re
 
 import yaml
 
-from einsim.einsum import SpecError
+from einsim.einsum import SpecError, validation
 
 #: The longest text a field takes (parameters, overrides, tilings, names), in characters.
 MAX_TEXT_CHARS = 2000
@@ -53,6 +54,7 @@ MAX_TABLE_BYTES = 1 << 30
 MAX_ARCH_NUMBER = 1e18
 
 _WHOLE = re.compile(r"\s*[0-9]+\s*")
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def text(value: object, field: str, *, maximum: int = MAX_TEXT_CHARS, empty: bool = True) -> str:
@@ -78,10 +80,7 @@ def choice(value: object, field: str, allowed) -> str:
     Raises:
         SpecError: anything else, listing the allowed values.
     """
-    if not isinstance(value, str) or value not in allowed:
-        shown = repr(value)[:80]
-        raise SpecError(f"{field}: {shown} is not one of {', '.join(map(str, allowed))}")
-    return value
+    return validation.choice(value, field, tuple(allowed))
 
 
 def whole_number(
@@ -105,29 +104,16 @@ def whole_number(
         if optional:
             return None
         raise SpecError(f"{field}: enter a whole number from {minimum} to {maximum:,}")
-    if isinstance(value, bool):
-        raise SpecError(f"{field}: expected a whole number, got {value!r}")
     if isinstance(value, str):
         if len(value) > 40 or not _WHOLE.fullmatch(value):
             raise SpecError(
                 f"{field}: {value[:40]!r} is not a whole number (digits only, e.g. 4096)"
             )
-        number = int(value)
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
-            raise SpecError(f"{field}: {value!r} is not a whole number")
-        if abs(value) > 2.0**62:
-            raise SpecError(f"{field}: {value:g} is above {maximum:,}")
-        number = int(value)
-    else:
+        value = int(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise SpecError(f"{field}: expected a whole number, got {type(value).__name__}")
-    if number < minimum:
-        raise SpecError(f"{field}: {number} is below {minimum}")
-    if number > maximum:
-        raise SpecError(f"{field}: {number:,} is above {maximum:,}, the dashboard's limit")
-    return number
+    # The shared reader: integral, finite, within [minimum, maximum] (the dashboard's bound).
+    return validation.integer(value, field, minimum=minimum, maximum=maximum)
 
 
 def scalar_value(value: object, field: str) -> object:
@@ -139,16 +125,11 @@ def scalar_value(value: object, field: str) -> object:
     """
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, int):
-        if abs(value) > MAX_ARCH_NUMBER:
-            raise SpecError(f"{field}: {str(value)[:30]} is above {MAX_ARCH_NUMBER:g}")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SpecError(f"{field}: {value!r} is not a finite number")
+    if isinstance(value, (int, float)):
+        validation.real(value, field, minimum=-MAX_ARCH_NUMBER, maximum=MAX_ARCH_NUMBER)
         return value
     if isinstance(value, str):
-        return text(value, field, maximum=200)
+        return validation.name(value, field)
     raise SpecError(
         f"{field}: expected a number, true/false or a name, got a {type(value).__name__}"
     )
@@ -179,20 +160,9 @@ def arch_number(value: object, field: str) -> float | int:
     Raises:
         SpecError: naming `field`.
     """
-    if isinstance(value, str):
-        try:
-            number = float(value.strip()) if len(value) <= 40 else math.nan
-        except ValueError:
-            raise SpecError(f"{field}: {value[:40]!r} is not a number") from None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise SpecError(f"{field}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(number) or not 0 < number <= MAX_ARCH_NUMBER:
-        raise SpecError(
-            f"{field}: expected a positive number up to {MAX_ARCH_NUMBER:g}, got "
-            f"{str(value)[:40]!r}"
-        )
+    if isinstance(value, str) and (len(value) > 40 or not _DECIMAL.fullmatch(value.strip())):
+        raise SpecError(f"{field}: {value[:40]!r} is not a number")
+    number = validation.positive(value, field, maximum=MAX_ARCH_NUMBER)
     return int(number) if number.is_integer() else number
 
 

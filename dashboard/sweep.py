@@ -262,9 +262,10 @@ def _value(value):
 
 
 def spec_from_row(row: Mapping[str, object], base: DesignSpec | None = None) -> DesignSpec:
-    """The design point a sweep row describes: `model` (or `variant`), `seq_len`, `arch`,
-    `mapping`, optional `algorithm`, `batch`, `phase`, `variant.<param>`, `shape.<rank>` and
-    `arch.<path>` overrides, as `einsim sweep` writes them.
+    """The design point a sweep row describes: `model` (or `variant`), `seq_len` (else
+    `shape.P`, else `shape.M`), `arch`, `mapping`, optional `algorithm`, `batch`, `phase`,
+    `variant.<param>`, `shape.<rank>` and `arch.<path>` overrides, as `einsim sweep` writes
+    them.
 
     Raises:
         SpecError: a row missing the columns that identify a point (it names them).
@@ -277,6 +278,10 @@ def spec_from_row(row: Mapping[str, object], base: DesignSpec | None = None) -> 
     """
     base = base or DesignSpec()
     row = {k: _value(v) for k, v in row.items() if v is not None and not _missing(v)}
+    if "seq_len" not in row:  # a sweep over shapes: the query (else key) rank's size
+        found = next((row[k] for k in ("shape.P", "shape.M") if k in row), None)
+        if found is not None:
+            row["seq_len"] = found
     needed = [k for k in ("seq_len", "arch", "mapping") if k not in row]
     if "model" not in row and "variant" not in row:
         needed.insert(0, "model or variant")

@@ -131,7 +131,7 @@ def test_every_point_of_a_real_sweep_reopens_as_itself(tmp_path):
 
     sweep("fusemax_pareto", tmp_path / "pareto.parquet")
     frame = read_results(tmp_path / "pareto.parquet")
-    assert len(frame) == 12
+    assert len(frame) and frame.point_id.is_unique
     for _, row in frame.iterrows():
         report = evaluate_design(spec_from_row(row.to_dict())).report
         np.testing.assert_allclose(
