@@ -30,7 +30,7 @@ import pandas as pd
 
 from einsim.einsum import Cascade, InfeasibleError, MappingError, Op
 from einsim.einsum.analysis import einsum_op_counts
-from einsim.einsum.ir import rank_of
+from einsim.einsum.ir import Call, Const, Size, Var, rank_of, value_ops, variables, walk
 from einsim.einsum.occupancy import occupancy
 
 from .architecture import Architecture, ComputeUnit
@@ -219,6 +219,61 @@ def _relevant(cascade: Cascade, loop_rank: str, ranks: tuple[str, ...]) -> bool:
     return part is not None and bool({part.rank, part.upper, part.lower} & set(ranks))
 
 
+_INDEX_OPS = {
+    Op.ADD: operator.add,
+    Op.SUB: operator.sub,
+    Op.MUL: operator.mul,
+    Op.FLOORDIV: operator.floordiv,
+    Op.MOD: operator.mod,
+}
+
+
+def _coarse_ranks(cascade: Cascade) -> dict[str, tuple[str, object]]:
+    """Tensor ranks read through a many-to-one index of one other rank: {G: (H, index)}
+    when some Einsum reads a tensor's g dimension as `h//(H//G)` (GQA: head h reads K/V
+    group g). A loop over H then walks G too, coarsely; see `_KernelModel._refetch`."""
+    coarse: dict[str, tuple[str, object]] = {}
+    for einsum in cascade.einsums:
+        for access in einsum.operands:
+            ranks = cascade.tensor_ranks.get(access.tensor, ())
+            for rank, index in zip(ranks, access.indices, strict=False):
+                used = variables(index)
+                if isinstance(index, Var) or len(used) != 1:
+                    continue
+                source = rank_of(next(iter(used)))
+                arithmetic = all(not isinstance(e, Call) or e.op in _INDEX_OPS for e in walk(index))
+                if arithmetic and source != rank and not _relevant(cascade, source, (rank,)):
+                    coarse.setdefault(rank, (source, index))
+    return coarse
+
+
+def _index_of(index, values: np.ndarray, sizes) -> np.ndarray:
+    """An index expression of one variable at every value of that variable."""
+    if isinstance(index, Var):
+        return values
+    if isinstance(index, Size):
+        return int(sizes[index.name])
+    if isinstance(index, Const):
+        return int(index.value)
+    left, right = (_index_of(a, values, sizes) for a in index.args)
+    return _INDEX_OPS[index.op](left, right)
+
+
+def _group_visits(groups_of: np.ndarray, per_iteration, iterations) -> tuple:
+    """(sum, max) over the iterations of a loop of the distinct groups its block of
+    `per_iteration` consecutive heads reads: `groups_of[h]` is head h's group. Exact for
+    any head/group ratio and partial blocks; arrays over a batch of mappings allowed."""
+    per = np.broadcast_to(np.asarray(per_iteration, np.int64), np.shape(iterations))
+    its = np.asarray(iterations, np.int64)
+    total, most = np.zeros(its.shape), np.zeros(its.shape)
+    for t, f in {(int(a), int(b)) for a, b in zip(per.ravel(), its.ravel(), strict=True)}:
+        counts = [len(np.unique(groups_of[i * t : (i + 1) * t])) for i in range(f)]
+        rows = (per == t) & (its == f)
+        total = np.where(rows, sum(counts), total)
+        most = np.where(rows, max(counts, default=0), most)
+    return (total, most) if total.ndim else (float(total), float(most))
+
+
 def _distinct_rows(columns: list[np.ndarray], limits: list[int]):
     """The distinct rows of integer columns (column k in 1..limits[k]) and each row's index
     among them, in O(n) through look-up tables (np.unique over rows sorts: 10x slower).
@@ -278,6 +333,22 @@ class _KernelModel:
         for einsum in kernel.einsums:
             cascade.einsum(einsum)  # raises with the known names
         self.problems: list[_Problem] = []
+        # Coarse ranks (G of GQA) that no computing Einsum of the kernel iterates itself:
+        # a tile then holds only the groups of its heads (views such as BK do not count).
+        computing = [
+            cascade.einsum(e)
+            for e in kernel.einsums
+            if value_ops(cascade.einsum(e).expr) or cascade.einsum(e).reduced_vars
+        ]
+        self.coarse: dict[str, str] = {}
+        self.groups_of: dict[str, np.ndarray] = {}  # rank -> its index at each source value
+        for rank, (source, index) in _coarse_ranks(cascade).items():
+            if source in sizes and not any(
+                rank in {rank_of(v) for v in e.iter_vars} for e in computing
+            ):
+                self.coarse[rank] = source
+                heads = np.arange(int(sizes[source]))
+                self.groups_of[rank] = np.broadcast_to(_index_of(index, heads, sizes), heads.shape)
         self._lanes_memo: dict = {}
         self.keys = loop_keys(kernel)
         self.levels = [self._level_index(loop.level) for loop in kernel.loops]
@@ -329,8 +400,15 @@ class _KernelModel:
             self.problems.append(_Problem(mask, message, values, infeasible))
 
     def _extent_below(self, rank: str, level_index: int, factors, spatial) -> np.ndarray | int:
-        """The extent of `rank` in a tile held at storage level `level_index`."""
+        """The extent of `rank` in a tile held at storage level `level_index`. A rank read
+        through a coarser one (G through h//(H//G)) and not looped itself spans the groups
+        of the tile's heads (the most any block of that many consecutive heads reads)."""
         looped = [i for i, loop in enumerate(self.kernel.loops) if loop.rank == rank]
+        source = self.coarse.get(rank)
+        if not looped and source is not None:
+            heads = self._extent_below(source, level_index, factors, spatial)
+            blocks = -(-int(self.sizes[source]) // np.asarray(heads))
+            return _group_visits(self.groups_of[rank], heads, blocks)[1]
         if not looped:
             return int(self.sizes[rank])
         inner = [factors[i] for i in looped if self.levels[i] >= level_index]
@@ -765,7 +843,19 @@ class _KernelModel:
         return out
 
     def _refetch(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only=True):
-        """Product of the factors of the loops that re-fetch a tensor with `ranks`."""
+        """Product of the factors of the loops that re-fetch a tensor with `ranks`.
+
+        A loop irrelevant to the tensor re-fetches it once per iteration when it sits above
+        the innermost relevant loop (any loop when the tensor bypasses the buffers). A loop
+        over a rank that reads one of the tensor's ranks coarsely (heads h reading K/V
+        group g = h // (H // G), `_coarse_ranks`) is half relevant: iteration i fetches the
+        groups its block of heads reads, so F iterations of t heads fetch the tensor
+        (sum over i of the distinct groups of heads i*t .. i*t+t-1) / G times over: 1 when
+        a block holds whole groups (t a multiple of H / G), H / (G t) when each head block
+        is a part of one group (every such block re-reads its group). Below the innermost
+        relevant loop with the tensor kept, consecutive heads of a group reuse the kept
+        tile: factor 1 (each group's K/V once per pass over the other loops).
+        """
         chosen = [
             i
             for i, loop in enumerate(self.kernel.loops)
@@ -773,11 +863,29 @@ class _KernelModel:
         ]
         relevant = [_relevant(self.cascade, self.kernel.loops[i].rank, ranks) for i in chosen]
         innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
-        return _prod(
-            self.loop_factors[i]
-            for k, i in enumerate(chosen)
-            if not relevant[k] and (not kept_or_output or k < innermost)
-        )
+        coarse = {self.coarse[r]: r for r in ranks if r in self.coarse} if self.coarse else {}
+        factor, walked = 1, {}
+        for k, i in enumerate(chosen):
+            if relevant[k] or (kept_or_output and k >= innermost):
+                continue
+            rank = self.kernel.loops[i].rank
+            if rank in coarse:
+                walked.setdefault(rank, []).append(i)
+            else:
+                factor = factor * self.loop_factors[i]
+        for rank, loops in walked.items():
+            iterations = _prod(self.loop_factors[i] for i in loops)
+            heads = _prod(
+                [
+                    self.spatial.get(rank, 1),
+                    *(f for j, f in enumerate(self.loop_factors) if j not in loops
+                      and self.kernel.loops[j].rank == rank),
+                ]
+            )  # fmt: skip
+            group = coarse[rank]
+            visits, _ = _group_visits(self.groups_of[group], heads, iterations)
+            factor = factor * visits / int(self.sizes[group])
+        return factor
 
 
 _UNIT_NUMBERS = ("rows", "cols", "lanes")
