@@ -347,13 +347,12 @@ def _totals(einsum: Einsum, sizes, t, grid: _Grid) -> tuple[int, ...]:
     total = int(kept.sum()) if grid.total_kept is None else grid.total_kept
     busy = int(valid[nonempty].sum()) * other_points
     points = total * other_points
-    if grid.scale != 1.0:  # declared density: whole tiles of the static part kept
-        nonempty_tiles = tiles - empty
-        kept_tiles = round(grid.scale * nonempty_tiles)
-        full = round(grid.scale * full)
-        empty = tiles - kept_tiles
+    if grid.scale != 1.0:
+        # Declared density: which points the selection keeps is unknown before the data,
+        # so a tile the static conjuncts keep stays busy (computed whole) and none is known
+        # full; only the points scale. Matches the data wherever a tile holds many queries.
+        full = 0
         points = round(grid.scale * points)
-        busy = round(grid.scale * busy)
     partial = tiles - empty - full
     return tiles, empty, partial, full, points, busy
 
@@ -459,8 +458,8 @@ def _density_for(cascade, einsum, sizes, density) -> float | None:
             value = value(sizes)
     if value is None:
         raise SpecError(
-            f"{einsum.output}: its filter reads a tensor (a data-dependent selection); "
-            "pass inputs= to evaluate it or density= (the kept fraction, in (0, 1])"
+            f"{einsum.output}: its filter reads a tensor, so its point count depends on the "
+            "data; pass inputs= to evaluate it or density= (the kept fraction, in (0, 1])"
         )
     value = float(value)
     if not 0.0 < value <= 1.0:
@@ -702,6 +701,44 @@ class _AffinePlan:
     points: int
 
 
+def _linear(expr: Expr, var: str) -> tuple[Expr, Expr] | None:
+    """`expr = a * var + rest` with a an integer constant: returns (a, rest) or None."""
+    if isinstance(expr, Var):
+        return (Const(1.0), Const(0.0)) if expr.name == var else (Const(0.0), expr)
+    if isinstance(expr, Const | Size):
+        return Const(0.0), expr
+    if isinstance(expr, Call) and expr.op in (Op.ADD, Op.SUB):
+        left, right = _linear(expr.args[0], var), _linear(expr.args[1], var)
+        if left is None or right is None:
+            return None
+        sign = 1 if expr.op is Op.ADD else -1
+        a = left[0].value + sign * right[0].value  # type: ignore[union-attr]
+        return Const(a), Call(expr.op, (left[1], right[1]))
+    if isinstance(expr, Call) and expr.op is Op.NEG:
+        inner = _linear(expr.args[0], var)
+        if inner is None:
+            return None
+        return Const(-inner[0].value), Call(Op.NEG, (inner[1],))  # type: ignore[union-attr]
+    if var not in variables_of(expr):
+        return Const(0.0), expr
+    return None
+
+
+def _affine_bounds(where: Expr, var: str):
+    """The filter as a list of (a, rest, op) with `a*var + rest  op  0`, when it is a
+    conjunction of comparisons linear in `var` with integer coefficients; else None."""
+    if isinstance(where, Call) and where.op is Op.AND:
+        left, right = _affine_bounds(where.args[0], var), _affine_bounds(where.args[1], var)
+        return None if left is None or right is None else left + right
+    if isinstance(where, Call) and where.op in (Op.LT, Op.LE, Op.GT, Op.GE):
+        diff = Call(Op.SUB, where.args)
+        linear = _linear(diff, var)
+        if linear is None or not float(linear[0].value).is_integer():  # type: ignore[union-attr]
+            return None
+        return [(int(linear[0].value), linear[1], where.op)]  # type: ignore[union-attr]
+    return None
+
+
 def _substitute(expr: Expr, table: dict) -> Expr:
     if expr in table:
         return table[expr]
@@ -718,7 +755,6 @@ def _affine_plan(cascade, einsum, sizes, where, vars_) -> _AffinePlan | None:
 @lru_cache(maxsize=256)
 def _affine_plan_cached(cascade, einsum, key, where, vars_) -> _AffinePlan | None:
     sizes = dict(key)
-    from .analysis import _affine_bounds  # one parser of affine filters, shared with op counts
     from .executor import _value
 
     if where is None or not vars_:

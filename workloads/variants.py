@@ -33,9 +33,12 @@ counts are unchanged).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 
-from einsim.einsum import Cascade, SpecError, parse_cascade
+import numpy as np
+
+from einsim.einsum import Cascade, SpecError, declare_density, parse_cascade
 
 from .attention import ATTENTION
 
@@ -466,7 +469,7 @@ def block_topk(
     mask = f"({own}{chosen})"
     if is_causal:
         mask = f"m <= p and {mask}"
-    return softmax_cascade(
+    cascade = softmax_cascade(
         name,
         _form(name, form, SOFTMAX_FORMS),
         _positive(name, "M0", M0),
@@ -475,6 +478,15 @@ def block_topk(
         prelude="\n".join(prelude),
         mask=mask,
     )
+    return declare_density(cascade, functools.partial(_topk_density, TOPK + 1, is_causal))
+
+
+def _topk_density(blocks: int, causal: bool, sizes) -> float:
+    """MoBA's declared selection without data: `blocks` blocks of MB keys per query, over
+    the keys the static mask allows (the causal prefix m <= p, else all M keys)."""
+    p = np.arange(sizes["P"])
+    allowed = np.minimum(p + 1, sizes["M"]) if causal else np.full(p.size, sizes["M"])
+    return float(np.minimum(allowed, blocks * sizes["MB"]).sum() / allowed.sum())
 
 
 # ------------------------------------------------------------------ heads, decode, cross

@@ -112,3 +112,34 @@ def test_data_dependent_filter_count_is_refused():
     c = parse_cascade("inputs: S[m,p], Q[m,p]\nX[m,p] = Q[m,p] where S[m,p] > 0")
     with pytest.raises(SpecError, match="depends on the data"):
         op_counts(c, {"M": 2, "P": 2})
+
+
+def test_data_dependent_counts_from_inputs_are_exact(rng):
+    """MoBA's selection priced from data: QK's MACs are E times the points its filter keeps
+    on these inputs, enumerated with the reference executor's tensors."""
+    from einsim.einsum.executor import mask_of
+
+    c = attention("block_topk", BS=3, TOPK=1, M0=4, form="stable_3pass")
+    shape = dict(E=3, F=2, M=10, P=10)
+    inputs = {k: rng.standard_normal((3 if k != "V" else 2, 10)) for k in ("Q", "K", "V")}
+    tensors = c.evaluate(inputs, shape, method="materialize")
+    qk = c.einsum("QK")
+    env = {"m": np.arange(10)[:, None], "p": np.arange(10)[None, :], "e": np.zeros((1, 1), int)}
+    keep, _ = mask_of(c, qk, env, resolve_shape(c, shape), tensors)
+    assert op_counts(c, shape, inputs=inputs)["QK"] == {Op.MAC: 3 * int(np.count_nonzero(keep))}
+
+
+def test_data_dependent_counts_from_a_density():
+    c = parse_cascade("inputs: S[m,p], Q[m,p]\nX[m,p] = Q[m,p] where m <= p and S[m,p] > 0")
+    # The static conjunct m <= p keeps 10 of 16 points; a density 0.5 prices 5 of them.
+    assert op_counts(c, {"M": 4, "P": 4}, density=0.5)["X"] == {}
+    assert iteration_points(c, c.einsum("X"), {"M": 4, "P": 4}, density=0.5) == 5
+
+
+def test_block_topk_declares_its_selection():
+    """Without data, MoBA is priced at TOPK + 1 blocks of BS keys per query over the causal
+    prefix: E * sum_p min(p + 1, (TOPK + 1) * BS) MACs in QK."""
+    e, p, bs, topk = 4, 50, 4, 2
+    c = attention("block_topk", BS=bs, TOPK=topk, M0=8)
+    want = e * sum(min(q + 1, (topk + 1) * bs) for q in range(p))
+    assert op_counts(c, dict(E=e, F=2, M=p, P=p))["QK"] == {Op.MAC: want}

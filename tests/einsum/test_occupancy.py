@@ -214,9 +214,11 @@ def test_data_filter_without_inputs_uses_a_density_or_refuses():
         occupancy(c, sizes, {"P": 4})
     half = occupancy(c, sizes, {"P": 4, "M": 4}, density=0.5)["X"]
     assert half.method == "declared_density"
-    # The static part m <= p keeps 36 points in 3 of 4 tiles; half of them are priced.
+    # The static part m <= p keeps 36 points in 3 of 4 tiles (1 of them full); half of the
+    # points are priced, and the 3 tiles stay busy (the selection is unknown), none full.
     assert half.points.tolist() == [18] and half.tiles.tolist() == [4]
-    assert half.empty.tolist() == [4 - round(0.5 * 3)]
+    assert (half.empty.tolist(), half.partial.tolist(), half.full.tolist()) == ([1], [3], [0])
+    assert half.busy_points.tolist() == [48]
     with pytest.raises(SpecError, match="density must be in"):
         occupancy(c, sizes, {"P": 4}, density=1.5)
 
