@@ -67,12 +67,12 @@ from einsim.einsum import (
     Size,
     SpecError,
     Var,
-    resolve_shape,
     validation,
 )
 from einsim.einsum.ir import accesses, rank_of, value_ops, var_of, variables
 
 from .model import BatchReport, Report, _Problem
+from .shape import split_shape
 from .spec import check_keys, integer, load_yaml, number
 
 # Instruction counts of the FA2 inner loop per score element (not fitted): scale-and-
@@ -511,7 +511,8 @@ def attention_kernel(
     query = var_of(QUERY_RANK)
     if (KEY_RANK not in cascade.ranks and part is None) or QUERY_RANK not in cascade.ranks:
         raise _refuse(cascade, f"no ranks {KEY_RANK} (keys) and {QUERY_RANK} (queries)")
-    sizes = dict(resolve_shape(cascade, shape))
+    # The one rule of every entry point (simulator/shape.py): an unknown rank is refused.
+    sizes = dict(split_shape(cascade, OUTER_RANKS, shape).sizes)
     for einsum in cascade.einsums:
         read = sorted({a.tensor for a in accesses(einsum.where)})
         if read:
@@ -1091,6 +1092,8 @@ def score_occupancy(kernel: AttentionKernel, br, bc):
     per kernel instance, summed over its heads."""
     from einsim.einsum.occupancy import occupancy
 
+    pairs, back = np.unique(np.stack(np.broadcast_arrays(br, bc)), axis=1, return_inverse=True)
+    br, bc, back = pairs[0], pairs[1], back.reshape(-1)  # each distinct tiling once
     einsum = kernel.cascade.producers[kernel.score]
     tile: dict[str, object] = {QUERY_RANK: br, rank_of(kernel.key[0]): bc}
     tile.update(dict.fromkeys((rank_of(v) for v in kernel.key[1:]), 1))
@@ -1098,7 +1101,7 @@ def score_occupancy(kernel: AttentionKernel, br, bc):
     tile.update(dict.fromkeys((rank_of(v) for v in heads), 1))
     occ = occupancy(kernel.cascade, dict(kernel.sizes), tile, (kernel.score,))[kernel.score]
     contraction = math.prod(dict(kernel.sizes)[rank_of(v)] for v in einsum.reduced_vars)
-    return occ.tiles - occ.empty, occ.points // contraction
+    return (occ.tiles - occ.empty)[back], (occ.points // contraction)[back]
 
 
 def list_schedule(durations: np.ndarray, slots: int, repeat: int = 1) -> np.ndarray:

@@ -72,3 +72,21 @@ def test_einsim_search_and_map_dispatch_to_the_gpu_grid(tmp_path):
         [*run, "--shape", shape, "-o", str(tmp_path / "m.yaml")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "the mapping is the tiling this command prints" in bad.stderr
+
+
+def test_grouped_decode_splits_the_keys_and_reads_each_group_once():
+    """Decode with GQA heads (Llama-3-8B: 32 query heads, 8 K/V heads): the search splits
+    the keys over CTAs, and its best tiling moves less HBM data than multi-head attention."""
+    shape = dict(B=1, H=32, E=128, F=128, M=32768, P=1)
+    gqa = search_gpu(attention("decode", grouped=True), H100, dict(shape, G=8), budget=400)
+    mha = search_gpu(attention("decode", grouped=True), H100, dict(shape, G=32), budget=400)
+    assert gqa.mapping.split_kv > 1
+    assert gqa.report.dram_bytes < mha.report.dram_bytes
+    assert gqa.report.latency_s <= mha.report.latency_s
+
+
+def test_a_variant_the_kernels_cannot_run_is_refused_with_the_missing_operator():
+    with pytest.raises(SpecError, match="needs sigmoid"):
+        search_gpu(attention("gated"), H100, PREFILL, budget=10)
+    with pytest.raises(SpecError, match="filter reads GATE"):
+        search_gpu(attention("block_topk"), H100, PREFILL, budget=10)
