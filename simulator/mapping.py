@@ -9,7 +9,9 @@ A `Mapping` is a list of kernels (fused groups of Einsums). Inside a kernel:
   * `keep`: the tensors a storage level holds for the kernel (others bypass it);
   * `stages`: the per-tile pipeline (units overlap inside a stage, stages follow each other);
   * `overlap`: `pipelined` (the stages), `perfect` (every unit and memory overlap), `serial`.
-Batch ranks (B, H) are outer, embarrassingly parallel ranks of every Einsum.
+Batch ranks (`batch`, default B, H) are outer, embarrassingly parallel copies of the whole
+cascade, but only where the cascade does not iterate them (H is a batch rank of a per-head
+cascade and a cascade rank of `gqa`): `simulator.shape.split_shape` is the one rule.
 `skip_empty_tiles` (default true): the hardware skips a tile of the kernel's loop nest in
 which the cascade's masks keep no point (no compute, no buffer access, no off-chip fetch);
 false computes every tile in full and masks the results (the published dense behaviour).

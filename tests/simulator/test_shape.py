@@ -122,3 +122,16 @@ def test_a_mapping_may_name_its_own_batch_rank(arch):
     one = evaluate(attention("fusemax"), arch, mapping, shape)
     three = evaluate(attention("fusemax"), arch, mapping, dict(shape, N=3))
     np.testing.assert_allclose(three.latency_s, 3 * one.latency_s, rtol=1e-12)
+
+
+def test_the_gpu_model_refuses_an_unknown_rank_and_prices_gqa_as_its_heads():
+    from einsim.simulator import evaluate_gpu
+    from einsim.simulator.gpu import parse_gpu_mapping
+
+    gpu = load_architecture("h100_sxm")
+    tiling = parse_gpu_mapping("fused:Br=128,Bc=64")
+    with pytest.raises(SpecError, match=UNKNOWN):
+        evaluate_gpu(attention("fusemax"), gpu, tiling, shape=dict(MHA, X=7))
+    gqa = evaluate_gpu(attention("gqa"), gpu, tiling, shape=GQA)
+    mha = evaluate_gpu(attention("fusemax"), gpu, tiling, shape=MHA)
+    assert gqa.cycles == pytest.approx(mha.cycles, rel=0.01)
