@@ -94,34 +94,43 @@ class _LineParser:
 
     def __init__(self, source: str, text: str, line_no: int, origin: str):
         self.source, self.text, self.line_no, self.origin = source, text, line_no, origin
-        self.tokens = self._tokenize(text)
+        # Tokens are scanned on demand, so a parse error early in a long line costs only
+        # the tokens before it; each scan is one regex match at a position (linear).
+        self.tokens: list[_Token] = []
+        self.scanned = 0
+        self.ended = False
         self.pos = 0
         self.nesting = 0
         # (tensor, column) of each access, so unknown tensors are reported in place.
         self.access_columns: list[tuple[str, int]] = []
 
     # -- tokens -----------------------------------------------------------------------
-    def _tokenize(self, text: str) -> list[_Token]:
-        tokens, pos = [], 0
-        while True:
-            match = _TOKEN.match(text, pos)
-            if match is None:
-                column = _SPACE.match(text, pos).end()
-                self.fail(f"unexpected character {text[column]!r}", column)
-            kind = match.lastgroup
-            if kind in ("comment", "end"):
-                break
-            value = match.group(kind)
-            if len(value) > validation.MAX_NAME_CHARS:
-                what = "number" if kind == "num" else "name"
-                self.fail(
-                    f"a {what} of {len(value)} characters; at most {validation.MAX_NAME_CHARS}",
-                    match.start(kind),
-                )
-            tokens.append(_Token(kind, value, match.start(kind)))
-            pos = match.end()
-        tokens.append(_Token("end", "", len(text.rstrip())))
-        return tokens
+    def _scan(self) -> None:
+        text = self.text
+        match = _TOKEN.match(text, self.scanned)
+        if match is None:
+            column = _SPACE.match(text, self.scanned).end()
+            self.fail(f"unexpected character {text[column]!r}", column)
+        kind = match.lastgroup
+        if kind in ("comment", "end"):
+            self.skip_rest()
+            return
+        value = match.group(kind)
+        if len(value) > validation.MAX_NAME_CHARS:
+            what = "number" if kind == "num" else "name"
+            self.fail(
+                f"a {what} of {len(value)} characters; at most {validation.MAX_NAME_CHARS}",
+                match.start(kind),
+            )
+        self.tokens.append(_Token(kind, value, match.start(kind)))
+        self.scanned = match.end()
+
+    def skip_rest(self) -> None:
+        """End the token stream here (a comment, the end, or a `name:` directive's text)."""
+        if not self.ended:
+            self.ended = True
+            self.tokens.append(_Token("end", "", len(self.text.rstrip())))
+        self.pos = min(self.pos, len(self.tokens) - 1)
 
     def fail(self, what: str, column: int | None = None):
         if column is None:
@@ -129,7 +138,10 @@ class _LineParser:
         raise SpecError(caret_message(what, self.source, self.line_no, column, self.origin))
 
     def peek(self, ahead: int = 0) -> _Token:
-        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+        index = self.pos + ahead
+        while len(self.tokens) <= index and not self.ended:
+            self._scan()
+        return self.tokens[min(index, len(self.tokens) - 1)]
 
     def take(self) -> _Token:
         token = self.peek()
@@ -183,11 +195,19 @@ class _LineParser:
     def _climb(self, minimum: int) -> Expr:
         """Binary operators by precedence climbing, left-associative (a chain is a loop)."""
         left = self._unary()
+        chain = 0
         while True:
             token = self.peek()
             entry = _BINARY.get(token.text) if token.kind in ("op", "name") else None
             if entry is None or entry[0] < minimum:
                 return left
+            chain += 1  # a chain of n operators nests n levels (left-associative)
+            if chain > validation.MAX_NESTING:
+                self.fail(
+                    f"a chain of more than {validation.MAX_NESTING} operators nests too "
+                    "deep; split the expression into several Einsums",
+                    token.column,
+                )
             self.take()
             left = Call(entry[1], (left, self._climb(entry[0] + 1)))
 
@@ -243,6 +263,11 @@ class _LineParser:
             while self.at(","):
                 self.take()
                 indices.append(self._index())
+                if len(indices) > validation.MAX_TENSOR_DIMS:
+                    self.fail(
+                        f"{name.text} has more than {validation.MAX_TENSOR_DIMS} dimensions",
+                        name.column,
+                    )
         self.expect("]", "']' to close the index list")
         self.nesting -= 1
         if len(indices) > validation.MAX_TENSOR_DIMS:
@@ -592,6 +617,7 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
                 masks.append((parser.expression(), parser))
             elif head.text == "name":
                 name = line.split(":", 1)[1].strip()
+                parser.skip_rest()
                 parser.pos = len(parser.tokens) - 1
             parser.done()
             continue

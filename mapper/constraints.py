@@ -110,6 +110,12 @@ def _names(value: object, where: str) -> tuple[str, ...]:
     return tuple(validation.name(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
+def _factor(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}: expected a positive integer, got {value!r}"[:200])
+    return validation.rank_size(value, where)
+
+
 def _table(value: object, where: str) -> MappingABC:
     if value is None:
         return {}
@@ -131,7 +137,10 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
         for unit, ranks in _table(data.get("spatial"), f"{origin}.spatial").items()
     )
     factors = tuple(
-        (validation.name(key, f"{origin}.factors"), value)
+        (
+            validation.name(key, f"{origin}.factors"),
+            _factor(value, f"{origin}.factors.{key}"),
+        )
         for key, value in _table(data.get("factors"), f"{origin}.factors").items()
     )
     orders = data.get("forbid_orders") or []

@@ -41,7 +41,9 @@ class _LimitedLoader(yaml.SafeLoader):
         node = super().compose_node(parent, index)
         self.depth -= 1
         if alias:
-            size = self.expanded.get(id(node), 1)
+            if id(node) not in self.expanded:  # `&a [*a]`: a node that contains itself
+                self._refuse("a YAML alias refers to a node that contains it (recursive)")
+            size = self.expanded[id(node)]
         elif isinstance(node, yaml.SequenceNode):
             size = 1 + sum(self.expanded.get(id(child), 1) for child in node.value)
         elif isinstance(node, yaml.MappingNode):
@@ -96,20 +98,26 @@ def parse_yaml(text: str, origin: str) -> dict:
         raise SpecError(
             f"{origin}: the YAML has {len(text)} characters; at most {validation.MAX_YAML_BYTES}"
         )
-    loader = _LimitedLoader(text, origin)
+    loader = None
     try:
+        loader = _LimitedLoader(text, origin)  # the reader refuses control characters here
         data = loader.get_single_data()
     except SpecError:
         raise
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        if isinstance(error, yaml.reader.ReaderError):  # a control character: its position
+            before = text[: error.position]
+            line, column = before.count("\n") + 1, error.position - before.rfind("\n")
+            where = f" line {line}, column {column}:"
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"{origin}:{where} invalid YAML: {problem}") from None
     except (ValueError, OverflowError, TypeError) as error:  # a constructor on a bad scalar
         raise SpecError(f"{origin}: invalid YAML value: {str(error).splitlines()[0]}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: expected a mapping at the top level")
     return data

@@ -1,0 +1,493 @@
+"""Mutation fuzzing of every input kind einsim reads: cascade text and the YAML specs.
+
+For each kind, seeds (the bundled variants, architectures, GPUs, mappings, a constraints
+set, the bundled sweep example) are mutated (text edits, token swaps, interesting numbers,
+repeated chunks and nesting, YAML values replaced at a random key path, alias bombs) and fed
+to the loader; an accepted input is then used (a cascade evaluated by the numpy reference
+and counted, an architecture, GPU or mapping costed, constraints searched with a tiny
+budget), so that "accepted, then crashed later" is caught too. Printed per kind: inputs
+tried, accepted, SpecErrors (EinsimErrors), other exceptions (must be 0), nonsense results
+(nan/inf costs, must be 0), the slowest input (must be < 2 s), and the share of SpecErrors
+that name a line/column or a key.
+
+    python benchmarks/fuzz_inputs.py --count 100000            # every kind
+    python benchmarks/fuzz_inputs.py --kinds cascade --count 2000 --seed 3
+
+Failing inputs are written to --out (default /tmp/einsim_fuzz) for replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import re
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from einsim.einsum import EinsimError, parse_cascade, resolve_shape
+from einsim.einsum.analysis import op_counts
+from einsim.einsum.executor import evaluate as run_cascade
+from einsim.workloads import ATTENTION, KERNELS, cascade
+
+INTERESTING_NUMBERS = [
+    "0", "-1", "0.5", "256.5", "1e5", "1e30", "1e-300", "100000000000000000000", "2147483648",
+    "1099511627776", "9" * 5000, "nan", ".nan", ".inf", "-.inf", "1k", "2^40", "1_000", "00",
+]  # fmt: skip
+INTERESTING_TOKENS = [
+    "(", ")", "[", "]", ",", "+", "-", "*", "/", "//", "%", "=", "<=", "->", ":", "where",
+    "and", "or", "max(m)", "sum(k)", "exp(", "inf", "-inf", "M1", "M0", "m1+1", "m", "p",
+    "partition: M -> M1, M0", "partition: X -> M1, M0", "sizes: M0=1e5", "ranks: M, P",
+    "mask: m <= p", "outputs: AV", "inputs: Q[e,p]", "#", "\t", "é", "٣", "\x00", "'", '"',
+    "&a", "*a", "<<:", "{", "}", "- ", ": ", "!!python/object:os.system", "!!float", "---",
+]  # fmt: skip
+INTERESTING_VALUES: list[object] = [
+    0, -1, 0.5, 256.5, 1e30, 1e-300, 10**9, 10**20, 2**40, float("nan"), float("inf"),
+    -float("inf"), "1k", "", None, True, False, [], {}, [1, 2], {"a": 1}, "GB", 42, 5, "rest",
+    "fit", "2d", "magic", "9" * 400, [[["x"]]], ["QK", "QK"], {"drain": 5}, "M", "P",
+]  # fmt: skip
+ALIAS_BOMB = 'a0: &a0 ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)
+)
+LOCATION = re.compile(r"line \d+, column \d+")
+# The mutator's own YAML reading and writing (libyaml when present: it is only the fuzzer).
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def _bundled(folder: str) -> list[str]:
+    root = resources.files("einsim.simulator").joinpath(folder)
+    return [
+        p.read_text()
+        for p in sorted(root.iterdir(), key=lambda p: p.name)
+        if p.name.endswith(".yaml")
+    ]
+
+
+def seeds(kind: str) -> list[str]:
+    if kind == "cascade":
+        texts = [str(cascade(name)) for name in [*ATTENTION, *KERNELS]]
+        return [*texts, str(cascade("block_topk", TOPK=5)), str(cascade("neighborhood_3d"))]
+    if kind == "architecture":
+        return _bundled("architectures")
+    if kind == "gpu":
+        return _bundled("gpus")
+    if kind == "mapping":
+        return _bundled("mappings")
+    if kind == "constraints":
+        return [
+            "fusion: fused\nbinding: {QK: 2d, AV: 1d}\nspatial: {2d: [P, M0]}\n"
+            "factors: {GB.P: 4}\nforbid_orders: [[M1, P]]\nkeep: {GB: [Q]}\n"
+            "bypass: {GB: [BK]}\noverlap: pipelined\nchained_ops: [[sub, exp]]\npadded: true\n",
+            "fusion: unfused\nfactors: {spatial.P: 16}\npadded: false\n",
+        ]
+    if kind == "sweep":
+        root = resources.files("einsim.sweeps").joinpath("examples")
+        return [p.read_text() for p in root.iterdir() if p.name.endswith(".yaml")]
+    raise ValueError(kind)
+
+
+# --------------------------------------------------------------------------- mutators
+
+
+def _numbers(text: str) -> list[re.Match]:
+    return list(re.finditer(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?", text))
+
+
+def mutate_text(text: str, rng: random.Random) -> str:
+    """One random edit of the text (the kinds of edit a hostile or careless user makes)."""
+    lines = text.splitlines() or [""]
+    choice = rng.randrange(11)
+    pos = rng.randrange(len(text) + 1)
+    if choice == 0:  # delete a span
+        return text[:pos] + text[pos + rng.randint(1, 20) :]
+    if choice == 1:  # duplicate a line
+        i = rng.randrange(len(lines))
+        lines.insert(i, lines[i])
+    elif choice == 2:  # delete a line
+        del lines[rng.randrange(len(lines))]
+    elif choice == 3:  # swap two lines
+        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+        lines[i], lines[j] = lines[j], lines[i]
+    elif choice == 4:  # insert a token
+        return text[:pos] + rng.choice(INTERESTING_TOKENS) + text[pos:]
+    elif choice == 5:  # replace a number
+        found = _numbers(text)
+        if found:
+            m = rng.choice(found)
+            return text[: m.start()] + rng.choice(INTERESTING_NUMBERS) + text[m.end() :]
+        return text + rng.choice(INTERESTING_NUMBERS)
+    elif choice == 6:  # replace a word by another of the text
+        words = list(re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", text))
+        if words:
+            m, other = rng.choice(words), rng.choice(words)
+            return text[: m.start()] + other.group() + text[m.end() :]
+    elif choice == 7:  # repeat a chunk many times (chains, long lines)
+        chunk = text[pos : pos + rng.randint(1, 30)]
+        return text[:pos] + chunk * rng.choice([2, 10, 100, 1500, 20000]) + text[pos:]
+    elif choice == 8:  # nest a span in brackets
+        end = min(len(text), pos + rng.randint(1, 20))
+        n = rng.choice([2, 30, 70, 500])
+        opener, closer = rng.choice([("(", ")"), ("[", "]"), ("{", "}"), ("exp(", ")")])
+        return text[:pos] + opener * n + text[pos:end] + closer * n + text[end:]
+    elif choice == 9:  # a random character
+        return (
+            text[:pos]
+            + chr(rng.choice([rng.randrange(32, 127), rng.randrange(0, 0x3000)]))
+            + text[pos:]
+        )
+    else:  # several edits
+        for _ in range(rng.randint(2, 4)):
+            text = mutate_text(text, rng)
+        return text
+    return "\n".join(lines)
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if len(prefix) > 20:
+        return out
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def mutate_yaml(text: str, rng: random.Random) -> str:
+    """A text edit, or a value replaced / a key removed or added at a random key path."""
+    roll = rng.random()
+    if roll < 0.45:
+        return mutate_text(text, rng)
+    if roll < 0.48:
+        return ALIAS_BOMB + text if rng.random() < 0.5 else text + "\n" + ALIAS_BOMB
+    try:
+        data = yaml.load(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        return mutate_text(text, rng)
+    for _ in range(rng.randint(1, 3)):
+        paths = [p for p in _paths(data) if p]
+        if not paths:
+            break
+        path = rng.choice(paths)
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        action = rng.random()
+        if action < 0.7:
+            parent[path[-1]] = rng.choice(INTERESTING_VALUES)
+        elif action < 0.85 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[rng.choice(["bogus", "name", "rows", "levels", 5])] = rng.choice(
+                INTERESTING_VALUES
+            )
+    return yaml.dump(data, Dumper=_FAST_DUMPER, sort_keys=False)
+
+
+# --------------------------------------------------------------------------- consumers
+
+
+class Nonsense(Exception):
+    """An accepted input that produced nan or inf."""
+
+
+def _small_shape(c) -> dict[str, int]:
+    shape = {r: 3 for r in c.ranks}
+    for einsum in c.einsums:
+        shape.update({s: 2 for s in einsum.sizes if s not in shape})
+    shape.update(dict(c.default_sizes))
+    shape = {k: min(v, 4) for k, v in shape.items()}
+    for part in c.partitions:
+        shape.pop(part.upper, None)
+    return shape
+
+
+def load_cascade(text: str):
+    return parse_cascade(text, origin="fuzz.cascade")
+
+
+def use_cascade(c) -> None:
+    again = parse_cascade(str(c), name=c.name)
+    if again != c:
+        raise AssertionError("round trip changed the cascade")
+    shape = _small_shape(c)
+    sizes = resolve_shape(c, shape)
+    rng = np.random.default_rng(0)
+    inputs = {t.name: rng.standard_normal([sizes[r] for r in t.ranks]) for t in c.inputs}
+    run_cascade(c, inputs, shape, method="materialize")
+    if not any(e.where is not None for e in c.einsums):
+        op_counts(c, shape)  # (a filter's occupancy compiles a numba kernel per new mask)
+
+
+_FIXTURES: dict = {}
+
+
+def _fixtures():
+    if not _FIXTURES:
+        from einsim.simulator import load_architecture, load_mapping
+
+        _FIXTURES.update(
+            fusemax_arch=load_architecture("fusemax_cloud"),
+            fusemax_map=load_mapping("fusemax"),
+            cascade=cascade("fusemax"),
+            systolic=load_architecture("systolic"),
+        )
+    return _FIXTURES
+
+
+SHAPE = {"B": 1, "H": 2, "E": 16, "F": 16, "M": 512, "P": 256}
+GEMM_SHAPE = {"M": 64, "N": 48, "K": 32}
+
+
+def _finite(report) -> None:
+    for name in ("latency_s", "energy_pj", "cycles"):
+        value = getattr(report, name, None)
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise Nonsense(f"{name} = {value}")
+
+
+def _yaml(text: str, kind: str) -> dict:
+    from einsim.simulator.spec import parse_yaml
+
+    return parse_yaml(text, ORIGINS[kind])
+
+
+def load_architecture_text(text: str):
+    from einsim.simulator.architecture import architecture_from_dict
+    from einsim.simulator.gpu import gpu_architecture_from_dict
+
+    data = _yaml(text, "architecture")
+    if "gpu" in data:
+        return gpu_architecture_from_dict(data, ORIGINS["architecture"])
+    return architecture_from_dict(data, ORIGINS["architecture"])
+
+
+def use_architecture(arch) -> None:
+    from einsim.simulator import Architecture, evaluate
+
+    if isinstance(arch, Architecture):
+        f = _fixtures()
+        report = evaluate(f["cascade"], arch, f["fusemax_map"], SHAPE)
+        if report.valid:
+            _finite(report)
+
+
+def load_gpu(text: str):
+    from einsim.simulator.gpu import gpu_architecture_from_dict
+
+    return gpu_architecture_from_dict(_yaml(text, "gpu"), ORIGINS["gpu"])
+
+
+def use_gpu(arch) -> None:
+    from einsim.simulator.gpu import evaluate_gpu, parse_gpu_mapping
+
+    mapping = parse_gpu_mapping("fused:Br=64,Bc=64,warps=4")
+    report = evaluate_gpu(_fixtures()["cascade"], arch, mapping, shape=SHAPE)
+    if getattr(report, "valid", True):
+        _finite(report)
+
+
+def load_mapping_text(text: str):
+    from einsim.simulator.mapping import mapping_from_dict
+
+    return mapping_from_dict(_yaml(text, "mapping"), ORIGINS["mapping"])
+
+
+def use_mapping(mapping) -> None:
+    from einsim.simulator import evaluate
+
+    f = _fixtures()
+    arch = f["systolic"] if mapping.cascade == "gemm" else f["fusemax_arch"]
+    shape = GEMM_SHAPE if mapping.cascade == "gemm" else SHAPE
+    report = evaluate(cascade(mapping.cascade), arch, mapping, shape)
+    if report.valid:
+        _finite(report)
+
+
+def load_constraints_text(text: str):
+    from einsim.mapper.constraints import constraints_from_dict
+
+    return constraints_from_dict(_yaml(text, "constraints"), ORIGINS["constraints"])
+
+
+def use_constraints(constraints) -> None:
+    from einsim.mapper import search
+
+    f = _fixtures()
+    search(
+        f["cascade"],
+        f["fusemax_arch"],
+        SHAPE,
+        strategy="random",
+        budget=4,
+        constraints=constraints,
+    )
+
+
+def load_sweep(text: str):
+    from einsim.sweeps.spec import parse_spec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return parse_spec(_yaml(text, "sweep"), ORIGINS["sweep"])
+
+
+def use_nothing(_) -> None:
+    return None
+
+
+#: kind -> (load: text -> object, raising SpecError; use: exercise an accepted object)
+CONSUMERS: dict[str, tuple[Callable[[str], object], Callable[[object], None]]] = {
+    "cascade": (load_cascade, use_cascade),
+    "architecture": (load_architecture_text, use_architecture),
+    "gpu": (load_gpu, use_gpu),
+    "mapping": (load_mapping_text, use_mapping),
+    "constraints": (load_constraints_text, use_constraints),
+    "sweep": (load_sweep, use_nothing),
+}
+ORIGINS = {
+    "cascade": "fuzz.cascade",
+    "architecture": "fuzz_arch.yaml",
+    "gpu": "fuzz_gpu.yaml",
+    "mapping": "fuzz_map.yaml",
+    "constraints": "fuzz_c.yaml",
+    "sweep": "fuzz_sweep.yaml",
+}
+
+
+def names_location(message: str, kind: str) -> bool:
+    """Whether an error names where: a line and column, or the file and a key."""
+    if LOCATION.search(message):
+        return True
+    origin = ORIGINS[kind]
+    if kind == "cascade" or origin not in message:
+        return False
+    rest = message.split(origin, 1)[1]
+    return bool(
+        re.match(r"(: |\.)[\w\[\]\.\-/ ]+?[:;]", rest)  # origin: key.path: what / origin.key: what
+        or re.match(r": (unknown|missing required) key ", rest)
+        or re.match(r": expected .*(at the top level|YAML text)", rest)
+        or re.match(r": the YAML has \d+ characters", rest)
+    )
+
+
+# ------------------------------------------------------------------------------ run
+
+
+@dataclass
+class Tally:
+    tried: int = 0
+    accepted: int = 0
+    spec_errors: int = 0
+    located: int = 0
+    refused_later: int = 0
+    other: int = 0
+    nonsense: int = 0
+    slowest_s: float = 0.0
+    slowest_use_s: float = 0.0
+    examples: list = field(default_factory=list)
+
+
+def run_kind(kind: str, count: int, seed: int, out: Path, max_seconds: float) -> Tally:
+    rng = random.Random(f"{seed}-{kind}")
+    corpus = seeds(kind)
+    mutate = mutate_text if kind == "cascade" else mutate_yaml
+    load, use = CONSUMERS[kind]
+    tally = Tally()
+    seen: set[int] = set()
+    began = time.perf_counter()
+    for _ in range(count):
+        if time.perf_counter() - began > max_seconds:
+            break
+        text = mutate(rng.choice(corpus), rng)
+        if rng.random() < 0.3:
+            text = mutate(text, rng) if kind == "cascade" else mutate_text(text, rng)
+        tally.tried += 1
+        start = time.perf_counter()
+        used = None
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                loaded = load(text)
+                used = time.perf_counter()
+                tally.accepted += 1
+                if hash(text) not in seen and len(corpus) < 400 and len(text) < 20000:
+                    seen.add(hash(text))
+                    corpus.append(text)  # grow the corpus from accepted inputs
+                try:
+                    use(loaded)
+                except EinsimError:
+                    tally.refused_later += 1  # shape- or pairing-dependent: a clean refusal
+        except EinsimError as error:
+            tally.spec_errors += 1
+            first = str(error).splitlines()[0] if str(error) else ""
+            if names_location(first, kind):
+                tally.located += 1
+            elif len(tally.examples) < 2000:
+                tally.examples.append(("unlocated", first[:300], text))
+        except Nonsense as error:
+            tally.nonsense += 1
+            tally.examples.append(("nonsense", str(error), text))
+        except Exception as error:
+            tally.other += 1
+            tb = traceback.format_exc(limit=-3)
+            tally.examples.append((f"other {type(error).__name__}", tb[-800:], text))
+        end = time.perf_counter()
+        elapsed = (used or end) - start  # loading and validating: the bound that matters
+        if elapsed > tally.slowest_s:
+            tally.slowest_s = elapsed
+            (out / f"{kind}_slowest.txt").write_text(f"# {elapsed:.3f} s\n{text}")
+        if used is not None and end - used > tally.slowest_use_s:
+            tally.slowest_use_s = end - used
+            (out / f"{kind}_slowest_use.txt").write_text(f"# {end - used:.3f} s\n{text}")
+    for n, (what, message, text) in enumerate(tally.examples[:200]):
+        (out / f"{kind}_{n:03d}_{what.replace(' ', '_')}.txt").write_text(
+            f"# {what}: {message}\n{text}"
+        )
+    return tally
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100_000, help="inputs per kind")
+    parser.add_argument("--kinds", default=",".join(CONSUMERS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="/tmp/einsim_fuzz")
+    parser.add_argument(
+        "--max-seconds", type=float, default=float("inf"), help="stop a kind after this long"
+    )
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{'kind':<13}{'tried':>8}{'accepted':>10}{'later':>7}{'SpecError':>10}{'other':>7}"
+        f"{'nonsense':>9}{'slowest s':>11}{'use s':>8}{'located':>9}{'wall s':>8}"
+    )
+    for kind in args.kinds.split(","):
+        start = time.perf_counter()
+        t = run_kind(kind, args.count, args.seed, out, args.max_seconds)
+        share = t.located / t.spec_errors if t.spec_errors else 1.0
+        print(
+            f"{kind:<13}{t.tried:>8}{t.accepted:>10}{t.refused_later:>7}{t.spec_errors:>10}{t.other:>7}"
+            f"{t.nonsense:>9}{t.slowest_s:>11.3f}{t.slowest_use_s:>8.2f}{share:>9.1%}"
+            f"{time.perf_counter() - start:>8.0f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
