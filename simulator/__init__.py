@@ -22,8 +22,10 @@ from .mapping import (
     parameter_names,
 )
 from .model import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
+from .shape import DEFAULT_BATCH, ShapeSplit, split_shape
 
 __all__ = [
+    "DEFAULT_BATCH",
     "Architecture",
     "AttentionProblem",
     "BatchReport",
@@ -37,6 +39,7 @@ __all__ = [
     "OpCost",
     "Overlap",
     "Report",
+    "ShapeSplit",
     "StorageLevel",
     "bind",
     "evaluate",
@@ -50,4 +53,5 @@ __all__ = [
     "mapping_to_dict",
     "mapping_to_yaml",
     "parameter_names",
+    "split_shape",
 ]
