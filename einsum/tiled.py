@@ -52,6 +52,8 @@ from .ir import (
 DEFAULT_TILE = 256
 #: Most points of one Einsum evaluated at once (bounds every temporary array: 32 MB in float64).
 TILE_POINTS = 1 << 22
+#: Most elements of a tensor held in full but not kept, per chunk of a parallel rank (64 MB).
+CHUNK_POINTS = 1 << 23
 _EMPTY, _PARTIAL, _FULL = 0, 1, 2
 _COMPARE = {
     Op.LT: np.less,
@@ -687,14 +689,15 @@ class Executor:
         return starts, ends, status
 
     # -- one Einsum ---------------------------------------------------------------------
-    def run(self, einsum: Einsum, fixed: Mapping[str, int], accumulate: bool = False):
-        """Evaluate `einsum` over its iteration space with the variables in `fixed` bound,
-        tile by tile; `accumulate`: combine into the output with the reduction."""
+    def run(self, einsum: Einsum, bounds: Mapping[str, tuple[int, int]], accumulate=False):
+        """Evaluate `einsum` over its iteration space with the variables in `bounds` held to
+        a range (one index for a loop's step, a chunk of a parallel rank), tile by tile;
+        `accumulate`: combine into the output with the reduction."""
         names = list(einsum.iter_vars)
-        lo = [fixed.get(v, 0) for v in names]
-        hi = [fixed[v] + 1 if v in fixed else int(self.sizes[rank_of(v)]) for v in names]
+        lo = [bounds[v][0] if v in bounds else 0 for v in names]
+        hi = [bounds[v][1] if v in bounds else int(self.sizes[rank_of(v)]) for v in names]
         box = _Box(names, lo, hi)
-        free = [v for v in names if v not in fixed]
+        free = [v for v, a, b in zip(names, lo, hi, strict=True) if b - a > 1]
         total = self._points(einsum, box)
         clauses = self._clauses(einsum, set(names))
         if not clauses:
@@ -951,6 +954,54 @@ def _matmul(arrays, used, out_vars):
     return _expand(result, present, out_vars)
 
 
+def parallel_rank(cascade: Cascade, the_plan: Plan, keep, sizes, shapes, tile) -> tuple[str, int]:
+    """A rank the cascade never mixes (every Einsum iterating it writes it as a plain output
+    index and every read of it is the plain variable: P, the queries, in attention) and
+    its chunk: sized so the largest tensor held in full but not kept (QK[m,p] of the
+    multi-pass forms) takes at most CHUNK_POINTS per chunk, or as `tile` says for that rank.
+    ("", 0) when none pays off."""
+    slots = {name for name, _, _ in the_plan.slots}
+    kept = set(shapes) if keep is None else set(keep)
+    best, best_chunk, best_size = "", 0, 0
+    for rank in cascade.ranks:
+        var = var_of(rank)
+        ok = rank not in cascade.partition_of
+        for einsum in cascade.einsums:
+            if not ok:
+                break
+            if var in einsum.iter_vars and var not in einsum.out_vars:
+                ok = False
+            for index, out_var in zip(einsum.out_indices, einsum.out_vars, strict=True):
+                if out_var == var and index != Var(var):
+                    ok = False
+            for access in einsum.operands:
+                for r, index in zip(
+                    cascade.tensor_ranks[access.tensor], access.indices, strict=True
+                ):
+                    if r == rank and index != Var(var):
+                        ok = False
+        for init in cascade.inits:
+            for r, index in zip(cascade.tensor_ranks[init.tensor], init.indices, strict=True):
+                if r == rank and index != Var(var):
+                    ok = False
+        if not ok:
+            continue
+        held = [
+            int(np.prod(shapes[t], dtype=np.int64))
+            for t, ranks in cascade.tensor_ranks.items()
+            if rank in ranks and t not in slots and t not in kept and t in cascade.producers
+        ]
+        extent = int(sizes[rank])
+        if held and tile and rank in tile:  # a chunk asked for (the tests' partial chunks)
+            return rank, max(1, int(tile[rank]))
+        if held and max(held) > CHUNK_POINTS:
+            per_index = max(1, max(held) // extent)
+            chunk = max(1, CHUNK_POINTS // per_index)
+            if chunk < extent and (not best or per_index * chunk < best_size):
+                best, best_chunk, best_size = rank, chunk, per_index * chunk
+    return best, best_chunk
+
+
 def evaluate_tiled(
     cascade: Cascade,
     tensors: dict[str, np.ndarray],
@@ -960,15 +1011,27 @@ def evaluate_tiled(
     keep: Collection[str] | None,
     tile: Mapping[str, int] | None,
 ) -> dict[str, np.ndarray]:
-    """Run `cascade` by its `plan` on validated `tensors` (the inputs); see `evaluate`."""
+    """Run `cascade` by its `plan` on validated `tensors` (the inputs); see `evaluate`.
+
+    When a parallel rank exists (`parallel_rank`) and a tensor that is not kept would be
+    large, the whole plan runs once per chunk of that rank, holding those tensors for one
+    chunk only.
+    """
     the_plan = plan(cascade, keep)
     ex = Executor(cascade, sizes, shapes, dtype, tile)
     for name, array in tensors.items():
         ex.store[name] = _Buffer(array)
     slot = {name: (dim, iterative) for name, dim, iterative in the_plan.slots}
+    kept = set(shapes) if keep is None else set(keep)
+    rank, chunk = parallel_rank(cascade, the_plan, keep, sizes, shapes, tile)
     filtered = {e.output for e in cascade.einsums if ex._clauses(e, set(e.iter_vars))}
+    local = []  # buffers reset for every chunk
     for einsum in cascade.einsums:
         shape = list(shapes[einsum.output])
+        ranks = cascade.tensor_ranks[einsum.output]
+        chunked = rank and einsum.output not in kept
+        if chunked:
+            shape = [chunk if r == rank else n for r, n in zip(ranks, shape, strict=True)]
         if einsum.output in slot:
             dim, iterative = slot[einsum.output]
             shape[dim] = 2 if iterative else 1
@@ -980,43 +1043,73 @@ def evaluate_tiled(
         else:
             buf = _Buffer(np.zeros(shape, dtype=dtype))
         ex.store[einsum.output] = buf
-    for init in cascade.inits:
-        index = tuple(
-            slice(None) if isinstance(i, Var) else int(ex._index(i, {})) for i in init.indices
+        if chunked or einsum.output in slot:
+            local.append(einsum.output)
+    inits = [
+        (
+            init.tensor,
+            tuple(
+                slice(None) if isinstance(i, Var) else int(ex._index(i, {})) for i in init.indices
+            ),
+            init.value,
         )
-        ex.store[init.tensor].array[index] = init.value
+        for init in cascade.inits
+    ]
+    for name, index, value in inits:
+        ex.store[name].array[index] = value
 
+    extent = int(sizes[rank]) if rank else 1
+    starts = range(0, extent, chunk) if rank else (0,)
     with np.errstate(all="ignore"):
-        for item in the_plan.items:
-            ex._classes.clear()
-            ex._full.clear()
-            if isinstance(item, Einsum):
-                ex._loop = None
-                ex.run(item, {})
-                ex._masks.clear()
-                continue
+        for c0 in starts:
+            bounds = {var_of(rank): (c0, min(c0 + chunk, extent))} if rank else {}
+            if c0:
+                _reset(ex, cascade, local, inits, rank, c0)
+            _run_plan(ex, the_plan, slot, sizes, bounds)
+    return {name: buf.array for name, buf in ex.store.items() if name in kept}
+
+
+def _reset(ex: Executor, cascade: Cascade, local, inits, rank: str, c0: int) -> None:
+    """Fresh buffers for the chunk starting at c0 of `rank` (zeros, then the inits)."""
+    for name in local:
+        buf = ex.store[name]
+        buf.array[...] = 0.0
+        ranks = cascade.tensor_ranks[name]
+        buf.offsets = [c0 if r == rank else 0 for r in ranks]
+        if buf.dirty is not None:
+            buf.dirty.clear()
+    names = set(local)
+    for name, index, value in inits:
+        if name in names:
+            ex.store[name].array[index] = value
+
+
+def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds) -> None:
+    for item in the_plan.items:
+        ex._classes.clear()
+        ex._full.clear()
+        if isinstance(item, Einsum):
+            ex._loop = None
+            ex.run(item, bounds)
+            ex._masks.clear()
+            continue
+        for e in item.einsums:
+            if e.output in item.accumulate:
+                box = _Box(
+                    list(e.out_vars),
+                    [bounds[v][0] if v in bounds else 0 for v in e.out_vars],
+                    [bounds[v][1] if v in bounds else int(sizes[rank_of(v)]) for v in e.out_vars],
+                )
+                ex._fill_identity(e, box)
+        steps = int(sizes[rank_of(item.var)])
+        ex._loop = (item.var, steps)
+        for i in range(steps):
+            at = {**bounds, item.var: (i, i + 1)}
             for e in item.einsums:
-                if e.output in item.accumulate:
-                    box = _Box(
-                        list(e.out_vars),
-                        [0] * len(e.out_vars),
-                        [int(sizes[rank_of(v)]) for v in e.out_vars],
-                    )
-                    ex._fill_identity(e, box)
-            steps = int(sizes[rank_of(item.var)])
-            ex._loop = (item.var, steps)
-            for i in range(steps):
-                for e in item.einsums:
-                    ex.run(e, {item.var: i}, accumulate=e.output in item.accumulate)
-                ex._masks.clear()
-                if i + 1 < steps:
-                    _advance(ex, item, slot, i + 1)
-    wanted = None if keep is None else set(keep)
-    return {
-        name: buf.array
-        for name, buf in ex.store.items()
-        if (wanted is None or name in wanted) and name not in slot
-    }
+                ex.run(e, at, accumulate=e.output in item.accumulate)
+            ex._masks.clear()
+            if i + 1 < steps:
+                _advance(ex, item, slot, i + 1)
 
 
 def _advance(ex: Executor, run: Run, slot, i: int) -> None:

@@ -161,3 +161,33 @@ def test_tile_classes_are_sound(x, y, kw, dil, stride, m_tile, p_tile):
                     assert not keep.any()
                 if status == 2:
                     assert keep.all()
+
+
+def test_multi_pass_forms_run_in_chunks_of_the_query_rank(rng):
+    """QK[m,p] of the three-pass form is read by a later pass, so it is held, but for one
+    chunk of P at a time: P is never reduced and always read as plain `p`."""
+    from einsim.einsum.executor import tensor_shapes
+    from einsim.einsum.shape import resolve_shape
+    from einsim.einsum.tiled import parallel_rank
+
+    n = 1024
+    cascade = attention("causal", form="stable_3pass")
+    shape = {"E": 8, "F": 4, "M": n, "P": n}
+    sizes = resolve_shape(cascade, shape)
+    shapes = tensor_shapes(cascade, sizes)
+    lean = plan(cascade, cascade.outputs)
+    assert parallel_rank(cascade, lean, cascade.outputs, sizes, shapes, {"P": 64}) == ("P", 64)
+    fused = attention("causal")  # every big tensor is a slot of the M1 loop: nothing to chunk
+    fused_sizes = resolve_shape(fused, shape)
+    fused_shapes = tensor_shapes(fused, fused_sizes)
+    assert (
+        parallel_rank(fused, plan(fused, ("AV",)), ("AV",), fused_sizes, fused_shapes, None)[0]
+        == ""
+    )
+    inputs = random_inputs(cascade, shape, rng)
+    tracemalloc.start()
+    out = evaluate(cascade, inputs, shape, keep=("AV",), tile={"P": 64})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < n * n * 8 / 2  # QK alone, held whole, is n * n * 8 bytes
+    np.testing.assert_allclose(out["AV"], direct("causal", inputs), rtol=1e-9)
