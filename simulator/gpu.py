@@ -512,7 +512,8 @@ def attention_kernel(
     if (KEY_RANK not in cascade.ranks and part is None) or QUERY_RANK not in cascade.ranks:
         raise _refuse(cascade, f"no ranks {KEY_RANK} (keys) and {QUERY_RANK} (queries)")
     # The one rule of every entry point (simulator/shape.py): an unknown rank is refused.
-    sizes = dict(split_shape(cascade, OUTER_RANKS, shape).sizes)
+    split = split_shape(cascade, OUTER_RANKS, shape)
+    sizes = dict(split.sizes)
     for einsum in cascade.einsums:
         read = sorted({a.tensor for a in accesses(einsum.where)})
         if read:
@@ -596,7 +597,7 @@ def attention_kernel(
     kv_heads = product(r for r in k_ranks & v_ranks if r != KEY_RANK)
     counted = passes(cascade, KEY_RANK)
     sweeps = counted if isinstance(counted, int) else counted[part.upper]
-    batch = math.prod(int(shape.get(r, 1)) for r in OUTER_RANKS if r not in cascade.ranks)
+    batch = split.multiplier
     return AttentionKernel(
         cascade=cascade,
         sizes=tuple(sorted(sizes.items())),
