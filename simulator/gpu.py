@@ -1027,10 +1027,31 @@ def _tile_ranges(kernel: AttentionKernel, br: int, bc: int):
     return t_lo, t_hi, f_lo, f_hi
 
 
+#: The block edge at which a mask without row intervals is evaluated once, then reused by
+#: every tiling whose Br and Bc it divides (the MMA granularity: every valid tiling).
+FLAG_BLOCK = 16
+
+
 @functools.lru_cache(maxsize=64)
 def _tile_flags(kernel: AttentionKernel, br: int, bc: int) -> tuple[np.ndarray, np.ndarray]:
-    """(active, full) per (query tile, key tile), from the filter over every (m, p): the
-    exact path for masks that are not one interval per query tile."""
+    """(active, full) per (query tile, key tile): the exact path for masks that are not one
+    interval per query tile, reduced from `_block_flags` at a block edge dividing Br and Bc."""
+    g = FLAG_BLOCK if br % FLAG_BLOCK == 0 and bc % FLAG_BLOCK == 0 else math.gcd(br, bc)
+    any_g, all_g = _block_flags(kernel, g, g)
+    nq, nk = -(-kernel.seq_q // br), -(-kernel.seq_kv // bc)
+    rq, rk = br // g, bc // g
+    rows, cols = nq * rq - any_g.shape[0], nk * rk - any_g.shape[1]
+    # Padded query rows keep nothing and never spoil a full tile; padded keys are never kept.
+    any_g = np.pad(any_g, ((0, rows), (0, cols)), constant_values=False)
+    all_g = np.pad(np.pad(all_g, ((0, rows), (0, 0)), constant_values=True), ((0, 0), (0, cols)),
+                   constant_values=False)  # fmt: skip
+    active = any_g.reshape(nq, rq, nk, rk).any(axis=(1, 3))
+    return active, all_g.reshape(nq, rq, nk, rk).all(axis=(1, 3))
+
+
+@functools.lru_cache(maxsize=16)
+def _block_flags(kernel: AttentionKernel, br: int, bc: int) -> tuple[np.ndarray, np.ndarray]:
+    """(active, full) per (query tile, key tile), from the filter over every (m, p)."""
     P, M = kernel.seq_q, kernel.seq_kv
     nq, nk = -(-P // br), -(-M // bc)
     active = np.zeros((nq, nk), dtype=bool)
