@@ -629,9 +629,8 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
         _count(parser, statements, "statements", 0)
 
     if not inputs:
-        raise SpecError(
-            f"{origin} line 1, column 1: no `inputs:` line declares the input tensors, e.g. Q[e,p]"
-        )
+        what = "no `inputs:` line declares the input tensors, e.g. Q[e,p]"
+        raise SpecError(caret_message(what, text, 1, 0, origin))
     known_ranks = {r for t in inputs for r in t.ranks} | set(extra_ranks)
     _check_partitions(partitions, partition_lines, known_ranks)
     for p in partitions:
