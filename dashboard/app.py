@@ -22,13 +22,14 @@ from dash import ALL, Input, Output, State, dcc, html
 
 from einsim.einsum import EinsimError, SpecError
 
-from . import choices, figures, inputs, security
+from . import bounded, choices, figures, inputs, security
 from .design import (
     DEFAULT_TILING,
     UPLOADED,
     DesignResult,
     DesignSpec,
     architecture_data,
+    build_workload,
     bundled_architecture,
     bundled_mapping,
     changed_overrides,
@@ -584,10 +585,23 @@ class DesignView:
     other_error: str | None = None
 
 
+def bounded_evaluation(spec: DesignSpec) -> DesignResult:
+    """`evaluate_design`, in a child process with a deadline when the cascade's masks span
+    more than `bounded.FORK_POINTS` points (`bounded.run_bounded`).
+
+    Raises:
+        EinsimError: as `evaluate_design`; SpecError past the deadline.
+    """
+    cascade, shape = build_workload(spec)
+    if bounded.filter_points(cascade, shape) > bounded.FORK_POINTS:
+        return bounded.run_bounded(evaluate_design, spec, what=spec.label())
+    return evaluate_design(spec)
+
+
 def design_view(spec: DesignSpec, other: DesignSpec | None) -> DesignView:
     """Evaluate A (and B); einsim's errors become messages, never exceptions."""
     try:
-        result = evaluate_design(spec)
+        result = bounded_evaluation(spec)
     except Exception as error:  # shown on the page (einsim's errors, or a bug, named)
         return DesignView(error=error_message(error))
     warning = None
@@ -596,7 +610,7 @@ def design_view(spec: DesignSpec, other: DesignSpec | None) -> DesignView:
     if other is None:
         return DesignView(warning=warning, result=result)
     try:
-        return DesignView(warning=warning, result=result, other=evaluate_design(other))
+        return DesignView(warning=warning, result=result, other=bounded_evaluation(other))
     except Exception as error:
         return DesignView(warning=warning, result=result, other_error=error_message(error))
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from einsim.einsum import EinsimError, SpecError
 
+from .bounded import FORK_POINTS, filter_points
 from .design import DesignSpec, build_architecture, build_workload, error_message
 from .inputs import MAX_BUDGET, MAX_RUNNING_SEARCHES
 
@@ -178,6 +179,12 @@ class SearchJobs:
                 f"{running} searches are running (at most {self._running} at once): wait for one"
             )
         cascade, shape = build_workload(request.spec)
+        if filter_points(cascade, shape) > FORK_POINTS:
+            raise SpecError(
+                f"a search over masks spanning {filter_points(cascade, shape):,} points is "
+                "beyond the dashboard (its masks are counted point by point for every "
+                "tiling); use `einsim map` for it"
+            )
         arch = build_architecture(request.spec)
         job = next(self._ids)
         record = {"request": request, "start": time.perf_counter(), "end": None,

@@ -174,3 +174,42 @@ def test_uploaded_yaml_is_bounded():
     big = "data:text/yaml;base64," + base64.b64encode(b"x" * (inputs.MAX_YAML_BYTES + 10)).decode()
     with pytest.raises(SpecError, match="larger than"):
         inputs.upload_bytes(big, "big.yaml", inputs.MAX_YAML_BYTES)
+
+
+def _forever():
+    while True:
+        pass
+
+
+def _allocate():
+    return bytearray(8 << 30)
+
+
+def _refuse():
+    raise SpecError("refused in the child")
+
+
+def test_bounded_evaluations_are_killed_at_the_deadline(monkeypatch):
+    from einsim.dashboard import bounded
+
+    assert bounded.run_bounded(sorted, [3, 1, 2]) == [1, 2, 3]
+    with pytest.raises(SpecError, match="refused in the child"):
+        bounded.run_bounded(_refuse)
+    monkeypatch.setattr(bounded, "DEADLINE_S", 0.5)
+    with pytest.raises(SpecError, match=r"longer than 0\.5 s"):
+        bounded.run_bounded(_forever, what="spin")
+    monkeypatch.setattr(bounded, "CHILD_MEMORY_BYTES", 1 << 30)
+    with pytest.raises(SpecError, match="more than 1 GiB"):
+        bounded.run_bounded(_allocate)
+
+
+def test_large_masks_are_counted_in_a_child_and_small_ones_here():
+    from einsim.dashboard import bounded
+    from einsim.dashboard.design import build_workload
+
+    small = build_workload(DesignSpec(attention="sinks_window", seq_len=1024))
+    large = build_workload(DesignSpec(attention="sinks_window", seq_len=16384))
+    dense = build_workload(DesignSpec(seq_len=2**24))
+    assert bounded.filter_points(*small) == 1024**2 <= bounded.FORK_POINTS
+    assert bounded.filter_points(*large) == 16384**2 > bounded.FORK_POINTS
+    assert bounded.filter_points(*dense) == 0
