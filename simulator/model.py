@@ -274,6 +274,31 @@ def _group_visits(groups_of: np.ndarray, per_iteration, iterations) -> tuple:
     return (total, most) if total.ndim else (float(total), float(most))
 
 
+@functools.lru_cache(maxsize=4096)
+def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
+    """(op counts of the points the masks keep, op counts of the whole space) of one Einsum;
+    cached: a search costs the same cascade at the same sizes thousands of times, and a
+    mask without a closed form (NATTEN) is counted by a pass over its iteration space.
+
+    The whole space is occupancy's busy points with the space as one tile (a partition's
+    padded last tile clipped at M): what an array that masks instead of skipping iterates.
+    """
+    counts = einsum_op_counts(cascade, cascade.einsum(name), dict(sizes))
+    if not counts or cascade.einsum(name).where is None:
+        return counts, counts
+    whole = occupancy(cascade, dict(sizes), {}, [name])[name]
+    points, busy = int(whole.points[0]), int(whole.busy_points[0])
+    dense = {op: count * busy // points for op, count in counts.items()} if points else counts
+    return counts, dense
+
+
+def _most(shares: list) -> np.ndarray | float:
+    """Elementwise maximum of shares (arrays or floats); one array shared by several Einsums
+    (the same filter on the same cut ranks) is taken once."""
+    distinct = list({id(s): s for s in shares}.values())
+    return functools.reduce(np.maximum, distinct) if distinct else 1.0
+
+
 def _distinct_rows(columns: list[np.ndarray], limits: list[int]):
     """The distinct rows of integer columns (column k in 1..limits[k]) and each row's index
     among them, in O(n) through look-up tables (np.unique over rows sorts: 10x slower).
@@ -327,6 +352,7 @@ class _KernelModel:
         self.skip_empty_tiles = skip_empty_tiles
         self._tile_memo: dict[int, dict] = {}
         self._share_memo: dict[tuple, np.ndarray | float] = {}
+        self._rows_memo: dict[tuple, tuple] = {}
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
         self.n = n
         self.offchip = arch.levels[0].name
@@ -550,10 +576,7 @@ class _KernelModel:
         one. `ops` and the useful cycles count the points the masks keep.
         """
         einsum = self.cascade.einsum(name)
-        counts = einsum_op_counts(self.cascade, einsum, self.sizes)
-        dense = counts
-        if counts and einsum.where is not None:
-            dense = einsum_op_counts(self.cascade, replace(einsum, where=None), self.sizes)
+        counts, dense = _op_counts(self.cascade, name, tuple(self.sizes.items()))
         share = self.share(len(self.arch.levels), name)
         unit_name = self.kernel.unit_of(name)
         if not counts:
@@ -580,23 +603,25 @@ class _KernelModel:
                     cycles -= sum(per_op) - max(per_op)
             return cycles
 
-        energy = share * sum(
+        energy = self.batch * sum(
             count * cost_per_point[op].energy_pj
             for op, count in dense.items()
             if not (self.options.drop_exp_energy and op is Op.EXP)
         )
         per_lane, useful_fraction = self._lanes(unit, einsum)
-        busy = cycles_of(dense) * share * self.batch * per_lane
+        # scalars first: each product with a batch array is a pass over n rows
+        busy = cycles_of(dense) * self.batch * share * per_lane
         kept = busy if dense is counts else cycles_of(counts) * self.batch * per_lane
+        fill_drain = self._fill_drain_cycles(unit, einsum)
         return {
             "einsum": name,
             "unit": unit_name,
             "ops": sum(counts.values()) * self.batch,
-            "cycles": busy + self._fill_drain_cycles(unit, einsum) * share,
+            "cycles": busy + fill_drain * share if np.any(fill_drain) else busy,
             # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
             "useful_cycles": kept * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
-            "energy_pj": energy * self.batch,
+            "energy_pj": energy * share,
         }
 
     def _spatial_ranks(self, unit: ComputeUnit, einsum) -> list[str]:
@@ -703,7 +728,7 @@ class _KernelModel:
             ranks = frozenset(cut & {rank_of(v) for v in f.iter_vars})
             if ranks:
                 shares.append(self._filtered_share(level_index, f.output, ranks))
-        return functools.reduce(np.maximum, shares) if shares else 1.0
+        return _most(shares)
 
     def _filtered_share(self, level_index: int, name: str, ranks: frozenset):
         """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
@@ -714,10 +739,13 @@ class _KernelModel:
             tile = {r: v for r, v in self.tile_extents(level_index).items() if r in ranks}
             fixed = {r: int(v) for r, v in tile.items() if not np.ndim(v)}
             varying = [r for r in tile if r not in fixed]
-            columns, inverse = _distinct_rows(
-                [np.broadcast_to(np.asarray(tile[r], np.int64), (self.n,)) for r in varying],
-                [int(self.sizes[r]) for r in varying],
-            )
+            rows_key = (level_index, tuple(varying))
+            if rows_key not in self._rows_memo:
+                self._rows_memo[rows_key] = _distinct_rows(
+                    [np.broadcast_to(np.asarray(tile[r], np.int64), (self.n,)) for r in varying],
+                    [int(self.sizes[r]) for r in varying],
+                )
+            columns, inverse = self._rows_memo[rows_key]
             found = occupancy(
                 self.cascade, self.sizes, fixed | dict(zip(varying, columns, strict=True)), [name]
             )[name]
@@ -809,15 +837,12 @@ class _KernelModel:
                 else:
                     writes = writes + moved  # a fill from DRAM
                 fetched = terminal = 0.0
-                share = functools.reduce(
-                    np.maximum,
-                    [
-                        self.share(array, e.output)
-                        for e in self.cascade.einsums
-                        if e.output in members and any(a.tensor == tensor for a in e.operands)
-                    ],
-                    0.0,
-                )
+                readers = [
+                    self.share(array, e.output)
+                    for e in self.cascade.einsums
+                    if e.output in members and any(a.tensor == tensor for a in e.operands)
+                ]
+                share = _most(readers) if readers else 0.0
                 for einsum in self.cascade.einsums:
                     if einsum.output not in members:
                         continue
