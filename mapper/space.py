@@ -634,7 +634,10 @@ def _kernel_memory(ctx: _Context, name: str, einsums: list[str], compute: Comput
     members = set(einsums)
     ranks: set[str] = set()
     for e in einsums:
-        ranks |= ctx.iterated(e)
+        # A view without operations (BK[g,e,m1,m0] = K[...]) asks for no loop of its own:
+        # GQA's G is walked by the loops over the heads that read it (h // (H // G)).
+        if e in ctx.work or not any(w in ctx.work for w in einsums):
+            ranks |= ctx.iterated(e)
     lower = {p.lower for p in ctx.cascade.partitions}
     fused = len([e for e in einsums if e in ctx.work]) > 1
     multipass = {r for r in ranks if fused and ctx.passes.get(r, 1) > 1}
