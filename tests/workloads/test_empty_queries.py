@@ -62,3 +62,22 @@ def test_unmasked_forms_keep_the_published_initial_values():
     # The floor is only for masked forms: FuseMax's plain cascade is unchanged.
     text = str(attention("fusemax_1pass"))
     assert "RD[0,p] = 0" in text and "RM[0,p] = -inf" in text
+
+
+def test_block_topk_runs_where_the_last_key_tile_pads_past_the_last_block(rng):
+    """The smallest case of the crash (`einsim check moba --param BS=1 --param TOPK=1
+    --param M0=2`), then every form over block sizes, tiles and key counts whose last key
+    tile reaches past the last block, against the direct formula."""
+    from einsim.workloads.direct import check
+
+    assert check("moba", BS=1, TOPK=1, M0=2).ok
+    for bs, m0, m, topk, causal in [(1, 4, 10, 1, True), (2, 3, 7, 1, False), (3, 5, 7, 2, True)]:
+        shape = dict(E=3, F=2, M=m, P=m, M0=m0)
+        assert (-(-m // m0)) * m0 > -(-m // bs) * bs  # the padding reaches past block N-1
+        params = dict(BS=bs, TOPK=topk, causal=causal)
+        for form in SOFTMAX_FORMS:
+            cascade = attention("block_topk", form=form.value, **params)
+            inputs = random_inputs(cascade, shape, rng)
+            got = cascade.evaluate(inputs, shape)["AV"]
+            want = direct("block_topk", inputs, **params)
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
