@@ -263,15 +263,20 @@ def _group_visits(groups_of: np.ndarray, per_iteration, iterations) -> tuple:
     """(sum, max) over the iterations of a loop of the distinct groups its block of
     `per_iteration` consecutive heads reads: `groups_of[h]` is head h's group. Exact for
     any head/group ratio and partial blocks; arrays over a batch of mappings allowed."""
-    per = np.broadcast_to(np.asarray(per_iteration, np.int64), np.shape(iterations))
-    its = np.asarray(iterations, np.int64)
-    total, most = np.zeros(its.shape), np.zeros(its.shape)
-    for t, f in {(int(a), int(b)) for a, b in zip(per.ravel(), its.ravel(), strict=True)}:
+    per, its = np.broadcast_arrays(
+        np.asarray(per_iteration, np.int64), np.asarray(iterations, np.int64)
+    )
+    pairs, inverse = np.unique(
+        np.stack([per.ravel(), its.ravel()], axis=1), axis=0, return_inverse=True
+    )
+    total, most = np.zeros(len(pairs)), np.zeros(len(pairs))
+    for row, (t, f) in enumerate(pairs.tolist()):  # one per distinct tiling of the batch
         counts = [len(np.unique(groups_of[i * t : (i + 1) * t])) for i in range(f)]
-        rows = (per == t) & (its == f)
-        total = np.where(rows, sum(counts), total)
-        most = np.where(rows, max(counts, default=0), most)
-    return (total, most) if total.ndim else (float(total), float(most))
+        total[row], most[row] = sum(counts), max(counts, default=0)
+    inverse = inverse.ravel()
+    if per.ndim:
+        return total[inverse].reshape(per.shape), most[inverse].reshape(per.shape)
+    return float(total[0]), float(most[0])
 
 
 @functools.lru_cache(maxsize=4096)

@@ -67,3 +67,17 @@ def test_a_buffer_tile_holds_only_the_groups_of_its_heads():
     gqa = evaluate(attention("gqa"), arch, one, dict(shape, G=8))
     assert gqa.factors["attention"]["GB.P"] == mha.factors["attention"]["GB.P"]
     np.testing.assert_allclose(gqa.dram_bytes, mha.dram_bytes, rtol=1e-12)
+
+
+def test_a_batch_of_head_tiles_equals_the_scalar_evaluations():
+    from einsim import evaluate_batch
+
+    arch = load_architecture("fusemax_cloud")
+    mapping = load_mapping("fusemax_gqa")
+    shape = dict(B=1, H=8, G=2, E=E, F=F, M=M, P=P)
+    tiles = np.array([1, 2, 3, 4, 8, 2, 1])
+    batch = evaluate_batch(attention("gqa"), arch, mapping, shape, {"attention.GB.H": tiles})
+    for i, t in enumerate(tiles):
+        one = evaluate(attention("gqa"), arch, bind(mapping, {"attention.GB.H": int(t)}), shape)
+        assert batch.dram_bytes[i] == one.dram_bytes
+        assert batch.cycles[i] == one.cycles
