@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from einsim.sweeps import sweep
+from einsim.sweeps import SweepWarning, sweep
 
 #: 48 points, each its own template (a distinct architecture): about 0.1 s of work.
 KILLED = {
@@ -44,7 +44,8 @@ def test_killed_after_three_chunks_then_resumed(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert len(list(out.glob("part-*.parquet"))) == 3
-    resumed = sweep(KILLED, out, progress=False)
+    with pytest.warns(SweepWarning, match="took over the lock of a sweep that is no longer"):
+        resumed = sweep(KILLED, out, progress=False)  # the killed run's lock is stale
     assert (resumed.skipped, resumed.evaluated) == (15, 33)
     whole = sweep(KILLED, progress=False).to_pandas()
     pd.testing.assert_frame_equal(_sorted(pd.read_parquet(out)), _sorted(whole))
