@@ -494,10 +494,14 @@ def _unfiltered_grid(cascade, einsum, sizes, t, sharing: list[_Grid]) -> _Grid:
 # ---------------------------------------------------------------- the compiled kernel
 
 
-def _gen(expr: Expr, names: dict[str, str], size_index: dict[str, int]) -> str:
-    """Python source of a filter expression, in floats as the executor computes it."""
+def _gen(expr: Expr, names: dict[str, str], size_index: dict[str, int], whole: bool) -> str:
+    """Python source of a filter expression as the executor computes it: in floats, or in
+    integers when `whole` (no true division or transcendental and integer constants, so
+    floor division and remainder give the same values, faster)."""
     if isinstance(expr, Const):
         v = expr.value
+        if whole:
+            return repr(int(v))
         return "math.inf" if v == math.inf else "(-math.inf)" if v == -math.inf else repr(v)
     if isinstance(expr, Var):
         return names[expr.name]
@@ -505,18 +509,21 @@ def _gen(expr: Expr, names: dict[str, str], size_index: dict[str, int]) -> str:
         return f"sz[{size_index[expr.name]}]"
     if isinstance(expr, Access):
         raise SpecError(f"occupancy: cannot compile a tensor read {expr}")
-    a = [_gen(x, names, size_index) for x in expr.args]
-    op = expr.op
+    return _format(expr.op, [_gen(x, names, size_index, whole) for x in expr.args], whole)
+
+
+def _format(op: Op, a: list[str], whole: bool) -> str:
+    one, zero = ("1", "0") if whole else ("1.0", "0.0")
     if op in _INFIX:
         return f"({a[0]} {_INFIX[op]} {a[1]})"
     if op in _COMPARE:
-        return f"(1.0 if {a[0]} {_COMPARE[op]} {a[1]} else 0.0)"
+        return f"({one} if {a[0]} {_COMPARE[op]} {a[1]} else {zero})"
     if op is Op.AND:
-        return f"(1.0 if ({a[0]} != 0.0 and {a[1]} != 0.0) else 0.0)"
+        return f"({one} if ({a[0]} != {zero} and {a[1]} != {zero}) else {zero})"
     if op is Op.OR:
-        return f"(1.0 if ({a[0]} != 0.0 or {a[1]} != 0.0) else 0.0)"
+        return f"({one} if ({a[0]} != {zero} or {a[1]} != {zero}) else {zero})"
     if op is Op.NOT:
-        return f"(1.0 if {a[0]} == 0.0 else 0.0)"
+        return f"({one} if {a[0]} == {zero} else {zero})"
     if op is Op.NEG:
         return f"(-{a[0]})"
     if op in (Op.MAX, Op.MIN):
@@ -524,10 +531,20 @@ def _gen(expr: Expr, names: dict[str, str], size_index: dict[str, int]) -> str:
     if op is Op.ABS:
         return f"abs({a[0]})"
     if op is Op.RELU:
-        return f"max({a[0]}, 0.0)"
+        return f"max({a[0]}, {zero})"
     if op in (Op.EXP, Op.LOG, Op.SQRT, Op.TANH):
         return f"math.{op.value}({a[0]})"
     raise SpecError(f"occupancy: operator {op.value} is not supported in a filter")
+
+
+def _whole_numbers(where: Expr | None) -> bool:
+    """Whether a filter can be computed in integers with the executor's float results."""
+    for e in walk(where) if where is not None else ():
+        if isinstance(e, Const) and not (math.isfinite(e.value) and e.value.is_integer()):
+            return False
+        if isinstance(e, Call) and e.op in (Op.DIV, Op.EXP, Op.LOG, Op.SQRT, Op.TANH):
+            return False
+    return True
 
 
 _INFIX = {
@@ -542,51 +559,95 @@ _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE
 
 
 def _kernel_parts(cascade, einsum, sizes, where, vars_):
-    """(source, size names): a loop nest over `vars_` counting kept and real points per
-    tile. Tiles are walked block by block so the innermost loop has no division."""
-    names = {v: f"x{i}" for i, v in enumerate(vars_)}
+    """(source, size names, integer mode): a loop nest over `vars_` counting kept and real
+    points per tile. Tiles are walked block by block (no division to find a point's tile);
+    every subexpression of the filter is computed in the outermost loop it depends on (the
+    query's window bounds once per query, not once per key), and the variable fewest
+    subexpressions depend on is innermost."""
+    axis = {v: i for i, v in enumerate(vars_)}
     size_names = sorted(
         {e.name for e in walk(where) if isinstance(e, Size)} if where is not None else set()
     )
-    checks, derived = [], []
+    checks, deps, local = [], {v: {axis[v]} for v in vars_}, {v: f"x{axis[v]}" for v in vars_}
+    derived = []
     for part in cascade.partitions:
         hi, lo = var_of(part.upper), var_of(part.lower)
-        if hi in names and lo in names:
-            for s in (part.lower, part.rank):
-                if s not in size_names:
-                    size_names.append(s)
+        if hi in axis and lo in axis:
+            size_names += [s for s in (part.lower, part.rank) if s not in size_names]
             if _partial(part, sizes):
-                checks.append((names[hi], names[lo], part.lower, part.rank))
+                checks.append((local[hi], local[lo], part.lower, part.rank))
             combined = var_of(part.rank)
-            if combined not in names and combined not in {d[0] for d in derived}:
-                derived.append((combined, names[hi], part.lower, names[lo]))
+            if combined not in local:
+                local[combined] = f"c_{combined}"
+                deps[combined] = {axis[hi], axis[lo]}
+                derived.append((combined, local[hi], part.lower, local[lo]))
     size_index = {s: i for i, s in enumerate(size_names)}
-    local = dict(names)
-    for combined, _, _, _ in derived:
-        local[combined] = f"c_{combined}"
-    keep = "True" if where is None else f"{_gen(where, local, size_index)} != 0.0"
+    whole = _whole_numbers(where)
     k = len(vars_)
+    # Loop order: most-used variables outermost.
+    uses = dict.fromkeys(range(k), 0)
+    for e in walk(where) if where is not None else ():
+        for v in variables_of(e):
+            for a in deps.get(v, ()):
+                uses[a] += 1
+    order = sorted(range(k), key=lambda a: (-uses[a], a))
+    depth = {a: d for d, a in enumerate(order)}
+    body: dict[int, list[str]] = {d: [] for d in range(-1, k)}
+    for combined, hi, lo_size, lo in derived:
+        level = max(depth[a] for a in deps[combined])
+        body[level].append(f"c_{combined} = {hi} * sz[{size_index[lo_size]}] + {lo}")
+    temps: dict[str, tuple[str, frozenset]] = {}
+    inner = order[-1] if k else None
+    table: list[str] = []  # values of the innermost variable alone: computed once, looked up
+
+    def visit(e: Expr) -> tuple[str, frozenset]:
+        if isinstance(e, Var):
+            return local[e.name], frozenset(deps[e.name])
+        if not isinstance(e, Call):
+            return _gen(e, local, size_index, whole), frozenset()
+        args = [visit(x) for x in e.args]
+        code = _format(e.op, [c for c, _ in args], whole)
+        used = frozenset().union(*(u for _, u in args))
+        if code not in temps:
+            name = f"h{len(temps)}"
+            temps[code] = (name, used)
+            if used == {inner} and k > 1:
+                table.append(f"{name} = {code}")
+                body[k - 1].append(f"{name} = pre_{name}[i{inner}]")
+            else:
+                body[max((depth[a] for a in used), default=-1)].append(f"{name} = {code}")
+        return temps[code]
+
+    zero = "0" if whole else "0.0"
+    keep = "True" if where is None else f"{visit(where)[0]} != {zero}"
     lines = ["def kernel(ext, tile, sz, kept, valid):"]
-    for i in range(k):
-        lines.append(f"    n{i} = (ext[{i}] + tile[{i}] - 1) // tile[{i}]")
+    lines += [f"    n{i} = (ext[{i}] + tile[{i}] - 1) // tile[{i}]" for i in range(k)]
+    lines += [f"    {line}" for line in body[-1]]
+    if table:
+        kind = "np.int64" if whole else "np.float64"
+        lines += [f"    pre_{t.split(' = ')[0]} = np.empty(ext[{inner}], {kind})" for t in table]
+        lines.append(f"    for i{inner} in range(ext[{inner}]):")
+        point = f"i{inner}" if whole else f"float(i{inner})"
+        lines.append(f"        x{inner} = {point}")
+        for t in table:
+            name = t.split(" = ")[0]
+            lines += [f"        {t}", f"        pre_{name}[i{inner}] = {name}"]
     indent = "    "
-    for i in range(k):
+    for d, i in enumerate(order):
         lines.append(f"{indent}for t{i} in range(n{i}):")
         indent += "    "
-        if i == k - 1:
-            lines.append(f"{indent}ck = 0")
-            lines.append(f"{indent}cv = 0")
+        if d == k - 1:
+            lines += [f"{indent}ck = 0", f"{indent}cv = 0"]
         lines.append(
             f"{indent}for i{i} in range(t{i} * tile[{i}], min(t{i} * tile[{i}] + tile[{i}], "
             f"ext[{i}])):"
         )
         indent += "    "
-        lines.append(f"{indent}x{i} = float(i{i})")
-    for combined, hi, lo_size, lo in derived:
-        lines.append(f"{indent}c_{combined} = {hi} * sz[{size_index[lo_size]}] + {lo}")
+        lines.append(f"{indent}x{i} = i{i}" if whole else f"{indent}x{i} = float(i{i})")
+        lines += [f"{indent}{line}" for line in body[d]]
     valid = " and ".join(
-        f"{hi} * sz[{size_index[lo_s]}] + {lo} < sz[{size_index[whole]}]"
-        for hi, lo, lo_s, whole in checks
+        f"{hi} * sz[{size_index[lo_s]}] + {lo} < sz[{size_index[rank]}]"
+        for hi, lo, lo_s, rank in checks
     )
     lines.append(f"{indent}if {valid or 'True'}:")
     lines.append(f"{indent}    cv += 1")
@@ -596,12 +657,12 @@ def _kernel_parts(cascade, einsum, sizes, where, vars_):
     indent = "    " * (2 * k)
     lines.append(f"{indent}kept[{index}] += ck")
     lines.append(f"{indent}valid[{index}] += cv")
-    return "\n".join(lines) + "\n", tuple(size_names)
+    return "\n".join(lines) + "\n", tuple(size_names), whole
 
 
 @cache
 def _compile(source: str):
-    scope: dict = {"math": math}
+    scope: dict = {"math": math, "np": np}
     exec(compile(source, "<occupancy kernel>", "exec"), scope)  # source generated from the IR
     return numba.njit(error_model="numpy", nogil=True)(scope["kernel"])
 
@@ -615,16 +676,27 @@ def _compiled_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid:
 
             keep = int(_value(where, {}, sizes, {}, None) != 0)
         return _Grid((), one * keep, one, "compiled" if where is not None else "dense")
-    source, size_names = _kernel_parts(cascade, einsum, sizes, where, vars_)
+    source, size_names, whole = _kernel_parts(cascade, einsum, sizes, where, vars_)
     kernel = _compile(source)
     ext = np.array([_extent(sizes, v) for v in vars_], dtype=np.int64)
     tiles = np.array([_tile_of(t, sizes, v) for v in vars_], dtype=np.int64)
     shape = tuple(-(-ext // tiles))
-    kept = np.zeros(shape, dtype=np.int64)
-    valid = np.zeros(shape, dtype=np.int64)
-    sz = np.array([float(sizes[s]) for s in size_names], dtype=np.float64)
-    kernel(ext, tiles, sz, kept, valid)
+    sz = np.array([sizes[s] for s in size_names], dtype=np.int64 if whole else np.float64)
+    key = (source, ext.tobytes(), tiles.tobytes(), sz.tobytes())
+    if key in _RUNS:  # Einsums sharing one mask (QK, LM, SLN, ... ) count it once
+        kept, valid = _RUNS[key]
+    else:
+        kept = np.zeros(shape, dtype=np.int64)
+        valid = np.zeros(shape, dtype=np.int64)
+        kernel(ext, tiles, sz, kept, valid)
+        if kept.size <= 2**16:
+            _RUNS[key] = (kept, valid)
+            if len(_RUNS) > 512:
+                _RUNS.pop(next(iter(_RUNS)))
     return _Grid(tuple(vars_), kept, valid, "compiled" if where is not None else "dense")
+
+
+_RUNS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # recent kernel runs (small grids)
 
 
 # --------------------------------------------------------------- the numpy reference
