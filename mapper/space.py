@@ -9,7 +9,9 @@ grid that one `evaluate_batch` call costs at once. The structure of a template i
   unit that supports all its operators, and (fused kernels on several units) the pipeline
   stages, derived from the dependency graph by `schedule_stages`;
 * memory: the order of the off-chip loops and of the on-chip loops, and which tensors the
-  on-chip level keeps (the others bypass it).
+  on-chip level keeps (the others bypass it);
+* masks: whether the hardware skips the tiles a mask empties (`skip_empty_tiles`), searched
+  for masked cascades only; the tile sizes below decide how many tiles a mask empties.
 
 The numeric part is, per rank, the on-chip tile factor (all divisors of the rank, and
 padded non-divisors when `constraints.padded`) and the spatial factor (up to the array
@@ -885,11 +887,16 @@ def _templates_of_order(
     orders = ((name, tuple(order), tuple(on_order)),) if canonical else ()
     out = []
     base = _kernel(ctx, name, einsums, compute, loops, (), ())
-    for keep in keeps:
+    # A masked cascade also searches computing every tile (the published dense schedule).
+    masked = any(e.where is not None for e in ctx.cascade.einsums)
+    for keep, skip in itertools.product(keeps, (True, False) if masked else (True,)):
         keep_spec = ((onchip[0], keep),) if onchip and keep else ()
         kernel = dataclasses.replace(base, keep=keep_spec) if keep_spec else base
         mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, (kernel,), ctx.batch)
         structure = (*labels, ("keep", ",".join(keep) or "-"))
+        if masked:
+            mapping = dataclasses.replace(mapping, skip_empty_tiles=skip)
+            structure = (*structure, ("skip_empty_tiles", "yes" if skip else "no"))
         out.append(Template(mapping, tuple(names), tuple(values), structure, ranks, orders))
     return out
 

@@ -297,6 +297,32 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
     return counts, dense
 
 
+#: Share of non-empty tiles per (cascade, Einsum, sizes, fixed extents, varying ranks),
+#: then per tiling: a search meets the same tilings in many batches, and a mask without a
+#: closed form (NATTEN) costs a pass over its iteration space per tiling.
+_SHARES: dict[tuple, dict[tuple, float]] = {}
+_SHARES_MAX = 1 << 20  # tilings remembered before the table starts afresh
+
+
+def _tile_shares(cascade: Cascade, name: str, sizes: tuple, fixed: dict, varying: dict):
+    """(tiles - empty) / tiles of Einsum `name` for each tiling (the fixed extents and one
+    row of the varying columns): one `occupancy` call for the tilings not seen before."""
+    key = (cascade, name, sizes, tuple(sorted(fixed.items())), tuple(varying))
+    if sum(len(t) for t in _SHARES.values()) > _SHARES_MAX:
+        _SHARES.clear()
+    known = _SHARES.setdefault(key, {})
+    rows = list(zip(*(c.tolist() for c in varying.values()), strict=True)) if varying else [()]
+    missing = [row for row in dict.fromkeys(rows) if row not in known]
+    if missing:
+        columns = [np.array(c, dtype=np.int64) for c in zip(*missing, strict=True)]
+        tile = fixed | dict(zip(varying, columns, strict=True))
+        found = occupancy(cascade, dict(sizes), tile, [name])[name]
+        tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
+        shares = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
+        known.update(zip(missing, shares.tolist(), strict=False))
+    return np.array([known[row] for row in rows])
+
+
 def _most(shares: list) -> np.ndarray | float:
     """Elementwise maximum of shares (arrays or floats); one array shared by several Einsums
     (the same filter on the same cut ranks) is taken once."""
@@ -737,7 +763,7 @@ class _KernelModel:
 
     def _filtered_share(self, level_index: int, name: str, ranks: frozenset):
         """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
-        one `occupancy` call on the distinct tilings of the batch (`_distinct_rows`)."""
+        `_tile_shares` of the distinct tilings of the batch (`_distinct_rows`)."""
         where = self.cascade.einsum(name).where
         key = (level_index, where, ranks)  # Einsums with one filter share their tiles
         if key not in self._share_memo:
@@ -751,11 +777,8 @@ class _KernelModel:
                     [int(self.sizes[r]) for r in varying],
                 )
             columns, inverse = self._rows_memo[rows_key]
-            found = occupancy(
-                self.cascade, self.sizes, fixed | dict(zip(varying, columns, strict=True)), [name]
-            )[name]
-            tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
-            share = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
+            by_rank = dict(zip(varying, columns, strict=True))
+            share = _tile_shares(self.cascade, name, tuple(self.sizes.items()), fixed, by_rank)
             self._share_memo[key] = share[inverse] if varying else float(share[0])
         return self._share_memo[key]
 
