@@ -13,8 +13,13 @@ Plan (from the cascade's structure only):
   * Tiles. An Einsum with a filter (or a partial last partition tile) is cut into tiles
     along its largest filtered rank; interval arithmetic on the filter over each tile says
     empty (skipped; a reduction writes its identity), full (computed without a mask) or
-    partial (the filter evaluated point-wise on the tile's index grid). No array larger
-    than one Einsum's tile is ever built.
+    partial (the filter evaluated point-wise on the tile's index grid). Every evaluation
+    covers at most TILE_POINTS points (a contraction: its operands and output), never a
+    whole iteration space such as E x M x P.
+  * Chunks. When a tensor that is not kept must still be held across passes (QK[m,p] of
+    the three-pass form), the whole plan runs once per chunk of a parallel rank (one that
+    is never reduced and always read as the plain variable: P, the queries), so it is held
+    for one chunk only (`parallel_rank`).
   * Reads and writes by slicing where an index is `v`, `v+k`, a constant or a partition's
     `m1*M0+m0` (a reshape); a gather with the materializing executor's bounds check only
     where it is not. A sum of products goes to BLAS (matmul) whether masked or not: the
