@@ -17,20 +17,32 @@ from .attention import ATTENTION, attention
 from .variants import Form
 
 _PHASES = ("prefill", "decode")
+#: Normalisations a model may name (LayerNorm: mean and variance; RMSNorm: variance only).
+NORMS = ("layernorm", "rmsnorm")
 
 
 @dataclass(frozen=True, slots=True)
 class Model:
-    """One model's attention layer.
+    """One model: its attention layer and what a whole-model estimate needs.
 
     Attributes:
         name: registry key. H: query heads. G: key/value groups (G = H without GQA).
-        E: embedding per head (E = F). D: model width. S: FFN width. batch: the default
-        batch (the FuseMax set uses 64). attention: the registered variant its prefill
-        needs ("" = plain softmax attention). params: that variant's parameters.
-        decoder: whether the model generates tokens (has a decode phase). grid: the token
-        grid (T, X, Y) of a video model, whose product is the sequence length.
-        source: where the numbers come from.
+        E: embedding per head (E = F; H·E may differ from D, e.g. Gemma-2). D: model
+        width. S: FFN width (of one matrix; a gated FFN has three D x S matrices).
+        batch: the default batch (the FuseMax set uses 64). attention: the registered
+        variant its prefill needs ("" = plain softmax attention). params: that variant's
+        parameters. decoder: whether the model generates tokens (has a decode phase).
+        grid: the token grid (T, X, Y) of a video model, whose product is the sequence
+        length. source: where the numbers come from.
+        layers: transformer blocks. vocab: vocabulary (0: no LM head, e.g. ViT, video).
+        gated_ffn: SwiGLU/GeGLU (three matrices: gate, up, down) instead of two.
+        activation: the FFN's nonlinearity (gelu, silu, relu). experts: FFN experts per
+        layer (1: dense); experts_per_token: experts each token is routed to (MoE top-k).
+        norm: layernorm or rmsnorm; norms_per_layer: normalisations per block (2 pre-norm;
+        Gemma-2 has pre and post norms around both sublayers: 4).
+        layer_params: per-layer attention parameters, cycled over the layers (layer i uses
+        entry i % len); empty: every layer uses `params` (Gemma-2: local sliding-window
+        and global layers alternate).
     """
 
     name: str
@@ -45,14 +57,44 @@ class Model:
     decoder: bool = False
     grid: tuple[int, ...] = ()
     source: str = ""
+    layers: int = 1
+    vocab: int = 0
+    gated_ffn: bool = False
+    activation: str = "gelu"
+    experts: int = 1
+    experts_per_token: int = 1
+    norm: str = "layernorm"
+    norms_per_layer: int = 2
+    layer_params: tuple[tuple[tuple[str, object], ...], ...] = ()
 
     def __post_init__(self):
-        for key in ("H", "G", "E", "D", "S", "batch"):
+        for key in ("H", "G", "E", "D", "S", "batch", "layers", "experts", "experts_per_token"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"model {self.name!r}: {key} must be a positive integer")
         if self.H % self.G:
             raise SpecError(f"model {self.name!r}: H={self.H} must be a multiple of G={self.G}")
+        if self.experts_per_token > self.experts:
+            raise SpecError(
+                f"model {self.name!r}: experts_per_token={self.experts_per_token} exceeds "
+                f"experts={self.experts}"
+            )
+        if isinstance(self.vocab, bool) or not isinstance(self.vocab, int) or self.vocab < 0:
+            raise SpecError(f"model {self.name!r}: vocab must be a non-negative integer")
+        if self.norm not in NORMS:
+            raise SpecError(f"model {self.name!r}: norm must be one of {', '.join(NORMS)}")
+
+    def attention_params(self, layer: int = 0) -> dict[str, object]:
+        """The attention parameters of layer `layer` (0-based): `layer_params` cycled, else
+        `params`.
+
+        Example:
+            >>> MODELS["gemma2_9b"].attention_params(0), MODELS["gemma2_9b"].attention_params(1)
+            ({'causal': True, 'W': 4096}, {'causal': True})
+        """
+        if not self.layer_params:
+            return dict(self.params)
+        return dict(self.layer_params[layer % len(self.layer_params)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +119,7 @@ class Workload:
         return dict(self.shape)
 
 
-def _fusemax(name: str, h: int, e: int, d: int, s: int) -> Model:
+def _fusemax(name: str, h: int, e: int, d: int, s: int, layers: int, vocab: int) -> Model:
     return Model(
         name,
         H=h,
@@ -88,18 +130,31 @@ def _fusemax(name: str, h: int, e: int, d: int, s: int) -> Model:
         batch=64,
         attention="",
         source="FuseMax (Nayak et al., MICRO 2024), Table of workloads (reference README)",
+        layers=layers,
+        vocab=vocab,
     )
 
+
+_LLAMA = dict(gated_ffn=True, activation="silu", norm="rmsnorm", decoder=True, batch=1)
 
 MODELS: dict[str, Model] = {
     m.name: m
     for m in (
-        # The FuseMax set: non-causal self-attention prefill, B = 64.
-        _fusemax("bert_base", 12, 64, 768, 3072),  # Devlin et al. 2019
-        _fusemax("trxl", 16, 64, 1024, 4096),  # Transformer-XL, Dai et al. 2019
-        _fusemax("t5_small", 8, 64, 512, 2048),  # Raffel et al. 2020
-        _fusemax("xlm", 16, 128, 2048, 8192),  # Conneau & Lample 2019
-        # Meta Llama 3 model card / config.json: hidden 4096, 32 heads, 8 KV heads, FFN 14336.
+        # The FuseMax set: non-causal self-attention prefill, B = 64. Layers and vocabulary:
+        # BERT-base 12 layers, WordPiece 30,522 (Devlin et al. 2019, Sec. 3; bert-base-uncased
+        # config.json).
+        _fusemax("bert_base", 12, 64, 768, 3072, layers=12, vocab=30522),
+        # Transformer-XL large (WT-103): 18 layers, d_model 1024, 16 heads, d_inner 4096,
+        # vocabulary 267,735 (Dai et al. 2019, Sec. 4.1 and Table 1; transfo-xl-wt103 config).
+        _fusemax("trxl", 16, 64, 1024, 4096, layers=18, vocab=267735),
+        # T5-small: 6 encoder (+ 6 decoder) layers, vocabulary 32,128 (Raffel et al. 2020,
+        # Sec. 3.8; t5-small config.json); the FuseMax set prices the encoder.
+        _fusemax("t5_small", 8, 64, 512, 2048, layers=6, vocab=32128),
+        # XLM (xlm-mlm-en-2048): 12 layers, 16 heads, width 2048, vocabulary 30,145
+        # (Conneau & Lample 2019; the model's config.json).
+        _fusemax("xlm", 16, 128, 2048, 8192, layers=12, vocab=30145),
+        # Meta Llama 3 model card / config.json: hidden 4096, 32 heads, 8 KV heads, FFN 14336,
+        # 32 layers, vocabulary 128,256, SwiGLU (SiLU-gated FFN), RMSNorm.
         Model(
             "llama3_8b",
             H=32,
@@ -107,13 +162,14 @@ MODELS: dict[str, Model] = {
             E=128,
             D=4096,
             S=14336,
-            batch=1,
             attention="gqa",
             params=(("causal", True),),
-            decoder=True,
             source="Llama 3 (Meta 2024), config.json of Meta-Llama-3-8B",
+            layers=32,
+            vocab=128256,
+            **_LLAMA,
         ),
-        # Llama 3 70B: hidden 8192, 64 heads, 8 KV heads, FFN 28672.
+        # Llama 3 70B: hidden 8192, 64 heads, 8 KV heads, FFN 28672, 80 layers, vocab 128,256.
         Model(
             "llama3_70b",
             H=64,
@@ -121,13 +177,15 @@ MODELS: dict[str, Model] = {
             E=128,
             D=8192,
             S=28672,
-            batch=1,
             attention="gqa",
             params=(("causal", True),),
-            decoder=True,
             source="Llama 3 (Meta 2024), config.json of Meta-Llama-3-70B",
+            layers=80,
+            vocab=128256,
+            **_LLAMA,
         ),
-        # Mistral 7B v0.1: hidden 4096, 32 heads, 8 KV heads, FFN 14336, window 4096.
+        # Mistral 7B v0.1 (Jiang et al. 2023, Table 1): dim 4096, 32 layers, head_dim 128,
+        # hidden_dim 14336, 32 heads, 8 KV heads, window 4096, vocab 32,000; SwiGLU, RMSNorm.
         Model(
             "mistral_7b",
             H=32,
@@ -135,13 +193,61 @@ MODELS: dict[str, Model] = {
             E=128,
             D=4096,
             S=14336,
-            batch=1,
             attention="gqa",
             params=(("causal", True), ("W", 4096)),
-            decoder=True,
             source="Mistral 7B (Jiang et al. 2023), Table 1 (sliding_window 4096)",
+            layers=32,
+            vocab=32000,
+            **_LLAMA,
         ),
-        # GPT-3 175B: d_model 12288, 96 heads of 128, FFN 4 x d_model, causal.
+        # Mixtral 8x7B (Jiang et al. 2024, "Mixtral of Experts", Table 1): dim 4096, 32 layers,
+        # head_dim 128, hidden_dim 14336, 32 heads, 8 KV heads, vocab 32,000, 8 experts,
+        # top-2 routing; SwiGLU experts, RMSNorm. Full causal attention (config.json of
+        # Mixtral-8x7B-v0.1: sliding_window null; context 32K).
+        Model(
+            "mixtral_8x7b",
+            H=32,
+            G=8,
+            E=128,
+            D=4096,
+            S=14336,
+            attention="gqa",
+            params=(("causal", True),),
+            source="Mixtral of Experts (Jiang et al. 2024), Table 1",
+            layers=32,
+            vocab=32000,
+            experts=8,
+            experts_per_token=2,
+            **_LLAMA,
+        ),
+        # Gemma 2 9B (Gemma Team 2024, "Gemma 2", Table 1; google/gemma-2-9b config.json):
+        # d_model 3584, 42 layers, 16 heads, 8 KV heads, head size 256 (H·E = 4096 != D),
+        # FFN 14336 per matrix (Table 1 lists 28672 = gate + up), GeGLU, vocabulary 256,000
+        # (config.json; Table 1: 256,128), RMSNorm before and after each sublayer (4 per
+        # block). Local sliding-window (4096) and global attention alternate, the local
+        # layer first (Sec. 2; modeling_gemma2.py: is_sliding = not layer_idx % 2).
+        Model(
+            "gemma2_9b",
+            H=16,
+            G=8,
+            E=256,
+            D=3584,
+            S=14336,
+            batch=1,
+            attention="gqa",
+            params=(("causal", True),),
+            decoder=True,
+            source="Gemma 2 (Gemma Team 2024), Table 1; config.json of gemma-2-9b",
+            layers=42,
+            vocab=256000,
+            gated_ffn=True,
+            activation="gelu",
+            norm="rmsnorm",
+            norms_per_layer=4,
+            layer_params=((("causal", True), ("W", 4096)), (("causal", True),)),
+        ),
+        # GPT-3 175B: d_model 12288, 96 heads of 128, FFN 4 x d_model, causal, 96 layers
+        # (Table 2.1); BPE vocabulary 50,257 (GPT-2's tokenizer, Sec. 2.1).
         Model(
             "gpt3_175b",
             H=96,
@@ -153,8 +259,11 @@ MODELS: dict[str, Model] = {
             attention="causal",
             decoder=True,
             source="Brown et al. 2020, Table 2.1 (GPT-3 175B)",
+            layers=96,
+            vocab=50257,
         ),
-        # ViT-L/16: width 1024, 16 heads, MLP 4096; 224 x 224 / 16 x 16 = 196 patches + 1.
+        # ViT-L/16: width 1024, 16 heads, MLP 4096, 24 layers; 224 x 224 / 16 x 16 = 196
+        # patches + 1. No vocabulary (a classifier head, not priced).
         Model(
             "vit_l16",
             H=16,
@@ -165,11 +274,14 @@ MODELS: dict[str, Model] = {
             batch=1,
             attention="",
             source="Dosovitskiy et al. ICLR 2021, Table 1 (ViT-Large, patch 16)",
+            layers=24,
         ),
-        # HunyuanVideo: 3072 wide, 24 heads of 128, MLP ratio 4; a 720p x 129-frame video
-        # is a 33 x 45 x 80 latent grid (VAE 4x temporal, 8x spatial, patch 2). The window
-        # (18 frames x 24 x 24) is an illustrative sparse setting in the spirit of the GNA
-        # paper's video experiments, not a number quoted from it; override with a Model.
+        # HunyuanVideo: 3072 wide, 24 heads of 128, MLP ratio 4, 20 dual-stream + 40
+        # single-stream blocks (Kong et al. 2024, Sec. 4.1: 60 blocks); a 720p x 129-frame
+        # video is a 33 x 45 x 80 latent grid (VAE 4x temporal, 8x spatial, patch 2). The
+        # window (18 frames x 24 x 24) is an illustrative sparse setting in the spirit of
+        # the GNA paper's video experiments, not a number quoted from it; override with a
+        # Model.
         Model(
             "hunyuan_video",
             H=24,
@@ -182,6 +294,8 @@ MODELS: dict[str, Model] = {
             params=(("T", 33), ("X", 45), ("Y", 80), ("KT", 18), ("KW", 24)),
             grid=(33, 45, 80),
             source="HunyuanVideo (Kong et al. 2024); GNA (Hassani et al. 2025), Sec. 5",
+            layers=60,
+            norm="layernorm",
         ),
     )
 }
@@ -201,6 +315,7 @@ def workload(
     seq_len: int,
     batch: int | None = None,
     phase: str = "prefill",
+    layer: int = 0,
 ) -> Workload:
     """The cascade and shape of one model's attention, computed with algorithm `variant`.
 
@@ -212,6 +327,8 @@ def workload(
             P = 1). A grid model needs the product of its grid.
         batch: B; the model's default batch when None.
         phase: "prefill" or "decode".
+        layer: which layer (0-based) of a model whose layers differ (`layer_params`:
+            Gemma-2's local and global layers); ignored when every layer is alike.
 
     Raises:
         SpecError: an unknown model, variant or phase; a decode of an encoder; a model
@@ -245,7 +362,7 @@ def workload(
             f"workload: model {spec.name} needs attention {kind!r}, which the ATTENTION "
             f"registry lacks (registered: {', '.join(ATTENTION)})"
         )
-    params = dict(spec.params)
+    params = spec.attention_params(layer)
     if phase == "decode":
         if not spec.decoder:
             raise SpecError(f"workload: {spec.name} is an encoder; it has no decode phase")
