@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from einsim import attention
+from einsim import SpecError, attention
 from einsim.einsum.analysis import einsum_op_counts, iteration_points
 from einsim.einsum.executor import mask_of
 from einsim.einsum.ir import rank_of
@@ -24,6 +24,7 @@ from einsim.simulator import (
     load_architecture,
     load_mapping,
     mapping_from_dict,
+    mapping_to_dict,
 )
 
 # ------------------------------------------------------------------ occupancy stand-in
@@ -304,3 +305,14 @@ def test_batch_equals_a_loop_of_scalar_evaluations():
         assert batch.dram_bytes[i] == pytest.approx(one.dram_bytes, rel=1e-12)
         for level, words in one.buffer_words.items():
             assert batch.buffer_words[level][i] == pytest.approx(words, rel=1e-12)
+
+
+def test_skip_empty_tiles_round_trips_through_yaml_and_rejects_a_non_boolean():
+    for skip in (True, False):
+        mapping = _mapping(skip=skip)
+        assert mapping_from_dict(mapping_to_dict(mapping)) == mapping
+    data = mapping_to_dict(_mapping())
+    assert "skip_empty_tiles" not in data  # the default is left out
+    data["skip_empty_tiles"] = "yes"
+    with pytest.raises(SpecError, match=r"skip_empty_tiles: expected true or false, got 'yes'"):
+        mapping_from_dict(data)
