@@ -47,6 +47,7 @@ marked `uncalibrated`; no constant is tuned in this code.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import enum
 import functools
 import math
@@ -373,6 +374,9 @@ class AttentionKernel:
             K/V tiles shared by the heads of a group).
         seq_q, seq_kv: P and M. head_dim: the QK contraction (K's ranks V lacks); head_dim_v:
             V's ranks K lacks. sweeps: passes over the keys (1: FA2, 2, 3).
+        selection: the Einsums of a data-dependent mask (MoBA's gate: block means, gate
+            scores, top-k), run as a gate kernel before the attention. density: the kept
+            share of the mask's static part (None: the inputs' declared default).
     """
 
     cascade: Cascade
@@ -390,10 +394,17 @@ class AttentionKernel:
     head_dim_v: int
     sweeps: int
     dtype: str = "bf16"
+    selection: tuple[str, ...] = ()
+    density: float | None = None
 
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]
+
+    @property
+    def data_dependent(self) -> bool:
+        """Whether the mask reads tensors (a selection computed in the cascade)."""
+        return bool(accesses(self.where))
 
     @property
     def where(self):
@@ -460,6 +471,27 @@ def _source(cascade: Cascade, access: Access) -> str:
     return access.tensor if producer is None else ""
 
 
+def _needed(cascade: Cascade, names) -> set[str]:
+    """The Einsums producing `names`, transitively (the work an output needs)."""
+    todo, found = list(names), set()
+    while todo:
+        name = todo.pop()
+        producer = cascade.producers.get(name)
+        if producer is None or name in found:
+            continue
+        found.add(name)
+        todo += [a.tensor for a in producer.operands]
+    return found
+
+
+def _selection(cascade: Cascade, attend: set[str]) -> set[str]:
+    """The Einsums whose outputs a mask over the keys and queries reads, transitively (a
+    data-dependent selection: MoBA's KS, KMEAN, GATE, T1..Tk)."""
+    reads = [a.tensor for e in cascade.einsums if attend <= set(e.iter_vars)
+             for a in accesses(e.where)]  # fmt: skip
+    return _needed(cascade, reads)
+
+
 def _copies(cascade: Cascade, einsum: Einsum) -> bool:
     return isinstance(einsum.expr, Access) and einsum.where is None and not einsum.reduced_vars
 
@@ -473,7 +505,10 @@ def _product_reads(expr) -> tuple[Access, ...] | None:
 
 
 def attention_kernel(
-    cascade: Cascade, shape: MappingABC[str, int], dtype: str = "bf16"
+    cascade: Cascade,
+    shape: MappingABC[str, int],
+    dtype: str = "bf16",
+    density: float | None = None,
 ) -> AttentionKernel:
     """The `AttentionKernel` a cascade asks the GPU for, at `shape`.
 
@@ -481,7 +516,7 @@ def attention_kernel(
     keys (M, or the tile parts M1, M0) and the queries P; the AV contraction the MAC over
     the keys that reads a third input (V); heads are the score's other output ranks, K/V
     groups the ranks K and V share besides M; sweeps are the passes over the keys
-    (`einsim.passes`); the mask is the score's filter. B and H of the shape that the
+    (`einsim.pass_analysis`); the mask is the score's filter. B and H of the shape that the
     cascade does not iterate multiply the kernel instances.
 
     Raises:
@@ -497,32 +532,32 @@ def attention_kernel(
         >>> k.heads, k.kv_heads, k.sweeps
         (32, 8, 1)
     """
-    from einsim.einsum import passes
+    from einsim.einsum import pass_analysis
 
     if dtype not in DTYPE_BYTES:
         raise SpecError(f"GPU model: dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
-    part = cascade.partition_of.get(KEY_RANK)
-    if part is not None and part.rank == KEY_RANK:
-        key = (var_of(part.upper), var_of(part.lower))
+    query = var_of(QUERY_RANK)
+    # The key tile of a tiled form: the partition of M whose parts an Einsum iterates with
+    # the queries (block_topk's M -> N, MB only groups keys into blocks for its gate).
+    part, key = None, (var_of(KEY_RANK),)
+    for candidate in cascade.partitions:
+        parts = {query, var_of(candidate.upper), var_of(candidate.lower)}
+        if candidate.rank == KEY_RANK and any(parts <= set(e.iter_vars) for e in cascade.einsums):
+            part, key = candidate, (var_of(candidate.upper), var_of(candidate.lower))
+    if part is not None:
         shape = {k: v for k, v in shape.items() if k not in (part.upper, part.lower)}
         shape[part.lower] = 1
-    else:
-        key = (var_of(KEY_RANK),)
-    query = var_of(QUERY_RANK)
     if (KEY_RANK not in cascade.ranks and part is None) or QUERY_RANK not in cascade.ranks:
         raise _refuse(cascade, f"no ranks {KEY_RANK} (keys) and {QUERY_RANK} (queries)")
     # The one rule of every entry point (simulator/shape.py): an unknown rank is refused.
     split = split_shape(cascade, OUTER_RANKS, shape)
     sizes = dict(split.sizes)
+    # Einsums no output needs (MoBA's gate with TOPK = 0) are not run.
+    dead = {e.output for e in cascade.einsums} - _needed(cascade, cascade.outputs)
+    selection = _selection(cascade, {query, *key}) - dead
     for einsum in cascade.einsums:
-        read = sorted({a.tensor for a in accesses(einsum.where)})
-        if read:
-            raise _refuse(
-                cascade,
-                f"Einsum {einsum.output}'s filter reads {', '.join(read)} (a data-dependent "
-                "selection); the GPU kernels mask by index only",
-            )
-    for einsum in cascade.einsums:
+        if einsum.output in selection | dead:
+            continue  # the gate kernel runs any operator, on the CUDA cores
         ops = set(value_ops(einsum.expr))
         if einsum.reduced_vars:
             ops.add(einsum.reduce_op)
@@ -536,7 +571,8 @@ def attention_kernel(
     scores = [
         e
         for e in cascade.einsums
-        if {query, *key} <= set(e.out_vars)
+        if e.output not in selection
+        and {query, *key} <= set(e.out_vars)
         and e.reduced_vars
         and e.reduce_op is Op.ADD
         and (reads := _product_reads(e.expr)) is not None
@@ -580,7 +616,7 @@ def attention_kernel(
         )
     for einsum in cascade.einsums:
         outside = key_vars & set(einsum.iter_vars) and query not in einsum.iter_vars
-        if outside and not _copies(cascade, einsum):
+        if outside and not _copies(cascade, einsum) and einsum.output not in selection | dead:
             raise _refuse(
                 cascade,
                 f"Einsum {einsum.output} works over the keys without the queries; the GPU "
@@ -595,8 +631,7 @@ def attention_kernel(
     head_vars = [v for v in qk.out_vars if v not in (query, *key)]
     heads = product(rank_of(v) for v in head_vars)
     kv_heads = product(r for r in k_ranks & v_ranks if r != KEY_RANK)
-    counted = passes(cascade, KEY_RANK)
-    sweeps = counted if isinstance(counted, int) else counted[part.upper]
+    sweeps = pass_analysis(cascade)[rank_of(key[0])]  # passes over M, or over the tiles M1
     batch = split.multiplier
     return AttentionKernel(
         cascade=cascade,
@@ -614,6 +649,8 @@ def attention_kernel(
         head_dim_v=product(v_ranks - k_ranks - {KEY_RANK}),
         sweeps=int(sweeps),
         dtype=dtype,
+        selection=tuple(e.output for e in cascade.einsums if e.output in selection),
+        density=density,
     )
 
 
@@ -813,7 +850,7 @@ class Calibration:
     status: str = "uncalibrated"
 
 
-KERNEL_FAMILIES = ("fused", "split_combine", "unfused_gemm", "unfused_softmax")
+KERNEL_FAMILIES = ("fused", "split_combine", "unfused_gemm", "unfused_softmax", "selection")
 CALIBRATION_FILE = "gpu_calibration.csv"
 
 
@@ -952,6 +989,8 @@ def row_bounds(kernel: AttentionKernel) -> tuple[np.ndarray, np.ndarray] | None:
     lo, hi = np.full(p.shape, -np.inf), np.full(p.shape, np.inf)
     if kernel.where is None:
         return lo, hi
+    if kernel.data_dependent:
+        return None
     sizes, m = dict(kernel.sizes), kernel.key[0]
     rest = dict.fromkeys(kernel.key[1:], 0)
     for term in _terms(kernel.where):
@@ -1074,6 +1113,15 @@ def cta_tiles(kernel: AttentionKernel | AttentionProblem, br: int, bc: int, spli
     fastest, then the split index. Split c takes key tiles [c·S, (c+1)·S), S = ceil(T / split).
     """
     kernel = as_kernel(kernel)
+    if kernel.data_dependent:
+        # A selection the data decides: the occupancy's totals under the density, spread
+        # over the CTAs as the mask's static part (its conjuncts reading no tensor) spreads.
+        active, full = (x[0] / kernel.heads for x in _score_tiles(kernel, [br], [bc])[:2])
+        static_full, static_part = cta_tiles(_static_part(kernel), br, bc, split)
+        static_active = static_full + static_part
+        cta_active = static_active * (active / max(static_active.sum(), 1))
+        cta_full = static_full * (full / max(static_full.sum(), 1))
+        return cta_full, cta_active - cta_full
     tiles = -(-kernel.seq_kv // bc)
     chunk = -(-tiles // split)
     c = np.arange(split)[:, None]
@@ -1090,6 +1138,18 @@ def cta_tiles(kernel: AttentionKernel | AttentionProblem, br: int, bc: int, spli
         active = inside.astype(np.int64) @ flags_active.T.astype(np.int64)
         full = inside.astype(np.int64) @ (flags_full & flags_active).T.astype(np.int64)
     return full.reshape(-1), (active - full).reshape(-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _static_part(kernel: AttentionKernel) -> AttentionKernel:
+    """The kernel with its score's mask reduced to the conjuncts that read no tensor."""
+    einsum = kernel.cascade.producers[kernel.score]
+    terms = [t for t in _terms(einsum.where) if not accesses(t)]
+    where = functools.reduce(lambda a, b: Call(Op.AND, (a, b)), terms) if terms else None
+    score = dataclasses.replace(einsum, where=where)
+    einsums = tuple(score if e is einsum else e for e in kernel.cascade.einsums)
+    cascade = dataclasses.replace(kernel.cascade, einsums=einsums)
+    return dataclasses.replace(kernel, cascade=cascade, selection=())
 
 
 def tile_counts(problem: AttentionProblem | AttentionKernel, br: int, bc: int):
@@ -1112,6 +1172,12 @@ def score_occupancy(kernel: AttentionKernel, br, bc):
     """The score Einsum's tile occupancy (`einsim.einsum.occupancy`) for CTA tilings of Br
     queries x Bc keys (arrays), each head its own tile: (active tiles, kept (m, p) pairs),
     per kernel instance, summed over its heads."""
+    active, _, kept = _score_tiles(kernel, br, bc)
+    return active, kept
+
+
+def _score_tiles(kernel: AttentionKernel, br, bc):
+    """(active tiles, full tiles, kept pairs) of the score Einsum's occupancy."""
     from einsim.einsum.occupancy import occupancy
 
     pairs, back = np.unique(np.stack(np.broadcast_arrays(br, bc)), axis=1, return_inverse=True)
@@ -1121,9 +1187,12 @@ def score_occupancy(kernel: AttentionKernel, br, bc):
     tile.update(dict.fromkeys((rank_of(v) for v in kernel.key[1:]), 1))
     heads = [v for v in einsum.out_vars if v not in (kernel.query, *kernel.key)]
     tile.update(dict.fromkeys((rank_of(v) for v in heads), 1))
-    occ = occupancy(kernel.cascade, dict(kernel.sizes), tile, (kernel.score,))[kernel.score]
+    occ = occupancy(
+        kernel.cascade, dict(kernel.sizes), tile, (kernel.score,), density=kernel.density
+    )[kernel.score]
     contraction = math.prod(dict(kernel.sizes)[rank_of(v)] for v in einsum.reduced_vars)
-    return (occ.tiles - occ.empty)[back], (occ.points // contraction)[back]
+    kept = occ.points / contraction if kernel.data_dependent else occ.points // contraction
+    return (occ.tiles - occ.empty)[back], occ.full[back], kept[back]
 
 
 def list_schedule(durations: np.ndarray, slots: int, repeat: int = 1) -> np.ndarray:
@@ -1306,10 +1375,11 @@ def _finish(arch, name, family, cal, makespan, hbm_bytes, mma_flops, dtype, **re
 
 
 def _register_mask(problem: AttentionKernel) -> str:
-    """The register table's mask column: the CUDA kernel's mask for the filter, else ''
-    (the fit over the table)."""
+    """The register table's mask column: the CUDA kernel's mask for the filter; a mask they
+    do not implement (sinks, neighborhoods, a decode offset, a selection) is charged the
+    registers of their window mask, the one with two bounds per row."""
     mask = _kernel_mask(problem)
-    return mask[0].value if mask is not None else ""
+    return (mask[0] if mask is not None else Mask.WINDOW).value
 
 
 def _fused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> list[_Kernel]:
@@ -1460,6 +1530,54 @@ def _combine(problem: AttentionKernel, arch, r: _Rows, cal) -> _Kernel:
     )
 
 
+def _select(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> _Kernel:
+    """The gate kernel of a mask the data decides (MoBA: block means of K, gate scores
+    Q . mean(K), the top-k per query): the selection Einsums' operations from the cascade's
+    op counts (MACs on the tensor cores, every other operator one FP32 op; a filtered
+    selection counted under the density), their inputs read once and what the mask reads
+    written and read back in FP32; a roofline (time = max(compute, HBM bytes / bandwidth))."""
+    from einsim.einsum import footprints, op_counts
+
+    sizes = dict(problem.sizes)
+    counts = op_counts(problem.cascade, sizes, density=problem.density)
+    macs = sum(float(counts[name].get(Op.MAC, 0)) for name in problem.selection)
+    other = sum(
+        float(n) for name in problem.selection for op, n in counts[name].items() if op is not Op.MAC
+    )
+    elements = footprints(problem.cascade, sizes)
+    cascade = problem.cascade
+    read = {
+        a.tensor
+        for name in problem.selection
+        for a in cascade.producers[name].operands
+        if a.tensor in cascade.input_names
+    }
+    marks = {a.tensor for a in accesses(problem.where)}
+    hbm = problem.batch * (
+        sum(int(elements[t]) for t in read) * problem.dtype_bytes
+        + sum(int(elements[t]) for t in marks) * 4.0 * 2
+    )
+    mma, fp32 = 2.0 * macs * problem.batch, other * problem.batch
+    compute = max(mma / arch.mma_flops_per_s(problem.dtype), fp32 / arch.fp32_ops_per_s)
+    memory = hbm / arch.hbm_bytes_per_s
+    c = cal["selection"]
+    ones = np.ones(r.n)
+    time = c.launch_s + max(compute * c.compute_scale, memory * c.memory_scale)
+    return _Kernel(
+        "select",
+        "selection",
+        time * ones,
+        compute * ones,
+        memory * ones,
+        mma,
+        exp_ops=0.0,
+        fp32_ops=fp32,
+        hbm_bytes=hbm,
+        occupancy=0.0,
+        waves=0.0,
+    )
+
+
 def _gemm(arch, cal, problem, r, k, ctas_per_head, out_rows, out_cols, depth, chunk, stages,
           a_b, o_b):  # fmt: skip
     """A tiled GEMM kernel: per head `ctas_per_head` CTAs of an out_rows x out_cols tile over a
@@ -1574,11 +1692,11 @@ def _unfused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> 
     return [qk, softmax, av]
 
 
-def _kept_pairs(problem: AttentionKernel) -> int:
+def _kept_pairs(problem: AttentionKernel) -> float:
     """Kept (m, p) pairs of one head: the score Einsum's points (its tile occupancy) over its
     contraction and its heads."""
     _, kept = score_occupancy(problem, np.array([1]), np.array([1]))
-    return int(kept[0]) // problem.heads
+    return kept[0] / problem.heads if problem.data_dependent else int(kept[0]) // problem.heads
 
 
 def useful_flops(problem: AttentionProblem | AttentionKernel) -> float:
@@ -1604,6 +1722,7 @@ def evaluate_gpu_batch(
     shape: MappingABC[str, int] | None = None,
     calibration: MappingABC[str, Calibration] | None = None,
     dtype: str = "bf16",
+    density: float | None = None,
 ) -> BatchReport:
     """Predict the time of many tilings of one attention kernel on a GPU.
 
@@ -1615,6 +1734,8 @@ def evaluate_gpu_batch(
         params: arrays (one common length n) of `block_q`, `block_kv`, `stages`, `warps`,
             `split_kv`.
         calibration: per kernel family; default `load_calibration(arch.name)`.
+        density: for a mask the data decides (MoBA's top-k blocks), the share of its static
+            part kept; None: the variant's declared default (`declare_density`).
 
     Returns:
         A `BatchReport`: cycles at `arch.clock_hz`, latency, energy (board power x time, an
@@ -1633,7 +1754,7 @@ def evaluate_gpu_batch(
         raise SpecError("evaluate_gpu_batch: a cascade needs its shape")
     from_cascade = isinstance(problem, Cascade)
     if isinstance(problem, Cascade):
-        problem = attention_kernel(problem, shape or {}, dtype)
+        problem = attention_kernel(problem, shape or {}, dtype, density)
     problem = as_kernel(problem)
     cal = dict(calibration or load_calibration(arch.name))
     rows = _rows(mapping, params)
@@ -1641,6 +1762,8 @@ def evaluate_gpu_batch(
         kernels = _fused(problem, arch, rows, cal)
     else:
         kernels = _unfused(problem, arch, rows, cal)
+    if problem.selection:
+        kernels.insert(0, _select(problem, arch, rows, cal))
     n = rows.n
 
     def shaped(value):
@@ -1715,6 +1838,7 @@ def evaluate_gpu(
     shape: MappingABC[str, int] | None = None,
     calibration: MappingABC[str, Calibration] | None = None,
     dtype: str = "bf16",
+    density: float | None = None,
 ) -> Report:
     """`evaluate_gpu_batch` of one mapping, as a `Report` (one `per_einsum` row per kernel,
     naming the cascade's Einsums it runs when given a cascade).
@@ -1727,12 +1851,13 @@ def evaluate_gpu(
         (['attention'], True)
     """
     batch = evaluate_gpu_batch(
-        problem, arch, mapping, shape=shape, calibration=calibration, dtype=dtype
+        problem, arch, mapping, shape=shape, calibration=calibration, dtype=dtype, density=density
     )
     return batch.report(0)
 
 
 _KERNEL_UNITS = {
+    "select": "tensor+FP32",
     "attention": "tensor+SFU+FP32",
     "combine": "FP32",
     "qk": "tensor",
@@ -1744,7 +1869,9 @@ _KERNEL_UNITS = {
 def _kernel_einsums(kernel: str, problem: AttentionKernel) -> str:
     """The cascade's Einsums a kernel runs: all of them fused; unfused, the scores (QK), the
     contraction with V (AV) and the softmax between them."""
-    names = tuple(e.output for e in problem.cascade.einsums)
+    if kernel == "select":
+        return ", ".join(problem.selection)
+    names = tuple(e.output for e in problem.cascade.einsums if e.output not in problem.selection)
     if kernel == "combine":
         return ""
     if kernel == "attention":

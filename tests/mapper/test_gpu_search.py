@@ -88,5 +88,5 @@ def test_grouped_decode_splits_the_keys_and_reads_each_group_once():
 def test_a_variant_the_kernels_cannot_run_is_refused_with_the_missing_operator():
     with pytest.raises(SpecError, match="needs sigmoid"):
         search_gpu(attention("gated"), H100, PREFILL, budget=10)
-    with pytest.raises(SpecError, match="filter reads GATE"):
-        search_gpu(attention("block_topk"), H100, PREFILL, budget=10)
+    with pytest.raises(SpecError, match=r"reads input\(s\) Bias"):
+        search_gpu(attention("bias"), H100, PREFILL, budget=10)

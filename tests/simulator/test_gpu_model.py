@@ -455,7 +455,7 @@ def test_masked_tile_counts_equal_a_brute_force_count(name, params, shape, br, b
 
 SUPPORTED = {"naive_2pass", "stable_3pass", "online_2pass", "fusemax_1pass", "causal",
              "sliding_window", "sinks_window", "neighborhood_2d", "neighborhood_3d", "gqa",
-             "decode", "cross"}  # fmt: skip
+             "decode", "cross", "block_topk"}  # fmt: skip
 # What a refused variant lacks, in the words of the reason (an operator or an operand).
 CAPABILITIES = (r"needs \w+", r"filter reads \w+", r"reads input\(s\) \w+",
                 r"one score contraction", r"no exp over the keys")  # fmt: skip
@@ -534,3 +534,27 @@ def test_the_gpu_model_reads_no_cascade_name_or_text():
         text = Path(module.__file__).read_text()
         assert not re.search(r"\.name\s*(==|!=|\bin\b)", text), module.__name__
         assert not re.search(r"str\(cascade\)|format_cascade|W / 2", text), module.__name__
+
+
+@pytest.mark.parametrize("density", [None, 0.25, 1.0])
+def test_a_block_mask_is_priced_from_its_occupancy_and_a_gate_kernel(density):
+    """MoBA's top-k block mask: the gate (block means, gate scores, top-k) is a kernel of its
+    own with the selection Einsums' op counts; the attention's tiles are the occupancy's
+    under the density (the declared one by default), spread over the CTAs."""
+    from einsim.einsum import op_counts
+
+    shape = dict(B=1, H=4, E=64, F=64, M=4096, P=4096)
+    moba = einsim.attention("block_topk", BS=512, TOPK=2)
+    kernel = attention_kernel(moba, shape, density=density)
+    assert kernel.data_dependent and {"KS", "GATE", "T2"} <= set(kernel.selection)
+    report = evaluate_gpu(moba, H100, GpuMapping(block_q=64, block_kv=64, warps=4),
+                          shape=shape, density=density)  # fmt: skip
+    rows = report.per_einsum.set_index("kernel")
+    assert rows.einsum["select"] == ", ".join(kernel.selection)
+    counts = op_counts(moba, dict(E=64, F=64, M=4096, P=4096), density=density)
+    gate = sum(float(n) for name in kernel.selection for n in counts[name].values())
+    assert rows.ops["select"] == pytest.approx(4 * gate)  # H = 4 copies of the cascade
+    full, partial = cta_tiles(kernel, 64, 64, 2)
+    active, _ = score_occupancy(kernel, [64], [64])
+    assert (full + partial).sum() == pytest.approx(active[0])
+    assert report.valid and report.latency_s > 0
