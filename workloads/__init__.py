@@ -1,7 +1,7 @@
 """Workloads: attention variants (a registry of cascade builders), their direct formulas,
 and model shapes."""
 
-from . import variants  # noqa: F401  (registers the variants in ATTENTION)
+from . import literature, literature_direct, variants  # noqa: F401  (they register variants)
 from .attention import ATTENTION, attention, parameters
 from .direct import DIRECT, CheckResult, check, direct, random_inputs
 from .kernels import KERNELS, cascade

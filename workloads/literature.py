@@ -1,0 +1,397 @@
+"""Attention systems of the literature (issue 16) as cascades, registered in `ATTENTION`.
+
+PowerAttention, DuoAttention, RazorAttention, Combiner (fixed), softplus attention,
+selective attention, relative attention (Music Transformer) and Titans' linear memory.
+Each structure is computed inside the cascade where the system computes it: static masks
+are the `mask:` directive, summaries and compensation tokens are Einsums of the cascade.
+Their direct numpy formulas are in `literature_direct`.
+
+A softmax over the masked keys plus a few extra (score, value) pairs per query (Combiner's
+span summaries, RazorAttention's compensation token) is the variant's softmax cascade with
+its last step replaced by a merge (`_merge_extra`): the extra part gives its max XM[p], its
+denominator XD[p] relative to XM and its numerator XNV[f,p]; the merge rescales both parts
+to the common max, exactly as FuseMax's PRM rescales two key tiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from einsim.einsum import Cascade, SpecError, parse_cascade
+
+from .variants import (
+    SOFTMAX_FORMS,
+    Form,
+    Heads,
+    _flag,
+    _form,
+    _positive,
+    _register,
+    softmax_cascade,
+)
+
+_FORM_DEFAULT = Form.FUSEMAX_1PASS.value
+#: A power of two above every distance: PW % d == 0 exactly when d is a power of two <= PW.
+_PW = 2**30
+_ODD = (dict(E=4, F=3, M=7, P=7, M0=3), dict(E=3, F=2, M=10, P=10, M0=4))
+_HEADS = (dict(H=4, E=3, F=2, M=11, P=11, M0=4), dict(H=3, E=2, F=3, M=9, P=9, M0=2))
+
+
+def _bounded(variant: str, name: str, value, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise SpecError(
+            f"attention {variant!r}: {name} must be an integer in [{minimum}, {maximum}], "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _real(variant: str, name: str, value, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise SpecError(
+            f"attention {variant!r}: {name} must be a number in [{low}, {high}], got {value!r}"
+        )
+    return float(value)
+
+
+def _merge_extra(cascade: Cascade, form: Form, heads: Heads, extra: str) -> Cascade:
+    """`cascade` (a softmax cascade) with one softmax over its keys and an extra part.
+
+    `extra` holds Einsums defining XM[b p] (the extra scores' max, -inf when there are
+    none), XD[b p] (sum of exp(score - XM)) and XNV[b f,p] (sum of exp(score - XM) times
+    the extra values); `b` is the head prefix.
+    """
+    b = heads.prefix
+    lines = str(cascade).splitlines()
+    body = [line for line in lines if not line.startswith("name:")]
+    if form is Form.STABLE_3PASS:
+        out = []
+        for line in body:
+            if line.startswith(f"SN[{b}m,p]"):
+                out += [
+                    f"GX[{b}p] = max(GM[{b}p], XM[{b}p])",
+                    line.replace(f"- GM[{b}p]", f"- GX[{b}p]"),
+                ]
+            elif line.startswith(f"SD[{b}p]"):
+                out += [
+                    line.replace("SD[", "SDL[", 1),
+                    f"XB[{b}p] = exp(XM[{b}p] - GX[{b}p])",
+                    f"SD[{b}p] = SDL[{b}p] + XD[{b}p] * XB[{b}p]",
+                ]
+            elif line.startswith(f"AV[{b}f,p]"):
+                out += [
+                    line.replace("AV[", "AVL[", 1),
+                    f"AV[{b}f,p] = AVL[{b}f,p] + XNV[{b}f,p] * XB[{b}p] / SD[{b}p]",
+                ]
+            else:
+                out.append(line)
+    else:
+        tail = [
+            f"GX[{b}p] = max(RM[{b}M1,p], XM[{b}p])",
+            f"XA[{b}p] = exp(RM[{b}M1,p] - GX[{b}p])",
+            f"XB[{b}p] = exp(XM[{b}p] - GX[{b}p])",
+            f"DX[{b}p] = RD[{b}M1,p] * XA[{b}p] + XD[{b}p] * XB[{b}p]",
+        ]
+        out = []
+        for line in body:
+            if form is Form.ONLINE_2PASS and line.startswith(f"A[{b}m1,m0,p]"):
+                rescaled = line.replace(f"RM[{b}M1,p]", f"GX[{b}p]")
+                out += [*tail, rescaled.replace(f"RD[{b}M1,p]", f"DX[{b}p]")]
+            elif form is Form.ONLINE_2PASS and line.startswith(f"AV[{b}f,p]"):
+                out += [
+                    line.replace("AV[", "AVL[", 1),
+                    f"AV[{b}f,p] = AVL[{b}f,p] + XNV[{b}f,p] * XB[{b}p] / DX[{b}p]",
+                ]
+            elif form is Form.FUSEMAX_1PASS and line.startswith(f"AV[{b}f,p]"):
+                out += [
+                    *tail,
+                    f"NX[{b}f,p] = RNV[{b}M1,f,p] * XA[{b}p] + XNV[{b}f,p] * XB[{b}p]",
+                    f"AV[{b}f,p] = NX[{b}f,p] / DX[{b}p]",
+                ]
+            else:
+                out.append(line)
+    # The extra part's Einsums go right after the directives (they read inputs only).
+    first = next(i for i, line in enumerate(out) if "=" in line and ":" not in line)
+    text = "\n".join([*out[:first], extra.strip(), *out[first:]]) + "\n"
+    return parse_cascade(text, name=cascade.name)
+
+
+# ------------------------------------------------------------------------ static masks
+
+
+def power_attention_keep(m: int, p: int, w: int, bs: int) -> np.ndarray:
+    """Keys per query of PowerAttention, counted by block distance (O(M + P) memory)."""
+    q = np.arange(p)
+    counts = np.zeros(p, dtype=np.int64)
+    blocks = -(-m // bs)
+    for d in range(blocks):
+        if not (d < w or (d and d & (d - 1) == 0)):
+            continue
+        lo = (q // bs - d) * bs  # first key of the block at distance d
+        hi = np.minimum(np.minimum(lo + bs, m), q + 1)
+        counts += np.clip(hi - np.maximum(lo, 0), 0, None) * (q // bs - d >= 0)
+    return counts
+
+
+@_register(
+    "power_attention",
+    summary="keys at power-of-two (block) distances plus a causal window of W (PowerAttention)",
+    forms=SOFTMAX_FORMS,
+    cases=(
+        ({"W": 2}, (*_ODD, dict(E=2, F=2, M=19, P=19, M0=4))),
+        ({"W": 1, "BS": 2}, (dict(E=3, F=2, M=21, P=21, M0=5),)),
+    ),
+)
+def power_attention(
+    form: str = _FORM_DEFAULT, M0: int = 256, W: int = 4, BS: int = 1
+) -> Cascade:
+    """PowerAttention (Chen et al. 2025): with d = p//BS - m//BS, query p reads key m <= p
+    when d < W (local window) or d is a power of two (PW % d == 0, PW = 2^30); BS = 1 is
+    the token pattern, BS = 64 the paper's block kernel. Sinks are a separate variant."""
+    name = "power_attention"
+    d = "(p // BS - m // BS)"
+    return softmax_cascade(
+        name,
+        _form(name, form, SOFTMAX_FORMS),
+        _positive(name, "M0", M0),
+        sizes=(("W", _positive(name, "W", W)), ("BS", _positive(name, "BS", BS)), ("PW", _PW)),
+        mask=f"m <= p and ({d} < W or PW % max({d}, 1) == 0)",
+    )
+
+
+def _head_sizes(variant: str, RP, S, W) -> tuple[tuple[str, int], ...]:
+    """The sizes of a retrieval/streaming head split: RP (a percentage, absent when 0: a
+    size is >= 1), the sinks S and the window W."""
+    _bounded(variant, "RP (retrieval heads, percent)", RP, 0, 100)
+    sizes = (("S", _positive(variant, "S", S)), ("W", _positive(variant, "W", W)))
+    return ((("RP", RP),) if RP else ()) + sizes
+
+
+def _retrieval_term(RP: int) -> str:
+    """Head h is a retrieval head when h < ceil(RP * H / 100)."""
+    return "h * 100 < RP * H or " if RP else ""
+
+
+@_register(
+    "duo_attention",
+    summary="per head: retrieval heads full causal, streaming heads sinks + window (DuoAttention)",
+    forms=SOFTMAX_FORMS,
+    cases=(
+        ({"RP": 50, "S": 1, "W": 3}, _HEADS),
+        ({"RP": 0, "S": 2, "W": 2}, _HEADS[:1]),
+        ({"RP": 100, "S": 1, "W": 1}, _HEADS[1:]),
+    ),
+)
+def duo_attention(
+    form: str = _FORM_DEFAULT, M0: int = 256, RP: int = 50, S: int = 64, W: int = 256
+) -> Cascade:
+    """DuoAttention (Xiao et al. ICLR 2025): the first ceil(RP% of H) heads are retrieval heads
+    (full causal; the kernel groups the heads its gates select first), the others streaming
+    heads (m < S sinks or p - m < W); the paper's 64 sinks + 256 recent, RP 25-50%."""
+    name = "duo_attention"
+    return softmax_cascade(
+        name,
+        _form(name, form, SOFTMAX_FORMS),
+        _positive(name, "M0", M0),
+        heads=Heads.MULTI,
+        sizes=_head_sizes(name, RP, S, W),
+        mask=f"m <= p and ({_retrieval_term(RP)}m < S or p - m < W)",
+    )
+
+
+@_register(
+    "razor_attention",
+    summary="retrieval heads full; others sinks + window + one compensation token (RazorAttention)",
+    forms=SOFTMAX_FORMS,
+    cases=(
+        ({"RP": 50, "S": 1, "W": 3}, _HEADS),
+        ({"RP": 25, "S": 2, "W": 2}, _HEADS[:1]),
+        ({"RP": 0, "S": 1, "W": 4}, _HEADS[1:]),
+        ({"RP": 100, "S": 1, "W": 1}, _HEADS[1:]),
+    ),
+)
+def razor_attention(
+    form: str = _FORM_DEFAULT, M0: int = 256, RP: int = 15, S: int = 4, W: int = 256
+) -> Cascade:
+    """RazorAttention (Tang et al. 2024): heads h < ceil(RP% H) keep every key; the others keep
+    sinks m < S and p - m < W, plus the dropped span's mean key/value weighted by its length
+    N_d (their compensation token); span sums from prefix sums CK, CV over m (O(M) per head)."""
+    name = "razor_attention"
+    form = _form(name, form, SOFTMAX_FORMS)
+    sizes = _head_sizes(name, RP, S, W)
+    streaming = "h * 100 >= RP * H and " if RP else "h >= 0 and "  # every head streams
+    dropped = f"{streaming}p - W + 1 > S"  # the query's dropped span S..p-W is non-empty
+    extra = f"""
+CK[h,0,e] = 0
+CK[h,m+1,e] = CK[h,m,e] + K[h,e,m]
+CV[h,0,f] = 0
+CV[h,m+1,f] = CV[h,m,f] + V[h,f,m]
+ND[h,p] = (p - W + 1 - S) * 1 where {dropped}
+KD[h,e,p] = (CK[h,p-W+1,e] - CK[h,S,e]) / ND[h,p] where {dropped}
+VD[h,f,p] = (CV[h,p-W+1,f] - CV[h,S,f]) / ND[h,p] where {dropped}
+CS[h,p] = Q[h,e,p] * KD[h,e,p] where {dropped}
+XM[h,p] = CS[h,p] + log(ND[h,p])
+XD[h,p] = 1 + 0 * ND[h,p]
+XNV[h,f,p] = VD[h,f,p] * 1
+"""
+    cascade = softmax_cascade(
+        name,
+        form,
+        _positive(name, "M0", M0),
+        heads=Heads.MULTI,
+        sizes=sizes,
+        mask=f"m <= p and ({_retrieval_term(RP)}m < S or p - m < W)",
+    )
+    return _merge_extra(cascade, form, Heads.MULTI, extra)
+
+
+_TILED = (Form.ONLINE_2PASS, Form.FUSEMAX_1PASS)
+
+
+@_register(
+    "combiner",
+    summary="direct attention in the query's span of L + one mean summary per earlier span",
+    forms=_TILED,
+    cases=(({"L": 3}, (*_ODD, dict(E=2, F=2, M=11, P=11, M0=4))), ({"L": 1}, _ODD[:1])),
+)
+def combiner(form: str = _FORM_DEFAULT, M0: int = 256, L: int = 128) -> Cascade:
+    """Combiner-Fixed (Ren et al. NeurIPS 2021), causal: keys m <= p of the query's span
+    (m // L == p // L) and, for each earlier span n, one summary key/value (the span's mean
+    K and V, a uniform q(j|span)), all in one softmax. Tiled forms only: a stable form's
+    passes would be counted over the span partition N, L instead of M."""
+    name = "combiner"
+    form = _form(name, form, _TILED)
+    earlier = "n < p // L"
+    extra = f"""
+KS[e,n] = sum(l) K[e,n*L+l]
+VS[f,n] = sum(l) V[f,n*L+l]
+KM[e,n] = KS[e,n] / min(L, M - n * L)
+VM[f,n] = VS[f,n] / min(L, M - n * L)
+CS[n,p] = Q[e,p] * KM[e,n] where {earlier}
+XM[p] = max(n) CS[n,p] where {earlier}
+XE[n,p] = exp(CS[n,p] - XM[p]) where {earlier}
+XD[p] = sum(n) XE[n,p] where {earlier}
+XNV[f,p] = XE[n,p] * VM[f,n] where {earlier}
+"""
+    cascade = softmax_cascade(
+        name,
+        form,
+        _positive(name, "M0", M0),
+        sizes=(("L", _positive(name, "L", L)),),
+        partitions=("M -> N, L",),
+        mask="m <= p and m // L == p // L",
+    )
+    return _merge_extra(cascade, form, Heads.SINGLE, extra)
+
+
+# ------------------------------------------------------------------------ scores
+
+
+@_register(
+    "selective",
+    summary="softmax with a per-query temperature 1 + tanh(WT . q) (selective attention)",
+    forms=SOFTMAX_FORMS,
+    cases=(({}, _ODD), ({"causal": False}, (dict(E=3, F=2, M=5, P=8, M0=2),))),
+)
+def selective(form: str = _FORM_DEFAULT, M0: int = 256, causal: bool = True) -> Cascade:
+    """Selective self-attention (Zhang et al. NeurIPS 2024): the query is scaled by its own
+    temperature TAU[p] = 1 + tanh(WT[e] . Q[e,p]) (WT an input, the small projection), so
+    a query can sharpen or flatten its softmax; the scaled query then feeds QK."""
+    name = "selective"
+    form = _form(name, form, SOFTMAX_FORMS)
+    cascade = softmax_cascade(
+        name,
+        form,
+        _positive(name, "M0", M0),
+        extra_inputs="WT[e]",
+        prelude="TW[p] = WT[e] * Q[e,p]\nTAU[p] = 1 + tanh(TW[p])\nQS[e,p] = TAU[p] * Q[e,p]",
+        mask="m <= p" if _flag(name, "causal", causal) else "",
+    )
+    text = str(cascade).replace("= Q[e,p] * K", "= QS[e,p] * K").replace(
+        "= Q[e,p] * BK", "= QS[e,p] * BK"
+    )
+    return parse_cascade(text, name=name)
+
+
+@_register(
+    "relative",
+    summary="QK + Q.Er[p - m] with relative embeddings Er, skewed (Music Transformer)",
+    forms=SOFTMAX_FORMS,
+    cases=(({}, (dict(E=4, F=3, M=7, P=7, R=7, M0=3), dict(E=3, F=2, M=10, P=10, R=12, M0=4))),),
+)
+def relative(form: str = _FORM_DEFAULT, M0: int = 256) -> Cascade:
+    """Relative attention (Music Transformer, Huang et al. ICLR 2019), causal: QK[m,p] +
+    SREL[m,p], SREL = Q[:,p] . ER[:, p - m] with ER[e,r] the embedding of distance r (R >= P);
+    the skewing trick: QER = Q . ER (P x R, one matmul), then SREL reads QER[(p - m) % R, p]."""
+    name = "relative"
+    return softmax_cascade(
+        name,
+        _form(name, form, SOFTMAX_FORMS),
+        _positive(name, "M0", M0),
+        extra_inputs="ER[e,r]",
+        prelude="QER[r,p] = Q[e,p] * ER[e,r]",
+        bias="QER[(p - ({m})) % R, p]",
+        mask="m <= p",
+    )
+
+
+@_register(
+    "softplus",
+    summary="softplus(log(n) QK)^POW, normalised (length-scaled softplus + re-weighting): 1 pass",
+    forms=(Form.DIRECT,),
+    cases=(({"POW": 3}, _ODD), ({"POW": 1, "causal": False}, (dict(E=3, F=2, M=5, P=8),))),
+)
+def softplus(form: str = Form.DIRECT.value, POW: int = 3, causal: bool = True) -> Cascade:
+    """Softplus attention with re-weighting (Gao et al. 2025, LSSA): A = softplus(log(n_p) QK),
+    n_p the query's key count, L1-normalised then raised to POW and renormalised, which is
+    A^POW / sum A^POW: softplus > 0 needs no max, so one pass (numerator, denominator)."""
+    name = "softplus"
+    _form(name, form, (Form.DIRECT,))
+    POW = _bounded(name, "POW", POW, 1, 16)
+    is_causal = _flag(name, "causal", causal)
+    where = " where m <= p" if is_causal else ""
+    count = "(min(p, M - 1) + 1)" if is_causal else "M"
+    text = f"""inputs: Q[e,p], K[e,m], V[f,m]
+outputs: AV
+QK[m,p] = Q[e,p] * K[e,m]{where}
+SC[m,p] = log({count}) * QK[m,p]{where}
+SP[m,p] = log(1 + exp(SC[m,p])){where}
+SW[m,p] = exp({POW} * log(SP[m,p])){where}
+SD[p] = sum(m) SW[m,p]{where}
+SNV[f,p] = SW[m,p] * V[f,m]{where}
+AV[f,p] = SNV[f,p] / SD[p]
+"""
+    return parse_cascade(text, name=name)
+
+
+# ------------------------------------------------------------------------ memory
+
+
+@_register(
+    "titans_memory",
+    summary="delta-rule linear memory with decay, M_t = (1-a)M + th(v - M k)k^T, out M_t q",
+    forms=(Form.DIRECT,),
+    cases=(
+        ({"ALPHA": 0.1, "THETA": 0.5}, (dict(E=3, F=2, M=7, P=7), dict(E=4, F=3, M=10, P=10))),
+        ({"ALPHA": 0.0, "THETA": 0.25}, (dict(E=2, F=2, M=5, P=5),)),
+    ),
+)
+def titans_memory(form: str = Form.DIRECT.value, ALPHA: float = 0.01, THETA: float = 0.1):
+    """Titans' linear memory (Behrouz et al. 2024, Eq. 13-14, momentum eta = 0, constant
+    gates): MEM_t = (1 - ALPHA) MEM_{t-1} + THETA (v_t - MEM_{t-1} k_t) k_t^T, y_t = MEM_t q_t;
+    the recurrence over tokens (P = M). A chunked form is not offered (see the report)."""
+    name = "titans_memory"
+    _form(name, form, (Form.DIRECT,))
+    alpha = _real(name, "ALPHA", ALPHA, 0.0, 1.0)
+    theta = _real(name, "THETA", THETA, 0.0, 100.0)
+    text = f"""inputs: Q[e,p], K[e,m], V[f,m]
+outputs: AV
+MEM[0,f,e] = 0
+PRED[m,f] = MEM[m,f,e] * K[e,m]
+ERR[m,f] = V[f,m] - PRED[m,f]
+UPD[m,f,e] = {theta!r} * ERR[m,f] * K[e,m]
+MEM[m+1,f,e] = {1.0 - alpha!r} * MEM[m,f,e] + UPD[m,f,e]
+AV[f,p] = MEM[p+1,f,e] * Q[e,p]
+"""
+    return parse_cascade(text, name=name)
+
