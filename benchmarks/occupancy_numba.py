@@ -43,11 +43,15 @@ def many_tilings(n_tilings: int = 10_000, n: int = 65_536) -> None:
     distinct = len({(int(a), int(b)) for a, b in zip(tile["P"], tile["M1"], strict=True)})
     first = _best(lambda: occupancy(cascade, shape, tile, ["QK"]), 1)
     warm = _best(lambda: occupancy(cascade, shape, tile, ["QK"]), 5)
-    whole = _best(lambda: occupancy(cascade, shape, tile), 1)
+    few = {r: v[:100] for r, v in tile.items()}
+    whole = _best(lambda: occupancy(cascade, shape, few), 1)
     got = occupancy(cascade, shape, tile, ["QK"])["QK"]
     print(f"1. causal {n} x {n}, {n_tilings} tilings ({distinct} distinct), method {got.method}")
     print(f"   QK only: first call {first * 1e3:.1f} ms, warm {warm * 1e3:.1f} ms (target < 50 ms)")
-    print(f"   all {len(cascade.einsums)} Einsums (kernel semantics): {whole:.2f} s")
+    print(
+        f"   all {len(cascade.einsums)} Einsums (kernel semantics, unfiltered ones per "
+        f"tiling), first 100 tilings: {whole:.2f} s"
+    )
 
 
 def numba_vs_numpy(name: str, params: dict, n: int, tile: int) -> None:

@@ -473,7 +473,7 @@ def _unfiltered_grid(cascade, einsum, sizes, t, sharing: list[_Grid]) -> _Grid:
     own = mask_vars(cascade, einsum, sizes)
     projected = [v for g in sharing for v in g.vars if v in einsum.iter_vars]
     vars_ = tuple(v for v in einsum.iter_vars if v in own or v in projected)
-    valid = _compiled_grid(cascade, einsum, sizes, t, None, vars_).valid
+    valid = _valid_counts(cascade, sizes, t, vars_)
     if not sharing:
         return _Grid(vars_, valid, valid, "dense")
     busy = np.zeros(valid.shape, dtype=bool)
@@ -489,6 +489,39 @@ def _unfiltered_grid(cascade, einsum, sizes, t, sharing: list[_Grid]) -> _Grid:
         busy |= nonempty.reshape(shape)
     kept = np.where(busy, valid, 0)
     return _Grid(vars_, kept, kept, "dense", total_kept=int(valid.sum()))
+
+
+def _valid_counts(cascade, sizes, t, vars_) -> np.ndarray:
+    """Real points per tile over `vars_`, a product of per-variable tile lengths; a partial
+    partition's two parts together count only m1*M0 + m0 < M. O(tiles), no point loop."""
+    out = np.ones((1,) * len(vars_), dtype=np.int64)
+    done = set()
+    for part in cascade.partitions:
+        hi, lo = var_of(part.upper), var_of(part.lower)
+        if hi in vars_ and lo in vars_ and _partial(part, sizes) and not {hi, lo} & done:
+            n_hi, n_lo = _extent(sizes, hi), _extent(sizes, lo)
+            per_hi = np.clip(int(sizes[part.rank]) - np.arange(n_hi) * n_lo, 0, n_lo)
+            b0 = np.arange(0, n_lo, _tile_of(t, sizes, lo))
+            b1 = np.minimum(b0 + _tile_of(t, sizes, lo), n_lo)
+            counts = np.clip(np.minimum(per_hi[:, None], b1[None, :]) - b0[None, :], 0, None)
+            starts = np.arange(0, n_hi, _tile_of(t, sizes, hi))
+            table = np.add.reduceat(counts, starts, axis=0)
+            shape = [1] * len(vars_)
+            shape[vars_.index(hi)], shape[vars_.index(lo)] = table.shape
+            if vars_.index(hi) > vars_.index(lo):
+                table = table.T
+                shape[vars_.index(hi)], shape[vars_.index(lo)] = table.shape[::-1]
+            out = out * table.reshape(shape)
+            done |= {hi, lo}
+    for i, v in enumerate(vars_):
+        if v in done:
+            continue
+        n, size = _extent(sizes, v), _tile_of(t, sizes, v)
+        lengths = np.minimum(np.arange(0, n, size) + size, n) - np.arange(0, n, size)
+        shape = [1] * len(vars_)
+        shape[i] = len(lengths)
+        out = out * lengths.reshape(shape)
+    return out
 
 
 # ---------------------------------------------------------------- the compiled kernel
