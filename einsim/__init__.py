@@ -52,6 +52,7 @@ __all__ = [
     "attention",
     "cascade",
     "direct",
+    "estimate",
     "evaluate",
     "evaluate_batch",
     "footprints",
@@ -82,3 +83,11 @@ def search(cascade, arch, shape, **options):
     from einsim.mapper import search as run
 
     return run(cascade, arch, shape, **options)
+
+
+def estimate(model, target, phase="prefill", seq_len=4096, batch=None, **options):
+    """A whole model on one target (`einsim.model_estimate.estimate`: TTFT or TPOT, tokens/s,
+    energy, DRAM bytes, a per-layer breakdown), imported on first use."""
+    from einsim.model_estimate import estimate as run
+
+    return run(model, target, phase, seq_len, batch, **options)

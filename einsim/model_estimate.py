@@ -1,0 +1,661 @@
+"""Whole-model estimates (`einsim.estimate`): every layer of a zoo model on one target.
+
+`estimate(model, target, phase, seq_len, batch)` prices, for every layer of a
+`einsim.workloads.MODELS` model:
+
+* attention: the layer's cascade (`workload`, the model's own variant in the asked form, or
+  a substituted variant) on the target. Spatial arrays: the best valid bundled mapping
+  (`simulator/mappings/`), else the mapper's greedy search (budget `SEARCH_BUDGET`); GPUs:
+  the best of a small FlashAttention tiling grid (`GPU_TILINGS`) costed in one
+  `evaluate_gpu_batch` call. A mapping may be given instead (`mapping=`), or
+  `mapping="search"` asks the mapper on either target.
+* every matrix product: Q, K, V (D x H·E, D x G·E), O (H·E x D), the FFN (gate, up, down
+  for a gated FFN; up, down otherwise), a MoE's router and experts (tokens x top-k routed,
+  spread evenly over the experts they reach), and the LM head. Spatial arrays: the `gemm`
+  cascade with the bundled `matmul_2d` mapping (as `simulator.reproduce.layer_matmuls`);
+  GPUs: a roofline, max(2·M·K·N / tensor-core peak, operand bytes / HBM bandwidth).
+* elementwise work (normalisations, the two residual adds, the FFN activation and its gate
+  multiply, the embedding read): counted per element by operator (`_ELEMENTWISE_OPS`) and
+  priced as a stream: max(operations on the 1D unit (spatial) or CUDA cores / SFU (GPU),
+  the tensor read and written once through DRAM/HBM). Unfused, so an upper bound on the
+  traffic a fused epilogue would move; rotary embeddings and sampling are not priced.
+
+Prefill prices `seq_len` tokens per sequence and the LM head on the last token only (what
+the first output token needs): its latency is the time to first token (TTFT). Decode
+prices one new token per sequence after a KV cache of `seq_len`: its latency is the time
+per output token (TPOT). Layers run one after another, operators within a layer too.
+
+Identical layers cost the same: every operator's cost is cached by (cascade or product,
+shape, target, mapping), so an 80-layer model maps its attention once.
+
+(The module is not named `estimate`: importing it would replace the function
+`einsim.estimate` with the module.)
+
+Every spatial-vs-GPU difference lives in the two target classes below, chosen by
+`_target` (the one dispatch, to be replaced by a target registry).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from einsim.einsum import Cascade, EinsimError, Op, SpecError
+from einsim.simulator import (
+    Architecture,
+    GpuArchitecture,
+    GpuMapping,
+    Mapping,
+    evaluate,
+    evaluate_gpu_batch,
+    load_architecture,
+    load_mapping,
+)
+from einsim.simulator.gpu import GPU_PARAMETERS, KernelForm, parse_gpu_mapping
+from einsim.workloads import ATTENTION, MODELS, Model, attention, cascade, workload
+
+PHASES = ("prefill", "decode")
+FORMS = ("stable_3pass", "online_2pass", "fusemax_1pass")
+DEFAULT_FORM = "fusemax_1pass"
+#: Candidates the mapper costs when no bundled mapping fits a spatial attention layer.
+SEARCH_BUDGET = 200
+#: The FlashAttention-2 tilings tried on a GPU (Dao 2023, Sec. 3.3 uses Br, Bc in {64, 128}
+#: with 4 or 8 warps); split-KV (flash-decoding) for decode's single query.
+GPU_TILINGS = {
+    "prefill": {
+        "block_q": (64, 128, 64, 128, 128),
+        "block_kv": (64, 64, 128, 32, 128),
+        "stages": (2, 2, 2, 2, 2),
+        "warps": (4, 4, 4, 4, 8),
+        "split_kv": (1, 1, 1, 1, 1),
+    },
+    "decode": {
+        "block_q": (16, 16, 16, 16, 64),
+        "block_kv": (64, 64, 64, 128, 64),
+        "stages": (2, 2, 2, 2, 2),
+        "warps": (1, 1, 4, 4, 4),
+        "split_kv": (1, 8, 16, 32, 1),
+    },
+}
+#: Operations per element of the elementwise work, by operator (the 1D unit's op costs on a
+#: spatial array; CUDA-core lane-ops, exp on the SFU, on a GPU). rsqrt per row is omitted.
+_ELEMENTWISE_OPS: dict[str, dict[Op, int]] = {
+    # LayerNorm: sum (add), subtract the mean, square-and-sum (mul, add), scale by
+    # 1/sigma (mul), gamma (mul), beta (add).
+    "layernorm": {Op.ADD: 3, Op.SUB: 1, Op.MUL: 3},
+    # RMSNorm (Zhang & Sennrich 2019): square-and-sum, scale by 1/rms, gamma.
+    "rmsnorm": {Op.ADD: 1, Op.MUL: 3},
+    "residual": {Op.ADD: 1},
+    # SiLU x / (1 + exp(-x)): negate (sub), exp, add, divide.
+    "silu": {Op.SUB: 1, Op.EXP: 1, Op.ADD: 1, Op.DIV: 1},
+    # GELU, tanh form: x^3 (2 mul), mul-add, tanh as 2 / (1 + exp(-2u)) - 1 (mul, exp, add,
+    # div, sub), 0.5·x·(1 + t) (add, 2 mul).
+    "gelu": {Op.MUL: 6, Op.ADD: 3, Op.EXP: 1, Op.DIV: 1, Op.SUB: 1},
+    "relu": {Op.MAX: 1},
+    "gate": {Op.MUL: 1},
+    # Router softmax over the experts: max, subtract, exp, sum, divide.
+    "router": {Op.MAX: 1, Op.SUB: 1, Op.EXP: 1, Op.ADD: 1, Op.DIV: 1},
+}
+BREAKDOWN_COLUMNS = (
+    "layer",
+    "block",
+    "operator",
+    "unit",
+    "latency_s",
+    "energy_pj",
+    "dram_bytes",
+    "flops",
+    "mapping",
+    "valid",
+    "reason",
+)
+
+
+# --------------------------------------------------------------------------- costs
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorCost:
+    """One operator of one layer on one target. energy_pj is NaN where not modelled."""
+
+    latency_s: float
+    energy_pj: float
+    dram_bytes: float
+    flops: float
+    unit: str
+    mapping: str = ""
+    valid: bool = True
+    reason: str = ""
+
+
+def _invalid(unit: str, reason: str) -> OperatorCost:
+    return OperatorCost(math.nan, math.nan, math.nan, math.nan, unit, "", False, reason)
+
+
+@functools.cache
+def _gemm() -> Cascade:
+    return cascade("gemm")
+
+
+@functools.cache
+def _bundled_mappings() -> tuple[Mapping, ...]:
+    folder = resources.files("einsim.simulator").joinpath("mappings")
+    names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return tuple(load_mapping(name) for name in names)
+
+
+@dataclass(frozen=True, slots=True)
+class _SpatialTarget:
+    """A spatial array (`Architecture`): the mapper's model for attention and products."""
+
+    arch: Architecture
+    energy_modelled = True
+
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def word_bytes(self) -> int:
+        return int(self.arch.word_bytes)
+
+    @property
+    def on_chip_bytes(self) -> float:
+        return float(sum(lv.capacity_bytes or 0 for lv in self.arch.levels[1:]))
+
+    @property
+    def memory_bytes(self) -> float | None:
+        """Off-chip capacity: spatial specs do not bound DRAM (None)."""
+        return self.arch.levels[0].capacity_bytes
+
+    def attention(self, cascade_: Cascade, shape, mapping) -> OperatorCost:
+        if isinstance(mapping, str) and mapping == "search":
+            return self._search(cascade_, shape)
+        if mapping is not None:
+            spec = load_mapping(mapping) if isinstance(mapping, str) else mapping
+            return self._report(evaluate(cascade_, self.arch, spec, dict(shape)), spec.name)
+        return self._best(cascade_, shape, "2d+1d")
+
+    def _best(self, cascade_: Cascade, shape, unit: str) -> OperatorCost:
+        """The fastest valid bundled mapping of the cascade, else the greedy mapper."""
+        best = None
+        for spec in _bundled_mappings():
+            try:
+                report = evaluate(cascade_, self.arch, spec, dict(shape))
+            except EinsimError:  # a mapping of another cascade (its Einsums do not bind)
+                continue
+            if report.valid and (best is None or report.latency_s < best[0].latency_s):
+                best = (report, spec.name)
+        if best is None:
+            return self._search(cascade_, shape, unit)
+        return self._report(*best, unit)
+
+    def _search(self, cascade_: Cascade, shape, unit: str = "2d+1d") -> OperatorCost:
+        from einsim.mapper import search
+
+        found = search(
+            cascade_, self.arch, dict(shape), strategy="greedy", budget=SEARCH_BUDGET,
+            progress=False,
+        )  # fmt: skip
+        return self._report(found.report, f"greedy search ({found.evaluated})", unit)
+
+    def _report(self, report, mapping_name: str, unit: str = "2d+1d") -> OperatorCost:
+        if not report.valid:
+            return _invalid(unit, "; ".join(report.reasons))
+        flops = 2.0 * float(report.per_einsum.ops.sum())
+        return OperatorCost(
+            report.latency_s, report.energy_pj, report.dram_bytes, flops, unit, mapping_name
+        )
+
+    def matmul(self, tokens: int, k: int, n: int) -> OperatorCost:
+        """The `gemm` cascade (Z[m,n] = A[k,m]·B[k,n], m = tokens) with the fastest valid
+        bundled mapping (`matmul_2d` where the weights' K fits the buffer, else the
+        weight-stationary `gemm_ws` or output-stationary `gemm_os`)."""
+        return self._best(_gemm(), (("K", k), ("M", tokens), ("N", n)), "2d")
+
+    def stream(self, ops: MappingABC[Op, float], moved_bytes: float) -> OperatorCost:
+        """Elementwise work on the 1D unit (the unit with one dimension), its tensors read
+        and written once through DRAM: max(cycles / clock, bytes / DRAM bandwidth)."""
+        units = [u for u in self.arch.units if len(u.dims) == 1] or list(self.arch.units)
+        unit = min(units, key=lambda u: u.lanes)
+        cycles = energy = 0.0
+        for op, count in ops.items():
+            try:
+                cost = unit.cost(op)
+            except EinsimError as error:
+                return _invalid(unit.name, str(error).splitlines()[0])
+            cycles += count * cost.cycles / unit.lanes
+            energy += count * cost.energy_pj
+        dram = self.arch.levels[0]
+        memory_s = moved_bytes / (dram.bandwidth_bytes_per_cycle * self.arch.clock_hz)
+        energy += moved_bytes / 2 * (dram.read_pj_per_byte + dram.write_pj_per_byte)
+        latency = max(cycles / self.arch.clock_hz, memory_s)
+        return OperatorCost(latency, energy, moved_bytes, float(sum(ops.values())), unit.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _GpuTarget:
+    """A GPU (`GpuArchitecture`): the GPU attention model, rooflines elsewhere. Uncalibrated
+    (every calibration constant 1.0); energy not modelled."""
+
+    arch: GpuArchitecture
+    dtype: str = "bf16"
+    energy_modelled = False
+
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def word_bytes(self) -> int:
+        return 2 if self.dtype in ("fp16", "bf16") else 4
+
+    @property
+    def on_chip_bytes(self) -> float:
+        return float(self.arch.l2_bytes + self.arch.smem_per_sm_bytes * self.arch.sms)
+
+    @property
+    def memory_bytes(self) -> float | None:
+        return float(self.arch.hbm_bytes)
+
+    def attention(self, cascade_: Cascade, shape, mapping) -> OperatorCost:
+        phase = "decode" if dict(shape).get("P") == 1 else "prefill"
+        if isinstance(mapping, str) and mapping == "search":
+            from einsim.mapper import search
+
+            found = search(cascade_, self.arch, dict(shape), budget=SEARCH_BUDGET)
+            return self._cost(found.report, 0, found.mapping.name)
+        if mapping is not None:
+            spec = parse_gpu_mapping(mapping) if isinstance(mapping, str) else mapping
+            params = {k: np.array([v]) for k, v in spec.params().items()}
+            forms = [(spec.kernel, params)]
+        else:
+            grid = {k: np.array(v) for k, v in GPU_TILINGS[phase].items()}
+            forms = [(KernelForm.FUSED, grid)]
+        best = None
+        for kernel, params in forms:
+            batch = evaluate_gpu_batch(
+                cascade_, self.arch, GpuMapping(kernel), params, shape=dict(shape),
+                dtype=self.dtype,
+            )  # fmt: skip
+            latency = np.where(batch.valid, batch.latency_s, np.inf)
+            i = int(np.argmin(latency))  # first of equals: grid order
+            if best is None or latency[i] < best[0]:
+                chosen = GpuMapping(kernel, **{k: int(params[k][i]) for k in GPU_PARAMETERS})
+                best = (float(latency[i]), batch.report(i), chosen)
+        if not math.isfinite(best[0]):
+            return _invalid("tensor+SFU", "; ".join(best[1].reasons) or "no valid tiling")
+        return self._cost(best[1], 0, best[2].name)
+
+    def _cost(self, report, _row, mapping_name: str) -> OperatorCost:
+        if not report.valid:
+            return _invalid("tensor+SFU", "; ".join(report.reasons))
+        flops = 2.0 * float(report.per_einsum.ops.sum())
+        return OperatorCost(
+            report.latency_s, math.nan, report.dram_bytes, flops, "tensor+SFU", mapping_name
+        )
+
+    def matmul(self, tokens: int, k: int, n: int) -> OperatorCost:
+        """Roofline: max(2·M·K·N / tensor-core peak, (M·K + K·N + M·N) words / HBM bw)."""
+        flops = 2.0 * tokens * k * n
+        moved = float(tokens * k + k * n + tokens * n) * self.word_bytes
+        latency = max(
+            flops / self.arch.mma_flops_per_s(self.dtype), moved / self.arch.hbm_bytes_per_s
+        )
+        return OperatorCost(latency, math.nan, moved, flops, "tensor", "roofline")
+
+    def stream(self, ops: MappingABC[Op, float], moved_bytes: float) -> OperatorCost:
+        """max(lane-ops on the CUDA cores + exps on the SFU, bytes / HBM bandwidth)."""
+        exps = float(ops.get(Op.EXP, 0))
+        lane_ops = float(sum(ops.values())) - exps
+        compute_s = lane_ops / self.arch.fp32_ops_per_s + exps / self.arch.sfu_ops_per_s
+        latency = max(compute_s, moved_bytes / self.arch.hbm_bytes_per_s)
+        return OperatorCost(latency, math.nan, moved_bytes, lane_ops + exps, "cuda+SFU")
+
+
+def _target(target) -> _SpatialTarget | _GpuTarget:
+    """The one place that tells a spatial array from a GPU (a preset name, a path, or a
+    loaded architecture)."""
+    arch = load_architecture(target) if isinstance(target, str) else target
+    if isinstance(arch, GpuArchitecture):
+        return _GpuTarget(arch)
+    if isinstance(arch, Architecture):
+        return _SpatialTarget(arch)
+    raise SpecError(f"estimate: target must be a preset name or an architecture, got {target!r}")
+
+
+# The cache: identical layers (same cascade, shape, target, mapping) cost once.
+@functools.lru_cache(maxsize=4096)
+def _attention_cost(target, cascade_: Cascade, shape: tuple, mapping) -> OperatorCost:
+    return target.attention(cascade_, shape, mapping)
+
+
+@functools.lru_cache(maxsize=4096)
+def _matmul_cost(target, tokens: int, k: int, n: int) -> OperatorCost:
+    return target.matmul(tokens, k, n)
+
+
+def _stream_cost(target, ops: dict[Op, float], moved_bytes: float) -> OperatorCost:
+    return target.stream(ops, moved_bytes)
+
+
+def cache_clear() -> None:
+    """Forget every cached operator cost (a changed spec file with an unchanged name)."""
+    _attention_cost.cache_clear()
+    _matmul_cost.cache_clear()
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class ModelEstimate:
+    """A whole model on one target in one phase. Units in the names.
+
+    Attributes:
+        model, target, phase, seq_len, batch: what was estimated (decode: `seq_len` is the
+            context, the KV cache length). attention: the form or substituted variant.
+        latency_s: the phase's latency: TTFT for prefill, TPOT for decode.
+        ttft_s, tpot_s: latency_s in the phase that defines it, NaN in the other.
+        tokens_per_s: tokens processed per second (prefill: batch·seq_len / TTFT; decode:
+            batch / TPOT, the generation rate).
+        energy_pj, energy_per_token_pj: None where the target models no energy (GPUs).
+        dram_bytes: DRAM/HBM bytes moved by the phase.
+        weight_bytes, kv_cache_bytes: parameters and the KV cache at seq_len (windowed
+            layers keep W keys), in the target's word size.
+        on_chip_bytes: the target's on-chip storage; memory_bytes: its DRAM/HBM capacity
+            (None: not bounded by the spec). weights_fit_on_chip, fits_memory: whether
+            weights (+ KV cache) fit them (fits_memory None when memory_bytes is None).
+        valid: every operator was costed; reasons: the first reason of each failure.
+        notes: what the estimate assumes on this target.
+        breakdown: one row per (layer, operator): `BREAKDOWN_COLUMNS`; its latency_s,
+            energy_pj and dram_bytes sum to the totals.
+    """
+
+    model: str
+    target: str
+    phase: str
+    seq_len: int
+    batch: int
+    attention: str
+    latency_s: float
+    ttft_s: float
+    tpot_s: float
+    tokens_per_s: float
+    energy_pj: float | None
+    energy_per_token_pj: float | None
+    dram_bytes: float
+    weight_bytes: float
+    kv_cache_bytes: float
+    on_chip_bytes: float
+    memory_bytes: float | None
+    weights_fit_on_chip: bool
+    fits_memory: bool | None
+    valid: bool
+    reasons: tuple[str, ...]
+    notes: tuple[str, ...]
+    breakdown: pd.DataFrame = field(compare=False, repr=False)
+
+    def summary(self) -> dict[str, object]:
+        """The scalar fields as one flat dict (a row of `compare`'s table)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "breakdown"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _attention_layer(spec: Model, phase: str, seq_len: int, batch: int, attention_, layer: int):
+    """The cascade and shape (cascade ranks + outer B, H) of one layer's attention."""
+    if attention_ is None or attention_ in FORMS:
+        w = workload(spec, attention_ or DEFAULT_FORM, seq_len, batch, phase, layer=layer)
+        return w.cascade, tuple(sorted((w.sizes | dict(w.outer)).items()))
+    if isinstance(attention_, Cascade):
+        if phase == "decode":  # a substituted prefill cascade: decode is the model's own
+            return _attention_layer(spec, phase, seq_len, batch, None, layer)
+        built = attention_
+    elif attention_ in ATTENTION:
+        if phase == "decode":
+            built = attention("decode", form=DEFAULT_FORM, W=_window(attention(attention_)))
+        else:
+            built = attention(attention_, form=DEFAULT_FORM)
+    else:
+        raise SpecError(
+            f"estimate: attention {attention_!r} is neither a form ({', '.join(FORMS)}) nor a "
+            f"registered variant ({', '.join(ATTENTION)})"
+        )
+    shape = {"E": spec.E, "F": spec.E, "M": seq_len, "P": 1 if phase == "decode" else seq_len}
+    outer = {"B": batch}
+    if "H" in built.ranks:
+        shape["H"] = spec.H
+        if "G" in built.ranks:
+            shape["G"] = spec.G
+    else:
+        outer["H"] = spec.H
+    return built, tuple(sorted((shape | outer).items()))
+
+
+def _window(built: Cascade) -> int:
+    """A cascade's window size W (0: none), from its declared sizes."""
+    return int(dict(built.default_sizes).get("W", 0))
+
+
+def _layer_window(spec: Model, layer: int, attention_) -> int:
+    if attention_ is None or attention_ in FORMS:
+        return int(spec.attention_params(layer).get("W", 0) or 0)
+    if isinstance(attention_, Cascade):
+        return _window(attention_)
+    return _window(attention(attention_))
+
+
+def _matmuls(spec: Model, tokens: int) -> list[tuple[str, int, int, int, int]]:
+    """(operator, tokens, K, N, copies) of one layer's products; MoE experts: tokens x top-k
+    spread evenly over the experts they reach (min(experts, tokens x top-k))."""
+    he, ge = spec.H * spec.E, spec.G * spec.E
+    rows = [
+        ("Q", tokens, spec.D, he, 1),
+        ("K", tokens, spec.D, ge, 1),
+        ("V", tokens, spec.D, ge, 1),
+        ("O", tokens, he, spec.D, 1),
+    ]
+    routed = tokens * spec.experts_per_token
+    active = min(spec.experts, routed)
+    per_expert = math.ceil(routed / active)
+    if spec.experts > 1:
+        rows.append(("router", tokens, spec.D, spec.experts, 1))
+    if spec.gated_ffn:
+        rows.append(("FFN_gate", per_expert, spec.D, spec.S, active))
+    rows += [("FFN_up", per_expert, spec.D, spec.S, active)]
+    rows += [("FFN_down", per_expert, spec.S, spec.D, active)]
+    return rows
+
+
+def _elementwise(spec: Model, tokens: int, word: int) -> list[tuple[str, dict[Op, float], float]]:
+    """(operator, ops by Op, bytes read and written) of one layer's elementwise work."""
+    td = tokens * spec.D
+    ffn = tokens * spec.S * spec.experts_per_token
+    norm = {op: n * td * spec.norms_per_layer for op, n in _ELEMENTWISE_OPS[spec.norm].items()}
+    act = dict(_ELEMENTWISE_OPS[spec.activation])
+    if spec.gated_ffn:
+        act = {op: act.get(op, 0) + _ELEMENTWISE_OPS["gate"].get(op, 0) for op in {*act, Op.MUL}}
+    rows = [
+        ("norm", norm, 2.0 * td * word * spec.norms_per_layer),
+        ("residual", {Op.ADD: 2.0 * td}, 2 * 3.0 * td * word),
+        (
+            "activation",
+            {op: n * ffn for op, n in act.items()},
+            (3 if spec.gated_ffn else 2) * ffn * word,
+        ),
+    ]
+    if spec.experts > 1:
+        router = {op: n * tokens * spec.experts for op, n in _ELEMENTWISE_OPS["router"].items()}
+        rows.append(("router_softmax", router, 2.0 * tokens * spec.experts * word))
+    return rows
+
+
+def estimate(
+    model: str | Model,
+    target: str | Architecture | GpuArchitecture,
+    phase: str = "prefill",
+    seq_len: int = 4096,
+    batch: int | None = None,
+    attention: str | Cascade | None = None,
+    mapping: str | Mapping | GpuMapping | None = None,
+) -> ModelEstimate:
+    """Estimate a whole model on one target in one phase.
+
+    Args:
+        model: a `MODELS` key or a `Model`.
+        target: a preset (fusemax_cloud, flat_cloud, h100_sxm, a100_sxm, h200), a spec
+            path, or a loaded architecture.
+        phase: "prefill" (seq_len tokens per sequence; latency = TTFT) or "decode" (one
+            token after a KV cache of seq_len; latency = TPOT).
+        seq_len: tokens (prefill) or the context (decode).
+        batch: sequences; the model's default when None.
+        attention: None (the model's own attention, form fusemax_1pass), a form
+            (stable_3pass, online_2pass, fusemax_1pass: the model's attention in it), a
+            registered variant substituted for every layer's attention (its defaults, form
+            fusemax_1pass; a per-head variant prices K/V per head), or a Cascade.
+        mapping: None (spatial: the best valid bundled mapping, else the greedy mapper;
+            GPU: the best of `GPU_TILINGS`), "search" (the mapper on either target), a
+            spatial mapping (name or `Mapping`) or a GPU tiling ("fused:Br=128,Bc=64" or
+            `GpuMapping`), used for every layer's attention.
+
+    Returns:
+        A `ModelEstimate`; operators that could not be costed are rows with valid False
+        and their reason (the totals then cover the costed ones, `valid` is False).
+
+    Raises:
+        SpecError: an unknown model, target, phase or attention; a decode of an encoder.
+
+    Example:
+        >>> e = estimate("llama3_8b", "h100_sxm", "decode", seq_len=8192, batch=1)
+        >>> e.energy_pj is None, round(e.weight_bytes / 1e9, 1)  # bf16 weights, GB
+        (True, 16.1)
+    """
+    if phase not in PHASES:
+        raise SpecError(f"estimate: phase must be one of {', '.join(PHASES)}, got {phase!r}")
+    spec = model if isinstance(model, Model) else MODELS.get(model)
+    if spec is None:
+        raise SpecError(f"estimate: unknown model {model!r}; known: {', '.join(MODELS)}")
+    batch = spec.batch if batch is None else batch
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise SpecError(f"estimate: batch must be a positive integer, got {batch!r}")
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise SpecError(f"estimate: seq_len must be a positive integer, got {seq_len!r}")
+    tgt = _target(target)
+    word = tgt.word_bytes
+    tokens = batch * (seq_len if phase == "prefill" else 1)
+    rows: list[dict] = []
+
+    def add(layer: int, block: str, operator: str, cost: OperatorCost, copies: int = 1) -> None:
+        rows.append(
+            {
+                "layer": layer,
+                "block": block,
+                "operator": operator,
+                "unit": cost.unit,
+                "latency_s": cost.latency_s * copies,
+                "energy_pj": cost.energy_pj * copies,
+                "dram_bytes": cost.dram_bytes * copies,
+                "flops": cost.flops * copies,
+                "mapping": cost.mapping,
+                "valid": cost.valid,
+                "reason": cost.reason,
+            }
+        )
+
+    embed = {Op.ADD: 0.0}
+    add(-1, "embed", "embedding", _stream_cost(tgt, embed, float(tokens * spec.D * word)))
+    mapping_key = mapping
+    for layer in range(spec.layers):
+        cascade_, shape = _attention_layer(spec, phase, seq_len, batch, attention, layer)
+        try:
+            cost = _attention_cost(tgt, cascade_, shape, mapping_key)
+        except EinsimError as error:
+            cost = _invalid("attention", str(error).splitlines()[0])
+        add(layer, "layer", "attention", cost)
+        for name, m, k, n, copies in _matmuls(spec, tokens):
+            add(layer, "layer", name, _matmul_cost(tgt, m, k, n), copies)
+        for name, ops, moved in _elementwise(spec, tokens, word):
+            add(layer, "layer", name, _stream_cost(tgt, ops, moved))
+    head_tokens = batch  # the first output token needs the last position only
+    if spec.vocab:
+        final = {op: n * head_tokens * spec.D for op, n in _ELEMENTWISE_OPS[spec.norm].items()}
+        add(-1, "head", "final_norm", _stream_cost(tgt, final, 2.0 * head_tokens * spec.D * word))
+        add(-1, "head", "lm_head", _matmul_cost(tgt, head_tokens, spec.D, spec.vocab))
+    frame = pd.DataFrame(rows, columns=list(BREAKDOWN_COLUMNS))
+    valid = bool(frame.valid.all())
+    reasons = tuple(dict.fromkeys(frame.reason[~frame.valid]))
+    costed = frame[frame.valid]
+    latency = float(costed.latency_s.sum())
+    dram = float(costed.dram_bytes.sum())
+    energy = float(costed.energy_pj.sum()) if tgt.energy_modelled else None
+    produced = tokens if phase == "prefill" else batch
+    weights = _weight_bytes(spec) * word
+    kv = _kv_bytes(spec, seq_len, batch, attention) * word
+    memory = tgt.memory_bytes
+    notes = [
+        "elementwise work priced as unfused streams through DRAM/HBM (upper bound)",
+        "prefill LM head on the last token of each sequence",
+    ]
+    if not tgt.energy_modelled:
+        notes.insert(
+            0, "GPU: uncalibrated model; matrix products as rooflines; energy not modelled"
+        )
+    return ModelEstimate(
+        model=spec.name,
+        target=tgt.name,
+        phase=phase,
+        seq_len=seq_len,
+        batch=batch,
+        attention=_attention_name(attention),
+        latency_s=latency,
+        ttft_s=latency if phase == "prefill" else math.nan,
+        tpot_s=latency if phase == "decode" else math.nan,
+        tokens_per_s=produced / latency if latency > 0 else math.nan,
+        energy_pj=energy,
+        energy_per_token_pj=None if energy is None else energy / produced,
+        dram_bytes=dram,
+        weight_bytes=float(weights),
+        kv_cache_bytes=float(kv),
+        on_chip_bytes=tgt.on_chip_bytes,
+        memory_bytes=memory,
+        weights_fit_on_chip=weights <= tgt.on_chip_bytes,
+        fits_memory=None if memory is None else weights + kv <= memory,
+        valid=valid,
+        reasons=reasons,
+        notes=tuple(notes),
+        breakdown=frame,
+    )
+
+
+def _attention_name(attention_) -> str:
+    if attention_ is None:
+        return DEFAULT_FORM
+    if isinstance(attention_, Cascade):
+        return attention_.name or "cascade"
+    return str(attention_)
+
+
+def _weight_bytes(spec: Model) -> int:
+    """Parameters (words): per layer Q, K, V, O, FFN (x experts), router, norms; embedding
+    and LM head (counted separately even when tied)."""
+    he, ge = spec.H * spec.E, spec.G * spec.E
+    ffn = (3 if spec.gated_ffn else 2) * spec.D * spec.S * spec.experts
+    router = spec.D * spec.experts if spec.experts > 1 else 0
+    layer = 2 * spec.D * he + 2 * spec.D * ge + ffn + router + spec.norms_per_layer * spec.D
+    return spec.layers * layer + 2 * spec.vocab * spec.D
+
+
+def _kv_bytes(spec: Model, seq_len: int, batch: int, attention_) -> int:
+    """KV cache (words): 2·G·E per cached key per layer; a windowed layer keeps W keys."""
+    total = 0
+    for layer in range(spec.layers):
+        window = _layer_window(spec, layer, attention_)
+        keys = min(seq_len, window) if window else seq_len
+        total += 2 * spec.G * spec.E * keys * batch
+    return total
