@@ -671,5 +671,15 @@ def validate_gpu_command(
     )
 
 
+def _register_model_commands() -> None:
+    """`einsim estimate` and `einsim compare` (whole models: einsim/cli_compare.py)."""
+    from einsim.cli_compare import compare_command, estimate_command
+
+    main.add_command(estimate_command)
+    main.add_command(compare_command)
+
+
+_register_model_commands()
+
 if __name__ == "__main__":
     main()

@@ -185,7 +185,10 @@ class _SpatialTarget:
     def _best(self, cascade_: Cascade, shape, unit: str) -> OperatorCost:
         """The fastest valid bundled mapping of the cascade, else the greedy mapper."""
         best = None
+        outputs = {e.output for e in cascade_.einsums}
         for spec in _bundled_mappings():
+            if not {e for k in spec.kernels for e in k.einsums} <= outputs:
+                continue  # a mapping of another cascade: its Einsums are not this one's
             try:
                 report = evaluate(cascade_, self.arch, spec, dict(shape))
             except EinsimError:  # a mapping of another cascade (its Einsums do not bind)
@@ -571,8 +574,11 @@ def estimate(
     embed = {Op.ADD: 0.0}
     add(-1, "embed", "embedding", _stream_cost(tgt, embed, float(tokens * spec.D * word)))
     mapping_key = mapping
+    first: dict[tuple, int] = {}  # layers with equal attention parameters build one cascade
     for layer in range(spec.layers):
-        cascade_, shape = _attention_layer(spec, phase, seq_len, batch, attention, layer)
+        kind = tuple(sorted(spec.attention_params(layer).items()))
+        same = first.setdefault(kind, layer)
+        cascade_, shape = _attention_layer(spec, phase, seq_len, batch, attention, same)
         try:
             cost = _attention_cost(tgt, cascade_, shape, mapping_key)
         except EinsimError as error:
@@ -659,3 +665,160 @@ def _kv_bytes(spec: Model, seq_len: int, batch: int, attention_) -> int:
         keys = min(seq_len, window) if window else seq_len
         total += 2 * spec.G * spec.E * keys * batch
     return total
+
+
+# --------------------------------------------------------------------------- head-to-head
+
+COMPARE_COLUMNS = (
+    "model",
+    "target",
+    "attention",
+    "phase",
+    "seq_len",
+    "batch",
+    "latency_s",
+    "speedup",
+    "tokens_per_s",
+    "energy_per_token_pj",
+    "dram_bytes",
+    "weight_bytes",
+    "kv_cache_bytes",
+    "weights_fit_on_chip",
+    "fits_memory",
+    "valid",
+    "reason",
+)
+
+
+def compare(
+    model: str | Model,
+    targets,
+    attentions=(None,),
+    seq_lens=(4096,),
+    phases=PHASES,
+    batch: int | None = None,
+    baseline: str | None = None,
+) -> pd.DataFrame:
+    """The matrix of `estimate`s: every target x attention x phase x sequence length.
+
+    Args:
+        targets: presets or architectures; baseline: the target the speedups are against
+            (a name among `targets`; default the first).
+        attentions, seq_lens, phases, batch: as `estimate` takes them, one estimate per
+            combination (an encoder skips decode).
+
+    Returns:
+        One row per estimate (`COMPARE_COLUMNS`): speedup = the baseline's latency / this
+        latency at the same attention, phase and seq_len (the baseline's rows are 1.0);
+        energy_per_token_pj is NaN where the target models no energy; reason: the first
+        reason an operator could not be costed.
+
+    Example:
+        >>> t = compare("llama3_8b", ["h100_sxm", "a100_sxm"], seq_lens=[2048], phases=["decode"])
+        >>> t[["target", "speedup"]].to_dict("records")[0]
+        {'target': 'h100_sxm', 'speedup': 1.0}
+    """
+    spec = model if isinstance(model, Model) else MODELS.get(model)
+    if spec is None:
+        raise SpecError(f"compare: unknown model {model!r}; known: {', '.join(MODELS)}")
+    loaded = [_target(t) for t in targets]
+    if not loaded:
+        raise SpecError("compare: give at least one target")
+    names = [t.name for t in loaded]
+    base = names[0] if baseline is None else baseline
+    if base not in names:
+        raise SpecError(f"compare: baseline {base!r} is not among the targets {', '.join(names)}")
+    rows = []
+    for tgt in loaded:
+        for att in attentions:
+            for phase in phases:
+                if phase == "decode" and not spec.decoder:
+                    continue
+                for seq in seq_lens:
+                    e = estimate(spec, tgt.arch, phase, seq, batch, attention=att)
+                    rows.append(
+                        {
+                            "model": e.model,
+                            "target": e.target,
+                            "attention": e.attention,
+                            "phase": phase,
+                            "seq_len": seq,
+                            "batch": e.batch,
+                            "latency_s": e.latency_s,
+                            "tokens_per_s": e.tokens_per_s,
+                            "energy_per_token_pj": (
+                                math.nan if e.energy_per_token_pj is None else e.energy_per_token_pj
+                            ),
+                            "dram_bytes": e.dram_bytes,
+                            "weight_bytes": e.weight_bytes,
+                            "kv_cache_bytes": e.kv_cache_bytes,
+                            "weights_fit_on_chip": e.weights_fit_on_chip,
+                            "fits_memory": e.fits_memory,
+                            "valid": e.valid,
+                            "reason": e.reasons[0] if e.reasons else "",
+                        }
+                    )
+    table = pd.DataFrame(rows)
+    keys = ["attention", "phase", "seq_len"]
+    ref = table[table.target == base].set_index(keys).latency_s.rename("baseline_s")
+    table = table.join(ref, on=keys)
+    table["speedup"] = table.baseline_s / table.latency_s
+    return table.drop(columns="baseline_s")[list(COMPARE_COLUMNS)]
+
+
+def compare_figures(table: pd.DataFrame):
+    """Two plotly figures of a `compare` table: latency bars per target (one panel per
+    phase, grouped by seq_len and attention), and latency vs sequence length (log-log)."""
+    import plotly.express as px
+
+    data = table.assign(
+        case=table.attention + " @ " + table.seq_len.astype(str),
+        latency_ms=table.latency_s * 1e3,
+    )
+    bars = px.bar(
+        data, x="case", y="latency_ms", color="target", barmode="group", facet_col="phase",
+        log_y=True, hover_data=["speedup", "tokens_per_s", "dram_bytes"],
+        title=f"{table.model.iloc[0]}: latency per target (prefill: TTFT, decode: TPOT)",
+    )  # fmt: skip
+    bars.update_yaxes(matches=None, showticklabels=True)
+    lines = px.line(
+        data.sort_values("seq_len"), x="seq_len", y="latency_ms", color="target",
+        line_dash="attention", facet_col="phase", markers=True, log_x=True, log_y=True,
+        title=f"{table.model.iloc[0]}: latency vs sequence length",
+    )  # fmt: skip
+    lines.update_yaxes(matches=None, showticklabels=True)
+    return bars, lines
+
+
+def write_figures(table: pd.DataFrame, path) -> list[str]:
+    """Write `compare_figures` to `path`: .html (both figures, plotly.js embedded), or
+    .png / .svg (static, through kaleido: the second figure goes to <stem>_vs_seq<ext>).
+
+    Raises:
+        SpecError: another extension. BackendUnavailable: static export without kaleido.
+    """
+    from pathlib import Path
+
+    from einsim.einsum import BackendUnavailable
+
+    path = Path(path)
+    bars, lines = compare_figures(table)
+    ext = path.suffix.lower()
+    if ext in (".html", ".htm"):
+        parts = [bars.to_html(full_html=False, include_plotlyjs=True)]
+        parts.append(lines.to_html(full_html=False, include_plotlyjs=False))
+        path.write_text("<html><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+        return [str(path)]
+    if ext not in (".png", ".svg"):
+        raise SpecError(f"--plot {path}: the extension must be .html, .png or .svg")
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable(
+            f"--plot {path}: static images need kaleido (pip install kaleido, which renders "
+            "with a local Chrome/Chromium); write .html instead"
+        ) from None
+    second = path.with_name(f"{path.stem}_vs_seq{path.suffix}")
+    bars.write_image(path)
+    lines.write_image(second)
+    return [str(path), str(second)]
