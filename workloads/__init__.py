@@ -1,7 +1,13 @@
 """Workloads: attention variants (a registry of cascade builders), their direct formulas,
 and model shapes."""
 
-from . import literature, literature_direct, variants  # noqa: F401  (they register variants)
+from . import (  # noqa: F401  (importing them registers their variants and direct formulas)
+    literature,
+    literature_direct,
+    literature_routed,
+    literature_routed_direct,
+    variants,
+)
 from .attention import ATTENTION, attention, parameters
 from .direct import DIRECT, CheckResult, check, direct, random_inputs
 from .kernels import KERNELS, cascade
