@@ -153,6 +153,22 @@ MODELS: dict[str, Model] = {
         # XLM (xlm-mlm-en-2048): 12 layers, 16 heads, width 2048, vocabulary 30,145
         # (Conneau & Lample 2019; the model's config.json).
         _fusemax("xlm", 16, 128, 2048, 8192, layers=12, vocab=30145),
+        # Llama 2 7B (Touvron et al. 2023, Table 1 and Sec. 2.2; config.json of Llama-2-7b-hf):
+        # hidden 4096, 32 layers, 32 heads (no GQA below 34B), FFN 11008, vocabulary 32,000,
+        # SwiGLU, RMSNorm; context 4096.
+        Model(
+            "llama2_7b",
+            H=32,
+            G=32,
+            E=128,
+            D=4096,
+            S=11008,
+            attention="causal",
+            source="Llama 2 (Touvron et al. 2023), config.json of Llama-2-7b-hf",
+            layers=32,
+            vocab=32000,
+            **_LLAMA,
+        ),
         # Meta Llama 3 model card / config.json: hidden 4096, 32 heads, 8 KV heads, FFN 14336,
         # 32 layers, vocabulary 128,256, SwiGLU (SiLU-gated FFN), RMSNorm.
         Model(
