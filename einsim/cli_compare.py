@@ -40,7 +40,7 @@ def _write_table(frame, path: Path) -> None:
     if ext == ".csv":
         frame.to_csv(path, index=False)
     elif ext == ".json":
-        path.write_text(frame.to_json(orient="records", indent=1))
+        path.write_text(frame.to_json(orient="records", indent=1, double_precision=15))
     elif ext == ".parquet":
         frame.to_parquet(path, index=False)
     else:
@@ -171,7 +171,7 @@ def compare_command(model, targets, attention, seqs, phases, batch, baseline, fm
     if fmt == "csv":
         click.echo(table.to_csv(index=False), nl=False)
     elif fmt == "json":
-        click.echo(table.to_json(orient="records"))
+        click.echo(table.to_json(orient="records", double_precision=15))
     else:
         click.echo(_table_text(table))
         base = baseline or table.target.iloc[0]
