@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from einsim.einsum import Cascade, InfeasibleError, MappingError, Op
-from einsim.einsum.analysis import einsum_op_counts
+from einsim.einsum.analysis import _per_point_ops, einsum_op_counts
 from einsim.einsum.ir import Call, Const, Size, Var, rank_of, value_ops, variables, walk
 from einsim.einsum.occupancy import occupancy
 
@@ -285,16 +285,22 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
     cached: a search costs the same cascade at the same sizes thousands of times, and a
     mask without a closed form (NATTEN) is counted by a pass over its iteration space.
 
-    The whole space is occupancy's busy points with the space as one tile (a partition's
-    padded last tile clipped at M): what an array that masks instead of skipping iterates.
+    The whole space: every point of the iteration space, a partition's pair (M1, M0) taking
+    M points (its padded last tile clipped at M): what an array that masks instead of
+    skipping iterates.
     """
-    counts = einsum_op_counts(cascade, cascade.einsum(name), dict(sizes))
-    if not counts or cascade.einsum(name).where is None:
+    einsum, extents = cascade.einsum(name), dict(sizes)
+    counts = einsum_op_counts(cascade, einsum, extents)
+    if not counts or einsum.where is None:
         return counts, counts
-    whole = occupancy(cascade, dict(sizes), {}, [name])[name]
-    points, busy = int(whole.points[0]), int(whole.busy_points[0])
-    dense = {op: count * busy // points for op, count in counts.items()} if points else counts
-    return counts, dense
+    ranks = {rank_of(v) for v in einsum.iter_vars}
+    whole = 1
+    for part in cascade.partitions:
+        if {part.upper, part.lower} <= ranks:
+            whole *= int(extents[part.rank])
+            ranks -= {part.upper, part.lower}
+    whole *= math.prod(int(extents[r]) for r in ranks)
+    return counts, _per_point_ops(einsum, whole)  # the op mix of einsum_op_counts
 
 
 #: Share of non-empty tiles per (cascade, Einsum, sizes, fixed extents, varying ranks),
