@@ -57,9 +57,9 @@ def _real(variant: str, name: str, value, low: float, high: float) -> float:
 def _merge_extra(cascade: Cascade, form: Form, heads: Heads, extra: str) -> Cascade:
     """`cascade` (a softmax cascade) with one softmax over its keys and an extra part.
 
-    `extra` holds Einsums defining XM[b p] (the extra scores' max, -inf when there are
-    none), XD[b p] (sum of exp(score - XM)) and XNV[b f,p] (sum of exp(score - XM) times
-    the extra values); `b` is the head prefix.
+    `extra` holds Einsums defining XM[b p] (the extra scores' max), XD[b p] (sum of
+    weight x exp(score - XM)) and XNV[b f,p] (the same sum times the extra values); with
+    no extra key XD = XNV = 0 (and XM = -inf or any finite value); `b` is the head prefix.
     """
     b = heads.prefix
     lines = str(cascade).splitlines()
@@ -142,9 +142,7 @@ def power_attention_keep(m: int, p: int, w: int, bs: int) -> np.ndarray:
         ({"W": 1, "BS": 2}, (dict(E=3, F=2, M=21, P=21, M0=5),)),
     ),
 )
-def power_attention(
-    form: str = _FORM_DEFAULT, M0: int = 256, W: int = 4, BS: int = 1
-) -> Cascade:
+def power_attention(form: str = _FORM_DEFAULT, M0: int = 256, W: int = 4, BS: int = 1) -> Cascade:
     """PowerAttention (Chen et al. 2025): with d = p//BS - m//BS, query p reads key m <= p
     when d < W (local window) or d is a power of two (PW % d == 0, PW = 2^30); BS = 1 is
     the token pattern, BS = 64 the paper's block kernel. Sinks are a separate variant."""
@@ -214,8 +212,8 @@ def razor_attention(
     form: str = _FORM_DEFAULT, M0: int = 256, RP: int = 15, S: int = 4, W: int = 256
 ) -> Cascade:
     """RazorAttention (Tang et al. 2024): heads h < ceil(RP% H) keep every key; the others keep
-    sinks m < S and p - m < W, plus the dropped span's mean key/value weighted by its length
-    N_d (their compensation token); span sums from prefix sums CK, CV over m (O(M) per head)."""
+    sinks m < S and p - m < W, plus their compensation token: score q . mean(K_dropped),
+    weight N_d, value mean(V_dropped) (numerator: the span's V sum), sums from prefix sums."""
     name = "razor_attention"
     form = _form(name, form, SOFTMAX_FORMS)
     sizes = _head_sizes(name, RP, S, W)
@@ -227,12 +225,11 @@ CK[h,m+1,e] = CK[h,m,e] + K[h,e,m]
 CV[h,0,f] = 0
 CV[h,m+1,f] = CV[h,m,f] + V[h,f,m]
 ND[h,p] = (p - W + 1 - S) * 1 where {dropped}
-KD[h,e,p] = (CK[h,p-W+1,e] - CK[h,S,e]) / ND[h,p] where {dropped}
-VD[h,f,p] = (CV[h,p-W+1,f] - CV[h,S,f]) / ND[h,p] where {dropped}
-CS[h,p] = Q[h,e,p] * KD[h,e,p] where {dropped}
-XM[h,p] = CS[h,p] + log(ND[h,p])
-XD[h,p] = 1 + 0 * ND[h,p]
-XNV[h,f,p] = VD[h,f,p] * 1
+KDS[h,e,p] = CK[h,p-W+1,e] - CK[h,S,e] where {dropped}
+XNV[h,f,p] = CV[h,p-W+1,f] - CV[h,S,f] where {dropped}
+CSS[h,p] = Q[h,e,p] * KDS[h,e,p] where {dropped}
+XM[h,p] = CSS[h,p] / ND[h,p] where {dropped}
+XD[h,p] = ND[h,p] * 1
 """
     cascade = softmax_cascade(
         name,
@@ -257,16 +254,16 @@ _TILED = (Form.ONLINE_2PASS, Form.FUSEMAX_1PASS)
 def combiner(form: str = _FORM_DEFAULT, M0: int = 256, L: int = 128) -> Cascade:
     """Combiner-Fixed (Ren et al. NeurIPS 2021), causal: keys m <= p of the query's span
     (m // L == p // L) and, for each earlier span n, one summary key/value (the span's mean
-    K and V, a uniform q(j|span)), all in one softmax. Tiled forms only: a stable form's
-    passes would be counted over the span partition N, L instead of M."""
+    K and V: sum / L, earlier spans are whole for P <= M), one softmax. Tiled forms only: a
+    stable form's passes would be counted over the span partition N, L instead of M."""
     name = "combiner"
     form = _form(name, form, _TILED)
     earlier = "n < p // L"
     extra = f"""
 KS[e,n] = sum(l) K[e,n*L+l]
 VS[f,n] = sum(l) V[f,n*L+l]
-KM[e,n] = KS[e,n] / min(L, M - n * L)
-VM[f,n] = VS[f,n] / min(L, M - n * L)
+KM[e,n] = KS[e,n] / L
+VM[f,n] = VS[f,n] / L
 CS[n,p] = Q[e,p] * KM[e,n] where {earlier}
 XM[p] = max(n) CS[n,p] where {earlier}
 XE[n,p] = exp(CS[n,p] - XM[p]) where {earlier}
@@ -295,8 +292,8 @@ XNV[f,p] = XE[n,p] * VM[f,n] where {earlier}
 )
 def selective(form: str = _FORM_DEFAULT, M0: int = 256, causal: bool = True) -> Cascade:
     """Selective self-attention (Zhang et al. NeurIPS 2024): the query is scaled by its own
-    temperature TAU[p] = 1 + tanh(WT[e] . Q[e,p]) (WT an input, the small projection), so
-    a query can sharpen or flatten its softmax; the scaled query then feeds QK."""
+    temperature TAU[p] = 1 + tanh(WT[e] . Q[e,p]) (WT an input, the small projection), computed
+    as 2 / (1 + exp(-2 x)) (exp, no tanh unit); the scaled query then feeds QK."""
     name = "selective"
     form = _form(name, form, SOFTMAX_FORMS)
     cascade = softmax_cascade(
@@ -304,11 +301,15 @@ def selective(form: str = _FORM_DEFAULT, M0: int = 256, causal: bool = True) -> 
         form,
         _positive(name, "M0", M0),
         extra_inputs="WT[e]",
-        prelude="TW[p] = WT[e] * Q[e,p]\nTAU[p] = 1 + tanh(TW[p])\nQS[e,p] = TAU[p] * Q[e,p]",
+        prelude=(
+            "TW[p] = WT[e] * Q[e,p]\nTAU[p] = 2 / (1 + exp(-2 * TW[p]))\nQS[e,p] = TAU[p] * Q[e,p]"
+        ),
         mask="m <= p" if _flag(name, "causal", causal) else "",
     )
-    text = str(cascade).replace("= Q[e,p] * K", "= QS[e,p] * K").replace(
-        "= Q[e,p] * BK", "= QS[e,p] * BK"
+    text = (
+        str(cascade)
+        .replace("= Q[e,p] * K", "= QS[e,p] * K")
+        .replace("= Q[e,p] * BK", "= QS[e,p] * BK")
     )
     return parse_cascade(text, name=name)
 
@@ -343,20 +344,20 @@ def relative(form: str = _FORM_DEFAULT, M0: int = 256) -> Cascade:
 )
 def softplus(form: str = Form.DIRECT.value, POW: int = 3, causal: bool = True) -> Cascade:
     """Softplus attention with re-weighting (Gao et al. 2025, LSSA): A = softplus(log(n_p) QK),
-    n_p the query's key count, L1-normalised then raised to POW and renormalised, which is
-    A^POW / sum A^POW: softplus > 0 needs no max, so one pass (numerator, denominator)."""
+    n_p = p + 1 keys (causal, P = M) or M, L1-normalised, raised to POW, renormalised: that is
+    A^POW / sum A^POW (a product chain); softplus > 0 needs no max, so one pass."""
     name = "softplus"
     _form(name, form, (Form.DIRECT,))
     POW = _bounded(name, "POW", POW, 1, 16)
     is_causal = _flag(name, "causal", causal)
     where = " where m <= p" if is_causal else ""
-    count = "(min(p, M - 1) + 1)" if is_causal else "M"
+    count = "(p + 1)" if is_causal else "M"
     text = f"""inputs: Q[e,p], K[e,m], V[f,m]
 outputs: AV
 QK[m,p] = Q[e,p] * K[e,m]{where}
 SC[m,p] = log({count}) * QK[m,p]{where}
 SP[m,p] = log(1 + exp(SC[m,p])){where}
-SW[m,p] = exp({POW} * log(SP[m,p])){where}
+SW[m,p] = {" * ".join(["SP[m,p]"] * POW)}{where}
 SD[p] = sum(m) SW[m,p]{where}
 SNV[f,p] = SW[m,p] * V[f,m]{where}
 AV[f,p] = SNV[f,p] / SD[p]
@@ -394,4 +395,3 @@ MEM[m+1,f,e] = {1.0 - alpha!r} * MEM[m,f,e] + UPD[m,f,e]
 AV[f,p] = MEM[p+1,f,e] * Q[e,p]
 """
     return parse_cascade(text, name=name)
-
