@@ -20,7 +20,6 @@ For integers a, b: [a >= b] = max(0, 1 - max(0, b - a)) exactly.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
@@ -522,4 +521,117 @@ def biformer(
     return declare_density(cascade, min(1.0, TOPK / regions))
 
 
-_ = math  # (kept for the FlexPrefill builder below)
+# ------------------------------------------------------------------------ FlexPrefill
+
+_PATTERNS = ("auto", "query_aware", "vertical_slash")
+
+
+@_register(
+    "flexprefill",
+    summary="per head: vertical-slash or query-aware blocks reaching mass GAMMA (JS test)",
+    forms=SOFTMAX_FORMS,
+    cases=(
+        # TAU = 0.3 on random data: some heads query-aware, the others vertical-slash.
+        ({"BS": 2, "GAMMA": 0.8, "TAU": 0.3}, (dict(H=6, E=2, F=3, M=9, P=9, M0=2),)),
+        ({"BS": 2, "pattern": "query_aware", "GAMMA": 0.7}, _HEADS),
+        ({"BS": 3, "pattern": "vertical_slash", "GAMMA": 0.5}, _HEADS),
+        ({"BS": 3, "GAMMA": 0.6}, (dict(H=3, E=3, F=2, M=10, P=10, M0=4),)),
+    ),
+)
+def flexprefill(
+    form: str = _FORM_DEFAULT,
+    M0: int = 256,
+    BS: int = 128,
+    GAMMA: float = 0.9,
+    TAU: float = 0.1,
+    pattern: str = "auto",
+) -> Cascade:
+    """FlexPrefill (Lai et al., ICLR 2025), causal prefill (M = P >= BS), multi-head. The
+    last BS queries' attention A (exact, causal) gives vertical scores (sum over those
+    queries per key) and slash scores (per offset p - m); vertical-slash heads keep the
+    fewest keys and the fewest offsets whose scores reach GAMMA of the mass (kept: the mass
+    of strictly better ones is < GAMMA, counted by comparisons where the paper sorts).
+    Query-aware heads score key blocks by softmax(mean Q of the query block . mean K of the
+    key block) and keep the fewest blocks reaching GAMMA. pattern=auto decides per head as
+    the paper: query-aware when sqrt(JS(estimate, A pooled by key blocks)) < TAU on the
+    last query block. Declared density: GAMMA of the causal points (scores spread evenly)."""
+    name = "flexprefill"
+    pattern = _choice(name, "pattern", pattern, _PATTERNS)
+    BS = _bounded(name, "BS", BS, 1, MAX_TILE)
+    gamma = _real(name, "GAMMA", GAMMA, 0.0, 1.0)
+    tau = _real(name, "TAU", TAU, 0.0, 1.0)
+    last = "(P - PL + pl)"
+    lines = []
+    if pattern != "query_aware":  # the last block's attention, vertical and slash scores
+        lines += [
+            f"LS[h,m,pl] = Q[h,e,{last} % P] * K[h,e,m] where m <= {last}",
+            "LMX[h,pl] = max(m) LS[h,m,pl]",
+            f"LE[h,m,pl] = exp(LS[h,m,pl] - LMX[h,pl]) where m <= {last}",
+            "LD[h,pl] = sum(m) LE[h,m,pl]",
+            f"LA[h,m,pl] = LE[h,m,pl] / LD[h,pl] where m <= {last}",
+            "VS[h,m] = sum(pl) LA[h,m,pl]",
+            f"SL[h,d] = sum(pl) LA[h,({last} - d) % M,pl] where d <= {last}",
+            "VAB[h,m] = sum(mj) VS[h,mj] where VS[h,mj] > VS[h,m]",
+            f"VK[h,m] = 1 where VAB[h,m] < {gamma!r} * PL",
+            "SAB[h,d] = sum(dj) SL[h,dj] where SL[h,dj] > SL[h,d]",
+            f"SK[h,d] = 1 where SAB[h,d] < {gamma!r} * PL",
+        ]
+    causal = "n * MB <= nq * PQ + PQ - 1"
+    causal2 = "n2 * MB2 <= nq * PQ + PQ - 1"
+    if pattern != "vertical_slash":  # pooled block scores, softmax over the key blocks
+        lines += [
+            "QBS[h,e,nq] = sum(pq) Q[h,e,nq*PQ+pq]",
+            "QBC[nq] = sum(pq) 1 where nq * PQ + pq < P",
+            "KBS[h,e,n] = sum(mb) K[h,e,n*MB+mb]",
+            "KBC[n] = sum(mb) 1 where n * MB + mb < M",
+            "QBM[h,e,nq] = QBS[h,e,nq] / QBC[nq]",
+            "KBM[h,e,n] = KBS[h,e,n] / KBC[n]",
+            f"BSC[h,n,nq] = QBM[h,e,nq] * KBM[h,e,n] where {causal}",
+            f"BMX[h,nq] = max(n) BSC[h,n,nq] where {causal}",
+            f"BEX[h,n,nq] = exp(BSC[h,n,nq] - BMX[h,nq]) where {causal}",
+            "BSUM[h,nq] = sum(n) BEX[h,n,nq]",
+            f"BEX2[h,n2,nq] = exp(BSC[h,n2,nq] - BMX[h,nq]) where {causal2}",
+            f"BAB[h,n,nq] = sum(n2) BEX2[h,n2,nq] where {causal} and {causal2} and "
+            "BEX2[h,n2,nq] > BEX[h,n,nq]",
+            f"BKP[h,n,nq] = 1 where {causal} and BAB[h,n,nq] < {gamma!r} * BSUM[h,nq]",
+        ]
+    if pattern == "auto":  # Jensen-Shannon divergence on the last query block
+        lines += [
+            "EST[h,n] = BEX[h,n,NQ - 1] / BSUM[h,NQ - 1]",
+            "TRU[h,n] = sum(mb) VS[h,n*MB+mb] / PL",
+            "MID[h,n] = 0.5 * EST[h,n] + 0.5 * TRU[h,n]",
+            "JS[h] = sum(n) 0.5 * EST[h,n] * log(EST[h,n] / MID[h,n]) + "
+            "0.5 * TRU[h,n] * log(TRU[h,n] / MID[h,n])",
+            f"QA[h] = 1 where sqrt(max(JS[h], 0)) < {tau!r}",
+        ]
+    vertical = "(VK[h,m % M] > 0 or SK[h,(p - m) % P] > 0)"
+    blocks = "BKP[h,(m // MB) % N,p // PQ] > 0"
+    chosen = {
+        "vertical_slash": vertical,
+        "query_aware": blocks,
+        "auto": f"(QA[h] > 0 and {blocks}) or (QA[h] <= 0 and {vertical})",
+    }[pattern]
+    sizes = [("PL", BS), ("MB", BS), ("MB2", BS), ("PQ", BS), ("DI1", 1), ("DJ1", 1)]
+    sizes += [("MJ1", 1)]
+    parts = ["M -> MJ1, MJ", "P -> DI1, D", "P -> DJ1, DJ", "M -> N2, MB2", "P -> NQ, PQ"]
+    parts += ["M -> N, MB"]
+    cascade = softmax_cascade(
+        name,
+        _form(name, form, SOFTMAX_FORMS),
+        _bounded(name, "M0", M0, 1, MAX_TILE),
+        heads=Heads.MULTI,
+        ranks="PL",
+        sizes=tuple(sizes),
+        partitions=tuple(parts),
+        prelude="\n".join(lines),
+        mask=f"m <= p and ({chosen})",
+    )
+    return declare_density(cascade, gamma if gamma > 0 else 1.0)
+
+
+def _real(variant: str, name: str, value, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise SpecError(
+            f"attention {variant!r}: {name} must be a number in [{low}, {high}], got {value!r}"
+        )
+    return float(value)

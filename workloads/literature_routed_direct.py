@@ -178,3 +178,60 @@ def _biformer(inputs, params):
         for n in routed:
             keep[np.ix_(region == n, region == r)] = True
     return _softmax_av(k.T @ q, keep, v)
+
+
+def _fewest(scores: np.ndarray, target: float) -> np.ndarray:
+    """The fewest entries whose scores reach `target`: an entry is kept when the scores
+    strictly above it sum to less than the target."""
+    return np.array([scores[scores > s].sum() < target for s in scores], dtype=bool)
+
+
+def _causal_softmax(s: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """softmax over keys m <= p of scores s[m, j] for queries at positions p[j]."""
+    m = np.arange(s.shape[0])[:, None]
+    e = np.where(m <= p[None, :], np.exp(s - s.max(axis=0)), 0.0)
+    return e / e.sum(axis=0)
+
+
+@DIRECT.register("flexprefill")
+def _flexprefill(inputs, params):
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    bs, gamma, tau, pattern = params["BS"], params["GAMMA"], params["TAU"], params["pattern"]
+    heads, n_queries, n_keys = q.shape[0], q.shape[2], k.shape[2]
+    m, p = np.arange(n_keys)[:, None], np.arange(n_queries)[None, :]
+    q_blocks, k_blocks = _blocks(n_queries, bs), _blocks(n_keys, bs)
+    out = np.zeros((heads, v.shape[1], n_queries))
+    for h in range(heads):
+        s = k[h].T @ q[h]
+        # Vertical-slash from the attention of the last bs queries.
+        last = np.arange(n_queries - bs, n_queries)
+        a = _causal_softmax(s[:, last], last)
+        vertical = a.sum(axis=1)
+        slash = np.zeros(n_queries)
+        for j, query in enumerate(last):
+            slash[query - np.arange(query + 1)] += a[: query + 1, j]
+        vs_keep = _fewest(vertical, gamma * bs)[m] | _fewest(slash, gamma * bs)[(p - m) % n_queries]
+        # Query-aware: pooled block scores, softmax over the causal key blocks.
+        k_mean = np.stack([k[h][:, b].mean(axis=1) for b in k_blocks], axis=1)
+        qa_keep = np.zeros((n_keys, n_queries), dtype=bool)
+        estimate = None
+        for i, qb in enumerate(q_blocks):
+            eligible = [n for n, kb in enumerate(k_blocks) if kb[0] <= qb[-1]]
+            z = q[h][:, qb].mean(axis=1) @ k_mean[:, eligible]
+            est = np.exp(z - z.max())
+            est /= est.sum()
+            for n in np.array(eligible)[_fewest(est, gamma)]:
+                qa_keep[np.ix_(k_blocks[n], qb)] = True
+            if i == len(q_blocks) - 1:
+                estimate = est
+        if pattern == "auto":
+            true = np.array([vertical[kb].sum() for kb in k_blocks]) / bs
+            mid = (estimate + true) / 2
+            js = 0.5 * np.sum(estimate * np.log(estimate / mid))
+            js += 0.5 * np.sum(true * np.log(true / mid))
+            aware = np.sqrt(max(js, 0.0)) < tau
+        else:
+            aware = pattern == "query_aware"
+        keep = (qa_keep if aware else vs_keep) & (m <= p)
+        out[h] = _softmax_av(s, keep, v[h])
+    return out

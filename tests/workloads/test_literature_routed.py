@@ -12,7 +12,16 @@ from einsim import SpecError, attention, op_counts, passes
 from einsim.einsum import Op, occupancy
 from einsim.workloads import ATTENTION, DIRECT, check, random_inputs
 
-ROUTED = ("routing", "hyper_attention", "hip", "landmark", "moh", "vmoba", "biformer")
+ROUTED = (
+    "routing",
+    "hyper_attention",
+    "hip",
+    "landmark",
+    "moh",
+    "vmoba",
+    "biformer",
+    "flexprefill",
+)
 
 
 @pytest.mark.parametrize("name", ROUTED)
@@ -51,6 +60,8 @@ def test_stable_pass_counts():
         ("vmoba", dict(layout="4d"), "layout must be one of 1d, 2d, 3d"),
         ("vmoba", dict(X=10**6), "X must be an integer in \\[1, 4096\\]"),
         ("biformer", dict(RX=0), "RX must be an integer in \\[1, 4096\\], got 0"),
+        ("flexprefill", dict(GAMMA=1.5), "GAMMA must be a number in \\[0.0, 1.0\\], got 1.5"),
+        ("flexprefill", dict(pattern="a_shape"), "pattern must be one of auto, query_aware"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_range(name, params, message):
@@ -125,6 +136,24 @@ def test_selection_work_is_priced_as_einsums():
 def test_priced_without_inputs_at_a_declared_density(name):
     cascade = attention(name)
     shape = dict(H=8, E=8, F=8, M=4096, P=4096)
-    dense = 4096 * 4096 * (8 if name == "moh" else 1)
+    dense = 4096 * 4096 * (8 if name in ("moh", "flexprefill") else 1)
     points = _qk_points(cascade, {**shape, "E": 8})
     assert 0 < points < dense
+
+
+def test_flexprefill_auto_picks_a_pattern_per_head(rng):
+    # With TAU = 0.3 some heads pass the JS test: each head's output is that of the fixed
+    # pattern the cascade's QA chose for it, and both patterns occur.
+    shape, params = dict(H=6, E=2, F=3, M=9, P=9, M0=2), dict(BS=2, GAMMA=0.8, TAU=0.3)
+    auto = attention("flexprefill", **params)
+    inputs = random_inputs(auto, shape, rng)
+    got = auto.evaluate(inputs, shape, keep=("QA", "AV"))
+    qa = got["QA"] > 0
+    assert qa.any() and not qa.all()
+    fixed = {}
+    for pattern in ("query_aware", "vertical_slash"):
+        cascade = attention("flexprefill", pattern=pattern, **params)
+        kept = {t.name: inputs[t.name] for t in cascade.inputs}
+        fixed[pattern] = cascade.evaluate(kept, shape)["AV"]
+    expected = np.where(qa[:, None, None], fixed["query_aware"], fixed["vertical_slash"])
+    np.testing.assert_allclose(got["AV"], expected, rtol=1e-12, atol=1e-14)

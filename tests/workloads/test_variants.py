@@ -59,7 +59,7 @@ EXPECTED_PASSES = {
 
 
 #: Selections with their own pass counts (a gate pass, blocks of M): test_literature_routed.py.
-_OWN_PASSES = ("hyper_attention", "hip", "landmark", "vmoba", "biformer")
+_OWN_PASSES = ("hyper_attention", "hip", "landmark", "vmoba", "biformer", "flexprefill")
 
 
 @pytest.mark.parametrize(
