@@ -482,10 +482,12 @@ def _count(parser: _LineParser, items: list, what: str, column: int) -> None:
 def _check_partitions(
     partitions: list[Partition], lines: list[tuple[_LineParser, int]], ranks: set[str]
 ) -> None:
-    """A partition splits a rank an input or `ranks:` declares into two new ranks; a rank may
-    be split more than once (block_topk's M -> N, MB beside M -> M1, M0), never into a rank
-    that already exists."""
-    taken = set(ranks)
+    """A partition splits a rank an input or `ranks:` declares into two parts. A rank may be
+    split more than once (block_topk's M -> N, MB beside M -> M1, M0), and a part may be a
+    rank an input also carries (a router's N), but no rank is the part of two partitions,
+    nor a part of itself, nor both split and a part (no chains)."""
+    parts: set[str] = set()
+    split = {p.rank for p in partitions}
     for part, (parser, column) in zip(partitions, lines, strict=True):
         if part.rank not in ranks:
             parser.fail(
@@ -493,12 +495,12 @@ def _check_partitions(
                 column,
             )
         for new in (part.upper, part.lower):
-            if new in taken or part.upper == part.lower:
+            if new in parts or new in split or part.upper == part.lower:
                 parser.fail(
-                    f"partition {part}: {new} is already a rank (the parts must be new ranks)",
+                    f"partition {part}: {new} is already a part or a partitioned rank",
                     column,
                 )
-            taken.add(new)
+            parts.add(new)
 
 
 def _name_list(parser: _LineParser) -> list[_Token]:
@@ -626,7 +628,10 @@ def parse_cascade(text: str, name: str = "", origin: str = "cascade") -> Cascade
                 f"unknown directive {head.text!r}; known: {', '.join(_DIRECTIVES)}", head.column
             )
         statements.append((parser.statement(), parser))
-        _count(parser, statements, "statements", 0)
+        if len(statements) > validation.MAX_CASCADE_STATEMENTS:
+            parser.fail(
+                f"more than {validation.MAX_CASCADE_STATEMENTS} statements in one cascade", 0
+            )
 
     if not inputs:
         what = "no `inputs:` line declares the input tensors, e.g. Q[e,p]"

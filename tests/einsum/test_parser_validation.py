@@ -47,10 +47,11 @@ def _refused(text: str) -> str:
         # accepted before, crashed later (KeyError, numpy ValueError, OverflowError)
         (
             GEMM + "partition: M -> M1, M0\npartition: M -> M1, M0\nZ[m,n] = A[k,m] * B[k,n]",
-            "M1 is already a rank",
+            "M1 is already a part",
         ),
         (GEMM + "partition: X -> M1, M0\nZ[m,n] = A[k,m] * B[k,n]", "unknown rank X"),
-        (GEMM + "partition: M -> K, M0\nZ[m,n] = A[k,m] * B[k,n]", "K is already a rank"),
+        (GEMM + "partition: M -> M, M0\nZ[m,n] = A[k,m] * B[k,n]", "M is already a part"),
+        (GEMM + "partition: M -> M1, M1\nZ[m,n] = A[k,m] * B[k,n]", "M1 is already a part"),
         (GEMM + "Z[m,n] = A[k,m]", "output rank n of Z appears nowhere"),
         (GEMM + "Z[m,n] = A[k, m+100000000000000000000] * B[k,n]", "index constant must be"),
         (GEMM + "Z[m,n] = A[k, m*m*m] * B[k,n]", "exceed 64-bit integers"),
