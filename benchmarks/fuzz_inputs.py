@@ -369,20 +369,25 @@ ORIGINS = {
 }
 
 
-def names_location(message: str, kind: str) -> bool:
-    """Whether an error names where: a line and column, or the file and a key."""
+def names_location(message: str, kind: str, text: str) -> bool:
+    """Whether an error names where: a line and column, or the file and a key (a key path
+    before a colon, a quoted key, or one of the document's keys named in words)."""
     if LOCATION.search(message):
         return True
     origin = ORIGINS[kind]
-    if kind == "cascade" or origin not in message:
+    if kind == "cascade" or not message.startswith(origin):
         return False
-    rest = message.split(origin, 1)[1]
-    return bool(
-        re.match(r"(: |\.)[\w\[\]\.\-/ ]+?[:;]", rest)  # origin: key.path: what / origin.key: what
-        or re.match(r": (unknown|missing required) key ", rest)
-        or re.match(r": expected .*(at the top level|YAML text)", rest)
-        or re.match(r": the YAML has \d+ characters", rest)
-    )
+    rest = message[len(origin) :]
+    if re.match(r"(: |\.)[^:]+: ", rest) or re.match(r": [^']*'[^']+'", rest):
+        return True
+    if re.match(r": (expected .*at the top level|the YAML has \d+ characters)", rest):
+        return True
+    try:
+        data = yaml.load(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        return False
+    keys = {k for path in _paths(data) for k in path if isinstance(k, str) and len(k) > 1}
+    return any(re.search(rf"\b{re.escape(k)}\b", rest) for k in keys)
 
 
 # ------------------------------------------------------------------------------ run
@@ -435,7 +440,7 @@ def run_kind(kind: str, count: int, seed: int, out: Path, max_seconds: float) ->
         except EinsimError as error:
             tally.spec_errors += 1
             first = str(error).splitlines()[0] if str(error) else ""
-            if names_location(first, kind):
+            if names_location(first, kind, text):
                 tally.located += 1
             elif len(tally.examples) < 2000:
                 tally.examples.append(("unlocated", first[:300], text))

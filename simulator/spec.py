@@ -29,6 +29,18 @@ class _LimitedLoader(yaml.SafeLoader):
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         raise SpecError(f"{self.origin}:{where} {what}")
 
+    def construct_object(self, node, deep=False):
+        """A constructor failing on a bad scalar (`!!float ""`) is refused at its node."""
+        try:
+            return super().construct_object(node, deep)
+        except SpecError:
+            raise
+        except (ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError) as e:
+            mark = node.start_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SpecError(f"{self.origin}: {where}: invalid YAML value: {message}") from None
+
     def compose_node(self, parent, index):
         alias = self.check_event(yaml.AliasEvent)
         if alias:
@@ -113,7 +125,8 @@ def parse_yaml(text: str, origin: str) -> dict:
             where = f" line {line}, column {column}:"
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"{origin}:{where} invalid YAML: {problem}") from None
-    except (ValueError, OverflowError, TypeError) as error:  # a constructor on a bad scalar
+    except (ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError) as error:
+        # a constructor on a bad scalar (`!!float ""`, `!!int x`)
         raise SpecError(f"{origin}: invalid YAML value: {str(error).splitlines()[0]}") from None
     finally:
         if loader is not None:
