@@ -64,6 +64,16 @@ def _shape(name: str, seq: int) -> dict[str, int]:
     return shape
 
 
+def _params(name: str, seq: int) -> dict[str, int]:
+    """Grid variants need M = P = their grid: VMoBA T x 32 x 32, BiFormer X x Y."""
+    if name == "vmoba" and seq % 1024 == 0:
+        return dict(T=seq // 1024)
+    if name == "biformer" and seq & (seq - 1) == 0:
+        x = 2 ** (seq.bit_length() // 2)
+        return dict(X=x, Y=seq // x)
+    return {}
+
+
 def _op_total(cascade, shape) -> float:
     """Operations of one batch element, every head (H a rank of the cascade, or H copies)."""
     has_heads = "H" in cascade.ranks
@@ -120,9 +130,10 @@ def main(argv=None) -> int:
     for system, key in SYSTEMS:
         names = [n for n in ATTENTION if key in n and ATTENTION.canonical(n) == n]
         for name in names:
-            cascade, began = einsim.attention(name), time.perf_counter()
+            cascade, began = einsim.attention(name, **_params(name, args.seq)), time.perf_counter()
             try:
-                ideal = f"{_op_total(cascade, _shape(name, args.ideal_seq)) / dense_ops:.3f}"
+                at_ideal = einsim.attention(name, **_params(name, args.ideal_seq))
+                ideal = f"{_op_total(at_ideal, _shape(name, args.ideal_seq)) / dense_ops:.3f}"
             except EinsimError as error:
                 ideal = "n/a"
                 notes.append(f"{name} ideal: {_short(error)}")
