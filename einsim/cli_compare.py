@@ -135,12 +135,19 @@ def _fit_line(result) -> str:
 @click.command("compare")
 @click.argument("model")
 @click.option(
-    "--targets", required=True, help="comma-separated presets, e.g. fusemax_cloud,h100_sxm"
+    "--targets",
+    default="fusemax_cloud,flat_cloud,h100_sxm",
+    show_default=True,
+    help="comma-separated presets or spec paths",
 )
 @click.option("--attention", default=None, help="comma-separated forms or variants")
 @click.option("--seq", "seqs", default="4096", show_default=True, help="comma-separated")
 @click.option("--phase", "phases", default="prefill,decode", show_default=True)
 @click.option("--batch", type=int, default=None, help="sequences (default: the model's)")
+@click.option(
+    "--mapping", default=None,
+    help="'bundled' (faster: no mapper search on spatial targets) or 'search'",
+)  # fmt: skip
 @click.option(
     "--baseline", default=None, help="the target speedups are against (default: the first)"
 )
@@ -153,7 +160,9 @@ def _fit_line(result) -> str:
     "--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="latency bars and latency vs seq_len: .html (plotly), .png/.svg (needs kaleido)",
 )  # fmt: skip
-def compare_command(model, targets, attention, seqs, phases, batch, baseline, fmt, output, plot):
+def compare_command(
+    model, targets, attention, seqs, phases, batch, mapping, baseline, fmt, output, plot
+):
     """Head-to-head: MODEL on several targets, attentions and sequence lengths."""
     from einsim.model_estimate import compare, write_figures
 
@@ -163,7 +172,7 @@ def compare_command(model, targets, attention, seqs, phases, batch, baseline, fm
             raise SpecError(f"--phase {phase!r}: expected prefill or decode")
     table = compare(
         model, _list(targets, "--targets"), _attention_option(attention), _ints(seqs, "--seq"),
-        phase_list, batch=batch, baseline=baseline,
+        phase_list, batch=batch, baseline=baseline, mapping=mapping,
     )  # fmt: skip
     if output is not None:
         _write_table(table, output)

@@ -4,8 +4,10 @@
 `einsim.workloads.MODELS` model:
 
 * attention: the layer's cascade (`workload`, the model's own variant in the asked form, or
-  a substituted variant) on the target. Spatial arrays: the best valid bundled mapping
-  (`simulator/mappings/`), else the mapper's greedy search (budget `SEARCH_BUDGET`); GPUs:
+  a substituted variant) on the target. Spatial arrays: the fastest valid bundled mapping
+  (`simulator/mappings/`) and, for a masked cascade (whose empty tiles the bundled
+  mappings still visit), the mapper's greedy search (budget `SEARCH_BUDGET`), whichever is
+  faster; the mapper alone when no bundled mapping fits; GPUs:
   the best of a small FlashAttention tiling grid (`GPU_TILINGS`) costed in one
   `evaluate_gpu_batch` call. A mapping may be given instead (`mapping=`), or
   `mapping="search"` asks the mapper on either target.
@@ -37,6 +39,7 @@ Every spatial-vs-GPU difference lives in the two target classes below, chosen by
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping as MappingABC
@@ -58,13 +61,13 @@ from einsim.simulator import (
     load_mapping,
 )
 from einsim.simulator.gpu import GPU_PARAMETERS, KernelForm, parse_gpu_mapping
-from einsim.workloads import ATTENTION, MODELS, Model, attention, cascade, workload
+from einsim.workloads import ATTENTION, MODELS, Model, attention, cascade, parameters, workload
 
 PHASES = ("prefill", "decode")
 FORMS = ("stable_3pass", "online_2pass", "fusemax_1pass")
 DEFAULT_FORM = "fusemax_1pass"
 #: Candidates the mapper costs when no bundled mapping fits a spatial attention layer.
-SEARCH_BUDGET = 200
+SEARCH_BUDGET = 100
 #: The FlashAttention-2 tilings tried on a GPU (Dao 2023, Sec. 3.3 uses Br, Bc in {64, 128}
 #: with 4 or 8 warps); split-KV (flash-decoding) for decode's single query.
 GPU_TILINGS = {
@@ -177,13 +180,16 @@ class _SpatialTarget:
     def attention(self, cascade_: Cascade, shape, mapping) -> OperatorCost:
         if isinstance(mapping, str) and mapping == "search":
             return self._search(cascade_, shape)
+        if isinstance(mapping, str) and mapping == "bundled":
+            return self._best(cascade_, shape, "2d+1d", search=False)
         if mapping is not None:
             spec = load_mapping(mapping) if isinstance(mapping, str) else mapping
             return self._report(evaluate(cascade_, self.arch, spec, dict(shape)), spec.name)
         return self._best(cascade_, shape, "2d+1d")
 
-    def _best(self, cascade_: Cascade, shape, unit: str) -> OperatorCost:
-        """The fastest valid bundled mapping of the cascade, else the greedy mapper."""
+    def _best(self, cascade_: Cascade, shape, unit: str, search: bool = True) -> OperatorCost:
+        """The fastest valid bundled mapping of the cascade, else the greedy mapper; for a
+        masked cascade (and `search`), the faster of the two."""
         best = None
         outputs = {e.output for e in cascade_.einsums}
         for spec in _bundled_mappings():
@@ -197,7 +203,13 @@ class _SpatialTarget:
                 best = (report, spec.name)
         if best is None:
             return self._search(cascade_, shape, unit)
-        return self._report(*best, unit)
+        bundled = self._report(*best, unit)
+        if not search or not any(e.where is not None for e in cascade_.einsums):
+            return bundled
+        # A masked cascade: the bundled mappings visit every tile; the mapper's space also
+        # skips the empty ones (a window, a causal triangle), so it may win.
+        searched = self._search(cascade_, shape, unit)
+        return searched if searched.latency_s < bundled.latency_s else bundled
 
     def _search(self, cascade_: Cascade, shape, unit: str = "2d+1d") -> OperatorCost:
         from einsim.mapper import search
@@ -273,30 +285,22 @@ class _GpuTarget:
             from einsim.mapper import search
 
             found = search(cascade_, self.arch, dict(shape), budget=SEARCH_BUDGET)
-            return self._cost(found.report, 0, found.mapping.name)
-        if mapping is not None:
+            return self._cost(found.report, found.mapping.name)
+        if mapping is not None and mapping != "bundled":
             spec = parse_gpu_mapping(mapping) if isinstance(mapping, str) else mapping
-            params = {k: np.array([v]) for k, v in spec.params().items()}
-            forms = [(spec.kernel, params)]
+            kernel, params = spec.kernel, {k: np.array([v]) for k, v in spec.params().items()}
         else:
-            grid = {k: np.array(v) for k, v in GPU_TILINGS[phase].items()}
-            forms = [(KernelForm.FUSED, grid)]
-        best = None
-        for kernel, params in forms:
-            batch = evaluate_gpu_batch(
-                cascade_, self.arch, GpuMapping(kernel), params, shape=dict(shape),
-                dtype=self.dtype,
-            )  # fmt: skip
-            latency = np.where(batch.valid, batch.latency_s, np.inf)
-            i = int(np.argmin(latency))  # first of equals: grid order
-            if best is None or latency[i] < best[0]:
-                chosen = GpuMapping(kernel, **{k: int(params[k][i]) for k in GPU_PARAMETERS})
-                best = (float(latency[i]), batch.report(i), chosen)
-        if not math.isfinite(best[0]):
-            return _invalid("tensor+SFU", "; ".join(best[1].reasons) or "no valid tiling")
-        return self._cost(best[1], 0, best[2].name)
+            kernel = KernelForm.FUSED
+            params = {k: np.array(v) for k, v in GPU_TILINGS[phase].items()}
+        batch = evaluate_gpu_batch(
+            cascade_, self.arch, GpuMapping(kernel), params, shape=dict(shape), dtype=self.dtype
+        )
+        latency = np.where(batch.valid, batch.latency_s, np.inf)
+        i = int(np.argmin(latency))  # the first of equals: grid order
+        chosen = GpuMapping(kernel, **{k: int(params[k][i]) for k in GPU_PARAMETERS})
+        return self._cost(batch.report(i), chosen.name)
 
-    def _cost(self, report, _row, mapping_name: str) -> OperatorCost:
+    def _cost(self, report, mapping_name: str) -> OperatorCost:
         if not report.valid:
             return _invalid("tensor+SFU", "; ".join(report.reasons))
         flops = 2.0 * float(report.per_einsum.ops.sum())
@@ -421,6 +425,14 @@ def _attention_layer(spec: Model, phase: str, seq_len: int, batch: int, attentio
             return _attention_layer(spec, phase, seq_len, batch, None, layer)
         built = attention_
     elif attention_ in ATTENTION:
+        own, extra = spec.attention, _variant_params(attention_)
+        if own in ATTENTION and set(extra) <= set(parameters(own)):
+            # the model's own variant takes the substitute's parameters (a window on GQA):
+            # apply them to it, so grouped K/V stay grouped
+            params = spec.attention_params(layer) | extra
+            model = dataclasses.replace(spec, params=tuple(params.items()), layer_params=())
+            w = workload(model, DEFAULT_FORM, seq_len, batch, phase)
+            return w.cascade, tuple(sorted((w.sizes | dict(w.outer)).items()))
         if phase == "decode":
             built = attention("decode", form=DEFAULT_FORM, W=_window(attention(attention_)))
         else:
@@ -439,6 +451,11 @@ def _attention_layer(spec: Model, phase: str, seq_len: int, batch: int, attentio
     else:
         outer["H"] = spec.H
     return built, tuple(sorted((shape | outer).items()))
+
+
+def _variant_params(name: str) -> dict[str, object]:
+    """A registered variant's own parameters with their defaults (not its form or tile)."""
+    return {k: v for k, v in parameters(name).items() if k not in ("form", "M0")}
 
 
 def _window(built: Cascade) -> int:
@@ -520,12 +537,16 @@ def estimate(
         batch: sequences; the model's default when None.
         attention: None (the model's own attention, form fusemax_1pass), a form
             (stable_3pass, online_2pass, fusemax_1pass: the model's attention in it), a
-            registered variant substituted for every layer's attention (its defaults, form
-            fusemax_1pass; a per-head variant prices K/V per head), or a Cascade.
-        mapping: None (spatial: the best valid bundled mapping, else the greedy mapper;
-            GPU: the best of `GPU_TILINGS`), "search" (the mapper on either target), a
-            spatial mapping (name or `Mapping`) or a GPU tiling ("fused:Br=128,Bc=64" or
-            `GpuMapping`), used for every layer's attention.
+            registered variant substituted for every layer's attention (its default
+            parameters, form fusemax_1pass: applied to the model's own variant where that
+            variant takes them all, as `sliding_window`'s W and causal on a GQA model;
+            otherwise the variant itself, per head), or a Cascade (prefill only).
+        mapping: for every layer's attention: None (spatial: the fastest valid bundled
+            mapping, and for a masked cascade the mapper's greedy search too, whichever
+            is faster; GPU: the best of `GPU_TILINGS`), "bundled" (spatial: bundled
+            mappings only, the mapper only when none fits: faster), "search" (the mapper
+            on either target), a spatial mapping (name or `Mapping`) or a GPU tiling
+            ("fused:Br=128,Bc=64" or `GpuMapping`).
 
     Returns:
         A `ModelEstimate`; operators that could not be costed are rows with valid False
@@ -698,14 +719,15 @@ def compare(
     phases=PHASES,
     batch: int | None = None,
     baseline: str | None = None,
+    mapping: str | None = None,
 ) -> pd.DataFrame:
     """The matrix of `estimate`s: every target x attention x phase x sequence length.
 
     Args:
         targets: presets or architectures; baseline: the target the speedups are against
             (a name among `targets`; default the first).
-        attentions, seq_lens, phases, batch: as `estimate` takes them, one estimate per
-            combination (an encoder skips decode).
+        attentions, seq_lens, phases, batch, mapping: as `estimate` takes them, one
+            estimate per combination (an encoder skips decode).
 
     Returns:
         One row per estimate (`COMPARE_COLUMNS`): speedup = the baseline's latency / this
@@ -735,7 +757,7 @@ def compare(
                 if phase == "decode" and not spec.decoder:
                     continue
                 for seq in seq_lens:
-                    e = estimate(spec, tgt.arch, phase, seq, batch, attention=att)
+                    e = estimate(spec, tgt.arch, phase, seq, batch, attention=att, mapping=mapping)
                     rows.append(
                         {
                             "model": e.model,
