@@ -335,15 +335,12 @@ class _Buffer:
 class _Box:
     """A box of an Einsum's iteration space: one [lo, hi) range per iteration variable."""
 
-    __slots__ = ("_env", "hi", "lo", "vars")
+    __slots__ = ("_env", "extents", "hi", "lo", "vars")
 
     def __init__(self, names, lo, hi):
         self.vars, self.lo, self.hi = names, lo, hi
+        self.extents = [b - a for a, b in zip(lo, hi, strict=True)]
         self._env = None
-
-    @property
-    def extents(self):
-        return [h - lo for lo, h in zip(self.lo, self.hi, strict=True)]
 
     def with_range(self, var, lo, hi) -> _Box:
         k = self.vars.index(var)
@@ -399,9 +396,9 @@ class Executor:
 
     def _kind(self, access: Access):
         """Per dimension: ('var', v, k), ('const', c), ('split', hi, lo, M0) or None."""
-        kinds = self._kinds.get(access)
+        kinds = self._kinds.get(id(access))  # by identity: hashing an Access walks it
         if kinds is not None:
-            return kinds
+            return kinds[0]
         kinds = []
         ranks = self.cascade.tensor_ranks[access.tensor]
         for dim, expr in enumerate(access.indices):
@@ -415,7 +412,7 @@ class Executor:
                 kinds.append(("split", var_of(part.upper), var_of(part.lower), part.lower))
             else:
                 kinds.append(None)
-        self._kinds[access] = kinds
+        self._kinds[id(access)] = (kinds, access)  # the access kept alive: its id stays its own
         return kinds
 
     # -- reads ------------------------------------------------------------------------
