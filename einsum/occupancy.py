@@ -141,6 +141,7 @@ def occupancy(
     results: dict[str, Occupancy] = {}
     grids: dict[str, _Grids] = {}
     stats_of: dict[str, np.ndarray] = {}
+    memo: dict = {}
     for einsum in filtered:
         frac = _density_for(cascade, einsum, sizes, density) if tensors is None else None
         grids[einsum.output], stats_of[einsum.output] = _filtered_grids(
@@ -157,6 +158,7 @@ def occupancy(
                     sizes,
                     t,
                     [grids[f.output][i] for f in filtered if _share_tiled(t, sizes, f, einsum)],
+                    memo,
                 )
                 for i, t in enumerate(tilings)
             ]
@@ -467,12 +469,23 @@ def _density_for(cascade, einsum, sizes, density) -> float | None:
     return value
 
 
-def _unfiltered_grid(cascade, einsum, sizes, t, sharing: list[_Grid]) -> _Grid:
+def _unfiltered_grid(cascade, einsum, sizes, t, sharing: list[_Grid], memo=None) -> _Grid:
     """Real points per tile of an Einsum without a filter; a tile no filtered Einsum of the
     kernel keeps a point in (projected onto the shared variables) is emptied."""
     own = mask_vars(cascade, einsum, sizes)
+    sharing = list({id(g.kept): g for g in sharing}.values())  # one mask, one projection
     projected = [v for g in sharing for v in g.vars if v in einsum.iter_vars]
     vars_ = tuple(v for v in einsum.iter_vars if v in own or v in projected)
+    key = (vars_, tuple(sorted(id(g.kept) for g in sharing)), tuple(sorted(t.items())))
+    if memo is not None and key in memo:  # PRM, SPD, RD, ... : one layout, one projection
+        return memo[key]
+    grid = _project(cascade, sizes, t, vars_, sharing)
+    if memo is not None:
+        memo[key] = grid
+    return grid
+
+
+def _project(cascade, sizes, t, vars_, sharing) -> _Grid:
     valid = _valid_counts(cascade, sizes, t, vars_)
     if not sharing:
         return _Grid(vars_, valid, valid, "dense")
@@ -854,11 +867,12 @@ def _substitute(expr: Expr, table: dict) -> Expr:
 
 def _affine_plan(cascade, einsum, sizes, where, vars_) -> _AffinePlan | None:
     key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
-    return _affine_plan_cached(cascade, einsum, key, where, tuple(vars_))
+    return _affine_plan_cached(cascade, key, where, tuple(vars_))
 
 
 @lru_cache(maxsize=256)
-def _affine_plan_cached(cascade, einsum, key, where, vars_) -> _AffinePlan | None:
+def _affine_plan_cached(cascade, key, where, vars_) -> _AffinePlan | None:
+    """One plan per (cascade, sizes, filter, variables): Einsums sharing a mask share it."""
     sizes = dict(key)
     from .executor import _value
 
@@ -1024,7 +1038,19 @@ def _closed_form_stats(einsum, sizes, plan: _AffinePlan, table, names):
 
 def _closed_form_grid(plan: _AffinePlan, sizes, t, vars_) -> _Grid:
     """Non-empty tiles of one tiling laid out over the Einsum's mask variables (for the
-    projection onto Einsums without a filter)."""
+    projection onto Einsums without a filter); Einsums sharing a plan share the grid."""
+    key = (id(plan), tuple(_tile_of(t, sizes, v) for v in vars_), tuple(vars_))
+    if key not in _PLAN_GRIDS:
+        if len(_PLAN_GRIDS) > 64:
+            _PLAN_GRIDS.pop(next(iter(_PLAN_GRIDS)))
+        _PLAN_GRIDS[key] = (plan, _closed_form_grid_of(plan, sizes, t, vars_))
+    return _PLAN_GRIDS[key][1]
+
+
+_PLAN_GRIDS: dict[tuple, tuple[_AffinePlan, _Grid]] = {}  # the plan held so its id stays
+
+
+def _closed_form_grid_of(plan: _AffinePlan, sizes, t, vars_) -> _Grid:
     t_x = _tile_of(t, sizes, plan.x[0]) * (_extent(sizes, plan.x[1]) if len(plan.x) == 2 else 1)
     t_y = _tile_of(t, sizes, plan.y[0]) * (_extent(sizes, plan.y[1]) if len(plan.y) == 2 else 1)
     y0 = np.arange(0, plan.extent_y, t_y)
