@@ -466,6 +466,38 @@ def run_kind(kind: str, count: int, seed: int, out: Path, max_seconds: float) ->
     return tally
 
 
+def probes() -> None:
+    """The issue's hand-made inputs, each timed once: loaded, refused or accepted."""
+    from einsim.simulator.spec import parse_yaml
+
+    gemm = "inputs: A[k,m], B[k,n]\n"
+    cases = {
+        "429 KB inputs: line": "inputs: "
+        + ", ".join(f"T{i}[a,b]" for i in range(36000))
+        + "\nZ[a,b] = T0[a,b]",
+        "429 KB index list": "inputs: A[" + ",".join(["a"] * 214000) + "]\nZ[a] = A[a]",
+        "75 nested parentheses": gemm + "Z[m,n] = " + "(" * 75 + "A[k,m]" + ")" * 75,
+        "1500 chained +": gemm + "Z[m,n] = A[k,m]*B[k,n]" + " + A[k,m]*B[k,n]" * 1500,
+        "5000-digit size": gemm + "sizes: M0=" + "9" * 5000 + "\nZ[m,n] = A[k,m]*B[k,n]",
+    }
+    for what, text in cases.items():
+        start = time.perf_counter()
+        try:
+            parse_cascade(text)
+            result = "accepted"
+        except EinsimError as error:
+            result = str(error).splitlines()[0][:70]
+        print(f"{what:<24}{len(text):>9} chars {time.perf_counter() - start:8.4f} s  {result}")
+    start = time.perf_counter()
+    try:
+        parse_yaml(ALIAS_BOMB, "bomb.yaml")
+        result = "accepted"
+    except EinsimError as error:
+        result = str(error)[:70]
+    elapsed = time.perf_counter() - start
+    print(f"{'alias bomb':<24}{len(ALIAS_BOMB):>9} chars {elapsed:8.4f} s  {result}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000, help="inputs per kind")
@@ -475,7 +507,11 @@ def main() -> None:
     parser.add_argument(
         "--max-seconds", type=float, default=float("inf"), help="stop a kind after this long"
     )
+    parser.add_argument("--probes", action="store_true", help="time the issue's inputs only")
     args = parser.parse_args()
+    if args.probes:
+        probes()
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(

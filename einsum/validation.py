@@ -35,7 +35,7 @@ MAX_TENSOR_DIMS = 16
 MAX_EINSUM_VARIABLES = 24
 #: Most input tensors, outputs or sizes in one cascade, and most statements (the largest
 #: bundled variant has 23; block_topk at TOPK = 64 has 87).
-MAX_CASCADE_TENSORS = 1024
+MAX_CASCADE_TENSORS = 256
 MAX_CASCADE_STATEMENTS = 256
 #: Longest cascade text, in characters.
 MAX_CASCADE_CHARS = 4 * 2**20
