@@ -1475,7 +1475,11 @@ def _fused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> li
     groups_in_flight = np.minimum(kv_heads, np.ceil(in_flight * problem.kv_heads / problem.heads))
     working_set = groups_in_flight * problem.seq_kv * (e + f) * b
     miss = 1.0 - np.minimum(1.0, arch.l2_bytes / working_set)
-    hbm = q_o + np.minimum(kv_unique, l2_kv) + miss * np.maximum(0.0, l2_kv - kv_unique)
+    # The heads of a group in flight together stream the same K/V tiles at about the same
+    # time: L2 serves all but one of them (GQA; 1 for multi-head attention).
+    sharing = np.minimum(problem.heads // problem.kv_heads, np.maximum(in_flight, 1))
+    streamed = l2_kv / sharing
+    hbm = q_o + np.minimum(kv_unique, streamed) + miss * np.maximum(0.0, streamed - kv_unique)
     partial_out = np.where(r.split > 1, heads * problem.seq_q * (f + 2) * 4.0 * r.split, 0.0)
     hbm = hbm + partial_out
     kernels = [
