@@ -35,6 +35,16 @@ def _best(fn, repeat: int) -> float:
     return min(times)
 
 
+def _best_cpu(fn, repeat: int) -> float:
+    """Best process CPU time: the figure that a loaded shared machine distorts least."""
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return min(times)
+
+
 def many_tilings(n_tilings: int = 10_000, n: int = 65_536) -> None:
     cascade = attention("causal", M0=128)
     shape = dict(E=64, F=64, M=n, P=n)
@@ -43,11 +53,15 @@ def many_tilings(n_tilings: int = 10_000, n: int = 65_536) -> None:
     distinct = len({(int(a), int(b)) for a, b in zip(tile["P"], tile["M1"], strict=True)})
     first = _best(lambda: occupancy(cascade, shape, tile, ["QK"]), 1)
     warm = _best(lambda: occupancy(cascade, shape, tile, ["QK"]), 5)
+    cpu = _best_cpu(lambda: occupancy(cascade, shape, tile, ["QK"]), 5)
     few = {r: v[:100] for r, v in tile.items()}
     whole = _best(lambda: occupancy(cascade, shape, few), 1)
     got = occupancy(cascade, shape, tile, ["QK"])["QK"]
     print(f"1. causal {n} x {n}, {n_tilings} tilings ({distinct} distinct), method {got.method}")
-    print(f"   QK only: first call {first * 1e3:.1f} ms, warm {warm * 1e3:.1f} ms (target < 50 ms)")
+    print(
+        f"   QK only: first call {first * 1e3:.1f} ms, warm {warm * 1e3:.1f} ms wall, "
+        f"{cpu * 1e3:.1f} ms CPU (target < 50 ms)"
+    )
     print(
         f"   all {len(cascade.einsums)} Einsums (kernel semantics, unfiltered ones per "
         f"tiling), first 100 tilings: {whole:.2f} s"
