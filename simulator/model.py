@@ -303,30 +303,45 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
     return counts, _per_point_ops(einsum, whole)  # the op mix of einsum_op_counts
 
 
-#: Share of non-empty tiles per (cascade, Einsum, sizes, fixed extents, varying ranks),
-#: then per tiling: a search meets the same tilings in many batches, and a mask without a
-#: closed form (NATTEN) costs a pass over its iteration space per tiling.
-_SHARES: dict[tuple, dict[tuple, float]] = {}
-_SHARES_MAX = 1 << 20  # tilings remembered before the table starts afresh
+#: Shares of non-empty tiles per (cascade, Einsum, sizes, fixed extents, varying ranks):
+#: (sorted codes of the tilings seen, their shares). A search meets the same tilings in
+#: many batches, and a mask without a closed form (NATTEN) costs a pass over its
+#: iteration space per tiling.
+_SHARES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_SHARES_MAX = 1 << 22  # tilings remembered before the table starts afresh
 
 
 def _tile_shares(cascade: Cascade, name: str, sizes: tuple, fixed: dict, varying: dict):
     """(tiles - empty) / tiles of Einsum `name` for each tiling (the fixed extents and one
-    row of the varying columns): one `occupancy` call for the tilings not seen before."""
+    row of the varying columns, distinct rows): one `occupancy` call for the tilings not
+    seen before; a tiling is coded as one integer (mixed radix over the rank sizes)."""
     key = (cascade, name, sizes, tuple(sorted(fixed.items())), tuple(varying))
-    if sum(len(t) for t in _SHARES.values()) > _SHARES_MAX:
+    columns = list(varying.values())
+    rows = len(columns[0]) if columns else 1
+    radix = [int(dict(sizes)[rank]) + 1 for rank in varying]
+    if math.prod(radix) >= 1 << 62:  # no single-integer code: ask occupancy directly
+        found = occupancy(cascade, dict(sizes), fixed | varying, [name])[name]
+        tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
+        return (tiles - np.asarray(found.empty).reshape(-1)) / tiles
+    code = np.zeros(rows, dtype=np.int64)
+    for base, column in zip(radix, columns, strict=True):
+        code = code * base + column
+    if sum(len(c) for c, _ in _SHARES.values()) > _SHARES_MAX:
         _SHARES.clear()
-    known = _SHARES.setdefault(key, {})
-    rows = list(zip(*(c.tolist() for c in varying.values()), strict=True)) if varying else [()]
-    missing = [row for row in dict.fromkeys(rows) if row not in known]
-    if missing:
-        columns = [np.array(c, dtype=np.int64) for c in zip(*missing, strict=True)]
-        tile = fixed | dict(zip(varying, columns, strict=True))
+    codes, shares = _SHARES.get(key, (np.zeros(0, np.int64), np.zeros(0)))
+    at = np.minimum(np.searchsorted(codes, code), max(len(codes) - 1, 0))
+    missing = ~(codes[at] == code) if len(codes) else np.ones(rows, dtype=bool)
+    if missing.any():
+        tile = fixed | {rank: column[missing] for rank, column in varying.items()}
         found = occupancy(cascade, dict(sizes), tile, [name])[name]
         tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
-        shares = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
-        known.update(zip(missing, shares.tolist(), strict=False))
-    return np.array([known[row] for row in rows])
+        new = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
+        codes, shares = np.concatenate([codes, code[missing]]), np.concatenate([shares, new])
+        order = np.argsort(codes, kind="stable")
+        codes, shares = codes[order], shares[order]
+        _SHARES[key] = (codes, shares)
+        at = np.searchsorted(codes, code)
+    return shares[at]
 
 
 def _most(shares: list) -> np.ndarray | float:
