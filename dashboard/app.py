@@ -41,6 +41,7 @@ from .design import (
     is_gpu,
     parse_assignments,
 )
+from .model_page import model_page, register_model_page
 from .schedule import schedule
 from .search import JobStatus, SearchJobs, SearchRequest, default_of, describe
 from .search import objectives as search_objectives
@@ -469,6 +470,7 @@ def layout(data: str | None = None) -> html.Div:
                         _sweep_page(data), label="Sweep explorer", value="sweep", id="tab-sweep"
                     ),
                     dcc.Tab(_gpu_page(), label="GPU validation", value="gpu", id="tab-gpu"),
+                    dcc.Tab(model_page(), label="Model", value="model", id="tab-model"),
                 ],
             ),
         ],
@@ -1304,6 +1306,7 @@ def create_app(
     _register_form(app)
     _register_sweep(app, load_sweep)
     _register_gpu(app, load_csv)
+    register_model_page(app)
     return app
 
 
