@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import networkx as nx
-import numba
 import numpy as np
 
 from .errors import SpecError
@@ -710,7 +709,15 @@ def _kernel_parts(cascade, einsum, sizes, where, vars_):
 def _compile(source: str):
     scope: dict = {"math": math, "np": np}
     exec(compile(source, "<occupancy kernel>", "exec"), scope)  # source generated from the IR
-    return numba.njit(error_model="numpy", nogil=True)(scope["kernel"])
+    return _numba().njit(error_model="numpy", nogil=True)(scope["kernel"])
+
+
+def _numba():
+    """numba, imported when a kernel is first compiled (about 0.5 s): `import einsim` and
+    the dense cascades never load it."""
+    import numba
+
+    return numba
 
 
 def _compiled_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid:
@@ -961,8 +968,17 @@ def _logical_tiles(sizes, group, table, names) -> tuple[np.ndarray, np.ndarray]:
     return (tile(hi) * m0).astype(np.int64), tile(lo) >= m0
 
 
-@numba.njit(nogil=True, cache=True)
-def _affine_rows(lo, hi, ya, yb, n_x, n_y, tx, ty, out):  # pragma: no cover (compiled)
+def _affine_rows(lo, hi, ya, yb, n_x, n_y, tx, ty, out) -> None:
+    """`_affine_rows_py` compiled on first use (numba loads only when a mask needs it)."""
+    _affine_rows_kernel()(lo, hi, ya, yb, n_x, n_y, tx, ty, out)
+
+
+@cache
+def _affine_rows_kernel():
+    return _numba().njit(nogil=True, cache=True)(_affine_rows_py)
+
+
+def _affine_rows_py(lo, hi, ya, yb, n_x, n_y, tx, ty, out):  # pragma: no cover (compiled)
     """Per tiling k: non-empty tiles, full tiles and busy points over (x, y) tiles.
 
     Row by row of y tiles; the x-tile indices of the run's ends only grow (lo and hi are
