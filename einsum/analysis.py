@@ -6,7 +6,6 @@ from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
-import sympy
 
 from .errors import SpecError
 from .ir import (
@@ -138,6 +137,8 @@ def iteration_points(
         return int(found[einsum.output].points[0])
     if einsum.where is not None:
         raise SpecError(f"{einsum.output}: counting a filtered iteration space needs numeric sizes")
+    import sympy  # symbolic sizes only: the caller has imported it already
+
     # Partition pairs whose last tile is partial: the pair has exactly M points.
     total = sympy.Integer(1)
     for part in cascade.partitions:
@@ -219,5 +220,11 @@ def footprints(cascade: Cascade, shape: Mapping[str, object]) -> dict[str, objec
         total = 1
         for rank, iterative in zip(ranks, cascade.iterative_dims[name], strict=True):
             total = total * (sizes[rank] + int(iterative))
-        out[name] = sympy.expand(total) if isinstance(total, sympy.Basic) else int(total)
+        out[name] = _expand(total) if _is_symbolic(total) else int(total)
     return out
+
+
+def _expand(total):
+    import sympy
+
+    return sympy.expand(total)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-
-import sympy
 
 from . import validation
 from .errors import SpecError
@@ -12,13 +11,16 @@ from .ir import Cascade
 
 
 def _is_symbolic(value) -> bool:
-    return isinstance(value, sympy.Basic) and not value.is_Integer
+    """A sympy expression that is not an integer. sympy (about 1 s to import) is never
+    imported here: a symbolic size exists only once its caller has imported sympy."""
+    sympy = sys.modules.get("sympy")
+    return sympy is not None and isinstance(value, sympy.Basic) and not value.is_Integer
 
 
-def _check_size(name: str, value) -> int | sympy.Expr:
+def _check_size(name: str, value) -> object:
     if _is_symbolic(value):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, sympy.Integer)):
+    if isinstance(value, bool) or not isinstance(value, int):  # a sympy Integer converts
         try:
             as_int = int(value)
         except (TypeError, ValueError, OverflowError):
@@ -31,6 +33,14 @@ def _check_size(name: str, value) -> int | sympy.Expr:
     # One bound for every size (einsim.einsum.validation): no product of a few sizes
     # overflows int64 and no rank is longer than a 32-bit index.
     return validation.rank_size(int(value), f"shape: {name}")
+
+
+def _differs(given, derived, symbolic: bool) -> bool:
+    if not symbolic:
+        return given != derived
+    import sympy
+
+    return sympy.simplify(given - derived) != 0
 
 
 def resolve_shape(cascade: Cascade, shape: Mapping[str, object]) -> dict[str, int]:
@@ -66,7 +76,7 @@ def resolve_shape(cascade: Cascade, shape: Mapping[str, object]) -> dict[str, in
         symbolic = any(_is_symbolic(v) for v in (whole, upper, lower) if v is not None)
         if whole is not None and lower is not None:
             derived = whole / lower if symbolic else -(-whole // lower)
-            if upper is not None and sympy.simplify(upper - derived) != 0:
+            if upper is not None and _differs(upper, derived, symbolic):
                 raise SpecError(
                     f"shape: {part.upper}={upper} contradicts {part.rank}/{part.lower} = "
                     f"{whole}/{lower} -> {part.upper}={derived}"

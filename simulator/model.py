@@ -24,9 +24,9 @@ import math
 import operator
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from einsim.einsum import Cascade, InfeasibleError, MappingError, Op
 from einsim.einsum.analysis import _per_point_ops, einsum_op_counts
@@ -37,6 +37,9 @@ from .architecture import Architecture, ComputeUnit
 from .area import area_by_component_mm2
 from .mapping import Kernel, Mapping, Overlap, loop_keys, parameter_names
 from .shape import split_shape
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,8 @@ class BatchReport:
 
     def report(self, i: int) -> Report:
         """Mapping i as a `Report`."""
+        import pandas as pd  # on first use: `import einsim` stays light
+
         total = float(self.cycles[i])
         table = pd.DataFrame(
             [
@@ -198,6 +203,8 @@ class BatchReport:
             valid=self.valid,
         )
         columns.update({f"util_{unit}": value for unit, value in self.utilization.items()})
+        import pandas as pd
+
         return pd.DataFrame(columns)
 
 
