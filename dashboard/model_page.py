@@ -13,9 +13,9 @@ import dash
 import pandas as pd
 from dash import Input, Output, State, dcc, html
 
-from einsim.einsum import EinsimError
+from einsim.einsum import EinsimError, SpecError
 
-from . import choices
+from . import choices, inputs
 
 DEFAULT_MODEL = "llama3_8b"
 DEFAULT_TARGETS = ("fusemax_cloud", "h100_sxm")
@@ -44,6 +44,35 @@ def run_compare(model, targets, attentions, seqs, phases) -> pd.DataFrame:
         raise EinsimError("choose at least one sequence length")
     atts = [None if a == "fusemax_1pass" else a for a in (attentions or ["fusemax_1pass"])]
     return compare(model, list(targets), atts, sorted(int(s) for s in seqs), list(phases))
+
+
+def read_choices(model, targets, attentions, seqs, phases) -> tuple:
+    """The page's choices as the client sent them, each checked against its dropdown's
+    options (lists of at most as many entries as there are options).
+
+    Raises:
+        SpecError: a value that is not one of the options, or a list that is not a list.
+    """
+
+    def many(values, field, allowed) -> list:
+        allowed = tuple(allowed)
+        if not isinstance(values, list) or len(values) > len(allowed):
+            raise SpecError(f"{field}: expected a list of at most {len(allowed)} choices")
+        return [inputs.choice(v, field, allowed) for v in values]
+
+    model = inputs.choice(model, "model", choices.models())
+    targets = many(targets, "targets", choices.architectures())
+    attentions = many(attentions, "attention", attention_choices())
+    names = many(
+        [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in seqs]
+        if isinstance(seqs, list)
+        else seqs,
+        "sequence lengths",
+        tuple(map(str, SEQ_CHOICES)),
+    )
+    seqs = [int(v) for v in names]
+    phases = many(phases, "phases", ("prefill", "decode"))
+    return model, targets, attentions, seqs, phases
 
 
 def breakdown_figure(model: str, target: str, phase: str, seq_len: int, attention=None):
@@ -207,6 +236,9 @@ def register_model_page(app: dash.Dash) -> None:
 
         empty = {"data": [], "layout": {}}
         try:
+            model, targets, attentions, seqs, phases = read_choices(
+                model, targets, attentions, seqs, phases
+            )
             table = run_compare(model, targets, attentions, seqs, phases)
             bars, lines = compare_figures(table)
             first = table.iloc[0]
@@ -226,7 +258,7 @@ def register_model_page(app: dash.Dash) -> None:
         prevent_initial_call=True,
     )
     def download_csv(_clicks, data):
-        if not data:
+        if not isinstance(data, dict) or not isinstance(data.get("csv"), str):
             return dash.no_update
         return dict(content=data["csv"], filename="einsim_compare.csv")
 
@@ -237,6 +269,6 @@ def register_model_page(app: dash.Dash) -> None:
         prevent_initial_call=True,
     )
     def download_html(_clicks, data):
-        if not data:
+        if not isinstance(data, dict) or not isinstance(data.get("html"), str):
             return dash.no_update
         return dict(content=data["html"], filename="einsim_compare.html")
