@@ -558,7 +558,7 @@ def flexprefill(
     name = "flexprefill"
     pattern = _choice(name, "pattern", pattern, _PATTERNS)
     BS = _bounded(name, "BS", BS, 1, MAX_TILE)
-    gamma = _real(name, "GAMMA", GAMMA, 0.0, 1.0)
+    gamma = _real(name, "GAMMA", GAMMA, 0.01, 1.0)  # 0 would keep no key
     tau = _real(name, "TAU", TAU, 0.0, 1.0)
     last = "(P - PL + pl)"
     lines = []
@@ -626,7 +626,7 @@ def flexprefill(
         prelude="\n".join(lines),
         mask=f"m <= p and ({chosen})",
     )
-    return declare_density(cascade, gamma if gamma > 0 else 1.0)
+    return declare_density(cascade, gamma)
 
 
 def _real(variant: str, name: str, value, low: float, high: float) -> float:

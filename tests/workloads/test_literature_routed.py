@@ -60,7 +60,7 @@ def test_stable_pass_counts():
         ("vmoba", dict(layout="4d"), "layout must be one of 1d, 2d, 3d"),
         ("vmoba", dict(X=10**6), "X must be an integer in \\[1, 4096\\]"),
         ("biformer", dict(RX=0), "RX must be an integer in \\[1, 4096\\], got 0"),
-        ("flexprefill", dict(GAMMA=1.5), "GAMMA must be a number in \\[0.0, 1.0\\], got 1.5"),
+        ("flexprefill", dict(GAMMA=1.5), "GAMMA must be a number in \\[0.01, 1.0\\], got 1.5"),
         ("flexprefill", dict(pattern="a_shape"), "pattern must be one of auto, query_aware"),
     ],
 )
