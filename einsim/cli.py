@@ -229,6 +229,9 @@ def _echo_totals(report) -> None:
     click.echo(f"dram_bytes   {report.dram_bytes:.6g}")
     for unit, value in report.utilization.items():
         click.echo(f"util_{unit:<8}{value:.3f}")
+    lowered = getattr(report, "lowered_einsums", None)
+    if lowered:  # operators a unit lacks, run lowered (simulator/lowering.py)
+        click.echo("lowered      " + "; ".join(f"{e} ({ops})" for e, ops in lowered.items()))
 
 
 @main.command(name="map")
@@ -325,6 +328,7 @@ def map_command(
                     "invalid": result.invalid,
                     "pareto_points": len(result.pareto),
                     "wall_s": result.wall_s,
+                    **_certificate(result),
                     "mapping": (
                         result.mapping.name
                         if isinstance(arch, GpuArchitecture)
@@ -345,10 +349,30 @@ def map_command(
     click.echo(f"invalid      {result.invalid}")
     click.echo(f"pareto       {len(result.pareto)}")
     click.echo(f"wall_s       {result.wall_s:.3f}")
+    certificate = _certificate(result)
+    if certificate["lower_bound"] is not None:
+        click.echo(f"lower_bound  {certificate['lower_bound']:.6g}  ({objective})")
+        gap = certificate["gap"]
+        proof = "  (exhaustive: optimal in the space)" if certificate["optimal"] else ""
+        click.echo(f"gap          {'n/a' if gap is None else f'{gap:.2%}'}{proof}")
     if output is not None:
         click.echo(f"written      {output}")
     click.echo("")
     click.echo(result.explain())
+
+
+def _certificate(result) -> dict:
+    """The search's lower bound on its objective, the best's gap to it (best / bound - 1)
+    and whether the search proved it optimal in the space (None on a GPU's tiling grid)."""
+    import math
+
+    bound = getattr(result, "lower_bound", None)
+    gap = getattr(result, "gap", None)
+    return {
+        "lower_bound": bound,
+        "gap": gap if gap is not None and math.isfinite(gap) else None,
+        "optimal": bool(getattr(result, "optimal", False)),
+    }
 
 
 @main.command()

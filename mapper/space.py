@@ -282,13 +282,16 @@ def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constrain
         if not counts:
             continue
         work[einsum.output] = counts
+        # Units that have every operator; where none has, units that lower the missing
+        # ones into operators they have (simulator/lowering.py).
         units = [u.name for u in arch.units if all(u.supports(op) for op in counts)]
+        units = units or [u.name for u in arch.units if all(u.runs(op) for op in counts)]
         pinned = constraints.pinned_unit(einsum.output)
         ops = ", ".join(sorted(op.value for op in counts))
         if pinned is not None:
             arch.unit(pinned, "constraints.binding: ")
-            if pinned not in units:
-                lacking = sorted(o.value for o in counts if not arch.unit(pinned).supports(o))
+            if not all(arch.unit(pinned).runs(op) for op in counts):
+                lacking = sorted(o.value for o in counts if not arch.unit(pinned).runs(o))
                 raise SpecError(
                     f"constraints.binding: {einsum.output} pinned to {pinned}, which lacks "
                     f"{', '.join(lacking)} (the Einsum needs {ops})"
@@ -296,12 +299,13 @@ def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constrain
             units = [pinned]
         if not units:
             lacks = "; ".join(
-                f"{u.name} lacks {', '.join(sorted(o.value for o in counts if not u.supports(o)))}"
+                f"{u.name} lacks {', '.join(sorted(o.value for o in counts if not u.runs(o)))}"
                 for u in arch.units
             )
             raise SpecError(
                 f"cannot map {cascade.name} on {arch.name}: Einsum {einsum.output} needs "
-                f"{ops} and no unit supports all of them ({lacks})"
+                f"{ops} and no unit supports or lowers all of them ({lacks}; "
+                "lowerings: simulator/lowering.py)"
             )
         supported[einsum.output] = units
     for einsum, _ in constraints.binding:

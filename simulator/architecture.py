@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from einsim.einsum import Op, SpecError, validation
 
+from .lowering import resolve
 from .spec import apply_overrides, check_keys, integer, load_yaml, number
 
 # Bounds of the numbers in an architecture spec (einsim.einsum.validation refuses nan, inf
@@ -61,16 +62,35 @@ class ComputeUnit:
         return total
 
     def cost(self, op: Op, where: str = "") -> OpCost:
+        """The cost of one `op`: its own where the unit has it, else the sum of the costs
+        of the operators it lowers into (`simulator.lowering`; no area: it runs on their
+        units)."""
         for known, cost in self.ops:
             if known is op:
                 return cost
+        parts = resolve(op, self.supports)
+        if parts is not None:
+            costs = [(self.cost(part), n) for part, n in parts.items()]
+            return OpCost(
+                sum(c.cycles * n for c, n in costs), sum(c.energy_pj * n for c, n in costs)
+            )
         supported = ", ".join(o.value for o, _ in self.ops)
         raise SpecError(
-            f"{where}unit {self.name!r} does not support {op.value!r}; it supports: {supported}"
+            f"{where}unit {self.name!r} does not support {op.value!r} and has no lowering of "
+            f"it (simulator/lowering.py); it supports: {supported}"
         )
 
     def supports(self, op: Op) -> bool:
+        """Whether the unit has `op` itself (see `runs` for lowered operators)."""
         return any(known is op for known, _ in self.ops)
+
+    def runs(self, op: Op) -> bool:
+        """Whether the unit has `op` or can lower it into operators it has."""
+        return resolve(op, self.supports) is not None
+
+    def lowers(self, op: Op) -> bool:
+        """Whether `op` runs on the unit only lowered (`simulator.lowering`)."""
+        return not self.supports(op) and self.runs(op)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,8 @@ class Report:
     # Silicon area of the architecture by component (`simulator.area`); empty where the
     # spec carries no areas.
     area_by_component_mm2: dict[str, float] = field(default_factory=dict)
+    # Einsum -> the operators its unit lacks and runs lowered (simulator/lowering.py).
+    lowered_einsums: dict[str, str] = field(default_factory=dict)
 
     @property
     def area_mm2(self) -> float:
@@ -98,6 +100,7 @@ class Report:
             "utilization": self.utilization,
             "factors": self.factors,
             "per_einsum": self.per_einsum.to_dict(orient="records"),
+            "lowered_einsums": self.lowered_einsums,
         }
 
 
@@ -144,6 +147,11 @@ class BatchReport:
         """Total area per mapping (mm^2); zeros where the spec carries no areas."""
         return sum(self.area_by_component_mm2.values(), np.zeros(self.n))
 
+    @property
+    def lowered_einsums(self) -> dict[str, str]:
+        """Einsum -> the operators its unit lacks and runs lowered (simulator/lowering.py)."""
+        return {row["einsum"]: row["lowered"] for row in self.einsums if row.get("lowered")}
+
     def reasons(self, i: int) -> tuple[str, ...]:
         return tuple(p.at(i) for p in self.problems if p.mask[i])
 
@@ -161,6 +169,7 @@ class BatchReport:
                     "ops": _item(row["ops"], i),
                     "cycles": _item(row["cycles"], i),
                     "energy_pj": _item(row["energy_pj"], i),
+                    "lowered": row.get("lowered", ""),
                 }
                 for row in self.einsums
             ]
@@ -188,6 +197,7 @@ class BatchReport:
                 for row in self.kernels
             ),
             area_by_component_mm2={k: float(v[i]) for k, v in self.area_by_component_mm2.items()},
+            lowered_einsums=self.lowered_einsums,
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -646,6 +656,7 @@ class _KernelModel:
                 "cycles": 0.0,
                 "energy_pj": 0.0,
                 "useful_cycles": 0.0,
+                "lowered": "",
             }
         if unit_name is None:
             raise MappingError(f"{self.where}einsum {name} has operations but no binding")
@@ -681,6 +692,8 @@ class _KernelModel:
             "useful_cycles": kept * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
             "energy_pj": energy * share,
+            # Operators the unit lacks, run lowered (simulator/lowering.py).
+            "lowered": ", ".join(sorted(op.value for op in counts if unit.lowers(op))),
         }
 
     def _spatial_ranks(self, unit: ComputeUnit, einsum) -> list[str]:
@@ -1172,6 +1185,7 @@ def evaluate_batch(
                 "ops": row["ops"],
                 "cycles": row["cycles"],
                 "energy_pj": row["energy_pj"],
+                "lowered": row["lowered"],
             }
             for row in per.values()
         ]
