@@ -196,7 +196,7 @@ def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides,
     from einsim.simulator.gpu import evaluate_gpu, parse_gpu_mapping
 
     shape_values = _parse_shape(shape)
-    arch = load_architecture(arch_name, _parse_params(overrides))
+    arch = load_architecture(arch_name, _parse_params(overrides, "--set"))
     cascade = _build(variant, params)
     if isinstance(arch, GpuArchitecture):  # a GPU: the mapping is a tiling, e.g. fused:Br=128
         report = evaluate_gpu(cascade, arch, parse_gpu_mapping(mapping_name), shape=shape_values)
@@ -275,7 +275,7 @@ def map_command(
     if constraints is not None and not Path(constraints).is_file():
         raise SpecError(f"--constraints {constraints!r}: no such file")
     shape_values = _parse_shape(shape)
-    arch = load_architecture(arch_name, _parse_params(overrides))
+    arch = load_architecture(arch_name, _parse_params(overrides, "--set"))
     if isinstance(arch, GpuArchitecture) and output is not None:
         raise SpecError(
             f"-o: on a GPU ({arch_name}) the mapping is the tiling this command prints; "

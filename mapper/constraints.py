@@ -128,61 +128,65 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
     """Parse and check constraints; unknown keys are refused with the known ones."""
     data = check_keys(data or {}, origin, (), _KEYS)
     binding = []
-    for einsum, unit in _table(data.get("binding"), f"{origin}.binding").items():
+    for einsum, unit in _table(data.get("binding"), f"{origin}: binding").items():
         if not isinstance(unit, str):
-            raise SpecError(f"{origin}.binding.{einsum}: expected a unit name, got {unit!r}")
-        binding.append((validation.name(einsum, f"{origin}.binding"), unit))
+            raise SpecError(f"{origin}: binding.{einsum}: expected a unit name, got {unit!r}")
+        binding.append((validation.name(einsum, f"{origin}: binding"), unit))
     spatial = tuple(
-        (validation.name(unit, f"{origin}.spatial"), _names(ranks, f"{origin}.spatial.{unit}"))
-        for unit, ranks in _table(data.get("spatial"), f"{origin}.spatial").items()
+        (validation.name(unit, f"{origin}: spatial"), _names(ranks, f"{origin}: spatial.{unit}"))
+        for unit, ranks in _table(data.get("spatial"), f"{origin}: spatial").items()
     )
     factors = tuple(
         (
-            validation.name(key, f"{origin}.factors"),
-            _factor(value, f"{origin}.factors.{key}"),
+            validation.name(key, f"{origin}: factors"),
+            _factor(value, f"{origin}: factors.{key}"),
         )
-        for key, value in _table(data.get("factors"), f"{origin}.factors").items()
+        for key, value in _table(data.get("factors"), f"{origin}: factors").items()
     )
     orders = data.get("forbid_orders") or []
     if not isinstance(orders, list):
-        raise SpecError(f"{origin}.forbid_orders: expected a list of rank lists")
-    forbid = tuple(_names(o, f"{origin}.forbid_orders[{i}]") for i, o in enumerate(orders))
+        raise SpecError(f"{origin}: forbid_orders: expected a list of rank lists")
+    forbid = tuple(_names(o, f"{origin}: forbid_orders[{i}]") for i, o in enumerate(orders))
     keep = tuple(
-        (validation.name(level, f"{origin}.keep"), _names(t, f"{origin}.keep.{level}"))
-        for level, t in _table(data.get("keep"), f"{origin}.keep").items()
+        (validation.name(level, f"{origin}: keep"), _names(t, f"{origin}: keep.{level}"))
+        for level, t in _table(data.get("keep"), f"{origin}: keep").items()
     )
     bypass = tuple(
-        (validation.name(level, f"{origin}.bypass"), _names(t, f"{origin}.bypass.{level}"))
-        for level, t in _table(data.get("bypass"), f"{origin}.bypass").items()
+        (validation.name(level, f"{origin}: bypass"), _names(t, f"{origin}: bypass.{level}"))
+        for level, t in _table(data.get("bypass"), f"{origin}: bypass").items()
     )
     chained = data.get("chained_ops") or []
     if not isinstance(chained, list):
-        raise SpecError(f"{origin}.chained_ops: expected a list of operator lists")
+        raise SpecError(f"{origin}: chained_ops: expected a list of operator lists")
     padded = data.get("padded", True)
     if not isinstance(padded, bool):
-        raise SpecError(f"{origin}.padded: expected true or false, got {padded!r}")
+        raise SpecError(f"{origin}: padded: expected true or false, got {padded!r}")
     fusion = data.get("fusion")
     if fusion is not None:
-        validation.choice(fusion, f"{origin}.fusion", FUSIONS)
-    validation.choice(data.get("overlap", "pipelined"), f"{origin}.overlap", OVERLAPS)
+        validation.choice(fusion, f"{origin}: fusion", FUSIONS)
+    validation.choice(data.get("overlap", "pipelined"), f"{origin}: overlap", OVERLAPS)
     known_ops = tuple(op.value for op in Op)
     for i, group in enumerate(chained):
-        for op in _names(group, f"{origin}.chained_ops[{i}]"):
-            validation.choice(op, f"{origin}.chained_ops[{i}]", known_ops)
-    return Constraints(
-        fusion=fusion,
-        binding=tuple(binding),
-        spatial=spatial,
-        factors=factors,
-        forbid_orders=forbid,
-        keep=keep,
-        bypass=bypass,
-        overlap=str(data.get("overlap", "pipelined")),
-        chained_ops=tuple(
-            frozenset(_names(g, f"{origin}.chained_ops[{i}]")) for i, g in enumerate(chained)
-        ),
-        padded=padded,
-    )
+        for op in _names(group, f"{origin}: chained_ops[{i}]"):
+            validation.choice(op, f"{origin}: chained_ops[{i}]", known_ops)
+    try:
+        return Constraints(
+            fusion=fusion,
+            binding=tuple(binding),
+            spatial=spatial,
+            factors=factors,
+            forbid_orders=forbid,
+            keep=keep,
+            bypass=bypass,
+            overlap=str(data.get("overlap", "pipelined")),
+            chained_ops=tuple(
+                frozenset(_names(g, f"{origin}: chained_ops[{i}]")) for i, g in enumerate(chained)
+            ),
+            padded=padded,
+        )
+    except SpecError as error:  # a cross-field check: name this file before the key
+        message = str(error).removeprefix("constraints").lstrip(".: ")
+        raise SpecError(f"{origin}: {message}") from None
 
 
 def load_constraints(source: str | Path | MappingABC | Constraints | None) -> Constraints:

@@ -470,8 +470,12 @@ def _check_against_specs(spec: SweepSpec, origin: str) -> None:
     from einsim.simulator import load_mapping, parameter_names
     from einsim.simulator.spec import apply_overrides
 
-    archs = dict.fromkeys(spec.values_of("arch"))
-    data = {name: arch_data(name) for name in archs}
+    data = {}
+    for name in dict.fromkeys(spec.values_of("arch")):
+        try:
+            data[name] = arch_data(name)
+        except SpecError as error:  # a missing or bad architecture: this file, key arch
+            raise SpecError(f"{origin}: arch: {str(error).splitlines()[0]}") from None
     for key in spec.keys:
         if not key.startswith("arch."):
             continue
@@ -488,7 +492,10 @@ def _check_against_specs(spec: SweepSpec, origin: str) -> None:
     for m in mappings:
         value = json.loads(m)
         if isinstance(value, str):
-            names.update(parameter_names(load_mapping(value)))
+            try:
+                names.update(parameter_names(load_mapping(value)))
+            except SpecError as error:
+                raise SpecError(f"{origin}: mapping: {str(error).splitlines()[0]}") from None
     for key in spec.keys:
         if _is_mapping_param(key) and names and key[len("mapping.") :] not in names:
             raise SpecError(
