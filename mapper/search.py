@@ -25,7 +25,6 @@ import pandas as pd
 from einsim.einsum import Cascade, SpecError
 from einsim.simulator import (
     Architecture,
-    GpuArchitecture,
     Mapping,
     ModelOptions,
     Report,
@@ -34,7 +33,9 @@ from einsim.simulator import (
     evaluate_batch,
 )
 from einsim.simulator.area import area_mm2, models_area
+from einsim.simulator.targets import target_of
 
+from .bound import gap, lower_bound
 from .constraints import Constraints, load_constraints
 from .space import MapSpace, Template, build_space
 from .strategies import STRATEGIES, check_strategy
@@ -210,6 +211,9 @@ class SearchResult:
         evaluated, pruned, invalid: candidates costed, dropped before costing, and costed
             but invalid (overflow, ...). wall_s: seconds the search took.
         space: the `MapSpace` searched; best_template, best_row: where the best lies.
+        lower_bound: the least objective any mapping of the space can take
+            (`mapper.bound.lower_bound`: compute per unit, least DRAM traffic); gap: best /
+            lower_bound - 1, how far the best found may be from the best possible.
     """
 
     mapping: Mapping
@@ -224,9 +228,20 @@ class SearchResult:
     pruned: int
     invalid: int
     wall_s: float
-    space: MapSpace
+    space: MapSpace | None  # None on a GPU: its tiling grid (mapper.gpu)
     best_template: int
     best_row: int
+    lower_bound: float = 0.0
+    gap: float = math.inf
+    explanation: str = ""  # the target's own words (a GPU's tiling); "" on a spatial array
+    target: str = "spatial"  # the target kind searched (einsim.TARGETS)
+
+    @property
+    def optimal(self) -> bool:
+        """Proven optimal in the space: the exhaustive strategy costed every candidate
+        left after pruning (it refuses a space larger than its budget), or the best meets
+        the lower bound."""
+        return self.strategy == "exhaustive" or self.gap <= 1e-9
 
     @property
     def best_value(self) -> float:
@@ -237,7 +252,7 @@ class SearchResult:
 
     def explain(self) -> str:
         """What was chosen (fusion, binding, stages, tiles) and why it beat the rest."""
-        return explain(self)
+        return self.explanation or explain(self)
 
 
 def _resolved(template: Template, space: MapSpace, row: int, options) -> tuple[Mapping, dict]:
@@ -295,8 +310,9 @@ def search(
 
     Returns:
         A `SearchResult`; ties on the objective go to the lower secondary (energy for
-        latency, latency otherwise), then to the lower candidate index. On a GPU preset,
-        a `mapper.gpu.GpuSearchResult` over its tilings (`search_gpu`).
+        latency, latency otherwise), then to the lower candidate index. On a GPU preset
+        a `SearchResult` over its tiling grid (`mapper.gpu.search_gpu`: exhaustive, random
+        and greedy; anneal and constraints refused with the reason).
 
     Raises:
         SpecError: bad arguments, an unmappable cascade (why), contradictory constraints,
@@ -305,21 +321,20 @@ def search(
     start = time.perf_counter()
     if objective not in OBJECTIVES:
         raise SpecError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
-    if objective in ("latency_area", "edap") and (
-        isinstance(arch, GpuArchitecture) or not models_area(arch)
-    ):
+    kind = target_of(arch).kind
+    if objective in ("latency_area", "edap") and (kind != "spatial" or not models_area(arch)):
         raise SpecError(
             f"objective {objective!r} needs areas, and architecture {arch.name!r} carries none "
             "(give its operators area_um2, its PEs register_file_area_um2, its buffers "
             "area_um2_per_byte)"
         )
-    if isinstance(arch, GpuArchitecture):  # GPU tilings: their own grid (`mapper.gpu`)
+    if kind == "gpu":  # GPU tilings: their own grid (`mapper.gpu`), the same strategies
         from .gpu import search_gpu
 
-        found = search_gpu(cascade, arch, shape, objective=objective, budget=budget, seed=seed)
-        if callable(progress):
-            progress(found.evaluated, found.evaluated)
-        return found
+        return search_gpu(
+            cascade, arch, shape, objective=objective, budget=budget, seed=seed,
+            strategy=strategy, constraints=constraints, progress=progress,
+        )  # fmt: skip
     check_strategy(strategy)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise SpecError(f"budget must be a positive integer, got {budget!r}")
@@ -351,6 +366,8 @@ def search(
     mapping, _ = _resolved(space.templates[t], space, row, options)
     mapping = dataclasses.replace(mapping, name=f"{cascade.name}_{arch.name}_{objective}")
     report = evaluate(cascade, arch, mapping, shape, options)
+    bound = lower_bound(cascade, arch, shape, space.constraints.chained_ops)
+    bound_value = bound.objective(objective, float(area_mm2(arch)))
     points = valid[["latency_s", "energy_pj", "buffer_bytes"]].to_numpy()
     if len(points) > MAX_PARETO_POINTS:
         keep = np.sort(order[:MAX_PARETO_POINTS])
@@ -373,6 +390,11 @@ def search(
         space=space,
         best_template=t,
         best_row=row,
+        lower_bound=bound_value,
+        gap=gap(
+            objective_values(objective, report.latency_s, report.energy_pj, report.area_mm2),
+            bound_value,
+        ),
     )
 
 
@@ -456,6 +478,13 @@ def explain(result: SearchResult) -> str:
         f"Searched with '{result.strategy}' (seed {result.seed}): {result.evaluated:,} "
         f"candidates costed, {result.pruned:,} pruned before costing, {result.invalid:,} "
         f"invalid, in {result.wall_s:.2f} s; {len(space.templates):,} templates in the space.",
+        f"Lower bound on {result.objective} over the whole space: {result.lower_bound:.4g}; "
+        f"gap {result.gap:.1%}"
+        + (
+            " (exhaustive: optimal in the space)."
+            if result.strategy == "exhaustive"
+            else " (the best possible is at most this much better)."
+        ),
         f"Fusion: {labels.get('fusion')} ({len(mapping.kernels)} kernel(s)).",
     ]
     for kernel in mapping.kernels[:4]:
