@@ -393,56 +393,84 @@ def names_location(message: str, kind: str, text: str) -> bool:
 # ------------------------------------------------------------------------------ run
 
 
+#: Every input is loaded and validated; one accepted input in USE_EVERY (by its position
+#: among the accepted inputs of its chunk: deterministic) is also used downstream (costed,
+#: searched, evaluated), the expensive part.
+USE_EVERY = 50
+#: Inputs per work unit: a kind's inputs are cut into chunks of this many, each with its own
+#: seed, so that kinds and chunks run in parallel processes and results do not depend on
+#: how many processes ran them.
+CHUNK = 5_000
+#: An input whose load (and, when sampled, use) takes longer than this is a hang.
+HANG_S = 2.0
+
+
 @dataclass
 class Tally:
     tried: int = 0
     accepted: int = 0
+    used: int = 0
     spec_errors: int = 0
     located: int = 0
     refused_later: int = 0
     other: int = 0
     nonsense: int = 0
-    slowest_s: float = 0.0
-    slowest_use_s: float = 0.0
+    over_cpu: int = 0  # inputs over HANG_S of CPU time (load + use)
+    over_wall: int = 0  # inputs over HANG_S of wall time (a shared machine inflates it)
+    slowest_cpu_s: float = 0.0
+    slowest_wall_s: float = 0.0
+    slowest_use_cpu_s: float = 0.0
     examples: list = field(default_factory=list)
 
+    def add(self, other: Tally) -> None:
+        for name in (
+            "tried", "accepted", "used", "spec_errors", "located", "refused_later", "other",
+            "nonsense", "over_cpu", "over_wall",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("slowest_cpu_s", "slowest_wall_s", "slowest_use_cpu_s"):
+            setattr(self, name, max(getattr(self, name), getattr(other, name)))
+        self.examples += other.examples
 
-def run_kind(kind: str, count: int, seed: int, out: Path, max_seconds: float) -> Tally:
-    rng = random.Random(f"{seed}-{kind}")
+
+def run_chunk(kind: str, chunk: int, count: int, seed: int, out: Path) -> Tally:
+    """`count` mutated inputs of one kind, seeded by (seed, kind, chunk)."""
+    rng = random.Random(f"{seed}-{kind}-{chunk}")
     corpus = seeds(kind)
     mutate = mutate_text if kind == "cascade" else mutate_yaml
     load, use = CONSUMERS[kind]
     tally = Tally()
     seen: set[int] = set()
-    began = time.perf_counter()
+    tag = f"{kind}_{chunk:03d}"
     for _ in range(count):
-        if time.perf_counter() - began > max_seconds:
-            break
         text = mutate(rng.choice(corpus), rng)
         if rng.random() < 0.3:
             text = mutate(text, rng) if kind == "cascade" else mutate_text(text, rng)
         tally.tried += 1
-        start = time.perf_counter()
-        used = None
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        use_cpu = 0.0
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 loaded = load(text)
-                used = time.perf_counter()
                 tally.accepted += 1
                 if hash(text) not in seen and len(corpus) < 400 and len(text) < 20000:
                     seen.add(hash(text))
                     corpus.append(text)  # grow the corpus from accepted inputs
-                try:
-                    use(loaded)
-                except EinsimError:
-                    tally.refused_later += 1  # shape- or pairing-dependent: a clean refusal
+                if tally.accepted % USE_EVERY == 1:
+                    tally.used += 1
+                    used0 = time.thread_time()
+                    try:
+                        use(loaded)
+                    except EinsimError:
+                        tally.refused_later += 1  # shape- or pairing-dependent: clean refusal
+                    use_cpu = time.thread_time() - used0
         except EinsimError as error:
             tally.spec_errors += 1
             first = str(error).splitlines()[0] if str(error) else ""
             if names_location(first, kind, text):
                 tally.located += 1
-            elif len(tally.examples) < 2000:
+            elif len(tally.examples) < 200:
                 tally.examples.append(("unlocated", first[:300], text))
         except Nonsense as error:
             tally.nonsense += 1
@@ -451,19 +479,26 @@ def run_kind(kind: str, count: int, seed: int, out: Path, max_seconds: float) ->
             tally.other += 1
             tb = traceback.format_exc(limit=-3)
             tally.examples.append((f"other {type(error).__name__}", tb[-800:], text))
-        end = time.perf_counter()
-        elapsed = (used or end) - start  # loading and validating: the bound that matters
-        if elapsed > tally.slowest_s:
-            tally.slowest_s = elapsed
-            (out / f"{kind}_slowest.txt").write_text(f"# {elapsed:.3f} s\n{text}")
-        if used is not None and end - used > tally.slowest_use_s:
-            tally.slowest_use_s = end - used
-            (out / f"{kind}_slowest_use.txt").write_text(f"# {end - used:.3f} s\n{text}")
-    for n, (what, message, text) in enumerate(tally.examples[:200]):
-        (out / f"{kind}_{n:03d}_{what.replace(' ', '_')}.txt").write_text(
+        cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+        tally.over_cpu += cpu > HANG_S
+        tally.over_wall += wall > HANG_S
+        tally.slowest_wall_s = max(tally.slowest_wall_s, wall)
+        tally.slowest_use_cpu_s = max(tally.slowest_use_cpu_s, use_cpu)
+        if cpu > tally.slowest_cpu_s:
+            tally.slowest_cpu_s = cpu
+            (out / f"{tag}_slowest.txt").write_text(f"# {cpu:.3f} s CPU, {wall:.3f} s wall\n{text}")
+    for n, (what, message, text) in enumerate(tally.examples[:50]):
+        (out / f"{tag}_{n:03d}_{what.replace(' ', '_')}.txt").write_text(
             f"# {what}: {message}\n{text}"
         )
+    tally.examples = [(what, message) for what, message, _ in tally.examples[:5]]
     return tally
+
+
+def _run_chunk(job: tuple) -> tuple[str, Tally, float]:
+    kind, chunk, count, seed, out = job
+    start = time.perf_counter()
+    return kind, run_chunk(kind, chunk, count, seed, Path(out)), time.perf_counter() - start
 
 
 def probes() -> None:
@@ -498,15 +533,33 @@ def probes() -> None:
     print(f"{'alias bomb':<24}{len(ALIAS_BOMB):>9} chars {elapsed:8.4f} s  {result}")
 
 
+HEADER = (
+    f"{'kind':<13}{'inputs':>8}{'accepted':>9}{'used':>6}{'later':>6}{'SpecError':>10}"
+    f"{'located':>9}{'other':>6}{'nan/inf':>8}{'>2s cpu':>8}{'>2s wall':>9}"
+    f"{'max cpu s':>10}{'max wall s':>11}{'max use s':>10}{'chunks s':>9}"
+)
+
+
+def row(kind: str, t: Tally, cpu_s: float) -> str:
+    share = t.located / t.spec_errors if t.spec_errors else 1.0
+    return (
+        f"{kind:<13}{t.tried:>8}{t.accepted:>9}{t.used:>6}{t.refused_later:>6}"
+        f"{t.spec_errors:>10}{share:>9.2%}{t.other:>6}{t.nonsense:>8}{t.over_cpu:>8}"
+        f"{t.over_wall:>9}{t.slowest_cpu_s:>10.3f}{t.slowest_wall_s:>11.3f}"
+        f"{t.slowest_use_cpu_s:>10.3f}{cpu_s:>9.0f}"
+    )
+
+
 def main() -> None:
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000, help="inputs per kind")
     parser.add_argument("--kinds", default=",".join(CONSUMERS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="/tmp/einsim_fuzz")
-    parser.add_argument(
-        "--max-seconds", type=float, default=float("inf"), help="stop a kind after this long"
-    )
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument("--out", default="/tmp/einsim_fuzz", help="failing and slowest inputs")
     parser.add_argument("--probes", action="store_true", help="time the issue's inputs only")
     args = parser.parse_args()
     if args.probes:
@@ -514,20 +567,37 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    kinds = args.kinds.split(",")
+    jobs = [
+        (kind, chunk, min(CHUNK, args.count - chunk * CHUNK), args.seed, str(out))
+        for chunk in range(-(-args.count // CHUNK))
+        for kind in kinds
+    ]
+    totals = {kind: Tally() for kind in kinds}
+    cpu = dict.fromkeys(kinds, 0.0)
+    began = time.perf_counter()
     print(
-        f"{'kind':<13}{'tried':>8}{'accepted':>10}{'later':>7}{'SpecError':>10}{'other':>7}"
-        f"{'nonsense':>9}{'slowest s':>11}{'use s':>8}{'located':>9}{'wall s':>8}"
+        f"{args.count} inputs per kind in chunks of {CHUNK}, {args.jobs} processes; every "
+        f"input loaded and validated, 1 accepted input in {USE_EVERY} used downstream; "
+        f"a hang is an input over {HANG_S} s (CPU time of its thread; wall time beside it)",
+        flush=True,
     )
-    for kind in args.kinds.split(","):
-        start = time.perf_counter()
-        t = run_kind(kind, args.count, args.seed, out, args.max_seconds)
-        share = t.located / t.spec_errors if t.spec_errors else 1.0
-        print(
-            f"{kind:<13}{t.tried:>8}{t.accepted:>10}{t.refused_later:>7}{t.spec_errors:>10}{t.other:>7}"
-            f"{t.nonsense:>9}{t.slowest_s:>11.3f}{t.slowest_use_s:>8.2f}{share:>9.1%}"
-            f"{time.perf_counter() - start:>8.0f}",
-            flush=True,
-        )
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(_run_chunk, job) for job in jobs]
+        for done, future in enumerate(as_completed(futures), 1):
+            kind, tally, seconds = future.result()
+            totals[kind].add(tally)
+            cpu[kind] += seconds
+            if done % max(1, len(jobs) // 20) == 0:
+                elapsed = time.perf_counter() - began
+                print(f"  {done}/{len(jobs)} chunks, {elapsed:.0f} s", flush=True)
+    print(HEADER)
+    for kind in kinds:
+        print(row(kind, totals[kind], cpu[kind]))
+    print(f"wall {time.perf_counter() - began:.0f} s; failing inputs under {out}")
+    for kind in kinds:
+        for what, message in totals[kind].examples[:3]:
+            print(f"  {kind} {what}: {message[:160]!r}")
 
 
 if __name__ == "__main__":

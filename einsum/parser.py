@@ -139,6 +139,8 @@ class _LineParser:
 
     def peek(self, ahead: int = 0) -> _Token:
         index = self.pos + ahead
+        if index < len(self.tokens):  # the common case: already scanned
+            return self.tokens[index]
         while len(self.tokens) <= index and not self.ended:
             self._scan()
         return self.tokens[min(index, len(self.tokens) - 1)]
