@@ -114,7 +114,7 @@ def describe(status: JobStatus) -> str:
     if status.state == "failed":
         return f"search failed ({what}): {status.message}"
     result = status.result
-    strategy = getattr(result, "strategy", r.strategy)  # a GPU's tilings: "grid" or "sample"
+    strategy = getattr(result, "strategy", r.strategy)  # the strategy run, as asked
     if strategy != r.strategy:
         what = f"{strategy} of GPU tilings, {r.objective}, budget {r.budget:,}"
     evaluated = getattr(result, "evaluated", None)

@@ -28,11 +28,11 @@ from einsim.einsum import (
     resolve_shape,
 )
 from einsim.simulator import (
-    evaluate,
     evaluate_batch,
     load_architecture,
     load_mapping,
 )
+from einsim.simulator.targets import TARGETS, target_of
 from einsim.workloads import ATTENTION, KERNELS, attention, cascade, direct, workload
 
 __version__ = "0.1.0"
@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ATTENTION",
     "KERNELS",
+    "TARGETS",
     "BackendUnavailable",
     "Cascade",
     "EinsimError",
@@ -65,8 +66,25 @@ __all__ = [
     "resolve_shape",
     "search",
     "sweep",
+    "target_of",
     "workload",
 ]
+
+
+def evaluate(cascade, arch, mapping, shape=None, *args, **kwargs):
+    """One mapping of `cascade` on `arch`, any target (`einsim.TARGETS`): on a spatial array
+    `einsim.simulator.evaluate` (a Mapping or a bundled mapping name); on a GPU a tiling
+    (`"fused:Br=128,Bc=64"`, a `GpuMapping`, or None for the default) costed by the GPU model.
+    Returns a `Report`; `einsim.target_of(arch).typed(arch, report)` is its typed view."""
+    target = target_of(arch)
+    if target.kind == "spatial":
+        from einsim.simulator import evaluate as spatial
+
+        mapping = target.load_mapping(mapping)
+        return spatial(cascade, arch, mapping, shape, *args, **kwargs)
+    if args or kwargs:
+        raise SpecError(f"einsim.evaluate on a {target.kind} target takes no model options")
+    return target.evaluate(cascade, arch, mapping, shape)
 
 
 def sweep(space, output=None, **options):

@@ -192,24 +192,38 @@ def _design_options(command):
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 def evaluate_command(variant, arch_name, mapping_name, shape, params, overrides, fmt):
     """Predict latency, energy, traffic and utilization of one mapping."""
-    from einsim.simulator import GpuArchitecture, evaluate, load_architecture, load_mapping
-    from einsim.simulator.gpu import evaluate_gpu, parse_gpu_mapping
+    from einsim.simulator import load_architecture
+    from einsim.simulator.targets import target_of
 
     shape_values = _parse_shape(shape)
     arch = load_architecture(arch_name, _parse_params(overrides, "--set"))
     cascade = _build(variant, params)
-    if isinstance(arch, GpuArchitecture):  # a GPU: the mapping is a tiling, e.g. fused:Br=128
-        report = evaluate_gpu(cascade, arch, parse_gpu_mapping(mapping_name), shape=shape_values)
-    else:
-        report = evaluate(cascade, arch, load_mapping(mapping_name), shape_values)
+    # The target kind loads the mapping (a GPU: a tiling, e.g. fused:Br=128) and costs it.
+    target = target_of(arch)
+    report = target.evaluate(cascade, arch, mapping_name, shape_values)
+    typed = target.typed(arch, report)
     if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), default=str))
+        click.echo(
+            json.dumps(
+                {
+                    **report.to_dict(),
+                    "target": typed.target,
+                    "calibration": typed.calibration,
+                    "energy_method": typed.energy_method,
+                    **({"energy_pj": None} if typed.energy_pj is None else {}),
+                },
+                default=str,
+            )
+        )
     elif fmt == "csv":
         click.echo(report.per_einsum.to_csv(index=False), nl=False)
     else:
         click.echo(f"valid        {report.valid}" + "".join(f"\n  {r}" for r in report.reasons))
-        _echo_totals(report)
-        click.echo(report.per_einsum.to_string(index=False))
+        _echo_totals(report, typed)
+        table = report.per_einsum
+        if typed.energy_pj is None:  # not modelled on this target: not printed
+            table = table.drop(columns=["energy_pj", "lowered"], errors="ignore")
+        click.echo(table.to_string(index=False))
     _exit_if_invalid(report, "the mapping does not fit")
 
 
@@ -221,11 +235,16 @@ def _exit_if_invalid(report, what: str) -> None:
         sys.exit(1)
 
 
-def _echo_totals(report) -> None:
-    """The table form's totals of a Report: latency, cycles, energy, DRAM bytes, utilization."""
+def _echo_totals(report, typed=None) -> None:
+    """The table form's totals of a Report: latency, cycles, energy, DRAM bytes, utilization;
+    with its typed view (`simulator.targets.TargetReport`), the calibration and energy lines
+    (a GPU: "uncalibrated" until a fitted calibration is loaded; energy not modelled)."""
     click.echo(f"latency_s    {report.latency_s:.6g}")
     click.echo(f"cycles       {report.cycles:.6g}")
-    click.echo(f"energy_pj    {report.energy_pj:.6g}")
+    if typed is None or typed.energy_pj is not None:
+        click.echo(f"energy_pj    {report.energy_pj:.6g}")
+    for line in typed.lines() if typed is not None else ():
+        click.echo(line)
     click.echo(f"dram_bytes   {report.dram_bytes:.6g}")
     for unit, value in report.utilization.items():
         click.echo(f"util_{unit:<8}{value:.3f}")
@@ -263,12 +282,8 @@ def map_command(
     from pathlib import Path
 
     from einsim.mapper import search
-    from einsim.simulator import (
-        GpuArchitecture,
-        load_architecture,
-        mapping_to_dict,
-        mapping_to_yaml,
-    )
+    from einsim.simulator import load_architecture, mapping_to_dict, mapping_to_yaml
+    from einsim.simulator.targets import target_of
 
     if output is not None and Path(output).exists() and not force:
         raise SpecError(f"-o {output}: the file exists; pass --force to overwrite it")
@@ -276,7 +291,8 @@ def map_command(
         raise SpecError(f"--constraints {constraints!r}: no such file")
     shape_values = _parse_shape(shape)
     arch = load_architecture(arch_name, _parse_params(overrides, "--set"))
-    if isinstance(arch, GpuArchitecture) and output is not None:
+    target = target_of(arch)
+    if target.kind == "gpu" and output is not None:
         raise SpecError(
             f"-o: on a GPU ({arch_name}) the mapping is the tiling this command prints; "
             "give it to einsim evaluate --mapping"
@@ -292,6 +308,7 @@ def map_command(
         constraints=constraints,
     )
     report = result.report
+    typed = target.typed(arch, report)
     if output is not None:
         argv = ["einsim map", f"--variant {variant}", f"--arch {arch_name}", f"--shape {shape}"]
         argv += [f"--param {p}" for p in params] + [f"--set {o}" for o in overrides]
@@ -320,7 +337,10 @@ def map_command(
                     "seed": seed,
                     "latency_s": report.latency_s,
                     "cycles": report.cycles,
-                    "energy_pj": report.energy_pj,
+                    "energy_pj": report.energy_pj if typed.energy_pj is not None else None,
+                    "energy_method": typed.energy_method,
+                    "calibration": typed.calibration,
+                    "target": typed.target,
                     "dram_bytes": report.dram_bytes,
                     "utilization": report.utilization,
                     "evaluated": result.evaluated,
@@ -331,7 +351,7 @@ def map_command(
                     **_certificate(result),
                     "mapping": (
                         result.mapping.name
-                        if isinstance(arch, GpuArchitecture)
+                        if target.kind == "gpu"
                         else mapping_to_dict(result.mapping)
                     ),
                     "output": output,
@@ -341,9 +361,9 @@ def map_command(
             )
         )
         return
-    if isinstance(arch, GpuArchitecture):
+    if target.kind == "gpu":
         click.echo(f"mapping      {result.mapping.name}")
-    _echo_totals(report)
+    _echo_totals(report, typed)
     click.echo(f"evaluated    {result.evaluated}")
     click.echo(f"pruned       {result.pruned}")
     click.echo(f"invalid      {result.invalid}")
@@ -367,6 +387,7 @@ def _certificate(result) -> dict:
     import math
 
     bound = getattr(result, "lower_bound", None)
+    bound = bound if bound is not None and math.isfinite(bound) else None  # a GPU: no bound
     gap = getattr(result, "gap", None)
     return {
         "lower_bound": bound,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from einsim.einsum import Op, SpecError, validation
 
 from .lowering import resolve
-from .spec import apply_overrides, check_keys, integer, load_yaml, number
+from .spec import check_keys, integer, number
 
 # Bounds of the numbers in an architecture spec (einsim.einsum.validation refuses nan, inf
 # and non-numbers everywhere): wide enough for any real design, narrow enough that no cost
@@ -294,26 +294,15 @@ def load_architecture(
 ) -> Architecture | GpuArchitecture:
     """A bundled preset by name or a YAML file by path, with `--set`-style overrides.
 
-    A bundled GPU (`simulator/gpus/`) or a spec with a top-level `gpu:` section loads as a
-    `simulator.gpu.GpuArchitecture` (see `load_gpu_architecture`).
+    Any target's preset or spec (`simulator.targets.load`): a bundled GPU
+    (`simulator/gpus/`) or a spec with a top-level `gpu:` section loads as a
+    `simulator.gpu.GpuArchitecture`.
 
     Example:
         >>> arch = load_architecture("fusemax_cloud", {"units.2d.rows": 64})
         >>> arch.unit("2d").dims
         (64, 256)
     """
-    from .gpu import gpu_architecture_from_dict, gpu_presets, load_gpu_architecture
+    from .targets import load  # the registry of target kinds (simulator/targets.py)
 
-    if str(name_or_path) in gpu_presets():  # a bundled GPU (simulator/gpus/)
-        return load_gpu_architecture(name_or_path, overrides)
-    try:
-        data, origin = load_yaml(name_or_path, "architecture", "architectures")
-    except SpecError as error:
-        if not str(error).startswith("unknown architecture"):
-            raise
-        raise SpecError(f"{error}; GPUs: {', '.join(gpu_presets())}") from None
-    if overrides:
-        data = apply_overrides(data, overrides, origin)
-    if "gpu" in data:  # a GPU spec file: its own type and model (simulator/gpu.py)
-        return gpu_architecture_from_dict(data, origin)
-    return architecture_from_dict(data, origin)
+    return load(name_or_path, overrides)

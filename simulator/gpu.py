@@ -125,11 +125,18 @@ class GpuArchitecture:
     cuda_core_flops_per_clock_per_sm: tuple[tuple[str, float], ...]
     sfu_ops_per_clock_per_sm: float
     board_power_w: float = 0.0
+    # The tensor-core rate of mma.sync, the instruction the modelled (FlashAttention-2 style)
+    # kernels issue, where it is below the chip's peak (sm_90: the peak needs wgmma); empty:
+    # mma.sync runs at `tensor_flops_per_clock_per_sm` (sm_80).
+    mma_sync_flops_per_clock_per_sm: tuple[tuple[str, float], ...] = ()
 
     def mma_flops_per_s(self, dtype: str) -> float:
-        """Peak rate of the attention MMAs (per clock per SM x SMs x clock): tensor cores for
-        16-bit inputs, CUDA cores (FMA) for fp32/fp64 inputs (run without tensor cores)."""
-        table = dict(self.tensor_flops_per_clock_per_sm) if dtype in ("fp16", "bf16") else {}
+        """Peak rate of the attention MMAs (per clock per SM x SMs x clock): the tensor cores
+        through mma.sync (`mma_sync_flops_per_clock_per_sm`, else the tensor peak) for 16-bit
+        inputs, CUDA cores (FMA) for fp32/fp64 inputs (run without tensor cores)."""
+        tensor = dict(self.tensor_flops_per_clock_per_sm)
+        tensor.update(self.mma_sync_flops_per_clock_per_sm)
+        table = tensor if dtype in ("fp16", "bf16") else {}
         if dtype not in table:
             table = dict(self.cuda_core_flops_per_clock_per_sm)
             dtype = "fp64" if dtype == "fp64" else "fp32"
@@ -230,7 +237,7 @@ def gpu_architecture_from_dict(data: MappingABC, origin: str = "architecture") -
             "tensor_flops_per_clock_per_sm",
             "cuda_core_flops_per_clock_per_sm",
         ),
-        ("board_power_w",),
+        ("board_power_w", "mma_sync_flops_per_clock_per_sm"),
     )
     values: dict = {}
     for key in _GPU_INTS:
@@ -254,6 +261,13 @@ def gpu_architecture_from_dict(data: MappingABC, origin: str = "architecture") -
         cuda_core_flops_per_clock_per_sm=_rates(cores, f"{where}.cuda_core_flops_per_clock_per_sm"),
         board_power_w=number(
             gpu.get("board_power_w", 0), f"{where}.board_power_w", positive=False, maximum=1e6
+        ),
+        mma_sync_flops_per_clock_per_sm=(
+            _rates(
+                gpu["mma_sync_flops_per_clock_per_sm"], f"{where}.mma_sync_flops_per_clock_per_sm"
+            )
+            if "mma_sync_flops_per_clock_per_sm" in gpu
+            else ()
         ),
         **values,
     )

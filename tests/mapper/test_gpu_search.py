@@ -59,12 +59,15 @@ def test_einsim_search_and_map_dispatch_to_the_gpu_grid(tmp_path):
 
     import einsim
 
-    result = einsim.search(attention("fusemax"), H100, PREFILL, budget=200)
+    result = einsim.search(attention("fusemax"), H100, PREFILL, strategy="random", budget=200)
     assert isinstance(result.mapping, GpuMapping) and result.evaluated == 200
+    assert isinstance(result, einsim.mapper.SearchResult) and result.strategy == "random"
     shape = ",".join(f"{k}={v}" for k, v in PREFILL.items())
     run = [sys.executable, "-m", "einsim.cli", "map", "--variant", "fusemax", "--arch", "h100_sxm"]
     out = subprocess.run(
-        [*run, "--shape", shape, "--budget", "200"], capture_output=True, text=True
+        [*run, "--shape", shape, "--budget", "200", "--strategy", "random"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert f"mapping      {result.mapping.name}" in out.stdout
