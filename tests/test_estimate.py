@@ -189,3 +189,18 @@ def test_uncalibrated_gpu_estimate_beside_published(
     print(f"{source}: published {published * 1e3:.1f} ms, einsim {ours * 1e3:.1f} ms, {error:+.0%}")
     assert math.isfinite(error)
     assert 0.1 < ours / published < 10  # uncalibrated: a sanity bound, not a tolerance
+
+
+@pytest.mark.parametrize("model", [name for name, m in MODELS.items() if not m.grid])
+def test_every_zoo_model_is_estimated_on_both_kinds_of_target(model):
+    """Every zoo model (not the video model, whose 3D-neighbourhood mask at its 118,800-token
+    grid takes minutes to count) prices every operator on a spatial array and on a GPU."""
+    spec = MODELS[model]
+    for target in ("fusemax_cloud", "h100_sxm"):
+        e = estimate(model, target, "prefill", 512, 1)
+        assert e.valid, e.reasons
+        operators = set(e.breakdown.operator)
+        assert {"attention", "Q", "K", "V", "O", "FFN_up", "FFN_down", "norm"} <= operators
+        assert ("FFN_gate" in operators) == spec.gated_ffn
+        assert ("router" in operators) == (spec.experts > 1)
+        assert ("lm_head" in operators) == (spec.vocab > 0)
