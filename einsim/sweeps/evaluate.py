@@ -21,12 +21,17 @@ from .spec import _canonical, arch_data, point_id
 
 #: Output columns every row has, before the per-architecture ones (energy components,
 #: buffer words per level, utilization per unit).
-BASE_OUTPUTS = ("cascade", "shape", "factors", "valid", "reason", "error")
+BASE_OUTPUTS = ("cascade", "shape", "factors", "valid", "reason", "error", "target", "calibration")
 NUMBERS = ("latency_s", "cycles", "energy_pj", "dram_bytes", "area_mm2")  # area: 0 unmodelled
 
 
 def arch_columns(arch) -> list[str]:
-    """The per-architecture output columns of `arch` (an `Architecture`)."""
+    """The per-architecture output columns of `arch` (any target: a GPU has no energy
+    columns, its energy is not modelled, and the utilization of its pipes and HBM)."""
+    from einsim.simulator.targets import target_of
+
+    if target_of(arch).kind == "gpu":
+        return [f"util_{pipe}" for pipe in ("tensor", "sfu", "hbm")]
     levels = [level.name for level in arch.levels]
     return [
         *(f"energy_{c}_pj" for c in ("compute", "leakage", *levels)),
@@ -37,14 +42,14 @@ def arch_columns(arch) -> list[str]:
 
 @functools.lru_cache(maxsize=4096)
 def _architecture(name: str, overrides: str):
-    from einsim.simulator.architecture import architecture_from_dict
     from einsim.simulator.spec import apply_overrides
+    from einsim.simulator.targets import target_of_spec
 
     data, origin = arch_data(name)
     values = json.loads(overrides)
     if values:
         data = apply_overrides(data, values, origin)
-    return architecture_from_dict(data, origin)
+    return target_of_spec(data, origin).from_dict(data, origin)
 
 
 @functools.lru_cache(maxsize=256)
@@ -114,6 +119,7 @@ def build(point: Mapping):
         SpecError: a workload, architecture or mapping that cannot be built.
     """
     from einsim.einsum import SpecError
+    from einsim.simulator.targets import target_of
 
     variant_params = _prefixed(point, "variant.")
     if "model" in point:
@@ -146,8 +152,10 @@ def build(point: Mapping):
     mapping = point["mapping"]
     if isinstance(mapping, Mapping):
         mapping = _searched(cascade, arch, shape, mapping, options)
-    else:
+    elif target_of(arch).kind == "spatial":
         mapping = _mapping(mapping)
+    else:  # a GPU: the mapping is a tiling such as fused:Br=128,Bc=64
+        mapping = target_of(arch).load_mapping(mapping)
     return cascade, shape, arch, mapping, options
 
 
@@ -224,6 +232,7 @@ def _record_error(out: dict, i: int, error: BaseException) -> None:
 def _evaluate_group(points, rows: list[int], out: dict, numeric: dict, columns) -> None:
     from einsim.einsum import SpecError
     from einsim.simulator import evaluate_batch
+    from einsim.simulator.targets import target_of
 
     first = points[rows[0]]
     cascade, shape, arch, mapping, options = build(first)
@@ -236,15 +245,23 @@ def _evaluate_group(points, rows: list[int], out: dict, numeric: dict, columns) 
     searched = isinstance(first.get("mapping"), Mapping)
     names = [k for k, v in first.items() if _batched(k, v, searched)]
     params = {k.removeprefix("mapping."): np.array([points[i][k] for i in rows]) for k in names}
-    batch = evaluate_batch(cascade, arch, mapping, shape, params or None, options)
+    target = target_of(arch)
+    if target.kind == "spatial":
+        batch = evaluate_batch(cascade, arch, mapping, shape, params or None, options)
+        calibration = "n/a"
+    else:  # energy not modelled on a GPU: NaN, never board power x time
+        batch = target.evaluate_batch(cascade, arch, mapping, shape, params or None)
+        calibration = target.calibration(arch)
     index = np.asarray(rows)
     numeric["latency_s"][index] = batch.latency_s
     numeric["cycles"][index] = batch.cycles
-    numeric["energy_pj"][index] = batch.energy_pj
+    if target.kind == "spatial":
+        numeric["energy_pj"][index] = batch.energy_pj
     numeric["dram_bytes"][index] = batch.dram_bytes
     numeric["area_mm2"][index] = batch.area_mm2
     for component, values in batch.energy_by_component_pj.items():
-        numeric[f"energy_{component}_pj"][index] = values
+        if target.kind == "spatial":
+            numeric[f"energy_{component}_pj"][index] = values
     for level, values in batch.buffer_words.items():
         numeric[f"buffer_words_{level}"][index] = values
     for unit, values in batch.utilization.items():
@@ -262,6 +279,8 @@ def _evaluate_group(points, rows: list[int], out: dict, numeric: dict, columns) 
     for j, i in enumerate(rows):
         out["cascade"][i] = cascade.name
         out["shape"][i] = shape_text
+        out["target"][i] = target.kind
+        out["calibration"][i] = calibration
         out["valid"][i] = valid[j]
         if factors is not None:
             out["factors"][i] = factors[j]

@@ -506,9 +506,13 @@ def _check_against_specs(spec: SweepSpec, origin: str) -> None:
 
 @functools.lru_cache(maxsize=64)
 def arch_data(name: str) -> tuple[dict, str]:
-    """The parsed YAML of an architecture (a bundled name or a path), read once."""
+    """The parsed YAML of an architecture of any target (a bundled spatial or GPU preset,
+    or a path), read once."""
     from einsim.simulator.spec import load_yaml
+    from einsim.simulator.targets import TARGETS
 
+    if name in TARGETS["gpu"].presets():
+        return load_yaml(name, "GPU architecture", "gpus")
     return load_yaml(name, "architecture", "architectures")
 
 
