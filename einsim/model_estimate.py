@@ -5,9 +5,10 @@
 
 * attention: the layer's cascade (`workload`, the model's own variant in the asked form, or
   a substituted variant) on the target. Spatial arrays: the fastest valid bundled mapping
-  (`simulator/mappings/`) and, for a masked cascade (whose empty tiles the bundled
-  mappings still visit), the mapper's greedy search (budget `SEARCH_BUDGET`), whichever is
-  faster; the mapper alone when no bundled mapping fits; GPUs:
+  (`simulator/mappings/`) and, where a mask keeps under `SPARSE_SHARE` of the iteration
+  space (a window; the bundled mappings still visit its empty tiles), the mapper's greedy
+  search (budget `SEARCH_BUDGET`), whichever is faster; the mapper alone when no bundled
+  mapping fits; GPUs:
   the best of a small FlashAttention tiling grid (`GPU_TILINGS`) costed in one
   `evaluate_gpu_batch` call. A mapping may be given instead (`mapping=`), or
   `mapping="search"` asks the mapper on either target.
@@ -49,7 +50,8 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from einsim.einsum import Cascade, EinsimError, Op, SpecError
+from einsim.einsum import Cascade, EinsimError, Op, SpecError, iteration_points
+from einsim.einsum.ir import rank_of
 from einsim.simulator import (
     Architecture,
     GpuArchitecture,
@@ -59,6 +61,7 @@ from einsim.simulator import (
     evaluate_gpu_batch,
     load_architecture,
     load_mapping,
+    split_shape,
 )
 from einsim.simulator.gpu import GPU_PARAMETERS, KernelForm, parse_gpu_mapping
 from einsim.workloads import ATTENTION, MODELS, Model, attention, cascade, parameters, workload
@@ -66,8 +69,10 @@ from einsim.workloads import ATTENTION, MODELS, Model, attention, cascade, param
 PHASES = ("prefill", "decode")
 FORMS = ("stable_3pass", "online_2pass", "fusemax_1pass")
 DEFAULT_FORM = "fusemax_1pass"
-#: Candidates the mapper costs when no bundled mapping fits a spatial attention layer.
+#: Candidates the mapper costs when no bundled mapping fits a spatial attention layer, or
+#: beside the bundled mappings when a mask keeps under `SPARSE_SHARE` of the space.
 SEARCH_BUDGET = 100
+SPARSE_SHARE = 0.5
 #: The FlashAttention-2 tilings tried on a GPU (Dao 2023, Sec. 3.3 uses Br, Bc in {64, 128}
 #: with 4 or 8 warps); split-KV (flash-decoding) for decode's single query.
 GPU_TILINGS = {
@@ -189,7 +194,7 @@ class _SpatialTarget:
 
     def _best(self, cascade_: Cascade, shape, unit: str, search: bool = True) -> OperatorCost:
         """The fastest valid bundled mapping of the cascade, else the greedy mapper; for a
-        masked cascade (and `search`), the faster of the two."""
+        sparse mask (and `search`), the faster of the two."""
         best = None
         outputs = {e.output for e in cascade_.einsums}
         for spec in _bundled_mappings():
@@ -204,10 +209,10 @@ class _SpatialTarget:
         if best is None:
             return self._search(cascade_, shape, unit)
         bundled = self._report(*best, unit)
-        if not search or not any(e.where is not None for e in cascade_.einsums):
+        if not search or _kept_share(cascade_, shape) >= SPARSE_SHARE:
             return bundled
-        # A masked cascade: the bundled mappings visit every tile; the mapper's space also
-        # skips the empty ones (a window, a causal triangle), so it may win.
+        # A sparse mask (a window): the bundled mappings visit every tile; the mapper's
+        # space also skips the empty ones, so it may win.
         searched = self._search(cascade_, shape, unit)
         return searched if searched.latency_s < bundled.latency_s else bundled
 
@@ -252,6 +257,28 @@ class _SpatialTarget:
         energy += moved_bytes / 2 * (dram.read_pj_per_byte + dram.write_pj_per_byte)
         latency = max(cycles / self.arch.clock_hz, memory_s)
         return OperatorCost(latency, energy, moved_bytes, float(sum(ops.values())), unit.name)
+
+
+def _kept_share(cascade_: Cascade, shape) -> float:
+    """The share of its iteration space that the largest filtered Einsum computes (1.0
+    without filters): a causal prefill keeps ~1/2, a 4K window over 32K keys 1/8."""
+    filtered = [e for e in cascade_.einsums if e.where is not None]
+    if not filtered:
+        return 1.0
+    sizes = split_shape(cascade_, None, dict(shape)).sizes
+    best = (0.0, 1.0)
+    for einsum in filtered:
+        ranks = {rank_of(v) for v in einsum.iter_vars}
+        dense = 1
+        for part in cascade_.partitions:  # a pair spans its rank once (partial tile exact)
+            if part.upper in ranks and part.lower in ranks:
+                dense *= sizes[part.rank]
+                ranks -= {part.upper, part.lower}
+        for rank in ranks:
+            dense *= sizes[rank]
+        if dense > best[0]:
+            best = (dense, iteration_points(cascade_, einsum, sizes) / dense)
+    return best[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,11 +569,12 @@ def estimate(
             variant takes them all, as `sliding_window`'s W and causal on a GQA model;
             otherwise the variant itself, per head), or a Cascade (prefill only).
         mapping: for every layer's attention: None (spatial: the fastest valid bundled
-            mapping, and for a masked cascade the mapper's greedy search too, whichever
-            is faster; GPU: the best of `GPU_TILINGS`), "bundled" (spatial: bundled
-            mappings only, the mapper only when none fits: faster), "search" (the mapper
-            on either target), a spatial mapping (name or `Mapping`) or a GPU tiling
-            ("fused:Br=128,Bc=64" or `GpuMapping`).
+            mapping, and for a sparse mask (under `SPARSE_SHARE` kept: a window) the
+            mapper's greedy search too, whichever is faster; GPU: the best of
+            `GPU_TILINGS`), "bundled" (spatial: bundled mappings only, the mapper only
+            when none fits: faster), "search" (the mapper on either target), a spatial
+            mapping (name or `Mapping`) or a GPU tiling ("fused:Br=128,Bc=64" or
+            `GpuMapping`).
 
     Returns:
         A `ModelEstimate`; operators that could not be costed are rows with valid False
