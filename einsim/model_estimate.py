@@ -6,12 +6,12 @@
 * attention: the layer's cascade (`workload`, the model's own variant in the asked form, or
   a substituted variant) on the target. Spatial arrays: the fastest valid bundled mapping
   (`simulator/mappings/`) and, where a mask keeps under `SPARSE_SHARE` of the iteration
-  space (a window; the bundled mappings still visit its empty tiles), the mapper's greedy
-  search (budget `SEARCH_BUDGET`), whichever is faster; the mapper alone when no bundled
-  mapping fits; GPUs:
-  the best of a small FlashAttention tiling grid (`GPU_TILINGS`) costed in one
-  `evaluate_gpu_batch` call. A mapping may be given instead (`mapping=`), or
-  `mapping="search"` asks the mapper on either target.
+  space (a window; the bundled mappings still visit its empty tiles) or that mapping keeps
+  every unit and DRAM under `SPARSE_SHARE` busy (decode on an array tiled for prefill),
+  the mapper's greedy search (budget `SEARCH_BUDGET`), whichever is faster; the mapper
+  alone when no bundled mapping fits; GPUs: the best of a small FlashAttention tiling
+  grid (`GPU_TILINGS`) costed in one `evaluate_gpu_batch` call. A mapping may be given
+  instead (`mapping=`), or `mapping="search"` asks the mapper on either target.
 * every matrix product: Q, K, V (D x H·E, D x G·E), O (H·E x D), the FFN (gate, up, down
   for a gated FFN; up, down otherwise), a MoE's router and experts (tokens x top-k routed,
   spread evenly over the experts they reach), and the LM head. Spatial arrays: the `gemm`
@@ -70,7 +70,8 @@ PHASES = ("prefill", "decode")
 FORMS = ("stable_3pass", "online_2pass", "fusemax_1pass")
 DEFAULT_FORM = "fusemax_1pass"
 #: Candidates the mapper costs when no bundled mapping fits a spatial attention layer, or
-#: beside the bundled mappings when a mask keeps under `SPARSE_SHARE` of the space.
+#: beside the bundled mappings when a mask keeps under `SPARSE_SHARE` of the space or the
+#: best bundled mapping keeps every unit and DRAM under `SPARSE_SHARE` busy.
 SEARCH_BUDGET = 100
 SPARSE_SHARE = 0.5
 #: The FlashAttention-2 tilings tried on a GPU (Dao 2023, Sec. 3.3 uses Br, Bc in {64, 128}
@@ -209,12 +210,22 @@ class _SpatialTarget:
         if best is None:
             return self._search(cascade_, shape, unit)
         bundled = self._report(*best, unit)
-        if not search or _kept_share(cascade_, shape) >= SPARSE_SHARE:
+        if not search:
             return bundled
-        # A sparse mask (a window): the bundled mappings visit every tile; the mapper's
-        # space also skips the empty ones, so it may win.
+        # Ask the mapper too where the bundled mapping is likely far from the best: a
+        # sparse mask (a window: the bundled mappings visit its empty tiles, the mapper's
+        # space skips them), or a mapping that keeps every unit and DRAM mostly idle
+        # (decode's single query on an array tiled for prefill).
+        if _kept_share(cascade_, shape) >= SPARSE_SHARE and self._busy(best[0]) >= SPARSE_SHARE:
+            return bundled
         searched = self._search(cascade_, shape, unit)
         return searched if searched.latency_s < bundled.latency_s else bundled
+
+    def _busy(self, report) -> float:
+        """The busiest of the units and DRAM: max(utilization, DRAM time / latency)."""
+        dram = self.arch.levels[0]
+        dram_s = report.dram_bytes / (dram.bandwidth_bytes_per_cycle * self.arch.clock_hz)
+        return max([*report.utilization.values(), dram_s / report.latency_s])
 
     def _search(self, cascade_: Cascade, shape, unit: str = "2d+1d") -> OperatorCost:
         from einsim.mapper import search
@@ -569,8 +580,8 @@ def estimate(
             variant takes them all, as `sliding_window`'s W and causal on a GQA model;
             otherwise the variant itself, per head), or a Cascade (prefill only).
         mapping: for every layer's attention: None (spatial: the fastest valid bundled
-            mapping, and for a sparse mask (under `SPARSE_SHARE` kept: a window) the
-            mapper's greedy search too, whichever is faster; GPU: the best of
+            mapping, and where a mask is sparse or that mapping mostly idle (module
+            docstring) the mapper's greedy search too, whichever is faster; GPU: the best of
             `GPU_TILINGS`), "bundled" (spatial: bundled mappings only, the mapper only
             when none fits: faster), "search" (the mapper on either target), a spatial
             mapping (name or `Mapping`) or a GPU tiling ("fused:Br=128,Bc=64" or
