@@ -146,7 +146,7 @@ def _fit_line(result) -> str:
 @click.option("--batch", type=int, default=None, help="sequences (default: the model's)")
 @click.option(
     "--mapping", default=None,
-    help="'bundled' (faster: no mapper search on spatial targets) or 'search'",
+    help="'bundled' (no mapper search), 'best' (bundled vs mapper everywhere) or 'search'",
 )  # fmt: skip
 @click.option(
     "--baseline", default=None, help="the target speedups are against (default: the first)"

@@ -189,16 +189,17 @@ class _SpatialTarget:
     def attention(self, cascade_: Cascade, shape, mapping) -> OperatorCost:
         if isinstance(mapping, str) and mapping == "search":
             return self._search(cascade_, shape)
-        if isinstance(mapping, str) and mapping == "bundled":
-            return self._best(cascade_, shape, "2d+1d", search=False)
+        if isinstance(mapping, str) and mapping in ("bundled", "best"):
+            return self._best(cascade_, shape, "2d+1d", search=mapping)
         if mapping is not None:
             spec = load_mapping(mapping) if isinstance(mapping, str) else mapping
             return self._report(evaluate(cascade_, self.arch, spec, dict(shape)), spec.name)
         return self._best(cascade_, shape, "2d+1d")
 
-    def _best(self, cascade_: Cascade, shape, unit: str, search: bool = True) -> OperatorCost:
-        """The fastest valid bundled mapping of the cascade, else the greedy mapper; for a
-        sparse mask (and `search`), the faster of the two."""
+    def _best(self, cascade_: Cascade, shape, unit: str, search: str = "auto") -> OperatorCost:
+        """The fastest valid bundled mapping of the cascade, else the greedy mapper; with
+        `search` "best", or "auto" and a sparse mask or an idle mapping, the faster of the
+        two; with "bundled", the bundled one."""
         best = None
         outputs = {e.output for e in cascade_.einsums}
         for spec in _bundled_mappings():
@@ -213,13 +214,14 @@ class _SpatialTarget:
         if best is None:
             return self._search(cascade_, shape, unit)
         bundled = self._report(*best, unit)
-        if not search:
+        if search == "bundled":
             return bundled
         # Ask the mapper too where the bundled mapping is likely far from the best: a
         # sparse mask (a window: the bundled mappings visit its empty tiles, the mapper's
         # space skips them), or a mapping that keeps every unit and DRAM mostly idle
         # (decode's single query on an array tiled for prefill).
-        if _kept_share(cascade_, shape) >= SPARSE_SHARE and self._busy(best[0]) >= IDLE_SHARE:
+        sparse = _kept_share(cascade_, shape) < SPARSE_SHARE
+        if search == "auto" and not sparse and self._busy(best[0]) >= IDLE_SHARE:
             return bundled
         searched = self._search(cascade_, shape, unit)
         return searched if searched.latency_s < bundled.latency_s else bundled
@@ -327,7 +329,7 @@ class _GpuTarget:
 
             found = search(cascade_, self.arch, dict(shape), budget=SEARCH_BUDGET)
             return self._cost(found.report, found.mapping.name)
-        if mapping is not None and mapping != "bundled":
+        if mapping is not None and mapping not in ("bundled", "best"):
             spec = parse_gpu_mapping(mapping) if isinstance(mapping, str) else mapping
             kernel, params = spec.kernel, {k: np.array([v]) for k, v in spec.params().items()}
         else:
@@ -586,7 +588,8 @@ def estimate(
             mapping, and where a mask is sparse or that mapping mostly idle (module
             docstring) the mapper's greedy search too, whichever is faster; GPU: the best of
             `GPU_TILINGS`), "bundled" (spatial: bundled mappings only, the mapper only
-            when none fits: faster), "search" (the mapper on either target), a spatial
+            when none fits: faster), "best" (spatial: the faster of the bundled mappings
+            and the mapper, everywhere), "search" (the mapper on either target), a spatial
             mapping (name or `Mapping`) or a GPU tiling ("fused:Br=128,Bc=64" or
             `GpuMapping`).
 

@@ -204,3 +204,14 @@ def test_every_zoo_model_is_estimated_on_both_kinds_of_target(model):
         assert ("FFN_gate" in operators) == spec.gated_ffn
         assert ("router" in operators) == (spec.experts > 1)
         assert ("lm_head" in operators) == (spec.vocab > 0)
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_mapping_modes_order(phase):
+    """'best' takes the faster of the bundled mappings and the mapper, so it is never
+    slower than 'bundled' or the default (which asks the mapper only sometimes)."""
+    runs = {
+        mode: estimate("mistral_7b", "flat_cloud", phase, 8192, 1, mapping=mode).latency_s
+        for mode in ("bundled", None, "best")
+    }
+    assert runs["best"] <= runs[None] <= runs["bundled"]
