@@ -561,6 +561,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     parser.add_argument("--out", default="/tmp/einsim_fuzz", help="failing and slowest inputs")
     parser.add_argument("--probes", action="store_true", help="time the issue's inputs only")
+    parser.add_argument("--table", help="also write the table here, updated after each chunk")
     args = parser.parse_args()
     if args.probes:
         probes()
@@ -576,18 +577,29 @@ def main() -> None:
     totals = {kind: Tally() for kind in kinds}
     cpu = dict.fromkeys(kinds, 0.0)
     began = time.perf_counter()
-    print(
-        f"{args.count} inputs per kind in chunks of {CHUNK}, {args.jobs} processes; every "
-        f"input loaded and validated, 1 accepted input in {USE_EVERY} used downstream; "
-        f"a hang is an input over {HANG_S} s (CPU time of its thread; wall time beside it)",
-        flush=True,
+    intro = (
+        f"{args.count} inputs per kind (seed {args.seed}) in chunks of {CHUNK}, {args.jobs} "
+        f"processes; every input loaded and validated, 1 accepted input in {USE_EVERY} used "
+        f"downstream; a hang is an input over {HANG_S} s (CPU time of its thread; wall time "
+        "beside it, inflated on a shared machine)"
     )
+    print(intro, flush=True)
+
+    def table(done: int) -> str:
+        lines = [intro, f"{done}/{len(jobs)} chunks done, wall {time.perf_counter() - began:.0f} s"]
+        lines += [HEADER, *(row(kind, totals[kind], cpu[kind]) for kind in kinds)]
+        for kind in kinds:
+            lines += [f"  {kind} {w}: {m[:160]!r}" for w, m in totals[kind].examples[:3]]
+        return "\n".join(lines) + "\n"
+
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(_run_chunk, job) for job in jobs]
         for done, future in enumerate(as_completed(futures), 1):
             kind, tally, seconds = future.result()
             totals[kind].add(tally)
             cpu[kind] += seconds
+            if args.table:
+                Path(args.table).write_text(table(done))
             if done % max(1, len(jobs) // 20) == 0:
                 elapsed = time.perf_counter() - began
                 print(f"  {done}/{len(jobs)} chunks, {elapsed:.0f} s", flush=True)

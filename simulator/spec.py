@@ -101,9 +101,14 @@ def load_yaml(name_or_path: str | Path, kind: str, folder: str) -> tuple[dict, s
     """A bundled spec by name (`fusemax_cloud`) or a YAML file by path; returns (data, origin)."""
     path = Path(name_or_path)
     bundled = resources.files("einsim.simulator").joinpath(folder, f"{name_or_path}.yaml")
-    if str(name_or_path).endswith((".yaml", ".yml")) or path.exists():
+    shown = repr(str(name_or_path)[:200])
+    try:
+        exists = path.exists()
+    except OSError as error:  # a name too long for a path, say
+        raise SpecError(f"unknown {kind} {shown}: {error.strerror or error}") from None
+    if str(name_or_path).endswith((".yaml", ".yml")) or exists:
         if not path.is_file():
-            raise SpecError(f"{kind} file {str(path)!r} does not exist")
+            raise SpecError(f"{kind} file {shown} does not exist")
         origin, text = str(path), path.read_text()
     elif bundled.is_file():
         origin, text = f"{kind} {name_or_path}", bundled.read_text()
@@ -113,7 +118,7 @@ def load_yaml(name_or_path: str | Path, kind: str, folder: str) -> tuple[dict, s
             for p in resources.files("einsim.simulator").joinpath(folder).iterdir()
             if p.name.endswith(".yaml")
         )
-        raise SpecError(f"unknown {kind} {str(name_or_path)!r}; bundled: {', '.join(known)}")
+        raise SpecError(f"unknown {kind} {shown}; bundled: {', '.join(known)}")
     return parse_yaml(text, origin), origin
 
 

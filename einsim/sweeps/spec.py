@@ -210,8 +210,18 @@ def _check_value(key: str, value: object, where: str) -> None:
     """Refuse a value of the wrong type for its key, naming the key and what is allowed."""
 
     def bad(expected: str):
-        return SpecError(f"{where}: {key} must be {expected}, got {value!r}")
+        return SpecError(f"{where}: {key} must be {expected}, got {value!r}"[:300])
 
+    stack = [value]
+    while stack:  # nested mapping keys are names (point ids sort them)
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            odd = [k for k in node if not isinstance(k, str)]
+            if odd:
+                raise SpecError(f"{where}: {key} has a key that is not a name: {odd[0]!r}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
     if key in ("seq_len", "batch") or key.startswith("shape.") or _is_mapping_param(key):
         if not _positive_int(value):
             raise bad("a positive integer")
