@@ -34,8 +34,8 @@ shape, target, mapping), so an 80-layer model maps its attention once.
 (The module is not named `estimate`: importing it would replace the function
 `einsim.estimate` with the module.)
 
-Every spatial-vs-GPU difference lives in the two target classes below, chosen by
-`_target` (the one dispatch, to be replaced by a target registry).
+Every spatial-vs-GPU difference lives in the two target classes below, chosen in `_target`
+by the registry's dispatcher (`einsim.target_of`); no architecture type is tested here.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from einsim.simulator import (
     split_shape,
 )
 from einsim.simulator.gpu import GPU_PARAMETERS, KernelForm, parse_gpu_mapping
+from einsim.simulator.targets import target_of
 from einsim.workloads import ATTENTION, MODELS, Model, attention, cascade, parameters, workload
 
 PHASES = ("prefill", "decode")
@@ -369,15 +370,17 @@ class _GpuTarget:
         return OperatorCost(latency, math.nan, moved_bytes, lane_ops + exps, "cuda+SFU")
 
 
+_KINDS = {"spatial": _SpatialTarget, "gpu": _GpuTarget}
+
+
 def _target(target) -> _SpatialTarget | _GpuTarget:
-    """The one place that tells a spatial array from a GPU (a preset name, a path, or a
-    loaded architecture)."""
+    """A preset name, a spec path or a loaded architecture, as this module's view of its
+    target kind (`einsim.target_of`, the registry's one dispatcher)."""
     arch = load_architecture(target) if isinstance(target, str) else target
-    if isinstance(arch, GpuArchitecture):
-        return _GpuTarget(arch)
-    if isinstance(arch, Architecture):
-        return _SpatialTarget(arch)
-    raise SpecError(f"estimate: target must be a preset name or an architecture, got {target!r}")
+    kind = target_of(arch).kind
+    if kind not in _KINDS:
+        raise SpecError(f"estimate: target kind {kind!r} has no whole-model costs yet")
+    return _KINDS[kind](arch)
 
 
 # The cache: identical layers (same cascade, shape, target, mapping) cost once.
