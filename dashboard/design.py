@@ -24,12 +24,10 @@ from einsim.simulator import (
     load_mapping,
 )
 from einsim.simulator import Mapping as SimMapping
-from einsim.simulator.architecture import architecture_from_dict
 from einsim.simulator.gpu import (
     AttentionProblem,
     GpuMapping,
     evaluate_gpu,
-    gpu_architecture_from_dict,
     gpu_presets,
     parse_gpu_mapping,
     problem_from_cascade,
@@ -37,6 +35,7 @@ from einsim.simulator.gpu import (
 )
 from einsim.simulator.shape import DEFAULT_BATCH, cascade_names
 from einsim.simulator.spec import apply_overrides, load_yaml, parse_yaml
+from einsim.simulator.targets import target_of, target_of_spec
 from einsim.workloads import ATTENTION, MODELS, workload
 from einsim.workloads import cascade as build_cascade
 
@@ -131,7 +130,7 @@ class DesignResult:
 
     @property
     def is_gpu(self) -> bool:
-        return isinstance(self.arch, GpuArchitecture)
+        return target_of(self.arch).kind == "gpu"
 
 
 def parse_assignments(text: str | None, what: str = "parameters") -> dict[str, object]:
@@ -245,9 +244,7 @@ def build_architecture(spec: DesignSpec) -> Architecture | GpuArchitecture:
     data, origin = architecture_data(spec)
     if spec.overrides:
         data = apply_overrides(data, dict(spec.overrides), origin)
-    if "gpu" in data:  # as `load_architecture` dispatches a GPU spec file
-        return gpu_architecture_from_dict(data, origin)
-    return architecture_from_dict(data, origin)
+    return target_of_spec(data, origin).from_dict(data, origin)  # the kind from its sections
 
 
 def build_workload(spec: DesignSpec) -> tuple[Cascade, dict[str, int]]:
@@ -314,7 +311,7 @@ def evaluate_design(spec: DesignSpec) -> DesignResult:
     """
     cascade, shape = build_workload(spec)
     arch = build_architecture(spec)
-    if isinstance(arch, GpuArchitecture):
+    if target_of(arch).kind == "gpu":
         problem = problem_from_cascade(cascade, shape)  # one line naming the supported ones
         searched = spec.searched if isinstance(spec.searched, GpuMapping) else None
         tiling = searched or parse_gpu_mapping(checked_text(spec.tiling, "GPU tiling", maximum=200))

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from einsim.einsum import Cascade, Op, op_counts, pass_analysis
 from einsim.simulator import Architecture, GpuArchitecture, Report
+from einsim.simulator.targets import target_of
 
 from .design import Comparison, DesignResult, gpu_summary
 from .schedule import DRAIN_ROW, MEMORY_ROW
@@ -314,7 +315,7 @@ def roofline_figure(
     if not points:
         return _layout(fig, "Roofline")
     arch = arch or points[0][1].arch
-    gpu = isinstance(arch, GpuArchitecture)
+    gpu = target_of(arch).kind == "gpu"
     drawn = [(n, r) for n, r in points if r.is_gpu == gpu]
     left_out = [n for n, r in points if r.is_gpu != gpu]
     if gpu:

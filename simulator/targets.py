@@ -160,7 +160,7 @@ class SpatialTarget:
         return isinstance(arch, Architecture)
 
     def owns_spec(self, data: MappingABC) -> bool:
-        return "units" in data and "gpu" not in data
+        return "gpu" not in data  # whatever else: its own checks name what is missing
 
     def load(self, name_or_path, overrides=None):
         from .architecture import architecture_from_dict
@@ -338,7 +338,7 @@ def target_of(arch: object) -> Target:
 
 def target_of_spec(data: MappingABC, origin: str = "architecture") -> Target:
     """The target kind of a parsed architecture spec: a top-level `gpu:` section is a GPU,
-    `units:` a spatial array."""
+    anything else a spatial array (whose loader names the keys it misses)."""
     for target in TARGETS.values():
         if target.owns_spec(data):
             return target
