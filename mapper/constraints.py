@@ -1,6 +1,9 @@
 """Constraints on a map space, in YAML like Timeloop's mapspace constraints.
 
     fusion: fused                 # fused (one kernel) | unfused (one kernel per Einsum)
+                                  # | partial (two contiguous fused groups)
+                                  # | [[QK, LM, RM], [SLN, ...]]: exactly these kernels
+    forbid_fusion: [[QK, AV]]     # these Einsums never share a kernel
     binding: {QK: 2d, AV: 1d}     # pin an Einsum to a unit
     spatial: {2d: [P, M0]}        # the ranks unrolled on a unit's dimensions
     factors: {GB.P: 4, spatial.P: 256}   # fix a free factor (`[kernel.]level.rank`)
@@ -35,8 +38,9 @@ _KEYS = (
     "overlap",
     "chained_ops",
     "padded",
+    "forbid_fusion",
 )
-FUSIONS = ("fused", "unfused")
+FUSIONS = ("fused", "unfused", "partial")
 OVERLAPS = ("pipelined", "perfect", "serial")
 
 
@@ -44,7 +48,8 @@ OVERLAPS = ("pipelined", "perfect", "serial")
 class Constraints:
     """What the user fixes; everything else is searched. Empty by default."""
 
-    fusion: str | None = None
+    fusion: str | tuple[tuple[str, ...], ...] | None = None
+    forbid_fusion: tuple[tuple[str, ...], ...] = ()
     binding: tuple[tuple[str, str], ...] = ()
     spatial: tuple[tuple[str, tuple[str, ...]], ...] = ()
     factors: tuple[tuple[str, int], ...] = ()
@@ -56,7 +61,15 @@ class Constraints:
     padded: bool = True
 
     def __post_init__(self) -> None:
-        if self.fusion is not None and self.fusion not in FUSIONS:
+        if isinstance(self.fusion, tuple):
+            seen = [e for group in self.fusion for e in group]
+            twice = sorted({e for e in seen if seen.count(e) > 1})
+            if twice or not all(self.fusion):
+                raise SpecError(
+                    f"constraints.fusion: groups must be non-empty and disjoint; "
+                    f"{', '.join(twice) or 'an empty group'}"
+                )
+        elif self.fusion is not None and self.fusion not in FUSIONS:
             raise SpecError(f"constraints.fusion: {self.fusion!r} is not one of {FUSIONS}")
         if self.overlap not in OVERLAPS:
             raise SpecError(f"constraints.overlap: {self.overlap!r} is not one of {OVERLAPS}")
@@ -162,8 +175,14 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
     if not isinstance(padded, bool):
         raise SpecError(f"{origin}: padded: expected true or false, got {padded!r}")
     fusion = data.get("fusion")
-    if fusion is not None:
+    if isinstance(fusion, list):  # an explicit grouping: one list of Einsums per kernel
+        fusion = tuple(_names(g, f"{origin}: fusion[{i}]") for i, g in enumerate(fusion))
+    elif fusion is not None:
         validation.choice(fusion, f"{origin}: fusion", FUSIONS)
+    apart = data.get("forbid_fusion") or []
+    if not isinstance(apart, list):
+        raise SpecError(f"{origin}: forbid_fusion: expected a list of Einsum lists")
+    apart = tuple(_names(g, f"{origin}: forbid_fusion[{i}]") for i, g in enumerate(apart))
     validation.choice(data.get("overlap", "pipelined"), f"{origin}: overlap", OVERLAPS)
     known_ops = tuple(op.value for op in Op)
     for i, group in enumerate(chained):
@@ -172,6 +191,7 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
     try:
         return Constraints(
             fusion=fusion,
+            forbid_fusion=apart,
             binding=tuple(binding),
             spatial=spatial,
             factors=factors,

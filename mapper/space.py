@@ -4,7 +4,16 @@ A `MapSpace` is a list of `Template`s. A template is a `Mapping` whose numeric f
 free (`einsim.simulator.parameter_names`), plus the candidate values of each free factor: a
 grid that one `evaluate_batch` call costs at once. The structure of a template is:
 
-* fusion: every Einsum in one kernel (`fused`), or one kernel per Einsum (`unfused`);
+* fusion: every Einsum in one kernel (`fused`), one kernel per Einsum (`unfused`), or two
+  fused kernels (`partial:QK-SLNV|SPNV-AV`): the Einsums with work in the cascade's
+  topological order cut once, every cut that splits no recurrence (a carried read such as
+  SPD's of RD). The subset: one cut, not every contiguous partition (2^(n-1) of them, 2,048
+  for FuseMax), since each fused group multiplies the templates; each fused group varies
+  over its first `PARTIAL_TEMPLATES` templates (best compute structure, first orders and
+  keep sets) with every tile free, the others at their first. The tensors crossing kernels
+  go through DRAM (the model keeps nothing on chip between kernels). `constraints.fusion`
+  pins any grouping that follows the dependency graph (`[[QK, LM], [...]]`) and
+  `constraints.forbid_fusion` keeps named Einsums in different kernels;
 * compute: the ranks unrolled on each unit's dimensions, the binding of each Einsum to a
   unit that supports all its operators, and (fused kernels on several units) the pipeline
   stages, derived from the dependency graph by `schedule_stages`;
@@ -49,6 +58,7 @@ from .constraints import Constraints
 
 MAX_ORDERS = 24  # loop orders tried per level when the ranks have more permutations
 MAX_KEEP_CHOICES = 4  # tensors whose keep/bypass is searched (2**4 subsets)
+PARTIAL_TEMPLATES = 4  # templates per fused group of a partial grouping
 TOP_COMPUTE = 3  # compute structures (spatial, binding, stages) kept per fused kernel
 
 
@@ -184,6 +194,8 @@ class Template:
             for level, order in ((0, off_order), (1, on_order)):
                 for i, a in enumerate(order):
                     for b in order[i + 1 :]:
+                        if (kernel, a) not in trivial or (kernel, b) not in trivial:
+                            continue  # a rank without a free off-chip loop (a partial group's)
                         ta, tb = trivial[kernel, a][level], trivial[kernel, b][level]
                         # one-iteration loops first, by name; then the real loops in order
                         keep &= ~(~ta & tb)
@@ -433,8 +445,8 @@ def _edges(ctx: _Context, einsums: list[str]) -> tuple[list, list]:
     members = set(einsums)
 
     def sources(tensor: str, seen=()) -> set[str]:
-        if tensor in ctx.work:
-            return {tensor}
+        if tensor in ctx.work:  # produced in another kernel (partial fusion): read, no edge
+            return {tensor} if tensor in members else set()
         if tensor not in members or tensor in seen:
             return set()
         out = set()
@@ -733,8 +745,6 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
     """Every template of one fusion grouping: compute x orders x keep per kernel. With
     several kernels, each kernel takes its best compute structure and streams every operand
     once (no tiling, nothing kept): the unfused baseline."""
-    offchip = ctx.arch.levels[0].name
-    onchip = [lv.name for lv in ctx.arch.levels[1:]]
     kernels_options = []
     for einsums in groups:
         name = "fused" if len(groups) == 1 else next(e for e in einsums if e in ctx.work)
@@ -742,7 +752,6 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
         if len(groups) > 1:
             structures = [_fastest(ctx, structures)] if structures else []
         kernels_options.append((name, einsums, structures))
-    templates = []
     if len(groups) > 1:
         kernels = tuple(
             _kernel(
@@ -755,6 +764,13 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
         mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, kernels, ctx.batch)
         return [Template(mapping, (), (), labels)]
     ((name, einsums, structures),) = kernels_options
+    return list(_fused_templates(ctx, fusion, name, einsums, structures))
+
+
+def _fused_templates(ctx: _Context, fusion: str, name: str, einsums: list[str], structures):
+    """The templates of one fused kernel, best-ranked compute structure first."""
+    offchip = ctx.arch.levels[0].name
+    onchip = [lv.name for lv in ctx.arch.levels[1:]]
     for ci, compute in enumerate(structures):
         memory = _kernel_memory(ctx, name, einsums, compute)
         all_tiled, optional, multipass, required, candidates = memory
@@ -780,8 +796,75 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
                     if on_order is None:  # the on-chip order follows the off-chip one
                         labels = dict(template.structure) | {"onchip_order": "same"}
                         template = dataclasses.replace(template, structure=tuple(labels.items()))
-                    templates.append(template)
-    return templates
+                    yield template
+
+
+def _partial_templates(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[Template]:
+    """Templates of a grouping into several kernels, some fused (module docstring). Each
+    fused group varies over its first `PARTIAL_TEMPLATES` templates (best-ranked compute
+    structure, first orders and keep sets) while the others take their first; every fused
+    group's tiles are free factors of the one grid. A one-Einsum group streams its operands
+    once on its fastest structure, as in `unfused`."""
+    work = set(ctx.work)
+    options: list[list[Template]] = []
+    for einsums in groups:
+        name = next(e for e in einsums if e in work)
+        try:
+            structures = compute_structures(ctx, einsums)
+        except SpecError:  # a group the stage scheduler cannot order: not in the space
+            return []
+        if sum(e in work for e in einsums) > 1 and structures:
+            options.append(
+                list(itertools.islice(
+                    _fused_templates(ctx, fusion, name, einsums, structures), PARTIAL_TEMPLATES
+                ))
+            )  # fmt: skip
+            continue
+        fastest = _fastest(ctx, structures) if structures else None
+        kernel = _kernel(ctx, name, einsums, fastest, (), _forced_keep(ctx, einsums), ())
+        mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, (kernel,), ctx.batch)
+        options.append([Template(mapping, (), (), ())])
+    if not all(options):
+        return []
+    out = []
+    for varied, choices in enumerate(options):
+        if varied > 0 and len(choices) == 1:
+            continue  # its one template is in every template of the others already
+        for template in choices:
+            parts = [template if i == varied else o[0] for i, o in enumerate(options)]
+            out.append(_joined(ctx, fusion, parts, template))
+    return list({t.mapping: t for t in out}.values())  # a template varied twice counts once
+
+
+def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template) -> Template:
+    """One template of several kernels: their free factors side by side in one grid."""
+    names: list[str] = []
+    values: list[np.ndarray] = []
+    ranks: list = []
+    orders: list = []
+    for part in parts:
+        offset = len(names)
+        names += part.names
+        values += part.values
+        ranks += [
+            (
+                key,
+                dataclasses.replace(
+                    grid,
+                    spatial_param=grid.spatial_param + offset if grid.spatial_param >= 0 else -1,
+                    onchip_param=grid.onchip_param + offset if grid.onchip_param >= 0 else -1,
+                ),
+            )
+            for key, grid in part.ranks
+        ]
+        orders += part.orders
+    kernels = tuple(k for part in parts for k in part.mapping.kernels)
+    mapping = dataclasses.replace(
+        varied.mapping, name=f"{ctx.cascade.name}_partial", kernels=kernels
+    )
+    labels = dict(varied.structure) | {"fusion": fusion, "kernels": str(len(kernels))}
+    return Template(mapping, tuple(names), tuple(values), tuple(labels.items()), tuple(ranks),
+                    tuple(orders))  # fmt: skip
 
 
 def _forced_keep(ctx: _Context, einsums: list[str]) -> tuple:
@@ -906,9 +989,90 @@ def _templates_of_order(
 
 
 def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
-    """Fusion groupings: everything in one kernel, and one kernel per Einsum with work (an
-    Einsum without work, a reshape, joins the kernel of its first reader)."""
+    """Fusion groupings: everything in one kernel, one kernel per Einsum with work (an
+    Einsum without work, a reshape, joins the kernel of its first reader), and the partial
+    ones: the Einsums with work in the cascade's topological order cut once into two
+    contiguous fused groups (`partial:QK-RM|SLN-AV`), or the grouping `constraints.fusion`
+    pins. Groupings that put two Einsums `constraints.forbid_fusion` names in one kernel are
+    left out."""
     names = [e.output for e in ctx.cascade.einsums]
+    pinned = ctx.constraints.fusion
+    if isinstance(pinned, tuple):
+        return [("pinned", _pinned_grouping(ctx, names, pinned))]
+    out = _whole_groupings(ctx, names)
+    order = [e for e in ctx.cascade.order if e in ctx.work]
+    if pinned in (None, "partial"):
+        for cut in range(1, len(order)):
+            first, second = order[:cut], order[cut:]
+            if len(first) == len(second) == 1:
+                continue  # that is `unfused`
+            if _backward(ctx, [first, second]):
+                continue  # the cut splits a recurrence (SPD reads the RD of the last M1)
+            label = "partial:" + "|".join(
+                g[0] if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in (first, second)
+            )
+            out.append((label, _with_reshapes(ctx, names, [first, second])))
+    return [(label, groups) for label, groups in out if not _forbidden(ctx, groups)]
+
+
+def _forbidden(ctx: _Context, groups: list[list[str]]) -> bool:
+    return any(
+        sum(e in group for e in apart) > 1
+        for apart in ctx.constraints.forbid_fusion
+        for group in groups
+    )
+
+
+def _with_reshapes(ctx: _Context, names: list[str], groups: list[list[str]]) -> list[list[str]]:
+    """Groups of Einsums with work, each Einsum without work joining its first reader's."""
+    groups = [list(g) for g in groups]
+    home = {e: i for i, g in enumerate(groups) for e in g}
+    for e in reversed(names):
+        if e in home:
+            continue
+        readers = [r for r in ctx.cascade.order if r in ctx.cascade.graph.successors(e)]
+        target = next((home[r] for r in readers if r in home), 0)
+        groups[target].insert(0, e)
+        home[e] = target
+    return [sorted(g, key=names.index) for g in groups]
+
+
+def _pinned_grouping(ctx: _Context, names: list[str], pinned) -> list[list[str]]:
+    """`constraints.fusion` as groups: every Einsum with work in exactly one, kernels in
+    dependency order (no kernel reads what a later one writes)."""
+    given = [e for g in pinned for e in g]
+    unknown = [e for e in given if e not in names]
+    missing = [e for e in ctx.work if e not in given]
+    if unknown or missing:
+        raise SpecError(
+            "constraints.fusion: "
+            + (f"unknown Einsum(s) {', '.join(unknown)}; " if unknown else "")
+            + (f"Einsum(s) {', '.join(missing)} in no group; " if missing else "")
+            + f"Einsums: {', '.join(names)}"
+        )
+    groups = sorted((list(g) for g in pinned), key=lambda g: min(map(ctx.cascade.order.index, g)))
+    backward = _backward(ctx, groups)
+    if backward:
+        reader, e = backward
+        raise SpecError(
+            f"constraints.fusion: {reader} reads {e} but its group runs first; "
+            "groups must follow the dependency graph"
+        )
+    return _with_reshapes(ctx, names, [[e for e in g if e in ctx.work] or g for g in groups])
+
+
+def _backward(ctx: _Context, groups: list[list[str]]) -> tuple[str, str] | None:
+    """(reader, tensor) where a kernel reads what a later kernel writes, carried reads (a
+    recurrence such as RD into SPD) included; None when the groups follow the graph."""
+    kernel_of = {e: i for i, g in enumerate(groups) for e in g}
+    for e, i in kernel_of.items():
+        for reader in ctx.cascade.graph.successors(e):
+            if reader in kernel_of and kernel_of[reader] < i:
+                return reader, e
+    return None
+
+
+def _whole_groupings(ctx: _Context, names: list[str]) -> list[tuple[str, list[list[str]]]]:
     out = []
     if ctx.constraints.fusion in (None, "fused"):
         out.append(("fused", [names]))
@@ -962,7 +1126,9 @@ def _build_space(
     ctx = _context(cascade, arch, shape, constraints)
     templates: list[Template] = []
     for fusion, groups in fusion_groups(ctx):
-        templates += _templates_for(ctx, fusion, groups)
+        partial = fusion.startswith("partial") or (fusion == "pinned" and len(groups) > 1)
+        build = _partial_templates if partial else _templates_for
+        templates += build(ctx, fusion, groups)
     if constraints.factors:
         honoured = [t for t in templates if _pinned_keys_present(t, constraints)]
         if templates and not honoured:
