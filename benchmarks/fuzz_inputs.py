@@ -2,18 +2,24 @@
 
 For each kind, seeds (the bundled variants, architectures, GPUs, mappings, a constraints
 set, the bundled sweep example) are mutated (text edits, token swaps, interesting numbers,
-repeated chunks and nesting, YAML values replaced at a random key path, alias bombs) and fed
-to the loader; an accepted input is then used (a cascade evaluated by the numpy reference
-and counted, an architecture, GPU or mapping costed, constraints searched with a tiny
-budget), so that "accepted, then crashed later" is caught too. Printed per kind: inputs
-tried, accepted, SpecErrors (EinsimErrors), other exceptions (must be 0), nonsense results
-(nan/inf costs, must be 0), the slowest input (must be < 2 s), and the share of SpecErrors
-that name a line/column or a key.
+repeated chunks and nesting, YAML values replaced at a random key path, alias bombs) and
+every mutated input is loaded and validated (the cheap checks: parse, load, validate). One
+accepted input in USE_EVERY = 50 (by its position among its chunk's accepted inputs, so the
+sample is deterministic) is also used downstream (a cascade round-tripped, evaluated by the
+numpy reference and counted, an architecture, GPU or mapping costed, constraints searched
+with a tiny budget), so that "accepted, then crashed later" is caught without paying the
+costing on every input. A kind's inputs are cut into chunks of CHUNK seeded by (seed, kind,
+chunk), run in parallel processes (--jobs), so the result does not depend on the process
+count. Printed per kind: inputs, accepted, used, refused later (a clean EinsimError
+downstream), SpecErrors (EinsimErrors) and the share naming a line/column or a file and
+key (must be 100%), other exceptions (must be 0), nan/inf results (must be 0), inputs over
+2 s of thread CPU time (must be 0; wall time beside it, which a loaded shared machine
+inflates), and the slowest input.
 
-    python benchmarks/fuzz_inputs.py --count 100000            # every kind
+    python benchmarks/fuzz_inputs.py --count 100000 --table results.txt   # every kind
     python benchmarks/fuzz_inputs.py --kinds cascade --count 2000 --seed 3
 
-Failing inputs are written to --out (default /tmp/einsim_fuzz) for replay.
+Failing and slowest inputs are written to --out (default /tmp/einsim_fuzz) for replay.
 """
 
 from __future__ import annotations
