@@ -25,7 +25,8 @@ ARCHS = ("fusemax_cloud", "flat_cloud", "h100_sxm", "a100_sxm")
 def shape_of(variant: str, seq: int) -> dict[str, int]:
     """One shape for every variant: B=1, H=8, E=F=64, M=P=seq, the grid and group ranks
     sized to match; only the ranks the variant's cascade has (others are refused)."""
-    every = dict(B=1, H=8, G=2, A=16, E=64, F=64, M=seq, P=seq, X=32, Y=seq // 32, T=4)
+    # R: relative positions (Music Transformer), at least P
+    every = dict(B=1, H=8, G=2, A=16, E=64, F=64, M=seq, P=seq, R=seq, X=32, Y=seq // 32, T=4)
     built = einsim.attention(variant)
     names = cascade_names(built)
     return {k: v for k, v in every.items() if k in names or k in DEFAULT_BATCH}
