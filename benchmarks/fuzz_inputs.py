@@ -282,14 +282,37 @@ def load_architecture_text(text: str):
     return architecture_from_dict(data, ORIGINS["architecture"])
 
 
-def use_architecture(arch) -> None:
-    from einsim.simulator import Architecture, evaluate
+#: (cascade, bundled mapping, shape) an accepted architecture is costed with: the first
+#: pairing its units and levels can run (FuseMax on fusemax_cloud, the three-pass softmax on
+#: flat_cloud, a GEMM on systolic and their mutants); none: refused later.
+ARCH_USES = (
+    ("fusemax_1pass", "fusemax", "attention"),
+    ("stable_3pass", "flat", "attention"),
+    ("gemm", "gemm_ws", "gemm"),
+)
 
-    if isinstance(arch, Architecture):
-        f = _fixtures()
-        report = evaluate(f["cascade"], arch, f["fusemax_map"], SHAPE)
+
+def use_architecture(arch) -> None:
+    from einsim.simulator import Architecture, evaluate, load_mapping
+
+    if not isinstance(arch, Architecture):
+        return
+    first = None
+    for name, mapping, shape in ARCH_USES:
+        try:
+            report = evaluate(
+                cascade(name),
+                arch,
+                load_mapping(mapping),
+                SHAPE if shape == "attention" else GEMM_SHAPE,
+            )
+        except EinsimError as error:
+            first = first or error
+            continue
         if report.valid:
             _finite(report)
+        return
+    raise first
 
 
 def load_gpu(text: str):
