@@ -23,6 +23,7 @@ from dash import ALL, Input, Output, State, dcc, html
 from einsim.einsum import EinsimError, SpecError
 
 from . import bounded, choices, figures, inputs, security
+from .area_page import area_page, register_area_page
 from .design import (
     DEFAULT_TILING,
     UPLOADED,
@@ -471,6 +472,7 @@ def layout(data: str | None = None) -> html.Div:
                     ),
                     dcc.Tab(_gpu_page(), label="GPU validation", value="gpu", id="tab-gpu"),
                     dcc.Tab(model_page(), label="Model", value="model", id="tab-model"),
+                    dcc.Tab(area_page(), label="Area", value="area", id="tab-area"),
                 ],
             ),
         ],
@@ -1307,6 +1309,7 @@ def create_app(
     _register_sweep(app, load_sweep)
     _register_gpu(app, load_csv)
     register_model_page(app)
+    register_area_page(app)
     return app
 
 
