@@ -347,3 +347,15 @@ def _names_a_key(message: str, text: str) -> bool:
         return False
     keys = {k for path in _paths(data) for k in path if isinstance(k, str) and len(k) > 1}
     return any(re.search(rf"\b{re.escape(k)}\b", message[len("spec.yaml") :]) for k in keys)
+
+
+def test_constraints_errors_read_file_colon_key():
+    cases = {
+        "c.yaml: padded: expected true or false": {"padded": 3},
+        "c.yaml: binding.QK: expected a unit name": {"binding": {"QK": 5}},
+        "c.yaml: Q both kept and bypassed at GB": {"keep": {"GB": "Q"}, "bypass": {"GB": "Q"}},
+    }
+    for start, data in cases.items():
+        with pytest.raises(SpecError) as info:
+            constraints_from_dict(data, "c.yaml")
+        assert str(info.value).startswith(start), str(info.value)

@@ -103,6 +103,23 @@ def test_top_level_errors():
     )
 
 
+def test_bad_arch_and_mapping_name_the_file_and_key():
+    fixed = {"model": "bert_base", "mapping": "fusemax", "arch": "nope"}
+    assert _error({"fixed": fixed}).startswith("sweep spec: arch: unknown architecture 'nope'")
+    # a name too long for a file system path is an unknown architecture, not an OSError
+    long = _error({"fixed": {**fixed, "arch": "x" * 5000}})
+    assert long.startswith("sweep spec: arch: unknown architecture 'xxx")
+    fixed = {**fixed, "arch": "fusemax_cloud", "mapping": "nope"}
+    assert _error({"fixed": fixed}).startswith("sweep spec: mapping: ")
+
+
+def test_nested_keys_must_be_names():
+    fixed = {"model": "bert_base", "mapping": "fusemax", "arch": "fusemax_cloud"}
+    axes = {"arch.levels.GB.capacity_bytes": [{5: 1, "a": 2}]}
+    message = _error({"fixed": fixed, "axes": axes})
+    assert "arch.levels.GB.capacity_bytes has a key that is not a name: 5" in message
+
+
 def test_load_spec_sources(tmp_path, small):
     path = tmp_path / "s.yaml"
     path.write_text(
