@@ -1,0 +1,94 @@
+"""Every registered attention variant mapped on fusemax_cloud at L = 1K, 16K, 64K, 1M
+(B=64, H=12, E=F=64, M=P=L), greedy with its default budget, objective latency: the time
+in process (space built included) and the gap of the best found to the lower bound
+(`mapper.bound`). Target: under 1 s each in process.
+
+    python benchmarks/mapper_all_variants.py [--lengths 1024,16384] [--variants a,b]
+        [--timeout 60]
+
+A variant that cannot be mapped on fusemax_cloud (an operator no unit runs) or priced (a
+data-dependent selection without a declared density) prints why. Each run happens in a
+child process with --timeout seconds, so one slow variant does not hold the table.
+"""
+
+import argparse
+import multiprocessing as mp
+import time
+
+import einsim
+from einsim.simulator.shape import DEFAULT_BATCH, cascade_names
+
+BASE = dict(B=64, H=12, E=64, F=64, G=1, A=64, X=32, Y=32, T=4)
+
+
+def shape_for(built, length: int) -> dict:
+    """The issue's shape, plus a grid for 2D/3D neighborhoods (X x Y = L) where they need it."""
+    every = BASE | {"M": length, "P": length}
+    side = 1 << (length.bit_length() - 1) // 2
+    every |= {"X": side, "Y": length // side}
+    return {k: v for k, v in every.items() if k in cascade_names(built) or k in DEFAULT_BATCH}
+
+
+def one(variant: str, length: int, queue) -> None:
+    from einsim.mapper import search
+    from einsim.simulator import load_architecture
+
+    try:
+        built = einsim.attention(variant)
+        arch = load_architecture("fusemax_cloud")
+        shape = shape_for(built, length)
+        start = time.perf_counter()
+        result = search(built, arch, shape, "latency", "greedy")
+        seconds = time.perf_counter() - start
+        queue.put(("ok", seconds, result.gap, result.report.latency_s, result.evaluated))
+    except einsim.EinsimError as error:
+        queue.put(("error", str(error).splitlines()[0][:90]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", default="1024,16384,65536,1048576")
+    parser.add_argument("--variants", default=None)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    lengths = [int(x) for x in args.lengths.split(",")]
+    variants = args.variants.split(",") if args.variants else list(einsim.ATTENTION)
+    context = mp.get_context("fork")  # the parent's imports are shared: times are in process
+    header = "".join(f"{f'L={n:,}':>22}" for n in lengths)
+    print(f"{'variant':<22}{header}")
+    print(f"{'':<22}" + "".join(f"{'time s / gap':>22}" for _ in lengths))
+    times, over = [], 0
+    for variant in variants:
+        cells = []
+        for length in lengths:
+            queue = context.Queue()
+            child = context.Process(target=one, args=(variant, length, queue))
+            child.start()
+            child.join(args.timeout)
+            if child.is_alive():
+                child.kill()
+                child.join()
+                cells.append(f"> {args.timeout:.0f} s")
+                over += 1
+                continue
+            found = queue.get() if not queue.empty() else ("error", "crashed")
+            if found[0] == "ok":
+                _, seconds, gap, _, _ = found
+                times.append(seconds)
+                over += seconds >= 1.0
+                cells.append(f"{seconds:.2f} / {gap:.0%}")
+            else:
+                cells.append("n/a")
+                if length == lengths[0]:
+                    print(f"  ({variant}: {found[1]})")
+        print(f"{variant:<22}" + "".join(f"{c:>22}" for c in cells))
+    if times:
+        times.sort()
+        print(
+            f"{len(times)} mapped: median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s; "
+            f"{over} at or over 1 s (target: under 1 s each in process)"
+        )
+
+
+if __name__ == "__main__":
+    main()
