@@ -215,14 +215,18 @@ def test_hostile_requests(server):
         status, answer = _callback(server, "design-error.children", values)
         _clean(server, status, answer)
         assert any(expected in m for m in _messages(answer)), (expected, answer[:500])
-    # A mask counted point by point (minutes in-process): killed at the child's deadline.
+    # A mask without a closed form over 2^24 points runs in the bounded child: it answers
+    # within the child's deadline, with the result (the compiled occupancy count is fast
+    # now) or the deadline's message (the kill itself: test_dashboard_security.py, with a
+    # short deadline).
     from einsim.dashboard.bounded import DEADLINE_S
 
     masked = {**DESIGN, "attention.value": "neighborhood_2d", "seq-len.value": "4096",
               "params.value": "form=fusemax_1pass, M0=256, X=64, Y=64"}  # fmt: skip
     status, answer = _callback(server, "design-error.children", masked, timeout=DEADLINE_S + 20)
     _clean(server, status, answer)
-    assert any("took longer than" in m for m in _messages(answer)), answer[:500]
+    killed = any("took longer than" in m for m in _messages(answer))
+    assert killed or ("metric-latency" in answer and not _messages(answer)), answer[:500]
     # An alias bomb, uploaded or posted straight into the store.
     bomb = "data:text/yaml;base64," + base64.b64encode(ALIAS_BOMB.encode()).decode()
     upload = {"arch-upload.contents": bomb, "arch-upload.filename": "b.yaml"}
