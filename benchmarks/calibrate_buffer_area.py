@@ -16,7 +16,8 @@ Run: python benchmarks/calibrate_buffer_area.py [--write]
 """
 
 import sys
-from importlib import resources
+
+from calibrate_buffer_energy import rewrite_marked  # this folder is on sys.path when run
 
 from einsim.simulator.reproduce import pareto, published_pareto
 
@@ -42,18 +43,6 @@ def fit() -> tuple[float, list[tuple[int, float, float, float]]]:
     return numerator / denominator * 1e6, points
 
 
-def write(arch_name: str, um2_per_byte: float) -> None:
-    """Rewrite the value on the line of the bundled YAML that carries the mark."""
-    path = resources.files("einsim.simulator").joinpath("architectures", f"{arch_name}.yaml")
-    lines = []
-    for line in path.read_text().splitlines():
-        if MARK in line:
-            key = line.split(":")[0]
-            line = f"{key}: {um2_per_byte:.4f}  {MARK}"
-        lines.append(line)
-    path.write_text("\n".join(lines) + "\n")
-
-
 if __name__ == "__main__":
     density, points = fit()
     print(f"buffer density: {density:.4f} um^2 per byte ({density * 8:.4f} per bit)")
@@ -66,4 +55,4 @@ if __name__ == "__main__":
         )
     if "--write" in sys.argv:
         for arch_name in ARCHS:
-            write(arch_name, density)
+            rewrite_marked(arch_name, MARK, density)

@@ -52,17 +52,22 @@ def fit(arch_name: str, configs: tuple[str, ...]) -> tuple[float, int]:
     return numerator / denominator, points
 
 
-def write(arch_name: str, pj_per_word: float) -> None:
-    """Rewrite the value on every line of the bundled YAML that carries the mark."""
+def rewrite_marked(arch_name: str, mark: str, value: float) -> None:
+    """Rewrite the value on every line of the bundled YAML `arch_name` that carries `mark`
+    (also used by calibrate_buffer_area.py)."""
     path = resources.files("einsim.simulator").joinpath("architectures", f"{arch_name}.yaml")
-    per_byte = pj_per_word / 2  # 16-bit words
     lines = []
     for line in path.read_text().splitlines():
-        if MARK in line:
+        if mark in line:
             key = line.split(":")[0]
-            line = f"{key}: {per_byte:.4f}  {MARK}"
+            line = f"{key}: {value:.4f}  {mark}"
         lines.append(line)
     path.write_text("\n".join(lines) + "\n")
+
+
+def write(arch_name: str, pj_per_word: float) -> None:
+    """Rewrite the buffer's energy per byte (16-bit words) on its marked lines."""
+    rewrite_marked(arch_name, MARK, pj_per_word / 2)
 
 
 if __name__ == "__main__":
