@@ -253,6 +253,12 @@ def mask_of(cascade: Cascade, einsum: Einsum, env, sizes, tensors=None):
     return mask, local
 
 
+def expression_value(expr: Expr, env, sizes):
+    """An expression that reads no tensor (a mask, an index bound) over numpy arrays of its
+    variables, as the executor evaluates filters: comparisons and logic give 0.0 / 1.0."""
+    return _value(expr, env, sizes, None, None)
+
+
 def _value(expr: Expr, env, sizes, tensors, mask):
     if isinstance(expr, Const):
         return expr.value

@@ -62,14 +62,13 @@ from einsim.einsum import (
     Access,
     Call,
     Cascade,
-    Const,
     Einsum,
     Op,
-    Size,
     SpecError,
     Var,
     validation,
 )
+from einsim.einsum.executor import expression_value
 from einsim.einsum.ir import accesses, rank_of, value_ops, var_of, variables
 
 from .model import BatchReport, Report, _Problem
@@ -432,42 +431,7 @@ class AttentionKernel:
             return np.ones(shape, dtype=bool)
         env = {self.query: p, self.key[0]: m}
         env.update(dict.fromkeys(self.key[1:], 0))
-        return np.broadcast_to(_index_eval(self.where, env, dict(self.sizes)) != 0, shape)
-
-
-def _index_eval(expr, env, sizes):
-    """An index-only expression (a mask) over numpy arrays of its variables."""
-    if isinstance(expr, Const):
-        return expr.value
-    if isinstance(expr, Var):
-        return np.asarray(env[expr.name], dtype=np.float64)
-    if isinstance(expr, Size):
-        return float(sizes[expr.name])
-    args = [_index_eval(a, env, sizes) for a in expr.args]
-    return _INDEX_OPS[expr.op](*args)
-
-
-_INDEX_OPS = {
-    Op.ADD: np.add,
-    Op.SUB: np.subtract,
-    Op.MUL: np.multiply,
-    Op.DIV: np.divide,
-    Op.FLOORDIV: np.floor_divide,
-    Op.MOD: np.mod,
-    Op.MAX: np.maximum,
-    Op.MIN: np.minimum,
-    Op.NEG: np.negative,
-    Op.ABS: np.abs,
-    Op.LT: np.less,
-    Op.LE: np.less_equal,
-    Op.GT: np.greater,
-    Op.GE: np.greater_equal,
-    Op.EQ: np.equal,
-    Op.NE: np.not_equal,
-    Op.AND: np.logical_and,
-    Op.OR: np.logical_or,
-    Op.NOT: np.logical_not,
-}
+        return np.broadcast_to(expression_value(self.where, env, dict(self.sizes)) != 0, shape)
 
 
 def _refuse(cascade: Cascade, why: str) -> SpecError:
@@ -1013,12 +977,16 @@ def row_bounds(kernel: AttentionKernel) -> tuple[np.ndarray, np.ndarray] | None:
         diff = Call(Op.SUB, term.args)
         if not _linear_in(diff, m) or (variables(diff) - {m, kernel.query, *rest}):
             return None
-        c = np.broadcast_to(_index_eval(diff, {m: 0.0, kernel.query: p, **rest}, sizes), p.shape)
-        a = np.broadcast_to(_index_eval(diff, {m: 1.0, kernel.query: p, **rest}, sizes), p.shape)
+        c = np.broadcast_to(
+            expression_value(diff, {m: 0.0, kernel.query: p, **rest}, sizes), p.shape
+        )
+        a = np.broadcast_to(
+            expression_value(diff, {m: 1.0, kernel.query: p, **rest}, sizes), p.shape
+        )
         a = a - c
         op = term.op
         if np.all(a == 0):  # a condition on the query alone: keeps all keys or none
-            holds = _INDEX_OPS[op](c, 0.0)
+            holds = expression_value(term, {m: 0.0, kernel.query: p, **rest}, sizes) != 0
             hi = np.where(holds, hi, -np.inf)
             continue
         if np.any(a == 0) or not (np.all(a > 0) or np.all(a < 0)):
