@@ -14,7 +14,9 @@ Three exact ways to count, chosen from the filter's structure (never from a name
   tiles, computed in a compiled loop over rows (causal, windows, decode offsets).
 - `compiled`: any other filter without tensor reads is compiled (numba) into one loop nest
   over the filter's variables that counts kept and real points per tile (NATTEN 2D/3D
-  with dilation and stride, sinks + window, block masks written with `//`).
+  with dilation and stride, sinks + window, block masks written with `//`); while a
+  filter's spaces add up to few points (`NUMPY_POINTS`) they are counted with numpy
+  instead, so a small user filter never waits for a compile.
 - `data` / `declared_density`: a filter that reads a tensor (a selection computed by the
   cascade, MoBA's top-k blocks) is evaluated on the caller's inputs with the reference
   executor, or priced from a declared density of its data-dependent conjuncts.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -705,11 +708,49 @@ def _kernel_parts(cascade, einsum, sizes, where, vars_):
     return "\n".join(lines) + "\n", tuple(size_names), whole
 
 
-@cache
+#: A filter structure (one kernel source) is counted with numpy until its iteration spaces
+#: add up to this many points, then its kernel is compiled (the ski-rental rule): numpy
+#: counts 2^22 points in about 0.1 s of CPU and a first compile costs 0.8-5 s (numba's
+#: import included), so a small user filter never pays a compile, and a filter counted over
+#: many tilings or a large space pays it after at most ~0.1 s of numpy. The kernel is 7-20x
+#: faster than numpy from 2^16 points on (benchmarks/occupancy_first_filter.py).
+NUMPY_POINTS = 2**22
+#: Compiled kernels kept, by source (a long-running dashboard sees many user filters;
+#: numba's cache=True cannot store code generated at run time).
+KERNELS_KEPT = 128
+_KERNELS: dict[str, Callable] = {}  # LRU: source -> compiled kernel
+_NUMPY_SPENT: dict[str, int] = {}  # source -> points counted with numpy so far (bounded)
+_LOCK = threading.Lock()  # the dashboard counts from several threads
+
+
 def _compile(source: str):
-    scope: dict = {"math": math, "np": np}
-    exec(compile(source, "<occupancy kernel>", "exec"), scope)  # source generated from the IR
-    return _numba().njit(error_model="numpy", nogil=True)(scope["kernel"])
+    """The compiled kernel of a generated source, once per structure (kept in an LRU)."""
+    with _LOCK:
+        kernel = _KERNELS.pop(source, None)
+    if kernel is None:
+        scope: dict = {"math": math, "np": np}
+        exec(compile(source, "<occupancy kernel>", "exec"), scope)  # generated from the IR
+        kernel = _numba().njit(error_model="numpy", nogil=True)(scope["kernel"])
+    with _LOCK:
+        _KERNELS[source] = kernel
+        while len(_KERNELS) > KERNELS_KEPT:
+            _KERNELS.pop(next(iter(_KERNELS)), None)
+    return kernel
+
+
+def _count_with_numpy(source: str, points: int) -> bool:
+    """Whether this count goes to numpy: the kernel is not compiled yet and the structure's
+    numpy points stay within NUMPY_POINTS (charged here)."""
+    with _LOCK:
+        if source in _KERNELS:
+            return False
+        spent = _NUMPY_SPENT.pop(source, 0) + points
+        if spent > NUMPY_POINTS:
+            return False
+        _NUMPY_SPENT[source] = spent
+        while len(_NUMPY_SPENT) > 16 * KERNELS_KEPT:
+            _NUMPY_SPENT.pop(next(iter(_NUMPY_SPENT)), None)
+        return True
 
 
 def _numba():
@@ -730,7 +771,6 @@ def _compiled_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid:
             keep = int(_value(where, {}, sizes, {}, None) != 0)
         return _Grid((), one * keep, one, "compiled" if where is not None else "dense")
     source, size_names, whole = _kernel_parts(cascade, einsum, sizes, where, vars_)
-    kernel = _compile(source)
     ext = np.array([_extent(sizes, v) for v in vars_], dtype=np.int64)
     tiles = np.array([_tile_of(t, sizes, v) for v in vars_], dtype=np.int64)
     shape = tuple(-(-ext // tiles))
@@ -738,14 +778,18 @@ def _compiled_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid:
     key = (source, ext.tobytes(), tiles.tobytes(), sz.tobytes())
     if key in _RUNS:  # Einsums sharing one mask (QK, LM, SLN, ... ) count it once
         kept, valid = _RUNS[key]
+    elif _count_with_numpy(source, math.prod(int(n) for n in ext)):
+        grid = _numpy_grid(cascade, einsum, sizes, t, where, vars_=tuple(vars_))
+        kept, valid = grid.kept, grid.valid
     else:
         kept = np.zeros(shape, dtype=np.int64)
         valid = np.zeros(shape, dtype=np.int64)
-        kernel(ext, tiles, sz, kept, valid)
-        if kept.size <= 2**16:
+        _compile(source)(ext, tiles, sz, kept, valid)
+    if key not in _RUNS and kept.size <= 2**16:
+        with _LOCK:
             _RUNS[key] = (kept, valid)
             if len(_RUNS) > 512:
-                _RUNS.pop(next(iter(_RUNS)))
+                _RUNS.pop(next(iter(_RUNS)), None)
     return _Grid(tuple(vars_), kept, valid, "compiled" if where is not None else "dense")
 
 
@@ -755,12 +799,16 @@ _RUNS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # recent kernel runs (sm
 # --------------------------------------------------------------- the numpy reference
 
 
-def _numpy_grid(cascade, einsum, sizes, t, where, tensors=None, budget: int = 2**24) -> _Grid:
+def _numpy_grid(
+    cascade, einsum, sizes, t, where, tensors=None, budget: int = 2**24, vars_=None
+) -> _Grid:
     """Per-tile counts by evaluating the mask with the reference executor over the grid of
-    mask variables, in chunks of whole tile rows (plain numpy; tensors for data filters)."""
+    mask variables (`vars_`, by default the mask's), in chunks of whole tile rows (plain
+    numpy; tensors for data filters)."""
     from .executor import _value, mask_of
 
-    vars_ = _mask_vars_of(cascade, einsum, sizes, where)
+    if vars_ is None:
+        vars_ = _mask_vars_of(cascade, einsum, sizes, where)
     probe = Einsum(einsum.output, einsum.out_indices, einsum.expr, einsum.reduce_op, where)
     bare = Einsum(einsum.output, einsum.out_indices, einsum.expr, einsum.reduce_op, None)
     if not vars_:

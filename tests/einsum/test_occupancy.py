@@ -1,5 +1,6 @@
 """Tile occupancy against a brute-force count over the whole iteration space (numpy)."""
 
+import importlib
 import inspect
 import itertools
 
@@ -239,3 +240,86 @@ def test_bad_tilings_are_refused():
         occupancy(c, sizes, {"P": np.array([1, 2]), "M1": np.array([1, 2, 3])})
     with pytest.raises(SpecError, match="no Einsum produces"):
         occupancy(c, sizes, {"P": 2}, ["NOPE"])
+
+
+# ---------------------------------------- numpy below the compile threshold, the kernel above
+
+_USER_MASKS = (
+    "(m // 3) % 2 == (p // 5) % 2 and m + p != 7",
+    "m * m + p * p < 40 or (m - p) % 3 == 0",
+    "abs(m - p) <= W / 2 and not(m == 2)",
+    "max(m, p) - min(m, p) < 2.5 or m >= M - 1",
+)
+
+
+def _static_masks():
+    """(cascade, shape) of every registry case (one form: the masks are the same) and of
+    user-written masks the closed form does not take."""
+    seen, out = set(), []
+    for name, params, shape in _CASES:
+        key = (name, tuple(sorted((k, v) for k, v in params.items() if k != "form")))
+        cascade = attention(name, **params)
+        if key not in seen and any(e.where is not None for e in cascade.einsums):
+            seen.add(key)
+            out.append((cascade, shape))
+    for mask in _USER_MASKS:
+        text = (
+            "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\n"
+            f"mask: {mask}\nBK[e,m1,m0] = K[e,m1*M0+m0]\nQK[m1,m0,p] = Q[e,p] * BK[e,m1,m0]\n"
+            "QF[m,p] = Q[e,p] * K[e,m]"
+        )
+        out.append((parse_cascade(text), {"E": 2, "M": 9, "P": 7, "M0": 4, "W": 3}))
+    return out
+
+
+_STATIC = _static_masks()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_numpy_count_equals_the_compiled_kernel(data):
+    """Every tensor-free mask (and the static part of a data mask) of the registry and of
+    user-written filters, on tiny and odd sizes: the numpy count of a small space and the
+    compiled kernel give the same per-tile counts."""
+    occ = importlib.import_module("einsim.einsum.occupancy")
+    cascade, shape = data.draw(st.sampled_from(_STATIC))
+    shape = {k: data.draw(st.integers(1, int(v) + 2)) for k, v in shape.items()}
+    sizes = resolve_shape(cascade, shape)
+    einsum = data.draw(st.sampled_from([e for e in cascade.einsums if e.where is not None]))
+    where = occ._static_part(einsum.where)
+    vars_ = occ._mask_vars_of(cascade, einsum, sizes, where)
+    ranks = sorted({v.upper() for v in vars_}) or ["P"]
+    tiling = {r: data.draw(st.integers(1, int(sizes.get(r, 1)) + 1)) for r in ranks}
+    grids = []
+    for numpy in (True, False):
+        occ._RUNS.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(occ, "_count_with_numpy", lambda source, points, n=numpy: n)
+            grids.append(occ._compiled_grid(cascade, einsum, sizes, tiling, where, vars_))
+    a, b = grids
+    assert a.vars == b.vars and a.method == b.method
+    np.testing.assert_array_equal(a.kept, b.kept)
+    np.testing.assert_array_equal(a.valid, b.valid)
+
+
+def test_a_new_small_filter_is_counted_without_compiling(monkeypatch):
+    """A structure is counted with numpy until its spaces add up to NUMPY_POINTS points;
+    the count that would pass them compiles its kernel, and later counts use it."""
+    occ = importlib.import_module("einsim.einsum.occupancy")
+    c = parse_cascade(f"inputs: Q[e,p], K[e,m]\nmask: {_USER_MASKS[0]}\nQK[m,p] = Q[e,p] * K[e,m]")
+    qk = c.einsums[0]
+    monkeypatch.setattr(occ, "NUMPY_POINTS", 110)
+    monkeypatch.setattr(occ, "_KERNELS", {})
+    monkeypatch.setattr(occ, "_NUMPY_SPENT", {})
+    compiled = []
+    real_compile = occ._compile
+    monkeypatch.setattr(occ, "_compile", lambda s: compiled.append(s) or real_compile(s))
+    counts = []
+    for m in (6, 7, 8, 9):  # 6*8 + 7*8 points fit in 110, 8*8 more do not
+        sizes = resolve_shape(c, {"E": 2, "M": m, "P": 8})
+        occ._RUNS.clear()
+        grid = occ._compiled_grid(c, qk, sizes, {"P": 3}, qk.where, ("m", "p"))
+        counts.append(len(compiled))
+        keep, _ = _keep_real(c, qk, sizes, None)
+        assert int(grid.kept.sum()) == int(keep[:, :, 0].sum())  # (m, p, e): e unmasked
+    assert counts == [0, 0, 1, 2]
