@@ -10,9 +10,9 @@ import pytest
 from einsim.einsum import Op, SpecError
 from einsim.mapper import search
 from einsim.simulator import load_architecture
-from einsim.simulator.architecture import ComputeUnit, OpCost
 from einsim.simulator.lowering import LOWERINGS, resolve
-from einsim.workloads import attention
+from einsim.simulator.spatial.architecture import ComputeUnit, OpCost
+from einsim.workloads import ATTENTION, attention
 
 REFERENCE = {
     Op.NEG: lambda x: -x,
@@ -27,6 +27,7 @@ REFERENCE = {
     Op.ELU: lambda x: np.where(x > 0, x, np.expm1(x)),
     Op.DIV: lambda a, b: a / b,
     Op.SQRT: np.sqrt,
+    Op.LOG: np.log,
     Op.LT: lambda a, b: (a < b) * 1.0,
     Op.GT: lambda a, b: (a > b) * 1.0,
     Op.LE: lambda a, b: (a <= b) * 1.0,
@@ -34,6 +35,7 @@ REFERENCE = {
     Op.NE: lambda a, b: (a != b) * 1.0,
 }
 PRIMITIVE = {
+    Op.MAC: lambda a, b, acc=0.0: a * b + acc,
     Op.ADD: np.add,
     Op.SUB: np.subtract,
     Op.MUL: np.multiply,
@@ -76,12 +78,18 @@ def test_every_lowered_operator_has_a_reference():
 def test_a_lowering_equals_its_operator_and_uses_exactly_its_steps(lowering):
     rng = np.random.default_rng(0)
     low, high = lowering.domain
-    args = [rng.uniform(low, high, 257) for _ in range(lowering.op.arity)]
+    if low > 0 and high / low > 1e3:  # wide positive domains: log-uniform, every binade
+        logs = (np.log(low), np.log(high))
+        args = [np.exp(rng.uniform(*logs, 4097)) for _ in range(lowering.op.arity)]
+        args[0][:3] = (low, 1.0, high)
+    else:
+        args = [rng.uniform(low, high, 257) for _ in range(lowering.op.arity)]
     if lowering.op.arity == 2:  # comparisons: ties too
         args[1][:32] = args[0][:32]
     f = _Counting()
     got = lowering.compute(f, *args)
-    np.testing.assert_allclose(got, REFERENCE[lowering.op](*args), rtol=1e-12, atol=1e-12)
+    want = REFERENCE[lowering.op](*args)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=max(lowering.atol, 1e-12))
     assert f.calls == Counter(dict(lowering.steps))
 
 
@@ -123,9 +131,10 @@ def test_lowerings_nest_and_stop_at_cycles():
 
 
 def test_an_operator_without_lowering_is_refused_naming_it():
-    arch = load_architecture(
-        "fusemax_cloud", {"units.1d.ops": {"mac": {"cycles": 1, "energy_pj": 1}}}
-    )
+    # Units with a MAC only: sigmoid needs exp, which nothing lowers (log does lower, as
+    # a polynomial of MACs, so div alone would run).
+    mac_only = {"mac": {"cycles": 1, "energy_pj": 1}}
+    arch = load_architecture("fusemax_cloud", {"units.1d.ops": mac_only, "units.2d.ops": mac_only})
     with pytest.raises(SpecError, match=r"Einsum A needs sigmoid .*1d lacks sigmoid"):
         search(attention("sigmoid"), arch, dict(B=1, H=1, E=16, F=16, M=64, P=64), budget=50)
 
@@ -142,3 +151,60 @@ def test_variants_with_operators_the_units_lack_map_on_fusemax_cloud(variant):
         unit = arch.unit(result.report.per_einsum.set_index("einsum").loc[einsum, "unit"])
         for op in ops.split(", "):
             assert not unit.supports(Op(op)) and unit.runs(Op(op))
+
+
+def test_the_inexact_lowerings_state_an_error_they_reach():
+    # log is the one identity that is not exact: its stated error is within a factor of 2
+    # of the largest error seen over its domain (a stated bound that is not loose).
+    for lowering in (lw for lw in LOWERINGS if lw.atol > 0):
+        low, high = lowering.domain
+        x = np.exp(np.linspace(np.log(low), np.log(high), 200_001))
+        err = np.abs(lowering.compute(_Counting(), x) - REFERENCE[lowering.op](x)).max()
+        assert lowering.atol / 2 <= err <= lowering.atol
+
+
+def test_log_runs_on_every_spatial_unit_as_its_polynomial_of_macs():
+    # No preset unit has log; each has a MAC (or mul and add), so each runs log lowered,
+    # at (degree + 1) MACs: the cost of FuseMax's degree-6 exp plus one MAC.
+    for name in ("fusemax_cloud", "flat_cloud", "systolic"):
+        for unit in load_architecture(name).units:
+            assert not unit.supports(Op.LOG) and unit.runs(Op.LOG)
+            mac = unit.cost(Op.MAC)
+            lowered = unit.cost(Op.LOG)
+            assert lowered.cycles == pytest.approx(7 * mac.cycles)
+            assert lowered.energy_pj == pytest.approx(7 * mac.energy_pj)
+
+
+def _refusals(arch, cascade, sizes):
+    """Einsum -> the operators no unit of `arch` runs (natively or lowered)."""
+    from einsim.einsum.analysis import einsum_op_counts
+
+    out = {}
+    for einsum in cascade.einsums:
+        counts = einsum_op_counts(cascade, einsum, sizes)
+        if counts and not any(all(u.runs(op) for op in counts) for u in arch.units):
+            out[einsum.output] = {op for op in counts if not any(u.runs(op) for u in arch.units)}
+    return out
+
+
+@pytest.mark.parametrize("variant", list(ATTENTION))
+def test_every_registered_variant_finds_units_on_the_attention_arrays(variant):
+    # Every Einsum of every registered variant (default parameters) has a unit on
+    # fusemax_cloud and flat_cloud that runs all its operators, natively or lowered; the
+    # systolic preset (a GEMM array: MAC only) refuses only for max or exp (no lowering:
+    # neither is a polynomial of MACs without a rounding operator), or for operators that
+    # lower only through them.
+    from einsim.simulator.shape import DEFAULT_BATCH, cascade_names, split_shape
+
+    cascade = attention(variant)
+    names = cascade_names(cascade)
+    every = dict(B=1, H=2, G=2, A=4, E=4, F=3, M=12, P=12, R=12, X=3, Y=4, T=1)
+    shape = {k: v for k, v in every.items() if k in names or k in DEFAULT_BATCH}
+    sizes = {k: int(v) for k, v in split_shape(cascade, DEFAULT_BATCH, shape).sizes.items()}
+    for name in ("fusemax_cloud", "flat_cloud"):
+        assert _refusals(load_architecture(name), cascade, sizes) == {}
+    systolic = load_architecture("systolic")
+    (unit,) = systolic.units
+    with_max_exp = {Op.MAX, Op.EXP, *(op for op, _ in unit.ops)}.__contains__
+    for lacking in _refusals(systolic, cascade, sizes).values():
+        assert all(resolve(op, with_max_exp) is not None for op in lacking)
