@@ -42,6 +42,7 @@ from .design import (
     is_gpu,
     parse_assignments,
 )
+from .mapping_view import mapping_data, mapping_panel, register_mapping_panel
 from .model_page import model_page, register_model_page
 from .schedule import schedule
 from .search import JobStatus, SearchJobs, SearchRequest, default_of, describe
@@ -301,6 +302,7 @@ def _design_page() -> html.Div:
                         [html.Div(id="metrics"), html.Div(id="comparison")],
                         style={"display": "flex", "gap": "32px"},
                     ),
+                    mapping_panel(),
                     html.Div([_graph("einsum-graph"), _graph("energy-graph")], style=_TWO),
                     html.Div([_graph("gantt-graph"), _graph("roofline-graph")], style=_TWO),
                     html.Div(
@@ -666,6 +668,7 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
         Output("passes", "children"),
         Output("cascade-graph", "figure"),
         Output("cascade-table", "children"),
+        Output("mapping-file", "data"),
     ]
     triggers = [Input(i, p) for i, p in DESIGN_FIELDS] + [
         Input("compare-on", "value"),
@@ -693,11 +696,11 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
                 spec, note = searched_spec(spec, status)
         except (EinsimError, ValueError) as error:
             message = _message(error_message(error), _ERROR)
-            return message, None, None, None, *[blank] * 5, None, blank, None
+            return message, None, None, None, *[blank] * 5, None, blank, None, None
         view = design_view(spec, other)
         if view.result is None:
             message = _message(view.error, _ERROR)
-            return message, None, None, None, *[blank] * 5, None, blank, None
+            return message, None, None, None, *[blank] * 5, None, blank, None, None
         if note:
             view = replace(view, warning="\n".join(filter(None, [note, view.warning])))
         result = view.result
@@ -767,6 +770,7 @@ def _register_design(app: dash.Dash, jobs: SearchJobs) -> None:
             _table(figures.pass_rows(result.cascade), "passes-table"),
             figures.graph_figure(result),
             _table(table),
+            mapping_data(result),
         )
 
 
@@ -1310,6 +1314,7 @@ def create_app(
     _register_gpu(app, load_csv)
     register_model_page(app)
     register_area_page(app)
+    register_mapping_panel(app)
     return app
 
 

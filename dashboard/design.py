@@ -330,6 +330,112 @@ def modelled_energy_pj(result: DesignResult) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class MappingFile:
+    """The mapping of a design point as the page shows it and lets one download it.
+
+    Attributes:
+        filename: a safe file name (`<mapping name>.yaml`).
+        text: YAML. Spatial array: the mapping (`mapping_to_yaml`: kernels with their fused
+            Einsums, loop nest per level, spatial unrolling, keep sets, binding, stages)
+            under a `#` header; `load_mapping` and `einsim evaluate --mapping FILE` read it
+            back. GPU: `tiling: <kernel:Br=..,Bc=..>`, the text `--mapping` takes.
+        command: the `einsim evaluate` line that costs this design point with the file.
+        searched: whether the mapping came from the mapper (else bundled or typed).
+    """
+
+    filename: str
+    text: str
+    command: str
+    searched: bool
+
+
+def cascade_call(spec: DesignSpec) -> tuple[str, dict[str, object]]:
+    """The registry call that builds the spec's cascade: (name, parameters) such that
+    `einsim.workloads.cascade(name, **parameters)` equals `build_workload(spec)[0]`.
+
+    Example:
+        >>> cascade_call(DesignSpec(model="llama3_8b", seq_len=1024))
+        ('gqa', {'form': 'fusemax_1pass', 'causal': True})
+    """
+    if spec.attention == MODEL_ATTENTION:
+        w = workload(spec.model, spec.algorithm, spec.seq_len, spec.batch, spec.phase)
+        name, params = w.built_from
+        return name, dict(params)
+    return spec.attention, dict(spec.params)
+
+
+def evaluate_command(result: DesignResult, mapping_path: str) -> str:
+    """The `einsim evaluate` command line of a design point with its mapping in
+    `mapping_path` (a GPU: the tiling itself); an uploaded architecture is `ARCH.yaml`.
+
+    Example:
+        >>> r = evaluate_design(DesignSpec(model="bert_base", seq_len=1024))
+        >>> evaluate_command(r, "fusemax.yaml")  # doctest: +NORMALIZE_WHITESPACE
+        'einsim evaluate --variant fusemax_1pass --arch fusemax_cloud --mapping fusemax.yaml
+         --shape E=64,F=64,M=1024,P=1024,B=64,H=12'
+    """
+    import shlex
+
+    name, params = cascade_call(result.spec)
+    arch = "ARCH.yaml" if result.spec.arch == UPLOADED else result.spec.arch
+    words = ["einsim", "evaluate", "--variant", name]
+    for key, value in params.items():  # the CLI reads booleans as 1/0
+        words += ["--param", f"{key}={int(value) if isinstance(value, bool) else value}"]
+    words += ["--arch", arch]
+    for path, value in result.spec.overrides:
+        words += ["--set", f"{path}={value}"]
+    words += ["--mapping", mapping_path]
+    words += ["--shape", ",".join(f"{k}={v}" for k, v in result.shape.items())]
+    return shlex.join(words)
+
+
+def mapping_file(result: DesignResult) -> MappingFile:
+    """The design point's mapping as a downloadable YAML file (`MappingFile`).
+
+    Example:
+        >>> f = mapping_file(evaluate_design(DesignSpec(model="bert_base", seq_len=1024)))
+        >>> f.filename, f.searched, load_mapping_text(f.text) == load_mapping("fusemax")
+        ('fusemax.yaml', False, True)
+    """
+    import re
+
+    from einsim.simulator import mapping_to_yaml
+
+    mapping = result.mapping
+    searched = result.spec.searched is not None
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", mapping.name).strip("._") or "mapping"
+    filename = f"{stem[:80]}.yaml"
+    report = result.report
+    origin = "found by the mapper" if searched else ("typed" if result.is_gpu else "bundled")
+    summary = f"latency {report.latency_s:.6g} s, DRAM {report.dram_bytes:.6g} B"
+    if result.is_gpu:
+        command = evaluate_command(result, mapping.name)
+        header = (f"einsim dashboard: GPU tiling ({origin}) of {result.spec.label()}\n"
+                  f"{summary}\nCheck it: {command}")  # fmt: skip
+        body = yaml.safe_dump({"tiling": mapping.name}, sort_keys=False)
+        text = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) + body
+        return MappingFile(filename, text, command, searched)
+    command = evaluate_command(result, filename)
+    summary += f", energy {report.energy_pj:.6g} pJ"
+    header = (f"einsim dashboard: mapping ({origin}) of {result.spec.label()}\n"
+              f"{summary}\nCheck it: {command}")  # fmt: skip
+    return MappingFile(filename, mapping_to_yaml(mapping, header), command, searched)
+
+
+def load_mapping_text(text: str) -> SimMapping:
+    """A spatial mapping from the YAML text of `mapping_file` (as `load_mapping` reads a
+    file), bounded in size like an upload.
+
+    Raises:
+        SpecError: text that is not a mapping's YAML.
+    """
+    from einsim.simulator import mapping_from_dict
+
+    origin = "mapping YAML"
+    return mapping_from_dict(parse_yaml(check_yaml_text(text, origin), origin), origin)
+
+
+@dataclass(frozen=True, slots=True)
 class GpuKernel:
     """One kernel of a GPU design point, as the GPU model reports it.
 

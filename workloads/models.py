@@ -104,6 +104,8 @@ class Workload:
     `shape` binds every rank the cascade uses (M, P, E, F, and H, G for multi-head
     cascades). `outer` holds the independent outer ranks the cascade is repeated over
     (B, and H for a per-head cascade): the whole layer is `outer` copies of the cascade.
+    `built_from` is the registry call that builds `cascade`: `attention(name, **params)`
+    with (name, params as pairs), what `einsim evaluate --variant NAME --param K=V` takes.
     """
 
     model: Model
@@ -112,6 +114,7 @@ class Workload:
     cascade: Cascade = field(compare=False)
     shape: tuple[tuple[str, int], ...]
     outer: tuple[tuple[str, int], ...]
+    built_from: tuple[str, tuple[tuple[str, object], ...]] = ("", ())
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -394,6 +397,7 @@ def workload(
             )
     if not name:
         cascade = attention(variant)
+        built_from = (variant, ())
     elif variant == "naive_2pass":
         raise SpecError(
             f"workload: {spec.name} needs {name!r} attention, which has no naive_2pass form; "
@@ -401,6 +405,7 @@ def workload(
         )
     else:
         cascade = attention(name, form=variant, **params)
+        built_from = (name, (("form", variant), *params.items()))
     shape = {"E": spec.E, "F": spec.E, "M": seq_len, "P": queries}
     outer = {"B": batch}
     if "H" in cascade.ranks:
@@ -416,6 +421,7 @@ def workload(
         cascade=cascade,
         shape=tuple(shape.items()),
         outer=tuple(outer.items()),
+        built_from=built_from,
     )
 
 

@@ -3,6 +3,7 @@
 import doctest
 import importlib
 import pkgutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -324,3 +325,175 @@ def test_comparison_with_a_gpu_compares_latency_only():
     assert g.speedup > 1  # the H100 beats the A100
     assert np.isnan(g.energy_a_pj) and np.isnan(g.energy_b_pj) and np.isnan(g.energy_ratio)
     assert h100.spec.label() == f"fusemax_1pass / h100_sxm / {DEFAULT_TILING}"
+
+
+# ------------------------------------------------------------------- the mapping as a file
+
+
+def _cli_json(command: str, mapping_path) -> dict:
+    """Run the command line `mapping_file` writes, with the mapping at `mapping_path`."""
+    import json
+    import shlex
+
+    from click.testing import CliRunner
+
+    from einsim.cli import main
+
+    words = shlex.split(command)
+    assert words[:2] == ["einsim", "evaluate"]
+    args = words[1:]
+    args[args.index("--mapping") + 1] = str(mapping_path)
+    result = CliRunner().invoke(main, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _costs(report_or_json) -> list[float]:
+    if isinstance(report_or_json, dict):
+        return [report_or_json[k] for k in ("latency_s", "energy_pj", "dram_bytes")]
+    return [report_or_json.latency_s, report_or_json.energy_pj, report_or_json.dram_bytes]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        DesignSpec(model="bert_base", seq_len=1000),
+        DesignSpec(model="llama3_8b", seq_len=2048),
+        DesignSpec(model="gemma2_9b", seq_len=1024, batch=2),
+        DesignSpec(model="llama3_8b", seq_len=4096, phase="decode", mapping="fusemax_gqa"),
+        DesignSpec(seq_len=1024, **FLAT, overrides=(("units.2d.rows", 128),)),
+        DesignSpec(attention="causal", params=(("M0", 128),), seq_len=1536),
+    ],
+    ids=["bert", "llama3", "gemma2", "decode", "flat-override", "variant"],
+)
+def test_the_downloaded_mapping_costs_the_same_through_the_cli(spec, tmp_path):
+    from einsim.dashboard.design import cascade_call, load_mapping_text, mapping_file
+
+    result = evaluate_design(spec)
+    f = mapping_file(result)
+    name, params = cascade_call(spec)
+    assert build_cascade(name, **params) == result.cascade  # the command's --variant/--param
+    assert load_mapping_text(f.text) == result.mapping  # the YAML is the mapping
+    path = tmp_path / f.filename
+    path.write_text(f.text)
+    assert load_mapping(path) == result.mapping
+    np.testing.assert_allclose(
+        _costs(_cli_json(f.command, path)), _costs(result.report), rtol=1e-12
+    )
+
+
+def test_a_searched_mapping_downloads_and_reads_back(tmp_path):
+    from dataclasses import replace
+
+    from einsim.dashboard.design import load_mapping_text, mapping_file
+    from einsim.mapper import search
+
+    spec = DesignSpec(model="bert_base", seq_len=1024)
+    w = workload("bert_base", "fusemax_1pass", 1024)
+    found = search(
+        w.cascade, load_architecture("fusemax_cloud"), {**w.sizes, **dict(w.outer)},
+        strategy="greedy", budget=200, seed=0, progress=False,
+    )  # fmt: skip
+    result = evaluate_design(replace(spec, searched=found.mapping))
+    f = mapping_file(result)
+    assert f.searched and "found by the mapper" in f.text.splitlines()[0]
+    assert load_mapping_text(f.text) == found.mapping
+    path = tmp_path / f.filename
+    path.write_text(f.text)
+    np.testing.assert_allclose(_costs(_cli_json(f.command, path)), _costs(found.report), rtol=1e-12)
+    # fusion groups, loop nest and keep sets are in the text a reader sees
+    import yaml
+
+    data = yaml.safe_load(f.text)
+    kernel = data["kernels"][0]
+    assert set(kernel["einsums"]) == {k for k in found.mapping.kernels[0].einsums}
+    assert {"loops", "binding"} <= set(kernel)
+
+
+def test_a_gpu_tiling_downloads_as_the_text_the_cli_takes():
+    import yaml
+
+    from einsim.dashboard.design import mapping_file
+
+    tiling = "fused:Br=64,Bc=32,stages=1,warps=2,split=4"
+    result = evaluate_design(DesignSpec(seq_len=2048, arch="h100_sxm", tiling=tiling))
+    f = mapping_file(result)
+    assert yaml.safe_load(f.text) == {"tiling": parse_gpu_mapping(tiling).name}
+    got = _cli_json(f.command, parse_gpu_mapping(tiling).name)
+    np.testing.assert_allclose(got["latency_s"], result.report.latency_s, rtol=1e-12)
+
+
+def test_an_uploaded_architecture_is_named_arch_yaml_in_the_command():
+    import yaml
+
+    from einsim.dashboard.design import mapping_file
+
+    data, _ = architecture_data(DesignSpec(arch="flat_cloud"))
+    spec = DesignSpec(seq_len=512, arch=UPLOADED, arch_yaml=yaml.safe_dump(data), **{
+        k: v for k, v in FLAT.items() if k != "arch"
+    })  # fmt: skip
+    assert "--arch ARCH.yaml" in mapping_file(evaluate_design(spec)).command
+
+
+# ------------------------------------------------------------------- in the browser
+
+
+@pytest.fixture(scope="module")
+def served_url():
+    from einsim.dashboard.app import create_app, serve_in_thread
+
+    served = serve_in_thread(create_app())
+    yield served.url
+    served.shutdown()
+
+
+@pytest.mark.slow
+def test_the_page_shows_and_downloads_the_searched_mapping(page, served_url, screenshots):
+    """Headless Chromium (tests/dashboard/conftest.py): search, read the YAML on the page,
+    download it, and cost the file with the command written in it: the mapper's cost."""
+    import shlex
+
+    import yaml
+
+    from einsim.mapper import search
+
+    timeout_ms = 60_000
+    page.goto(served_url)
+    page.wait_for_selector("#metric-latency", timeout=timeout_ms)
+    page.wait_for_function(
+        "() => document.querySelector('#mapping-yaml').innerText.includes('name: fusemax')",
+        timeout=timeout_ms,
+    )  # the bundled mapping first
+    for field, value in (("seq-len", 1024), ("search-budget", 300)):
+        page.fill(f"#{field}", str(value))
+        page.press(f"#{field}", "Enter")
+    page.click("#search-run")
+    page.wait_for_selector("#search-found", timeout=timeout_ms)
+    page.wait_for_function(
+        "() => document.querySelector('#mapping-origin').innerText.includes('found by')",
+        timeout=timeout_ms,
+    )
+    shown = page.inner_text("#mapping-yaml")
+    with page.expect_download(timeout=timeout_ms) as caught:
+        page.click("#mapping-download-button")
+    download = caught.value
+    path = download.path()
+    text = Path(path).read_text()
+    assert text.strip() == shown.strip()  # the file is what the page shows
+    w = workload("bert_base", "fusemax_1pass", 1024)
+    shape = {**w.sizes, **dict(w.outer)}
+    found = search(
+        w.cascade, load_architecture("fusemax_cloud"), shape, objective="latency",
+        strategy="greedy", budget=300, seed=0, progress=False,
+    )  # fmt: skip
+    assert load_mapping(path) == found.mapping
+    assert download.suggested_filename.endswith(".yaml")
+    assert yaml.safe_load(text)["kernels"]  # fusion groups with loops, keep sets, binding
+    check = next(line for line in text.splitlines() if line.startswith("# Check it: "))
+    command = check.removeprefix("# Check it: ")
+    assert shlex.split(command)[shlex.split(command).index("--mapping") + 1] == (
+        download.suggested_filename
+    )
+    np.testing.assert_allclose(_costs(_cli_json(command, path)), _costs(found.report), rtol=1e-12)
+    page.locator("#mapping-yaml").scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / "design_mapping.png", full_page=True)
