@@ -371,27 +371,73 @@ AV[f,p] = SNV[f,p] / SD[p]
 @_register(
     "titans_memory",
     summary="delta-rule linear memory with decay, M_t = (1-a)M + th(v - M k)k^T, out M_t q",
-    forms=(Form.DIRECT,),
+    forms=(Form.DIRECT, Form.BLOCKED),
     cases=(
         ({"ALPHA": 0.1, "THETA": 0.5}, (dict(E=3, F=2, M=7, P=7), dict(E=4, F=3, M=10, P=10))),
         ({"ALPHA": 0.0, "THETA": 0.25}, (dict(E=2, F=2, M=5, P=5),)),
+        # chunks of 3 and 4: a partial last chunk (7 = 3 + 3 + 1, 10 = 4 + 4 + 2)
+        ({"ALPHA": 0.2, "THETA": 0.5, "CHUNK": 3}, (dict(E=3, F=2, M=7, P=7),)),
+        ({"ALPHA": 1.0, "THETA": 0.3, "CHUNK": 4}, (dict(E=4, F=3, M=10, P=10),)),
     ),
 )
-def titans_memory(form: str = Form.DIRECT.value, ALPHA: float = 0.01, THETA: float = 0.1):
+def titans_memory(
+    form: str = Form.DIRECT.value, ALPHA: float = 0.01, THETA: float = 0.1, CHUNK: int = 1
+):
     """Titans' linear memory (Behrouz et al. 2024, Eq. 13-14, momentum eta = 0, constant
-    gates): MEM_t = (1 - ALPHA) MEM_{t-1} + THETA (v_t - MEM_{t-1} k_t) k_t^T, y_t = MEM_t q_t;
-    the recurrence over tokens (P = M). A chunked form is not offered (see the report)."""
+    gates), trained on mini-batches of CHUNK tokens as in the paper's Section 3.2: the
+    gradient of token t is taken at the memory of its chunk's start t' = t - t % CHUNK,
+    MEM_t = (1 - ALPHA) MEM_{t-1} + THETA (v_t - MEM_t' k_t) k_t^T, y_t = MEM_t q_t.
+    CHUNK = 1 is the token-level delta rule (P = M).
+
+    form=direct runs that recurrence token by token (a snapshot SNAP of the chunk-start
+    memory, taken when t % CHUNK == 0). form=blocked is the paper's chunk-parallel form
+    (Eq. 16-17): with g = 1 - ALPHA and chunks of M0 = CHUNK keys (the shape must not
+    override M0), per chunk n with start memory MEM[n]
+        ERR[n,i]  = v_i - MEM[n] k_i                                   (one matmul)
+        y_c       = g^(c+1) MEM[n] q_c + THETA sum_{i<=c} g^(c-i) (k_i . q_c) ERR[n,i]
+        MEM[n+1]  = g^CHUNK MEM[n] + THETA sum_i g^(CHUNK-1-i) ERR[n,i] k_i^T
+    so the recurrence runs over chunks, not tokens; the decays g^d are the recurrence
+    DEC[m0+1] = g DEC[m0] (CHUNK multiplies)."""
     name = "titans_memory"
-    _form(name, form, (Form.DIRECT,))
+    form = _form(name, form, (Form.DIRECT, Form.BLOCKED))
     alpha = _real(name, "ALPHA", ALPHA, 0.0, 1.0)
     theta = _real(name, "THETA", THETA, 0.0, 100.0)
-    text = f"""inputs: Q[e,p], K[e,m], V[f,m]
-outputs: AV
-MEM[0,f,e] = 0
-PRED[m,f] = MEM[m,f,e] * K[e,m]
+    chunk = _bounded(name, "CHUNK", CHUNK, 1, 65536)
+    keep = 1.0 - alpha
+    head = "inputs: Q[e,p], K[e,m], V[f,m]\noutputs: AV\n"
+    if form is Form.DIRECT:
+        # the chunk-start memory the gradient is taken at (the memory itself when CHUNK = 1)
+        start = "SNAP" if chunk > 1 else "MEM"
+        snap = (
+            "SNAP[0,f,e] = 0\n"
+            f"SNAP[m+1,f,e] = SNAP[m,f,e] + ((m + 1) % {chunk} == 0) * "
+            "(MEM[m+1,f,e] - SNAP[m,f,e])\n"
+            if chunk > 1
+            else ""
+        )
+        text = f"""MEM[0,f,e] = 0
+PRED[m,f] = {start}[m,f,e] * K[e,m]
 ERR[m,f] = V[f,m] - PRED[m,f]
 UPD[m,f,e] = {theta!r} * ERR[m,f] * K[e,m]
-MEM[m+1,f,e] = {1.0 - alpha!r} * MEM[m,f,e] + UPD[m,f,e]
-AV[f,p] = MEM[p+1,f,e] * Q[e,p]
+MEM[m+1,f,e] = {keep!r} * MEM[m,f,e] + UPD[m,f,e]
+{snap}AV[f,p] = MEM[p+1,f,e] * Q[e,p]
 """
-    return parse_cascade(text, name=name)
+        return parse_cascade(head + text, name=name)
+    text = f"""partition: M -> M1, M0
+sizes: M0={chunk}
+BK[e,m1,m0] = K[e, m1*M0+m0]
+BV[f,m1,m0] = V[f, m1*M0+m0]
+DEC[0] = 1
+DEC[m0+1] = {keep!r} * DEC[m0]
+MEM[0,f,e] = 0
+PRED[m1,m0,f] = MEM[m1,f,e] * BK[e,m1,m0]
+ERR[m1,m0,f] = BV[f,m1,m0] - PRED[m1,m0,f]
+GK[m1,m0,e] = {theta!r} * DEC[M0 - 1 - m0] * BK[e,m1,m0]
+UPD[m1,f,e] = ERR[m1,m0,f] * GK[m1,m0,e]
+MEM[m1+1,f,e] = {keep!r} * DEC[M0 - 1] * MEM[m1,f,e] + UPD[m1,f,e]
+SQK[m0,p] = Q[e,p] * BK[e, p // M0, m0] where m0 <= p % M0
+AVI[f,p] = {theta!r} * DEC[p % M0 - m0] * SQK[m0,p] * ERR[p // M0, m0, f] where m0 <= p % M0
+AVM[f,p] = {keep!r} * DEC[p % M0] * MEM[p // M0, f, e] * Q[e,p]
+AV[f,p] = AVM[f,p] + AVI[f,p]
+"""
+    return parse_cascade(head + text, name=name)

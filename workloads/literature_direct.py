@@ -119,10 +119,36 @@ def _softplus(inputs, params):
     return out
 
 
+def titans_chunked(q, k, v, alpha: float, theta: float, chunk: int) -> np.ndarray:
+    """Titans' memory on mini-batches of `chunk` tokens (Behrouz et al. 2024, Section 3.2,
+    Eq. 16-17), chunk by chunk as matmuls: with g = 1 - alpha and the chunk's start memory
+    M0, y_c = g^(c+1) M0 q_c + theta sum_{i<=c} g^(c-i) (k_i . q_c)(v_i - M0 k_i), and the
+    next start memory g^b M0 + theta sum_i g^(b-1-i) (v_i - M0 k_i) k_i^T."""
+    g = 1.0 - alpha
+    memory = np.zeros((v.shape[0], k.shape[0]))
+    out = np.zeros((v.shape[0], q.shape[1]))
+    for start in range(0, q.shape[1], chunk):
+        ks, vs, qs = (
+            k[:, start : start + chunk],
+            v[:, start : start + chunk],
+            q[:, start : start + chunk],
+        )
+        i = np.arange(ks.shape[1])
+        errors = vs - memory @ ks  # [f, i]: the negative gradients at the chunk's start
+        decay = np.where(i[:, None] <= i[None, :], g ** np.abs(i[None, :] - i[:, None]), 0.0)
+        out[:, start : start + ks.shape[1]] = g ** (i + 1) * (memory @ qs) + theta * errors @ (
+            decay * (ks.T @ qs)
+        )
+        memory = g ** len(i) * memory + theta * (errors * g ** (len(i) - 1 - i)) @ ks.T
+    return out
+
+
 @DIRECT.register("titans_memory")
 def _titans_memory(inputs, params):
     q, k, v = inputs["Q"], inputs["K"], inputs["V"]
     alpha, theta = params["ALPHA"], params["THETA"]
+    if params["CHUNK"] > 1:
+        return titans_chunked(q, k, v, alpha, theta, params["CHUNK"])
     memory = np.zeros((v.shape[0], k.shape[0]))
     out = np.zeros((v.shape[0], q.shape[1]))
     for t in range(q.shape[1]):

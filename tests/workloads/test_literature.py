@@ -130,6 +130,72 @@ def test_softplus_is_one_pass_and_rows_sum_to_one(rng):
     np.testing.assert_allclose(cascade.evaluate(inputs, shape)["AV"], 1.0)
 
 
+def _titans_token_loop(q, k, v, alpha, theta, chunk):
+    # The paper's mini-batch model written token by token (Section 3.2): the gradient of
+    # token t at the memory of its chunk's start.
+    memory = np.zeros((v.shape[0], k.shape[0]))
+    out = np.zeros((v.shape[0], q.shape[1]))
+    for t in range(q.shape[1]):
+        if t % chunk == 0:
+            start = memory.copy()
+        memory = (1 - alpha) * memory + theta * np.outer(v[:, t] - start @ k[:, t], k[:, t])
+        out[:, t] = memory @ q[:, t]
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 16])
+def test_titans_chunked_formula_is_the_token_loop_of_the_mini_batch_model(chunk, rng):
+    from einsim.workloads.literature_direct import titans_chunked
+
+    q, k, v = rng.normal(size=(3, 11)), rng.normal(size=(3, 11)), rng.normal(size=(2, 11))
+    for alpha in (0.0, 0.3, 1.0):
+        np.testing.assert_allclose(
+            titans_chunked(q, k, v, alpha, 0.4, chunk),
+            _titans_token_loop(q, k, v, alpha, 0.4, chunk),
+            atol=1e-12,
+        )
+
+
+def test_titans_recurrent_and_chunked_forms_agree_and_chunk_one_is_the_delta_rule(rng):
+    shape = dict(E=3, F=2, M=11, P=11)
+    params = dict(ALPHA=0.15, THETA=0.4)
+    delta_rule = attention("titans_memory", **params)
+    inputs = random_inputs(delta_rule, shape, rng)
+    token = delta_rule.evaluate(inputs, shape)["AV"]
+    for chunk in (1, 4):  # 11 = 4 + 4 + 3: a partial last chunk
+        blocked = attention("titans_memory", form="blocked", CHUNK=chunk, **params)
+        recurrent = attention("titans_memory", form="direct", CHUNK=chunk, **params)
+        got = blocked.evaluate(inputs, shape)["AV"]
+        np.testing.assert_allclose(got, recurrent.evaluate(inputs, shape)["AV"], atol=1e-12)
+        if chunk == 1:
+            np.testing.assert_allclose(got, token, atol=1e-12)
+
+
+def test_titans_mini_batches_differ_from_the_delta_rule_at_second_order_in_theta(rng):
+    # Gradients at the chunk's start instead of the current memory: the first-order terms
+    # in THETA are the same, so halving THETA quarters the difference (ratio -> 4).
+    q, k, v = rng.normal(size=(3, 12)), rng.normal(size=(3, 12)), rng.normal(size=(2, 12))
+
+    def gap(theta):
+        chunked = direct("titans_memory", {"Q": q, "K": k, "V": v}, THETA=theta, CHUNK=4)
+        token = direct("titans_memory", {"Q": q, "K": k, "V": v}, THETA=theta, CHUNK=1)
+        return np.abs(chunked - token).max()
+
+    assert gap(1e-2) > 0
+    assert 3.5 < gap(2e-3) / gap(1e-3) < 4.5
+
+
+def test_titans_blocked_form_updates_the_memory_once_per_chunk():
+    # The memory recurrence runs over chunks: ceil(M / CHUNK) F x E updates (adds), not M.
+    from einsim.einsum import Op
+
+    shape = dict(E=4, F=3, M=50, P=50)
+    token = op_counts(attention("titans_memory"), shape)["MEM"]
+    blocked = op_counts(attention("titans_memory", form="blocked", CHUNK=8), shape)["MEM"]
+    assert token[Op.ADD] == 50 * 4 * 3
+    assert blocked[Op.ADD] == math.ceil(50 / 8) * 4 * 3
+
+
 def test_titans_without_decay_and_orthonormal_keys_recalls_values(rng):
     # theta = 1, alpha = 0, orthonormal keys: after writing (k_t, v_t) for all t, the memory
     # maps k_t to v_t exactly (delta rule), so querying key j at the last step returns v_j.
@@ -156,6 +222,8 @@ def test_titans_without_decay_and_orthonormal_keys_recalls_values(rng):
         ("softplus", dict(POW=10**30), "POW"),
         ("titans_memory", dict(ALPHA=1.5), "ALPHA must be a number in \\[0.0, 1.0\\]"),
         ("titans_memory", dict(THETA=-1.0), "THETA must be a number"),
+        ("titans_memory", dict(CHUNK=0), "CHUNK must be an integer in \\[1, 65536\\]"),
+        ("titans_memory", dict(CHUNK=10**30), "CHUNK"),
         ("selective", dict(causal="x"), "causal must be true or false"),
     ],
 )
