@@ -213,3 +213,24 @@ def describe(op: Op, native: Callable[[Op], bool]) -> str:
         return f"{op.value}: no lowering"
     body = ", ".join(f"{n}x {p.value}" if n > 1 else p.value for p, n in parts.items())
     return f"{op.value} -> {body}"
+
+
+def lower_counts(counts, native: Callable[[Op], bool]) -> tuple[Counter, tuple[Op, ...]]:
+    """Operation counts ({op: n}) as the native operators they run as (`resolve` of each,
+    times n), and the operators nothing lowers (sorted by name; their counts are left out).
+
+        >>> native = {Op.ADD, Op.MUL, Op.EXP, Op.DIV, Op.SUB}.__contains__
+        >>> done, missing = lower_counts({Op.SIGMOID: 10, Op.MUL: 5, Op.GE: 1}, native)
+        >>> sorted((op.value, n) for op, n in done.items()), missing
+        ([('add', 10), ('div', 10), ('exp', 10), ('mul', 5), ('sub', 10)], (<Op.GE: 'ge'>,))
+    """
+    total: Counter = Counter()
+    missing = []
+    for op, n in counts.items():
+        parts = resolve(op, native)
+        if parts is None:
+            missing.append(op)
+            continue
+        for part, k in parts.items():
+            total[part] += k * n
+    return total, tuple(sorted(missing, key=lambda op: op.value))

@@ -208,3 +208,16 @@ def test_every_registered_variant_finds_units_on_the_attention_arrays(variant):
     with_max_exp = {Op.MAX, Op.EXP, *(op for op, _ in unit.ops)}.__contains__
     for lacking in _refusals(systolic, cascade, sizes).values():
         assert all(resolve(op, with_max_exp) is not None for op in lacking)
+
+
+def test_lower_counts_is_resolve_times_the_count_and_names_what_has_no_lowering():
+    from einsim.simulator.lowering import lower_counts
+
+    native = {Op.ADD, Op.SUB, Op.MUL, Op.EXP, Op.DIV, Op.MAX}.__contains__
+    counts = {Op.SIGMOID: 3, Op.ELU: 2, Op.MUL: 7, Op.EQ: 4}
+    done, missing = lower_counts(counts, native)
+    want = Counter({Op.MUL: 7})
+    for op in (Op.SIGMOID, Op.ELU):
+        for part, k in resolve(op, native).items():
+            want[part] += k * counts[op]
+    assert done == want and missing == (Op.EQ,)
