@@ -1,10 +1,11 @@
 """The reference executor at real sizes (issue 21): time and peak memory against the targets.
 
 Each measurement runs in its own subprocess (peak memory = that process's maximum resident
-set, and numpy's peak allocation during the call by tracemalloc), with one BLAS thread
-unless --blas-threads says otherwise (the same for the executor and the baselines). Times
-are wall and CPU seconds of the call; on a shared machine CPU time is the steadier one:
-ratios and verdicts use it (on an idle machine with one BLAS thread wall ~ CPU).
+set), with one BLAS thread unless --blas-threads says otherwise (the same for the executor
+and the baselines). Times are wall and CPU seconds of the call; on a shared machine CPU
+time is the steadier one: ratios and verdicts use it (on an idle machine with one BLAS
+thread wall ~ CPU). Only target 5 also traces numpy's peak allocation (tracemalloc), in
+both of its runs: tracing slows every allocation, so the timed targets run untraced.
 
 Targets:
   1. fusemax_1pass, M=P=16384, E=F=64: within 2x of plain numpy softmax attention (K^T Q,
@@ -96,11 +97,12 @@ elif kind == "kept":
             mask = np.broadcast_to(ex.mask(einsum, box), box.extents)
             kept += int(mask.sum())
         return kept / (sizes["M"] * sizes["P"])
-tracemalloc.start()
+if job.get("traced"):
+    tracemalloc.start()  # numpy's peak allocation; it slows every allocation down
 wall, cpu = time.perf_counter(), time.process_time()
 value = call()
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-traced = tracemalloc.get_traced_memory()[1]
+traced = tracemalloc.get_traced_memory()[1] if job.get("traced") else 0
 result = {"wall_s": wall, "cpu_s": cpu, "traced_bytes": traced,
           "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 if isinstance(value, float):
@@ -128,9 +130,10 @@ def measure(job: dict, blas_threads: int) -> dict:
 
 
 def _row(label: str, r: dict) -> str:
+    numpy = f", {r['traced_bytes'] / 2**20:6.0f} MiB numpy" if r["traced_bytes"] else ""
     return (
         f"{label:<44} wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s  "
-        f"peak {r['maxrss_bytes'] / 2**30:5.2f} GiB rss, {r['traced_bytes'] / 2**20:6.0f} MiB numpy"
+        f"peak {r['maxrss_bytes'] / 2**30:5.2f} GiB rss{numpy}"
     )
 
 
@@ -207,8 +210,8 @@ def target_natten(blas: int) -> None:
 
 def versus_materialize(blas: int) -> None:
     for name, n in (("fusemax_1pass", 1024), ("fusemax_1pass", 4096), ("causal", 1024)):
-        old = measure(attention_job(name, n, method="materialize"), blas)
-        new = measure(attention_job(name, n), blas)
+        old = measure(attention_job(name, n, method="materialize") | {"traced": True}, blas)
+        new = measure(attention_job(name, n) | {"traced": True}, blas)
         print(_row(f"{name} M=P={n} materialize", old))
         print(_row(f"{name} M=P={n} tiled", new))
         print(

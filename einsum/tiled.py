@@ -690,6 +690,46 @@ class Executor:
             status = np.where(never, _EMPTY, np.where(always, status, np.minimum(status, _PARTIAL)))
         return starts, ends, status
 
+    def tile_step(self, var: str) -> int:
+        """Tile extent along `var` for a filtered Einsum: `tile`'s, else one index of a
+        partition's upper rank (M1), else DEFAULT_TILE."""
+        rank = rank_of(var)
+        part = self.cascade.partition_of.get(rank)
+        default = 1 if part is not None and part.upper == rank else DEFAULT_TILE
+        return max(1, self.tile.get(rank, default))
+
+    def active(self, quiet: Quiet, at) -> list[tuple[int, int]] | None:
+        """Ranges of `quiet.var` where some filtered member of the run keeps a point at
+        this step (merged), or None when the step must run whole: every tile is active,
+        or a tensor the proof subtracts from itself is not finite."""
+        for tensor in quiet.finite:
+            if not np.isfinite(self.store[tensor].array).all():
+                return None
+        ranges: list[tuple[int, int]] = []
+        step = self.tile_step(quiet.var)
+        for einsum in quiet.filtered:
+            names = list(einsum.iter_vars)
+            box = _Box(
+                names,
+                [at[v][0] if v in at else 0 for v in names],
+                [at[v][1] if v in at else int(self.sizes[rank_of(v)]) for v in names],
+            )
+            for lo, hi, status in self.classify(einsum, box, quiet.var, step):
+                if status != _EMPTY:
+                    ranges.append((lo, hi))
+        ranges.sort()
+        merged: list[tuple[int, int]] = []
+        for lo, hi in ranges:
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+            else:
+                merged.append((lo, hi))
+        k = quiet.var
+        whole = at[k] if k in at else (0, int(self.sizes[rank_of(k)]))
+        if merged == [whole]:
+            return None
+        return merged
+
     # -- one Einsum ---------------------------------------------------------------------
     def run(self, einsum: Einsum, bounds: Mapping[str, tuple[int, int]], accumulate=False):
         """Evaluate `einsum` over its iteration space with the variables in `bounds` held to
@@ -715,10 +755,7 @@ class Executor:
                 filtered |= self._vars_of(clause)[0]
             candidates = [v for v in free if v in filtered] or free or names
             var = max(candidates, key=lambda v: box.extents[names.index(v)])
-            rank = rank_of(var)
-            part = self.cascade.partition_of.get(rank)
-            default = 1 if part is not None and part.upper == rank else DEFAULT_TILE
-            runs = self.classify(einsum, box, var, max(1, self.tile.get(rank, default)))
+            runs = self.classify(einsum, box, var, self.tile_step(var))
         k = names.index(var)
         # Bound every box to TILE_POINTS points (merged runs of full tiles included).
         step = max(1, TILE_POINTS // max(1, total // max(1, box.extents[k])))
@@ -1040,7 +1077,9 @@ def evaluate_tiled(
             # A filtered Einsum that reduces writes its identity where it keeps nothing, so
             # only the others leave stale points to clear at the next step.
             partial = einsum.output in filtered and not einsum.reduced_vars
-            buf = _Buffer(np.zeros(shape, dtype=dtype), dirty=partial and not iterative)
+            # Dirty regions: cleared after each step (a partial slot), or for a carried
+            # iterative one, the only part `_advance` copies to the next step.
+            buf = _Buffer(np.zeros(shape, dtype=dtype), dirty=partial != iterative)
             buf.clear = partial
         else:
             buf = _Buffer(np.zeros(shape, dtype=dtype))
@@ -1067,7 +1106,7 @@ def evaluate_tiled(
             bounds = {var_of(rank): (c0, min(c0 + chunk, extent))} if rank else {}
             if c0:
                 _reset(ex, cascade, local, inits, rank, c0)
-            _run_plan(ex, the_plan, slot, sizes, bounds)
+            _run_plan(ex, the_plan, slot, sizes, bounds, kept)
     return {name: buf.array for name, buf in ex.store.items() if name in kept}
 
 
@@ -1086,7 +1125,166 @@ def _reset(ex: Executor, cascade: Cascade, local, inits, rank: str, c0: int) -> 
             ex.store[name].array[index] = value
 
 
-def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds) -> None:
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """A run whose steps may skip the columns (values of `var`) where every filtered
+    member keeps nothing: there, each member's result is provably what the step already
+    holds (see `quiet_columns`). `finite`: tensors the proof subtracts from themselves."""
+
+    var: str
+    filtered: tuple[Einsum, ...]
+    finite: tuple[str, ...]
+
+
+_SAME = "same"  # abstract value: the tensor's element at the previous step, unchanged
+
+
+def _abstract(expr: Expr, state, carried, run_rank: str, cascade: Cascade, finite: set):
+    """The value of `expr` at a quiet column, as far as it is known: ("const", c),
+    (_SAME, T) (T's previous element, for an iterative tensor the run carries) or None.
+    Only exact identities are used (x + 0, x * 1, max(x, -inf), x - x for finite x)."""
+    if isinstance(expr, Const):
+        return ("const", float(expr.value))
+    if isinstance(expr, Access):
+        dims = [d for d, r in enumerate(cascade.tensor_ranks[expr.tensor]) if r == run_rank]
+        if len(dims) != 1:
+            return None
+        parsed = iterative_offset(expr.indices[dims[0]])
+        if parsed is None:
+            return None
+        if expr.tensor in carried and parsed[1] == 0:
+            return (_SAME, expr.tensor)
+        if expr.tensor in state:  # made earlier in this step
+            iterative = expr.tensor in carried
+            return state[expr.tensor] if parsed[1] == (1 if iterative else 0) else None
+        return None
+    if not isinstance(expr, Call):
+        return None
+    args = [_abstract(a, state, carried, run_rank, cascade, finite) for a in expr.args]
+    if any(a is None for a in args):
+        return None
+    if all(a[0] == "const" for a in args):
+        from .executor import _BINARY_NUMPY, _UNARY_NUMPY
+
+        values = [np.float64(a[1]) for a in args]
+        with np.errstate(all="ignore"):
+            if expr.op.arity == 1:
+                return ("const", float(_UNARY_NUMPY[expr.op](values[0])))
+            return ("const", float(_BINARY_NUMPY[expr.op](values[0], values[1])))
+    if len(args) != 2:
+        return None
+    a, b = args
+    op = expr.op
+    neutral = {Op.ADD: 0.0, Op.MUL: 1.0, Op.MAX: -np.inf, Op.MIN: np.inf}
+    if op in neutral:
+        if b == ("const", neutral[op]):
+            return a
+        if a == ("const", neutral[op]):
+            return b
+    if op in (Op.SUB, Op.DIV) and b == ("const", 0.0 if op is Op.SUB else 1.0):
+        return a
+    if op in (Op.MAX, Op.MIN) and a == b:
+        return a
+    if op is Op.SUB and a == b and a[0] == _SAME:
+        finite.add(a[1])  # x - x = 0 only for finite x: checked on the data at each step
+        return ("const", 0.0)
+    return None
+
+
+def quiet_columns(ex: Executor, run: Run, slot, kept) -> Quiet | None:
+    """Whether the run's steps may skip, along one variable, the tiles where every filtered
+    member is empty, and along which variable.
+
+    At such a column a filtered member's result is known (its reduction's identity, or 0
+    for an unreduced one: the point is never written), so the unfiltered members are
+    evaluated abstractly (`_abstract`). The run qualifies when, there, every iterative
+    tensor it carries is provably unchanged (RM[m1+1] = max(RM[m1], -inf) = RM[m1];
+    PRM = exp(RM - RM) = 1; RNV[m1+1] = 1 * RNV[m1] + 0), every accumulated output
+    receives its reduction's identity, and every other output is a slot only the run reads.
+    The variable (P in attention) is one every member writes and reads plainly. Skipping
+    then changes no value: the slots keep the previous step where nothing is written
+    (`_advance` copies only what was written)."""
+    cascade = ex.cascade
+    filtered = [e for e in run.einsums if ex._clauses(e, set(e.iter_vars))]
+    if not filtered:
+        return None
+    run_rank = rank_of(run.var)
+    candidates: set[str] = set()
+    for e in filtered:
+        for clause in ex._clauses(e, set(e.iter_vars)):
+            candidates |= ex._vars_of(clause)[0]
+    carried = {
+        e.output
+        for e in run.einsums
+        if e.output in slot and slot[e.output][1] and e.output not in run.accumulate
+    }
+    for var in sorted(candidates - {run.var}, key=lambda v: -int(ex.sizes[rank_of(v)])):
+        rank = rank_of(var)
+        if not _plain_everywhere(cascade, run, var, rank, filtered):
+            continue
+        state: dict = {}
+        finite: set[str] = set()
+        ok = True
+        for e in run.einsums:
+            iterative = any(cascade.iterative_dims[e.output])
+            if var not in e.iter_vars:  # runs whole at every step
+                state[e.output] = None
+                continue
+            if e in filtered:
+                if e.output in run.accumulate:
+                    continue  # empty tiles add nothing
+                if e.output not in slot or iterative:
+                    ok = False
+                    break
+                value = ("const", REDUCE_IDENTITY[e.reduce_op] if e.reduced_vars else 0.0)
+            else:
+                value = _abstract(e.expr, state, carried, run_rank, cascade, finite)
+                if e.reduced_vars and value is not None:
+                    c = value[1]
+                    if value[0] != "const" or not (
+                        e.reduce_op in (Op.MAX, Op.MIN) or c == REDUCE_IDENTITY[e.reduce_op]
+                    ):
+                        value = None
+                if e.output in run.accumulate:
+                    if value != ("const", REDUCE_IDENTITY[e.reduce_op]):
+                        ok = False
+                        break
+                    continue
+                if e.output in carried:
+                    if value != (_SAME, e.output):
+                        ok = False
+                        break
+                elif e.output not in slot or iterative or e.output in kept:
+                    ok = False
+                    break
+            state[e.output] = value
+        if ok:
+            return Quiet(var, tuple(filtered), tuple(sorted(finite)))
+    return None
+
+
+def _plain_everywhere(cascade: Cascade, run: Run, var: str, rank: str, filtered) -> bool:
+    """Every member that iterates `var` writes it as its own plain index, every read of
+    `rank` in the run is the plain `var` (and `var` indexes nothing else); the filtered
+    members iterate it, and the others (BK[e,m1,m0], run whole) read nothing along `rank`."""
+    for e in run.einsums:
+        if var not in e.iter_vars:
+            if e in filtered or any(rank in cascade.tensor_ranks[a.tensor] for a in e.operands):
+                return False
+            continue
+        if var not in e.out_vars:
+            return False
+        for r, index in zip(cascade.tensor_ranks[e.output], e.out_indices, strict=True):
+            if (r == rank) != (index == Var(var)) or (r != rank and var in variables(index)):
+                return False
+        for access in e.operands:
+            for r, index in zip(cascade.tensor_ranks[access.tensor], access.indices, strict=True):
+                if (r == rank and index != Var(var)) or (r != rank and var in variables(index)):
+                    return False
+    return True
+
+
+def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds, kept=frozenset()) -> None:
     for item in the_plan.items:
         ex._classes.clear()
         ex._full.clear()
@@ -1095,6 +1293,14 @@ def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds) -> None:
             ex.run(item, bounds)
             ex._masks.clear()
             continue
+        quiet = quiet_columns(ex, item, slot, kept)
+        for e in item.einsums:  # the step-i and i+1 elements agree where nothing is written
+            if e.output in slot and slot[e.output][1] and ex.store[e.output].dirty is not None:
+                array, dim = ex.store[e.output].array, slot[e.output][0]
+                first = [slice(None)] * array.ndim
+                second = [slice(None)] * array.ndim
+                first[dim], second[dim] = 0, 1
+                array[tuple(second)] = array[tuple(first)]
         for e in item.einsums:
             if e.output in item.accumulate:
                 box = _Box(
@@ -1107,8 +1313,17 @@ def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds) -> None:
         ex._loop = (item.var, steps)
         for i in range(steps):
             at = {**bounds, item.var: (i, i + 1)}
+            ranges = ex.active(quiet, at) if quiet is not None else None
             for e in item.einsums:
-                ex.run(e, at, accumulate=e.output in item.accumulate)
+                accumulate = e.output in item.accumulate
+                if ranges is None:
+                    ex.run(e, at, accumulate=accumulate)
+                    continue
+                if quiet.var not in e.iter_vars:
+                    ex.run(e, at, accumulate=accumulate)
+                    continue
+                for lo, hi in ranges:
+                    ex.run(e, {**at, quiet.var: (lo, hi)}, accumulate=accumulate)
             ex._masks.clear()
             if i + 1 < steps:
                 _advance(ex, item, slot, i + 1)
@@ -1122,7 +1337,15 @@ def _advance(ex: Executor, run: Run, slot, i: int) -> None:
         dim, iterative = slot[e.output]
         buf = ex.store[e.output]
         array = buf.array
-        if iterative:
+        if iterative and buf.dirty is not None and all(r[dim] == slice(1, 2) for r in buf.dirty):
+            for region in buf.dirty:  # copy what this step wrote; the rest already agrees
+                earlier = list(region)
+                earlier[dim] = slice(0, 1)
+                array[tuple(earlier)] = array[region]
+            buf.dirty.clear()
+        elif iterative:
+            if buf.dirty is not None:
+                buf.dirty.clear()
             first = [slice(None)] * array.ndim
             second = [slice(None)] * array.ndim
             first[dim], second[dim] = 0, 1

@@ -256,12 +256,16 @@ class CheckResult:
         return all(error <= 1e-9 for _, error in self.max_error)
 
 
-def check(name: str, seed: int = 0, **params) -> CheckResult:
+def check(
+    name: str, seed: int = 0, *, shape: Mapping[str, int] | None = None, **params
+) -> CheckResult:
     """Evaluate variant `name` (every form, or the one in `params`) on random inputs and
     compare with its direct formula.
 
     The shape is the variant's first test case (odd sizes, partial tiles); a grid
-    parameter (X, Y, T) given in `params` resizes M = P to the grid.
+    parameter (X, Y, T) given in `params` resizes M = P to the grid. `shape` overrides
+    sizes of that case ({"M": 4096, "P": 4096}); when it sets M or P but not M0, the
+    case's small tile M0 is dropped for the cascade's default.
 
     Example:
         >>> result = check("causal")
@@ -273,19 +277,23 @@ def check(name: str, seed: int = 0, **params) -> CheckResult:
     cases = entry.meta.get("cases") or (({}, ({"E": 4, "F": 3, "M": 7, "P": 5, "M0": 3},)),)
     base, shapes = cases[0]
     merged = {**base, **params}
-    shape = dict(shapes[0])
+    sizes = dict(shapes[0])
     grid = [merged.get(k, parameters(canonical).get(k)) for k in ("T", "X", "Y")]
     if any(k in params for k in ("T", "X", "Y")):
         size = math.prod(g for g in grid if g is not None)
-        shape.update(M=size, P=size)
+        sizes.update(M=size, P=size)
+    if shape:
+        if ("M" in shape or "P" in shape) and "M0" not in shape:
+            sizes.pop("M0", None)
+        sizes.update({key: int(value) for key, value in shape.items()})
     form = merged.pop("form", None)
     forms = [form] if form is not None else [f.value for f in entry.meta.get("forms", ())]
     rng = np.random.default_rng(seed)
     errors = []
     for each in forms or [None]:
         cascade = attention(canonical, **merged, **({"form": each} if each else {}))
-        inputs = random_inputs(cascade, shape, rng)
-        got = cascade.evaluate(inputs, shape, keep=cascade.outputs)["AV"]
+        inputs = random_inputs(cascade, sizes, rng)
+        got = cascade.evaluate(inputs, sizes, keep=cascade.outputs)["AV"]
         expected = direct(canonical, inputs, **merged)
         errors.append((each or canonical, float(np.max(np.abs(got - expected)))))
-    return CheckResult(canonical, tuple(merged.items()), tuple(shape.items()), tuple(errors))
+    return CheckResult(canonical, tuple(merged.items()), tuple(sizes.items()), tuple(errors))
