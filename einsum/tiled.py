@@ -1220,7 +1220,10 @@ def quiet_columns(ex: Executor, run: Run, slot, kept) -> Quiet | None:
     }
     for var in sorted(candidates - {run.var}, key=lambda v: -int(ex.sizes[rank_of(v)])):
         rank = rank_of(var)
-        if not _plain_everywhere(cascade, run, var, rank, filtered):
+        # Members that do not iterate `var` (BK[e,m1,m0], filtered by a partial last M0
+        # tile) run whole at every step.
+        across = [e for e in filtered if var in e.iter_vars]
+        if not across or not _plain_everywhere(cascade, run, var, rank):
             continue
         state: dict = {}
         finite: set[str] = set()
@@ -1230,7 +1233,7 @@ def quiet_columns(ex: Executor, run: Run, slot, kept) -> Quiet | None:
             if var not in e.iter_vars:  # runs whole at every step
                 state[e.output] = None
                 continue
-            if e in filtered:
+            if e in across:
                 if e.output in run.accumulate:
                     continue  # empty tiles add nothing
                 if e.output not in slot or iterative:
@@ -1259,17 +1262,17 @@ def quiet_columns(ex: Executor, run: Run, slot, kept) -> Quiet | None:
                     break
             state[e.output] = value
         if ok:
-            return Quiet(var, tuple(filtered), tuple(sorted(finite)))
+            return Quiet(var, tuple(across), tuple(sorted(finite)))
     return None
 
 
-def _plain_everywhere(cascade: Cascade, run: Run, var: str, rank: str, filtered) -> bool:
+def _plain_everywhere(cascade: Cascade, run: Run, var: str, rank: str) -> bool:
     """Every member that iterates `var` writes it as its own plain index, every read of
-    `rank` in the run is the plain `var` (and `var` indexes nothing else); the filtered
-    members iterate it, and the others (BK[e,m1,m0], run whole) read nothing along `rank`."""
+    `rank` in the run is the plain `var` (and `var` indexes nothing else), and the members
+    that do not iterate it (BK[e,m1,m0], run whole) read nothing along `rank`."""
     for e in run.einsums:
         if var not in e.iter_vars:
-            if e in filtered or any(rank in cascade.tensor_ranks[a.tensor] for a in e.operands):
+            if any(rank in cascade.tensor_ranks[a.tensor] for a in e.operands):
                 return False
             continue
         if var not in e.out_vars:

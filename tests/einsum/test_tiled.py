@@ -191,3 +191,72 @@ def test_multi_pass_forms_run_in_chunks_of_the_query_rank(rng):
     tracemalloc.stop()
     assert peak < n * n * 8 / 2  # QK alone, held whole, is n * n * 8 bytes
     np.testing.assert_allclose(out["AV"], direct("causal", inputs), rtol=1e-9)
+
+
+def _quiet(cascade, shape, keep=("AV",)):
+    """The quiet-column analysis of each run of the cascade's plan (None: runs whole)."""
+    from einsim.einsum.executor import tensor_shapes
+    from einsim.einsum.shape import resolve_shape
+    from einsim.einsum.tiled import Run, quiet_columns
+
+    sizes = resolve_shape(cascade, shape)
+    the_plan = plan(cascade, keep)
+    ex = Executor(cascade, sizes, tensor_shapes(cascade, sizes), np.float64, None)
+    slot = {name: (dim, iterative) for name, dim, iterative in the_plan.slots}
+    kept = set(cascade.tensor_ranks) if keep is None else set(keep)
+    return [quiet_columns(ex, r, slot, kept) for r in the_plan.items if isinstance(r, Run)]
+
+
+_WINDOW_SHAPE = {"E": 3, "F": 2, "M": 37, "P": 41, "M0": 4}
+
+
+def test_quiet_columns_are_proved_from_the_cascade():
+    """The fused forms of masked attention skip, per M1 step, the queries no key of the
+    step reaches: RM, RD and RNV are provably unchanged there (max(x, -inf) = x,
+    exp(x - x) = 1 for finite x, x * 1 + 0 = x). A correction that is not an identity
+    (+ 0.5), an unmasked cascade and keep=None (everything returned in full) run whole."""
+    for name in ("causal", "sliding_window"):
+        (quiet,) = _quiet(
+            attention(name, W=9) if name != "causal" else attention(name), _WINDOW_SHAPE
+        )
+        assert quiet is not None and quiet.var == "p" and quiet.finite == ("RM",)
+    assert _quiet(attention("fusemax_1pass"), _WINDOW_SHAPE) == [None]
+    assert _quiet(attention("causal"), _WINDOW_SHAPE, keep=None) == [None]
+    text = str(attention("causal"))
+    changed = text.replace(
+        "RD[m1+1,p] = SPD[m1,p] + SLD[m1,p]", "RD[m1+1,p] = SPD[m1,p] + SLD[m1,p] + 0.5"
+    )
+    assert changed != text
+    assert _quiet(parse_cascade(changed), _WINDOW_SHAPE) == [None]
+
+
+@pytest.mark.parametrize("tile", [None, {"P": 3}, {"P": 7, "M1": 2}, {"P": 64}])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("causal", {}), ("sliding_window", {"W": 9}), ("sliding_window", {"W": 6, "causal": False})],
+)
+def test_skipping_quiet_columns_is_exact(name, params, tile, rng):
+    """Odd sizes, partial M0 and P tiles, windows narrower and wider than a tile: the
+    streamed result (quiet columns skipped) equals the materializing executor."""
+    cascade = attention(name, **params)
+    inputs = random_inputs(cascade, _WINDOW_SHAPE, rng)
+    old = evaluate(cascade, inputs, _WINDOW_SHAPE, method="materialize")["AV"]
+    new = evaluate(cascade, inputs, _WINDOW_SHAPE, keep=("AV",), tile=tile)["AV"]
+    np.testing.assert_allclose(new, old, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(new, direct(name, inputs, **params), rtol=1e-9, atol=1e-9)
+
+
+def test_a_non_finite_running_max_runs_the_step_whole(rng):
+    """x - x = 0 holds only for finite x: with the running max starting at -inf, the
+    queries no key of the first step reaches get exp(-inf - -inf) = NaN from the cascade
+    as written, and the streamed run must give the same NaNs (the step runs whole)."""
+    text = str(attention("sliding_window", W=6, causal=False))
+    changed = text.replace("RM[0,p] = -1e+30", "RM[0,p] = -inf")
+    assert changed != text
+    cascade = parse_cascade(changed)
+    inputs = random_inputs(cascade, _WINDOW_SHAPE, rng)
+    old = evaluate(cascade, inputs, _WINDOW_SHAPE, method="materialize")["AV"]
+    new = evaluate(cascade, inputs, _WINDOW_SHAPE, keep=("AV",), tile={"P": 3})["AV"]
+    assert np.isnan(old).any() and not np.isnan(old).all()
+    np.testing.assert_array_equal(np.isnan(new), np.isnan(old))
+    np.testing.assert_allclose(new, old, rtol=1e-12, atol=1e-12)
