@@ -8,7 +8,7 @@ fits one density (um^2 per byte) by least squares on relative error:
 
 over the published Pareto points (BERT at 256K tokens, `simulator/data/
 fusemax_pareto_published.csv`), each point's architecture and buffer built by
-`simulator.reproduce.pareto` (PE_dim x E x 16 bytes, doubled while memory-bound). The same
+`simulator.spatial.reproduce.pareto` (PE_dim x E x 16 bytes, doubled while memory-bound). The same
 density (one technology) is written to the marked `area_um2_per_byte` line of fusemax_cloud
 and flat_cloud.
 
@@ -19,7 +19,7 @@ import sys
 
 from calibrate_buffer_energy import rewrite_marked  # this folder is on sys.path when run
 
-from einsim.simulator.reproduce import pareto, published_pareto
+from einsim.simulator.spatial.reproduce import pareto, published_pareto
 
 ARCHS = ("fusemax_cloud", "flat_cloud")
 MARK = "# calibrated: benchmarks/calibrate_buffer_area.py"

@@ -18,7 +18,7 @@ import sys
 from importlib import resources
 
 from einsim.simulator import evaluate, load_architecture, load_mapping
-from einsim.simulator.reproduce import CONFIGS, FUSEMAX_MODELS, flat_mapping, published
+from einsim.simulator.spatial.reproduce import CONFIGS, FUSEMAX_MODELS, flat_mapping, published
 from einsim.workloads import attention
 
 FIT_ON = {"fusemax_cloud": ("arch", "binding"), "flat_cloud": ("flat",)}

@@ -25,6 +25,7 @@ Failing and slowest inputs are written to --out (default /tmp/einsim_fuzz) for r
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import random
 import re
@@ -194,12 +195,13 @@ def mutate_yaml(text: str, rng: random.Random) -> str:
             parent = parent[key]
         action = rng.random()
         if action < 0.7:
-            parent[path[-1]] = rng.choice(INTERESTING_VALUES)
+            # a copy: a later edit must not change the shared INTERESTING_VALUES
+            parent[path[-1]] = copy.deepcopy(rng.choice(INTERESTING_VALUES))
         elif action < 0.85 and isinstance(parent, dict):
             del parent[path[-1]]
         elif isinstance(parent, dict):
-            parent[rng.choice(["bogus", "name", "rows", "levels", 5])] = rng.choice(
-                INTERESTING_VALUES
+            parent[rng.choice(["bogus", "name", "rows", "levels", 5])] = copy.deepcopy(
+                rng.choice(INTERESTING_VALUES)
             )
     return yaml.dump(data, Dumper=_FAST_DUMPER, sort_keys=False)
 
@@ -235,8 +237,7 @@ def use_cascade(c) -> None:
     rng = np.random.default_rng(0)
     inputs = {t.name: rng.standard_normal([sizes[r] for r in t.ranks]) for t in c.inputs}
     run_cascade(c, inputs, shape, method="materialize")
-    if not any(e.where is not None for e in c.einsums):
-        op_counts(c, shape)  # (a filter's occupancy compiles a numba kernel per new mask)
+    op_counts(c, shape, inputs=inputs)  # small spaces: a new filter is counted with numpy
 
 
 _FIXTURES: dict = {}
@@ -260,7 +261,7 @@ GEMM_SHAPE = {"M": 64, "N": 48, "K": 32}
 
 
 def _finite(report) -> None:
-    for name in ("latency_s", "energy_pj", "cycles"):
+    for name in ("latency_s", "energy_pj", "cycles", "dram_bytes"):
         value = getattr(report, name, None)
         if isinstance(value, (int, float)) and not math.isfinite(value):
             raise Nonsense(f"{name} = {value}")
@@ -273,78 +274,74 @@ def _yaml(text: str, kind: str) -> dict:
 
 
 def load_architecture_text(text: str):
-    from einsim.simulator.architecture import architecture_from_dict
-    from einsim.simulator.gpu import gpu_architecture_from_dict
+    from einsim.simulator.targets import target_of_spec
 
-    data = _yaml(text, "architecture")
-    if "gpu" in data:
-        return gpu_architecture_from_dict(data, ORIGINS["architecture"])
-    return architecture_from_dict(data, ORIGINS["architecture"])
+    data, origin = _yaml(text, "architecture"), ORIGINS["architecture"]
+    return target_of_spec(data, origin).from_dict(data, origin)
 
 
-#: (cascade, bundled mapping, shape) an accepted architecture is costed with: the first
-#: pairing its units and levels can run (FuseMax on fusemax_cloud, the three-pass softmax on
-#: flat_cloud, a GEMM on systolic and their mutants); none: refused later.
-ARCH_USES = (
-    ("fusemax_1pass", "fusemax", "attention"),
-    ("stable_3pass", "flat", "attention"),
-    ("gemm", "gemm_ws", "gemm"),
-)
+#: Per target kind, (cascade, mapping, shape) an accepted architecture is costed with: the
+#: first pairing its units and levels can run (FuseMax on fusemax_cloud, the three-pass
+#: softmax on flat_cloud, a GEMM on systolic and their mutants; a FlashAttention-2 tiling on
+#: a GPU); none: refused later.
+ARCH_USES = {
+    "spatial": (
+        ("fusemax_1pass", "fusemax", "attention"),
+        ("stable_3pass", "flat", "attention"),
+        ("gemm", "gemm_ws", "gemm"),
+    ),
+    "gpu": (("fusemax", "fused:Br=64,Bc=64,warps=4", "attention"),),
+}
+
+
+def _cost(target, name: str, arch, mapping, shape) -> None:
+    """Cost `cascade(name)` on `arch` through the target interface; nan/inf is Nonsense."""
+    report = target.evaluate(cascade(name), arch, target.load_mapping(mapping), shape)
+    typed = target.typed(arch, report)
+    if typed.valid:
+        _finite(typed)
 
 
 def use_architecture(arch) -> None:
-    from einsim.simulator import Architecture, evaluate, load_mapping
+    from einsim.simulator.targets import target_of
 
-    if not isinstance(arch, Architecture):
-        return
+    target = target_of(arch)
     first = None
-    for name, mapping, shape in ARCH_USES:
+    for name, mapping, shape in ARCH_USES[target.kind]:
         try:
-            report = evaluate(
-                cascade(name),
-                arch,
-                load_mapping(mapping),
-                SHAPE if shape == "attention" else GEMM_SHAPE,
-            )
+            _cost(target, name, arch, mapping, SHAPE if shape == "attention" else GEMM_SHAPE)
         except EinsimError as error:
             first = first or error
             continue
-        if report.valid:
-            _finite(report)
         return
     raise first
 
 
 def load_gpu(text: str):
-    from einsim.simulator.gpu import gpu_architecture_from_dict
+    from einsim.simulator.targets import TARGETS
 
-    return gpu_architecture_from_dict(_yaml(text, "gpu"), ORIGINS["gpu"])
+    return TARGETS["gpu"].from_dict(_yaml(text, "gpu"), ORIGINS["gpu"])
 
 
 def use_gpu(arch) -> None:
-    from einsim.simulator.gpu import evaluate_gpu, parse_gpu_mapping
+    from einsim.simulator.targets import TARGETS
 
-    mapping = parse_gpu_mapping("fused:Br=64,Bc=64,warps=4")
-    report = evaluate_gpu(_fixtures()["cascade"], arch, mapping, shape=SHAPE)
-    if getattr(report, "valid", True):
-        _finite(report)
+    _cost(TARGETS["gpu"], "fusemax", arch, "fused:Br=64,Bc=64,warps=4", SHAPE)
 
 
 def load_mapping_text(text: str):
-    from einsim.simulator.mapping import mapping_from_dict
+    from einsim.simulator.spatial.mapping import mapping_from_dict
 
     return mapping_from_dict(_yaml(text, "mapping"), ORIGINS["mapping"])
 
 
 def use_mapping(mapping) -> None:
-    from einsim.simulator import evaluate
+    from einsim.simulator.targets import TARGETS
 
     f = _fixtures()
     arch = f["systolic"] if mapping.cascade == "gemm" else f["fusemax_arch"]
     shape = GEMM_SHAPE if mapping.cascade == "gemm" else SHAPE
-    report = evaluate(cascade(mapping.cascade), arch, mapping, shape)
-    if report.valid:
-        _finite(report)
+    _cost(TARGETS["spatial"], mapping.cascade, arch, mapping, shape)
 
 
 def load_constraints_text(text: str):
@@ -375,8 +372,113 @@ def load_sweep(text: str):
         return parse_spec(_yaml(text, "sweep"), ORIGINS["sweep"])
 
 
-def use_nothing(_) -> None:
-    return None
+#: An accepted sweep spec is expanded and its first SWEEP_POINTS points evaluated as a sweep
+#: worker evaluates them (the spec's schema, then `evaluate_table`), in a forked child with
+#: SWEEP_CPU_S seconds of CPU (RLIMIT_CPU: a compiled loop cannot outrun it) and
+#: SWEEP_MEMORY_BYTES more address space than the fuzzing process. A point still running
+#: then is counted as cut: the spec asked for that much work (a 2^31-token NATTEN point),
+#: which is the sweep's job, not a hang of einsim's.
+SWEEP_POINTS = 2
+SWEEP_CPU_S = 1
+SWEEP_WALL_S = 30.0
+SWEEP_MEMORY_BYTES = 4 * 2**30
+
+
+class Cut(Exception):
+    """A use stopped at its CPU limit (the input asked for more work than the fuzz allows)."""
+
+
+def _einsim_errors() -> set[str]:
+    names, todo = set(), [EinsimError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return names
+
+
+def _evaluate_sweep(spec) -> tuple[str, str]:
+    """(verdict, message) of the spec's first points: "ok", "refused" (every point refused
+    with an EinsimError), "other" (a point failed with another exception) or "nonsense"."""
+    from einsim.sweeps.store import evaluate_table, schema
+
+    table = evaluate_table(spec, range(min(spec.size, SWEEP_POINTS)), schema(spec))
+    rows = table.to_pylist()
+    errors = [row["error"] for row in rows if row["error"]]
+    clean = _einsim_errors()
+    for error in errors:
+        if error.split(":")[0] not in clean:
+            return "other", error
+    for row in rows:
+        if not row["valid"]:
+            continue
+        numbers = ["latency_s", "cycles", "dram_bytes"]
+        numbers += ["energy_pj"] if row["target"] == "spatial" else []
+        for name in numbers:
+            if not math.isfinite(row[name]):
+                return "nonsense", f"point {row['point_id']}: {name} = {row[name]}"
+    if rows and len(errors) == len(rows):
+        return "refused", errors[0]
+    return "ok", ""
+
+
+def _in_child(fn, arg) -> tuple[str, str]:
+    """fn(arg) -> (verdict, message) in a forked child under the SWEEP_* limits; "cut" when
+    the child was stopped at its CPU or wall-time limit."""
+    import os
+    import pickle
+    import resource
+    import select
+    import signal
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(read)
+            resource.setrlimit(resource.RLIMIT_CPU, (SWEEP_CPU_S, SWEEP_CPU_S + 1))
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            with open("/proc/self/statm") as f:
+                mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limit = mapped + SWEEP_MEMORY_BYTES
+            resource.setrlimit(resource.RLIMIT_AS, (limit if hard < 0 else min(hard, limit), hard))
+            try:
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = fn(arg)
+            except EinsimError as error:
+                result = ("refused", str(error).splitlines()[0] if str(error) else "")
+            except Exception as error:
+                tb = traceback.format_exc(limit=-3)
+                result = (f"other {type(error).__name__}", tb[-800:])
+            with os.fdopen(write, "wb") as out:
+                pickle.dump(result, out)
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        ready, _, _ = select.select([f], [], [], SWEEP_WALL_S)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if data:
+        return pickle.loads(data)
+    if not ready or (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU):
+        return "cut", "stopped at the CPU or wall-time limit"
+    return "other", f"the child died (wait status {status})"
+
+
+def use_sweep(spec) -> None:
+    verdict, message = _in_child(_evaluate_sweep, spec)
+    if verdict == "refused":
+        raise EinsimError(message)  # a clean refusal of every point evaluated
+    if verdict == "nonsense":
+        raise Nonsense(message)
+    if verdict == "cut":
+        raise Cut(message)
+    if verdict != "ok":
+        raise RuntimeError(f"{verdict}: {message}")
 
 
 #: kind -> (load: text -> object, raising SpecError; use: exercise an accepted object)
@@ -386,7 +488,7 @@ CONSUMERS: dict[str, tuple[Callable[[str], object], Callable[[object], None]]] =
     "gpu": (load_gpu, use_gpu),
     "mapping": (load_mapping_text, use_mapping),
     "constraints": (load_constraints_text, use_constraints),
-    "sweep": (load_sweep, use_nothing),
+    "sweep": (load_sweep, use_sweep),
 }
 ORIGINS = {
     "cascade": "fuzz.cascade",
@@ -444,6 +546,7 @@ class Tally:
     refused_later: int = 0
     other: int = 0
     nonsense: int = 0
+    cut: int = 0  # uses stopped at their CPU limit (sweep points: see SWEEP_CPU_S)
     over_cpu: int = 0  # inputs over HANG_S of CPU time (load + use)
     over_wall: int = 0  # inputs over HANG_S of wall time (a shared machine inflates it)
     slowest_cpu_s: float = 0.0
@@ -454,12 +557,20 @@ class Tally:
     def add(self, other: Tally) -> None:
         for name in (
             "tried", "accepted", "used", "spec_errors", "located", "refused_later", "other",
-            "nonsense", "over_cpu", "over_wall",
+            "nonsense", "cut", "over_cpu", "over_wall",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("slowest_cpu_s", "slowest_wall_s", "slowest_use_cpu_s"):
             setattr(self, name, max(getattr(self, name), getattr(other, name)))
         self.examples += other.examples
+
+
+def _cpu() -> float:
+    """CPU seconds of this thread and of the finished children (a sweep's forked use)."""
+    import resource
+
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + kids.ru_utime + kids.ru_stime
 
 
 def run_chunk(kind: str, chunk: int, count: int, seed: int, out: Path) -> Tally:
@@ -476,7 +587,7 @@ def run_chunk(kind: str, chunk: int, count: int, seed: int, out: Path) -> Tally:
         if rng.random() < 0.3:
             text = mutate(text, rng) if kind == "cascade" else mutate_text(text, rng)
         tally.tried += 1
-        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        wall0, cpu0 = time.perf_counter(), _cpu()
         use_cpu = 0.0
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -488,12 +599,14 @@ def run_chunk(kind: str, chunk: int, count: int, seed: int, out: Path) -> Tally:
                     corpus.append(text)  # grow the corpus from accepted inputs
                 if tally.accepted % USE_EVERY == 1:
                     tally.used += 1
-                    used0 = time.thread_time()
+                    used0 = _cpu()
                     try:
                         use(loaded)
                     except EinsimError:
                         tally.refused_later += 1  # shape- or pairing-dependent: clean refusal
-                    use_cpu = time.thread_time() - used0
+                    except Cut:
+                        tally.cut += 1
+                    use_cpu = _cpu() - used0
         except EinsimError as error:
             tally.spec_errors += 1
             first = str(error).splitlines()[0] if str(error) else ""
@@ -508,7 +621,7 @@ def run_chunk(kind: str, chunk: int, count: int, seed: int, out: Path) -> Tally:
             tally.other += 1
             tb = traceback.format_exc(limit=-3)
             tally.examples.append((f"other {type(error).__name__}", tb[-800:], text))
-        cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+        cpu, wall = _cpu() - cpu0, time.perf_counter() - wall0
         tally.over_cpu += cpu > HANG_S
         tally.over_wall += wall > HANG_S
         tally.slowest_wall_s = max(tally.slowest_wall_s, wall)
@@ -564,7 +677,7 @@ def probes() -> None:
 
 HEADER = (
     f"{'kind':<13}{'inputs':>8}{'accepted':>9}{'used':>6}{'later':>6}{'SpecError':>10}"
-    f"{'located':>9}{'other':>6}{'nan/inf':>8}{'>2s cpu':>8}{'>2s wall':>9}"
+    f"{'located':>9}{'other':>6}{'nan/inf':>8}{'cut':>5}{'>2s cpu':>8}{'>2s wall':>9}"
     f"{'max cpu s':>10}{'max wall s':>11}{'max use s':>10}{'chunks s':>9}"
 )
 
@@ -573,7 +686,7 @@ def row(kind: str, t: Tally, cpu_s: float) -> str:
     share = t.located / t.spec_errors if t.spec_errors else 1.0
     return (
         f"{kind:<13}{t.tried:>8}{t.accepted:>9}{t.used:>6}{t.refused_later:>6}"
-        f"{t.spec_errors:>10}{share:>9.2%}{t.other:>6}{t.nonsense:>8}{t.over_cpu:>8}"
+        f"{t.spec_errors:>10}{share:>9.2%}{t.other:>6}{t.nonsense:>8}{t.cut:>5}{t.over_cpu:>8}"
         f"{t.over_wall:>9}{t.slowest_cpu_s:>10.3f}{t.slowest_wall_s:>11.3f}"
         f"{t.slowest_use_cpu_s:>10.3f}{cpu_s:>9.0f}"
     )

@@ -6,7 +6,7 @@ Run: python benchmarks/reproduce_walltime.py
 
 import time
 
-from einsim.simulator.reproduce import reproduce
+from einsim.simulator.spatial.reproduce import reproduce
 
 ARTIFACT_S = 9 * 3600
 

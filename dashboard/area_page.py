@@ -1,6 +1,7 @@
 """The dashboard's "Area" page: FuseMax's area-latency study (MICRO 2024, Fig. 12) and the
 FuseMax/FLAT iso-area table, one click each. Thin over the pure functions
-`simulator.reproduce.pareto`, `simulator.reproduce.iso_area` and `pareto.pareto_figure`."""
+`simulator.spatial.reproduce.pareto`, `simulator.spatial.reproduce.iso_area` and
+`pareto.pareto_figure`."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def area_page() -> html.Div:
 
 def study():
     """(the Pareto figure, the iso-area table as a Dash table) from the simulator."""
-    from einsim.simulator.reproduce import iso_area, pareto
+    from einsim.simulator.spatial.reproduce import iso_area, pareto
 
     figure = pareto_figure(pareto())
     table = iso_area().round(2).reset_index()

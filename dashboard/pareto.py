@@ -1,6 +1,6 @@
 """The FuseMax Pareto figure (MICRO 2024, Fig. 12): latency against total area as the array
 grows, one line per model, the artifact's published points starred. A pure function of the
-table `einsim.simulator.reproduce.pareto()` returns."""
+table `einsim.simulator.spatial.reproduce.pareto()` returns."""
 
 from __future__ import annotations
 

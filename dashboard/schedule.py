@@ -1,6 +1,6 @@
 """The per-tile schedule of a kernel's units, as the cost model sees it (a pure function).
 
-The model (`einsim.simulator.model`) charges a kernel T tiles; per tile, a `pipelined`
+The model (`einsim.simulator.spatial.cost`) charges a kernel T tiles; per tile, a `pipelined`
 kernel runs its stages one after another, the units of a stage side by side; a `perfect`
 kernel runs every unit side by side; a `serial` one runs every Einsum in turn. Each Einsum
 takes cycles / T per tile, a drain of a spatial reduction that times the reduced width
@@ -21,7 +21,7 @@ import pandas as pd
 from einsim.einsum import Cascade, SpecError
 from einsim.einsum.ir import rank_of
 from einsim.simulator import Mapping, Overlap, Report
-from einsim.simulator.mapping import Kernel, StageItem
+from einsim.simulator.spatial.mapping import Kernel, StageItem
 
 #: The row of the chart that carries the off-chip transfers.
 MEMORY_ROW = "DRAM"

@@ -420,8 +420,8 @@ def reproduce(
     paper: str, fmt: str, end_to_end: bool, pareto_study: bool, plot: Path | None
 ) -> None:
     """Reproduce a paper's results through the general model, beside the published values."""
-    from einsim.simulator.reproduce import headline, iso_area
-    from einsim.simulator.reproduce import reproduce as run
+    from einsim.simulator.spatial.reproduce import headline, iso_area
+    from einsim.simulator.spatial.reproduce import reproduce as run
 
     if plot is not None and not pareto_study:
         raise click.UsageError("--plot draws the Pareto study: add --pareto")
@@ -485,7 +485,7 @@ def reproduce(
 
 def _reproduce_pareto(fmt: str, plot: Path | None) -> None:
     """`reproduce fusemax --pareto`: the area-latency table, and the figure with --plot."""
-    from einsim.simulator.reproduce import pareto
+    from einsim.simulator.spatial.reproduce import pareto
 
     table = pareto()
     columns = [

@@ -15,7 +15,7 @@
 * every matrix product: Q, K, V (D x H·E, D x G·E), O (H·E x D), the FFN (gate, up, down
   for a gated FFN; up, down otherwise), a MoE's router and experts (tokens x top-k routed,
   spread evenly over the experts they reach), and the LM head. Spatial arrays: the `gemm`
-  cascade with the bundled `matmul_2d` mapping (as `simulator.reproduce.layer_matmuls`);
+  cascade with the bundled `matmul_2d` mapping (as `simulator.spatial.reproduce.layer_matmuls`);
   GPUs: a roofline, max(2·M·K·N / tensor-core peak, operand bytes / HBM bandwidth).
 * elementwise work (normalisations, the two residual adds, the FFN activation and its gate
   multiply, the embedding read): counted per element by operator (`_ELEMENTWISE_OPS`) and
@@ -863,10 +863,12 @@ def compare_figures(table: pd.DataFrame):
 
 def write_figures(table: pd.DataFrame, path) -> list[str]:
     """Write `compare_figures` to `path`: .html (both figures, plotly.js embedded), or
-    .png / .svg (static, through kaleido: the second figure goes to <stem>_vs_seq<ext>).
+    .png / .svg (static, through kaleido >= 1 and a local Chrome/Chromium, the `plot`
+    extra: the second figure goes to <stem>_vs_seq<ext>).
 
     Raises:
-        SpecError: another extension. BackendUnavailable: static export without kaleido.
+        SpecError: another extension. BackendUnavailable: static export without kaleido,
+            or kaleido without a browser to render with.
     """
     from pathlib import Path
 
@@ -886,10 +888,17 @@ def write_figures(table: pd.DataFrame, path) -> list[str]:
         import kaleido  # noqa: F401
     except ImportError:
         raise BackendUnavailable(
-            f"--plot {path}: static images need kaleido (pip install kaleido, which renders "
-            "with a local Chrome/Chromium); write .html instead"
+            f"--plot {path}: static images need kaleido (pip install 'einsim[plot]', which "
+            "renders with a local Chrome/Chromium); write .html instead"
         ) from None
     second = path.with_name(f"{path.stem}_vs_seq{path.suffix}")
-    bars.write_image(path)
-    lines.write_image(second)
+    try:
+        bars.write_image(path)
+        lines.write_image(second)
+    except RuntimeError as error:  # plotly's "Kaleido requires Google Chrome" and kin
+        reason = next((line for line in str(error).splitlines() if line.strip()), "")
+        raise BackendUnavailable(
+            f"--plot {path}: kaleido could not render ({reason.strip()[:120]}); install "
+            "chromium (or set BROWSER_PATH) or write .html instead"
+        ) from None
     return [str(path), str(second)]

@@ -1,6 +1,6 @@
 """A lower bound on a search's objective over the whole map space, and the certificate.
 
-Every mapping the simulator costs (`simulator.model`) takes at least
+Every mapping the simulator costs (`simulator.spatial.cost`) takes at least
 
     latency >= max(compute, traffic / DRAM bandwidth) / clock
     compute  = max(largest Einsum, sum of Einsums / units, work only one unit can do)
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from einsim.einsum import Cascade, pass_analysis
 from einsim.einsum.ir import Var, accesses
 from einsim.simulator import Architecture, ComputeUnit
-from einsim.simulator.model import _op_counts
 from einsim.simulator.shape import DEFAULT_BATCH, split_shape
+from einsim.simulator.spatial.cost import _op_counts
 
 
 @dataclass(frozen=True, slots=True)

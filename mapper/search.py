@@ -32,7 +32,7 @@ from einsim.simulator import (
     evaluate,
     evaluate_batch,
 )
-from einsim.simulator.area import area_mm2, models_area
+from einsim.simulator.spatial.area import area_mm2, models_area
 from einsim.simulator.targets import target_of
 
 from .bound import gap, lower_bound
@@ -91,7 +91,7 @@ def buffer_bytes(template: Template, batch, arch: Architecture, sizes, tensor_ra
 
 
 def _keyed(kernel):
-    from einsim.simulator.mapping import loop_keys
+    from einsim.simulator.spatial.mapping import loop_keys
 
     return zip(loop_keys(kernel), kernel.loops, strict=True)
 
@@ -296,7 +296,7 @@ def search(
         shape: rank sizes, batch ranks (B, H) included.
         objective: "latency" (s), "energy" (pJ), "edp" (latency x energy), "latency_area"
             (s x mm^2) or "edap" (energy x latency x area); the area ones need an
-            architecture spec that carries areas (`simulator.area`).
+            architecture spec that carries areas (`simulator.spatial.area`).
         strategy: a name in `STRATEGIES` (exhaustive, random, greedy, anneal).
         budget: the most candidates the simulator costs.
         seed: the random seed; the same seed gives the same result.

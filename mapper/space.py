@@ -51,8 +51,8 @@ from einsim.einsum import Cascade, SpecError, pass_analysis
 from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 from einsim.simulator import Architecture, Kernel, Loop, Mapping, Overlap, evaluate_batch
-from einsim.simulator.mapping import StageItem
 from einsim.simulator.shape import DEFAULT_BATCH, split_shape
+from einsim.simulator.spatial.mapping import StageItem
 
 from .constraints import Constraints
 
@@ -277,6 +277,7 @@ class _Context:
     supported: dict[str, list[str]]  # einsum -> units that support all its operators
     passes: dict[str, int]
     probes: dict = field(default_factory=dict)
+    memo: dict = field(default_factory=dict)  # per fused group: structures, templates
 
     def iterated(self, einsum: str) -> set[str]:
         return {rank_of(v) for v in self.cascade.einsum(einsum).iter_vars} - set(self.batch)
@@ -322,6 +323,13 @@ def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constrain
         supported[einsum.output] = units
     for einsum, _ in constraints.binding:
         cascade.einsum(einsum)  # raises with the known names
+    for key in ("forbid_fusion", "require_fusion"):
+        unknown = [e for g in getattr(constraints, key) for e in g if e not in cascade.producers]
+        if unknown:
+            raise SpecError(
+                f"constraints.{key}: unknown Einsum(s) {', '.join(unknown)}; "
+                f"Einsums: {', '.join(cascade.producers)}"
+            )
     _check_names(cascade, arch, sizes, constraints)
     return _Context(
         cascade, arch, dict(shape), sizes, batch, constraints, work, supported,
@@ -748,7 +756,7 @@ def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[
     kernels_options = []
     for einsums in groups:
         name = "fused" if len(groups) == 1 else next(e for e in einsums if e in ctx.work)
-        structures = compute_structures(ctx, einsums)
+        structures = _structures(ctx, einsums)
         if len(groups) > 1:
             structures = [_fastest(ctx, structures)] if structures else []
         kernels_options.append((name, einsums, structures))
@@ -805,25 +813,12 @@ def _partial_templates(ctx: _Context, fusion: str, groups: list[list[str]]) -> l
     structure, first orders and keep sets) while the others take their first; every fused
     group's tiles are free factors of the one grid. A one-Einsum group streams its operands
     once on its fastest structure, as in `unfused`."""
-    work = set(ctx.work)
     options: list[list[Template]] = []
     for einsums in groups:
-        name = next(e for e in einsums if e in work)
-        try:
-            structures = compute_structures(ctx, einsums)
-        except SpecError:  # a group the stage scheduler cannot order: not in the space
+        found = _group_templates(ctx, einsums)
+        if found is None:  # a group the stage scheduler cannot order: not in the space
             return []
-        if sum(e in work for e in einsums) > 1 and structures:
-            options.append(
-                list(itertools.islice(
-                    _fused_templates(ctx, fusion, name, einsums, structures), PARTIAL_TEMPLATES
-                ))
-            )  # fmt: skip
-            continue
-        fastest = _fastest(ctx, structures) if structures else None
-        kernel = _kernel(ctx, name, einsums, fastest, (), _forced_keep(ctx, einsums), ())
-        mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, (kernel,), ctx.batch)
-        options.append([Template(mapping, (), (), ())])
+        options.append(found)
     if not all(options):
         return []
     out = []
@@ -834,6 +829,72 @@ def _partial_templates(ctx: _Context, fusion: str, groups: list[list[str]]) -> l
             parts = [template if i == varied else o[0] for i, o in enumerate(options)]
             out.append(_joined(ctx, fusion, parts, template))
     return list({t.mapping: t for t in out}.values())  # a template varied twice counts once
+
+
+def _group_templates(ctx: _Context, einsums: list[str]) -> list[Template] | None:
+    """The templates of one kernel of a partial grouping, memoized per group (groups recur
+    across groupings): a fused group's first `PARTIAL_TEMPLATES`, or a one-Einsum group
+    streaming its operands on its fastest structure; None when the group cannot be
+    scheduled."""
+    key = ("templates", tuple(einsums))
+    if key in ctx.memo:
+        return ctx.memo[key]
+    name = next(e for e in einsums if e in ctx.work)
+    try:
+        structures = _group_structures(ctx, einsums)
+    except SpecError:
+        ctx.memo[key] = None
+        return None
+    if sum(e in ctx.work for e in einsums) > 1 and structures:
+        found = list(itertools.islice(
+            _fused_templates(ctx, "partial", name, einsums, structures), PARTIAL_TEMPLATES
+        ))  # fmt: skip
+    else:
+        fastest = _fastest(ctx, structures) if structures else None
+        kernel = _kernel(ctx, name, einsums, fastest, (), _forced_keep(ctx, einsums), ())
+        mapping = Mapping(f"{ctx.cascade.name}_partial", ctx.cascade.name, (kernel,), ctx.batch)
+        found = [Template(mapping, (), (), ())]
+    ctx.memo[key] = found
+    return found
+
+
+def _structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
+    """`compute_structures`, memoized per group of Einsums."""
+    key = ("structures", tuple(einsums))
+    if key not in ctx.memo:
+        ctx.memo[key] = compute_structures(ctx, einsums)
+    return ctx.memo[key]
+
+
+def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
+    """Compute structures of a group of a partial grouping. One Einsum: all of them. Several:
+    the whole cascade's best structures restricted to the group (same unrollings and
+    binding, the unused units dropped), its stages scheduled anew for the group; searching
+    every unrolling and binding per group (`compute_structures`) would cost a scheduler run
+    per combination for each of the O(n^2) contiguous groups."""
+    work = [e for e in einsums if e in ctx.work]
+    if len(work) <= 1:
+        return _structures(ctx, einsums)
+    names = [e.output for e in ctx.cascade.einsums]
+    edges = _edges(ctx, einsums)
+    overlap = Overlap(ctx.constraints.overlap)
+    out: dict = {}
+    for whole in _structures(ctx, names):
+        binding = {e: u for e, u in whole.binding if e in work}
+        used = set(binding.values())
+        spatial = tuple((u, r) for u, r in whole.spatial if u in used)
+        cycles = {u: _probe(ctx, u, r) for u, r in spatial}
+        stages, score = _score(ctx, work, binding, cycles, edges)
+        pipelined = overlap is Overlap.PIPELINED and len(used) > 1
+        compute = Compute(
+            spatial,
+            tuple((e, binding[e]) for e in work),
+            stages if pipelined else (),
+            overlap if len(used) > 1 else Overlap.SERIAL,
+            score,
+        )
+        out.setdefault((compute.spatial, compute.binding), compute)
+    return sorted(out.values(), key=lambda c: c.score)
 
 
 def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template) -> Template:
@@ -988,13 +1049,26 @@ def _templates_of_order(
     return out
 
 
+#: Every partition of the legal cuts when there are at most this many (2^4 = 16 groupings);
+#: beyond, the partitions with at most `MAX_CUTS` cuts (three kernels): each grouping adds
+#: templates and a greedy move, and 2^(n-1) partitions of a long cascade (512 for FuseMax's
+#: nine legal cuts) would cost more than the search they extend. A grouping outside the
+#: subset is reachable by pinning it (`constraints.fusion: [[...], ...]`).
+ALL_PARTITIONS_CUTS = 4
+MAX_CUTS = 2
+
+
 def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
     """Fusion groupings: everything in one kernel, one kernel per Einsum with work (an
     Einsum without work, a reshape, joins the kernel of its first reader), and the partial
-    ones: the Einsums with work in the cascade's topological order cut once into two
-    contiguous fused groups (`partial:QK-RM|SLN-AV`), or the grouping `constraints.fusion`
-    pins. Groupings that put two Einsums `constraints.forbid_fusion` names in one kernel are
-    left out."""
+    ones: the Einsums with work in the cascade's topological order cut into contiguous fused
+    groups (`partial:QK-RM|SLN-SLD|PRM-AV`) at cuts that split no recurrence (a carried read
+    such as SPD's of the previous RD; such an edge crosses back over any cut between its
+    ends, so a set of cuts is legal when each of its cuts is): every set of legal cuts when
+    there are at most `ALL_PARTITIONS_CUTS`, else every set of at most `MAX_CUTS`. Or the
+    grouping `constraints.fusion` pins. Groupings that put two Einsums
+    `constraints.forbid_fusion` names in one kernel, or split a `constraints.require_fusion`
+    group, are left out."""
     names = [e.output for e in ctx.cascade.einsums]
     pinned = ctx.constraints.fusion
     if isinstance(pinned, tuple):
@@ -1002,25 +1076,50 @@ def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
     out = _whole_groupings(ctx, names)
     order = [e for e in ctx.cascade.order if e in ctx.work]
     if pinned in (None, "partial"):
-        for cut in range(1, len(order)):
-            first, second = order[:cut], order[cut:]
-            if len(first) == len(second) == 1:
+        for cuts in _cut_sets(ctx, order):
+            bounds = (0, *cuts, len(order))
+            groups = [order[a:b] for a, b in itertools.pairwise(bounds)]
+            if all(len(g) == 1 for g in groups):
                 continue  # that is `unfused`
-            if _backward(ctx, [first, second]):
-                continue  # the cut splits a recurrence (SPD reads the RD of the last M1)
             label = "partial:" + "|".join(
-                g[0] if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in (first, second)
+                g[0] if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups
             )
-            out.append((label, _with_reshapes(ctx, names, [first, second])))
+            out.append((label, _with_reshapes(ctx, names, groups)))
     return [(label, groups) for label, groups in out if not _forbidden(ctx, groups)]
 
 
+def _cut_sets(ctx: _Context, order: list[str]) -> list[tuple[int, ...]]:
+    """Sets of cut positions (a cut at c: order[:c] | order[c:]) that split no recurrence
+    and no `constraints.require_fusion` group (see `fusion_groups` for which sets)."""
+    position = {e: i for i, e in enumerate(order)}
+    legal = []
+    for c in range(1, len(order)):
+        if _backward(ctx, [order[:c], order[c:]]):
+            continue  # the cut splits a recurrence (SPD reads the RD of the last M1)
+        split = any(
+            min(at) < c <= max(at)
+            for group in ctx.constraints.require_fusion
+            if len(at := [position[e] for e in group if e in position]) > 1
+        )
+        if not split:
+            legal.append(c)
+    most = len(legal) if len(legal) <= ALL_PARTITIONS_CUTS else MAX_CUTS
+    return [cuts for k in range(1, most + 1) for cuts in itertools.combinations(legal, k)]
+
+
 def _forbidden(ctx: _Context, groups: list[list[str]]) -> bool:
-    return any(
-        sum(e in group for e in apart) > 1
-        for apart in ctx.constraints.forbid_fusion
+    """Whether the groups put two Einsums `forbid_fusion` names in one kernel, or split a
+    `require_fusion` group over several."""
+    apart = any(
+        sum(e in group for e in names) > 1
+        for names in ctx.constraints.forbid_fusion
         for group in groups
     )
+    split = any(
+        sum(any(e in group for e in names) for group in groups) > 1
+        for names in ctx.constraints.require_fusion
+    )
+    return apart or split
 
 
 def _with_reshapes(ctx: _Context, names: list[str], groups: list[list[str]]) -> list[list[str]]:

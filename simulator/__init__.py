@@ -1,6 +1,8 @@
-"""What the hardware is and how it runs a loop nest: architectures, mappings, the cost model."""
+"""What the hardware is and what a mapping costs, behind one interface (`targets`): the spatial
+arrays (`simulator.spatial`: architecture, mapping, cost model, area, FuseMax's reproduction)
+and GPUs (`simulator.gpu`), with the shared pieces at this level (`targets`, `shape`, `spec`,
+`lowering`)."""
 
-from .architecture import Architecture, ComputeUnit, OpCost, StorageLevel, load_architecture
 from .gpu import (
     AttentionProblem,
     GpuArchitecture,
@@ -9,7 +11,10 @@ from .gpu import (
     evaluate_gpu_batch,
     load_gpu_architecture,
 )
-from .mapping import (
+from .shape import DEFAULT_BATCH, ShapeSplit, split_shape
+from .spatial.architecture import Architecture, ComputeUnit, OpCost, StorageLevel
+from .spatial.cost import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
+from .spatial.mapping import (
     Kernel,
     Loop,
     Mapping,
@@ -21,8 +26,7 @@ from .mapping import (
     mapping_to_yaml,
     parameter_names,
 )
-from .model import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
-from .shape import DEFAULT_BATCH, ShapeSplit, split_shape
+from .targets import load_architecture
 
 __all__ = [
     "DEFAULT_BATCH",

@@ -147,7 +147,7 @@ def _item(value, i: int = 0) -> float:
 
 
 class SpatialTarget:
-    """Spatial arrays: Architecture, Mapping, `simulator.model`."""
+    """Spatial arrays: Architecture, Mapping, `simulator.spatial.cost`."""
 
     kind = "spatial"
 
@@ -155,7 +155,7 @@ class SpatialTarget:
         return _bundled("architectures")
 
     def owns(self, arch: object) -> bool:
-        from .architecture import Architecture
+        from .spatial.architecture import Architecture
 
         return isinstance(arch, Architecture)
 
@@ -163,7 +163,7 @@ class SpatialTarget:
         return "gpu" not in data  # whatever else: its own checks name what is missing
 
     def load(self, name_or_path, overrides=None):
-        from .architecture import architecture_from_dict
+        from .spatial.architecture import architecture_from_dict
         from .spec import apply_overrides, load_yaml
 
         data, origin = load_yaml(name_or_path, "architecture", "architectures")
@@ -172,22 +172,22 @@ class SpatialTarget:
         return architecture_from_dict(data, origin)
 
     def from_dict(self, data, origin="architecture"):
-        from .architecture import architecture_from_dict
+        from .spatial.architecture import architecture_from_dict
 
         return architecture_from_dict(data, origin)
 
     def load_mapping(self, spec):
-        from .mapping import Mapping, load_mapping
+        from .spatial.mapping import Mapping, load_mapping
 
         return spec if isinstance(spec, Mapping) else load_mapping(spec)
 
     def evaluate(self, cascade, arch, mapping, shape):
-        from .model import evaluate
+        from .spatial.cost import evaluate
 
         return evaluate(cascade, arch, self.load_mapping(mapping), shape)
 
     def evaluate_batch(self, cascade, arch, mapping, shape, params=None):
-        from .model import evaluate_batch
+        from .spatial.cost import evaluate_batch
 
         return evaluate_batch(cascade, arch, self.load_mapping(mapping), shape, params or {})
 
@@ -365,6 +365,20 @@ def load(name_or_path: str | Path, overrides: MappingABC | None = None):
     if overrides:
         data = apply_overrides(data, overrides, origin)
     return target_of_spec(data, origin).from_dict(data, origin)
+
+
+def load_architecture(name_or_path: str | Path, overrides: MappingABC[str, object] | None = None):
+    """A bundled preset of any target by name or a YAML file by path, with `--set`-style
+    overrides (`load`): a bundled GPU (`simulator/gpus/`) or a spec with a top-level `gpu:`
+    section loads as a `simulator.gpu.GpuArchitecture`, anything else as a spatial
+    `simulator.spatial.architecture.Architecture`.
+
+    Example:
+        >>> arch = load_architecture("fusemax_cloud", {"units.2d.rows": 64})
+        >>> arch.unit("2d").dims
+        (64, 256)
+    """
+    return load(name_or_path, overrides)
 
 
 def evaluate(cascade: Cascade, arch, mapping, shape: MappingABC[str, int]):

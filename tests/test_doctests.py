@@ -14,7 +14,7 @@ def _modules():
     for package in ("einsim.einsum", "einsim.workloads", "einsim.simulator", "einsim.mapper"):
         module = importlib.import_module(package)
         names.append(package)
-        names += [f"{package}.{m.name}" for m in pkgutil.iter_modules(module.__path__)]
+        names += [m.name for m in pkgutil.walk_packages(module.__path__, f"{package}.")]
     return names
 
 

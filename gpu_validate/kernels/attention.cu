@@ -1,4 +1,4 @@
-// Attention kernels that honour an einsim GPU mapping (simulator/gpu.py), compiled by
+// Attention kernels that honour an einsim GPU mapping (simulator/gpu/), compiled by
 // gpu_validate/kernels.py through cupy.RawModule (NVRTC) with the mapping's tile sizes,
 // stages, warps and mask kind as template parameters. gpu_validate/nvrtc.py compiles the
 // same instantiations without a GPU (CI), and reports ptxas's registers and spills.

@@ -4,7 +4,7 @@ import numpy as np
 
 from einsim.dashboard.app import create_app
 from einsim.dashboard.area_page import study
-from einsim.simulator.reproduce import iso_area
+from einsim.simulator.spatial.reproduce import iso_area
 
 
 def test_the_page_is_a_tab_of_the_app():

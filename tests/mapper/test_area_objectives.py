@@ -7,7 +7,7 @@ from einsim import attention
 from einsim.einsum import SpecError
 from einsim.mapper import search
 from einsim.simulator import load_architecture
-from einsim.simulator.area import area_mm2
+from einsim.simulator.spatial.area import area_mm2
 
 SHAPE = dict(B=1, H=1, E=64, F=64, M=1024, P=1024)
 

@@ -6,9 +6,9 @@ import pytest
 
 from einsim.einsum import SpecError
 from einsim.simulator import load_architecture
-from einsim.simulator.area import area_by_component_mm2, area_mm2, models_area
-from einsim.simulator.model import _with_arch_params
-from einsim.simulator.reproduce import FUSEMAX_MODELS, iso_area, pareto
+from einsim.simulator.spatial.area import area_by_component_mm2, area_mm2, models_area
+from einsim.simulator.spatial.cost import _with_arch_params
+from einsim.simulator.spatial.reproduce import FUSEMAX_MODELS, iso_area, pareto
 
 # The paper's 45 nm Accelergy areas (shared/reference/README.md), um^2.
 MAC, MAX, DIVIDE, EXP_UNIT, REGISTER_FILE = 1545, 49.29, 23740.94, 8240, 16849

@@ -1,4 +1,4 @@
-"""GQA's K/V traffic on the spatial model: heads of a group share K/V (simulator/model.py
+"""GQA's K/V traffic on the spatial model: heads of a group share K/V (simulator/spatial/cost.py
 `_refetch`), checked against a brute-force walk of the loop nest."""
 
 import itertools

@@ -5,7 +5,7 @@ import pytest
 
 from einsim.einsum import InfeasibleError
 from einsim.simulator import load_architecture
-from einsim.simulator.reproduce import (
+from einsim.simulator.spatial.reproduce import (
     FUSEMAX_MODELS,
     FUSEMAX_ZOO,
     LAYER_MATMULS,

@@ -33,10 +33,10 @@ from einsim.einsum.analysis import _per_point_ops, einsum_op_counts
 from einsim.einsum.ir import Call, Const, Size, Var, rank_of, value_ops, variables, walk
 from einsim.einsum.occupancy import occupancy
 
+from ..shape import split_shape
 from .architecture import Architecture, ComputeUnit
 from .area import area_by_component_mm2
 from .mapping import Kernel, Mapping, Overlap, loop_keys, parameter_names
-from .shape import split_shape
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,7 @@ class Report:
     valid: bool = True
     reasons: tuple[str, ...] = ()
     kernels: tuple[dict, ...] = field(default=())
-    # Silicon area of the architecture by component (`simulator.area`); empty where the
+    # Silicon area of the architecture by component (`simulator.spatial.area`); empty where the
     # spec carries no areas.
     area_by_component_mm2: dict[str, float] = field(default_factory=dict)
     # Einsum -> the operators its unit lacks and runs lowered (simulator/lowering.py).

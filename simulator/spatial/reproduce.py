@@ -18,9 +18,10 @@ import pandas as pd
 from einsim.einsum import InfeasibleError
 from einsim.workloads import MODELS, attention, cascade
 
-from .architecture import Architecture, load_architecture
+from ..targets import load_architecture
+from .architecture import Architecture
+from .cost import ModelOptions, evaluate
 from .mapping import Mapping, load_mapping
-from .model import ModelOptions, evaluate
 
 #: The FuseMax workloads (MICRO 2024, Table 3): batch, heads, embedding per head.
 FUSEMAX_MODELS: dict[str, dict[str, int]] = {

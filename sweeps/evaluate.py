@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from einsim.simulator.model import is_arch_parameter
+from einsim.simulator.spatial.cost import is_arch_parameter
 
 from .spec import _canonical, arch_data, point_id
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from einsim.einsum import Op, SpecError, validation
 
-from .lowering import resolve
-from .spec import check_keys, integer, number
+from ..lowering import resolve
+from ..spec import check_keys, integer, number
 
 # Bounds of the numbers in an architecture spec (einsim.einsum.validation refuses nan, inf
 # and non-numbers everywhere): wide enough for any real design, narrow enough that no cost
@@ -27,9 +25,6 @@ CLOCK_HZ_RANGE = (1e3, 1e12)
 MAX_ENERGY_PJ = 1e9  # per operation or per byte
 MAX_CAPACITY_BYTES = 2.0**60
 MAX_LEAKAGE_W = 1e6
-
-if TYPE_CHECKING:
-    from .gpu import GpuArchitecture
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,22 +282,3 @@ def architecture_from_dict(data: Mapping, origin: str = "architecture") -> Archi
             data.get("leakage_w", 0), f"{origin}: leakage_w", positive=False, maximum=MAX_LEAKAGE_W
         ),
     )
-
-
-def load_architecture(
-    name_or_path: str | Path, overrides: Mapping[str, object] | None = None
-) -> Architecture | GpuArchitecture:
-    """A bundled preset by name or a YAML file by path, with `--set`-style overrides.
-
-    Any target's preset or spec (`simulator.targets.load`): a bundled GPU
-    (`simulator/gpus/`) or a spec with a top-level `gpu:` section loads as a
-    `simulator.gpu.GpuArchitecture`.
-
-    Example:
-        >>> arch = load_architecture("fusemax_cloud", {"units.2d.rows": 64})
-        >>> arch.unit("2d").dims
-        (64, 256)
-    """
-    from .targets import load  # the registry of target kinds (simulator/targets.py)
-
-    return load(name_or_path, overrides)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from einsim.einsum import SpecError, validation
 
-from .spec import check_keys, load_yaml, number
+from ..spec import check_keys, load_yaml, number
 
 
 class Overlap(enum.Enum):

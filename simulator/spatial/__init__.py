@@ -1,0 +1,26 @@
+"""The spatial-array target (Timeloop-style PE arrays under a buffer hierarchy): the
+architecture spec (`architecture`), the loop-nest mapping (`mapping`), the vectorized cost
+model (`cost`), silicon area (`area`), and FuseMax's published results (`reproduce`, imported
+on demand: it reads pandas)."""
+
+from .architecture import Architecture, ComputeUnit, OpCost, StorageLevel, architecture_from_dict
+from .cost import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
+from .mapping import Kernel, Loop, Mapping, Overlap, load_mapping
+
+__all__ = [
+    "Architecture",
+    "BatchReport",
+    "ComputeUnit",
+    "Kernel",
+    "Loop",
+    "Mapping",
+    "ModelOptions",
+    "OpCost",
+    "Overlap",
+    "Report",
+    "StorageLevel",
+    "architecture_from_dict",
+    "evaluate",
+    "evaluate_batch",
+    "load_mapping",
+]
