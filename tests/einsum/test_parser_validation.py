@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from einsim import SpecError, parse_cascade
 from einsim.einsum import EinsimError, resolve_shape, validation
+from einsim.einsum.analysis import op_counts
 from einsim.einsum.executor import evaluate
 from einsim.workloads import ATTENTION, KERNELS, cascade
 
@@ -140,7 +141,8 @@ def mutated_cascades(draw):
 
 
 def _use(c) -> None:
-    """What a user does next with an accepted cascade: print it, read it back, run it."""
+    """What a user does next with an accepted cascade: print it, read it back, run it, count
+    its operations."""
     assert parse_cascade(str(c), name=c.name) == c
     shape = {r: 3 for r in c.ranks}
     for einsum in c.einsums:
@@ -153,6 +155,7 @@ def _use(c) -> None:
     inputs = {t.name: rng.standard_normal([sizes[r] for r in t.ranks]) for t in c.inputs}
     with np.errstate(all="ignore"):
         evaluate(c, inputs, shape, method="materialize")
+        op_counts(c, shape, inputs=inputs)  # filters counted (numpy: a small space)
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
