@@ -1296,6 +1296,8 @@ def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds, kept=frozenset(
             ex.run(item, bounds)
             ex._masks.clear()
             continue
+        if _scan(ex, item, slot, bounds):
+            continue
         quiet = quiet_columns(ex, item, slot, kept)
         for e in item.einsums:  # the step-i and i+1 elements agree where nothing is written
             if e.output in slot and slot[e.output][1] and ex.store[e.output].dirty is not None:
@@ -1330,6 +1332,72 @@ def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds, kept=frozenset(
             ex._masks.clear()
             if i + 1 < steps:
                 _advance(ex, item, slot, i + 1)
+
+
+_ACCUMULATE = {Op.ADD: np.add, Op.MUL: np.multiply, Op.MAX: np.maximum, Op.MIN: np.minimum}
+
+
+def _scan(ex: Executor, run: Run, slot, bounds) -> bool:
+    """Run a loop of recurrences `T[..,v+1,..] = T[..,v,..] op X` (a prefix sum such as
+    CK[h,m+1,e] = CK[h,m,e] + K[h,e,m]) at once: X over every step, then `op.accumulate`
+    along v from T[0], which combines in the loop's order (the same numbers). False (nothing
+    done) unless every member is such a recurrence, unfiltered, unreduced, held in full,
+    with X reading no member, and X over all steps fits in TILE_POINTS."""
+    jobs = []
+    made = {e.output for e in run.einsums}
+    steps = int(ex.sizes[rank_of(run.var)])
+    for e in run.einsums:
+        expr = e.expr
+        if (
+            e.output in slot
+            or e.reduced_vars
+            or ex._clauses(e, set(e.iter_vars))
+            or not isinstance(expr, Call)
+            or expr.op not in _ACCUMULATE
+        ):
+            return False
+        own = [
+            i
+            for i, a in enumerate(expr.args)
+            if isinstance(a, Access) and a.tensor == e.output and a.indices == _previous(e, run.var)
+        ]
+        if len(own) != 1 or [iterative_offset(o) for o in e.out_indices].count((run.var, 1)) != 1:
+            return False
+        rest = expr.args[1 - own[0]]
+        if any(isinstance(x, Access) and x.tensor in made for x in walk(rest)):
+            return False
+        if any(iterative_offset(o) is None for o in e.out_indices):
+            return False
+        jobs.append((e, rest, own[0]))
+    for e, _, _ in jobs:
+        names = list(e.iter_vars)
+        lo = [bounds[v][0] if v in bounds else 0 for v in names]
+        hi = [bounds[v][1] if v in bounds else int(ex.sizes[rank_of(v)]) for v in names]
+        lo[names.index(run.var)], hi[names.index(run.var)] = 0, steps
+        if int(np.prod([b - a for a, b in zip(lo, hi, strict=True)])) > TILE_POINTS:
+            return False
+    for e, rest, _ in jobs:
+        names = list(e.iter_vars)
+        lo = [bounds[v][0] if v in bounds else 0 for v in names]
+        hi = [bounds[v][1] if v in bounds else int(ex.sizes[rank_of(v)]) for v in names]
+        k = names.index(run.var)
+        lo[k], hi[k] = 0, steps
+        box = _Box(names, lo, hi)
+        values = np.broadcast_to(ex.value(rest, box, ex._local(box), None), box.extents)
+        dst, _ = ex._target(e, box)  # elements 1..steps
+        start = box.with_range(run.var, 0, 1)
+        first = ex.read(Access(e.output, _previous(e, run.var)), start, None)
+        first = np.broadcast_to(first, [*box.extents[:k], 1, *box.extents[k + 1 :]])
+        # Folded left from T[0] as the loop does (T op X and X op T agree: commutative).
+        both = np.concatenate([first, values], axis=k)
+        result = _ACCUMULATE[e.expr.op].accumulate(both, axis=k)  # type: ignore[union-attr]
+        dst[...] = result.take(range(1, steps + 1), axis=k).reshape(dst.shape)
+    return True
+
+
+def _previous(einsum: Einsum, var: str) -> tuple[Expr, ...]:
+    """The output's indices at the previous step (`m+1` read as `m`)."""
+    return tuple(Var(var) if iterative_offset(o) == (var, 1) else o for o in einsum.out_indices)
 
 
 def _advance(ex: Executor, run: Run, slot, i: int) -> None:

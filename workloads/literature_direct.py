@@ -12,13 +12,6 @@ from einsim.einsum import SpecError
 from .direct import DIRECT, _positions, _scores, _softmax_av
 
 
-def _weighted_softmax(scores: np.ndarray, weights: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """sum_j w_j exp(s_j) v_j / sum_j w_j exp(s_j) over a list of (score, weight, value[f])."""
-    top = scores.max()
-    w = weights * np.exp(scores - top)
-    return values @ w / w.sum()
-
-
 @DIRECT.register("power_attention")
 def _power_attention(inputs, params):
     q, k, v = inputs["Q"], inputs["K"], inputs["V"]
@@ -46,24 +39,26 @@ def _duo_attention(inputs, params):
 @DIRECT.register("razor_attention")
 def _razor_attention(inputs, params):
     q, k, v = inputs["Q"], inputs["K"], inputs["V"]
-    heads, n_queries = q.shape[0], q.shape[-1]
-    sinks, window = params["S"], params["W"]
+    heads = q.shape[0]
+    m, p = _positions(k.shape[-1], q.shape[-1])
+    causal = m <= p
+    kept = causal & ((m < params["S"]) | (p - m < params["W"]))
+    dropped = (causal & ~kept).astype(float)  # [m, p]
+    count = dropped.sum(axis=0)  # keys each query drops
     retrieval = _retrieval_heads(heads, params["RP"])
-    out = np.zeros((heads, v.shape[1], n_queries))
+    out = np.empty((heads, v.shape[1], q.shape[-1]))
     for h in range(heads):
-        for p in range(n_queries):
-            if h < retrieval:
-                kept, dropped = list(range(p + 1)), []
-            else:
-                kept = [m for m in range(p + 1) if m < sinks or p - m < window]
-                dropped = [m for m in range(p + 1) if m not in kept]
-            keys, values = k[h][:, kept], v[h][:, kept]
-            weights = np.ones(len(kept))
-            if dropped:  # the compensation token stands for the len(dropped) keys it replaces
-                keys = np.column_stack([keys, k[h][:, dropped].mean(axis=1)])
-                values = np.column_stack([values, v[h][:, dropped].mean(axis=1)])
-                weights = np.append(weights, len(dropped))
-            out[h, :, p] = _weighted_softmax(q[h][:, p] @ keys, weights, values)
+        scores = k[h].T @ q[h]
+        if h < retrieval:
+            out[h] = _softmax_av(scores, causal, v[h])
+            continue
+        # The compensation token: the mean key and value of the dropped keys, weighing
+        # len(dropped) (its score shifted by log len(dropped); -inf when none is dropped).
+        mean_k = (k[h] @ dropped) / np.maximum(count, 1)
+        mean_v = (v[h] @ dropped) / np.maximum(count, 1)
+        with np.errstate(divide="ignore"):
+            token = np.sum(q[h] * mean_k, axis=0) + np.log(count)
+        out[h] = _softmax_av(scores, kept, v[h], extra=(token, mean_v))
     return out
 
 
@@ -71,15 +66,16 @@ def _razor_attention(inputs, params):
 def _combiner(inputs, params):
     q, k, v = inputs["Q"], inputs["K"], inputs["V"]
     span, n_keys = params["L"], k.shape[1]
-    out = np.zeros((v.shape[0], q.shape[1]))
-    for p in range(q.shape[1]):
-        start = p // span * span
-        local = list(range(start, min(p + 1, n_keys)))
-        summaries = [range(s, min(s + span, n_keys)) for s in range(0, start, span)]
-        keys = np.column_stack([k[:, local]] + [k[:, list(r)].mean(axis=1) for r in summaries])
-        values = np.column_stack([v[:, local]] + [v[:, list(r)].mean(axis=1) for r in summaries])
-        out[:, p] = _weighted_softmax(q[:, p] @ keys, np.ones(keys.shape[1]), values)
-    return out
+    starts = range(0, n_keys, span)
+    # Each earlier span is one summary token: the mean of its keys and values.
+    k_sum = np.stack([k[:, s : s + span].mean(axis=1) for s in starts], axis=1)
+    v_sum = np.stack([v[:, s : s + span].mean(axis=1) for s in starts], axis=1)
+    m, p = _positions(n_keys, q.shape[1])
+    local = (m >= p // span * span) & (m <= p)  # the query's own span, up to itself
+    summary = np.arange(len(starts))[:, None] < p // span  # spans before the query's
+    scores = np.concatenate([k, k_sum], axis=1).T @ q
+    keep = np.concatenate([local, summary], axis=0)
+    return _softmax_av(scores, keep, np.concatenate([v, v_sum], axis=1))
 
 
 @DIRECT.register("selective")
@@ -97,12 +93,10 @@ def _relative(inputs, params):
     n_keys, n_queries = k.shape[1], q.shape[1]
     if er.shape[1] < n_queries:
         raise SpecError(f"direct: relative needs R >= P, got R={er.shape[1]}, P={n_queries}")
-    scores = np.full((n_keys, n_queries), -np.inf)
-    for p in range(n_queries):
-        for m in range(min(p + 1, n_keys)):
-            scores[m, p] = q[:, p] @ (k[:, m] + er[:, p - m])
     m, p = _positions(n_keys, n_queries)
-    return _softmax_av(np.where(m <= p, scores, 0.0), m <= p, v)
+    # q_p . (k_m + er_{p-m}): the key term and the relative term ER^T Q read at p - m.
+    relative = (er.T @ q)[np.clip(p - m, 0, None), p]
+    return _softmax_av(np.where(m <= p, k.T @ q + relative, 0.0), m <= p, v)
 
 
 @DIRECT.register("softplus")

@@ -8,7 +8,7 @@ import numpy as np
 
 from einsim.einsum import SpecError
 
-from .direct import DIRECT, _softmax_av
+from .direct import DIRECT, _softmax_av, _top_blocks
 
 
 def _blocks(n: int, size: int) -> list[np.ndarray]:
@@ -94,14 +94,13 @@ def _landmark(inputs, params):
     n_keys, n_queries = k.shape[1], q.shape[1]
     blocks = _blocks(n_keys, bs)
     lk = k[:, [b[-1] for b in blocks]]  # the landmark: each block's last token
-    keep = np.zeros((n_keys, n_queries), dtype=bool)
-    for p in range(n_queries):
-        own = p // bs
-        scores = {b: float(q[:, p] @ lk[:, b]) for b in range(min(own, len(blocks)))}
-        for b in [own, *_top(scores, top)]:
-            if b < len(blocks):
-                keep[blocks[b], p] = True
-        keep[p + 1 :, p] = False
+    own = np.arange(n_queries) // bs
+    earlier = np.arange(len(blocks))[None, :] < own[:, None]
+    chosen = _top_blocks(q.T @ lk, earlier, top)  # [p, block]: the TOPK best earlier blocks
+    inside = own < len(blocks)
+    chosen[inside, own[inside]] = True  # and the query's own block
+    m, p = np.arange(n_keys)[:, None], np.arange(n_queries)[None, :]
+    keep = chosen[:, np.arange(n_keys) // bs].T & (m <= p)
     return _softmax_av(k.T @ q, keep, v)
 
 
@@ -148,15 +147,11 @@ def _vmoba(inputs, params):
     block = _video_blocks(params)
     if block.size != k.shape[1] or block.size != q.shape[1]:
         raise SpecError(f"direct: vmoba needs M = P = T*X*Y = {block.size}")
-    ids = np.unique(block)
-    means = {b: k[:, block == b].mean(axis=1) for b in ids}
-    keep = np.zeros((block.size, block.size), dtype=bool)
-    for p in range(block.size):
-        own = block[p]
-        gate = {b: float(q[:, p] @ means[b]) for b in ids if b != own}
-        for b in [own, *_top(gate, params["TOPK"])]:
-            keep[block == b, p] = True
-    return _softmax_av(k.T @ q, keep, v)
+    ids = np.unique(block)  # 0, 1, ..., in order
+    means = np.stack([k[:, block == b].mean(axis=1) for b in ids], axis=1)  # [e, block]
+    own = block[:, None] == ids[None, :]  # [p, block]
+    chosen = _top_blocks(q.T @ means, ~own, params["TOPK"]) | own
+    return _softmax_av(k.T @ q, chosen[:, block].T, v)
 
 
 @DIRECT.register("biformer")

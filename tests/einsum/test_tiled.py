@@ -260,3 +260,32 @@ def test_a_non_finite_running_max_runs_the_step_whole(rng):
     assert np.isnan(old).any() and not np.isnan(old).all()
     np.testing.assert_array_equal(np.isnan(new), np.isnan(old))
     np.testing.assert_allclose(new, old, rtol=1e-12, atol=1e-12)
+
+
+_SCANS = (
+    "inputs: X[e,m]\nC[0,e] = 0\nG[0,e] = -1\nC[m+1,e] = C[m,e] + X[e,m]\n"
+    "G[m+1,e] = max(X[e,m] * 2, G[m,e])\nY[e] = C[M,e] * G[M,e]"
+)
+
+
+@pytest.mark.parametrize("tile", [None, {"M": 2, "E": 2}])
+def test_recurrences_run_as_one_accumulate(tile, monkeypatch, rng):
+    """A loop of T[v+1] = T[v] op X (a prefix sum, a running max) runs as op.accumulate
+    over all steps, no step loop, and gives the step loop's numbers (numpy's cumsum too)."""
+    cascade = parse_cascade(_SCANS)
+    shape = {"E": 3, "M": 11}
+    inputs = random_inputs(cascade, shape, rng)
+    old = evaluate(cascade, inputs, shape, method="materialize")
+    stepped = []
+    original = Executor.run
+
+    def run(self, einsum, bounds, accumulate=False):
+        stepped.append(einsum.output)
+        return original(self, einsum, bounds, accumulate)
+
+    monkeypatch.setattr(Executor, "run", run)
+    new = evaluate(cascade, inputs, shape, tile=tile)
+    assert "C" not in stepped and "G" not in stepped
+    for tensor in old:
+        np.testing.assert_array_equal(new[tensor], old[tensor], err_msg=tensor)
+    np.testing.assert_allclose(new["C"][1:], np.cumsum(inputs["X"].T, axis=0), rtol=1e-12)
