@@ -142,10 +142,15 @@ def variants() -> None:
 
 
 def _parse_shape(shape: str) -> dict[str, int]:
-    """`B=64,H=12,M=1024` -> {"B": 64, ...}; every size an integer in [1, 2^31 - 1]."""
+    """`B=64,H=12,M=P=1024` -> {"B": 64, ..., "M": 1024, "P": 1024} (`M=P=1024` sets both);
+    every size an integer in [1, 2^31 - 1]."""
     from einsim.einsum import validation
 
-    values = _parse_params(tuple(pair for pair in shape.split(",") if pair), "--shape")
+    pairs = []
+    for pair in (p for p in shape.split(",") if p):
+        *keys, value = pair.split("=")
+        pairs += [f"{key}={value}" for key in keys] if len(keys) > 1 else [pair]
+    values = _parse_params(tuple(pairs), "--shape")
     for key, value in values.items():
         if not isinstance(value, int):
             raise SpecError(f"--shape {key}={value}: expected an integer size")
@@ -519,13 +524,20 @@ def _reproduce_pareto(fmt: str, plot: Path | None) -> None:
 @click.argument("name")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
 @click.option("--seed", default=0, show_default=True, help="random seed of the inputs")
-def check(name: str, params: tuple[str, ...], seed: int) -> None:
+@click.option(
+    "--shape",
+    default=None,
+    metavar="M=P=4096,E=F=64",
+    help="rank sizes replacing the variant's test case (its small M0 dropped with M or P)",
+)
+def check(name: str, params: tuple[str, ...], seed: int, shape: str | None) -> None:
     """Run variant NAME (each form) on random data against its direct formula."""
     from einsim.workloads import check as check_variant
 
-    result = check_variant(name, seed=seed, **_parse_params(params))
-    shape = ", ".join(f"{k}={v}" for k, v in result.shape)
-    click.echo(f"{result.variant} on random inputs ({shape}) vs its direct formula")
+    sizes = _parse_shape(shape) if shape else None
+    result = check_variant(name, seed=seed, shape=sizes, **_parse_params(params))
+    ran = ", ".join(f"{k}={v}" for k, v in result.shape)
+    click.echo(f"{result.variant} on random inputs ({ran}) vs its direct formula")
     for form, error in result.max_error:
         click.echo(f"{form:<14}  max error {error:.3e}  {'ok' if error <= 1e-9 else 'MISMATCH'}")
     if not result.ok:
