@@ -251,8 +251,12 @@ def install_guards(app) -> None:
 
     @server.errorhandler(Exception)
     def _short_error(error):
+        from dash.exceptions import DependencyException
+
         if isinstance(error, HTTPException):
             return f"einsim: {error.code} {error.name}\n", error.code or 400, plain
+        if isinstance(error, DependencyException):  # an unknown /_dash-component-suites/ file
+            return "einsim: 404 Not Found\n", 404, plain
         # Logged for the operator, never sent: a traceback tells an attacker too much.
         _log.error("dashboard request %s failed", request.path, exc_info=error)
         if request.path.endswith(CALLBACK_PATH):

@@ -252,6 +252,12 @@ def test_hostile_requests(server):
         assert status < 500 and "Traceback" not in answer and len(answer) < 2000, answer[:300]
     status, answer = _request(port, "GET", "/", host=f"rebound.attacker.example:{port}")
     assert status == 403 and len(answer) < 200
+    # Paths climbing out of the app's own files: a short 404, never a 500 or a file.
+    for path in ("/_dash-component-suites/../../../../etc/passwd",
+                 "/_dash-component-suites/dash/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+                 "/assets/../../../../etc/passwd"):  # fmt: skip
+        status, answer = _request(port, "GET", path)
+        assert status == 404 and "root:" not in answer and len(answer) < 200, (path, status)
 
     # Nothing ran, nothing was written, and the server is still up.
     assert not marker.exists()
