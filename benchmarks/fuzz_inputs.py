@@ -6,15 +6,18 @@ repeated chunks and nesting, YAML values replaced at a random key path, alias bo
 every mutated input is loaded and validated (the cheap checks: parse, load, validate). One
 accepted input in USE_EVERY = 50 (by its position among its chunk's accepted inputs, so the
 sample is deterministic) is also used downstream (a cascade round-tripped, evaluated by the
-numpy reference and counted, an architecture, GPU or mapping costed, constraints searched
-with a tiny budget), so that "accepted, then crashed later" is caught without paying the
-costing on every input. A kind's inputs are cut into chunks of CHUNK seeded by (seed, kind,
+numpy reference and its operations counted, an architecture, GPU or mapping costed
+through the target interface, constraints searched with a tiny budget, a sweep spec's
+first points evaluated as a sweep worker does, in a forked child held to SWEEP_CPU_S of
+CPU), so that "accepted, then crashed later" is caught without paying the costing on
+every input. A kind's inputs are cut into chunks of CHUNK seeded by (seed, kind,
 chunk), run in parallel processes (--jobs), so the result does not depend on the process
 count. Printed per kind: inputs, accepted, used, refused later (a clean EinsimError
 downstream), SpecErrors (EinsimErrors) and the share naming a line/column or a file and
-key (must be 100%), other exceptions (must be 0), nan/inf results (must be 0), inputs over
-2 s of thread CPU time (must be 0; wall time beside it, which a loaded shared machine
-inflates), and the slowest input.
+key (must be 100%), other exceptions (must be 0), nan/inf results (must be 0), uses cut
+at their CPU limit (sweep points asking for more work), inputs over 2 s of CPU time (the
+thread's and its forked children's; must be 0; wall time beside it, which a loaded shared
+machine inflates), and the slowest input.
 
     python benchmarks/fuzz_inputs.py --count 100000 --table results.txt   # every kind
     python benchmarks/fuzz_inputs.py --kinds cascade --count 2000 --seed 3
@@ -722,8 +725,8 @@ def main() -> None:
     intro = (
         f"{args.count} inputs per kind (seed {args.seed}) in chunks of {CHUNK}, {args.jobs} "
         f"processes; every input loaded and validated, 1 accepted input in {USE_EVERY} used "
-        f"downstream; a hang is an input over {HANG_S} s (CPU time of its thread; wall time "
-        "beside it, inflated on a shared machine)"
+        f"downstream; a hang is an input over {HANG_S} s (CPU time of its thread and "
+        "children; wall time beside it, inflated on a shared machine)"
     )
     print(intro, flush=True)
 
