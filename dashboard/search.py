@@ -49,7 +49,7 @@ def default_of(parameter: str, fallback: object = None) -> object:
 def objectives() -> tuple[str, ...]:
     """The objectives the mapper optimizes (latency, energy, edp)."""
     try:
-        from einsim.mapper.search import OBJECTIVES
+        from einsim.mapper.objectives import OBJECTIVES
     except ImportError:
         return ("latency", "energy", "edp")
     return tuple(OBJECTIVES)

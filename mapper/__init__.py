@@ -5,11 +5,14 @@ generates candidates and ranks what the simulator says about them.
 """
 
 from .constraints import Constraints, constraints_from_dict, load_constraints
-from .search import SearchResult, pareto_mask, search
+from .objectives import OBJECTIVES, objective_values, pareto_mask
+from .result import SearchResult
+from .search import search, strategies_of
 from .space import MapSpace, Template, build_space, schedule_stages
 from .strategies import STRATEGIES
 
 __all__ = [
+    "OBJECTIVES",
     "STRATEGIES",
     "Constraints",
     "MapSpace",
@@ -18,7 +21,9 @@ __all__ = [
     "build_space",
     "constraints_from_dict",
     "load_constraints",
+    "objective_values",
     "pareto_mask",
     "schedule_stages",
     "search",
+    "strategies_of",
 ]

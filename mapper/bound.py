@@ -68,8 +68,8 @@ class LowerBound:
     passes: int
 
     def objective(self, objective: str, area_mm2: float = 0.0) -> float:
-        """The bound on `objective` (as `mapper.search.objective_values`)."""
-        from .search import objective_values
+        """The bound on `objective` (as `mapper.objectives.objective_values`)."""
+        from .objectives import objective_values
 
         return float(objective_values(objective, self.latency_s, self.energy_pj, area_mm2))
 

@@ -29,7 +29,8 @@ from einsim.simulator.gpu import (
 )
 
 from .constraints import Constraints, load_constraints
-from .search import OBJECTIVES, SearchResult, objective_values, pareto_mask
+from .objectives import OBJECTIVES, objective_values, pareto_mask
+from .result import SearchResult
 from .strategies import STRATEGIES, check_strategy
 
 #: The grid searched per parameter (powers of two a CUDA kernel author would try).
@@ -62,6 +63,9 @@ def _explain(best: GpuMapping, report: Report, candidates: pd.DataFrame, note: s
     lines += [note] if note else []
     return "\n".join(lines)
 
+
+#: The strategies the GPU tiling grid runs (anneal is not implemented on it).
+GPU_STRATEGIES = ("exhaustive", "random", "greedy")
 
 #: GPU searches return the one `SearchResult` type (kept as a name for old imports).
 GpuSearchResult = SearchResult
@@ -177,10 +181,10 @@ def search_gpu(
         raise SpecError(
             f"exhaustive: the GPU tiling grid has {total:,} tilings, over the budget {budget:,}"
         )
-    if strategy not in ("exhaustive", "random", "greedy"):
+    if strategy not in GPU_STRATEGIES:
         raise SpecError(
             f"strategy {strategy!r} is not implemented on the GPU tiling grid ({total:,} "
-            "tilings); use exhaustive, random or greedy"
+            f"tilings); use {', '.join(GPU_STRATEGIES)}"
         )
     report_progress = progress if callable(progress) else None
     costed = [0]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import re
@@ -39,10 +40,13 @@ _PART = re.compile(r"^part-[0-9a-f]+-\d+\.parquet$")
 _TEMP = re.compile(r"^\.(part-[0-9a-f]+-\d+|manifest)\.tmp$")
 
 
+@functools.cache
 def _version() -> str:
-    import einsim
+    """einsim's installed version (its package metadata: sweeps sit below `einsim` itself in
+    the import order, so they do not import it)."""
+    from importlib.metadata import version
 
-    return einsim.__version__
+    return version("einsim")
 
 
 def _input_type(values: Sequence[object]) -> pa.DataType:
