@@ -26,8 +26,8 @@ import time
 import einsim
 from einsim import op_counts
 from einsim.einsum import EinsimError
-from einsim.mapper import search
-from einsim.simulator import GpuArchitecture, load_architecture
+from einsim.mapper import search, strategies_of
+from einsim.simulator import load_architecture
 from einsim.workloads import ATTENTION, pass_counts
 
 #: The systems of issue 16, by the name each is registered under (substring match).
@@ -89,7 +89,7 @@ def _short(error: Exception) -> str:
 
 def _latency(cascade, arch: str, shape, budget: int) -> float:
     architecture = load_architecture(arch)
-    strategy = "random" if isinstance(architecture, GpuArchitecture) else "anneal"
+    strategy = "anneal" if "anneal" in strategies_of(architecture) else "random"
     result = search(cascade, architecture, shape, budget=budget, strategy=strategy)
     if not result.report.valid:
         raise EinsimError("no valid mapping in the budget")
