@@ -438,6 +438,22 @@ class Cascade:
     partitions: tuple[Partition, ...] = ()
     default_sizes: tuple[tuple[str, int], ...] = ()
 
+    def __hash__(self) -> int:
+        # Computed once: the generated hash walks every Einsum's expression tree, and the
+        # analyses' caches (op counts, occupancy) hash the cascade on every look-up.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(
+                (self.name, self.inputs, self.outputs, self.einsums, self.inits,
+                 self.partitions, self.default_sizes)
+            )  # fmt: skip
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict:
+        # str hashes differ between processes: a pickled cascade recomputes its hash
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     # -- look-ups ---------------------------------------------------------------------
     @cached_property
     def producers(self) -> dict[str, Einsum]:

@@ -427,8 +427,30 @@ def _static_grid(cascade, einsum, sizes, t, where) -> _Grid:
 
 
 def _mask_vars_of(cascade, einsum, sizes, where) -> tuple[str, ...]:
-    probe = Einsum(einsum.output, einsum.out_indices, einsum.expr, einsum.reduce_op, where)
-    return tuple(v for v in mask_vars(cascade, probe, sizes) if v in einsum.iter_vars)
+    # Memoized: a search asks for the same Einsum's mask variables at every tiling, and
+    # they depend on the sizes only through which partitions have a partial last tile.
+    key = (cascade, einsum.output, where, _partial_flags(cascade, sizes))
+    found = _MASK_VARS.get(key)
+    if found is None:
+        probe = Einsum(einsum.output, einsum.out_indices, einsum.expr, einsum.reduce_op, where)
+        found = tuple(v for v in mask_vars(cascade, probe, sizes) if v in einsum.iter_vars)
+        _remember(_MASK_VARS, key, found)
+    return found
+
+
+def _partial_flags(cascade, sizes) -> tuple[bool, ...]:
+    return tuple(_partial(part, sizes) for part in cascade.partitions)
+
+
+def _remember(table: dict, key, value, most: int = 512) -> None:
+    with _LOCK:
+        table[key] = value
+        while len(table) > most:
+            table.pop(next(iter(table)), None)
+
+
+_MASK_VARS: dict[tuple, tuple[str, ...]] = {}
+_KERNEL_PARTS: dict[tuple, tuple[str, tuple[str, ...], bool]] = {}
 
 
 def _reads_tensor(expr: Expr | None) -> bool:
@@ -607,6 +629,17 @@ _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE
 
 
 def _kernel_parts(cascade, einsum, sizes, where, vars_):
+    """`_kernel_parts_of`, memoized: the source does not depend on the tiling, and a
+    search counts one mask at many tilings (generating it walks the filter's tree)."""
+    key = (cascade, where, tuple(vars_), _partial_flags(cascade, sizes))
+    found = _KERNEL_PARTS.get(key)
+    if found is None:
+        found = _kernel_parts_of(cascade, einsum, sizes, where, vars_)
+        _remember(_KERNEL_PARTS, key, found)
+    return found
+
+
+def _kernel_parts_of(cascade, einsum, sizes, where, vars_):
     """(source, size names, integer mode): a loop nest over `vars_` counting kept and real
     points per tile. Tiles are walked block by block (no division to find a point's tile);
     every subexpression of the filter is computed in the outermost loop it depends on (the
@@ -1016,9 +1049,39 @@ def _logical_tiles(sizes, group, table, names) -> tuple[np.ndarray, np.ndarray]:
     return (tile(hi) * m0).astype(np.int64), tile(lo) >= m0
 
 
+#: Rows of tiles (summed over the tilings) that `_affine_rows` counts with numpy; past
+#: this, the compiled loop (loading numba costs about 0.5 s of CPU once per process; numpy
+#: counts 2^22 rows in about 0.2 s).
+AFFINE_NUMPY_ROWS = 2**22
+
+
 def _affine_rows(lo, hi, ya, yb, n_x, n_y, tx, ty, out) -> None:
-    """`_affine_rows_py` compiled on first use (numba loads only when a mask needs it)."""
-    _affine_rows_kernel()(lo, hi, ya, yb, n_x, n_y, tx, ty, out)
+    """`_affine_rows_py` for every tiling: in numpy, all tilings' rows of tiles at once,
+    while they are few (`AFFINE_NUMPY_ROWS`); else compiled (numba loads only then)."""
+    tx, ty = np.asarray(tx, np.int64), np.asarray(ty, np.int64)
+    counts = -(-n_y // ty)
+    if len(tx) == 0 or int(counts.sum()) > AFFINE_NUMPY_ROWS:
+        _affine_rows_kernel()(lo, hi, ya, yb, n_x, n_y, tx, ty, out)
+        return
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    seg = np.repeat(np.arange(len(tx)), counts)
+    t_x, t_y = tx[seg], ty[seg]
+    y0 = (np.arange(len(seg)) - starts[seg]) * t_y
+    y1 = np.minimum(y0 + t_y, n_y) - 1
+    a, b = np.maximum(y0, ya), np.minimum(y1, yb)
+    live = a <= b
+    # the loop steps its tile indices up to these floors (lo, hi non-decreasing)
+    j0 = lo[np.clip(a, 0, n_y - 1)] // t_x
+    j1 = hi[np.clip(b, 0, n_y - 1)] // t_x
+    nonempty = np.where(live, j1 - j0 + 1, 0)
+    busy = np.where(live, (y1 - y0 + 1) * (np.minimum((j1 + 1) * t_x, n_x) - j0 * t_x), 0)
+    inside = (y0 >= ya) & (y1 <= yb)
+    f0 = -(-lo[np.clip(y1, 0, n_y - 1)] // t_x)
+    g = (hi[np.clip(y0, 0, n_y - 1)] + 1) // t_x
+    f1 = np.where(hi[np.clip(y0, 0, n_y - 1)] >= n_x - 1, -(-n_x // t_x) - 1, g - 1)
+    full = np.where(inside, np.maximum(f1 - f0 + 1, 0), 0)
+    for column, values in enumerate((nonempty, full, busy)):
+        out[:, column] = np.add.reduceat(values.astype(np.int64), starts)
 
 
 @cache

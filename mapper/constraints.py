@@ -1,9 +1,10 @@
 """Constraints on a map space, in YAML like Timeloop's mapspace constraints.
 
     fusion: fused                 # fused (one kernel) | unfused (one kernel per Einsum)
-                                  # | partial (two contiguous fused groups)
+                                  # | partial (several contiguous fused groups)
                                   # | [[QK, LM, RM], [SLN, ...]]: exactly these kernels
     forbid_fusion: [[QK, AV]]     # these Einsums never share a kernel
+    require_fusion: [[SLN, SLD]]  # these Einsums always share a kernel
     binding: {QK: 2d, AV: 1d}     # pin an Einsum to a unit
     spatial: {2d: [P, M0]}        # the ranks unrolled on a unit's dimensions
     factors: {GB.P: 4, spatial.P: 256}   # fix a free factor (`[kernel.]level.rank`)
@@ -39,6 +40,7 @@ _KEYS = (
     "chained_ops",
     "padded",
     "forbid_fusion",
+    "require_fusion",
 )
 FUSIONS = ("fused", "unfused", "partial")
 OVERLAPS = ("pipelined", "perfect", "serial")
@@ -50,6 +52,7 @@ class Constraints:
 
     fusion: str | tuple[tuple[str, ...], ...] | None = None
     forbid_fusion: tuple[tuple[str, ...], ...] = ()
+    require_fusion: tuple[tuple[str, ...], ...] = ()
     binding: tuple[tuple[str, str], ...] = ()
     spatial: tuple[tuple[str, tuple[str, ...]], ...] = ()
     factors: tuple[tuple[str, int], ...] = ()
@@ -71,6 +74,14 @@ class Constraints:
                 )
         elif self.fusion is not None and self.fusion not in FUSIONS:
             raise SpecError(f"constraints.fusion: {self.fusion!r} is not one of {FUSIONS}")
+        for together in self.require_fusion:
+            for apart in self.forbid_fusion:
+                both = [e for e in apart if e in together]
+                if len(both) > 1:
+                    raise SpecError(
+                        f"constraints: {', '.join(both)} both required and forbidden to share "
+                        "a kernel (require_fusion, forbid_fusion)"
+                    )
         if self.overlap not in OVERLAPS:
             raise SpecError(f"constraints.overlap: {self.overlap!r} is not one of {OVERLAPS}")
         keep, bypass = dict(self.keep), dict(self.bypass)
@@ -183,6 +194,10 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
     if not isinstance(apart, list):
         raise SpecError(f"{origin}: forbid_fusion: expected a list of Einsum lists")
     apart = tuple(_names(g, f"{origin}: forbid_fusion[{i}]") for i, g in enumerate(apart))
+    together = data.get("require_fusion") or []
+    if not isinstance(together, list):
+        raise SpecError(f"{origin}: require_fusion: expected a list of Einsum lists")
+    together = tuple(_names(g, f"{origin}: require_fusion[{i}]") for i, g in enumerate(together))
     validation.choice(data.get("overlap", "pipelined"), f"{origin}: overlap", OVERLAPS)
     known_ops = tuple(op.value for op in Op)
     for i, group in enumerate(chained):
@@ -192,6 +207,7 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
         return Constraints(
             fusion=fusion,
             forbid_fusion=apart,
+            require_fusion=together,
             binding=tuple(binding),
             spatial=spatial,
             factors=factors,

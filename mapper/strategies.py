@@ -22,6 +22,8 @@ STRATEGIES: Registry = Registry("strategy")
 SAMPLE = 2048  # rows costed per visit of a template by greedy and anneal
 EXHAUSTIVE_CHUNK = 1 << 18
 BLOCK = 256  # rows per template draw of the random strategy
+REFINED = 8  # templates whose factors greedy refines
+REFINED_FUSIONS = 4  # ... and fusion groupings whose best template it refines
 
 
 def _all_rows(space: MapSpace, chunk: int = EXHAUSTIVE_CHUNK):
@@ -94,16 +96,42 @@ def _neighbours(space: MapSpace):
     fusions: dict[str, int] = {}
     for i, lab in enumerate(labels):
         fusions.setdefault(lab.get("fusion", ""), i)
-    for row in table:
-        row["fusion"] = sorted(set(row.get("fusion", [])) | set(fusions.values()))
+    # A fusion move adds, removes or moves one cut of a partial grouping; fused and
+    # unfused are always a move away (every grouping would be a move per grouping).
+    cuts = {f: _cuts(f) for f in fusions}
+    near: dict[str, list[int]] = {}
+    for f in fusions:
+        near[f] = [
+            t for g, t in fusions.items()
+            if cuts[g] is None or cuts[f] is None or _one_cut_apart(cuts[f], cuts[g])
+        ]  # fmt: skip
+    for row, lab in zip(table, labels, strict=True):
+        row["fusion"] = sorted(set(row.get("fusion", [])) | set(near[lab.get("fusion", "")]))
     return dims, table
+
+
+def _cuts(fusion: str) -> frozenset[str] | None:
+    """The cuts of a partial grouping's label (`partial:QK-LM|RM-AV`: the first Einsum of
+    every kernel after the first, {RM}); none for `fused`; None for any other grouping."""
+    if fusion == "fused":
+        return frozenset()
+    if not fusion.startswith("partial:"):
+        return None
+    return frozenset(
+        group.split("-")[0] for group in fusion.removeprefix("partial:").split("|")[1:]
+    )
+
+
+def _one_cut_apart(a: frozenset, b: frozenset) -> bool:
+    """One cut added, removed or moved (the same grouping included)."""
+    return len(a ^ b) <= 1 or (len(a ^ b) == 2 and len(a) == len(b))
 
 
 class _Visits:
     """Best (objective, row) found in each template visited, sampling new rows per visit."""
 
-    def __init__(self, space: MapSpace, run, rng, budget: int):
-        self.space, self.run, self.rng = space, run, rng
+    def __init__(self, space: MapSpace, run, rng, budget: int, resample: bool = True):
+        self.space, self.run, self.rng, self.resample = space, run, rng, resample
         self.best: dict[int, tuple[float, int]] = {}
         # rows per visit: enough visits for the budget to reach most templates
         self.sample = int(np.clip(budget // (2 * len(space.templates)), 128, SAMPLE))
@@ -111,7 +139,7 @@ class _Visits:
     def visit(self, t: int) -> float:
         template = self.space.templates[t]
         size = template.size
-        if t in self.best and size <= self.sample:
+        if t in self.best and (size <= self.sample or not self.resample):
             return self.best[t][0]
         n = min(size, self.sample, max(self.run.remaining, 0))
         if n <= 0:
@@ -160,24 +188,52 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     """Start from the template whose compute structure the scheduler ranked first; change
     one structural choice at a time (fusion, compute structure, loop orders, keep), each
     template judged by the best of a sample of its grid; move to the best; stop when no
-    single change helps; then refine the factors of the best template by coordinate descent."""
+    single change helps; then refine the factors of the best template by coordinate descent.
+
+    A template is sampled once (a revisit reuses its best: the refinement, not resampling,
+    improves factors). A change of compute structure visits one template per structure:
+    the one with the current loop orders where it has them (its own orders are the next
+    moves), not every order of every structure."""
     dims, table = _neighbours(space)
-    visits = _Visits(space, run, rng, budget)
+    labels = [dict(t.structure) for t in space.templates]
+    visits = _Visits(space, run, rng, budget, resample=False)
     current = 0
     visits.visit(current)
     improved = True
     while improved and run.remaining > 0:
         improved = False
         for d in dims:
-            for t in table[current][d]:
+            moves = table[current][d]
+            if d == "compute":
+                moves = _one_per_structure(labels, current, moves)
+            for t in moves:
                 if run.remaining <= 0:
                     break
                 visits.visit(t)
             best = min(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[0]
             if best != current and visits.best[best][0] < visits.best[current][0]:
                 current, improved = best, True
-    for t, _ in sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[:3]:
+    ranked = [t for t, _ in sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))]
+    # the best few templates, and the best of each of the best few fusion groupings (a
+    # grouping's sample may hide a better tiling than another grouping's best template)
+    best_of: dict[str, int] = {}
+    for t in ranked:
+        best_of.setdefault(labels[t].get("fusion", ""), t)
+    for t in dict.fromkeys(ranked[:REFINED] + list(best_of.values())[:REFINED_FUSIONS]):
         visits.refine(t)
+
+
+def _one_per_structure(labels: list[dict], current: int, moves: list[int]) -> list[int]:
+    """Of the templates `moves`, one per compute structure: the one whose loop orders are
+    the current template's, else the first."""
+    mine = (labels[current].get("order"), labels[current].get("onchip_order"))
+    chosen: dict[str, tuple[int, bool]] = {}
+    for t in moves:
+        compute = labels[t].get("compute", "")
+        same = (labels[t].get("order"), labels[t].get("onchip_order")) == mine
+        if compute not in chosen or (same and not chosen[compute][1]):
+            chosen[compute] = (t, same)
+    return sorted(t for t, _ in chosen.values())
 
 
 @STRATEGIES.register("anneal", summary="simulated annealing over structure, sampled factors")

@@ -3,7 +3,7 @@ factor, a pinned binding, a fixed fusion, a forbidden loop order and a kept tens
 
 import pytest
 
-from einsim.einsum import SpecError
+from einsim.einsum import Op, SpecError
 from einsim.mapper import STRATEGIES, Constraints, build_space, constraints_from_dict, search
 from einsim.simulator import load_architecture
 from einsim.workloads import cascade
@@ -64,7 +64,6 @@ def test_pinned_factors_on_one_key_twice_conflict():
 @pytest.mark.parametrize(
     ("data", "words"),
     [
-        ({"binding": {"AV": "2d"}}, r"AV pinned to 2d, which lacks div"),
         ({"binding": {"QK": "3d"}}, r"has no unit '3d'; units: 2d, 1d"),
         ({"factors": {"SRAM.P": 2}}, r"'SRAM' is not a level; .* DRAM, GB, spatial"),
         ({"factors": {"GB.Q": 2}}, r"unknown rank 'Q'"),
@@ -79,6 +78,15 @@ def test_constraints_that_contradict_the_cascade_or_hardware_name_the_conflict(
 ):
     with pytest.raises(SpecError, match=words):
         build_space(cascade("fusemax_1pass"), two_arrays, ATTENTION, constraints_from_dict(data))
+
+
+def test_a_binding_to_a_unit_that_lowers_an_operator_runs_it_lowered(two_arrays):
+    # 2d has no div of its own (fusemax_cloud.yaml): pinned there, AV runs it lowered
+    assert not two_arrays.unit("2d").supports(Op.DIV)
+    result = search(cascade("fusemax_1pass"), two_arrays, ATTENTION, "latency", "greedy", 2000,
+                    constraints={"binding": {"AV": "2d"}, "fusion": "fused"})  # fmt: skip
+    assert result.mapping.kernels[0].unit_of("AV") == "2d"
+    assert "AV" in result.report.lowered_einsums
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))

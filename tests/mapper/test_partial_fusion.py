@@ -1,6 +1,8 @@
 """Partial fusion: groupings of the cascade into contiguous fused kernels that respect the
 dependency graph, pinned and forbidden by constraints, each kernel with its own tiles."""
 
+import itertools
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from einsim.einsum import SpecError, op_counts
 from einsim.mapper import build_space
 from einsim.mapper.constraints import Constraints, constraints_from_dict
+from einsim.mapper.space import ALL_PARTITIONS_CUTS, MAX_CUTS
 from einsim.simulator import evaluate_batch, load_architecture
 from einsim.workloads import cascade
 
@@ -31,23 +34,70 @@ def _kernels_respect_the_graph(built, mapping) -> None:
     assert nx.is_directed_acyclic_graph(built.forward_graph)
 
 
-@pytest.mark.parametrize("variant", ["fusemax_1pass", "stable_3pass"])
-def test_partial_groupings_are_every_single_cut_of_a_topological_order(arch, variant):
+def _reference_groupings(built, legal_cuts_limit, max_cuts) -> set[tuple[tuple[str, ...], ...]]:
+    """Every partition of the Einsums with work, in a topological order of the forward
+    graph (networkx), into contiguous groups that no dependency edge (carried ones included)
+    crosses backwards; all of them while the legal cuts are few, else those with at most
+    `max_cuts` cuts; not the one kernel (fused) nor the one per Einsum (unfused)."""
+    counts = op_counts(built, SHAPE)
+    position = {e.output: i for i, e in enumerate(built.einsums)}
+    topo = nx.lexicographical_topological_sort(
+        built.forward_graph, key=lambda n: position.get(n, -1)
+    )
+    work = [e for e in topo if e in position and counts[e]]
+
+    def crosses_back(groups) -> bool:
+        home = {e: i for i, g in enumerate(groups) for e in g}
+        return any(a in home and b in home and home[b] < home[a] for a, b in built.graph.edges)
+
+    legal = [c for c in range(1, len(work)) if not crosses_back([work[:c], work[c:]])]
+    most = len(legal) if len(legal) <= legal_cuts_limit else max_cuts
+    out = set()
+    for k in range(1, most + 1):
+        for cuts in itertools.combinations(legal, k):
+            bounds = (0, *cuts, len(work))
+            groups = tuple(tuple(work[a:b]) for a, b in itertools.pairwise(bounds))
+            if any(len(g) > 1 for g in groups):
+                assert not crosses_back(groups)
+                out.add(groups)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["fusemax_1pass", "stable_3pass", "causal"])
+def test_partial_groupings_are_the_contiguous_partitions_of_a_topological_order(arch, variant):
     built = cascade(variant)
     space = build_space(built, arch, SHAPE)
-    partial = [t for t in space.templates if dict(t.structure)["fusion"].startswith("partial")]
-    assert partial
-    cuts = set()
-    for template in partial:
-        kernels = template.mapping.kernels
-        assert len(kernels) == 2
+    found = set()
+    for template in space.templates:
+        if not dict(template.structure)["fusion"].startswith("partial"):
+            continue
         _kernels_respect_the_graph(built, template.mapping)
-        cuts.add(dict(template.structure)["fusion"])
-    # n Einsums with work in a chain of dependencies: n - 1 cuts (the one with two
-    # single-Einsum groups is `unfused` itself when n = 2)
-    counts = op_counts(built, SHAPE)
-    work = [e for e in built.order if counts[e]]
-    assert 1 <= len(cuts) <= len(work) - 1
+        work = tuple(
+            tuple(e for e in k.einsums if op_counts(built, SHAPE)[e])
+            for k in template.mapping.kernels
+        )
+        found.add(work)
+    expected = _reference_groupings(built, ALL_PARTITIONS_CUTS, MAX_CUTS)
+    assert found == expected
+    assert any(len(groups) > 2 for groups in found)  # more than one cut
+
+
+def test_require_fusion_keeps_einsums_together_and_contradictions_are_named(arch):
+    built = cascade("fusemax_1pass")
+    together = constraints_from_dict({"require_fusion": [["SLN", "SLD"]]})
+    space = build_space(built, arch, SHAPE, together)
+    labels = {dict(t.structure)["fusion"] for t in space.templates}
+    assert "fused" in labels and "unfused" not in labels
+    assert any(label.startswith("partial") for label in labels)
+    for template in space.templates:
+        homes = [
+            i for i, k in enumerate(template.mapping.kernels) if {"SLN", "SLD"} & set(k.einsums)
+        ]
+        assert len(homes) == 1
+    with pytest.raises(SpecError, match="both required and forbidden"):
+        constraints_from_dict({"require_fusion": [["QK", "AV"]], "forbid_fusion": [["AV", "QK"]]})
+    with pytest.raises(SpecError, match=r"require_fusion: unknown Einsum\(s\) XX"):
+        build_space(built, arch, SHAPE, constraints_from_dict({"require_fusion": [["QK", "XX"]]}))
 
 
 def test_each_fused_group_has_its_own_free_tiles(arch):
