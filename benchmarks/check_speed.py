@@ -3,7 +3,8 @@
 Each variant runs in its own subprocess, exactly as `einsim check NAME --shape M=P=4096`
 does (`einsim.workloads.check`: the variant's first test case with M = P = 4096 and the
 cascade's default tile M0, every form evaluated with keep=outputs against the direct
-formula; grid variants get a grid of 4096 points: X = Y = 64, or T = X = Y = 16). It prints
+formula; grid variants get a grid of 4096 points: X = Y = 64, or T = X = Y = 16; a rank R
+of relative positions, R = 4096). It prints
 the wall and CPU seconds of the whole check, the CPU seconds spent in the direct formula,
 the worst error, and the verdict against the target (CPU time: on a shared machine wall
 time also counts the other jobs). One BLAS thread unless --blas-threads says otherwise.
@@ -63,7 +64,13 @@ def grid_params(name: str, size: int) -> dict:
 
 
 def measure(name: str, size: int, blas_threads: int) -> dict:
-    job = {"name": name, "shape": {"M": size, "P": size}, "params": grid_params(name, size)}
+    from einsim.workloads import ATTENTION
+
+    shape = {"M": size, "P": size}
+    cases = ATTENTION.entry(name).meta.get("cases") or ()
+    if cases and "R" in cases[0][1][0]:
+        shape["R"] = size  # relative positions: R >= P
+    job = {"name": name, "shape": shape, "params": grid_params(name, size)}
     env = dict(
         os.environ, OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(blas_threads)
     )

@@ -142,10 +142,18 @@ def plan(cascade: Cascade, keep: Collection[str] | None) -> Plan:
     members: list[Einsum] = []
     acc: set[str] = set()
 
+    uppers = {p.upper for p in cascade.partitions}
+
     def close():
         nonlocal run_var, members, acc
-        if run_var is not None:
+        recurrent = any(iterative_offset(o) == (run_var, 1) for e in members for o in e.out_indices)
+        if run_var is not None and (recurrent or rank_of(run_var) in uppers):
             items.append(Run(run_var, tuple(members), frozenset(acc)))
+        elif run_var is not None:
+            # No recurrence over a plain rank (QK[h,m,p] of a three-pass form whose cascade
+            # loops over m elsewhere): stepping one key at a time gains nothing; each
+            # Einsum runs whole (tiled, and chunked along P when held).
+            items.extend(members)
         run_var, members, acc = None, [], set()
 
     for step in cascade.steps:

@@ -289,3 +289,15 @@ def test_recurrences_run_as_one_accumulate(tile, monkeypatch, rng):
     for tensor in old:
         np.testing.assert_array_equal(new[tensor], old[tensor], err_msg=tensor)
     np.testing.assert_allclose(new["C"][1:], np.cumsum(inputs["X"].T, axis=0), rtol=1e-12)
+
+
+def test_a_loop_over_a_plain_rank_runs_only_its_recurrences():
+    """Razor's three-pass form loops over m only for its prefix sums (CK, CV); its score
+    Einsums run whole instead of one key at a time, the prefix sums as one loop."""
+    from einsim.einsum.tiled import Run
+
+    cascade = attention("razor_attention", form="stable_3pass")
+    items = plan(cascade, cascade.outputs).items
+    shown = [[e.output for e in i.einsums] if isinstance(i, Run) else i.output for i in items]
+    assert shown[0] == ["CK", "CV"]
+    assert all(isinstance(item, str) for item in shown[1:]) and "QK" in shown
