@@ -500,7 +500,6 @@ def gpu_summary(result: DesignResult) -> GpuSummary:
         name = numbers["kernel"]
         row = per_kernel.loc[name]
         compute, memory = float(numbers["compute_cycles"]), float(numbers["memory_cycles"])
-        factors = report.factors.get(name, {})
         kernels.append(
             GpuKernel(
                 kernel=name,
@@ -511,8 +510,8 @@ def gpu_summary(result: DesignResult) -> GpuSummary:
                 compute_cycles=compute,
                 memory_cycles=memory,
                 bound="memory" if memory > compute else "compute",
-                occupancy=int(factors.get("occupancy", 0)),
-                waves=int(factors.get("waves", 0)),
+                occupancy=int(numbers.get("occupancy_ctas_per_sm", 0)),
+                waves=int(numbers.get("waves", 0)),
             )
         )
     longest = max(kernels, key=lambda k: k.cycles)

@@ -299,8 +299,8 @@ class GpuTarget:
         facts = tuple(
             GpuKernelFacts(
                 kernel=str(k["kernel"]),
-                occupancy_ctas_per_sm=int(report.factors.get(k["kernel"], {}).get("occupancy", 0)),
-                waves=int(report.factors.get(k["kernel"], {}).get("waves", 0)),
+                occupancy_ctas_per_sm=int(_item(k["occupancy_ctas_per_sm"])),
+                waves=int(_item(k["waves"])),
                 compute_cycles=_item(k["compute_cycles"]),
                 memory_cycles=_item(k["memory_cycles"]),
             )

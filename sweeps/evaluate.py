@@ -23,6 +23,10 @@ from .spec import _canonical, arch_data, point_id
 #: buffer words per level, utilization per unit).
 BASE_OUTPUTS = ("cascade", "shape", "factors", "valid", "reason", "error", "target", "calibration")
 NUMBERS = ("latency_s", "cycles", "energy_pj", "dram_bytes", "area_mm2")  # area: 0 unmodelled
+#: GPU-only facts per kernel (`BatchReport.kernels` rows), one column `<fact>_<kernel>` each:
+#: CTAs resident per SM and waves of CTAs over the SMs; NaN where the kernel does not run.
+#: (`factors` holds loop factors of spatial mappings only.)
+GPU_FACTS = ("occupancy_ctas_per_sm", "waves")
 
 
 def arch_columns(arch) -> list[str]:
@@ -31,7 +35,12 @@ def arch_columns(arch) -> list[str]:
     from einsim.simulator.targets import target_of
 
     if target_of(arch).kind == "gpu":
-        return [f"util_{pipe}" for pipe in ("tensor", "sfu", "hbm")]
+        from einsim.simulator.gpu import GPU_KERNELS
+
+        return [
+            *(f"util_{pipe}" for pipe in ("tensor", "sfu", "hbm")),
+            *(f"{fact}_{kernel}" for kernel in GPU_KERNELS for fact in GPU_FACTS),
+        ]
     levels = [level.name for level in arch.levels]
     return [
         *(f"energy_{c}_pj" for c in ("compute", "leakage", *levels)),
@@ -266,6 +275,10 @@ def _evaluate_group(points, rows: list[int], out: dict, numeric: dict, columns) 
         numeric[f"buffer_words_{level}"][index] = values
     for unit, values in batch.utilization.items():
         numeric[f"util_{unit}"][index] = values
+    for row in batch.kernels:
+        for fact in GPU_FACTS:
+            if fact in row:
+                numeric[f"{fact}_{row['kernel']}"][index] = row[fact]
     shape_text = ",".join(f"{k}={v}" for k, v in sorted(shape.items()))
     factor_names = [
         (f"{kernel}.{key}", values)

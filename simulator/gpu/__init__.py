@@ -56,7 +56,13 @@ from .calibration import (
     calibration_path,
     load_calibration,
 )
-from .cost import FP32_OPS_PER_SCORE, MASK_OPS_PER_SCORE, evaluate_gpu, evaluate_gpu_batch
+from .cost import (
+    FP32_OPS_PER_SCORE,
+    GPU_KERNELS,
+    MASK_OPS_PER_SCORE,
+    evaluate_gpu,
+    evaluate_gpu_batch,
+)
 from .mapping import GPU_PARAMETERS, GpuMapping, KernelForm, parse_gpu_mapping
 from .problem import (
     GPU_OPERATORS,
@@ -103,6 +109,7 @@ __all__ = [
     "EXACT_SCHEDULE_CTAS",
     "FLAG_BLOCK",
     "FP32_OPS_PER_SCORE",
+    "GPU_KERNELS",
     "GPU_OPERATORS",
     "GPU_PARAMETERS",
     "KERNEL_FAMILIES",

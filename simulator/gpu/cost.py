@@ -510,13 +510,7 @@ def evaluate_gpu_batch(
         buffer_words={},
         utilization=utilization,
         valid=~invalid,
-        factors={
-            kernel.name: {
-                "occupancy": shaped(kernel.occupancy).astype(np.int64),
-                "waves": shaped(kernel.waves).astype(np.int64),
-            }
-            for kernel in kernels
-        },
+        factors={},  # loop factors of spatial mappings; a GPU's facts are in `kernels`
         einsums=tuple(einsum_rows),
         kernels=tuple(
             {
@@ -524,6 +518,8 @@ def evaluate_gpu_batch(
                 "compute_cycles": shaped(kernel.compute_s * arch.clock_hz),
                 "memory_cycles": shaped(kernel.memory_s * arch.clock_hz),
                 "tiles": shaped(kernel.waves),
+                "occupancy_ctas_per_sm": shaped(kernel.occupancy).astype(np.int64),
+                "waves": shaped(kernel.waves).astype(np.int64),
             }
             for kernel in kernels
         ),
@@ -569,6 +565,8 @@ _KERNEL_UNITS = {
     "softmax": "SFU+FP32",
     "av": "tensor",
 }
+#: Every kernel a GPU mapping may launch (the names of `BatchReport.kernels` rows).
+GPU_KERNELS = tuple(_KERNEL_UNITS)
 
 
 def _kernel_einsums(kernel: str, problem: AttentionKernel) -> str:

@@ -190,7 +190,7 @@ def test_design_page_on_a_gpu_preset(page, url, screenshots):
         float(page.get_attribute("#metric-hbm-traffic", "title")), expected.dram_bytes, rtol=1e-12
     )
     assert page.get_attribute("#metric-bound", "title") == summary.bound
-    occupancy = expected.factors["attention"]["occupancy"]
+    occupancy = int(expected.kernels[0]["occupancy_ctas_per_sm"])
     assert page.inner_text("#metric-occupancy") == f"{occupancy} CTAs per SM"
     assert page.get_attribute("#metric-energy", "title") == "nan"
     assert page.input_value('[id*="gpu.sms"]') == str(load_gpu_architecture("h100_sxm").sms)

@@ -117,8 +117,9 @@ def test_gpu_metrics_are_the_report(gpu_pair):
     assert shown["latency"][1] == a.report.latency_s
     assert shown["achieved TFLOP/s"][1] == summary.achieved_flops_per_s / 1e12
     assert shown["HBM traffic"][1] == a.report.dram_bytes
-    assert shown["occupancy"][1] == {"attention": a.report.factors["attention"]["occupancy"]}
-    assert shown["waves"][1] == {"attention": a.report.factors["attention"]["waves"]}
+    (attention,) = a.report.kernels  # the fused kernel's row: its occupancy and waves
+    assert shown["occupancy"][1] == {"attention": attention["occupancy_ctas_per_sm"]}
+    assert shown["waves"][1] == {"attention": attention["waves"]}
     assert {f"utilization {u}" for u in a.report.utilization} <= set(shown)
     assert shown["energy"][0] == "not modelled on a GPU" and np.isnan(shown["energy"][1])
 

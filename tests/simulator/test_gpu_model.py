@@ -92,7 +92,7 @@ def test_wave_quantization_steps_at_multiples_of_the_slots():
     times, slots = {}, None
     for b in range(1, 3 * 132 * 3):
         rep = evaluate_gpu_batch(AttentionProblem(b, 1, 64, 1024, 64, 64), H100, mapping)
-        k = int(rep.factors["attention"]["occupancy"][0])
+        k = int(rep.kernels[0]["occupancy_ctas_per_sm"][0])
         slots = slots or 132 * k
         times[b] = rep.kernels[0]["compute_cycles"][0]
     one = times[1]
@@ -148,7 +148,7 @@ def test_occupancy_limits_and_invalid_reasons():
         dict(block_q=[64, 64, 64, 256, 256, 96], block_kv=[64, 64, 256, 128, 64, 64],
              stages=[1, 2, 8, 2, 2, 2], warps=[4, 4, 4, 4, 16, 4]),
     )  # fmt: skip
-    occupancy = rep.factors["attention"]["occupancy"]
+    occupancy = rep.kernels[0]["occupancy_ctas_per_sm"]
     assert occupancy[0] >= occupancy[1] >= 1  # a deeper ring takes more shared memory
     smem_1 = (64 * 128 + 1 * 64 * 256) * 2 + 1024
     assert occupancy[0] == min(233472 // smem_1, 64 // 4, 65536 // (4 * 32 * 136))
