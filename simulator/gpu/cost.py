@@ -23,7 +23,14 @@ from einsim.einsum.ir import accesses
 from ..spatial.cost import BatchReport, Report, _Problem
 from .calibration import Calibration, load_calibration
 from .mapping import GPU_PARAMETERS, GpuMapping, KernelForm, _Rows, _rows
-from .problem import AttentionKernel, AttentionProblem, _copies, as_kernel, attention_kernel
+from .problem import (
+    AttentionKernel,
+    AttentionProblem,
+    _copies,
+    as_kernel,
+    attention_kernel,
+    extra_work,
+)
 from .registers import (
     SPILL_TOLERANCE_BYTES,
     _occupancy,
@@ -136,9 +143,17 @@ def _fused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> li
     exp_tile = (r.br * r.bc + r.br) * exp_sweeps
     fp32_full = FP32_OPS_PER_SCORE * r.br * r.bc * sweeps + r.br * f
     fp32_part = fp32_full + MASK_OPS_PER_SCORE * r.br * r.bc * sweeps
+    # The cascade's work besides the FA2 template (a bias, a gate, lowered operators),
+    # spread evenly over the score's active tiles of one instance.
+    active, _ = score_occupancy(problem, r.br, r.bc)
+    x_mma, x_sfu, x_fp32 = (w / np.maximum(active, 1) for w in extra_work(problem))
+    mma_tile, exp_tile = mma_tile + x_mma, exp_tile + x_sfu
+    fp32_full, fp32_part = fp32_full + x_fp32, fp32_part + x_fp32
+    # Extra inputs (a bias tile) stream in with the K/V tiles.
+    x_load = problem.extra_elements * b / np.maximum(active, 1)
     # K/V written once and read by every warp, and Q's fragments reloaded per QK sweep
     smem_tile = ((r.warps + 1) * r.bc * (e * sweeps + f) + r.br * e * sweeps) * b
-    load_tile = r.bc * (e * sweeps + f) * b / l2_per_sm
+    load_tile = (r.bc * (e * sweeps + f) * b + x_load) / l2_per_sm
     t_full = _with_load(
         _sm_time(arch, k, r.warps, mma_tile, exp_tile, fp32_full, smem_tile, problem.dtype),
         load_tile,
@@ -161,20 +176,30 @@ def _fused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> li
     for row in range(r.n):
         key = (int(r.br[row]), int(r.bc[row]), int(r.split[row]), int(k[row]))
         groups.setdefault(key, []).append(row)
+    # Heads with different masks (DuoAttention): each class's CTAs, in head order.
+    classes = [(problem.head_class(i), n) for i, (_, n) in enumerate(problem.head_classes)]
+    classes = classes or [(problem, problem.heads)]
     for (br, bc, split, occ), rows in groups.items():
         rows = np.asarray(rows)
-        full, part = cta_tiles(problem, br, bc, split)
-        active = full + part
-        ctas_per_head[rows] = full.size
         slots = arch.sms * max(occ, 1)
-        waves[rows] = math.ceil(full.size * heads / slots)
-        per_cta = (
-            t_edge[rows, None] + full[None] * t_full[rows, None] + part[None] * t_part[rows, None]
-        )
-        makespan[rows] = list_schedule(per_cta * max(occ, 1), slots, heads)
-        full_tiles[rows] = float(full.sum()) * heads
+        spans = []
+        for kernel, count in classes:
+            full, part = cta_tiles(kernel, br, bc, split)
+            ctas_per_head[rows] = full.size
+            per_cta = (
+                t_edge[rows, None]
+                + full[None] * t_full[rows, None]
+                + part[None] * t_part[rows, None]
+            )
+            spans.append((per_cta * max(occ, 1), count * problem.batch))
+            full_tiles[rows] += float(full.sum()) * count * problem.batch
+        waves[rows] = math.ceil(ctas_per_head[rows[0]] * heads / slots)
+        if len(spans) == 1:
+            makespan[rows] = list_schedule(spans[0][0], slots, spans[0][1])
+        else:
+            grid = np.concatenate([np.tile(d, (1, n)) for d, n in spans], axis=1)
+            makespan[rows] = list_schedule(grid, slots)
     # Work: the score Einsum's active tiles (tile occupancy of the IR), each computed whole.
-    active, _ = score_occupancy(problem, r.br, r.bc)
     tiles = active.astype(np.float64) * problem.batch
     parts = tiles - full_tiles
     mma = tiles * mma_tile
@@ -195,7 +220,7 @@ def _fused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> li
     streamed = l2_kv / sharing
     hbm = q_o + np.minimum(kv_unique, streamed) + miss * np.maximum(0.0, streamed - kv_unique)
     partial_out = np.where(r.split > 1, heads * problem.seq_q * (f + 2) * 4.0 * r.split, 0.0)
-    hbm = hbm + partial_out
+    hbm = hbm + partial_out + problem.batch * problem.extra_elements * b
     kernels = [
         _finish(
             arch,
@@ -364,10 +389,18 @@ def _unfused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> 
     # Passes 2 and 3 hit the L2 while all of S fits it; otherwise they re-read HBM.
     miss = 0.0 if s_bytes <= arch.l2_bytes else 1.0
     hbm_sm = s_bytes * (1 + 2 * miss) + heads * P * M * b
-    exps = 2.0 * kept * heads
-    fp32 = 6.0 * heads * P * M
+    # The cascade's work besides the template (a bias, a gate, lowered operators) runs with
+    # the softmax, reading the extra inputs.
+    x_mma, x_sfu, x_fp32 = (problem.batch * w for w in extra_work(problem))
+    hbm_sm += problem.batch * problem.extra_elements * b
+    exps = 2.0 * kept * heads + x_sfu
+    fp32 = 6.0 * heads * P * M + x_fp32
     c = cal["unfused_softmax"]
-    compute = max(exps / arch.sfu_ops_per_s, fp32 / arch.fp32_ops_per_s)
+    compute = max(
+        exps / arch.sfu_ops_per_s,
+        fp32 / arch.fp32_ops_per_s,
+        x_mma / arch.mma_flops_per_s(problem.dtype),
+    )
     memory = hbm_sm / arch.hbm_bytes_per_s
     t = c.launch_s + max(compute * c.compute_scale, memory * c.memory_scale)
     ones = np.ones(r.n)
@@ -377,7 +410,7 @@ def _unfused(problem: AttentionKernel, arch: GpuArchitecture, r: _Rows, cal) -> 
         t * ones,
         compute * ones,
         memory * ones,
-        0.0,
+        x_mma,
         exp_ops=exps,
         fp32_ops=fp32,
         hbm_bytes=hbm_sm,
@@ -496,6 +529,7 @@ def evaluate_gpu_batch(
                 "ops": shaped(kernel.mma_flops / 2 + kernel.exp_ops + kernel.fp32_ops),
                 "cycles": shaped(kernel.time_s * arch.clock_hz),
                 "energy_pj": shaped(kernel.time_s * arch.board_power_w * 1e12),
+                "lowered": _kernel_lowered(kernel.name, problem),
             }
         )
     return BatchReport(
@@ -555,6 +589,14 @@ def evaluate_gpu(
         problem, arch, mapping, shape=shape, calibration=calibration, dtype=dtype, density=density
     )
     return batch.report(0)
+
+
+def _kernel_lowered(kernel: str, problem: AttentionKernel) -> str:
+    """The Einsums a kernel runs lowered into GPU instructions, with their operators
+    ('AV: sigmoid'); the fused kernel and the unfused softmax run every such Einsum."""
+    if kernel not in ("attention", "softmax"):
+        return ""
+    return "; ".join(f"{name}: {ops}" for name, ops in problem.lowered)
 
 
 _KERNEL_UNITS = {

@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
+import itertools
 import math
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
@@ -21,9 +23,11 @@ from einsim.einsum import (
     SpecError,
     Var,
 )
+from einsim.einsum.analysis import footprints
 from einsim.einsum.executor import expression_value
-from einsim.einsum.ir import accesses, rank_of, value_ops, var_of, variables
+from einsim.einsum.ir import Const, accesses, rank_of, value_ops, var_of, variables
 
+from ..lowering import lower_counts
 from ..shape import split_shape
 from .spec import DTYPE_BYTES
 
@@ -105,8 +109,21 @@ OUTER_RANKS = ("B", "H")
 
 
 # What the fused and unfused kernels compute per score: the QK and AV MACs (tensor cores),
-# the softmax's max, exp, sum and divide, and scalar multiplies and adds (FP32).
+# the softmax's max, exp, sum and divide, and scalar multiplies and adds (FP32). The CUDA
+# kernels (gpu_validate) implement exactly these.
 GPU_OPERATORS = frozenset({Op.MUL, Op.MAC, Op.ADD, Op.SUB, Op.DIV, Op.MAX, Op.EXP})
+# The instructions a cascade's other work runs as (PTX ISA 8.x): the SFU's MUFU
+# approximations ex2, lg2, sqrt, rcp (a divide) and tanh (sm_75 and later), one per
+# result; the FP32 pipe's FADD/FMUL/FFMA, FMNMX (max, min), negation and absolute value
+# (operand modifiers), FSETP compares and predicate logic; index arithmetic (floor
+# division, remainder) counted as FP32 work. Anything else is lowered into these
+# (simulator/lowering.py: sigmoid = 1/(1+exp(-x)), elu, relu = max(x, 0), ...).
+SFU_OPERATORS = frozenset({Op.EXP, Op.LOG, Op.SQRT, Op.DIV, Op.TANH})
+FP32_OPERATORS = frozenset(
+    {Op.ADD, Op.SUB, Op.MUL, Op.MAC, Op.MAX, Op.MIN, Op.NEG, Op.ABS, Op.LT, Op.LE, Op.GT,
+     Op.GE, Op.EQ, Op.NE, Op.AND, Op.OR, Op.NOT, Op.FLOORDIV, Op.MOD}
+)  # fmt: skip
+GPU_INSTRUCTIONS = SFU_OPERATORS | FP32_OPERATORS
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,15 @@ class AttentionKernel:
         selection: the Einsums of a data-dependent mask (MoBA's gate: block means, gate
             scores, top-k), run as a gate kernel before the attention. density: the kept
             share of the mask's static part (None: the inputs' declared default).
+        head_classes: where the mask depends on the head (DuoAttention's retrieval and
+            streaming heads), the classes of heads with one mask: (a representative's
+            head indices, the number of heads); () when every head has the same mask.
+        extra_inputs / extra_elements: inputs besides Q, K, V the attention reads (a bias,
+            a gate, relative embeddings) and their elements per instance, read from HBM.
+        extra: the Einsums besides the FA2 template's (score, softmax, AV) that the fused
+            kernel also runs: those reading an extra input or an operator outside
+            `GPU_OPERATORS`; their operations are charged on the pipes (`extra_work`).
+        lowered: (Einsum, operators) run lowered into `GPU_INSTRUCTIONS`.
     """
 
     cascade: Cascade
@@ -147,10 +173,26 @@ class AttentionKernel:
     dtype: str = "bf16"
     selection: tuple[str, ...] = ()
     density: float | None = None
+    head_classes: tuple[tuple[tuple[tuple[str, int], ...], int], ...] = ()
+    extra_inputs: tuple[str, ...] = ()
+    extra_elements: int = 0
+    extra: tuple[str, ...] = ()
+    lowered: tuple[tuple[str, str], ...] = ()
 
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]
+
+    def head_class(self, index: int) -> AttentionKernel:
+        """The kernel of head class `index` (`head_classes`): the score's mask with the
+        class's head indices substituted (`specialize`), heads unchanged."""
+        binding = dict(self.head_classes[index][0])
+        einsum = self.cascade.producers[self.score]
+        where = specialize(einsum.where, binding, dict(self.sizes))
+        score = dataclasses.replace(einsum, where=where)
+        einsums = tuple(score if e is einsum else e for e in self.cascade.einsums)
+        cascade = dataclasses.replace(self.cascade, einsums=einsums)
+        return dataclasses.replace(self, cascade=cascade, head_classes=())
 
     @property
     def data_dependent(self) -> bool:
@@ -185,6 +227,21 @@ def _source(cascade: Cascade, access: Access) -> str:
         access = producer.expr
         producer = cascade.producers.get(access.tensor)
     return access.tensor if producer is None else ""
+
+
+def _feed(cascade: Cascade, access: Access) -> str:
+    """The input an operand of the scores comes from: through copies (`_source`), or
+    through one elementwise prologue over the same indices that reads it (selective
+    attention's QS[e,p] = TAU[p] * Q[e,p]: a per-query scale the kernel applies to its Q
+    tile; the prologue's work is charged as `extra`)."""
+    found = _source(cascade, access)
+    producer = cascade.producers.get(access.tensor)
+    if found or producer is None or producer.reduced_vars or producer.where is not None:
+        return found
+    same = [a for a in accesses(producer.expr) if set(variables(a)) == set(producer.out_vars)]
+    if len(same) != 1:
+        return ""
+    return _source(cascade, same[0])
 
 
 def _needed(cascade: Cascade, names) -> set[str]:
@@ -271,18 +328,24 @@ def attention_kernel(
     # Einsums no output needs (MoBA's gate with TOPK = 0) are not run.
     dead = {e.output for e in cascade.einsums} - _needed(cascade, cascade.outputs)
     selection = _selection(cascade, {query, *key}) - dead
+    lowered, beyond = [], set()
     for einsum in cascade.einsums:
         if einsum.output in selection | dead:
             continue  # the gate kernel runs any operator, on the CUDA cores
-        ops = set(value_ops(einsum.expr))
-        if einsum.reduced_vars:
-            ops.add(einsum.reduce_op)
-        missing = sorted(op.value for op in ops - GPU_OPERATORS)
+        ops = _einsum_ops(einsum)
+        _, missing = lower_counts(dict.fromkeys(ops, 1), GPU_INSTRUCTIONS.__contains__)
         if missing:
             raise _refuse(
                 cascade,
-                f"Einsum {einsum.output} needs {', '.join(missing)}; the GPU kernels implement "
-                f"{', '.join(sorted(op.value for op in GPU_OPERATORS))}",
+                f"Einsum {einsum.output} needs {', '.join(op.value for op in missing)}, which "
+                "no GPU instruction computes and nothing lowers (simulator/lowering.py); the "
+                f"GPU runs {', '.join(sorted(op.value for op in GPU_INSTRUCTIONS))}",
+            )
+        if ops - GPU_OPERATORS:
+            beyond.add(einsum.output)
+        if ops - GPU_INSTRUCTIONS:
+            lowered.append(
+                (einsum.output, ", ".join(sorted(op.value for op in ops - GPU_INSTRUCTIONS)))
             )
     scores = [
         e
@@ -292,7 +355,7 @@ def attention_kernel(
         and e.reduced_vars
         and e.reduce_op is Op.ADD
         and (reads := _product_reads(e.expr)) is not None
-        and all(_source(cascade, a) for a in reads)
+        and all(_feed(cascade, a) for a in reads)
     ]
     if len(scores) != 1:
         found = ", ".join(e.output for e in scores) or "none"
@@ -304,14 +367,19 @@ def attention_kernel(
     qk = scores[0]
     # Q is the operand without a key index, K the one with it.
     q_read, k_read = sorted(_product_reads(qk.expr), key=lambda a: bool(variables(a) & set(key)))
-    q_in, k_in = _source(cascade, q_read), _source(cascade, k_read)
-    other = sorted(variables(qk.where) - {query, *key})
-    if other:
+    q_in, k_in = _feed(cascade, q_read), _feed(cascade, k_read)
+    # The mask's static part (its conjuncts reading no tensor) may depend on the head: one
+    # class of heads per mask (a data-dependent part is priced over all heads by occupancy).
+    static = [t for t in _terms(qk.where) if not accesses(t)] if qk.where is not None else []
+    other = sorted(frozenset().union(*map(variables, static)) - {query, *key})
+    head_vars = [v for v in qk.out_vars if v not in (query, *key)]
+    if set(other) - set(head_vars):
         raise _refuse(
             cascade,
             f"the mask of {qk.output} depends on {', '.join(other)}; the GPU kernels mask by "
-            "key and query position only",
+            "key and query position, and by head",
         )
+    head_classes = _head_classes(static, other, sizes) if other else ()
     key_vars = set(key)
     if not any(Op.EXP in value_ops(e.expr) for e in cascade.einsums if key_vars & set(e.iter_vars)):
         raise _refuse(cascade, "no exp over the keys: the GPU kernels run softmax attention")
@@ -323,13 +391,13 @@ def attention_kernel(
             v_in, av = next(iter(sources), ""), einsum.output
     if not v_in:
         raise _refuse(cascade, "no contraction of the scores with a value input over the keys")
-    extra = sorted(set(cascade.input_names) - {q_in, k_in, v_in})
-    if extra:
-        raise _refuse(
-            cascade,
-            f"reads input(s) {', '.join(extra)} besides Q, K and V; the GPU kernels take no "
-            "score bias, gate or other operand",
-        )
+    # Inputs besides Q, K, V that the attention itself reads (a selection's own inputs are
+    # the gate kernel's): read once from HBM per instance.
+    attending = [e for e in cascade.einsums if e.output not in selection | dead]
+    read = {a.tensor for e in attending for a in e.operands}
+    extra_inputs = sorted((set(cascade.input_names) - {q_in, k_in, v_in}) & read)
+    held = footprints(cascade, sizes)
+    extra = _extra_einsums(cascade, attending, set(extra_inputs), beyond, {qk.output, av}, set(key))
     for einsum in cascade.einsums:
         outside = key_vars & set(einsum.iter_vars) and query not in einsum.iter_vars
         if outside and not _copies(cascade, einsum) and einsum.output not in selection | dead:
@@ -367,7 +435,133 @@ def attention_kernel(
         dtype=dtype,
         selection=tuple(e.output for e in cascade.einsums if e.output in selection),
         density=density,
+        head_classes=head_classes,
+        extra_inputs=tuple(extra_inputs),
+        extra_elements=int(sum(int(held[x]) for x in extra_inputs)),
+        extra=extra,
+        lowered=tuple(lowered),
     )
+
+
+def _einsum_ops(einsum: Einsum) -> set[Op]:
+    ops = set(value_ops(einsum.expr))
+    if einsum.reduced_vars:
+        ops.add(einsum.reduce_op)
+    return ops
+
+
+def _extra_einsums(cascade, attending, extra_inputs, beyond, core, key_vars) -> tuple:
+    """The Einsums the fused kernel runs besides the FA2 template: those with an operator
+    outside `GPU_OPERATORS`, those reading an extra input, and those reading what such an
+    Einsum produced outside the key loop (relative attention's Q·Er, then its gather into
+    the scores); the score and AV contractions themselves excepted."""
+    found: list[str] = []
+    prologue = set(extra_inputs)
+    for einsum in attending:
+        reads = {a.tensor for a in einsum.operands}
+        if einsum.output in beyond or reads & prologue:
+            if not _copies(cascade, einsum) and einsum.output not in core:
+                found.append(einsum.output)
+            if not key_vars & set(einsum.iter_vars):
+                prologue.add(einsum.output)
+    return tuple(found)
+
+
+def specialize(expr, binding: MappingABC[str, int], sizes):
+    """`expr` with every subexpression over `binding`'s variables alone (no tensor read)
+    replaced by its value, and `and`/`or` with a constant side simplified; None when the
+    result keeps everything.
+
+    Example:
+        >>> from einsim.einsum import parse_cascade
+        >>> text = "X[h,m,p] = A[h,m,p] where h < 2 or m <= p"
+        >>> where = parse_cascade(f"inputs: A[h,m,p]\\noutputs: X\\n{text}\\n").einsums[0].where
+        >>> specialize(where, {"h": 0}, {}), str(specialize(where, {"h": 3}, {}))
+        (None, 'm <= p')
+    """
+    out = _specialize(expr, binding, sizes)
+    return None if isinstance(out, Const) and out.value != 0 else out
+
+
+def _specialize(expr, binding, sizes):
+    if expr is None:
+        return None
+    names = variables(expr)
+    if names and names <= set(binding) and not accesses(expr):
+        return Const(float(expression_value(expr, dict(binding), sizes)))
+    if not isinstance(expr, Call):
+        return expr
+    args = tuple(_specialize(a, binding, sizes) for a in expr.args)
+    if expr.op in (Op.AND, Op.OR):
+        absorbing = 0.0 if expr.op is Op.AND else 1.0
+        for i, arg in enumerate(args):
+            if isinstance(arg, Const):
+                if (arg.value != 0) == bool(absorbing):
+                    return Const(absorbing)
+                return args[1 - i]
+    return Call(expr.op, args)
+
+
+#: More head classes than this are refused (a mask with one pattern per head of thousands).
+MAX_HEAD_CLASSES = 4096
+
+
+def _head_classes(static, head_vars, sizes) -> tuple:
+    """Heads grouped by the values of the mask's subexpressions over head variables alone:
+    ((representative head indices, count), ...), in head order of first appearance."""
+    atoms = []
+    for term in static:
+        atoms += _head_atoms(term, set(head_vars))
+    ranges = [range(int(sizes[rank_of(v)])) for v in head_vars]
+    if math.prod(len(r) for r in ranges) > MAX_HEAD_CLASSES:
+        raise SpecError(
+            f"GPU model: the mask depends on {', '.join(head_vars)} over more than "
+            f"{MAX_HEAD_CLASSES} heads"
+        )
+    classes: dict[tuple, list] = {}
+    for values in itertools.product(*ranges):
+        env = dict(zip(head_vars, values, strict=True))
+        signature = tuple(float(expression_value(a, env, sizes)) for a in atoms)
+        entry = classes.setdefault(signature, [tuple(env.items()), 0])
+        entry[1] += 1
+    return tuple((binding, count) for binding, count in classes.values())
+
+
+def _head_atoms(expr, head_vars: set[str]) -> list:
+    names = variables(expr)
+    if not names & head_vars:
+        return []
+    if names <= head_vars and not accesses(expr):
+        return [expr]
+    if isinstance(expr, Call):
+        return [a for arg in expr.args for a in _head_atoms(arg, head_vars)]
+    return []
+
+
+def extra_work(kernel: AttentionKernel) -> tuple[float, float, float]:
+    """(tensor-core FLOPs, SFU ops, FP32 ops) per instance of the `extra` Einsums, from the
+    cascade's op counts lowered into `GPU_INSTRUCTIONS`: a MAC of a contraction over 16 or
+    more elements runs on the tensor cores (2 FLOPs), any other MAC is an FFMA; SFU
+    operators one MUFU op each; the rest one FP32 op each."""
+    if not kernel.extra:
+        return 0.0, 0.0, 0.0
+    from einsim.einsum import op_counts
+
+    sizes = dict(kernel.sizes)
+    counts = op_counts(kernel.cascade, sizes, density=kernel.density)
+    mma = sfu = fp32 = 0.0
+    for name in kernel.extra:
+        einsum = kernel.cascade.producers[name]
+        depth = math.prod(int(sizes[rank_of(v)]) for v in einsum.reduced_vars)
+        done, _ = lower_counts(counts[name], GPU_INSTRUCTIONS.__contains__)
+        for op, n in done.items():
+            if op is Op.MAC and depth >= 16:
+                mma += 2.0 * float(n)
+            elif op in SFU_OPERATORS:
+                sfu += float(n)
+            else:
+                fp32 += float(n)
+    return mma, sfu, fp32
 
 
 def _kernel_mask(kernel: AttentionKernel) -> tuple[Mask, int] | None:
@@ -407,6 +601,22 @@ def problem_from_cascade(
             reason).
     """
     kernel = attention_kernel(cascade, shape, dtype)
+    for einsum in cascade.einsums:
+        missing = sorted(op.value for op in _einsum_ops(einsum) - GPU_OPERATORS)
+        if missing and einsum.output not in kernel.selection:
+            raise _refuse(
+                cascade,
+                f"Einsum {einsum.output} needs {', '.join(missing)}; the CUDA kernels implement "
+                f"{', '.join(sorted(op.value for op in GPU_OPERATORS))}",
+            )
+    if kernel.extra_inputs:
+        raise _refuse(
+            cascade,
+            f"reads input(s) {', '.join(kernel.extra_inputs)} besides Q, K and V; the CUDA "
+            "kernels take no score bias, gate or other operand",
+        )
+    if kernel.head_classes:
+        raise _refuse(cascade, "its mask depends on the head; the CUDA kernels take one mask")
     if kernel.kv_heads != kernel.heads:
         raise _refuse(
             cascade,

@@ -561,3 +561,108 @@ def test_a_block_mask_is_priced_from_its_occupancy_and_a_gate_kernel(density):
     active, _ = score_occupancy(kernel, [64], [64])
     assert (full + partial).sum() == pytest.approx(active[0])
     assert report.valid and report.latency_s > 0
+
+
+# ----------------------------------------------------------- issue 16 on the GPU targets
+
+
+def test_per_head_masks_cost_each_head_class_as_its_own_mask():
+    # DuoAttention with half its heads retrieval (causal) and half streaming (sinks +
+    # window): the tiles are those of 4 causal heads plus 4 sinks-window heads, counted by
+    # the brute-force filter of the two plain variants (a reference independent of the
+    # head classes), and the latency lies between the all-causal and all-streaming ones.
+    shape = dict(B=1, H=8, E=64, F=64, M=1024, P=1024)
+    mapping = GpuMapping(block_q=64, block_kv=64, warps=4)
+    duo = einsim.attention("duo_attention", RP=50, S=4, W=128)
+    kernel = attention_kernel(duo, shape)
+    assert [count for _, count in kernel.head_classes] == [4, 4]
+    one = {k: v for k, v in shape.items() if k not in ("B", "H")}
+    causal = _brute_tiles(einsim.attention("causal", form="stable_3pass"), one, 64, 64, 1)
+    sinks = _brute_tiles(einsim.attention("sinks_window", form="stable_3pass", S=4, W=128),
+                         one, 64, 64, 1)  # fmt: skip
+    for index, reference in ((0, causal), (1, sinks)):
+        full, part = cta_tiles(kernel.head_class(index), 64, 64, 1)
+        np.testing.assert_array_equal(full, reference[0])
+        np.testing.assert_array_equal(part, reference[1])
+    active, _ = score_occupancy(kernel, np.array([64]), np.array([64]))
+    assert active[0] == 4 * (causal[0].sum() + causal[1].sum() + sinks[0].sum() + sinks[1].sum())
+    times = [
+        evaluate_gpu(einsim.attention("duo_attention", RP=rp, S=4, W=128), H100, mapping,
+                     shape=shape).latency_s
+        for rp in (0, 50, 100)
+    ]  # fmt: skip
+    assert times[0] < times[1] <= times[2]
+
+
+def test_extra_inputs_are_read_from_hbm():
+    # bias: QK + Bias[m, p]; each of the B x H instances reads its M x P bias once, on top
+    # of the same attention without it.
+    shape = dict(B=2, H=4, E=64, F=64, M=512, P=512)
+    mapping = GpuMapping(block_q=64, block_kv=64, warps=4)
+    plain = evaluate_gpu(einsim.attention("fusemax_1pass"), H100, mapping, shape=shape)
+    bias = evaluate_gpu(einsim.attention("bias"), H100, mapping, shape=shape)
+    assert bias.dram_bytes - plain.dram_bytes == pytest.approx(2 * 4 * 512 * 512 * 2)
+    assert bias.latency_s >= plain.latency_s  # its tiles stream in with K and V
+    with pytest.raises(SpecError, match=r"reads input\(s\) Bias besides Q, K and V"):
+        problem_from_cascade(einsim.attention("bias"), shape)  # the CUDA kernels do not
+
+
+def test_operators_the_gpu_lacks_run_lowered_on_its_pipes():
+    # gated: AV = AVU * sigmoid(G); sigmoid = 1 / (1 + exp(-x)) is one exp and one divide
+    # on the SFU per element of G[f, p], and the report names the lowered Einsum.
+    from einsim.simulator.gpu.problem import extra_work
+
+    shape = dict(B=1, H=4, E=64, F=64, M=512, P=512)
+    kernel = attention_kernel(einsim.attention("gated"), shape)
+    assert dict(kernel.lowered) == {"AV": "sigmoid"}
+    mma, sfu, fp32 = extra_work(kernel)
+    # per instance (one of the B x H heads): G[f, p] has F x P elements
+    assert (mma, sfu) == (0.0, 2.0 * 64 * 512)
+    assert fp32 == pytest.approx((1 + 1 + 1) * 64 * 512)  # neg, add, and the product
+    report = evaluate_gpu(einsim.attention("gated"), H100, GpuMapping(), shape=shape)
+    assert report.lowered_einsums and "AV: sigmoid" in next(iter(report.lowered_einsums.values()))
+
+
+def test_an_operator_without_any_lowering_is_refused_naming_it():
+    from einsim.einsum import parse_cascade
+
+    text = """inputs: Q[e,p], K[e,m], V[f,m]
+outputs: AV
+QK[m,p] = Q[e,p] * K[e,m]
+SN[m,p] = exp(QK[m,p])
+SD[p] = sum(m) SN[m,p]
+A[m,p] = SN[m,p] / SD[p]
+AV[f,p] = A[m,p] * V[f,m]
+Y[f,p] = elu(AV[f,p])
+"""
+    cascade = parse_cascade(text.replace("outputs: AV", "outputs: Y"), name="elu_out")
+    kernel = attention_kernel(cascade, dict(E=8, F=8, M=64, P=64))
+    assert dict(kernel.lowered) == {"Y": "elu"}  # elu lowers (max, exp, sub, min, add)
+    from einsim.simulator.gpu import problem as gpu_problem
+
+    from einsim.einsum import Op
+
+    narrow = gpu_problem.GPU_INSTRUCTIONS - {Op.MIN, Op.MAX}  # no min or max: elu cannot run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gpu_problem, "GPU_INSTRUCTIONS", narrow)
+        with pytest.raises(SpecError, match="Einsum Y needs elu, which no GPU instruction"):
+            attention_kernel(cascade, dict(E=8, F=8, M=64, P=64))
+
+
+#: Variants the GPU model refused before issue 16's GPU work, and costs now on every preset.
+NOW_COSTED = ("duo_attention", "razor_attention", "bias", "gated", "selective", "relative",
+              "softplus", "routing", "hyper_attention", "moh", "flexprefill")  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", ["h100_sxm", "h200", "a100_sxm"])
+@pytest.mark.parametrize("name", NOW_COSTED)
+def test_literature_variants_cost_on_every_gpu_preset(arch, name):
+    cascade = einsim.attention(name)
+    entry = einsim.ATTENTION.entry(name)
+    cases = entry.meta.get("cases")
+    shape = {"B": 2, "H": 4, **{k: v for k, v in cases[0][1][0].items() if k != "M0"}}
+    names = set(cascade.ranks) | {"B", "H"}
+    shape = {k: v for k, v in shape.items() if k in names}
+    report = evaluate_gpu(cascade, load_gpu_architecture(arch), GpuMapping(block_q=16,
+                          block_kv=16, warps=1), shape=shape)  # fmt: skip
+    assert report.valid and np.isfinite(report.latency_s) and report.latency_s > 0
