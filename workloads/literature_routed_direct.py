@@ -178,7 +178,10 @@ def _biformer(inputs, params):
 def _fewest(scores: np.ndarray, target: float) -> np.ndarray:
     """The fewest entries whose scores reach `target`: an entry is kept when the scores
     strictly above it sum to less than the target."""
-    return np.array([scores[scores > s].sum() < target for s in scores], dtype=bool)
+    ascending = np.sort(scores)
+    above = scores.size - np.searchsorted(ascending, scores, side="right")  # how many are > s
+    sums = np.concatenate([[0.0], np.cumsum(ascending[::-1])])  # of the k largest, k = 0..n
+    return sums[above] < target
 
 
 def _causal_softmax(s: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -208,17 +211,18 @@ def _flexprefill(inputs, params):
         vs_keep = _fewest(vertical, gamma * bs)[m] | _fewest(slash, gamma * bs)[(p - m) % n_queries]
         # Query-aware: pooled block scores, softmax over the causal key blocks.
         k_mean = np.stack([k[h][:, b].mean(axis=1) for b in k_blocks], axis=1)
-        qa_keep = np.zeros((n_keys, n_queries), dtype=bool)
+        k_starts = np.array([kb[0] for kb in k_blocks])
+        chosen = np.zeros((len(q_blocks), len(k_blocks)), dtype=bool)  # [query block, key block]
         estimate = None
         for i, qb in enumerate(q_blocks):
-            eligible = [n for n, kb in enumerate(k_blocks) if kb[0] <= qb[-1]]
+            eligible = np.flatnonzero(k_starts <= qb[-1])
             z = q[h][:, qb].mean(axis=1) @ k_mean[:, eligible]
             est = np.exp(z - z.max())
             est /= est.sum()
-            for n in np.array(eligible)[_fewest(est, gamma)]:
-                qa_keep[np.ix_(k_blocks[n], qb)] = True
+            chosen[i, eligible[_fewest(est, gamma)]] = True
             if i == len(q_blocks) - 1:
                 estimate = est
+        qa_keep = chosen[np.arange(n_queries) // bs][:, np.arange(n_keys) // bs].T
         if pattern == "auto":
             true = np.array([vertical[kb].sum() for kb in k_blocks]) / bs
             mid = (estimate + true) / 2
