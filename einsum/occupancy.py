@@ -1129,12 +1129,76 @@ def _affine_rows_py(lo, hi, ya, yb, n_x, n_y, tx, ty, out):  # pragma: no cover 
         out[k, 2] = busy
 
 
+def _plan_rows(plan: _AffinePlan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """`_affine_rows` per (x tile, y tile), memoized per plan: the Einsums sharing a mask
+    (QK, LM, SLN, ...) and every search batch meeting a tiling again count it once."""
+    with _LOCK:
+        entry = _PLAN_ROWS.get(id(plan))
+        if entry is None or entry[0] is not plan:
+            entry = _PLAN_ROWS[id(plan)] = (plan, {})
+            while len(_PLAN_ROWS) > 64:
+                _PLAN_ROWS.pop(next(iter(_PLAN_ROWS)), None)
+    memo = entry[1]
+    keys = list(zip(np.asarray(tx).tolist(), np.asarray(ty).tolist(), strict=True))
+    missing = sorted({k for k in keys if k not in memo})
+    if missing:
+        mx = np.array([k[0] for k in missing], dtype=np.int64)
+        my = np.array([k[1] for k in missing], dtype=np.int64)
+        found = np.zeros((len(missing), 3), dtype=np.int64)
+        # Rows of y tiles, or (the same counts, transposed) rows of x tiles where fewer.
+        if "transposed" not in memo:
+            memo["transposed"] = _transposed(plan)
+        flipped = memo["transposed"]
+        by_x = (-(-plan.extent_x // mx) < -(-plan.extent_y // my)) & (flipped is not None)
+        for use, p, a, b in ((~by_x, plan, mx, my), (by_x, flipped, my, mx)):
+            if use.any():
+                part = np.zeros((int(use.sum()), 3), dtype=np.int64)
+                _affine_rows(p.lo, p.hi, p.ya, p.yb, p.extent_x, p.extent_y, a[use], b[use], part)
+                found[use] = part
+        if len(memo) > 1 << 16:
+            memo.clear()
+            memo["transposed"] = flipped
+        memo.update(zip(missing, found, strict=True))
+    if not keys:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.array([memo[k] for k in keys], dtype=np.int64)
+
+
+_PLAN_ROWS: dict[int, tuple[_AffinePlan, dict]] = {}  # id(plan) -> (plan, {(tx, ty): row})
+
+
+def _transposed(plan: _AffinePlan) -> _AffinePlan | None:
+    """The same kept set with x and y swapped: for each x, the y with lo(y) <= x <= hi(y)
+    form one run [Y0(x), Y1(x)] (lo and hi non-decreasing), both ends non-decreasing in x.
+    None where the swapped intervals do not form one touching staircase (then rows of y
+    tiles are used)."""
+    if plan.ya > plan.yb:
+        return None
+    run_lo, run_hi = plan.lo[plan.ya : plan.yb + 1], plan.hi[plan.ya : plan.yb + 1]
+    xs = np.arange(plan.extent_x)
+    lo = plan.ya + np.searchsorted(run_hi, xs, side="left")
+    hi = plan.ya + np.searchsorted(run_lo, xs, side="right") - 1
+    feasible = np.flatnonzero(lo <= hi)
+    if feasible.size == 0:
+        return None
+    xa, xb = int(feasible[0]), int(feasible[-1])
+    r_lo, r_hi = lo[xa : xb + 1], hi[xa : xb + 1]
+    if (
+        feasible.size != xb - xa + 1
+        or np.any(np.diff(r_lo) < 0)
+        or np.any(np.diff(r_hi) < 0)
+        or np.any(r_lo[1:] > r_hi[:-1] + 1)
+    ):
+        return None
+    lo, hi = np.clip(lo, 0, None).astype(np.int64), hi.astype(np.int64)
+    return _AffinePlan(plan.y, plan.x, plan.extent_y, plan.extent_x, lo, hi, xa, xb, plan.points)
+
+
 def _closed_form_stats(einsum, sizes, plan: _AffinePlan, table, names):
     """(usable (n,), stats (n, 6)) for every distinct tiling at once."""
     tx, ok_x = _logical_tiles(sizes, plan.x, table, names)
     ty, ok_y = _logical_tiles(sizes, plan.y, table, names)
-    out = np.zeros((len(table), 3), dtype=np.int64)
-    _affine_rows(plan.lo, plan.hi, plan.ya, plan.yb, plan.extent_x, plan.extent_y, tx, ty, out)
+    out = _plan_rows(plan, tx, ty)
     column = {r: table[:, j] for j, r in enumerate(names)}
     other_tiles = np.ones(len(table), dtype=np.int64)
     tiles = np.ones(len(table), dtype=np.int64)

@@ -10,8 +10,10 @@ where an Einsum's cycles on a unit are its op counts (the points its mask keeps:
 `einsum_op_counts` through `occupancy`) x the unit's cycles per op, pipelined operator
 groups (`chained_ops`) at the pace of the slowest, over every lane of the unit (Timeloop's
 compute model, FuseMax Section 6: a mapping can only lose lanes to padding or folding), and
-each Einsum takes the fastest unit that supports all its operators. Units overlap at best
-perfectly, so the busiest unit carries at least the mean and every Einsum only it supports.
+each Einsum takes the fastest unit the space may bind it to: the pinned one, else those with
+all its operators, else those that lower the missing ones (`simulator/lowering.py`). Units
+overlap at best perfectly, so the busiest unit carries at least the mean and every Einsum
+only it supports.
 
 Traffic is the least DRAM traffic of any mapping: each output of the cascade written once,
 each input read once. An input that only masked Einsums read may be fetched in part (a
@@ -21,10 +23,15 @@ input (|S| <= |proj(S)| x the other ranks' extent), taken where the input's indi
 plain variables. An Einsum without a mask in a masked cascade may skip tiles too (the
 kernel's empty tiles), so it adds no compute there.
 
-The FuseMax pass analysis would raise the input term to one read per pass where nothing
-fits on chip, but a mapping may hold the pass's intermediate (a row of QK) instead of
-re-reading the input, so this model's minimal traffic stays one read: the bound keeps the
-passes only as a fact it reports (`passes`). Buffer accesses and fill/drain add only cost.
+Passes (FuseMax Section 4, `einsum.pass_analysis`): a rank r the cascade traverses k > 1
+times needs its state between passes (at least one row over r: size(r) words) somewhere.
+When neither an array dimension holds r whole (registers) nor the largest on-chip level
+holds size(r) words, no mapping keeps it: every pass after the first moves at least the
+cheaper of re-reading the inputs over r (each input with r, or with the partitioned rank r
+is a part of, once more) and spilling an intermediate over r (written and read back, the
+smallest such tensor), per extra pass. Where the state fits (FuseMax's M0 on its 256-wide
+arrays, a row of QK in the 16 MiB buffer), passes add nothing: a mapping holds the pass's
+intermediate instead of re-reading the input. Buffer accesses and fill/drain add only cost.
 
     >>> import einsim
     >>> from einsim.simulator import load_architecture
@@ -100,12 +107,14 @@ def lower_bound(
     arch: Architecture,
     shape: MappingABC[str, int],
     chained_ops=(),
+    binding=(),
 ) -> LowerBound:
     """The least latency and energy of any mapping of `cascade` on `arch` at `shape`.
 
     Args:
         cascade, arch, shape: as `mapper.search`.
         chained_ops: operator groups the PEs pipeline (`Constraints.chained_ops`).
+        binding: (Einsum, unit) pairs the space pins (`Constraints.binding`).
 
     Returns:
         A `LowerBound`; `.objective(name)` for a search's objective.
@@ -128,7 +137,12 @@ def lower_bound(
         kept_fraction[einsum.output] = sum(counts.values()) / whole if whole else 0.0
         if not counts or (masked and einsum.where is None):
             continue  # no work, or work the kernel's empty tiles may skip
-        units = [u for u in capable if all(_runs(u, op) for op in counts)]
+        # the units the space binds it to (`mapper.space._context`): the pinned one, else
+        # those with every operator, else those that lower the missing ones
+        pinned = dict(binding).get(einsum.output)
+        units = [u for u in capable if u.name == pinned]
+        units = units or [u for u in capable if all(u.supports(op) for op in counts)]
+        units = units or [u for u in capable if all(_runs(u, op) for op in counts)]
         if not units:
             continue  # no mapping exists; the search says why
         cycles = [_cycles_per_einsum(u, counts, chained) * batch / u.lanes for u in units]
@@ -146,6 +160,8 @@ def lower_bound(
     for tensor in cascade.input_names:
         elements = math.prod(sizes[r] for r in cascade.tensor_ranks[tensor]) * batch
         traffic += elements * word * _read_fraction(cascade, tensor, masked, kept_fraction)
+    extra_passes = _extra_pass_bytes(cascade, arch, sizes, batch)
+    traffic += extra_passes
     dram = arch.levels[0]
     memory = traffic / dram.bandwidth_bytes_per_cycle
     latency_s = max(compute, memory) / arch.clock_hz
@@ -161,6 +177,41 @@ def lower_bound(
         dram_energy_pj=dram_pj,
         passes=max(pass_analysis(cascade).values(), default=1),
     )
+
+
+def _extra_pass_bytes(cascade: Cascade, arch: Architecture, sizes, batch: float) -> float:
+    """Least DRAM bytes the passes add (module doc): over the ranks whose between-pass state
+    fits neither an array dimension nor the largest on-chip level, the most any one rank
+    forces (the ranks' extra traffic may be shared, so not their sum)."""
+    capacity = max((lv.capacity_bytes or 0.0 for lv in arch.levels[1:]), default=0.0)
+    if any(lv.capacity_bytes is None for lv in arch.levels[1:]):
+        return 0.0  # an unbounded level holds any state
+    widest = max((d for u in arch.units for d in u.dims), default=0)
+    word = arch.word_bytes
+    most = 0.0
+    for rank, count in pass_analysis(cascade).items():
+        if count <= 1 or rank not in sizes:
+            continue
+        size = sizes[rank]
+        if size <= widest or size * word <= capacity:
+            continue
+        part = cascade.partition_of.get(rank)
+        names = {rank} | ({part.rank} if part is not None else set())
+
+        def elements(tensor: str) -> float:
+            return math.prod(sizes[r] for r in cascade.tensor_ranks[tensor]) * batch
+
+        reread = sum(
+            elements(t) for t in cascade.input_names if names & set(cascade.tensor_ranks[t])
+        )
+        spills = [
+            2 * elements(e.output)
+            for e in cascade.einsums
+            if names & set(cascade.tensor_ranks[e.output]) and e.output not in cascade.outputs
+        ]
+        per_pass = min([reread, *spills])
+        most = max(most, (count - 1) * per_pass * word)
+    return most
 
 
 def _read_fraction(cascade: Cascade, tensor: str, masked: bool, kept: dict) -> float:

@@ -279,7 +279,9 @@ def search(
     mapping, _ = _resolved(space.templates[t], space, row, options)
     mapping = dataclasses.replace(mapping, name=f"{cascade.name}_{arch.name}_{objective}")
     report = evaluate(cascade, arch, mapping, shape, options)
-    bound = lower_bound(cascade, arch, shape, space.constraints.chained_ops)
+    bound = lower_bound(
+        cascade, arch, shape, space.constraints.chained_ops, binding=space.constraints.binding
+    )
     bound_value = bound.objective(objective, float(area_mm2(arch)))
     points = valid[["latency_s", "energy_pj", "buffer_bytes"]].to_numpy()
     if len(points) > MAX_PARETO_POINTS:

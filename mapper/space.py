@@ -4,16 +4,20 @@ A `MapSpace` is a list of `Template`s. A template is a `Mapping` whose numeric f
 free (`einsim.simulator.parameter_names`), plus the candidate values of each free factor: a
 grid that one `evaluate_batch` call costs at once. The structure of a template is:
 
-* fusion: every Einsum in one kernel (`fused`), one kernel per Einsum (`unfused`), or two
-  fused kernels (`partial:QK-SLNV|SPNV-AV`): the Einsums with work in the cascade's
-  topological order cut once, every cut that splits no recurrence (a carried read such as
-  SPD's of RD). The subset: one cut, not every contiguous partition (2^(n-1) of them, 2,048
-  for FuseMax), since each fused group multiplies the templates; each fused group varies
-  over its first `PARTIAL_TEMPLATES` templates (best compute structure, first orders and
-  keep sets) with every tile free, the others at their first. The tensors crossing kernels
-  go through DRAM (the model keeps nothing on chip between kernels). `constraints.fusion`
-  pins any grouping that follows the dependency graph (`[[QK, LM], [...]]`) and
-  `constraints.forbid_fusion` keeps named Einsums in different kernels;
+* fusion: every Einsum in one kernel (`fused`), one kernel per Einsum (`unfused`), or
+  several contiguous fused kernels (`partial:QK-LM|RM-SLD|PRM-AV`): the Einsums with work
+  in the cascade's topological order cut at cuts that split no recurrence (a carried read
+  such as SPD's of RD), every set of such cuts while there are at most
+  `ALL_PARTITIONS_CUTS`, else every set of at most `MAX_CUTS` (FuseMax has nine legal cuts:
+  2^9 partitions would each add templates and a greedy move; 45 with at most two cuts).
+  Each fused group of a partial grouping has its own compute structure (the whole cascade's
+  best ones restricted to the group, stages rescheduled) and varies over its first
+  `PARTIAL_TEMPLATES` templates (orders, keep sets) with every tile free, the other groups
+  at their first; groups recur across groupings and are built once. The tensors crossing
+  kernels go through DRAM (the model keeps nothing on chip between kernels).
+  `constraints.fusion` pins any grouping that follows the dependency graph
+  (`[[QK, LM], [...]]`), `constraints.forbid_fusion` keeps named Einsums in different
+  kernels and `constraints.require_fusion` in one;
 * compute: the ranks unrolled on each unit's dimensions, the binding of each Einsum to a
   unit that supports all its operators, and (fused kernels on several units) the pipeline
   stages, derived from the dependency graph by `schedule_stages`;

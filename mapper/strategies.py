@@ -202,7 +202,9 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     improved = True
     while improved and run.remaining > 0:
         improved = False
-        for d in dims:
+        # nothing valid yet (a fused working set over the buffer): try other groupings first
+        stuck = not np.isfinite(visits.best.get(current, (np.inf, 0))[0])
+        for d in (["fusion"] + [x for x in dims if x != "fusion"]) if stuck else dims:
             moves = table[current][d]
             if d == "compute":
                 moves = _one_per_structure(labels, current, moves)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from einsim.einsum import SpecError
+from einsim.einsum import SpecError, pass_analysis
 from einsim.mapper import search
 from einsim.mapper.bound import gap, lower_bound
 from einsim.simulator import load_architecture
@@ -113,3 +113,24 @@ def test_gap():
     assert gap(2.0, 1.0) == 1.0
     assert math.isinf(gap(1.0, 0.0))
     assert np.isfinite(gap(1.0, 1e-30))
+
+
+@pytest.mark.parametrize("variant", ["naive_2pass", "stable_3pass"])
+def test_passes_raise_the_traffic_term_only_where_their_state_does_not_fit(variant):
+    """FuseMax's pass rule: with a buffer smaller than one row over M, each input over M is
+    read once per pass (K and V here are smaller than any P x M intermediate spilled);
+    with a buffer that holds the row, once. Every costed candidate stays above."""
+    built = attention(variant)
+    shape = dict(B=1, H=1, E=16, F=16, M=2048, P=64)
+    small = {"units.2d.rows": 8, "units.2d.cols": 8, "units.1d.lanes": 8}
+    roomy = load_architecture("fusemax_cloud", small)
+    tight = load_architecture("fusemax_cloud", small | {"levels.GB.capacity_bytes": 2048})
+    word = roomy.word_bytes
+    q, k, v, out = 16 * 64, 16 * 2048, 16 * 2048, 16 * 64
+    count = pass_analysis(built)["M"]
+    assert count > 1
+    assert lower_bound(built, roomy, shape).traffic_bytes == (q + k + v + out) * word
+    bound = lower_bound(built, tight, shape)
+    assert bound.traffic_bytes == (q + count * (k + v) + out) * word
+    result = search(built, tight, shape, "latency", "greedy", budget=5000)
+    _assert_below_every_candidate(result, bound)
