@@ -11,9 +11,10 @@ from .gpu import (
     evaluate_gpu_batch,
     load_gpu_architecture,
 )
+from .report import BatchReport, Report
 from .shape import DEFAULT_BATCH, ShapeSplit, split_shape
 from .spatial.architecture import Architecture, ComputeUnit, OpCost, StorageLevel
-from .spatial.cost import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
+from .spatial.cost import ModelOptions, evaluate, evaluate_batch
 from .spatial.mapping import (
     Kernel,
     Loop,

@@ -94,7 +94,7 @@ def test_the_graph_sees_the_imports_it_should():
     """The walker itself: known edges of each kind (absolute, relative, deferred)."""
     eager, full = import_graph(deferred=False), import_graph(deferred=True)
     assert eager.has_edge("einsim.mapper.search", "einsim.mapper.objectives")  # relative
-    assert eager.has_edge("einsim.simulator.gpu.cost", "einsim.simulator.spatial.cost")  # ..
+    assert eager.has_edge("einsim.simulator.gpu.cost", "einsim.simulator.report")  # ..
     assert eager.has_edge("einsim.mapper.gpu", "einsim.simulator.gpu")  # absolute
     assert full.has_edge("einsim.mapper.search", "einsim.mapper.gpu")  # inside a function
     assert not eager.has_edge("einsim.mapper.search", "einsim.mapper.gpu")
@@ -122,6 +122,20 @@ def test_no_import_cycle_inside_a_package_even_inside_functions(package):
     inside = graph.subgraph(n for n in graph if n.startswith(prefix))
     cycles = list(nx.simple_cycles(inside))
     assert not cycles, cycles
+
+
+def test_the_two_targets_do_not_import_each_other():
+    """simulator.spatial and simulator.gpu meet only in what they share (targets, report,
+    shape, spec, lowering), deferred imports included."""
+    graph = import_graph(deferred=True)
+    kinds = ("einsim.simulator.spatial", "einsim.simulator.gpu")
+    crossing = [
+        (a, b)
+        for a, b in graph.edges
+        for mine, other in (kinds, kinds[::-1])
+        if a.startswith(mine) and b.startswith(other)
+    ]
+    assert not crossing, crossing
 
 
 def _type_tests(tree: ast.Module):

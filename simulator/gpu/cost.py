@@ -20,7 +20,7 @@ from einsim.einsum import (
 )
 from einsim.einsum.ir import accesses
 
-from ..spatial.cost import BatchReport, Report, _Problem
+from ..report import BatchReport, Report, _Problem
 from .calibration import Calibration, load_calibration
 from .mapping import GPU_PARAMETERS, GpuMapping, KernelForm, _Rows, _rows
 from .problem import (

@@ -3,8 +3,9 @@ architecture spec (`architecture`), the loop-nest mapping (`mapping`), the vecto
 model (`cost`), silicon area (`area`), and FuseMax's published results (`reproduce`, imported
 on demand: it reads pandas)."""
 
+from ..report import BatchReport, Report
 from .architecture import Architecture, ComputeUnit, OpCost, StorageLevel, architecture_from_dict
-from .cost import BatchReport, ModelOptions, Report, evaluate, evaluate_batch
+from .cost import ModelOptions, evaluate, evaluate_batch
 from .mapping import Kernel, Loop, Mapping, Overlap, load_mapping
 
 __all__ = [
