@@ -871,34 +871,62 @@ def _structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
 
 
 def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
-    """Compute structures of a group of a partial grouping. One Einsum: all of them. Several:
-    the whole cascade's best structures restricted to the group (same unrollings and
-    binding, the unused units dropped), its stages scheduled anew for the group; searching
-    every unrolling and binding per group (`compute_structures`) would cost a scheduler run
-    per combination for each of the O(n^2) contiguous groups."""
+    """Compute structures of a group of a partial grouping. One Einsum: all of them
+    (`compute_structures`). Several: the whole cascade's best structures restricted to the
+    group (same unrollings and binding, unused units dropped), and the group's own best
+    unrollings: every combination of its units' unrollings with each Einsum on its fastest
+    unit, ranked by the busiest unit's cycles (a perfect overlap); stages are scheduled
+    only for the `TOP_COMPUTE` best of those. `compute_structures` would run the stage
+    scheduler for every combination of every one of the O(n^2) contiguous groups."""
     work = [e for e in einsums if e in ctx.work]
     if len(work) <= 1:
         return _structures(ctx, einsums)
     names = [e.output for e in ctx.cascade.einsums]
-    edges = _edges(ctx, einsums)
-    overlap = Overlap(ctx.constraints.overlap)
-    out: dict = {}
+    candidates: dict = {}
     for whole in _structures(ctx, names):
         binding = {e: u for e, u in whole.binding if e in work}
         used = set(binding.values())
         spatial = tuple((u, r) for u, r in whole.spatial if u in used)
+        candidates.setdefault((spatial, tuple(sorted(binding.items()))), binding)
+    units = [u.name for u in ctx.arch.units if any(u.name in ctx.supported[e] for e in work)]
+    options = {u: _spatial_options(ctx, u, work) for u in units}
+    units = [u for u in units if options[u]]
+    ranked = []
+    for choice in itertools.product(*(options[u] for u in units)):
+        spatial = tuple(zip(units, choice, strict=True))
+        cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
+        binding: dict[str, str] = {}
+        load = dict.fromkeys(units, 0.0)
+        for e in sorted(work, key=lambda x: -min(cycles[u][x] for u in ctx.supported[x])):
+            fastest = min(cycles[u][e] for u in ctx.supported[e])
+            tied = [u for u in ctx.supported[e] if cycles[u][e] <= fastest * (1 + 1e-9)]
+            binding[e] = min(tied, key=lambda u: (load[u], units.index(u)))
+            load[binding[e]] += cycles[binding[e]][e]
+        used = set(binding.values())
+        kept = tuple((u, r) for u, r in spatial if u in used)
+        ranked.append((max(load.values()), str(kept), kept, binding))
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    for _, _, kept, binding in ranked[:TOP_COMPUTE]:
+        candidates.setdefault((kept, tuple(sorted(binding.items()))), binding)
+    edges = _edges(ctx, einsums)
+    overlap = Overlap(ctx.constraints.overlap)
+    out = []
+    for (spatial, _), binding in candidates.items():
+        used = set(binding.values())
         cycles = {u: _probe(ctx, u, r) for u, r in spatial}
         stages, score = _score(ctx, work, binding, cycles, edges)
         pipelined = overlap is Overlap.PIPELINED and len(used) > 1
-        compute = Compute(
-            spatial,
-            tuple((e, binding[e]) for e in work),
-            stages if pipelined else (),
-            overlap if len(used) > 1 else Overlap.SERIAL,
-            score,
+        out.append(
+            Compute(
+                spatial,
+                tuple((e, binding[e]) for e in work),
+                stages if pipelined else (),
+                overlap if len(used) > 1 else Overlap.SERIAL,
+                score,
+            )
         )
-        out.setdefault((compute.spatial, compute.binding), compute)
-    return sorted(out.values(), key=lambda c: c.score)
+    out.sort(key=lambda c: (c.score, str(c.spatial), str(c.binding)))
+    return out[:TOP_COMPUTE]
 
 
 def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template) -> Template:
