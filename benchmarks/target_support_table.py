@@ -1,5 +1,5 @@
 """Which registered variants run on which target: one sweep from YAML over
-`arch: [fusemax_cloud, flat_cloud, h100_sxm, a100_sxm]` x every registered variant at one
+`arch: [fusemax_cloud, flat_cloud, h100_sxm, h200, a100_sxm]` x every registered variant at one
 shape (each variant given the ranks it has), the mapper's greedy search per point, into one
 Parquet dataset; then a Markdown table (ok, lowered operators, or the reason).
 
@@ -19,7 +19,7 @@ import einsim
 from einsim.simulator.shape import DEFAULT_BATCH, cascade_names
 from einsim.workloads import ATTENTION
 
-ARCHS = ("fusemax_cloud", "flat_cloud", "h100_sxm", "a100_sxm")
+ARCHS = ("fusemax_cloud", "flat_cloud", "h100_sxm", "h200", "a100_sxm")
 
 
 def shape_of(variant: str, seq: int) -> dict[str, int]:

@@ -292,11 +292,16 @@ def attention_kernel(
     (`einsim.pass_analysis`); the mask is the score's filter. B and H of the shape that the
     cascade does not iterate multiply the kernel instances.
 
+    Beyond the FA2 template: a mask whose static part depends on the head gives head
+    classes (`head_classes`); inputs besides Q, K, V are read (`extra_inputs`); operators
+    outside `GPU_OPERATORS` run as GPU instructions, lowered where needed (`lowered`), in
+    `extra` Einsums whose work `extra_work` prices.
+
     Raises:
-        SpecError: naming the capability the GPU kernels lack: an operator outside
-            `GPU_OPERATORS` (sigmoid, elu, ...), an input besides Q, K, V (a bias, a gate),
-            a filter that reads a tensor (a data-dependent selection), work over the keys
-            outside the attention, no softmax, or no score Einsum at all.
+        SpecError: naming the capability the GPU kernels lack: an operator no GPU
+            instruction computes and nothing lowers, a mask that depends on a rank other
+            than keys, queries and heads, work over the keys outside the attention, no
+            softmax, or not exactly one score contraction of two inputs.
 
     Example:
         >>> import einsim
