@@ -10,6 +10,7 @@ the worst error, and the verdict against the target (CPU time: on a shared machi
 time also counts the other jobs). One BLAS thread unless --blas-threads says otherwise.
 
 Usage: python benchmarks/check_speed.py [--only causal,gqa] [--size 4096] [--blas-threads N]
+       [--timeout 300] (wall seconds per variant before it is reported as stopped)
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def grid_params(name: str, size: int) -> dict:
     return {}
 
 
-def measure(name: str, size: int, blas_threads: int) -> dict:
+def measure(name: str, size: int, blas_threads: int, timeout_s: float) -> dict:
     from einsim.workloads import ATTENTION
 
     shape = {"M": size, "P": size}
@@ -74,13 +75,17 @@ def measure(name: str, size: int, blas_threads: int) -> dict:
     env = dict(
         os.environ, OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(blas_threads)
     )
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(job)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return {"failed": f"stopped after {timeout_s:.0f} s wall"}
     if done.returncode:
         return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr else "no output"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -93,6 +98,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated variants (default: all)")
     parser.add_argument("--size", type=int, default=4096, help="M = P")
     parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=300, help="wall seconds per variant")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(ATTENTION)
     print(
@@ -102,7 +108,7 @@ def main() -> None:
     print(f"{'variant':<18}{'forms':>6}{'wall s':>9}{'cpu s':>8}{'direct':>8}  error     verdict")
     worst = 0.0
     for name in names:
-        r = measure(name, args.size, args.blas_threads)
+        r = measure(name, args.size, args.blas_threads, args.timeout)
         if "failed" in r:
             print(f"{name:<18}  FAILED: {r['failed']}")
             continue

@@ -788,6 +788,15 @@ class Executor:
         factors = _product(einsum.expr) if einsum.reduce_op is Op.ADD else None
         if not einsum.reduced_vars or factors is None:
             return int(np.prod(box.extents, dtype=np.int64))
+        # A filter along a reduced variable that no single operand carries whole cannot be
+        # folded into an operand (`_contract`): the iteration space is built.
+        masked: set[str] = set()
+        for clause in self._clauses(einsum, set(box.vars)):
+            masked |= self._vars_of(clause)[0] & set(box.vars)
+        if masked & set(einsum.reduced_vars) and not any(
+            masked <= variables_of(a) for a in factors
+        ):
+            return int(np.prod(box.extents, dtype=np.int64))
         arrays = [list(einsum.out_vars)] + [sorted(variables_of(a)) for a in factors]
         return max(int(np.prod([extent[v] for v in vs], dtype=np.int64)) for vs in arrays)
 

@@ -301,3 +301,20 @@ def test_a_loop_over_a_plain_rank_runs_only_its_recurrences():
     shown = [[e.output for e in i.einsums] if isinstance(i, Run) else i.output for i in items]
     assert shown[0] == ["CK", "CV"]
     assert all(isinstance(item, str) for item in shown[1:]) and "QK" in shown
+
+
+def test_a_data_dependent_filter_on_a_reduced_rank_is_cut_into_bounded_tiles(rng):
+    """B[n] = sum(n2) Y[n2] where Y[n2] > X[n]: no operand carries both n and n2, so no
+    BLAS; the iteration space is built tile by tile (at most TILE_POINTS points), never
+    whole (N x N2 float64 = 128 MiB here)."""
+    cascade = parse_cascade("inputs: X[n], Y[n2]\nB[n] = sum(n2) Y[n2] where Y[n2] > X[n]")
+    n = 4096
+    inputs = {"X": rng.normal(size=n), "Y": rng.normal(size=n)}
+    tracemalloc.start()
+    out = evaluate(cascade, inputs, {"N": n, "N2": n}, keep=("B",))["B"]
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < n * n * 8 * 3 / 4
+    y, x = inputs["Y"], inputs["X"]
+    expected = np.array([y[y > value].sum() for value in x])
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
