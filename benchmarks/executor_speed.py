@@ -14,9 +14,8 @@ Targets:
   2. causal and sliding_window (default W=4096), M=P=16384: within 2x of the dense
      executor's time scaled by the fraction of points the filter keeps (counted exactly
      from the cascade's filter), under 1 GB.
-  3. `einsim check` of every variant at M=P=4096 (each form evaluated with keep=outputs,
-     plus the direct formula; the variant's first test case with M=P=4096 and the default
-     tile M0=256; grid variants on a 64 x 64 / 16 x 16 x 16 grid): under 10 s each.
+  3. `einsim check` of every variant at M=P=4096: under 10 s each (benchmarks/check_speed.py,
+     run from here).
   4. NATTEN 2D on a 128 x 128 grid, 13 x 13 window, E=F=64: under 5 s.
   5. The materializing executor beside the tiled one (M=P=1024 and 4096 dense, 1024 causal:
      the materializing causal run takes ~1 GiB there).
@@ -61,23 +60,6 @@ elif kind == "evaluate":
     inputs = random_inputs(cascade, job["shape"], rng)
     def call():
         return evaluate(cascade, inputs, job["shape"], keep=cascade.outputs, method=job["method"])
-elif kind == "check":
-    # What `einsim check` does (every form, evaluated with keep=outputs, against the direct
-    # formula), with the executor's and the direct formula's times apart.
-    from einsim.workloads import ATTENTION
-    entry = ATTENTION.entry(job["name"])
-    forms = [f.value for f in entry.meta.get("forms", ())] or [None]
-    def call():
-        worst, direct_s = 0.0, 0.0
-        for form in forms:
-            cascade = attention(job["name"], **job["params"], **({"form": form} if form else {}))
-            inputs = random_inputs(cascade, job["shape"], rng)
-            got = cascade.evaluate(inputs, job["shape"], keep=cascade.outputs)["AV"]
-            t = time.process_time()
-            expected = direct(job["name"], inputs, **job["params"])
-            direct_s += time.process_time() - t
-            worst = max(worst, float(np.max(np.abs(got - expected))))
-        return {"error": worst, "direct_cpu_s": direct_s}
 elif kind == "kept":
     # Points the filter of the first filtered Einsum keeps, counted from the cascade.
     from einsim.einsum.executor import tensor_shapes
@@ -107,8 +89,6 @@ result = {"wall_s": wall, "cpu_s": cpu, "traced_bytes": traced,
           "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 if isinstance(value, float):
     result["value"] = value
-if kind == "check":
-    result.update(value)
 print(json.dumps(result))
 """
 
@@ -171,33 +151,18 @@ def target_masks(blas: int, dense: dict | None) -> None:
         )
 
 
-def check_cases():
-    from einsim.workloads import ATTENTION
-
-    for name in ATTENTION:
-        entry = ATTENTION.entry(name)
-        cases = entry.meta.get("cases") or (({}, ({"E": 4, "F": 3, "M": 7, "P": 5},)),)
-        params, shapes = cases[0]
-        shape = {k: v for k, v in shapes[0].items() if k != "M0"}
-        params = dict(params)
-        if name == "neighborhood_2d":
-            params.update(X=64, Y=64)
-        if name == "neighborhood_3d":
-            params.update(T=16, X=16, Y=16)
-        shape.update(M=4096, P=shape["P"] if name == "decode" else 4096)
-        yield name, params, shape
-
-
 def target_check(blas: int) -> None:
-    for name, params, shape in check_cases():
-        r = measure({"kind": "check", "name": name, "params": params, "shape": shape}, blas)
-        own = r["cpu_s"] - r["direct_cpu_s"]
-        ok = r["cpu_s"] < 10 and r["error"] <= 1e-9
-        print(_row(f"check {name}", r))
-        print(
-            f"  executor {own:.2f} s cpu, direct formula {r['direct_cpu_s']:.2f} s cpu, "
-            f"max error {r['error']:.1e}; target 3 (< 10 s cpu): {'met' if ok else 'NOT met'}"
-        )
+    """Target 3 is `benchmarks/check_speed.py` (what `einsim check NAME --shape M=P=4096`
+    runs, per variant in its own process); its table is printed here."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "check_speed.py")
+    done = subprocess.run(
+        [sys.executable, script, "--blas-threads", str(blas)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print("target 3 (benchmarks/check_speed.py):")
+    print(done.stdout.rstrip() or done.stderr[-2000:])
 
 
 def target_natten(blas: int) -> None:
