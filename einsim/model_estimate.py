@@ -80,7 +80,9 @@ SEARCH_BUDGET = 100
 SPARSE_SHARE = 0.5
 IDLE_SHARE = 0.3
 #: The FlashAttention-2 tilings tried on a GPU (Dao 2023, Sec. 3.3 uses Br, Bc in {64, 128}
-#: with 4 or 8 warps); split-KV (flash-decoding) for decode's single query.
+#: with 4 or 8 warps); split-KV (flash-decoding) for decode's single query, up to 128
+#: splits: a long context (32K+) on few K/V heads (DuoAttention's retrieval groups) needs
+#: more CTAs than 32 splits give to fill the SMs.
 GPU_TILINGS = {
     "prefill": {
         "block_q": (64, 128, 64, 128, 128),
@@ -90,11 +92,11 @@ GPU_TILINGS = {
         "split_kv": (1, 1, 1, 1, 1),
     },
     "decode": {
-        "block_q": (16, 16, 16, 16, 64),
-        "block_kv": (64, 64, 64, 128, 64),
-        "stages": (2, 2, 2, 2, 2),
-        "warps": (1, 1, 4, 4, 4),
-        "split_kv": (1, 8, 16, 32, 1),
+        "block_q": (16, 16, 16, 16, 64, 16, 16),
+        "block_kv": (64, 64, 64, 128, 64, 64, 64),
+        "stages": (2, 2, 2, 2, 2, 2, 2),
+        "warps": (1, 1, 4, 4, 4, 1, 1),
+        "split_kv": (1, 8, 16, 32, 1, 64, 128),
     },
 }
 #: Operations per element of the elementwise work, by operator (the 1D unit's op costs on a
@@ -461,6 +463,65 @@ class ModelEstimate:
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "breakdown"}
 
 
+@dataclass(frozen=True, slots=True)
+class HeadSplit:
+    """A per-head split of a layer's attention (DuoAttention, RazorAttention): the first
+    `retrieval_groups` K/V groups keep every key, the others `sinks` + a `window` of recent
+    keys. Read from the model's attention parameters RP (retrieval heads, percent), S and W,
+    rounded up to whole K/V groups: a GQA cache keeps or drops a K/V head for every query
+    head that shares it (Llama-3-8B at RP = 50: 4 of 8 groups, 16 of 32 query heads)."""
+
+    retrieval_groups: int
+    groups: int
+    sinks: int
+    window: int
+
+    @property
+    def streaming_keys(self) -> int:
+        return self.sinks + self.window
+
+
+def head_split(spec: Model, layer: int = 0) -> HeadSplit | None:
+    """The layer's `HeadSplit`, or None when its attention parameters name no retrieval share.
+
+    Example:
+        >>> head_split(MODELS["llama3_8b_duo"])
+        HeadSplit(retrieval_groups=4, groups=8, sinks=64, window=256)
+    """
+    params = spec.attention_params(layer)
+    if "RP" not in params:
+        return None
+    share = int(params["RP"])
+    groups = -(-share * spec.G // 100)  # ceil(RP% of the K/V groups)
+    return HeadSplit(groups, spec.G, int(params.get("S", 0)), int(params.get("W", 0)))
+
+
+def _attention_parts(spec: Model, phase: str, seq_len: int, batch: int, attention_, layer: int):
+    """(operator, cascade, shape) of one layer's attention: ("attention", the layer's cascade)
+    or, for the decode of a model's own head-split attention (`head_split`), the retrieval
+    groups' full decode ("attention") and the streaming groups' decode over their S + W
+    kept keys ("attention_streaming", a window of S + W: the same keys read and scored,
+    sinks counted as recent keys; RazorAttention's one compensation key is left out)."""
+    split = head_split(spec, layer) if attention_ is None or attention_ in FORMS else None
+    if phase != "decode" or split is None:
+        return (("attention", *_attention_layer(spec, phase, seq_len, batch, attention_, layer)),)
+    form = attention_ or DEFAULT_FORM
+    per_group = spec.H // spec.G
+    parts = []
+    streaming = split.groups - split.retrieval_groups
+    for operator, groups, window in (
+        ("attention", split.retrieval_groups, 0),
+        ("attention_streaming", streaming, split.streaming_keys),
+    ):
+        if not groups:
+            continue
+        built = attention("decode", form=form, W=window, grouped=True)
+        shape = {"E": spec.E, "F": spec.E, "M": seq_len, "P": 1, "B": batch}
+        shape |= {"H": groups * per_group, "G": groups}
+        parts.append((operator, built, tuple(sorted(shape.items()))))
+    return tuple(parts)
+
+
 @functools.lru_cache(maxsize=1024)
 def _attention_layer(spec: Model, phase: str, seq_len: int, batch: int, attention_, layer: int):
     """The cascade and shape (cascade ranks + outer B, H) of one layer's attention."""
@@ -648,12 +709,14 @@ def estimate(
     for layer in range(spec.layers):
         kind = tuple(sorted(spec.attention_params(layer).items()))
         same = first.setdefault(kind, layer)
-        cascade_, shape = _attention_layer(spec, phase, seq_len, batch, attention, same)
-        try:
-            cost = _attention_cost(tgt, cascade_, shape, mapping_key)
-        except EinsimError as error:
-            cost = _invalid("attention", str(error).splitlines()[0])
-        add(layer, "layer", "attention", cost)
+        for operator, cascade_, shape in _attention_parts(
+            spec, phase, seq_len, batch, attention, same
+        ):
+            try:
+                cost = _attention_cost(tgt, cascade_, shape, mapping_key)
+            except EinsimError as error:
+                cost = _invalid("attention", str(error).splitlines()[0])
+            add(layer, "layer", operator, cost)
         for name, m, k, n, copies in _matmuls(spec, tokens):
             add(layer, "layer", name, _matmul_cost(tgt, m, k, n), copies)
         for name, ops, moved in _elementwise(spec, tokens, word):
@@ -728,9 +791,18 @@ def _weight_bytes(spec: Model) -> int:
 
 
 def _kv_bytes(spec: Model, seq_len: int, batch: int, attention_) -> int:
-    """KV cache (words): 2·G·E per cached key per layer; a windowed layer keeps W keys."""
+    """KV cache (words): 2·G·E per cached key per layer; a windowed layer keeps W keys; a
+    head-split layer (`head_split`) keeps every key in its retrieval groups, S + W in the
+    others."""
     total = 0
     for layer in range(spec.layers):
+        split = head_split(spec, layer) if attention_ is None or attention_ in FORMS else None
+        if split is not None:  # retrieval groups keep every key, the others S + W
+            kept = min(seq_len, split.streaming_keys)
+            groups_keys = split.retrieval_groups * seq_len
+            groups_keys += (split.groups - split.retrieval_groups) * kept
+            total += 2 * spec.E * groups_keys * batch
+            continue
         window = _layer_window(spec, layer, attention_)
         keys = min(seq_len, window) if window else seq_len
         total += 2 * spec.G * spec.E * keys * batch

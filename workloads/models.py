@@ -140,6 +140,14 @@ def _fusemax(name: str, h: int, e: int, d: int, s: int, layers: int, vocab: int)
 
 _LLAMA = dict(gated_ffn=True, activation="silu", norm="rmsnorm", decoder=True, batch=1)
 
+_VMOBA_GRID = (("T", 21), ("X", 20), ("Y", 32))
+#: VMoBA's layer-wise 1D-2D-3D partition cycle on a 21 x 20 x 32 grid (wan2_1_3b_vmoba).
+_VMOBA_LAYERS = (
+    (*_VMOBA_GRID, ("layout", "1d"), ("BT", 3), ("TOPK", 0)),  # 7 blocks, round(1.26) = 1
+    (*_VMOBA_GRID, ("layout", "2d"), ("BX", 4), ("BY", 4), ("TOPK", 6)),  # 40, 7.2 -> 7
+    (*_VMOBA_GRID, ("layout", "3d"), ("BT", 7), ("BX", 4), ("BY", 8), ("TOPK", 10)),  # 60
+)
+
 MODELS: dict[str, Model] = {
     m.name: m
     for m in (
@@ -264,6 +272,74 @@ MODELS: dict[str, Model] = {
             norm="rmsnorm",
             norms_per_layer=4,
             layer_params=((("causal", True), ("W", 4096)), (("causal", True),)),
+        ),
+        # DuoAttention (Xiao et al. ICLR 2025) on Llama-3-8B: the mit-han-lab/duo-attention
+        # README evaluates Llama-3-8B-Instruct-Gradient-1048k (Llama-3-8B's shapes, above)
+        # with "a 50% [retrieval head] ratio for Llama-3-8B (GQA)"; streaming heads keep 64
+        # sinks + 256 recent tokens (the paper's setting, the registry default). Prefill
+        # runs the `duo_attention` cascade (first RP% of the query heads full causal, one K/V
+        # per query head: that cascade has no G rank, so its K/V traffic is per query head);
+        # decode and the KV cache split by K/V group (`einsim.model_estimate`).
+        Model(
+            "llama3_8b_duo",
+            H=32,
+            G=8,
+            E=128,
+            D=4096,
+            S=14336,
+            attention="duo_attention",
+            params=(("RP", 50), ("S", 64), ("W", 256)),
+            source="DuoAttention (Xiao et al. ICLR 2025), mit-han-lab/duo-attention README "
+            "(50% retrieval heads on Llama-3-8B); Llama-3-8B config.json",
+            layers=32,
+            vocab=128256,
+            **_LLAMA,
+        ),
+        # RazorAttention (Tang et al. ICLR 2025), Algorithm 1 on Llama-3-8B (one of its
+        # evaluated models): 15% retrieval heads (echo + induction) keep every key; the others
+        # keep N0 = 4 sinks, a buffer of L_h = max(S0, N / C) recent tokens and one
+        # compensation token. W = 4000 is S0 (the buffer up to N = C·S0 = 20K tokens); for
+        # longer contexts pass a Model with W = N / 5.
+        Model(
+            "llama3_8b_razor",
+            H=32,
+            G=8,
+            E=128,
+            D=4096,
+            S=14336,
+            attention="razor_attention",
+            params=(("RP", 15), ("S", 4), ("W", 4000)),
+            source="RazorAttention (Tang et al. ICLR 2025), Sec. 4 and Algorithm 1; "
+            "Llama-3-8B config.json",
+            layers=32,
+            vocab=128256,
+            **_LLAMA,
+        ),
+        # VMoBA (Wu et al. 2025) on Wan2.1-T2V-1.3B, the model it trains: 30 layers, width
+        # 1536, 12 heads of 128, FFN 8960 (Wan 2.1 README's model table; KwaiVGI/VMoBA
+        # src/cal_theo_flops.py: num_layers 30, 12 heads x 128, ffn_dim 8960). Grid and blocks
+        # from that script: a 320 x 512 video of 84 frames is a 21 x 20 x 32 latent grid
+        # (13,440 tokens); layers cycle 1D / 2D / 3D partitions of 7, 40 and 60 key blocks,
+        # each query attending to 18% of them (the script's topk = 0.18 x blocks, its
+        # threshold selection's mean): own block + TOPK = round(0.18 N) - 1 others. The
+        # script names block counts only; the block shapes are ours: 1D 3 frames; 2D 4 x 4
+        # spatial tiles over all frames (5 x 8 = 40); 3D 7 x 4 x 8 cubes (3 x 5 x 4 = 60).
+        # Text cross-attention is not priced (as for HunyuanVideo).
+        Model(
+            "wan2_1_3b_vmoba",
+            H=12,
+            G=12,
+            E=128,
+            D=1536,
+            S=8960,
+            batch=1,
+            attention="vmoba",
+            params=_VMOBA_LAYERS[0],
+            grid=(21, 20, 32),
+            source="VMoBA (Wu et al. 2025), KwaiVGI/VMoBA src/cal_theo_flops.py; Wan 2.1 "
+            "(Wan Team 2025) model table (1.3B)",
+            layers=30,
+            layer_params=_VMOBA_LAYERS,
         ),
         # GPT-3 175B: d_model 12288, 96 heads of 128, FFN 4 x d_model, causal, 96 layers
         # (Table 2.1); BPE vocabulary 50,257 (GPT-2's tokenizer, Sec. 2.1).

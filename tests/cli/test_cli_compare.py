@@ -2,6 +2,7 @@
 `einsim.estimate` called directly; bad input is one line and exit status 2."""
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -93,15 +94,46 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, args, message):
     assert message in stderr and len(stderr.strip().splitlines()) == 1
 
 
-def test_static_plot_needs_kaleido(tmp_path):
-    pytest.importorskip("plotly")
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        code, _, stderr = run(
-            "compare", "llama3_8b", "--targets", "h100_sxm", "--seq", "512",
-            "--plot", tmp_path / "c.png",
-        )  # fmt: skip
-        assert code == 2 and "kaleido" in stderr
-    else:
-        pytest.skip("kaleido is installed: static export is available")
+PLOT = ["compare", "llama3_8b", "--targets", "h100_sxm", "--seq", "512", "--phase", "decode"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _browser_or_skip():
+    """kaleido >= 1 renders with a local Chrome/Chromium (`.ci/run` installs Debian's)."""
+    pytest.importorskip("kaleido", reason="static plots need the plot extra (kaleido)")
+    import shutil
+
+    if not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        pytest.skip("no Chrome/Chromium for kaleido: apt-get install chromium (.ci/run does)")
+
+
+@pytest.mark.slow
+def test_static_plots_are_png_and_svg_files(tmp_path):
+    _browser_or_skip()
+    code, stdout, stderr = run(*PLOT, "--plot", tmp_path / "c.png")
+    assert code == 0, stderr
+    for name in ("c.png", "c_vs_seq.png"):  # the bars and the latency-vs-seq figure
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width >= 300 and height >= 200  # plotly's default 700 x 500, not an empty image
+        assert f"written {tmp_path / name}" in stdout
+    code, _, stderr = run(*PLOT, "--plot", tmp_path / "c.svg")
+    assert code == 0, stderr
+    svg = (tmp_path / "c.svg").read_text()
+    assert svg.startswith("<svg") and "h100_sxm" in svg  # the legend names the target
+
+
+def test_static_plot_without_kaleido_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # import kaleido raises ImportError
+    code, _, stderr = run(*PLOT, "--plot", tmp_path / "c.png")
+    assert code == 2 and "kaleido" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.slow
+def test_static_plot_without_a_browser_is_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("kaleido")
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-chrome"))
+    code, _, stderr = run(*PLOT, "--plot", tmp_path / "c.png")
+    assert code == 2 and "chrom" in stderr.lower() and len(stderr.strip().splitlines()) == 1
