@@ -222,6 +222,13 @@ def _check_value(key: str, value: object, where: str) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+        elif isinstance(node, int) and not isinstance(node, bool) and node.bit_length() > 63:
+            # Every value becomes a column of the results (int64): refused here, not by a
+            # traceback from Arrow when the first part is written.
+            raise SpecError(
+                f"{where}: {key} has a {node.bit_length()}-bit integer; values must fit in "
+                "64 bits (no rank, size or number einsim takes is near 2^63)"
+            )
     if key in ("seq_len", "batch") or key.startswith("shape.") or _is_mapping_param(key):
         if not _positive_int(value):
             raise bad("a positive integer")

@@ -361,3 +361,22 @@ def test_constraints_errors_read_file_colon_key():
         with pytest.raises(SpecError) as info:
             constraints_from_dict(data, "c.yaml")
         assert str(info.value).startswith(start), str(info.value)
+
+
+@pytest.mark.parametrize("where", ["fixed", "axis", "case"])
+def test_a_sweep_value_beyond_64_bits_is_refused_with_the_key(where):
+    """Found by benchmarks/fuzz_inputs.py: `arch.units.2d.rows: 10^20` passed the spec and
+    crashed the first part's Parquet write (ArrowInvalid / OverflowError traceback)."""
+    big = 10**20
+    data = {"fixed": {"variant": "fusemax_1pass", "arch": "fusemax_cloud", "mapping": "fusemax"}}
+    if where == "fixed":
+        data["fixed"]["arch.units.2d.rows"] = big
+    elif where == "axis":
+        data["axes"] = {"arch.units.2d.rows": [16, big]}
+    else:
+        data["axes"] = {"cases": [{"label": "a", "arch.units.2d.rows": big}]}
+    with pytest.raises(SpecError, match=r"^s\.yaml: .*arch\.units\.2d\.rows.*67-bit integer"):
+        parse_spec(data, "s.yaml")
+    data["fixed"]["arch.units.2d.rows"] = 2**63 - 1  # fits: refused later by the spec's bound
+    data.pop("axes", None)
+    parse_spec(data, "s.yaml")
