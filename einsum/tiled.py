@@ -880,6 +880,9 @@ class Executor:
         result = np.broadcast_to(result, out_shape)
         if combine:
             op = {Op.ADD: np.add, Op.MAX: np.maximum, Op.MIN: np.minimum, Op.MUL: np.multiply}
+            if mask is not None:  # a tile one index wide along the reduced rank
+                keep = np.broadcast_to(mask, out_shape)
+                result = np.where(keep, result, REDUCE_IDENTITY[einsum.reduce_op])
             op[einsum.reduce_op](dst, result, out=dst)
         elif mask is None:
             dst[...] = result

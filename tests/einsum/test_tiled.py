@@ -318,3 +318,21 @@ def test_a_data_dependent_filter_on_a_reduced_rank_is_cut_into_bounded_tiles(rng
     y, x = inputs["Y"], inputs["X"]
     expected = np.array([y[y > value].sum() for value in x])
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_reduction_tile_one_index_wide_keeps_its_mask(monkeypatch, rng):
+    """A tile one index wide along the reduced rank (the last of tiles cut at a width that
+    does not divide P) has a mask over the output only; combined into the sum, it still
+    adds only the kept points (BiFormer's region sums at 64 x 64)."""
+    cascade = parse_cascade(
+        "inputs: Q[e,p]\nranks: NQ\nQS[e,nq] = sum(p) Q[e,p] where p // 4 % 3 == nq"
+    )
+    from einsim.einsum import tiled
+
+    q = rng.normal(size=(2, 13))
+    monkeypatch.setattr(tiled, "TILE_POINTS", 2 * 3 * 6)  # boxes of 6 queries: 6, 6, 1
+    for tile in (None, {"P": 4}, {"P": 6}):
+        out = evaluate(cascade, {"Q": q}, {"E": 2, "P": 13, "NQ": 3}, tile=tile)["QS"]
+        region = np.arange(13) // 4 % 3
+        expected = np.stack([q[:, region == r].sum(axis=1) for r in range(3)], axis=1)
+        np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12, err_msg=str(tile))
