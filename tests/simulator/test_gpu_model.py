@@ -638,9 +638,8 @@ Y[f,p] = elu(AV[f,p])
     cascade = parse_cascade(text.replace("outputs: AV", "outputs: Y"), name="elu_out")
     kernel = attention_kernel(cascade, dict(E=8, F=8, M=64, P=64))
     assert dict(kernel.lowered) == {"Y": "elu"}  # elu lowers (max, exp, sub, min, add)
-    from einsim.simulator.gpu import problem as gpu_problem
-
     from einsim.einsum import Op
+    from einsim.simulator.gpu import problem as gpu_problem
 
     narrow = gpu_problem.GPU_INSTRUCTIONS - {Op.MIN, Op.MAX}  # no min or max: elu cannot run
     with pytest.MonkeyPatch.context() as patch:
