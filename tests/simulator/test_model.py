@@ -1,6 +1,7 @@
 """Invariants of the cost model and its handling of bad specs."""
 
 import dataclasses
+from importlib.resources import files
 
 import pytest
 import yaml
@@ -71,13 +72,31 @@ def test_an_explicit_factor_that_overflows_is_invalid_not_an_error():
     assert report.reasons == ("attention: tensors kept at GB need 331776 B, capacity 100000 B",)
 
 
-def test_unit_without_the_operator_is_a_mapping_error():
+def test_an_operator_the_unit_lacks_runs_lowered_and_is_reported():
+    # The 2D array has no divider: AV's division runs as a * exp(-log(b)) (simulator/lowering.py).
     mapping = load_mapping("fusemax")
     kernel = mapping.kernels[0]
     binding = tuple((e, "2d") if e == "AV" else (e, u) for e, u in kernel.binding)
-    bad = dataclasses.replace(mapping, kernels=(dataclasses.replace(kernel, binding=binding),))
-    with pytest.raises(SpecError, match="unit '2d' does not support 'div'"):
-        evaluate(attention("fusemax"), load_architecture("fusemax_cloud"), bad, BERT_1K)
+    moved = dataclasses.replace(mapping, kernels=(dataclasses.replace(kernel, binding=binding),))
+    arch = load_architecture("fusemax_cloud")
+    native = evaluate(attention("fusemax"), arch, mapping, BERT_1K)
+    lowered = evaluate(attention("fusemax"), arch, moved, BERT_1K)
+    assert lowered.lowered_einsums == {"AV": "div"}
+    assert native.lowered_einsums == {}
+    av = lambda report: report.per_einsum.set_index("einsum").loc["AV"]  # noqa: E731
+    assert av(lowered).cycles > av(native).cycles
+
+
+def test_unit_without_the_operator_and_no_lowering_is_a_mapping_error(tmp_path):
+    # exp has no lowering into the other operators: a 2D array without it cannot run SLN.
+    preset = files("einsim.simulator") / "architectures" / "fusemax_cloud.yaml"
+    spec = yaml.safe_load(preset.read_text())
+    del spec["units"]["2d"]["ops"]["exp"]
+    path = tmp_path / "no_exp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match="unit '2d' does not support 'exp' and has no lowering"):
+        arch = load_architecture(str(path))
+        evaluate(attention("fusemax"), arch, load_mapping("fusemax"), BERT_1K)
 
 
 def test_einsum_in_no_kernel_is_named():
