@@ -1,13 +1,14 @@
 """`einsim check` of every registered variant at M=P=4096 (issue 21's target: under 10 s each).
 
 Each variant runs in its own subprocess, exactly as `einsim check NAME --shape M=P=4096`
-does (`einsim.workloads.check`: the variant's first test case with M = P = 4096 and the
-cascade's default tile M0, every form evaluated with keep=outputs against the direct
-formula; grid variants get a grid of 4096 points: X = Y = 64, or T = X = Y = 16; a rank R
-of relative positions, R = 4096). It prints
-the wall and CPU seconds of the whole check, the CPU seconds spent in the direct formula,
-the worst error, and the verdict against the target (CPU time: on a shared machine wall
-time also counts the other jobs). One BLAS thread unless --blas-threads says otherwise.
+does (`einsim.workloads.check`: the variant's first test case with M = P = 4096, the
+cascade's default tile M0 and default block sizes (`einsim.cli.check_block_defaults`),
+every form evaluated with keep=outputs against the direct formula; grid variants get a
+grid of 4096 points: X = Y = 64, or T = X = Y = 16; a rank R of relative positions,
+R = 4096). It prints the wall and CPU seconds of the whole check, the CPU seconds spent
+in the direct formula, the worst error, and the verdict against the target (CPU time: on
+a shared machine wall time also counts the other jobs). One BLAS thread unless
+--blas-threads says otherwise.
 
 Usage: python benchmarks/check_speed.py [--only causal,gqa] [--size 4096] [--blas-threads N]
        [--timeout 300] (wall seconds per variant before it is reported as stopped)
@@ -65,13 +66,16 @@ def grid_params(name: str, size: int) -> dict:
 
 
 def measure(name: str, size: int, blas_threads: int, timeout_s: float) -> dict:
+    from einsim.cli import check_block_defaults
     from einsim.workloads import ATTENTION
 
     shape = {"M": size, "P": size}
     cases = ATTENTION.entry(name).meta.get("cases") or ()
     if cases and "R" in cases[0][1][0]:
         shape["R"] = size  # relative positions: R >= P
-    job = {"name": name, "shape": shape, "params": grid_params(name, size)}
+    params = grid_params(name, size)
+    params.update(check_block_defaults(name, shape, params))  # as `einsim check --shape`
+    job = {"name": name, "shape": shape, "params": params}
     env = dict(
         os.environ, OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(blas_threads)
     )

@@ -520,6 +520,52 @@ def _reproduce_pareto(fmt: str, plot: Path | None) -> None:
         click.echo(f"written {plot}", err=fmt != "table")
 
 
+def check_block_defaults(
+    name: str, shape: dict[str, int] | None, given: dict[str, object]
+) -> dict[str, int]:
+    """The test-case parameters `einsim check --shape` resets to the variant's defaults.
+
+    When the shape sets M or P, the first test case's block sizes are as small as its tiny
+    ranks (flexprefill's BS=2), which at a real shape make block-by-block Einsums cubic
+    (N = M / BS blocks, N^3 points); like the case's M0 they give way to the variant's
+    default. A block size is a case parameter that, set to its default, changes the size of
+    a partition's lower rank (MB in `M -> N, MB`) of the built cascade; it is reset only when
+    the default fits the shape (<= the M and P given) and `--param` does not set it.
+    """
+    from einsim.workloads import ATTENTION
+    from einsim.workloads.attention import attention, parameters
+
+    if not shape or not {"M", "P"} & set(shape):
+        return {}
+    canonical = ATTENTION.canonical(name)
+    cases = ATTENTION.entry(canonical).meta.get("cases") or ()
+    if not cases:
+        return {}
+    base = {**cases[0][0], **given}
+    limit = min(int(shape[k]) for k in ("M", "P") if k in shape)
+
+    def lower_sizes(params: dict) -> dict:
+        cascade = attention(canonical, **params)
+        lowers = {p.lower for p in cascade.partitions}
+        return {k: v for k, v in cascade.default_sizes if k in lowers}
+
+    blocks: dict[str, int] = {}
+    for key, default in parameters(canonical).items():
+        value = base.get(key)
+        if key in given or isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if isinstance(default, bool) or not isinstance(default, int) or default == value:
+            continue
+        if default > limit:
+            continue
+        try:
+            if lower_sizes(base) != lower_sizes({**base, key: default}):
+                blocks[key] = default
+        except SpecError:
+            continue
+    return blocks
+
+
 @main.command()
 @click.argument("name")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="variant parameter")
@@ -528,15 +574,18 @@ def _reproduce_pareto(fmt: str, plot: Path | None) -> None:
     "--shape",
     default=None,
     metavar="M=P=4096,E=F=64",
-    help="rank sizes replacing the variant's test case (its small M0 dropped with M or P)",
+    help="rank sizes replacing the variant's test case (with M or P: its small M0 dropped and "
+    "its block sizes back to the variant's defaults)",
 )
 def check(name: str, params: tuple[str, ...], seed: int, shape: str | None) -> None:
     """Run variant NAME (each form) on random data against its direct formula."""
     from einsim.workloads import check as check_variant
 
     sizes = _parse_shape(shape) if shape else None
-    result = check_variant(name, seed=seed, shape=sizes, **_parse_params(params))
-    ran = ", ".join(f"{k}={v}" for k, v in result.shape)
+    given = _parse_params(params)
+    blocks = check_block_defaults(name, sizes, given)
+    result = check_variant(name, seed=seed, shape=sizes, **blocks, **given)
+    ran = ", ".join(f"{k}={v}" for k, v in [*result.shape, *blocks.items()])
     click.echo(f"{result.variant} on random inputs ({ran}) vs its direct formula")
     for form, error in result.max_error:
         click.echo(f"{form:<14}  max error {error:.3e}  {'ok' if error <= 1e-9 else 'MISMATCH'}")
