@@ -378,7 +378,10 @@ class Executor:
         self.cascade, self.sizes, self.shapes, self.dtype = cascade, sizes, shapes, dtype
         self.tile = {k: int(v) for k, v in (tile or {}).items()}
         self.store: dict[str, _Buffer] = {}
-        self._masks: dict = {}  # per step of a run: masks, values of one-variable nodes
+        # Masks per filter and box: per step of a run, or across consecutive Einsums with
+        # the same filter until a tensor the filter reads is written.
+        self._masks: dict = {}
+        self._mask_reads: dict = {}  # clause ids -> tensors the clauses read
         self._classes: dict = {}  # per item of the plan: tile classes
         self._loop: tuple[str, int] | None = None  # the running loop's variable and extent
         self._full: dict = {}  # per item: filter nodes of one free variable, over its range
@@ -498,13 +501,16 @@ class Executor:
         index = []
         for dim, expr in enumerate(access.indices):
             value = np.asarray(self._index(expr, env))
+            stored = value - buf.offsets[dim]
+            if value.size and stored.min() >= 0 and stored.max() < buf.array.shape[dim]:
+                index.append(stored)  # inside the stored window (so the tensor): no clip
+                continue
             outside = (value < 0) | (value >= full[dim])
             if np.any(outside if mask is None else outside & mask):
                 raise SpecError(
                     f"evaluate: {access} reads outside {access.tensor}'s dimension {dim + 1} "
                     f"(size {full[dim]}); check the index arithmetic and the shape"
                 )
-            stored = value - buf.offsets[dim]
             index.append(np.clip(stored, 0, buf.array.shape[dim] - 1))
         return buf.array[tuple(index)]
 
@@ -572,6 +578,10 @@ class Executor:
                 keep = keep & (self._filter_value(clause, sub, env, True) != 0)
             keep = np.broadcast_to(keep, sub.extents) if sub.vars else keep
             self._masks[key] = keep
+            if ids not in self._mask_reads:
+                self._mask_reads[ids] = frozenset(
+                    e.tensor for c in clauses for e in walk(c) if isinstance(e, Access)
+                )
         if not sub.vars:
             return keep
         # From the canonical (sorted) axes of `sub` to the order of `box`, with size-1 axes
@@ -579,6 +589,19 @@ class Executor:
         order = sorted(range(len(sub.vars)), key=lambda i: box.vars.index(sub.vars[i]))
         extents = dict(zip(sub.vars, sub.extents, strict=True))
         return keep.transpose(order).reshape([extents.get(v, 1) for v in box.vars])
+
+    def keep_masks(self, einsum: Einsum) -> None:
+        """Before `einsum` runs outside a loop: keep only the cached masks of its own filter,
+        so consecutive Einsums sharing a data-dependent filter (the six of a masked softmax)
+        evaluate it once per tile, while the cache holds one filter's masks at most."""
+        ids = tuple(id(c) for c in self._clauses(einsum, set(einsum.iter_vars)))
+        for key in [k for k in self._masks if k[0] != ids]:
+            del self._masks[key]
+
+    def drop_masks_reading(self, tensor: str) -> None:
+        """Forget the cached masks of filters that read `tensor` (just written)."""
+        for key in [k for k in self._masks if tensor in self._mask_reads[k[0]]]:
+            del self._masks[key]
 
     def _vars_of(self, expr: Expr):
         """(variables, reads a tensor) of a filter node; a partition's whole variable (m)
@@ -762,11 +785,15 @@ class Executor:
             for clause in clauses:
                 filtered |= self._vars_of(clause)[0]
             candidates = [v for v in free if v in filtered] or free or names
-            var = max(candidates, key=lambda v: box.extents[names.index(v)])
+            # Ties broken by name, so Einsums sharing a filter cut the same tiles.
+            var = max(candidates, key=lambda v: (box.extents[names.index(v)], v))
             runs = self.classify(einsum, box, var, self.tile_step(var))
         k = names.index(var)
-        # Bound every box to TILE_POINTS points (merged runs of full tiles included).
+        # Bound every box to TILE_POINTS points (merged runs of full tiles included); a power
+        # of two, so Einsums whose point counts differ a little (a contraction's operands)
+        # cut the same tiles and share their masks.
         step = max(1, TILE_POINTS // max(1, total // max(1, box.extents[k])))
+        step = 1 << (step.bit_length() - 1)
         reduced = bool(einsum.reduced_vars)
         combine = accumulate or var in einsum.reduced_vars
         if combine and not accumulate:
@@ -1308,15 +1335,19 @@ def _plain_everywhere(cascade: Cascade, run: Run, var: str, rank: str) -> bool:
 
 
 def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds, kept=frozenset()) -> None:
+    ex._masks.clear()
     for item in the_plan.items:
         ex._classes.clear()
         ex._full.clear()
         if isinstance(item, Einsum):
             ex._loop = None
+            ex.keep_masks(item)
             ex.run(item, bounds)
-            ex._masks.clear()
+            ex.drop_masks_reading(item.output)
             continue
+        ex._masks.clear()
         if _scan(ex, item, slot, bounds):
+            ex._masks.clear()
             continue
         quiet = quiet_columns(ex, item, slot, kept)
         for e in item.einsums:  # the step-i and i+1 elements agree where nothing is written

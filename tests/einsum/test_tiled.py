@@ -336,3 +336,47 @@ def test_a_reduction_tile_one_index_wide_keeps_its_mask(monkeypatch, rng):
         region = np.arange(13) // 4 % 3
         expected = np.stack([q[:, region == r].sum(axis=1) for r in range(3)], axis=1)
         np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12, err_msg=str(tile))
+
+
+def test_einsums_sharing_a_data_dependent_filter_evaluate_it_once_per_tile(monkeypatch, rng):
+    """The four Einsums of a masked softmax share the filter `S[(p - m) % M] > 0` (a gather
+    over the whole M x P space): its masks are computed for the first one's tiles and
+    reused by the others (the same tiles: power-of-two tile widths), and stay exact."""
+    from einsim.einsum import tiled
+
+    where = "where S[(p - m) % M] > 0"
+    text = "\n".join(
+        [
+            "inputs: Q[e,p], K[e,m], S[m]",
+            f"QK[m,p] = Q[e,p] * K[e,m] {where}",
+            f"MX[p] = max(m) QK[m,p] {where}",
+            f"SN[m,p] = exp(QK[m,p] - MX[p]) {where}",
+            f"SD[p] = sum(m) SN[m,p] {where}",
+        ]
+    )
+    n, e = 37, 3
+    inputs = {"Q": rng.normal(size=(e, n)), "K": rng.normal(size=(e, n)), "S": rng.normal(size=n)}
+    sizes = {"E": e, "M": n, "P": n}
+    monkeypatch.setattr(tiled, "TILE_POINTS", 300)  # several tiles of each Einsum
+    gathers = []
+    real = tiled.Executor._gather
+    monkeypatch.setattr(
+        tiled.Executor,
+        "_gather",
+        lambda self, access, box, mask: (
+            gathers.append(access.tensor) or real(self, access, box, mask)
+        ),
+    )
+    first = evaluate(parse_cascade("\n".join(text.splitlines()[:2])), inputs, sizes)
+    alone = gathers.count("S")
+    gathers.clear()
+    out = evaluate(parse_cascade(text), inputs, sizes, keep=("QK", "SD"))
+    assert alone > 1 and gathers.count("S") == alone
+    m, p = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    kept = inputs["S"][(p - m) % n] > 0
+    qk = np.where(kept, inputs["K"].T @ inputs["Q"], 0.0)
+    np.testing.assert_allclose(first["QK"], qk, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["QK"], qk, rtol=1e-12, atol=1e-12)
+    mx = np.where(kept, qk, -np.inf).max(axis=0)
+    sd = np.where(kept, np.exp(qk - mx), 0.0).sum(axis=0)
+    np.testing.assert_allclose(out["SD"], sd, rtol=1e-12, atol=1e-12)
