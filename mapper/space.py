@@ -956,6 +956,7 @@ def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template)
         varied.mapping, name=f"{ctx.cascade.name}_partial", kernels=kernels
     )
     labels = dict(varied.structure) | {"fusion": fusion, "kernels": str(len(kernels))}
+    values = _thinned(values)
     return Template(mapping, tuple(names), tuple(values), tuple(labels.items()), tuple(ranks),
                     tuple(orders))  # fmt: skip
 
@@ -1059,6 +1060,7 @@ def _templates_of_order(
         ("order", ",".join(order)),
         ("onchip_order", ",".join(on_order)),
     )
+    values = _thinned(values)
     ranks = tuple(
         ((name, r), g)
         for r, g in grids.items()
@@ -1079,6 +1081,28 @@ def _templates_of_order(
             structure = (*structure, ("skip_empty_tiles", "yes" if skip else "no"))
         out.append(Template(mapping, tuple(names), tuple(values), structure, ranks, orders))
     return out
+
+
+#: The most points one template's grid may hold: candidates are numbered by int64 flat
+#: indices over all templates (`MapSpace.offsets`), so a grid past this (many long ranks,
+#: e.g. a 3D token grid's three ranks on two levels) is thinned by `_thinned`.
+GRID_POINTS_LIMIT = 2**48
+
+
+def _thinned(values: list[np.ndarray]) -> list[np.ndarray]:
+    """The grid's value lists, every other value dropped from the longest list (its first
+    and last kept: one iteration and the whole rank) until the grid holds at most
+    `GRID_POINTS_LIMIT` points or only the ends are left. A documented subset: tile factors
+    stay spread over the same range, only more coarsely; a grid within the limit is returned
+    unchanged."""
+    values = list(values)
+    while math.prod(len(v) for v in values) > GRID_POINTS_LIMIT:
+        i = max(range(len(values)), key=lambda j: len(values[j]))
+        v = values[i]
+        if len(v) <= 2:
+            break  # only the ends are left: nothing more to drop
+        values[i] = v[np.unique(np.r_[np.arange(0, len(v), 2), len(v) - 1])]
+    return values
 
 
 #: Every partition of the legal cuts when there are at most this many (2^4 = 16 groupings);
