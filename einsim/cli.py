@@ -57,8 +57,9 @@ def _one_line(error: BaseException) -> str:
 
 
 class _Group(click.Group):
-    """Turns einsim's own errors and OS errors into one line on stderr and exit status 2
-    (with `--debug`: the full message and the traceback as well)."""
+    """Turns einsim's own errors and OS errors into one line on stderr and exit status 2,
+    and any other exception (a bug) into one line and exit status 3 (with `--debug`: the
+    full message and the traceback as well)."""
 
     def invoke(self, ctx):
         try:
@@ -75,6 +76,19 @@ class _Group(click.Group):
                 traceback.print_exception(error, file=sys.stderr)
             click.echo(f"einsim: error: {_one_line(error)}", err=True)
             sys.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors and click's own exits keep their messages and statuses
+        except Exception as error:  # a bug in einsim, not bad input: one line, status 3
+            if ctx.params.get("debug"):
+                import traceback
+
+                traceback.print_exception(error, file=sys.stderr)
+            click.echo(
+                f"einsim: internal error: {type(error).__name__}: {_one_line(error)} "
+                "(a bug in einsim: rerun with --debug for the traceback and report it)",
+                err=True,
+            )
+            sys.exit(3)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,7 +102,8 @@ def main(debug: bool) -> None:
     """einsim: simulate attention cascades on accelerators and explore their mappings.
 
     Exit status: 0 success; 1 ran but the result is invalid (a mapping that does not fit,
-    a sweep whose points all failed); 2 bad input or an OS error (one line on stderr)."""
+    a sweep whose points all failed); 2 bad input or an OS error (one line on stderr);
+    3 an internal error, a bug in einsim (one line; --debug prints the traceback)."""
 
 
 def _build(name: str, params: tuple[str, ...]):

@@ -125,3 +125,22 @@ def test_max_points_bounds_a_sweep_and_lifts_the_bound(tmp_path):
     assert "3 values, more than the 2 points" in _one_error_line(refused)
     assert not (tmp_path / "o").exists()
     assert run("sweep", str(spec), "-o", str(tmp_path / "o"), "--max-points", "3").returncode == 0
+
+
+def test_a_bug_is_one_line_and_exit_3_and_debug_shows_the_traceback(monkeypatch):
+    from click.testing import CliRunner
+
+    import einsim.workloads
+    from einsim.cli import main
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(einsim.workloads, "cascade", broken)
+    plain = CliRunner().invoke(main, ["show", "causal"])
+    assert plain.exit_code == 3
+    lines = plain.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in plain.stderr
+    assert lines[0].startswith("einsim: internal error: ZeroDivisionError: a bug")
+    debug = CliRunner().invoke(main, ["--debug", "show", "causal"])
+    assert debug.exit_code == 3 and "Traceback" in debug.stderr
