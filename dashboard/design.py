@@ -1,41 +1,28 @@
 """A design point (workload + architecture + mapping) and its evaluation: pure functions.
 
 The dashboard's design page is a form over `DesignSpec`; `evaluate_design` turns one into a
-`DesignResult` through the simulator (`einsim.simulator.evaluate` on a spatial array,
-`einsim.simulator.gpu.evaluate_gpu` on a GPU preset, as `einsim evaluate` dispatches),
-raising einsim's own errors, which the page shows as a message.
+`DesignResult` through the simulator's one target interface (`einsim.simulator.targets`:
+the architecture's `Target` loads the mapping and costs it, as `einsim evaluate` does),
+raising einsim's own errors, which the page shows as a message. What the page does
+differently per target kind (which mapping field it reads, the GPU's attention-problem
+check, the editable numbers) is in one table, `_KINDS`, keyed on `Target.kind`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import yaml
 
 from einsim.einsum import Cascade, EinsimError, SpecError
-from einsim.simulator import (
-    Architecture,
-    GpuArchitecture,
-    Report,
-    evaluate,
-    load_architecture,
-    load_mapping,
-)
+from einsim.simulator import Architecture, GpuArchitecture, Report, load_architecture
 from einsim.simulator import Mapping as SimMapping
-from einsim.simulator.gpu import (
-    AttentionProblem,
-    GpuMapping,
-    evaluate_gpu,
-    gpu_presets,
-    parse_gpu_mapping,
-    problem_from_cascade,
-    useful_flops,
-)
+from einsim.simulator.gpu import AttentionProblem, GpuMapping, problem_from_cascade, useful_flops
 from einsim.simulator.shape import DEFAULT_BATCH, cascade_names
 from einsim.simulator.spec import apply_overrides, load_yaml, parse_yaml
-from einsim.simulator.targets import target_of, target_of_spec
+from einsim.simulator.targets import TARGETS, Target, target_of, target_of_spec
 from einsim.workloads import ATTENTION, MODELS, workload
 from einsim.workloads import cascade as build_cascade
 
@@ -208,28 +195,40 @@ def architecture_data(spec: DesignSpec) -> tuple[dict, str]:
     """
     if spec.arch != UPLOADED:
         name = bundled_architecture(spec.arch)
-        if name in gpu_presets():  # as `load_architecture` looks them up: GPUs first
-            return load_yaml(name, "GPU architecture", "gpus")
-        return load_yaml(name, "architecture", "architectures")
+        # The kind whose presets name it, in the order `load_architecture` looks them up.
+        kind = next(kind for kind, target in TARGETS.items() if name in target.presets())
+        return load_yaml(name, *_KINDS[kind].preset_yaml)
     origin = "uploaded architecture"
     if not spec.arch_yaml:
         raise SpecError(f"{origin}: nothing uploaded yet")
     return parse_yaml(check_yaml_text(spec.arch_yaml, origin), origin), origin
 
 
+def design_target(spec: DesignSpec) -> Target | None:
+    """The target kind of the spec's architecture, from its YAML (`target_of_spec`); None
+    when the architecture cannot be read (building it then says why).
+
+    Example:
+        >>> design_target(DesignSpec(arch="h100_sxm")).kind
+        'gpu'
+    """
+    try:
+        data, origin = architecture_data(spec)
+        return target_of_spec(data, origin) if isinstance(data, Mapping) else None
+    except EinsimError:
+        return None
+
+
 def is_gpu(spec: DesignSpec) -> bool:
-    """Whether the spec's architecture is a GPU (its YAML has a top-level `gpu:` section);
-    False when the architecture cannot be read (building it then says why).
+    """Whether the spec's architecture is a GPU (`design_target`); False when the
+    architecture cannot be read.
 
     Example:
         >>> is_gpu(DesignSpec(arch="h100_sxm")), is_gpu(DesignSpec(arch="fusemax_cloud"))
         (True, False)
     """
-    try:
-        data, _ = architecture_data(spec)
-    except EinsimError:
-        return False
-    return isinstance(data, Mapping) and "gpu" in data
+    target = design_target(spec)
+    return target is not None and target.kind == "gpu"
 
 
 def build_architecture(spec: DesignSpec) -> Architecture | GpuArchitecture:
@@ -292,9 +291,11 @@ def build_workload(spec: DesignSpec) -> tuple[Cascade, dict[str, int]]:
 
 
 def evaluate_design(spec: DesignSpec) -> DesignResult:
-    """Build and evaluate a design point: on a spatial array with `einsim.simulator.evaluate`
-    and the bundled mapping; on a GPU with `evaluate_gpu` and the spec's tiling (what
-    `einsim evaluate --arch h100_sxm --mapping fused:...` does).
+    """Build and evaluate a design point through its architecture's target (`target_of`):
+    the mapping is the searched one when it is that target's (`Target.owns_mapping`), else
+    the field `_KINDS` names (a bundled mapping on a spatial array, the tiling on a GPU),
+    loaded by `Target.load_mapping` and costed by `Target.evaluate` (what `einsim evaluate
+    --arch h100_sxm --mapping fused:...` does).
 
     Raises:
         EinsimError: SpecError (bad input; on a GPU also a cascade without a GPU kernel, or a
@@ -311,16 +312,13 @@ def evaluate_design(spec: DesignSpec) -> DesignResult:
     """
     cascade, shape = build_workload(spec)
     arch = build_architecture(spec)
-    if target_of(arch).kind == "gpu":
-        problem = problem_from_cascade(cascade, shape)  # one line naming the supported ones
-        searched = spec.searched if isinstance(spec.searched, GpuMapping) else None
-        tiling = searched or parse_gpu_mapping(checked_text(spec.tiling, "GPU tiling", maximum=200))
-        report = evaluate_gpu(cascade, arch, tiling, shape=shape)
-        return DesignResult(spec, cascade, shape, arch, tiling, report, problem)
-    searched = spec.searched if isinstance(spec.searched, SimMapping) else None
-    mapping = searched or load_mapping(bundled_mapping(spec.mapping))
-    report = evaluate(cascade, arch, mapping, shape)
-    return DesignResult(spec, cascade, shape, arch, mapping, report)
+    target = target_of(arch)
+    kind = _KINDS[target.kind]
+    problem = kind.problem(cascade, shape)  # a GPU: one line naming the supported cascades
+    searched = spec.searched if target.owns_mapping(spec.searched) else None
+    mapping = target.load_mapping(searched or kind.mapping(spec))
+    report = target.evaluate(cascade, arch, mapping, shape)
+    return DesignResult(spec, cascade, shape, arch, mapping, report, problem)
 
 
 def modelled_energy_pj(result: DesignResult) -> float:
@@ -393,6 +391,7 @@ def mapping_file(result: DesignResult) -> MappingFile:
     """The design point's mapping as a downloadable YAML file (`MappingFile`).
 
     Example:
+        >>> from einsim.simulator import load_mapping
         >>> f = mapping_file(evaluate_design(DesignSpec(model="bert_base", seq_len=1024)))
         >>> f.filename, f.searched, load_mapping_text(f.text) == load_mapping("fusemax")
         ('fusemax.yaml', False, True)
@@ -613,8 +612,10 @@ def editable_numbers(data: Mapping) -> list[ArchNumber]:
         >>> [(n.path, n.value) for n in editable_numbers(data)][:2]
         [('gpu.sms', 132.0), ('gpu.clock_hz', 1830000000.0)]
     """
-    if isinstance(data.get("gpu"), Mapping):
-        return _gpu_numbers(data["gpu"])
+    return _KINDS[target_of_spec(data).kind].numbers(data)
+
+
+def _spatial_numbers(data: Mapping) -> list[ArchNumber]:
     out = []
     if _is_number(data.get("clock_hz")):
         out.append(ArchNumber("clock_hz", "clock (Hz)", float(data["clock_hz"])))
@@ -643,15 +644,54 @@ def editable_numbers(data: Mapping) -> list[ArchNumber]:
     return out
 
 
-def _gpu_numbers(gpu: Mapping) -> list[ArchNumber]:
+def _gpu_numbers(data: Mapping) -> list[ArchNumber]:
     out = []
     for key, label in GPU_NUMBERS:
-        node: object = gpu
+        node: object = data.get("gpu")
         for part in key.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
         if _is_number(node):
             out.append(ArchNumber(f"gpu.{key}", label, float(node)))  # type: ignore[arg-type]
     return out
+
+
+def _no_problem(cascade: Cascade, shape: Mapping[str, int]) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What the design page does differently on one target kind.
+
+    Attributes:
+        preset_yaml: (what, folder) of `load_yaml` for a bundled preset of this kind.
+        mapping: the mapping spec the page's fields give (before `Target.load_mapping`).
+        problem: the attention problem a GPU costs (`problem_from_cascade`, which refuses a
+            cascade without a GPU kernel in one line); None elsewhere.
+        numbers: the editable numbers of an architecture's YAML (`editable_numbers`).
+    """
+
+    preset_yaml: tuple[str, str]
+    mapping: Callable[[DesignSpec], str]
+    problem: Callable[[Cascade, Mapping[str, int]], AttentionProblem | None]
+    numbers: Callable[[Mapping], list[ArchNumber]]
+
+
+#: The one place the page keys on `Target.kind`.
+_KINDS: dict[str, _Kind] = {
+    "spatial": _Kind(
+        preset_yaml=("architecture", "architectures"),
+        mapping=lambda spec: bundled_mapping(spec.mapping),
+        problem=_no_problem,
+        numbers=_spatial_numbers,
+    ),
+    "gpu": _Kind(
+        preset_yaml=("GPU architecture", "gpus"),
+        mapping=lambda spec: checked_text(spec.tiling, "GPU tiling", maximum=200),
+        problem=problem_from_cascade,
+        numbers=_gpu_numbers,
+    ),
+}
 
 
 def _is_number(value: object) -> bool:

@@ -1,7 +1,8 @@
 """Targets: spatial arrays and GPUs behind one interface, and the one registry `TARGETS`.
 
 A target kind implements `Target`: its presets, how it loads an architecture spec (a preset
-name, a YAML path, or parsed YAML) and a mapping spec, how it costs a batch of mappings
+name, a YAML path, or parsed YAML) and a mapping spec (and whether a loaded mapping is its
+own: `owns_mapping`), how it costs a batch of mappings
 (`evaluate_batch`, one `BatchReport`) and one mapping (`evaluate`, a `Report`), and the
 typed view of a report (`TargetReport`: per-Einsum / per-kernel `CostRow`s with units in
 the names, GPU-only facts such as occupancy and waves in `GpuKernelFacts`). Map spaces and
@@ -127,6 +128,8 @@ class Target(Protocol):
 
     def load_mapping(self, spec): ...
 
+    def owns_mapping(self, mapping: object) -> bool: ...
+
     def evaluate(self, cascade: Cascade, arch, mapping, shape: MappingABC[str, int]): ...
 
     def evaluate_batch(self, cascade: Cascade, arch, mapping, shape, params=None): ...
@@ -180,6 +183,11 @@ class SpatialTarget:
         from .spatial.mapping import Mapping, load_mapping
 
         return spec if isinstance(spec, Mapping) else load_mapping(spec)
+
+    def owns_mapping(self, mapping: object) -> bool:
+        from .spatial.mapping import Mapping
+
+        return isinstance(mapping, Mapping)
 
     def evaluate(self, cascade, arch, mapping, shape):
         from .spatial.cost import evaluate
@@ -266,6 +274,11 @@ class GpuTarget:
         if not isinstance(spec, str):
             raise SpecError(f"GPU mapping: expected a tiling such as fused:Br=128, got {spec!r}")
         return parse_gpu_mapping(spec)
+
+    def owns_mapping(self, mapping: object) -> bool:
+        from .gpu import GpuMapping
+
+        return isinstance(mapping, GpuMapping)
 
     def evaluate(self, cascade, arch, mapping, shape):
         from .gpu import evaluate_gpu

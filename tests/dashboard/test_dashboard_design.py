@@ -19,6 +19,7 @@ from einsim.dashboard.design import (
     build_architecture,
     changed_overrides,
     compare,
+    design_target,
     editable_numbers,
     error_message,
     evaluate_design,
@@ -498,3 +499,39 @@ def test_the_page_shows_and_downloads_the_searched_mapping(page, served_url, scr
     np.testing.assert_allclose(_costs(_cli_json(command, path)), _costs(found.report), rtol=1e-12)
     page.locator("#mapping-yaml").scroll_into_view_if_needed()
     page.screenshot(path=screenshots / "design_mapping.png", full_page=True)
+
+
+def test_a_searched_mapping_of_the_other_kind_is_left_for_the_page_fields():
+    """A mapping searched on one kind (then the architecture switched) is not the new
+    target's: the design point falls back to the bundled mapping / the typed tiling."""
+    w = workload("bert_base", "fusemax_1pass", 1024)
+    shape = {**w.sizes, **dict(w.outer)}
+    gpu_tiling = parse_gpu_mapping("fused:Br=64,Bc=64")
+    spatial = evaluate_design(DesignSpec(seq_len=1024, searched=gpu_tiling))
+    assert spatial.mapping == load_mapping("fusemax")
+    expected = evaluate(
+        w.cascade, load_architecture("fusemax_cloud"), load_mapping("fusemax"), shape
+    )
+    assert spatial.report.latency_s == expected.latency_s
+    gpu = evaluate_design(
+        DesignSpec(
+            seq_len=1024, arch="h100_sxm", tiling=gpu_tiling.name, searched=load_mapping("fusemax")
+        )
+    )
+    assert gpu.mapping == gpu_tiling and gpu.problem == problem_from_cascade(w.cascade, shape)
+    expected = evaluate_gpu(w.cascade, load_gpu_architecture("h100_sxm"), gpu_tiling, shape=shape)
+    assert gpu.report.latency_s == expected.latency_s
+    searched = evaluate_design(DesignSpec(seq_len=1024, arch="h100_sxm", searched=gpu_tiling))
+    assert searched.mapping == gpu_tiling  # its own kind's searched mapping wins over the field
+
+
+def test_the_design_target_is_read_from_the_yaml():
+    data, _ = architecture_data(DesignSpec(arch="fusemax_cloud"))
+    import yaml
+
+    uploaded = DesignSpec(arch=UPLOADED, arch_yaml=yaml.safe_dump(data, sort_keys=False))
+    assert design_target(uploaded).kind == "spatial" and not is_gpu(uploaded)
+    assert design_target(DesignSpec(arch="h100_sxm")).kind == "gpu"
+    assert design_target(DesignSpec(arch=UPLOADED)) is None  # nothing uploaded yet
+    assert design_target(DesignSpec(arch=UPLOADED, arch_yaml="name: x\ngpu: 5\n")).kind == "gpu"
+    assert editable_numbers({"name": "x", "gpu": 5}) == []  # a GPU whose section is no mapping

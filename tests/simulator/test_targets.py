@@ -107,3 +107,12 @@ def test_an_unknown_preset_names_every_kind():
 def test_target_of_refuses_a_non_architecture():
     with pytest.raises(SpecError, match="not an architecture of any target"):
         target_of(object())
+
+
+def test_each_kind_owns_the_mappings_it_loads_and_no_other():
+    loaded = {kind: TARGETS[kind].load_mapping(MAPPING[kind]) for kind in TARGETS}
+    for kind, target in TARGETS.items():
+        for other, mapping in loaded.items():
+            assert target.owns_mapping(mapping) == (other == kind)
+        assert target.load_mapping(loaded[kind]) is loaded[kind]  # a loaded one passes through
+        assert not target.owns_mapping(MAPPING[kind])  # a name or tiling text is not loaded
