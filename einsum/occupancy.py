@@ -429,7 +429,7 @@ def _static_grid(cascade, einsum, sizes, t, where) -> _Grid:
 def _mask_vars_of(cascade, einsum, sizes, where) -> tuple[str, ...]:
     # Memoized: a search asks for the same Einsum's mask variables at every tiling, and
     # they depend on the sizes only through which partitions have a partial last tile.
-    key = (cascade, einsum.output, where, _partial_flags(cascade, sizes))
+    key = (cascade, einsum.output, _token(where), _partial_flags(cascade, sizes))
     found = _MASK_VARS.get(key)
     if found is None:
         probe = Einsum(einsum.output, einsum.out_indices, einsum.expr, einsum.reduce_op, where)
@@ -450,11 +450,63 @@ def _remember(table: dict, key, value, most: int = 512) -> None:
 
 
 _MASK_VARS: dict[tuple, tuple[str, ...]] = {}
+
+
+def _token(expr: Expr | None) -> int:
+    """An int standing for a filter's value: equal filters get one token, and the tree is
+    hashed once per object (a look-up by id after that), not at every cache look-up --
+    hashing NATTEN's filter tree at each of a search's look-ups cost seconds. The object
+    is held, so its id is not reused while it has a token."""
+    found = _TOKENS.get(id(expr))
+    if found is not None and found[0] is expr:
+        return found[1]
+    with _LOCK:
+        token = _BY_VALUE.get(expr)
+        if token is None:
+            token = _BY_VALUE[expr] = len(_BY_VALUE) + _EVICTED[0]
+            while len(_BY_VALUE) > 4096:
+                _BY_VALUE.pop(next(iter(_BY_VALUE)))
+                _EVICTED[0] += 1
+        _TOKENS[id(expr)] = (expr, token)
+        while len(_TOKENS) > 4096:
+            _TOKENS.pop(next(iter(_TOKENS)))
+    return token
+
+
+_TOKENS: dict[int, tuple[Expr | None, int]] = {}  # id(filter) -> (filter, token)
+_BY_VALUE: dict[Expr | None, int] = {}  # filter value -> token
+_EVICTED = [0]  # tokens handed out and evicted from _BY_VALUE (new tokens stay fresh)
+
+
+class _ByToken:
+    """A filter keyed by its `_token` (for `lru_cache`): hash and equality by token."""
+
+    __slots__ = ("expr", "token")
+
+    def __init__(self, expr: Expr | None):
+        self.expr, self.token = expr, _token(expr)
+
+    def __hash__(self) -> int:
+        return self.token
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _ByToken) and other.token == self.token
+
+
 _KERNEL_PARTS: dict[tuple, tuple[str, tuple[str, ...], bool]] = {}
 
 
 def _reads_tensor(expr: Expr | None) -> bool:
-    return expr is not None and any(isinstance(e, Access) for e in walk(expr))
+    """Whether a filter reads a tensor (memoized by `_token`: a search asks per tiling)."""
+    token = _token(expr)
+    found = _READS.get(token)
+    if found is None:
+        found = expr is not None and any(isinstance(e, Access) for e in walk(expr))
+        _remember(_READS, token, found)
+    return found
+
+
+_READS: dict[int, bool] = {}
 
 
 def _conjuncts(expr: Expr) -> list[Expr]:
@@ -464,7 +516,20 @@ def _conjuncts(expr: Expr) -> list[Expr]:
 
 
 def _static_part(where: Expr) -> Expr | None:
-    """The conjuncts of a filter that read no tensor (None when there are none)."""
+    """The conjuncts of a filter that read no tensor (None when there are none); one
+    object per filter (memoized), so the caches keyed by `_token` find it again."""
+    token = _token(where)
+    found = _STATIC_PARTS.get(token, _STATIC_PARTS)
+    if found is _STATIC_PARTS:
+        found = _static_part_of(where)
+        _remember(_STATIC_PARTS, token, found)
+    return found
+
+
+_STATIC_PARTS: dict[int, Expr | None] = {}
+
+
+def _static_part_of(where: Expr) -> Expr | None:
     static = [c for c in _conjuncts(where) if not _reads_tensor(c)]
     if not static:
         return None
@@ -631,7 +696,7 @@ _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE
 def _kernel_parts(cascade, einsum, sizes, where, vars_):
     """`_kernel_parts_of`, memoized: the source does not depend on the tiling, and a
     search counts one mask at many tilings (generating it walks the filter's tree)."""
-    key = (cascade, where, tuple(vars_), _partial_flags(cascade, sizes))
+    key = (cascade, _token(where), tuple(vars_), _partial_flags(cascade, sizes))
     found = _KERNEL_PARTS.get(key)
     if found is None:
         found = _kernel_parts_of(cascade, einsum, sizes, where, vars_)
@@ -803,6 +868,14 @@ def _compiled_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid:
 
             keep = int(_value(where, {}, sizes, {}, None) != 0)
         return _Grid((), one * keep, one, "compiled" if where is not None else "dense")
+    grid = _from_base(cascade, einsum, sizes, t, where, tuple(vars_))
+    if grid is not None:
+        return grid
+    return _direct_grid(cascade, einsum, sizes, t, where, vars_)
+
+
+def _direct_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid:
+    """One count of the mask at tiling `t` (numpy while small, else the compiled kernel)."""
     source, size_names, whole = _kernel_parts(cascade, einsum, sizes, where, vars_)
     ext = np.array([_extent(sizes, v) for v in vars_], dtype=np.int64)
     tiles = np.array([_tile_of(t, sizes, v) for v in vars_], dtype=np.int64)
@@ -827,6 +900,130 @@ def _compiled_grid(cascade, einsum, sizes, t, where, vars_) -> _Grid:
 
 
 _RUNS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # recent kernel runs (small grids)
+
+
+# ------------------------------------------------ coarse tilings from one fine count
+
+#: Cells of a base grid (`_Base`): one count at a fine granularity serves every tiling
+#: whose tiles are multiples of it; past this many cells the tiling is counted directly.
+BASE_CELLS = 2**22
+#: Base grids kept (each two int64 summed-area tables of at most BASE_CELLS cells).
+BASES_KEPT = 6
+
+
+@dataclass(frozen=True, eq=False)
+class _Base:
+    """Kept and real points of one mask per cell of a fine grid (cell g[i] along variable
+    vars[i], the last cell of an axis partial), as summed-area tables padded with a leading
+    zero on each axis: the points of any box of whole cells are 2^k corner look-ups.
+
+    Exact for a coarse tiling whose tile along each variable is a multiple of g or the
+    whole extent: each coarse tile is a box of whole fine cells (its end min(start + t, n)
+    is a cell boundary), kept and real points add over cells, and a tile is empty iff its
+    kept sum is 0, full iff kept == real.
+    """
+
+    vars: tuple[str, ...]
+    ext: tuple[int, ...]
+    g: tuple[int, ...]
+    kept: np.ndarray
+    valid: np.ndarray
+    method: str
+
+
+_BASES: dict[tuple, _Base] = {}  # LRU: (source, extents, sizes) -> base grid
+
+
+def _serves(g, ext, tiles) -> bool:
+    return all(t % c == 0 or t >= n for c, n, t in zip(g, ext, tiles, strict=True))
+
+
+def _base_granularity(ext, tiles, start) -> tuple[int, ...] | None:
+    """The finest cells (from `start`, each dividing its requested tile or the tile whole)
+    that fit BASE_CELLS: the axis with the most cells is coarsened by the smallest factor
+    that still divides its tile (or to the whole axis when the tile is whole); None when
+    the requested tiling cannot be served within BASE_CELLS."""
+    g = list(start)
+    while math.prod(-(-n // c) for n, c in zip(ext, g, strict=True)) > BASE_CELLS:
+        best = None
+        for i, (n, c, t) in enumerate(zip(ext, g, tiles, strict=True)):
+            if c >= n:
+                continue
+            step = n if t >= n else (c * _least_factor(t // c) if t > c else None)
+            if step is not None and (best is None or -(-n // c) > -(-ext[best[0]] // g[best[0]])):
+                best = (i, min(step, n))
+        if best is None:
+            return None
+        g[best[0]] = best[1]
+    return tuple(g)
+
+
+def _least_factor(q: int) -> int:
+    """The least factor > 1 of q > 1."""
+    return next((f for f in range(2, math.isqrt(q) + 1) if q % f == 0), q)
+
+
+def _from_base(cascade, einsum, sizes, t, where, vars_) -> _Grid | None:
+    """The per-tile counts of tiling `t` reduced from the mask's base grid (built, or
+    rebuilt finer, on demand); None when the tiling is too fine for a base of BASE_CELLS.
+    The base is laid out over the variables in name order, so the Einsums sharing a mask
+    (QK[m1,m0,p], LM[m1,p,m0], ...) share it; the result is transposed to `vars_`."""
+    if not vars_:
+        return None
+    canon = tuple(sorted(vars_))
+    ext = tuple(_extent(sizes, v) for v in canon)
+    tiles = tuple(_tile_of(t, sizes, v) for v in canon)
+    source, size_names, whole = _kernel_parts(cascade, einsum, sizes, where, canon)
+    sz = np.array([sizes[s] for s in size_names], dtype=np.int64 if whole else np.float64)
+    key = (source, ext, sz.tobytes())
+    with _LOCK:
+        base = _BASES.pop(key, None)
+        if base is not None:
+            _BASES[key] = base
+    if base is None or not _serves(base.g, ext, tiles):
+        start = (1,) * len(ext)
+        if base is not None:  # finer where this tiling needs it, as fine elsewhere
+            start = tuple(
+                c if tt >= n else math.gcd(c, tt)
+                for c, n, tt in zip(base.g, ext, tiles, strict=True)
+            )
+        g = _base_granularity(ext, tiles, start)
+        if g is None:
+            return None
+        fine = _direct_grid(
+            cascade, einsum, sizes, dict(zip(map(rank_of, canon), g, strict=True)), where, canon
+        )
+        base = _Base(canon, ext, g, _summed(fine.kept), _summed(fine.valid), fine.method)
+        with _LOCK:
+            _BASES[key] = base
+            while len(_BASES) > BASES_KEPT:
+                _BASES.pop(next(iter(_BASES)), None)
+    bounds = [
+        -(-np.minimum(np.arange(0, n + tt, tt), n)[: -(-n // tt) + 1] // c)
+        if tt < n
+        else np.array([0, -(-n // c)])
+        for n, c, tt in zip(ext, base.g, tiles, strict=True)
+    ]
+    kept, valid = (_box_sums(a, bounds) for a in (base.kept, base.valid))
+    order = [canon.index(v) for v in vars_]
+    kept, valid = (np.ascontiguousarray(a.transpose(order)) for a in (kept, valid))
+    return _Grid(tuple(vars_), kept, valid, base.method)
+
+
+def _summed(cells: np.ndarray) -> np.ndarray:
+    """Summed-area table with a leading zero on every axis."""
+    out = np.pad(cells.astype(np.int64), [(1, 0)] * cells.ndim)
+    for axis in range(cells.ndim):
+        np.cumsum(out, axis=axis, out=out)
+    return out
+
+
+def _box_sums(table: np.ndarray, bounds: list[np.ndarray]) -> np.ndarray:
+    """Sums over the boxes between consecutive bounds on each axis (in cells)."""
+    out = table[np.ix_(*bounds)] if bounds else table
+    for axis in range(len(bounds)):
+        out = np.diff(out, axis=axis)
+    return out
 
 
 # --------------------------------------------------------------- the numpy reference
@@ -955,13 +1152,13 @@ def _substitute(expr: Expr, table: dict) -> Expr:
 
 def _affine_plan(cascade, einsum, sizes, where, vars_) -> _AffinePlan | None:
     key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
-    return _affine_plan_cached(cascade, key, where, tuple(vars_))
+    return _affine_plan_cached(cascade, key, _ByToken(where), tuple(vars_))
 
 
 @lru_cache(maxsize=256)
-def _affine_plan_cached(cascade, key, where, vars_) -> _AffinePlan | None:
+def _affine_plan_cached(cascade, key, keyed, vars_) -> _AffinePlan | None:
     """One plan per (cascade, sizes, filter, variables): Einsums sharing a mask share it."""
-    sizes = dict(key)
+    sizes, where = dict(key), keyed.expr
     from .executor import _value
 
     if where is None or not vars_:
