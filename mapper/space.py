@@ -383,6 +383,20 @@ def _pinned_keys_present(template: Template, constraints: Constraints) -> bool:
     return all(key in present for key, _ in constraints.factors)
 
 
+def _balanced_binding(ctx: _Context, work, units: list[str], cycles: dict) -> dict[str, str]:
+    """Each Einsum with work on the unit that runs it fastest (`cycles[unit][einsum]`, the
+    probe of one spatial choice); ties go to the least loaded unit, then the first listed.
+    Einsums are placed longest first, so the load balance sees the big ones."""
+    binding: dict[str, str] = {}
+    load = dict.fromkeys(units, 0.0)
+    for e in sorted(work, key=lambda x: -min(cycles[u][x] for u in ctx.supported[x])):
+        fastest = min(cycles[u][e] for u in ctx.supported[e])
+        tied = [u for u in ctx.supported[e] if cycles[u][e] <= fastest * (1 + 1e-9)]
+        binding[e] = min(tied, key=lambda u: (load[u], units.index(u)))
+        load[binding[e]] += cycles[binding[e]][e]
+    return binding
+
+
 def _spatial_options(ctx: _Context, unit_name: str, einsums: list[str]) -> list[tuple[str, ...]]:
     """Ordered assignments of ranks to a unit's dimensions: distinct ranks that one of the
     Einsums it could run iterates together; iterative (scanned) ranks stay temporal."""
@@ -612,13 +626,7 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
     for choice in itertools.product(*(options[u] for u in units)):
         spatial = tuple(zip(units, choice, strict=True))
         cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
-        binding: dict[str, str] = {}
-        load = dict.fromkeys(units, 0.0)
-        for e in sorted(work, key=lambda x: -min(cycles[u][x] for u in ctx.supported[x])):
-            fastest = min(cycles[u][e] for u in ctx.supported[e])
-            tied = [u for u in ctx.supported[e] if cycles[u][e] <= fastest * (1 + 1e-9)]
-            binding[e] = min(tied, key=lambda u: (load[u], units.index(u)))
-            load[binding[e]] += cycles[binding[e]][e]
+        binding = _balanced_binding(ctx, work, units, cycles)
         stages, score = _score(ctx, work, binding, cycles, edges)
         combos.append((score, spatial, binding, stages, cycles))
         results[spatial, tuple(sorted(binding.items()))] = (score, stages)
@@ -895,16 +903,11 @@ def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
     for choice in itertools.product(*(options[u] for u in units)):
         spatial = tuple(zip(units, choice, strict=True))
         cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
-        binding: dict[str, str] = {}
-        load = dict.fromkeys(units, 0.0)
-        for e in sorted(work, key=lambda x: -min(cycles[u][x] for u in ctx.supported[x])):
-            fastest = min(cycles[u][e] for u in ctx.supported[e])
-            tied = [u for u in ctx.supported[e] if cycles[u][e] <= fastest * (1 + 1e-9)]
-            binding[e] = min(tied, key=lambda u: (load[u], units.index(u)))
-            load[binding[e]] += cycles[binding[e]][e]
+        binding = _balanced_binding(ctx, work, units, cycles)
         used = set(binding.values())
         kept = tuple((u, r) for u, r in spatial if u in used)
-        ranked.append((max(load.values()), str(kept), kept, binding))
+        busiest = max(sum(cycles[u][e] for e, b in binding.items() if b == u) for u in units)
+        ranked.append((busiest, str(kept), kept, binding))
     ranked.sort(key=lambda item: (item[0], item[1]))
     for _, _, kept, binding in ranked[:TOP_COMPUTE]:
         candidates.setdefault((kept, tuple(sorted(binding.items()))), binding)
