@@ -126,14 +126,6 @@ class Constraints:
         return table.get(f"{kernel}.{key}", table.get(key))
 
 
-def _names(value: object, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (validation.name(value, where),)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"{where}: expected a name or a list of names")
-    return tuple(validation.name(v, f"{where}[{i}]") for i, v in enumerate(value))
-
-
 def _factor(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{where}: expected a positive integer, got {value!r}"[:200])
@@ -157,7 +149,10 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
             raise SpecError(f"{origin}: binding.{einsum}: expected a unit name, got {unit!r}")
         binding.append((validation.name(einsum, f"{origin}: binding"), unit))
     spatial = tuple(
-        (validation.name(unit, f"{origin}: spatial"), _names(ranks, f"{origin}: spatial.{unit}"))
+        (
+            validation.name(unit, f"{origin}: spatial"),
+            validation.names(ranks, f"{origin}: spatial.{unit}"),
+        )
         for unit, ranks in _table(data.get("spatial"), f"{origin}: spatial").items()
     )
     factors = tuple(
@@ -170,13 +165,18 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
     orders = data.get("forbid_orders") or []
     if not isinstance(orders, list):
         raise SpecError(f"{origin}: forbid_orders: expected a list of rank lists")
-    forbid = tuple(_names(o, f"{origin}: forbid_orders[{i}]") for i, o in enumerate(orders))
+    forbid = tuple(
+        validation.names(o, f"{origin}: forbid_orders[{i}]") for i, o in enumerate(orders)
+    )
     keep = tuple(
-        (validation.name(level, f"{origin}: keep"), _names(t, f"{origin}: keep.{level}"))
+        (validation.name(level, f"{origin}: keep"), validation.names(t, f"{origin}: keep.{level}"))
         for level, t in _table(data.get("keep"), f"{origin}: keep").items()
     )
     bypass = tuple(
-        (validation.name(level, f"{origin}: bypass"), _names(t, f"{origin}: bypass.{level}"))
+        (
+            validation.name(level, f"{origin}: bypass"),
+            validation.names(t, f"{origin}: bypass.{level}"),
+        )
         for level, t in _table(data.get("bypass"), f"{origin}: bypass").items()
     )
     chained = data.get("chained_ops") or []
@@ -187,21 +187,23 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
         raise SpecError(f"{origin}: padded: expected true or false, got {padded!r}")
     fusion = data.get("fusion")
     if isinstance(fusion, list):  # an explicit grouping: one list of Einsums per kernel
-        fusion = tuple(_names(g, f"{origin}: fusion[{i}]") for i, g in enumerate(fusion))
+        fusion = tuple(validation.names(g, f"{origin}: fusion[{i}]") for i, g in enumerate(fusion))
     elif fusion is not None:
         validation.choice(fusion, f"{origin}: fusion", FUSIONS)
     apart = data.get("forbid_fusion") or []
     if not isinstance(apart, list):
         raise SpecError(f"{origin}: forbid_fusion: expected a list of Einsum lists")
-    apart = tuple(_names(g, f"{origin}: forbid_fusion[{i}]") for i, g in enumerate(apart))
+    apart = tuple(validation.names(g, f"{origin}: forbid_fusion[{i}]") for i, g in enumerate(apart))
     together = data.get("require_fusion") or []
     if not isinstance(together, list):
         raise SpecError(f"{origin}: require_fusion: expected a list of Einsum lists")
-    together = tuple(_names(g, f"{origin}: require_fusion[{i}]") for i, g in enumerate(together))
+    together = tuple(
+        validation.names(g, f"{origin}: require_fusion[{i}]") for i, g in enumerate(together)
+    )
     validation.choice(data.get("overlap", "pipelined"), f"{origin}: overlap", OVERLAPS)
     known_ops = tuple(op.value for op in Op)
     for i, group in enumerate(chained):
-        for op in _names(group, f"{origin}: chained_ops[{i}]"):
+        for op in validation.names(group, f"{origin}: chained_ops[{i}]"):
             validation.choice(op, f"{origin}: chained_ops[{i}]", known_ops)
     try:
         return Constraints(
@@ -216,7 +218,8 @@ def constraints_from_dict(data: object, origin: str = "constraints") -> Constrai
             bypass=bypass,
             overlap=str(data.get("overlap", "pipelined")),
             chained_ops=tuple(
-                frozenset(_names(g, f"{origin}: chained_ops[{i}]")) for i, g in enumerate(chained)
+                frozenset(validation.names(g, f"{origin}: chained_ops[{i}]"))
+                for i, g in enumerate(chained)
             ),
             padded=padded,
         )

@@ -99,14 +99,6 @@ def _positive_int(value: object, where: str) -> int:
     raise SpecError(f"{where}: expected a positive integer, got {value!r}"[:200])
 
 
-def _names(value: object, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (validation.name(value, where),)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"{where}: expected a name or a list of names")
-    return tuple(validation.name(v, f"{where}[{i}]") for i, v in enumerate(value))
-
-
 def _table(value: object, where: str) -> MappingABC:
     """An optional mapping (`spatial: {2d: [P, M0]}`); absent or null is empty."""
     if value is None:
@@ -150,19 +142,22 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
             "spill_fraction",
         ),
     )
-    einsums = _names(data["einsums"], f"{where}.einsums")
+    einsums = validation.names(data["einsums"], f"{where}.einsums")
     binding_data = _table(data["binding"], f"{where}.binding")
     binding = tuple(
         (einsum, validation.name(unit, f"{where}.binding.{unit}"))
         for unit, names in binding_data.items()
-        for einsum in _names(names, f"{where}.binding.{unit}")
+        for einsum in validation.names(names, f"{where}.binding.{unit}")
     )
     bound = [einsum for einsum, _ in binding]
     for einsum in bound:
         if bound.count(einsum) > 1:
             raise SpecError(f"{where}.binding: {einsum} is bound to two units")
     spatial = tuple(
-        (validation.name(unit, f"{where}.spatial"), _names(ranks, f"{where}.spatial.{unit}"))
+        (
+            validation.name(unit, f"{where}.spatial"),
+            validation.names(ranks, f"{where}.spatial.{unit}"),
+        )
         for unit, ranks in _table(data.get("spatial"), f"{where}.spatial").items()
     )
     loops = []
@@ -177,7 +172,10 @@ def kernel_from_dict(data: object, where: str) -> Kernel:
             )
         )
     keep = tuple(
-        (validation.name(level, f"{where}.keep"), _names(tensors, f"{where}.keep.{level}"))
+        (
+            validation.name(level, f"{where}.keep"),
+            validation.names(tensors, f"{where}.keep.{level}"),
+        )
         for level, tensors in _table(data.get("keep"), f"{where}.keep").items()
     )
     stages = []
@@ -275,7 +273,7 @@ def mapping_from_dict(data: MappingABC, origin: str = "mapping") -> Mapping:
         name=validation.name(data["name"], f"{origin}: name"),
         cascade=cascade,
         kernels=kernels,
-        batch=_names(data.get("batch", ["B", "H"]), f"{origin}: batch"),
+        batch=validation.names(data.get("batch", ["B", "H"]), f"{origin}: batch"),
         kernel_overlap=kernel_overlap,
         skip_empty_tiles=skip,
     )
@@ -285,7 +283,7 @@ def _chained_group(group: object, where: str) -> tuple[str, ...]:
     from einsim.einsum import Op
 
     known = tuple(op.value for op in Op)
-    return tuple(validation.choice(op, where, known) for op in _names(group, where))
+    return tuple(validation.choice(op, where, known) for op in validation.names(group, where))
 
 
 def kernel_to_dict(kernel: Kernel) -> dict:
