@@ -248,16 +248,9 @@ class GpuTarget:
         return "gpu" in data
 
     def load(self, name_or_path, overrides=None):
-        from .gpu import gpu_architecture_from_dict, load_gpu_architecture
+        from .gpu import load_gpu_architecture
 
-        if str(name_or_path) in self.presets():
-            return load_gpu_architecture(name_or_path, overrides)
-        from .spec import apply_overrides, load_yaml
-
-        data, origin = load_yaml(name_or_path, "GPU architecture", "gpus")
-        if overrides:
-            data = apply_overrides(data, overrides, origin)
-        return gpu_architecture_from_dict(data, origin)
+        return load_gpu_architecture(name_or_path, overrides)  # a preset or a YAML path
 
     def from_dict(self, data, origin="architecture"):
         from .gpu import gpu_architecture_from_dict
