@@ -1201,22 +1201,32 @@ def _affine_plan_cached(cascade, key, keyed, vars_) -> _AffinePlan | None:
                 lo = np.maximum(lo, np.ceil(t).astype(np.int64))
             else:
                 lo = np.maximum(lo, np.floor(t).astype(np.int64) + 1)
-        feasible = np.flatnonzero(lo <= hi)
-        if feasible.size == 0:
-            ya, yb = 1, 0
-        else:
-            ya, yb = int(feasible[0]), int(feasible[-1])
-            run_lo, run_hi = lo[ya : yb + 1], hi[ya : yb + 1]
-            if (
-                feasible.size != yb - ya + 1
-                or np.any(np.diff(run_lo) < 0)
-                or np.any(np.diff(run_hi) < 0)
-                or np.any(run_lo[1:] > run_hi[:-1] + 1)
-            ):
-                continue
+        run = _staircase(lo, hi)
+        if run is None:
+            continue
+        ya, yb = run
         points = int(np.clip(hi - lo + 1, 0, None).sum())
         return _AffinePlan(groups[x], groups[y], n_x, n_y, lo, hi, ya, yb, points)
     return None
+
+
+def _staircase(lo: np.ndarray, hi: np.ndarray) -> tuple[int, int] | None:
+    """The rows (a, b) where the intervals [lo, hi] are non-empty, when those rows are one
+    contiguous run whose ends are non-decreasing and each interval touches the next (one
+    staircase); (1, 0) when every interval is empty; None when they form no staircase."""
+    feasible = np.flatnonzero(lo <= hi)
+    if feasible.size == 0:
+        return 1, 0
+    a, b = int(feasible[0]), int(feasible[-1])
+    run_lo, run_hi = lo[a : b + 1], hi[a : b + 1]
+    if (
+        feasible.size != b - a + 1
+        or np.any(np.diff(run_lo) < 0)
+        or np.any(np.diff(run_hi) < 0)
+        or np.any(run_lo[1:] > run_hi[:-1] + 1)
+    ):
+        return None
+    return a, b
 
 
 _HOLDS = {Op.LT: np.less, Op.LE: np.less_equal, Op.GT: np.greater, Op.GE: np.greater_equal}
@@ -1375,18 +1385,10 @@ def _transposed(plan: _AffinePlan) -> _AffinePlan | None:
     xs = np.arange(plan.extent_x)
     lo = plan.ya + np.searchsorted(run_hi, xs, side="left")
     hi = plan.ya + np.searchsorted(run_lo, xs, side="right") - 1
-    feasible = np.flatnonzero(lo <= hi)
-    if feasible.size == 0:
+    run = _staircase(lo, hi)
+    if run is None or run[0] > run[1]:
         return None
-    xa, xb = int(feasible[0]), int(feasible[-1])
-    r_lo, r_hi = lo[xa : xb + 1], hi[xa : xb + 1]
-    if (
-        feasible.size != xb - xa + 1
-        or np.any(np.diff(r_lo) < 0)
-        or np.any(np.diff(r_hi) < 0)
-        or np.any(r_lo[1:] > r_hi[:-1] + 1)
-    ):
-        return None
+    xa, xb = run
     lo, hi = np.clip(lo, 0, None).astype(np.int64), hi.astype(np.int64)
     return _AffinePlan(plan.y, plan.x, plan.extent_y, plan.extent_x, lo, hi, xa, xb, plan.points)
 
