@@ -429,7 +429,7 @@ def _static_grid(cascade, einsum, sizes, t, where) -> _Grid:
 def _mask_vars_of(cascade, einsum, sizes, where) -> tuple[str, ...]:
     # Memoized: a search asks for the same Einsum's mask variables at every tiling, and
     # they depend on the sizes only through which partitions have a partial last tile.
-    key = (cascade, einsum.output, _token(where), _partial_flags(cascade, sizes))
+    key = (cascade, einsum.output, filter_token(where), _partial_flags(cascade, sizes))
     found = _MASK_VARS.get(key)
     if found is None:
         probe = Einsum(einsum.output, einsum.out_indices, einsum.expr, einsum.reduce_op, where)
@@ -452,7 +452,7 @@ def _remember(table: dict, key, value, most: int = 512) -> None:
 _MASK_VARS: dict[tuple, tuple[str, ...]] = {}
 
 
-def _token(expr: Expr | None) -> int:
+def filter_token(expr: Expr | None) -> int:
     """An int standing for a filter's value: equal filters get one token, and the tree is
     hashed once per object (a look-up by id after that), not at every cache look-up --
     hashing NATTEN's filter tree at each of a search's look-ups cost seconds. The object
@@ -479,12 +479,12 @@ _EVICTED = [0]  # tokens handed out and evicted from _BY_VALUE (new tokens stay 
 
 
 class _ByToken:
-    """A filter keyed by its `_token` (for `lru_cache`): hash and equality by token."""
+    """A filter keyed by its `filter_token` (for `lru_cache`): hash and equality by token."""
 
     __slots__ = ("expr", "token")
 
     def __init__(self, expr: Expr | None):
-        self.expr, self.token = expr, _token(expr)
+        self.expr, self.token = expr, filter_token(expr)
 
     def __hash__(self) -> int:
         return self.token
@@ -497,8 +497,8 @@ _KERNEL_PARTS: dict[tuple, tuple[str, tuple[str, ...], bool]] = {}
 
 
 def _reads_tensor(expr: Expr | None) -> bool:
-    """Whether a filter reads a tensor (memoized by `_token`: a search asks per tiling)."""
-    token = _token(expr)
+    """Whether a filter reads a tensor (memoized by `filter_token`: a search asks per tiling)."""
+    token = filter_token(expr)
     found = _READS.get(token)
     if found is None:
         found = expr is not None and any(isinstance(e, Access) for e in walk(expr))
@@ -517,8 +517,8 @@ def _conjuncts(expr: Expr) -> list[Expr]:
 
 def _static_part(where: Expr) -> Expr | None:
     """The conjuncts of a filter that read no tensor (None when there are none); one
-    object per filter (memoized), so the caches keyed by `_token` find it again."""
-    token = _token(where)
+    object per filter (memoized), so the caches keyed by `filter_token` find it again."""
+    token = filter_token(where)
     found = _STATIC_PARTS.get(token, _STATIC_PARTS)
     if found is _STATIC_PARTS:
         found = _static_part_of(where)
@@ -696,7 +696,7 @@ _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE
 def _kernel_parts(cascade, einsum, sizes, where, vars_):
     """`_kernel_parts_of`, memoized: the source does not depend on the tiling, and a
     search counts one mask at many tilings (generating it walks the filter's tree)."""
-    key = (cascade, _token(where), tuple(vars_), _partial_flags(cascade, sizes))
+    key = (cascade, filter_token(where), tuple(vars_), _partial_flags(cascade, sizes))
     found = _KERNEL_PARTS.get(key)
     if found is None:
         found = _kernel_parts_of(cascade, einsum, sizes, where, vars_)

@@ -30,7 +30,7 @@ import numpy as np
 from einsim.einsum import Cascade, InfeasibleError, MappingError, Op
 from einsim.einsum.analysis import _per_point_ops, einsum_op_counts
 from einsim.einsum.ir import Call, Const, Size, Var, rank_of, value_ops, variables, walk
-from einsim.einsum.occupancy import occupancy
+from einsim.einsum.occupancy import filter_token, occupancy
 
 from ..report import BatchReport, Report, _Problem
 from ..shape import split_shape
@@ -643,7 +643,7 @@ class _KernelModel:
         """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
         `_tile_shares` of the distinct tilings of the batch (`_distinct_rows`)."""
         where = self.cascade.einsum(name).where
-        key = (level_index, where, ranks)  # Einsums with one filter share their tiles
+        key = (level_index, filter_token(where), ranks)  # one filter, one set of tiles
         if key not in self._share_memo:
             tile = {r: v for r, v in self.tile_extents(level_index).items() if r in ranks}
             fixed = {r: int(v) for r, v in tile.items() if not np.ndim(v)}
