@@ -33,22 +33,21 @@ def _bundled(folder: str) -> tuple[str, ...]:
 @functools.cache
 def spatial_architectures() -> tuple[str, ...]:
     """Bundled spatial-array presets, e.g. ('flat_cloud', 'fusemax_cloud', 'systolic'): the
-    YAML files of `simulator/architectures` without a top-level `gpu:` section."""
-    root = resources.files("einsim.simulator").joinpath("architectures")
-    return tuple(
-        name
-        for name in _bundled("architectures")
-        if "gpu" not in (yaml.safe_load(root.joinpath(f"{name}.yaml").read_text()) or {})
-    )
+    presets the spatial target owns (`simulator.targets.all_presets`)."""
+    return _presets_of("spatial")
 
 
 @functools.cache
 def gpu_architectures() -> tuple[str, ...]:
-    """Bundled GPU presets (`simulator/gpus`, `einsim.simulator.gpu.gpu_presets`), e.g.
-    ('a100_sxm', 'h100_sxm', 'h200'), evaluated with the GPU model."""
-    from einsim.simulator.gpu import gpu_presets
+    """Bundled GPU presets, e.g. ('a100_sxm', 'h100_sxm', 'h200'): the presets the GPU
+    target owns, evaluated with the GPU model."""
+    return _presets_of("gpu")
 
-    return tuple(gpu_presets())
+
+def _presets_of(kind: str) -> tuple[str, ...]:
+    from einsim.simulator.targets import all_presets
+
+    return tuple(sorted(name for name, owner in all_presets().items() if owner == kind))
 
 
 def architectures() -> tuple[str, ...]:

@@ -98,7 +98,10 @@ class _LimitedLoader(Composer, _Parser, SafeConstructor, Resolver):
 
 
 def load_yaml(name_or_path: str | Path, kind: str, folder: str) -> tuple[dict, str]:
-    """A bundled spec by name (`fusemax_cloud`) or a YAML file by path; returns (data, origin)."""
+    """A bundled spec by name (`fusemax_cloud`) or a YAML file by path; returns (data, origin).
+
+    A bare name (no `/`, no `.yaml`) that names a bundled spec is that spec, even where the
+    working directory holds a file of that name; anything else is read as a path."""
     path = Path(name_or_path)
     bundled = resources.files("einsim.simulator").joinpath(folder, f"{name_or_path}.yaml")
     shown = repr(str(name_or_path)[:200])
@@ -106,12 +109,14 @@ def load_yaml(name_or_path: str | Path, kind: str, folder: str) -> tuple[dict, s
         exists = path.exists()
     except OSError as error:  # a name too long for a path, say
         raise SpecError(f"unknown {kind} {shown}: {error.strerror or error}") from None
-    if str(name_or_path).endswith((".yaml", ".yml")) or exists:
+    text = str(name_or_path)
+    named = not text.endswith((".yaml", ".yml")) and "/" not in text and "\\" not in text
+    if named and bundled.is_file():  # a preset's name is the preset, whatever the CWD holds
+        origin, text = f"{kind} {name_or_path}", bundled.read_text()
+    elif not named or exists:
         if not path.is_file():
             raise SpecError(f"{kind} file {shown} does not exist")
         origin, text = str(path), path.read_text()
-    elif bundled.is_file():
-        origin, text = f"{kind} {name_or_path}", bundled.read_text()
     else:
         known = sorted(
             p.name[: -len(".yaml")]

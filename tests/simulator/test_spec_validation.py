@@ -380,3 +380,15 @@ def test_a_sweep_value_beyond_64_bits_is_refused_with_the_key(where):
     data["fixed"]["arch.units.2d.rows"] = 2**63 - 1  # fits: refused later by the spec's bound
     data.pop("axes", None)
     parse_spec(data, "s.yaml")
+
+
+def test_a_preset_name_is_the_preset_whatever_the_working_directory_holds(tmp_path, monkeypatch):
+    from einsim.simulator import load_architecture
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fusemax_cloud").write_text("units: [not, an, architecture]\n")
+    bundled = resources.files("einsim.simulator").joinpath("architectures", "fusemax_cloud.yaml")
+    expected = architecture_from_dict(yaml.safe_load(bundled.read_text()), "fusemax_cloud")
+    assert load_architecture("fusemax_cloud") == expected
+    with pytest.raises(SpecError, match="missing required key"):  # a path is read as one
+        load_architecture("./fusemax_cloud")
