@@ -35,6 +35,7 @@ _FORM_DEFAULT = Form.FUSEMAX_1PASS.value
 _PW = 2**30
 _ODD = (dict(E=4, F=3, M=7, P=7, M0=3), dict(E=3, F=2, M=10, P=10, M0=4))
 _HEADS = (dict(H=4, E=3, F=2, M=11, P=11, M0=4), dict(H=3, E=2, F=3, M=9, P=9, M0=2))
+_GROUPED = (dict(H=4, G=2, E=3, F=2, M=11, P=11, M0=4), dict(H=3, G=1, E=2, F=3, M=9, P=9, M0=2))
 
 
 def _bounded(variant: str, name: str, value, minimum: int, maximum: int) -> int:
@@ -165,6 +166,11 @@ def _head_sizes(variant: str, RP, S, W) -> tuple[tuple[str, int], ...]:
     return ((("RP", RP),) if RP else ()) + sizes
 
 
+def _heads(variant: str, grouped) -> Heads:
+    """Per-head K/V (MULTI) or K/V groups shared by H // G query heads (GROUPED)."""
+    return Heads.GROUPED if _flag(variant, "grouped", grouped) else Heads.MULTI
+
+
 def _retrieval_term(RP: int) -> str:
     """Head h is a retrieval head when h < ceil(RP * H / 100)."""
     return "h * 100 < RP * H or " if RP else ""
@@ -178,20 +184,27 @@ def _retrieval_term(RP: int) -> str:
         ({"RP": 50, "S": 1, "W": 3}, _HEADS),
         ({"RP": 0, "S": 2, "W": 2}, _HEADS[:1]),
         ({"RP": 100, "S": 1, "W": 1}, _HEADS[1:]),
+        ({"RP": 50, "S": 1, "W": 3, "grouped": True}, _GROUPED),
     ),
 )
 def duo_attention(
-    form: str = _FORM_DEFAULT, M0: int = 256, RP: int = 50, S: int = 64, W: int = 256
+    form: str = _FORM_DEFAULT,
+    M0: int = 256,
+    RP: int = 50,
+    S: int = 64,
+    W: int = 256,
+    grouped: bool = False,
 ) -> Cascade:
     """DuoAttention (Xiao et al. ICLR 2025): the first ceil(RP% of H) heads are retrieval heads
     (full causal; the kernel groups the heads its gates select first), the others streaming
-    heads (m < S sinks or p - m < W); the paper's 64 sinks + 256 recent, RP 25-50%."""
+    heads (m < S sinks or p - m < W); the paper's 64 sinks + 256 recent, RP 25-50%.
+    grouped=True: K[g,e,m], V[g,f,m] shared by H // G query heads (GQA models, Llama-3)."""
     name = "duo_attention"
     return softmax_cascade(
         name,
         _form(name, form, SOFTMAX_FORMS),
         _positive(name, "M0", M0),
-        heads=Heads.MULTI,
+        heads=_heads(name, grouped),
         sizes=_head_sizes(name, RP, S, W),
         mask=f"m <= p and ({_retrieval_term(RP)}m < S or p - m < W)",
     )
@@ -206,27 +219,36 @@ def duo_attention(
         ({"RP": 25, "S": 2, "W": 2}, _HEADS[:1]),
         ({"RP": 0, "S": 1, "W": 4}, _HEADS[1:]),
         ({"RP": 100, "S": 1, "W": 1}, _HEADS[1:]),
+        ({"RP": 50, "S": 1, "W": 3, "grouped": True}, _GROUPED),
     ),
 )
 def razor_attention(
-    form: str = _FORM_DEFAULT, M0: int = 256, RP: int = 15, S: int = 4, W: int = 256
+    form: str = _FORM_DEFAULT,
+    M0: int = 256,
+    RP: int = 15,
+    S: int = 4,
+    W: int = 256,
+    grouped: bool = False,
 ) -> Cascade:
     """RazorAttention (Tang et al. 2024): heads h < ceil(RP% H) keep every key; the others keep
     sinks m < S and p - m < W, plus their compensation token: score q . mean(K_dropped),
-    weight N_d, value mean(V_dropped) (numerator: the span's V sum), sums from prefix sums."""
+    weight N_d, value mean(V_dropped) (numerator: the span's V sum), sums from prefix sums.
+    grouped=True: K[g,e,m], V[g,f,m] (and their prefix sums) shared by H // G query heads."""
     name = "razor_attention"
     form = _form(name, form, SOFTMAX_FORMS)
+    heads = _heads(name, grouped)
+    g, read = heads.kv_prefix, heads.kv_read  # "g," and "h//(H//G)," when grouped
     sizes = _head_sizes(name, RP, S, W)
     streaming = "h * 100 >= RP * H and " if RP else "h >= 0 and "  # every head streams
     dropped = f"{streaming}p - W + 1 > S"  # the query's dropped span S..p-W is non-empty
     extra = f"""
-CK[h,0,e] = 0
-CK[h,m+1,e] = CK[h,m,e] + K[h,e,m]
-CV[h,0,f] = 0
-CV[h,m+1,f] = CV[h,m,f] + V[h,f,m]
+CK[{g}0,e] = 0
+CK[{g}m+1,e] = CK[{g}m,e] + K[{g}e,m]
+CV[{g}0,f] = 0
+CV[{g}m+1,f] = CV[{g}m,f] + V[{g}f,m]
 ND[h,p] = (p - W + 1 - S) * 1 where {dropped}
-KDS[h,e,p] = CK[h,p-W+1,e] - CK[h,S,e] where {dropped}
-XNV[h,f,p] = CV[h,p-W+1,f] - CV[h,S,f] where {dropped}
+KDS[h,e,p] = CK[{read}p-W+1,e] - CK[{read}S,e] where {dropped}
+XNV[h,f,p] = CV[{read}p-W+1,f] - CV[{read}S,f] where {dropped}
 CSS[h,p] = Q[h,e,p] * KDS[h,e,p] where {dropped}
 XM[h,p] = CSS[h,p] / ND[h,p] where {dropped}
 XD[h,p] = ND[h,p] * 1
@@ -235,11 +257,11 @@ XD[h,p] = ND[h,p] * 1
         name,
         form,
         _positive(name, "M0", M0),
-        heads=Heads.MULTI,
+        heads=heads,
         sizes=sizes,
         mask=f"m <= p and ({_retrieval_term(RP)}m < S or p - m < W)",
     )
-    return _merge_extra(cascade, form, Heads.MULTI, extra)
+    return _merge_extra(cascade, form, heads, extra)
 
 
 _TILED = (Form.ONLINE_2PASS, Form.FUSEMAX_1PASS)

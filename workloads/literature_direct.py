@@ -9,7 +9,7 @@ import numpy as np
 
 from einsim.einsum import SpecError
 
-from .direct import DIRECT, _positions, _scores, _softmax_av
+from .direct import DIRECT, _expand_groups, _positions, _scores, _softmax_av
 
 
 @DIRECT.register("power_attention")
@@ -21,13 +21,21 @@ def _power_attention(inputs, params):
     return _softmax_av(_scores(q, k), (m <= p) & ((d < params["W"]) | power_of_two), v)
 
 
+def _per_head_kv(inputs, params):
+    """Q, K, V with one K/V per query head (a grouped K/V repeated over its H // G heads)."""
+    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    if params.get("grouped"):
+        k, v = _expand_groups(k, q.shape[0]), _expand_groups(v, q.shape[0])
+    return q, k, v
+
+
 def _retrieval_heads(heads: int, percent: int) -> int:
     return math.ceil(heads * percent / 100)
 
 
 @DIRECT.register("duo_attention")
 def _duo_attention(inputs, params):
-    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    q, k, v = _per_head_kv(inputs, params)
     m, p = _positions(k.shape[-1], q.shape[-1])
     causal = m <= p
     streaming = causal & ((m < params["S"]) | (p - m < params["W"]))
@@ -38,7 +46,7 @@ def _duo_attention(inputs, params):
 
 @DIRECT.register("razor_attention")
 def _razor_attention(inputs, params):
-    q, k, v = inputs["Q"], inputs["K"], inputs["V"]
+    q, k, v = _per_head_kv(inputs, params)
     heads = q.shape[0]
     m, p = _positions(k.shape[-1], q.shape[-1])
     causal = m <= p

@@ -277,9 +277,9 @@ MODELS: dict[str, Model] = {
         # README evaluates Llama-3-8B-Instruct-Gradient-1048k (Llama-3-8B's shapes, above)
         # with "a 50% [retrieval head] ratio for Llama-3-8B (GQA)"; streaming heads keep 64
         # sinks + 256 recent tokens (the paper's setting, the registry default). Prefill
-        # runs the `duo_attention` cascade (first RP% of the query heads full causal, one K/V
-        # per query head: that cascade has no G rank, so its K/V traffic is per query head);
-        # decode and the KV cache split by K/V group (`einsim.model_estimate`).
+        # runs the `duo_attention` cascade with grouped K/V (first RP% of the query heads
+        # full causal, each K/V group read once by its H // G query heads); decode and the
+        # KV cache split by K/V group (`einsim.model_estimate`).
         Model(
             "llama3_8b_duo",
             H=32,
@@ -288,7 +288,7 @@ MODELS: dict[str, Model] = {
             D=4096,
             S=14336,
             attention="duo_attention",
-            params=(("RP", 50), ("S", 64), ("W", 256)),
+            params=(("RP", 50), ("S", 64), ("W", 256), ("grouped", True)),
             source="DuoAttention (Xiao et al. ICLR 2025), mit-han-lab/duo-attention README "
             "(50% retrieval heads on Llama-3-8B); Llama-3-8B config.json",
             layers=32,
@@ -308,7 +308,7 @@ MODELS: dict[str, Model] = {
             D=4096,
             S=14336,
             attention="razor_attention",
-            params=(("RP", 15), ("S", 4), ("W", 4000)),
+            params=(("RP", 15), ("S", 4), ("W", 4000), ("grouped", True)),
             source="RazorAttention (Tang et al. ICLR 2025), Sec. 4 and Algorithm 1; "
             "Llama-3-8B config.json",
             layers=32,

@@ -1,5 +1,7 @@
 """The model zoo: shapes as data, workloads that evaluate, clear errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,22 @@ def test_llama_and_mistral_are_causal_gqa():
     assert "where m1 * M0 + m0 <= p" in str(w.cascade) and dict(w.outer) == {"B": 1}
     mistral = workload("mistral_7b", "fusemax_1pass", 32768)
     assert dict(mistral.cascade.default_sizes)["W"] == 4096
+
+
+@pytest.mark.parametrize("name", ["llama3_8b_duo", "llama3_8b_razor"])
+def test_head_split_models_read_each_kv_group_once_in_prefill(name):
+    w = workload(name, "fusemax_1pass", 64)
+    model = MODELS[name]
+    assert w.cascade.tensor_ranks["K"][0] == "G" and w.cascade.tensor_ranks["V"][0] == "G"
+    assert (w.sizes["H"], w.sizes["G"]) == (model.H, model.G)
+    # the grouped cascade equals its direct formula with K/V repeated over each group's heads
+    small = {**w.sizes, "H": 4, "G": 2, "E": 3, "F": 3, "M": 12, "P": 12, "M0": 4}
+    inputs = random_inputs(w.cascade, small, np.random.default_rng(0))
+    params = dict(model.params) | {"S": 2, "W": 3}
+    expected = direct(model.attention, inputs, **params)
+    small_model = dataclasses.replace(model, params=tuple(params.items()))
+    got = workload(small_model, "fusemax_1pass", 12).cascade.evaluate(inputs, small)["AV"]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_decode_is_one_query_against_the_cache():
