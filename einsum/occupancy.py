@@ -42,7 +42,7 @@ from .ir import Access, Call, Cascade, Const, Einsum, Expr, Op, Size, Var, rank_
 from .ir import variables as variables_of
 from .shape import resolve_shape
 
-METHODS = ("dense", "closed_form", "compiled", "data", "declared_density")
+METHODS = ("dense", "closed_form", "intervals", "compiled", "data", "declared_density")
 
 
 @dataclass(frozen=True, eq=False)
@@ -375,18 +375,29 @@ class _Grids:
 
 
 def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac):
-    """(grids, stats (n, 6)) of a filtered Einsum over the distinct tilings: the closed form
-    in one compiled call where it applies, else a grid per tiling."""
-    static = not _reads_tensor(einsum.where)
-    vars_ = _mask_vars_of(cascade, einsum, sizes, einsum.where) if static else ()
-    plan = _affine_plan(cascade, einsum, sizes, einsum.where, vars_) if static else None
+    """(grids, stats (n, 6)) of a filtered Einsum over the distinct tilings: from a plan
+    (the closed form, or the kept intervals per row) in one call where one applies, else a
+    grid per tiling. A data filter priced by a declared density takes the plan of its
+    static part, with `_totals`' rule for the density."""
+    data = _reads_tensor(einsum.where)
+    where = einsum.where if not data else _static_part(einsum.where)
+    priced = data and tensors is None and where is not None
+    vars_ = _mask_vars_of(cascade, einsum, sizes, where) if (not data or priced) else ()
+    plan = None
+    if not data or priced:
+        plan = _affine_plan(cascade, einsum, sizes, where, vars_)
+        if plan is None:
+            plan = _interval_plan(cascade, sizes, where, vars_)
     stats = np.zeros((len(tilings), 6), dtype=np.int64)
     todo = list(range(len(tilings)))
-    closed = None
     if plan is not None:
-        closed = _closed_form_stats(einsum, sizes, plan, table, names)
-        ok = closed[0]
-        stats[ok] = closed[1][ok]
+        ok, found = _closed_form_stats(einsum, sizes, plan, table, names)
+        if priced:  # see _totals: tiles stay busy, none is known full, points scale
+            found = found.copy()
+            found[:, 4] = [round(frac * int(p)) for p in found[:, 4]]
+            found[:, 2] += found[:, 3]
+            found[:, 3] = 0
+        stats[ok] = found[ok]
         todo = [k for k in range(len(tilings)) if not ok[k]]
     cache: dict[int, _Grid] = {}
     for k in todo:
@@ -397,9 +408,20 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
     def build(k: int) -> _Grid:
         if k in cache:
             return cache[k]
-        return _closed_form_grid(plan, sizes, tilings[k], vars_)
+        if isinstance(plan, _AffinePlan) and not priced:
+            return _closed_form_grid(plan, sizes, tilings[k], vars_)
+        return _filtered_grid(cascade, einsum, sizes, tilings[k], tensors, frac)[0]
 
-    method = cache[todo[0]].method if todo else "closed_form"
+    if todo:
+        method = cache[todo[0]].method
+    else:
+        method = (
+            "declared_density"
+            if priced
+            else "closed_form"
+            if isinstance(plan, _AffinePlan)
+            else "intervals"
+        )
     return _Grids(build, method), stats
 
 
@@ -1336,9 +1358,10 @@ def _affine_rows_py(lo, hi, ya, yb, n_x, n_y, tx, ty, out):  # pragma: no cover 
         out[k, 2] = busy
 
 
-def _plan_rows(plan: _AffinePlan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
-    """`_affine_rows` per (x tile, y tile), memoized per plan: the Einsums sharing a mask
-    (QK, LM, SLN, ...) and every search batch meeting a tiling again count it once."""
+def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """`_affine_rows` (or `_interval_rows`) per (x tile, y tile), memoized per plan: the
+    Einsums sharing a mask (QK, LM, SLN, ...) and every search batch meeting a tiling again
+    count it once."""
     with _LOCK:
         entry = _PLAN_ROWS.get(id(plan))
         if entry is None or entry[0] is not plan:
@@ -1352,16 +1375,21 @@ def _plan_rows(plan: _AffinePlan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
         mx = np.array([k[0] for k in missing], dtype=np.int64)
         my = np.array([k[1] for k in missing], dtype=np.int64)
         found = np.zeros((len(missing), 3), dtype=np.int64)
-        # Rows of y tiles, or (the same counts, transposed) rows of x tiles where fewer.
         if "transposed" not in memo:
-            memo["transposed"] = _transposed(plan)
+            memo["transposed"] = _transposed(plan) if isinstance(plan, _AffinePlan) else None
         flipped = memo["transposed"]
-        by_x = (-(-plan.extent_x // mx) < -(-plan.extent_y // my)) & (flipped is not None)
-        for use, p, a, b in ((~by_x, plan, mx, my), (by_x, flipped, my, mx)):
-            if use.any():
-                part = np.zeros((int(use.sum()), 3), dtype=np.int64)
-                _affine_rows(p.lo, p.hi, p.ya, p.yb, p.extent_x, p.extent_y, a[use], b[use], part)
-                found[use] = part
+        if isinstance(plan, _IntervalPlan):
+            _interval_rows(plan, mx, my, found)
+        else:
+            # Rows of y tiles, or (the same counts, transposed) rows of x tiles where fewer.
+            by_x = (-(-plan.extent_x // mx) < -(-plan.extent_y // my)) & (flipped is not None)
+            for use, p, a, b in ((~by_x, plan, mx, my), (by_x, flipped, my, mx)):
+                if use.any():
+                    part = np.zeros((int(use.sum()), 3), dtype=np.int64)
+                    _affine_rows(
+                        p.lo, p.hi, p.ya, p.yb, p.extent_x, p.extent_y, a[use], b[use], part
+                    )
+                    found[use] = part
         if len(memo) > 1 << 16:
             memo.clear()
             memo["transposed"] = flipped
@@ -1457,3 +1485,521 @@ def _closed_form_grid_of(plan: _AffinePlan, sizes, t, vars_) -> _Grid:
     laid = nonempty.reshape(shape).transpose([order.index(v) for v in vars_])
     kept = laid.astype(np.int64)
     return _Grid(tuple(vars_), kept, kept, "closed_form")
+
+
+# ------------------------------------------------------ intervals per query row
+
+#: A tensor-free filter outside the closed form whose logical space (x by y) holds more
+#: points than this is counted from its kept intervals per query row (`_IntervalPlan`);
+#: smaller spaces keep the direct count (numpy, no compile).
+INTERVAL_POINTS = 2**22
+#: Intervals an extraction may hold at once (all rows together); past this the filter is
+#: counted directly (a mask with many runs per row, e.g. a dilated neighborhood).
+INTERVALS_MOST = 2**23
+
+
+class _Unsupported(Exception):
+    """A filter the interval extraction does not take (then the direct count is used)."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Runs:
+    """Per-row intervals chained into runs: run r covers rows y0[r]..y1[r], its interval at
+    row y0[r] + i is [lo[start[r] + i], hi[start[r] + i]], both ends non-decreasing and each
+    interval touching the next (lo(y + 1) <= hi(y) + 1), so the rows ya..yb of one run
+    cover exactly the x range [lo(ya), hi(yb)]."""
+
+    y0: np.ndarray
+    y1: np.ndarray
+    start: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class _IntervalPlan:
+    """A filter over two logical variables (x, y as in `_AffinePlan`) given, for each y,
+    as the kept x (a union of disjoint intervals) and its complement in [0, extent_x)
+    (the gaps), both chained into `_Runs`. A tile is non-empty iff a kept run meets it and
+    full iff no gap run does: per row of tiles, the union of the runs' x ranges in tiles,
+    O(runs + rows x intervals per row) per tiling instead of O(points)."""
+
+    x: tuple[str, ...]
+    y: tuple[str, ...]
+    extent_x: int
+    extent_y: int
+    kept: _Runs
+    gaps: _Runs
+    points: int
+
+
+def _logical_groups(cascade, vars_) -> tuple[dict[str, tuple[str, ...]], dict]:
+    """({logical variable: its iterated variables}, {m1*M0+m0 expression: Var m}): a
+    partition whose two parts are both iterated is one logical variable."""
+    groups: dict[str, tuple[str, ...]] = {}
+    rest = list(vars_)
+    table = {}
+    for part in cascade.partitions:
+        hi, lo = var_of(part.upper), var_of(part.lower)
+        if hi in rest and lo in rest:
+            groups[var_of(part.rank)] = (hi, lo)
+            rest = [v for v in rest if v not in (hi, lo)]
+            table[part.combined()] = Var(var_of(part.rank))
+    groups.update({v: (v,) for v in rest})
+    return groups, table
+
+
+def _interval_plan(cascade, sizes, where, vars_) -> _IntervalPlan | None:
+    if where is None or not vars_:
+        return None
+    groups, _ = _logical_groups(cascade, vars_)
+    if math.prod(_logical_extent(cascade, sizes, g) for g in groups.values()) <= INTERVAL_POINTS:
+        return None  # a small space: the direct count (numpy, no compile) is cheaper
+    key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
+    return _interval_plan_cached(cascade, key, _ByToken(where), tuple(sorted(vars_)))
+
+
+@lru_cache(maxsize=64)
+def _interval_plan_cached(cascade, key, keyed, vars_) -> _IntervalPlan | None:
+    """One plan per (cascade, sizes, filter, variables); None where the filter is not
+    over two logical variables, not in whole numbers, or not separable (`_XSets`)."""
+    sizes, where = dict(key), keyed.expr
+    if where is None or not vars_ or not _whole_numbers(where):
+        return None
+    groups, table = _logical_groups(cascade, vars_)
+    if len(groups) != 2:
+        return None
+    w = _substitute(where, table)
+    if not set(variables_of(w)) <= set(groups):
+        return None
+    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+    for x, y in itertools.permutations(groups):
+        try:
+            sets = _XSets(x, y, extent[x], extent[y], sizes)
+            kept = sets.eval(w, sets.whole())
+            gaps = sets.difference(sets.whole(), kept)
+        except _Unsupported:
+            continue
+        points = int((kept[2] - kept[1] + 1).sum())
+        return _IntervalPlan(
+            groups[x], groups[y], extent[x], extent[y], _runs(kept), _runs(gaps), points
+        )
+    return None
+
+
+class _XSets:
+    """Exact sets of x for every y, as sorted disjoint intervals (rows, a, b): int64 arrays,
+    one entry per interval, a <= b, sorted by (row, a), never adjacent within a row.
+
+    A filter is evaluated on a domain set: `and` narrows the domain conjunct by conjunct,
+    `or` unites, `not` takes the difference. A comparison is taken when it is separable:
+    L - R is a sum of terms each over x alone or y alone (f(x) op g(y), computed in whole
+    numbers, so exact), or it depends on x and y only through one separable sum s (the
+    comparison is evaluated over every value s can take, giving runs of kept s). f need
+    not be monotone: x splits into maximal runs where f is non-decreasing (`x // Y % X`:
+    one run per period), and in each, f's preimage of a value range is one interval
+    (a binary search). Anything else raises `_Unsupported`.
+    """
+
+    def __init__(self, x, y, n_x, n_y, sizes):
+        self.x, self.y, self.n_x, self.n_y, self.sizes = x, y, n_x, n_y, sizes
+        self._values: dict = {}
+
+    # -- sets ---------------------------------------------------------------------
+    def whole(self):
+        rows = np.arange(self.n_y, dtype=np.int64)
+        return rows, np.zeros(self.n_y, np.int64), np.full(self.n_y, self.n_x - 1, np.int64)
+
+    def _check(self, n: int) -> None:
+        if n > INTERVALS_MOST:
+            raise _Unsupported("too many intervals")
+
+    def _sweep(self, parts, weights, least: int):
+        """The x where the weighted cover of the sets `parts` is >= least, per row."""
+        span = self.n_x + 1
+        keys = np.concatenate([k for (r, a, b) in parts for k in (r * span + a, r * span + b + 1)])
+        deltas = np.concatenate(
+            [
+                np.full(2 * len(r), w, np.int64) * np.repeat([1, -1], len(r))
+                for (r, _, _), w in zip(parts, weights, strict=True)
+            ]
+        )
+        if keys.size == 0:
+            return _EMPTY_SET
+        order = np.argsort(keys, kind="stable")
+        keys, cover = keys[order], np.cumsum(deltas[order])
+        last = np.append(keys[1:] != keys[:-1], True)
+        keys, cover = keys[last], cover[last]  # cover on [keys[i], keys[i + 1])
+        inside = cover[:-1] >= least
+        start, stop = keys[:-1][inside], keys[1:][inside]  # never across rows: cover ends 0
+        if start.size == 0:
+            return _EMPTY_SET
+        joined = np.append(False, start[1:] == stop[:-1])
+        first = ~joined
+        begin = start[first]
+        end = stop[np.append(np.flatnonzero(first)[1:] - 1, len(stop) - 1)]
+        rows = begin // span
+        return rows, begin - rows * span, end - rows * span - 1
+
+    def union(self, sets):
+        sets = [s for s in sets if len(s[0])]
+        if len(sets) <= 1:
+            return sets[0] if sets else _EMPTY_SET
+        self._check(sum(len(s[0]) for s in sets))
+        return self._sweep(sets, [1] * len(sets), 1)
+
+    def difference(self, a, b):
+        if not len(b[0]) or not len(a[0]):
+            return a
+        return self._sweep([a, b], [1, -1], 1)
+
+    # -- evaluation ---------------------------------------------------------------
+    def deps(self, expr: Expr) -> set[str]:
+        return set(variables_of(expr)) & {self.x, self.y}
+
+    def eval(self, expr: Expr, dom):
+        if not len(dom[0]):
+            return dom
+        deps = self.deps(expr)
+        if self.x not in deps:
+            holds = self.values(expr, self.y) != 0
+            return _select(dom, holds[dom[0]])
+        if isinstance(expr, Call) and expr.op is Op.AND:
+            parts = sorted(_conjuncts(expr), key=self._narrowness)
+            for part in parts:
+                dom = self.eval(part, dom)
+            return dom
+        if isinstance(expr, Call) and expr.op is Op.OR:
+            return self.union([self.eval(part, dom) for part in _disjuncts(expr)])
+        if isinstance(expr, Call) and expr.op is Op.NOT:
+            return self.difference(dom, self.eval(expr.args[0], dom))
+        if isinstance(expr, Call) and expr.op in _RANGES:
+            split = self._split(expr)
+            if split is not None:
+                fx, gy = split  # left - right = fx(x) + gy(y)
+                return self._preimage(fx, _RANGES[expr.op], -gy, dom)
+        return self._through_sum(expr, dom)
+
+    def _narrowness(self, expr: Expr) -> int:
+        """Evaluation order of conjuncts: rows first, then comparisons whose x side has few
+        monotone runs (they narrow the domain the others are split over)."""
+        deps = self.deps(expr)
+        if self.x not in deps:
+            return 0
+        if isinstance(expr, Call) and expr.op in _RANGES:
+            split = self._split(expr)
+            if split is not None:
+                return 1 + len(self._pieces(self._oriented(split[0]))[0])
+        return 1 << 62
+
+    def values(self, expr: Expr, var: str) -> np.ndarray:
+        """An expression over one variable's range, in whole numbers (int64, exact)."""
+        key = (id(expr), var)
+        found = self._values.get(key)
+        if found is None:
+            from .executor import _value
+
+            n = self.n_x if var == self.x else self.n_y
+            with np.errstate(all="ignore"):
+                raw = _value(expr, {var: np.arange(n)}, self.sizes, {}, None)
+            raw = np.broadcast_to(np.asarray(raw, dtype=float), (n,))
+            if not np.all(np.isfinite(raw)) or np.any(np.abs(raw) >= 2.0**52):
+                raise _Unsupported("not whole numbers")
+            found = raw.astype(np.int64)
+            self._values[key] = (expr, found)
+            return found
+        return found[1]
+
+    def _split(self, comparison: Call):
+        """`_separable` of left - right of a comparison, memoized per node."""
+        key = ("split", id(comparison))
+        found = self._values.get(key)
+        if found is None:
+            found = (comparison, self._separable(Call(Op.SUB, comparison.args)))
+            self._values[key] = found
+        return found[1]
+
+    def _separable(self, expr: Expr):
+        """(f over x, g over y) with expr = f(x) + g(y), when expr is a sum of terms over
+        one variable each; else None."""
+        terms: list[tuple[int, Expr]] = []
+        _terms(expr, 1, terms)
+        fx = np.zeros(self.n_x, np.int64)
+        gy = np.zeros(self.n_y, np.int64)
+        for sign, term in terms:
+            deps = self.deps(term)
+            if len(deps) == 2:
+                return None
+            if self.x in deps:
+                fx = fx + sign * self.values(term, self.x)
+            else:
+                gy = gy + sign * self.values(term, self.y)
+        return fx, gy
+
+    def _through_sum(self, expr: Expr, dom):
+        """A comparison (or any test) over x and y only through one separable sum s: the
+        values of s it keeps, as runs, each a range of f(x) per row."""
+        sums = {e for e in _mixed_sums(expr, self) if e is not None}
+        if len(sums) != 1:
+            raise _Unsupported(f"not separable: {expr}")
+        (s,) = sums
+        fx, gy = self._separable(s)
+        lo = int(fx.min()) + int(gy.min())
+        hi = int(fx.max()) + int(gy.max())
+        self._check(hi - lo + 1)
+        from .executor import _value
+
+        through = _substitute(expr, {s: Var("__s")})
+        if self.deps(through):
+            raise _Unsupported(f"not through one sum: {expr}")
+        with np.errstate(all="ignore"):
+            keep = _value(through, {"__s": np.arange(lo, hi + 1)}, self.sizes, {}, None)
+        keep = np.broadcast_to(np.asarray(keep) != 0, (hi - lo + 1,))
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+        starts, stops = edges[0::2] + lo, edges[1::2] - 1 + lo  # runs of kept s
+        if len(starts) > 64:
+            raise _Unsupported("too many runs of kept values")
+        ranges = [(Op.GE, int(a), Op.LE, int(b)) for a, b in zip(starts, stops, strict=True)]
+        return self._preimage(fx, ranges, -gy, dom) if ranges else _EMPTY_SET
+
+    def _pieces(self, fx: np.ndarray):
+        """(starts, ends, piece of each x) of the maximal runs where f is non-decreasing."""
+        key = ("pieces", id(fx))
+        found = self._values.get(key)
+        if found is None:
+            starts = np.concatenate([[0], np.flatnonzero(np.diff(fx) < 0) + 1])
+            piece = np.zeros(len(fx), np.int64)
+            piece[starts[1:]] = 1
+            piece = np.cumsum(piece)
+            found = (fx, (starts, np.append(starts[1:] - 1, len(fx) - 1), piece))
+            self._values[key] = found
+        return found[1]
+
+    def _oriented(self, fx: np.ndarray) -> np.ndarray:
+        """f or -f, whichever has fewer non-decreasing runs (p - m < W: -m is one run)."""
+        key = ("oriented", id(fx))
+        found = self._values.get(key)
+        if found is None:
+            flipped = -fx
+            fewer = len(self._pieces(flipped)[0]) < len(self._pieces(fx)[0])
+            found = (fx, flipped if fewer else fx, flipped)
+            self._values[key] = found
+        return found[1]
+
+    def _preimage(self, fx, ranges, c, dom):
+        """`_preimage_of` on f or, where it has fewer monotone runs, on -f (the ranges
+        mirrored: f <= c + o is -f >= -c - o, and their order reversed)."""
+        oriented = self._oriented(fx)
+        if oriented is fx:
+            return self._preimage_of(fx, ranges, c, dom)
+        mirrored = [
+            tuple(
+                x for op, o in zip(r[0::2], r[1::2], strict=True) for x in (_FLIP.get(op, op), -o)
+            )
+            for r in reversed(ranges)
+        ]
+        return self._preimage_of(oriented, mirrored, -c, dom)
+
+    def _preimage_of(self, fx, ranges, c, dom):
+        """The x in dom with f(x) in one of the value ranges (each (op, offset[, op,
+        offset]) on c(y): e.g. (LE, 0) is f(x) <= c(y), (GE, a, LE, b) is c+a <= f <= c+b),
+        ranges ordered by value so that their pieces come out in x order."""
+        starts, ends, piece = self._pieces(fx)
+        fmin, fmax = int(fx.min()), int(fx.max())
+        span = fmax - fmin + 3
+        if len(starts) * span >= 1 << 62:
+            raise _Unsupported("values too large")
+        key = piece * span + (fx - fmin + 1)
+        rows, a, b = dom
+        p0, p1 = piece[a], piece[b]
+        count = p1 - p0 + 1
+        total = int(count.sum())
+        self._check(total * len(ranges))
+        which = np.repeat(np.arange(len(rows)), count)
+        at = p0[which] + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+        sa = np.maximum(a[which], starts[at])
+        sb = np.minimum(b[which], ends[at])
+        cw = c[rows[which]]
+        found = []
+        for rng in ranges:
+            low, high = np.full(total, fmin - 1), np.full(total, fmax + 1)
+            for op, offset in zip(rng[0::2], rng[1::2], strict=True):
+                bound = cw + offset
+                if op is Op.LE:
+                    high = np.minimum(high, bound)
+                elif op is Op.LT:
+                    high = np.minimum(high, bound - 1)
+                elif op is Op.GE:
+                    low = np.maximum(low, bound)
+                elif op is Op.GT:
+                    low = np.maximum(low, bound + 1)
+                elif op is Op.EQ:
+                    low, high = np.maximum(low, bound), np.minimum(high, bound)
+            low = np.clip(low, fmin, fmax + 1) - fmin + 1
+            high = np.clip(high, fmin - 1, fmax) - fmin + 1
+            first = np.searchsorted(key, at * span + low, side="left")
+            last = np.searchsorted(key, at * span + high, side="right") - 1
+            found.append((np.maximum(first, sa), np.minimum(last, sb)))
+        lo = np.stack([f[0] for f in found], axis=1).reshape(-1)
+        hi = np.stack([f[1] for f in found], axis=1).reshape(-1)
+        r = np.repeat(rows[which], len(ranges))
+        live = lo <= hi
+        return _merged(r[live], lo[live], hi[live])
+
+
+_EMPTY_SET = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+#: A comparison as the value range of f(x) - c(y) it keeps (NE: below, then above).
+_RANGES = {
+    Op.LE: [(Op.LE, 0)],
+    Op.LT: [(Op.LT, 0)],
+    Op.GE: [(Op.GE, 0)],
+    Op.GT: [(Op.GT, 0)],
+    Op.EQ: [(Op.EQ, 0)],
+    Op.NE: [(Op.LT, 0), (Op.GT, 0)],
+}
+
+
+def _select(dom, keep):
+    return dom[0][keep], dom[1][keep], dom[2][keep]
+
+
+def _merged(rows, a, b):
+    """Sorted intervals with the adjacent ones of a row joined."""
+    if rows.size == 0:
+        return _EMPTY_SET
+    joined = np.append(False, (rows[1:] == rows[:-1]) & (a[1:] == b[:-1] + 1))
+    first = np.flatnonzero(~joined)
+    last = np.append(first[1:] - 1, len(rows) - 1)
+    return rows[first], a[first], b[last]
+
+
+def _disjuncts(expr: Expr) -> list[Expr]:
+    if isinstance(expr, Call) and expr.op is Op.OR:
+        return _disjuncts(expr.args[0]) + _disjuncts(expr.args[1])
+    return [expr]
+
+
+def _terms(expr: Expr, sign: int, out: list) -> None:
+    if isinstance(expr, Call) and expr.op in (Op.ADD, Op.SUB):
+        _terms(expr.args[0], sign, out)
+        _terms(expr.args[1], sign if expr.op is Op.ADD else -sign, out)
+    elif isinstance(expr, Call) and expr.op is Op.NEG:
+        _terms(expr.args[0], -sign, out)
+    else:
+        out.append((sign, expr))
+
+
+def _mixed_sums(expr: Expr, sets: _XSets):
+    """The outermost subexpressions over both x and y that are separable sums (None for a
+    mixed leaf that is not one: then the test is not taken)."""
+    if len(sets.deps(expr)) < 2:
+        return
+    if isinstance(expr, Call) and expr.op in (Op.ADD, Op.SUB, Op.NEG):
+        terms: list = []
+        _terms(expr, 1, terms)
+        if all(len(sets.deps(t)) < 2 for _, t in terms):
+            yield expr
+            return
+    mixed = [a for a in getattr(expr, "args", ()) if len(sets.deps(a)) == 2]
+    if not mixed:  # mixed here, not below (m * p, max(m, p)): no sum to go through
+        yield None
+        return
+    for arg in mixed:
+        yield from _mixed_sums(arg, sets)
+
+
+def _runs(sets) -> _Runs:
+    """Per-row intervals chained into runs: the k-th interval of row y continues the k-th
+    of row y - 1 when both ends do not decrease and it starts at most one past its end."""
+    rows, a, b = sets
+    n = len(rows)
+    if n == 0:
+        return _Runs(*(np.zeros(0, np.int64),) * 5)
+    new_row = np.append(True, rows[1:] != rows[:-1])
+    k = np.arange(n) - np.flatnonzero(new_row)[np.cumsum(new_row) - 1]
+    order = np.lexsort((rows, k))
+    r, lo, hi, k = rows[order], a[order], b[order], k[order]
+    cont = np.append(
+        False,
+        (k[1:] == k[:-1])
+        & (r[1:] == r[:-1] + 1)
+        & (lo[1:] >= lo[:-1])
+        & (hi[1:] >= hi[:-1])
+        & (lo[1:] <= hi[:-1] + 1),
+    )
+    start = np.flatnonzero(~cont)
+    end = np.append(start[1:] - 1, n - 1)
+    return _Runs(r[start], r[end], start, np.ascontiguousarray(lo), np.ascontiguousarray(hi))
+
+
+def _interval_rows(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray, out: np.ndarray) -> None:
+    """Non-empty tiles, full tiles and busy points per tiling (`_interval_rows_py`)."""
+    k, g = plan.kept, plan.gaps
+    _interval_rows_kernel()(
+        k.y0, k.y1, k.start, k.lo, k.hi, g.y0, g.y1, g.start, g.lo, g.hi,
+        plan.extent_x, plan.extent_y, np.asarray(tx, np.int64), np.asarray(ty, np.int64), out,
+    )  # fmt: skip
+
+
+@cache
+def _interval_rows_kernel():
+    """One compiled kernel for every interval plan (cached on disk: no compile per filter)."""
+    return _numba().njit(nogil=True, cache=True)(_interval_rows_py)
+
+
+def _interval_rows_py(
+    ky0, ky1, kst, klo, khi, gy0, gy1, gst, glo, ghi, n_x, n_y, tx, ty, out
+):  # pragma: no cover (compiled)
+    """Per tiling: for each row of y tiles, the union of the x tiles its kept runs meet
+    (non-empty tiles; busy points: their real points) and of those its gap runs meet (the
+    tiles that are not full). A run's rows ya..yb in the row meet the x tiles
+    lo(ya) // tx .. hi(yb) // tx; the ranges of a row are sorted and united."""
+    for t in range(tx.shape[0]):
+        t_x, t_y = tx[t], ty[t]
+        rows = (n_y + t_y - 1) // t_y
+        tiles_x = (n_x + t_x - 1) // t_x
+        short = tiles_x * t_x - n_x
+        nonempty = 0
+        busy = 0
+        notfull = 0
+        for which in range(2):
+            y0s, y1s, sts, los, his = (
+                (ky0, ky1, kst, klo, khi) if which == 0 else (gy0, gy1, gst, glo, ghi)
+            )
+            count = np.zeros(rows + 1, np.int64)
+            for r in range(y0s.shape[0]):
+                for i in range(y0s[r] // t_y, y1s[r] // t_y + 1):
+                    count[i + 1] += 1
+            for i in range(rows):
+                count[i + 1] += count[i]
+            ranges = np.empty(count[rows], np.int64)
+            at = count[:rows].copy()
+            for r in range(y0s.shape[0]):
+                for i in range(y0s[r] // t_y, y1s[r] // t_y + 1):
+                    ya = max(y0s[r], i * t_y)
+                    yb = min(y1s[r], i * t_y + t_y - 1)
+                    j0 = los[sts[r] + ya - y0s[r]] // t_x
+                    j1 = his[sts[r] + yb - y0s[r]] // t_x
+                    ranges[at[i]] = j0 * (tiles_x + 1) + j1
+                    at[i] += 1
+            for i in range(rows):
+                if count[i] == count[i + 1]:
+                    continue
+                row = np.sort(ranges[count[i] : count[i + 1]])
+                end = -1
+                total = 0
+                for q in row:
+                    j0 = q // (tiles_x + 1)
+                    j1 = q - j0 * (tiles_x + 1)
+                    if j1 > end:
+                        total += j1 - max(j0, end + 1) + 1
+                        end = j1
+                if which == 0:
+                    nonempty += total
+                    width = total * t_x - (short if end == tiles_x - 1 else 0)
+                    busy += (min(i * t_y + t_y, n_y) - i * t_y) * width
+                else:
+                    notfull += total
+        out[t, 0] = nonempty
+        out[t, 1] = rows * tiles_x - notfull
+        out[t, 2] = busy

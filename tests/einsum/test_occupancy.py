@@ -387,3 +387,129 @@ def test_one_base_serves_every_multiple_of_its_cells(monkeypatch):
         want = np.add.reduceat(np.add.reduceat(keep[:, :, 0], starts[0], 0), starts[1], 1)
         np.testing.assert_array_equal(grid.kept, want)
     assert counts == [{"M": 1, "P": 2}, {"M": 1, "P": 3}]
+
+
+# ------------------------------------------------- kept intervals per query row
+
+_WHOLE_MASKS = (
+    "(m // 3) % 2 == (p // 5) % 2 and m + p != 7",
+    "m * m + p * p < 40 or (m - p) % 3 == 0",
+    "abs(m - p) <= W // 2 and not(m == 2)",
+    "m % 4 != p % 3 or (m // 2 + p) % 5 == 1",
+    "m <= p and (m < S or p - m < W) and m // W != 1",
+    "(p - m) % W == 0 or p // W == m // W",
+    "max(m, p) - min(m, p) < 3 or m >= M - 1",  # not separable: the direct count
+)
+
+
+def _with_intervals(monkeypatch):
+    """Every tensor-free mask outside the closed form goes through `_IntervalPlan`."""
+    occ = importlib.import_module("einsim.einsum.occupancy")
+    monkeypatch.setattr(occ, "INTERVAL_POINTS", 0)
+    occ._interval_plan_cached.cache_clear()
+    occ._PLAN_ROWS.clear()
+    return occ
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_interval_counts_of_registry_masks_match_brute_force(data):
+    """The registry's masks (sinks + window, NATTEN 2D/3D, block masks with //, power
+    attention, ...) counted from their kept intervals per row, odd sizes, partial tiles,
+    tilings with the partition's lower part cut (those fall back): exact."""
+    name, params, shape = data.draw(st.sampled_from(_CASES))
+    cascade = attention(name, **params)
+    if any(_reads_tensor(e) for e in cascade.einsums):
+        return  # the data masks: test_declared_density_through_a_plan_equals_per_tiling
+    shape = {k: data.draw(st.integers(1, int(v) + 3)) for k, v in shape.items()}
+    sizes = resolve_shape(cascade, shape)
+    ranks = sorted({r for e in cascade.einsums for r in (v.upper() for v in e.iter_vars)})
+    tilings = []
+    for _ in range(3):
+        chosen = data.draw(st.lists(st.sampled_from(ranks), max_size=3, unique=True))
+        tilings.append({r: data.draw(st.integers(1, int(sizes[r]) + 1)) for r in chosen})
+    with pytest.MonkeyPatch.context() as mp:
+        _with_intervals(mp)
+        _check(cascade, sizes, tilings)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mask=st.sampled_from(_WHOLE_MASKS),
+    m=st.integers(1, 23),
+    p=st.integers(1, 23),
+    m0=st.integers(1, 6),
+    w=st.integers(1, 9),
+    tiles=st.lists(st.integers(1, 24), min_size=4, max_size=4),
+)
+def test_interval_counts_of_user_masks_match_brute_force(mask, m, p, m0, w, tiles):
+    text = (
+        "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\n"
+        f"mask: {mask}\nBK[e,m1,m0] = K[e,m1*M0+m0]\nQK[m1,m0,p] = Q[e,p] * BK[e,m1,m0]\n"
+        "LM[m1,p] = max(m0) QK[m1,m0,p]\nQF[m,p] = Q[e,p] * K[e,m]"
+    )
+    c = parse_cascade(text)
+    sizes = resolve_shape(c, {"E": 2, "M": m, "P": p, "M0": m0, "W": w, "S": 2})
+    a, b, d, f = tiles
+    with pytest.MonkeyPatch.context() as mp:
+        _with_intervals(mp)
+        _check(c, sizes, [{"P": a, "M1": b}, {"P": d, "M": f, "M0": b}, {"M": a}, {}])
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "shape"),
+    [
+        ("sinks_window", {"S": 3, "W": 5, "M0": 4}, {"M": 37, "P": 37}),
+        ("neighborhood_2d", {"X": 6, "Y": 6, "KW": 3, "M0": 4}, {"M": 36, "P": 36}),
+        ("neighborhood_2d", {"X": 6, "Y": 8, "KW": 3, "DIL": 2, "M0": 3}, {"M": 48, "P": 48}),
+        (
+            "neighborhood_3d",
+            {"T": 3, "X": 4, "Y": 4, "KW": 3, "KT": 2, "M0": 4},
+            {"M": 48, "P": 48},
+        ),
+        ("power_attention", {"W": 2, "BS": 2, "M0": 4}, {"M": 40, "P": 40}),
+        ("linear", {"M0": 4}, {"M": 30, "P": 30}),
+    ],
+)
+def test_non_affine_masks_take_the_interval_plan(monkeypatch, name, params, shape):
+    """The masks the closed form does not cover are planned from their structure (not
+    their name) and their counts equal brute force."""
+    _with_intervals(monkeypatch)
+    cascade = attention(name, **params)
+    sizes = resolve_shape(cascade, {"E": 2, "F": 2, **shape})
+    filtered = [e for e in cascade.einsums if e.where is not None]
+    key = "M1" if any("m1" in e.iter_vars for e in filtered) else "M"
+    got = occupancy(cascade, sizes, {"P": 3}, [e.output for e in filtered])
+    assert {o.method for o in got.values()} == {"intervals"}
+    tilings = [{"P": 3}, {"P": 5, key: 2}, {"P": 1, key: 1}, {}]
+    _check(cascade, sizes, tilings, [e.output for e in filtered])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_declared_density_through_a_plan_equals_per_tiling(data):
+    """A data filter priced by a density: its static part through the closed form or the
+    intervals gives the same numbers as the per-tiling grids (`_totals`' density rule)."""
+    occ = importlib.import_module("einsim.einsum.occupancy")
+    static = data.draw(st.sampled_from(("m <= p", "m <= p and (m < 2 or p - m < 3)")))
+    c = parse_cascade(
+        "inputs: S[m,p], Q[m,p]\npartition: M -> M1, M0\n"
+        f"X[m1,m0,p] = Q[m1*M0+m0,p] where {static.replace('m', '(m1*M0+m0)')} "
+        "and S[m1*M0+m0,p] > 0"
+    )
+    sizes = resolve_shape(c, {k: data.draw(st.integers(1, 17)) for k in ("M", "P", "M0")})
+    tile = {r: np.array([data.draw(st.integers(1, int(sizes[r]) + 1)) for _ in range(3)])
+            for r in ("P", "M1")}  # fmt: skip
+    density = data.draw(st.floats(0.05, 1.0))
+    got = []
+    for planned in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            _with_intervals(mp)
+            if not planned:
+                mp.setattr(occ, "_affine_plan", lambda *a: None)
+                mp.setattr(occ, "_interval_plan", lambda *a: None)
+            got.append(occupancy(c, sizes, tile, density=density)["X"])
+    a, b = got
+    assert a.method == b.method == "declared_density"
+    for field in ("tiles", "empty", "partial", "full", "points", "busy_points"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
