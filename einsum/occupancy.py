@@ -1375,12 +1375,25 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
         mx = np.array([k[0] for k in missing], dtype=np.int64)
         my = np.array([k[1] for k in missing], dtype=np.int64)
         found = np.zeros((len(missing), 3), dtype=np.int64)
-        if "transposed" not in memo:
-            memo["transposed"] = _transposed(plan) if isinstance(plan, _AffinePlan) else None
-        flipped = memo["transposed"]
         if isinstance(plan, _IntervalPlan):
-            _interval_rows(plan, mx, my, found)
+            # Rows of y tiles, or of x tiles (the transposed plan, built on first need)
+            # where those are far fewer: a query tile of 1 meets every row's intervals.
+            rows_y, rows_x = -(-plan.extent_y // my), -(-plan.extent_x // mx)
+            by_x = (4 * rows_x < rows_y) & (rows_y > 4096)
+            if by_x.any() and "transposed" not in memo:
+                memo["transposed"] = _interval_transposed(plan)
+            flipped = memo.get("transposed")
+            if flipped is None:
+                by_x[:] = False
+            for use, p, a, b in ((~by_x, plan, mx, my), (by_x, flipped, my, mx)):
+                if use.any():
+                    part = np.zeros((int(use.sum()), 3), dtype=np.int64)
+                    _interval_rows(p, a[use], b[use], part)
+                    found[use] = part
         else:
+            if "transposed" not in memo:
+                memo["transposed"] = _transposed(plan)
+            flipped = memo["transposed"]
             # Rows of y tiles, or (the same counts, transposed) rows of x tiles where fewer.
             by_x = (-(-plan.extent_x // mx) < -(-plan.extent_y // my)) & (flipped is not None)
             for use, p, a, b in ((~by_x, plan, mx, my), (by_x, flipped, my, mx)):
@@ -1391,8 +1404,10 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
                     )
                     found[use] = part
         if len(memo) > 1 << 16:
+            flipped = memo.get("transposed")
             memo.clear()
-            memo["transposed"] = flipped
+            if flipped is not None:
+                memo["transposed"] = flipped
         memo.update(zip(missing, found, strict=True))
     if not keys:
         return np.zeros((0, 3), dtype=np.int64)
@@ -1491,8 +1506,8 @@ def _closed_form_grid_of(plan: _AffinePlan, sizes, t, vars_) -> _Grid:
 
 #: A tensor-free filter outside the closed form whose logical space (x by y) holds more
 #: points than this is counted from its kept intervals per query row (`_IntervalPlan`);
-#: smaller spaces keep the direct count (numpy, no compile).
-INTERVAL_POINTS = 2**22
+#: tiny spaces keep the direct count (numpy, one pass).
+INTERVAL_POINTS = 2**12
 #: Intervals an extraction may hold at once (all rows together); past this the filter is
 #: counted directly (a mask with many runs per row, e.g. a dilated neighborhood).
 INTERVALS_MOST = 2**23
@@ -1514,6 +1529,7 @@ class _Runs:
     start: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    width: int = 0  # the most intervals of one row
 
 
 @dataclass(frozen=True, eq=False)
@@ -1531,6 +1547,7 @@ class _IntervalPlan:
     kept: _Runs
     gaps: _Runs
     points: int
+    source: tuple = ()  # (logical filter, x name, y name, sizes): to build the transpose
 
 
 def _logical_groups(cascade, vars_) -> tuple[dict[str, tuple[str, ...]], dict]:
@@ -1575,16 +1592,32 @@ def _interval_plan_cached(cascade, key, keyed, vars_) -> _IntervalPlan | None:
     extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
     for x, y in itertools.permutations(groups):
         try:
-            sets = _XSets(x, y, extent[x], extent[y], sizes)
-            kept = sets.eval(w, sets.whole())
-            gaps = sets.difference(sets.whole(), kept)
+            return _oriented_plan(w, x, y, groups, extent, sizes)
         except _Unsupported:
             continue
-        points = int((kept[2] - kept[1] + 1).sum())
-        return _IntervalPlan(
-            groups[x], groups[y], extent[x], extent[y], _runs(kept), _runs(gaps), points
-        )
     return None
+
+
+def _oriented_plan(w, x, y, groups, extent, sizes) -> _IntervalPlan:
+    """The plan with x the variable along rows of tiles; raises `_Unsupported`."""
+    sets = _XSets(x, y, extent[x], extent[y], sizes)
+    kept = sets.eval(w, sets.whole())
+    gaps = sets.difference(sets.whole(), kept)
+    points = int((kept[2] - kept[1] + 1).sum())
+    source = (w, x, y, groups, extent, sizes)
+    return _IntervalPlan(
+        groups[x], groups[y], extent[x], extent[y], _runs(kept), _runs(gaps), points, source
+    )
+
+
+def _interval_transposed(plan: _IntervalPlan) -> _IntervalPlan | None:
+    """The same mask with x and y swapped (for tilings with fewer rows of x tiles than of
+    y tiles: a query tile of 1 row); None where the swapped filter is not separable."""
+    w, x, y, groups, extent, sizes = plan.source
+    try:
+        return _oriented_plan(w, y, x, groups, extent, sizes)
+    except _Unsupported:
+        return None
 
 
 class _XSets:
@@ -1929,16 +1962,73 @@ def _runs(sets) -> _Runs:
     )
     start = np.flatnonzero(~cont)
     end = np.append(start[1:] - 1, n - 1)
-    return _Runs(r[start], r[end], start, np.ascontiguousarray(lo), np.ascontiguousarray(hi))
+    width = int(k.max()) + 1
+    return _Runs(r[start], r[end], start, np.ascontiguousarray(lo), np.ascontiguousarray(hi), width)
+
+
+#: Tile-range contributions (runs x rows of tiles they meet, all tilings of one call) that
+#: `_interval_rows` counts with numpy; past this, the compiled kernel (numba loads then).
+INTERVAL_NUMPY_RANGES = 2**21
 
 
 def _interval_rows(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray, out: np.ndarray) -> None:
-    """Non-empty tiles, full tiles and busy points per tiling (`_interval_rows_py`)."""
+    """Non-empty tiles, full tiles and busy points per tiling (`_interval_rows_py`): in
+    numpy while the ranges to unite are few, else compiled."""
+    tx, ty = np.asarray(tx, np.int64), np.asarray(ty, np.int64)
     k, g = plan.kept, plan.gaps
+    rows = int((-(-plan.extent_y // ty)).sum())
+    ranges = len(tx) * (len(k.y0) + len(g.y0)) + rows * (k.width + g.width)
+    if ranges <= INTERVAL_NUMPY_RANGES:
+        _interval_rows_numpy(plan, tx, ty, out)
+        return
     _interval_rows_kernel()(
         k.y0, k.y1, k.start, k.lo, k.hi, g.y0, g.y1, g.start, g.lo, g.hi,
         plan.extent_x, plan.extent_y, np.asarray(tx, np.int64), np.asarray(ty, np.int64), out,
     )  # fmt: skip
+
+
+def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
+    """`_interval_rows_py` for all tilings at once, vectorized: every (tiling, run, row of
+    tiles) range, sorted by (tiling, row, first tile); a range adds the tiles past the
+    running maximum of its row's earlier ends."""
+    n_x, n_y = plan.extent_x, plan.extent_y
+    rows = -(-n_y // ty)
+    tiles_x = -(-n_x // tx)
+    offset = np.concatenate([[0], np.cumsum(rows)])  # first row of tiles of each tiling
+    totals, ends = [], []
+    for runs in (plan.kept, plan.gaps):
+        n_runs = len(runs.y0)
+        i0 = runs.y0[None, :] // ty[:, None]
+        count = (runs.y1[None, :] // ty[:, None] - i0 + 1).reshape(-1)
+        pair = np.repeat(np.arange(len(tx) * n_runs), count)
+        t, r = pair // max(n_runs, 1), pair % max(n_runs, 1)
+        i = i0.reshape(-1)[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(count) - count, count)
+        ya = np.maximum(runs.y0[r], i * ty[t])
+        yb = np.minimum(runs.y1[r], i * ty[t] + ty[t] - 1)
+        j0 = runs.lo[runs.start[r] + ya - runs.y0[r]] // tx[t]
+        j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
+        group = offset[t] + i
+        order = np.lexsort((j0, group))
+        group, j0, j1 = group[order], j0[order], j1[order]
+        big = int(tiles_x.max()) + 2
+        running = np.maximum.accumulate(group * big + j1 + 1)
+        before = np.maximum(np.concatenate([[0], running[:-1]]) - group * big - 1, -1)
+        added = np.maximum(j1 - np.maximum(j0, before + 1) + 1, 0)
+        total = np.bincount(group, added, minlength=int(offset[-1])).astype(np.int64)
+        end = np.full(int(offset[-1]), -1, np.int64)
+        if len(group):
+            last = np.append(group[1:] != group[:-1], True)
+            end[group[last]] = running[last] - group[last] * big - 1
+        totals.append(total)
+        ends.append(end)
+    tiling = np.repeat(np.arange(len(tx)), rows)
+    i = np.arange(int(offset[-1])) - offset[tiling]
+    height = np.minimum(i * ty[tiling] + ty[tiling], n_y) - i * ty[tiling]
+    short = np.where(ends[0] == tiles_x[tiling] - 1, tiles_x[tiling] * tx[tiling] - n_x, 0)
+    width = totals[0] * tx[tiling] - np.where(totals[0] > 0, short, 0)
+    out[:, 0] = np.bincount(tiling, totals[0], minlength=len(tx))
+    out[:, 1] = rows * tiles_x - np.bincount(tiling, totals[1], minlength=len(tx))
+    out[:, 2] = np.bincount(tiling, height * width, minlength=len(tx))
 
 
 @cache
