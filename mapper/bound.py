@@ -3,7 +3,7 @@
 Every mapping the simulator costs (`simulator.spatial.cost`) takes at least
 
     latency >= max(compute, traffic / DRAM bandwidth) / clock
-    compute  = max(largest Einsum, sum of Einsums / units, work only one unit can do)
+    compute  = max(largest Einsum, least busiest-unit load, work only one unit can do)
     energy  >= sum of Einsums' least compute energy + traffic x DRAM pJ/byte + leakage
 
 where an Einsum's cycles on a unit are its op counts (the points its mask keeps:
@@ -12,8 +12,10 @@ groups (`chained_ops`) at the pace of the slowest, over every lane of the unit (
 compute model, FuseMax Section 6: a mapping can only lose lanes to padding or folding), and
 each Einsum takes the fastest unit the space may bind it to: the pinned one, else those with
 all its operators, else those that lower the missing ones (`simulator/lowering.py`). Units
-overlap at best perfectly, so the busiest unit carries at least the mean and every Einsum
-only it supports.
+overlap at best perfectly, so the busiest unit carries at least every Einsum only it
+supports and, on two units, the least busiest load of any split of the Einsums' work
+between them (`_two_unit_makespan`: an Einsum cheap on the 2D array but slow on the 1D
+unit cannot count as the 1D unit's spare time); on more units, the mean of the fastest.
 
 Traffic is the least DRAM traffic of any mapping: each output of the cascade written once,
 each input read once. An input that only masked Einsums read may be fetched in part (a
@@ -127,6 +129,7 @@ def lower_bound(
     masked = any(e.where is not None for e in cascade.einsums)
     capable = [u for u in arch.units if u.ops]
     fastest: list[float] = []
+    per_unit: list[list[float]] = []  # each Einsum's cycles on each capable unit (inf: not)
     only: dict[str, float] = {u.name: 0.0 for u in capable}
     energy = 0.0
     kept_fraction: dict[str, float] = {}
@@ -147,12 +150,17 @@ def lower_bound(
             continue  # no mapping exists; the search says why
         cycles = [_cycles_per_einsum(u, counts, chained) * batch / u.lanes for u in units]
         fastest.append(min(cycles))
+        on = {u.name: c for u, c in zip(units, cycles, strict=True)}
+        per_unit.append([on.get(u.name, math.inf) for u in capable])
         if len(units) == 1:
             only[units[0].name] += cycles[0]
         energy += batch * min(
             sum(n * u.cost(op).energy_pj for op, n in counts.items()) for u in units
         )
-    compute = max([max(fastest, default=0.0), sum(fastest) / max(len(capable), 1), *only.values()])
+    shared = (
+        _two_unit_makespan(per_unit) if len(capable) == 2 else sum(fastest) / max(len(capable), 1)
+    )
+    compute = max([max(fastest, default=0.0), shared, *only.values()])
     traffic = 0.0
     word = arch.word_bytes
     for tensor in cascade.outputs:
@@ -177,6 +185,46 @@ def lower_bound(
         dram_energy_pj=dram_pj,
         passes=max(pass_analysis(cascade).values(), default=1),
     )
+
+
+def _two_unit_makespan(per_unit: list[list[float]]) -> float:
+    """The least busiest-unit load of two units when each Einsum's work may be split between
+    them at will: the LP relaxation of scheduling unrelated machines (R2||Cmax), a bound on
+    every binding (each binds an Einsum to one unit). Its optimum puts the Einsums in
+    order of w1/w2 (relatively cheapest on unit 1 first), a prefix on unit 1 and the rest
+    on unit 2, one Einsum split where the loads meet (exchange argument; Lenstra, Shmoys &
+    Tardos, Math. Prog. 1990, for the LP). `per_unit`: [w1, w2] per Einsum, inf where a
+    unit cannot run it.
+
+    Example: two Einsums of 4 cycles on either unit share the units: 4 each.
+        >>> _two_unit_makespan([[4.0, 4.0], [4.0, 4.0]])
+        4.0
+    """
+    if not per_unit:
+        return 0.0
+    order = sorted(per_unit, key=lambda w: 0.0 if math.isinf(w[1]) else w[0] / w[1])
+    first = [w[0] for w in order]
+    second = [w[1] for w in order]
+    before = [0.0]  # load of unit 1 from the Einsums before k
+    for w in first:
+        before.append(before[-1] + w)
+    after = [0.0]  # load of unit 2 from the Einsums after k (built from the end)
+    for w in reversed(second):
+        after.append(after[-1] + w)
+    after.reverse()  # after[k]: Einsums k.. on unit 2
+    best = math.inf
+    for k, (w1, w2) in enumerate(zip(first, second, strict=True)):
+        load1, load2 = before[k], after[k + 1]
+        if math.isinf(w2):
+            share = 1.0
+        elif math.isinf(w1):
+            share = 0.0
+        else:  # the share of Einsum k on unit 1 that balances the loads
+            share = min(1.0, max(0.0, (load2 + w2 - load1) / (w1 + w2)))
+        one = load1 + share * w1 if share else load1
+        two = load2 + (1 - share) * w2 if share < 1 else load2
+        best = min(best, max(one, two))
+    return best
 
 
 def _extra_pass_bytes(cascade: Cascade, arch: Architecture, sizes, batch: float) -> float:

@@ -134,3 +134,35 @@ def test_passes_raise_the_traffic_term_only_where_their_state_does_not_fit(varia
     assert bound.traffic_bytes == (q + count * (k + v) + out) * word
     result = search(built, tight, shape, "latency", "greedy", budget=5000)
     _assert_below_every_candidate(result, bound)
+
+
+_WORK = st.one_of(st.floats(0.5, 100.0), st.just(math.inf))  # inf: the unit cannot run it
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_WORK, st.floats(0.5, 100.0), st.booleans()).map(
+            lambda t: [t[1], t[0]] if t[2] else [t[0], t[1]]  # either unit may lack it
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_two_unit_makespan_is_the_least_split_load(per_unit):
+    """Against a brute force over every split of each Einsum's work in steps of 1/40: never
+    above the best split found (it is the least), and never below it by more than one step
+    of the largest finite load; never below the mean of the fastest (the old bound)."""
+    from einsim.mapper.bound import _two_unit_makespan
+
+    found = _two_unit_makespan([list(w) for w in per_unit])
+    steps = np.linspace(0.0, 1.0, 41)
+    best = math.inf
+    for shares in np.array(np.meshgrid(*[steps] * len(per_unit))).reshape(len(per_unit), -1).T:
+        one = sum(s * w[0] if s else 0.0 for s, w in zip(shares, per_unit, strict=True))
+        two = sum((1 - s) * w[1] if s < 1 else 0.0 for s, w in zip(shares, per_unit, strict=True))
+        best = min(best, max(one, two))
+    largest = max(x for w in per_unit for x in w if math.isfinite(x))
+    assert found <= best * (1 + 1e-12)
+    assert found >= best - largest / 40 * len(per_unit)
+    assert found >= sum(min(w) for w in per_unit) / 2 * (1 - 1e-12)
