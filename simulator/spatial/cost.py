@@ -59,6 +59,13 @@ def _prod(values) -> np.ndarray | int:
     return functools.reduce(operator.mul, values, 1)
 
 
+def _count(values) -> np.ndarray | float:
+    """A product of loop factors that counts tiles or fetches, in float64: such products
+    outgrow int64 (ten loops over ranks of 64K, and B x H: 2^65 tiles, which int64 arrays
+    wrap silently, to 0 there) while every factor below 2^53 stays exact."""
+    return functools.reduce(operator.mul, values, 1.0)
+
+
 def _relevant(cascade: Cascade, loop_rank: str, ranks: tuple[str, ...]) -> bool:
     """Whether a loop over `loop_rank` indexes a tensor with `ranks`: the same rank, or one
     of the same partition family (a loop over M1 indexes K[e,m])."""
@@ -470,7 +477,7 @@ class _KernelModel:
 
     @property
     def tiles(self):
-        return _prod(self.loop_factors) * self.batch
+        return _count(self.loop_factors) * self.batch
 
     # -- compute ----------------------------------------------------------------------
     def einsum_cycles(self, name: str) -> dict:
@@ -574,7 +581,7 @@ class _KernelModel:
         if not enabled or len(unit.dims) != 2:
             return 0.0
         unrolled = self._spatial_ranks(unit, einsum)
-        folds = _prod(-(-int(self.sizes[r]) // self.spatial[r]) for r in unrolled)
+        folds = _count(-(-int(self.sizes[r]) // self.spatial[r]) for r in unrolled)
         iterated = {rank_of(v) for v in einsum.iter_vars}
         for loop, factor in zip(self.kernel.loops, self.loop_factors, strict=True):
             if loop.rank in iterated and loop.rank not in unrolled:
@@ -795,7 +802,7 @@ class _KernelModel:
         relevant = [_relevant(self.cascade, self.kernel.loops[i].rank, ranks) for i in chosen]
         innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
         coarse = {self.coarse[r]: r for r in ranks if r in self.coarse} if self.coarse else {}
-        factor, walked = 1, {}
+        factor, walked = 1.0, {}
         for k, i in enumerate(chosen):
             if relevant[k] or (kept_or_output and k >= innermost):
                 continue

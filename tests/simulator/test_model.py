@@ -3,11 +3,12 @@
 import dataclasses
 from importlib.resources import files
 
+import numpy as np
 import pytest
 import yaml
 
 from einsim import InfeasibleError, MappingError, SpecError, attention, cascade
-from einsim.simulator import bind, evaluate, load_architecture, load_mapping
+from einsim.simulator import bind, evaluate, evaluate_batch, load_architecture, load_mapping
 
 BERT_1K = dict(B=64, H=12, E=64, F=64, M=1024, P=1024)
 
@@ -189,3 +190,20 @@ def test_a_rank_on_two_arrays_takes_the_tile_the_smaller_one_holds():
     assert report.factors["attention"]["spatial.P"] == 128
     assert report.utilization["1d"] <= 0.5 + 1e-12
     assert all(0 <= u <= 1 for u in report.utilization.values())
+
+
+def test_a_tile_count_past_int64_is_counted_not_wrapped():
+    """2^40 heads of FuseMax at M=P=2^20: DRAM.P x DRAM.M1 x GB.P x B x H = 2^64 tiles, which
+    int64 arrays wrapped to 0 (a divide by zero tiles, nan cycles). A batch row costs what
+    the scalar model (Python integers, exact) gives for the same bound mapping."""
+    shape = dict(B=1 << 20, H=1 << 20, E=64, F=64, M=1 << 20, P=1 << 20)
+    cascade, arch = attention("fusemax"), load_architecture("fusemax_cloud")
+    template = load_mapping("fusemax")
+    batch = evaluate_batch(cascade, arch, template, shape, {"attention.GB.P": np.array([1, 2])})
+    for i, p1 in enumerate((1, 2)):
+        scalar = evaluate(cascade, arch, bind(template, {"attention.GB.P": p1}), shape)
+        row = batch.report(i)
+        assert row.kernels[0]["tiles"] == scalar.kernels[0]["tiles"] == 2.0**64
+        assert np.isfinite(row.cycles) and row.valid
+        assert row.cycles == pytest.approx(scalar.cycles, rel=1e-12)
+        assert row.dram_bytes == pytest.approx(scalar.dram_bytes, rel=1e-12)
