@@ -1602,7 +1602,7 @@ def _oriented_plan(w, x, y, groups, extent, sizes) -> _IntervalPlan:
     """The plan with x the variable along rows of tiles; raises `_Unsupported`."""
     sets = _XSets(x, y, extent[x], extent[y], sizes)
     kept = sets.eval(w, sets.whole())
-    gaps = sets.difference(sets.whole(), kept)
+    gaps = sets.complement(kept)
     points = int((kept[2] - kept[1] + 1).sum())
     source = (w, x, y, groups, extent, sizes)
     return _IntervalPlan(
@@ -1675,11 +1675,43 @@ class _XSets:
         return rows, begin - rows * span, end - rows * span - 1
 
     def union(self, sets):
+        """Sorted by (row, start) (a merge of sorted lists), then an interval joins the
+        previous one of its row while it starts at most one past their running end."""
         sets = [s for s in sets if len(s[0])]
         if len(sets) <= 1:
             return sets[0] if sets else _EMPTY_SET
         self._check(sum(len(s[0]) for s in sets))
-        return self._sweep(sets, [1] * len(sets), 1)
+        rows, a, b = (np.concatenate([s[i] for s in sets]) for i in range(3))
+        span = self.n_x + 1
+        order = np.argsort(rows * span + a, kind="stable")
+        rows, a, b = rows[order], a[order], b[order]
+        reach = np.maximum.accumulate(rows * span + b)  # running end, never across rows
+        first = np.append(True, rows[1:] * span + a[1:] > reach[:-1] + 1)
+        starts = np.flatnonzero(first)
+        ends = np.append(starts[1:] - 1, len(rows) - 1)
+        return rows[starts], a[starts], reach[ends] - rows[starts] * span
+
+    def complement(self, kept):
+        """[0, n_x) minus the kept intervals, per row (rows without any: whole)."""
+        rows, a, b = kept
+        n = len(rows)
+        if n == 0:
+            return self.whole()
+        new_row = np.append(True, rows[1:] != rows[:-1])
+        last = np.append(new_row[1:], True)
+        # a gap before each interval (from the previous end, or 0) and after each row's last
+        before = np.where(new_row, 0, np.append(0, b[:-1] + 1))
+        gap_rows = np.concatenate([rows, rows[last]])
+        gap_a = np.concatenate([before, b[last] + 1])
+        gap_b = np.concatenate([a - 1, np.full(int(last.sum()), self.n_x - 1)])
+        bare = np.setdiff1d(np.arange(self.n_y), rows, assume_unique=True)
+        gap_rows = np.concatenate([gap_rows, bare])
+        gap_a = np.concatenate([gap_a, np.zeros(len(bare), np.int64)])
+        gap_b = np.concatenate([gap_b, np.full(len(bare), self.n_x - 1)])
+        live = gap_a <= gap_b
+        gap_rows, gap_a, gap_b = gap_rows[live], gap_a[live], gap_b[live]
+        order = np.argsort(gap_rows * (self.n_x + 1) + gap_a, kind="stable")
+        return gap_rows[order], gap_a[order], gap_b[order]
 
     def difference(self, a, b):
         if not len(b[0]) or not len(a[0]):
@@ -1727,7 +1759,7 @@ class _XSets:
 
     def values(self, expr: Expr, var: str) -> np.ndarray:
         """An expression over one variable's range, in whole numbers (int64, exact)."""
-        key = (id(expr), var)
+        key = (expr, var)  # by value: a filter repeats its subexpressions (NATTEN's window)
         found = self._values.get(key)
         if found is None:
             from .executor import _value
@@ -1950,7 +1982,7 @@ def _runs(sets) -> _Runs:
         return _Runs(*(np.zeros(0, np.int64),) * 5)
     new_row = np.append(True, rows[1:] != rows[:-1])
     k = np.arange(n) - np.flatnonzero(new_row)[np.cumsum(new_row) - 1]
-    order = np.lexsort((rows, k))
+    order = np.argsort(k.astype(np.int32), kind="stable")  # rows sorted: (k, row) order
     r, lo, hi, k = rows[order], a[order], b[order], k[order]
     cont = np.append(
         False,
