@@ -11,7 +11,14 @@ Prints measured numbers (no assertions):
 3. the same comparison for a mask without a closed form: NATTEN 2D, 128 x 128 grid
    (16K tokens), 13 x 13 window, 128 x 128 tiles.
 
-Run: python benchmarks/occupancy_numba.py [--quick]   (--quick: 16K instead of 64K in 2.)
+4. masks without a closed form counted from their kept intervals per query row (the
+   `intervals` method) at L = 16K, 64K (and 1M unless --quick): CPU time of the plan (one
+   per mask and sizes), of 9 log2(L) mapper-like tilings (query tiles 1 .. L, key tiles
+   256 .. 64K; the first call in a process also loads or compiles the counting kernel), and, at 16K, the compiled point loop for one tiling (kernel compiled outside the
+   timing) with a check that both give the same tile counts.
+
+Run: python benchmarks/occupancy_numba.py [--quick]   (--quick: 16K instead of 64K in 2.,
+no 1M in 4.)
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import numpy as np
 from einsim import attention
 from einsim.einsum import occupancy, resolve_shape
 from einsim.einsum.occupancy import _RUNS, _compiled_grid, _mask_vars_of, _numpy_grid
+from einsim.simulator.shape import cascade_names
 
 
 def _best(fn, repeat: int) -> float:
@@ -95,6 +103,44 @@ def numba_vs_numpy(name: str, params: dict, n: int, tile: int) -> None:
     )
 
 
+def intervals(name: str, params: dict, n: int, check: bool) -> None:
+    """Plan and 9 log2(L) tilings through the intervals; the point loop for one tiling."""
+    occ = sys.modules["einsim.einsum.occupancy"]
+    cascade = attention(name, **params)
+    side = 1 << (n.bit_length() - 1) // 2
+    shape = {"E": 64, "F": 64, "M": n, "P": n, "X": side, "Y": n // side}
+    names = cascade_names(cascade)
+    sizes = resolve_shape(cascade, {k: v for k, v in shape.items() if k in names})
+    qk = cascade.einsum("QK")
+    vars_ = _mask_vars_of(cascade, qk, sizes, qk.where)
+    occ._interval_plan_cached.cache_clear()
+    start = time.process_time()
+    plan = occ._interval_plan(cascade, sizes, qk.where, vars_)
+    plan_s = time.process_time() - start
+    m0 = int(sizes["M0"])
+    ty = np.repeat(2 ** np.arange(n.bit_length()), 9)
+    tx = np.tile(2 ** np.arange(9), n.bit_length())  # M1 tiles: 256 .. 64K keys
+    tile = {"P": np.minimum(ty, n), "M1": np.minimum(tx, n // m0)}
+    start = time.process_time()
+    got = occupancy(cascade, sizes, tile, ["QK"])["QK"]
+    count_s = time.process_time() - start
+    runs = (len(plan.kept.y0), len(plan.gaps.y0)) if plan is not None else None
+    print(
+        f"   {name} L={n}: method {got.method}, runs (kept, gaps) {runs}; plan "
+        f"{plan_s:.3f} s CPU, {len(ty)} tilings {count_s:.3f} s CPU (transposed plan included)"
+    )
+    if check:
+        t = {"P": 128, "M1": 1}
+        start = time.process_time()
+        _RUNS.clear()
+        grid = occ._direct_grid(cascade, qk, sizes, t, qk.where, vars_)
+        loop_s = time.process_time() - start
+        one = occupancy(cascade, sizes, t, ["QK"])["QK"]
+        stats = (one.tiles, one.empty, one.partial, one.full, one.points, one.busy_points)
+        same = tuple(int(a[0]) for a in stats) == occ._totals(qk, sizes, t, grid)
+        print(f"   point loop, one tiling (128 x {m0}): {loop_s:.2f} s CPU; same counts: {same}")
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     many_tilings()
@@ -102,6 +148,10 @@ def main() -> None:
     numba_vs_numpy("causal", {}, 16_384 if quick else 65_536, 128)
     print("3. a mask without a closed form")
     numba_vs_numpy("neighborhood_2d", dict(X=128, Y=128, KW=13), 16_384, 128)
+    print("4. kept intervals per query row (the intervals method)")
+    for n in (16_384, 65_536) if quick else (16_384, 65_536, 1_048_576):
+        for name in ("sinks_window", "neighborhood_2d", "power_attention"):
+            intervals(name, {}, n, check=n == 16_384)
 
 
 if __name__ == "__main__":

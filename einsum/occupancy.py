@@ -6,20 +6,32 @@ keeps every real point (a partition's padding, m1*M0 + m0 >= M, is never a point
 *partial*. Hardware that skips empty tiles and computes partial tiles in full iterates the
 *busy points*: the real points of every non-empty tile.
 
-Three exact ways to count, chosen from the filter's structure (never from a name):
+Exact ways to count, chosen from the filter's structure (never from a name):
 
 - `closed_form`: a filter that is a conjunction of comparisons affine in one "key"
   variable x (`m`, or `m1*M0+m0` with M0 untiled) for each value of one "query" variable y,
   whose kept interval [lo(y), hi(y)] moves monotonically: per tile row one interval of
   tiles, computed in a compiled loop over rows (causal, windows, decode offsets).
+- `intervals`: a filter over one key x and one query y whose kept x, for each y, is a
+  union of intervals derived from its structure (`and` / `or` / `not` of comparisons
+  separable into f(x) op g(y), or depending on x and y through one separable sum; f may
+  be periodic, `m // Y % X`: it is split into its monotone runs), in whole numbers:
+  sinks + window (2 intervals a row), NATTEN 2D/3D (one per neighbour row), block masks
+  with `//` and `%`, power attention's distances. The intervals of consecutive rows chain
+  into staircase runs (NATTEN at any length: about 50), and per tiling a row of tiles
+  unites the tile ranges of the runs meeting it: non-empty tiles from the kept runs, tiles
+  not full from the gap runs. O(runs + rows of tiles x intervals a row) per tiling instead
+  of O(points); numpy for all tilings at once while small, else one compiled kernel
+  shared by every filter (cached on disk: no compile per filter); the transposed plan
+  (rows of key tiles) where a tiling has far fewer of those.
 - `compiled`: any other filter without tensor reads is compiled (numba) into one loop nest
-  over the filter's variables that counts kept and real points per tile (NATTEN 2D/3D
-  with dilation and stride, sinks + window, block masks written with `//`); while a
+  over the filter's variables that counts kept and real points per tile; while a
   filter's spaces add up to few points (`NUMPY_POINTS`) they are counted with numpy
   instead, so a small user filter never waits for a compile.
 - `data` / `declared_density`: a filter that reads a tensor (a selection computed by the
   cascade, MoBA's top-k blocks) is evaluated on the caller's inputs with the reference
-  executor, or priced from a declared density of its data-dependent conjuncts.
+  executor, or priced from a declared density of its data-dependent conjuncts (their
+  static part counted by the closed form or the intervals where those apply).
 
 Many tilings are evaluated at once: the distinct tilings are counted once each and
 scattered back to the n requested.
