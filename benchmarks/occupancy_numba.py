@@ -14,7 +14,8 @@ Prints measured numbers (no assertions):
 4. masks without a closed form counted from their kept intervals per query row (the
    `intervals` method) at L = 16K, 64K (and 1M unless --quick): CPU time of the plan (one
    per mask and sizes), of 9 log2(L) mapper-like tilings (query tiles 1 .. L, key tiles
-   256 .. 64K; the first call in a process also loads or compiles the counting kernel), and, at 16K, the compiled point loop for one tiling (kernel compiled outside the
+   256 .. 64K; the first call in a process also loads or compiles the counting kernel),
+   and, at 16K, the compiled point loop for one tiling (kernel compiled outside the
    timing) with a check that both give the same tile counts.
 
 Run: python benchmarks/occupancy_numba.py [--quick]   (--quick: 16K instead of 64K in 2.,

@@ -404,7 +404,7 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
     todo = list(range(len(tilings)))
     if plan is not None:
         ok, found = _closed_form_stats(einsum, sizes, plan, table, names)
-        if priced:  # see _totals: tiles stay busy, none is known full, points scale
+        if priced and frac != 1.0:  # see _totals: tiles stay busy, none known full
             found = found.copy()
             found[:, 4] = [round(frac * int(p)) for p in found[:, 4]]
             found[:, 2] += found[:, 3]
