@@ -84,6 +84,7 @@ _INDEX_OPS = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def _coarse_ranks(cascade: Cascade) -> dict[str, tuple[str, object]]:
     """Tensor ranks read through a many-to-one index of one other rank: {G: (H, index)}
     when some Einsum reads a tensor's g dimension as `h//(H//G)` (GQA: head h reads K/V
@@ -126,13 +127,32 @@ def _group_visits(groups_of: np.ndarray, per_iteration, iterations) -> tuple:
         np.stack([per.ravel(), its.ravel()], axis=1), axis=0, return_inverse=True
     )
     total, most = np.zeros(len(pairs)), np.zeros(len(pairs))
+    groups = tuple(groups_of.tolist())
     for row, (t, f) in enumerate(pairs.tolist()):  # one per distinct tiling of the batch
-        counts = [len(np.unique(groups_of[i * t : (i + 1) * t])) for i in range(f)]
-        total[row], most[row] = sum(counts), max(counts, default=0)
+        total[row], most[row] = _block_groups(groups, t, f)
     inverse = inverse.ravel()
     if per.ndim:
         return total[inverse].reshape(per.shape), most[inverse].reshape(per.shape)
     return float(total[0]), float(most[0])
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _block_groups(groups: tuple[int, ...], t: int, f: int) -> tuple[int, int]:
+    """(sum, max) over blocks i < f of the distinct groups among heads i*t .. i*t+t-1
+    (`groups[h]`: head h's group; heads past the last are none): the distinct
+    (block, group) pairs, counted per block. A search meets the same (t, f) in every batch.
+
+    Example:
+        >>> _block_groups((0, 0, 1, 1, 2, 2), 3, 2)  # heads 0-2 read groups 0, 1; 3-5: 1, 2
+        (4, 2)
+    """
+    heads = np.asarray(groups[: max(0, min(len(groups), t * f))], np.int64)
+    if not heads.size:
+        return 0, 0
+    block = np.arange(heads.size, dtype=np.int64) // t
+    pairs = np.unique(block * (int(heads.max() - heads.min()) + 1) + (heads - heads.min()))
+    per_block = np.bincount(pairs // (int(heads.max() - heads.min()) + 1))
+    return int(pairs.size), int(per_block.max())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -249,6 +269,185 @@ def _distinct_rows(columns: list[np.ndarray], limits: list[int]):
     return out[::-1], inverse.reshape(-1)
 
 
+class _Members:
+    """What a kernel's Einsums are, apart from any tiling: each one's iterated ranks, its
+    filter's token, and the plans of `_KernelModel.share` by the set of cut ranks. Shared by
+    every candidate and template that groups the same Einsums (`_members`): a search costs
+    hundreds of templates over a few dozen groupings.
+    """
+
+    def __init__(self, cascade: Cascade, einsums: tuple[str, ...]):
+        chosen = [cascade.einsum(e) for e in einsums]  # raises with the known names
+        self.ranks = {e.output: frozenset(rank_of(v) for v in e.iter_vars) for e in chosen}
+        #: every rank some member iterates, in the members' order (`tile_extents`)
+        self.all_ranks = tuple(dict.fromkeys(rank_of(v) for e in chosen for v in e.iter_vars))
+        self.tokens = {e.output: filter_token(e.where) for e in chosen if e.where is not None}
+        self.filtered = tuple(
+            (e.output, self.ranks[e.output]) for e in chosen if e.where is not None
+        )
+        computing = [e for e in chosen if value_ops(e.expr) or e.reduced_vars]
+        self.computing_ranks = frozenset(r for e in computing for r in self.ranks[e.output])
+        self._roots = {
+            r: (part.rank if (part := cascade.partition_of.get(r)) is not None else r)
+            for r in self.all_ranks
+        }
+        self._plans: dict[tuple, tuple] = {}
+
+    def share_plan(self, name: str | None, within, cut: frozenset) -> tuple:
+        """The (filtered Einsum, ranks its tile is cut along) pairs whose shares `share`
+        takes the most of, for the tiles cut along `cut` (see `_KernelModel.share`)."""
+        key = (name, within, cut)
+        found = self._plans.get(key)
+        if found is None:
+            filtered = self.filtered
+            if name is not None:
+                cut = cut & self.ranks[name]
+                if name in self.tokens:
+                    filtered = ((name, self.ranks[name]),)
+            else:
+                cut = frozenset(r for r in cut if self._roots.get(r, r) in within)
+            found = tuple((f, cut & ranks) for f, ranks in filtered if cut & ranks)
+            self._plans[key] = found
+        return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _members(cascade: Cascade, einsums: tuple[str, ...]) -> _Members:
+    return _Members(cascade, einsums)
+
+
+@functools.lru_cache(maxsize=1024)
+def _coarse_of(cascade: Cascade, einsums: tuple[str, ...], sizes: tuple) -> tuple[dict, dict]:
+    """(coarse rank -> its source, coarse rank -> its index at each source value) of the
+    coarse ranks (G of GQA) that no computing Einsum of the kernel iterates itself: a tile
+    then holds only the groups of its heads (views such as BK do not count)."""
+    computing = _members(cascade, einsums).computing_ranks
+    extents = dict(sizes)
+    coarse: dict[str, str] = {}
+    groups_of: dict[str, np.ndarray] = {}
+    for rank, (source, index) in _coarse_ranks(cascade).items():
+        if source in extents and rank not in computing:
+            coarse[rank] = source
+            heads = np.arange(int(extents[source]))
+            groups_of[rank] = np.broadcast_to(_index_of(index, heads, extents), heads.shape)
+    return coarse, groups_of
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _reuse_plan(
+    cascade: Cascade,
+    loops: tuple[tuple[str, str], ...],
+    offchip: str,
+    ranks: tuple[str, ...],
+    kept_or_output: bool,
+    offchip_only: bool,
+    coarse: tuple[tuple[str, str], ...],
+) -> tuple[tuple[int, ...], tuple]:
+    """The loops (by index into `loops`, each (level, rank)) that re-fetch a tensor with
+    `ranks` (see `_KernelModel._refetch`): (those whose factors multiply, (rank, the loops
+    over a rank that reads one of the tensor's ranks coarsely, the other loops over that
+    rank) pairs)."""
+    chosen = [i for i, (level, _) in enumerate(loops) if level == offchip or not offchip_only]
+    relevant = [_relevant(cascade, loops[i][1], ranks) for i in chosen]
+    innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
+    coarse_of = dict(coarse)
+    sources = {coarse_of[r]: r for r in ranks if r in coarse_of}
+    multiply, walked = [], {}
+    for k, i in enumerate(chosen):
+        if relevant[k] or (kept_or_output and k >= innermost):
+            continue
+        rank = loops[i][1]
+        if rank in sources:
+            walked.setdefault(rank, []).append(i)
+        else:
+            multiply.append(i)
+    groups = tuple(
+        (rank, tuple(idx), tuple(j for j, lp in enumerate(loops) if j not in idx and lp[1] == rank))
+        for rank, idx in walked.items()
+    )
+    return tuple(multiply), groups
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _fetch_need(
+    cascade: Cascade,
+    loops: tuple[tuple[str, str], ...],
+    offchip: str,
+    ranks: tuple[str, ...],
+    kept_or_output: bool,
+) -> frozenset:
+    """The partition roots along which a tensor's off-chip fetches are cut (see
+    `_KernelModel._fetched_share`): its own ranks, and the off-chip loops that re-fetch it."""
+    root = lambda r: p.rank if (p := cascade.partition_of.get(r)) is not None else r  # noqa: E731
+    chosen = [i for i, (level, _) in enumerate(loops) if level == offchip]
+    relevant = [_relevant(cascade, loops[i][1], ranks) for i in chosen]
+    innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
+    return frozenset({root(r) for r in ranks}) | {
+        root(loops[i][1])
+        for k, i in enumerate(chosen)
+        if not relevant[k] and (not kept_or_output or k < innermost)
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _tensor_roles(
+    cascade: Cascade, einsums: tuple[str, ...], kept: frozenset
+) -> tuple[tuple[str, tuple[str, ...], bool, bool], ...]:
+    """(tensor, ranks, read here, written out) of each tensor a kernel moves off-chip: read
+    by a member and produced elsewhere, or produced by a member and read by a later kernel
+    or a cascade output."""
+    members = set(einsums)
+    out = []
+    for tensor, ranks in cascade.tensor_ranks.items():
+        producer = cascade.producers.get(tensor)
+        produced_here = producer is not None and producer.output in members
+        readers = set(cascade.graph.successors(tensor))
+        read_here = bool(readers & members) and not produced_here
+        written_out = produced_here and (tensor in cascade.outputs or bool(readers - members))
+        if read_here or written_out:
+            out.append((tensor, ranks, read_here, written_out))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """How a kernel's Einsums touch one tensor it keeps on chip (`_KernelModel.buffer_words`):
+    the member producing it (or None), the members reading it (cascade order), the ranks of
+    the slice a read of an iterative rank's terminal element fetches (or None), and whether
+    some read walks the whole tensor."""
+
+    producer: str | None
+    readers: tuple[str, ...]
+    terminal_ranks: tuple[str, ...] | None
+    fetched: bool
+
+
+@functools.lru_cache(maxsize=4096)
+def _reads(cascade: Cascade, einsums: tuple[str, ...], tensor: str) -> _Reads:
+    members = set(einsums)
+    producer = cascade.producers.get(tensor)
+    readers, terminal, fetched = [], None, False
+    for einsum in cascade.einsums:
+        if einsum.output not in members:
+            continue
+        accesses = [a for a in einsum.operands if a.tensor == tensor]
+        if accesses:
+            readers.append(einsum.output)
+        for access in accesses:
+            if cascade.read_kind(einsum, access)[1]:
+                terminal = tuple(
+                    r
+                    for r, it in zip(
+                        cascade.tensor_ranks[tensor], cascade.iterative_dims[tensor], strict=True
+                    )
+                    if not it
+                )
+            else:
+                fetched = True
+    here = producer.output if producer is not None and producer.output in members else None
+    return _Reads(here, tuple(readers), terminal, fetched)
+
+
 class _KernelModel:
     """One kernel's costs over a batch; a helper of `evaluate_batch`, not public.
 
@@ -265,29 +464,19 @@ class _KernelModel:
         self.skip_empty_tiles = skip_empty_tiles
         self._tile_memo: dict[int, dict] = {}
         self._share_memo: dict[tuple, np.ndarray | float] = {}
+        self._shares: dict[tuple, np.ndarray | float] = {}
         self._rows_memo: dict[tuple, tuple] = {}
+        self._elements_memo: dict[str, int] = {}
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
+        self._sizes_key = tuple(sizes.items())
         self.n = n
         self.offchip = arch.levels[0].name
-        for einsum in kernel.einsums:
-            cascade.einsum(einsum)  # raises with the known names
+        self.members = _members(cascade, kernel.einsums)  # raises with the known names
+        self._loop_sig = tuple((loop.level, loop.rank) for loop in kernel.loops)
         self.problems: list[_Problem] = []
-        # Coarse ranks (G of GQA) that no computing Einsum of the kernel iterates itself:
-        # a tile then holds only the groups of its heads (views such as BK do not count).
-        computing = [
-            cascade.einsum(e)
-            for e in kernel.einsums
-            if value_ops(cascade.einsum(e).expr) or cascade.einsum(e).reduced_vars
-        ]
-        self.coarse: dict[str, str] = {}
-        self.groups_of: dict[str, np.ndarray] = {}  # rank -> its index at each source value
-        for rank, (source, index) in _coarse_ranks(cascade).items():
-            if source in sizes and not any(
-                rank in {rank_of(v) for v in e.iter_vars} for e in computing
-            ):
-                self.coarse[rank] = source
-                heads = np.arange(int(sizes[source]))
-                self.groups_of[rank] = np.broadcast_to(_index_of(index, heads, sizes), heads.shape)
+        # Coarse ranks (G of GQA) that no computing Einsum of the kernel iterates itself.
+        self.coarse, self.groups_of = _coarse_of(cascade, kernel.einsums, self._sizes_key)
+        self._coarse_key = tuple(self.coarse.items())
         self._lanes_memo: dict = {}
         self.keys = loop_keys(kernel)
         self.levels = [self._level_index(loop.level) for loop in kernel.loops]
@@ -489,10 +678,9 @@ class _KernelModel:
         one. `ops` and the useful cycles count the points the masks keep.
         """
         einsum = self.cascade.einsum(name)
-        counts, dense = _op_counts(self.cascade, name, tuple(self.sizes.items()))
         share = self.share(len(self.arch.levels), name)
         unit_name = self.kernel.unit_of(name)
-        if not counts:
+        if not _op_counts(self.cascade, name, self._sizes_key)[0]:
             return {
                 "einsum": name,
                 "unit": unit_name or "",
@@ -505,50 +693,42 @@ class _KernelModel:
         if unit_name is None:
             raise MappingError(f"{self.where}einsum {name} has operations but no binding")
         unit = self.arch.unit(unit_name, self.where)
-        where = f"{self.where}{name}: "
-        cost_per_point = {op: unit.cost(op, where) for op in counts}
-
-        def cycles_of(ops: dict) -> float:
-            cycles = sum(count * cost_per_point[op].cycles for op, count in ops.items())
-            for group in self.kernel.chained_ops:
-                chained = [op for op in ops if op.value in group]
-                if len(chained) > 1:  # a PE pipelines these: the slowest sets the pace
-                    per_op = [ops[op] * cost_per_point[op].cycles for op in chained]
-                    cycles -= sum(per_op) - max(per_op)
-            return cycles
-
-        energy = self.batch * sum(
-            count * cost_per_point[op].energy_pj
-            for op, count in dense.items()
-            if not (self.options.drop_exp_energy and op is Op.EXP)
-        )
+        key = (self.cascade, name, self._sizes_key, unit.name, unit.ops)
+        key += (self.kernel.chained_ops, self.options.drop_exp_energy)
+        work = _WORK.get(key)
+        if work is None:
+            work = _einsum_work(self.cascade, name, self._sizes_key, unit, *key[-2:], self.where)
+            if len(_WORK) >= 1 << 14:
+                _WORK.clear()
+            _WORK[key] = work
+        energy = self.batch * work.energy_pj
         per_lane, useful_fraction = self._lanes(unit, einsum)
         # scalars first: each product with a batch array is a pass over n rows
-        busy = cycles_of(dense) * self.batch * share * per_lane
-        kept = busy if dense is counts else cycles_of(counts) * self.batch * per_lane
+        busy = work.dense_cycles * self.batch * share * per_lane
+        kept = busy if work.kept_cycles is None else work.kept_cycles * self.batch * per_lane
         fill_drain = self._fill_drain_cycles(unit, einsum)
         return {
             "einsum": name,
             "unit": unit_name,
-            "ops": sum(counts.values()) * self.batch,
+            "ops": work.ops * self.batch,
             "cycles": busy + fill_drain * share if np.any(fill_drain) else busy,
             # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
             "useful_cycles": kept * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
             "energy_pj": energy * share,
             # Operators the unit lacks, run lowered (simulator/lowering.py).
-            "lowered": ", ".join(sorted(op.value for op in counts if unit.lowers(op))),
+            "lowered": work.lowered,
         }
 
     def _spatial_ranks(self, unit: ComputeUnit, einsum) -> list[str]:
         """The ranks of `einsum` unrolled on `unit`, in the unit's dimension order."""
-        iterated = {rank_of(v) for v in einsum.iter_vars}
+        iterated = self.members.ranks[einsum.output]
         return [r for r in dict(self.kernel.spatial).get(unit.name, ()) if r in iterated]
 
     def _lanes(self, unit: ComputeUnit, einsum):
         """(cycles per lane-op = padding / lanes used, share of the unit's PEs doing useful
         work = lanes used / lanes / padding), shared by Einsums with the same unrolled ranks."""
-        iterated = {rank_of(v) for v in einsum.iter_vars}
+        iterated = self.members.ranks[einsum.output]
         ranks = tuple(self._spatial_ranks(unit, einsum))
         parts = tuple(p for p in self.cascade.partitions if {p.upper, p.lower} <= iterated)
         key = (unit.name, ranks, parts)
@@ -582,7 +762,7 @@ class _KernelModel:
             return 0.0
         unrolled = self._spatial_ranks(unit, einsum)
         folds = _count(-(-int(self.sizes[r]) // self.spatial[r]) for r in unrolled)
-        iterated = {rank_of(v) for v in einsum.iter_vars}
+        iterated = self.members.ranks[einsum.output]
         for loop, factor in zip(self.kernel.loops, self.loop_factors, strict=True):
             if loop.rank in iterated and loop.rank not in unrolled:
                 folds = folds * factor
@@ -605,11 +785,8 @@ class _KernelModel:
         """
         if level_index in self._tile_memo:
             return self._tile_memo[level_index]
-        ranks = dict.fromkeys(
-            rank_of(v) for name in self.kernel.einsums for v in self.cascade.einsum(name).iter_vars
-        )
         tile = {}
-        for rank in ranks:
+        for rank in self.members.all_ranks:
             extent = self._extent_below(rank, level_index, self.loop_factors, self.spatial)
             size = int(self.sizes[rank])
             if np.any(np.asarray(extent) < size):
@@ -627,30 +804,23 @@ class _KernelModel:
         kernel keeps a point in it, projected onto the cut ranks the two share (the most
         any filtered Einsum keeps). `within` (partition roots, name None): the share of
         tiles cut only along those ranks that some filtered Einsum needs (an off-chip fetch).
+        Computed once per (level, name, within) for the batch.
         """
-        filtered = [e for e in map(self.cascade.einsum, self.kernel.einsums) if e.where is not None]
-        if not self.skip_empty_tiles or not filtered:
+        if not self.skip_empty_tiles or not self.members.filtered:
             return 1.0
-        cut = set(self.tile_extents(level_index))
-        if name is not None:
-            einsum = self.cascade.einsum(name)
-            cut &= {rank_of(v) for v in einsum.iter_vars}
-            if einsum.where is not None:
-                filtered = [einsum]
-        else:
-            cut = {r for r in cut if self._root(r) in within}
-        shares = []
-        for f in filtered:
-            ranks = frozenset(cut & {rank_of(v) for v in f.iter_vars})
-            if ranks:
-                shares.append(self._filtered_share(level_index, f.output, ranks))
-        return _most(shares)
+        key = (level_index, name, within)
+        found = self._shares.get(key)
+        if found is None:
+            cut = frozenset(self.tile_extents(level_index))
+            plan = self.members.share_plan(name, within, cut)
+            found = _most([self._filtered_share(level_index, f, ranks) for f, ranks in plan])
+            self._shares[key] = found
+        return found
 
     def _filtered_share(self, level_index: int, name: str, ranks: frozenset):
         """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
         `_tile_shares` of the distinct tilings of the batch (`_distinct_rows`)."""
-        where = self.cascade.einsum(name).where
-        key = (level_index, filter_token(where), ranks)  # one filter, one set of tiles
+        key = (level_index, self.members.tokens[name], ranks)  # one filter, one set of tiles
         if key not in self._share_memo:
             tile = {r: v for r, v in self.tile_extents(level_index).items() if r in ranks}
             fixed = {r: int(v) for r, v in tile.items() if not np.ndim(v)}
@@ -663,13 +833,9 @@ class _KernelModel:
                 )
             columns, inverse = self._rows_memo[rows_key]
             by_rank = dict(zip(varying, columns, strict=True))
-            share = _tile_shares(self.cascade, name, tuple(self.sizes.items()), fixed, by_rank)
+            share = _tile_shares(self.cascade, name, self._sizes_key, fixed, by_rank)
             self._share_memo[key] = share[inverse] if varying else float(share[0])
         return self._share_memo[key]
-
-    def _root(self, rank: str) -> str:
-        part = self.cascade.partition_of.get(rank)
-        return part.rank if part is not None else rank
 
     def _fetched_share(self, ranks: tuple[str, ...], kept_or_output: bool):
         """Share of a tensor's off-chip fetches that a non-empty tile needs: the tensor is
@@ -677,42 +843,33 @@ class _KernelModel:
         fetch is skipped where no filtered Einsum keeps a point in that tile."""
         if not self.skip_empty_tiles:
             return 1.0
-        chosen = [i for i, loop in enumerate(self.kernel.loops) if loop.level == self.offchip]
-        relevant = [_relevant(self.cascade, self.kernel.loops[i].rank, ranks) for i in chosen]
-        innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
-        need = {self._root(r) for r in ranks} | {
-            self._root(self.kernel.loops[i].rank)
-            for k, i in enumerate(chosen)
-            if not relevant[k] and (not kept_or_output or k < innermost)
-        }
-        return self.share(1, within=frozenset(need))
+        need = _fetch_need(self.cascade, self._loop_sig, self.offchip, ranks, kept_or_output)
+        return self.share(1, within=need)
 
     # -- memory -----------------------------------------------------------------------
     def _elements(self, tensor: str) -> int:
         """Elements of a tensor over the whole batch (iterative ranks without their +1)."""
-        ranks = self.cascade.tensor_ranks[tensor]
-        return math.prod(int(self.sizes[r]) for r in ranks) * self.batch
+        found = self._elements_memo.get(tensor)
+        if found is None:
+            ranks = self.cascade.tensor_ranks[tensor]
+            found = math.prod(int(self.sizes[r]) for r in ranks) * self.batch
+            self._elements_memo[tensor] = found
+        return found
 
     def dram_traffic(self) -> dict[str, np.ndarray | float]:
         """Bytes moved to and from off-chip memory per tensor."""
-        members = set(self.kernel.einsums)
-        kept = {t for level, tensors in self.kernel.keep if level != self.offchip for t in tensors}
+        kept = frozenset(
+            t for level, tensors in self.kernel.keep if level != self.offchip for t in tensors
+        )
         traffic: dict = {}
-        for tensor, ranks in self.cascade.tensor_ranks.items():
-            producer = self.cascade.producers.get(tensor)
-            produced_here = producer is not None and producer.output in members
-            readers = set(self.cascade.graph.successors(tensor))
-            read_here = bool(readers & members) and not produced_here
-            written_out = produced_here and (
-                tensor in self.cascade.outputs or bool(readers - members)
-            )
-            if not (read_here or written_out):
-                continue
+        roles = _tensor_roles(self.cascade, self.kernel.einsums, kept)
+        for tensor, ranks, read_here, written_out in roles:
             factor = self._refetch(ranks, kept_or_output=written_out or tensor in kept)
             if read_here:  # no fetch for a tile no Einsum of the kernel needs
                 factor = factor * self._fetched_share(ranks, tensor in kept)
             traffic[tensor] = self._elements(tensor) * factor * self.arch.word_bytes
         if self.kernel.spill_fraction:
+            members = set(self.kernel.einsums)
             spilled = 0.0
             for tensor in kept:
                 producer = self.cascade.producers.get(tensor)
@@ -733,7 +890,6 @@ class _KernelModel:
         nothing across buffer-level loops); a read of the terminal element of an iterative
         rank fetches that slice once. `dram` is this kernel's `dram_traffic()`.
         """
-        members = set(self.kernel.einsums)
         array = len(self.arch.levels)  # a skipped tile touches no buffer
         out: dict[str, dict] = {}
         for level in self.arch.levels[1:]:
@@ -742,40 +898,23 @@ class _KernelModel:
                 ranks = self.cascade.tensor_ranks[tensor]
                 elements = self._elements(tensor)
                 moved = dram.get(tensor, 0.0) / self.arch.word_bytes
-                producer = self.cascade.producers.get(tensor)
-                if producer is not None and producer.output in members:
+                use = _reads(self.cascade, self.kernel.einsums, tensor)
+                if use.producer is not None:
                     # Produced here: the array writes it, and writing it out reads it back.
-                    writes = writes + elements * self.share(array, producer.output)
+                    writes = writes + elements * self.share(array, use.producer)
                     reads = reads + moved
                 else:
                     writes = writes + moved  # a fill from DRAM
                 fetched = terminal = 0.0
-                readers = [
-                    self.share(array, e.output)
-                    for e in self.cascade.einsums
-                    if e.output in members and any(a.tensor == tensor for a in e.operands)
-                ]
-                share = _most(readers) if readers else 0.0
-                for einsum in self.cascade.einsums:
-                    if einsum.output not in members:
-                        continue
-                    for access in einsum.operands:
-                        if access.tensor != tensor:
-                            continue
-                        if self.cascade.read_kind(einsum, access)[1]:
-                            slice_ = math.prod(
-                                int(self.sizes[r])
-                                for r, it in zip(
-                                    ranks, self.cascade.iterative_dims[tensor], strict=True
-                                )
-                                if not it
-                            )
-                            terminal = max(terminal, slice_ * self.batch)
-                        else:
-                            # Every consumer of a tensor sees the same loops: one fetch count.
-                            fetched = elements * self._refetch(
-                                ranks, kept_or_output=False, offchip_only=False
-                            )
+                share = _most([self.share(array, e) for e in use.readers]) if use.readers else 0.0
+                if use.terminal_ranks is not None:
+                    slice_ = math.prod(int(self.sizes[r]) for r in use.terminal_ranks)
+                    terminal = max(terminal, slice_ * self.batch)
+                if use.fetched:
+                    # Every consumer of a tensor sees the same loops: one fetch count.
+                    fetched = elements * self._refetch(
+                        ranks, kept_or_output=False, offchip_only=False
+                    )
                 reads = reads + (fetched + terminal) * share
             out[level.name] = {"reads": reads, "writes": writes}
         return out
@@ -794,36 +933,81 @@ class _KernelModel:
         relevant loop with the tensor kept, consecutive heads of a group reuse the kept
         tile: factor 1 (each group's K/V once per pass over the other loops).
         """
-        chosen = [
-            i
-            for i, loop in enumerate(self.kernel.loops)
-            if loop.level == self.offchip or not offchip_only
-        ]
-        relevant = [_relevant(self.cascade, self.kernel.loops[i].rank, ranks) for i in chosen]
-        innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
-        coarse = {self.coarse[r]: r for r in ranks if r in self.coarse} if self.coarse else {}
-        factor, walked = 1.0, {}
-        for k, i in enumerate(chosen):
-            if relevant[k] or (kept_or_output and k >= innermost):
-                continue
-            rank = self.kernel.loops[i].rank
-            if rank in coarse:
-                walked.setdefault(rank, []).append(i)
-            else:
-                factor = factor * self.loop_factors[i]
-        for rank, loops in walked.items():
-            iterations = _prod(self.loop_factors[i] for i in loops)
-            heads = _prod(
-                [
-                    self.spatial.get(rank, 1),
-                    *(f for j, f in enumerate(self.loop_factors) if j not in loops
-                      and self.kernel.loops[j].rank == rank),
-                ]
-            )  # fmt: skip
-            group = coarse[rank]
-            visits, _ = _group_visits(self.groups_of[group], heads, iterations)
-            factor = factor * visits / int(self.sizes[group])
+        multiply, walked = _reuse_plan(
+            self.cascade,
+            self._loop_sig,
+            self.offchip,
+            ranks,
+            kept_or_output,
+            offchip_only,
+            self._coarse_key,
+        )
+        factor = 1.0
+        for i in multiply:
+            factor = factor * self.loop_factors[i]
+        if walked:
+            coarse = {self.coarse[r]: r for r in ranks if r in self.coarse}
+            for rank, loops, others in walked:
+                iterations = _prod(self.loop_factors[i] for i in loops)
+                heads = _prod([self.spatial.get(rank, 1), *(self.loop_factors[j] for j in others)])
+                group = coarse[rank]
+                visits, _ = _group_visits(self.groups_of[group], heads, iterations)
+                factor = factor * visits / int(self.sizes[group])
         return factor
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """The scalar work of one Einsum on one unit, per batch element (`_einsum_work`): cycles
+    of its dense op counts, of the kept ones (None: the same counts), energy, op count."""
+
+    dense_cycles: float
+    kept_cycles: float | None
+    energy_pj: float
+    ops: int
+    lowered: str
+
+
+#: `_Work` by (cascade, Einsum, sizes, unit name, unit ops, chained ops, drop_exp_energy).
+_WORK: dict[tuple, _Work] = {}
+
+
+def _einsum_work(
+    cascade: Cascade,
+    name: str,
+    sizes: tuple,
+    unit: ComputeUnit,
+    chained_ops: tuple,
+    drop_exp_energy: bool,
+    where: str,
+) -> _Work:
+    """`_Work` of Einsum `name` (with operations) on `unit`. Depends on no tiling, so a
+    search costs each Einsum on each unit once (`_WORK`), not once per batch."""
+    counts, dense = _op_counts(cascade, name, sizes)
+    at = f"{where}{name}: "
+    cost_per_point = {op: unit.cost(op, at) for op in counts}
+
+    def cycles_of(ops: dict) -> float:
+        cycles = sum(count * cost_per_point[op].cycles for op, count in ops.items())
+        for group in chained_ops:
+            chained = [op for op in ops if op.value in group]
+            if len(chained) > 1:  # a PE pipelines these: the slowest sets the pace
+                per_op = [ops[op] * cost_per_point[op].cycles for op in chained]
+                cycles -= sum(per_op) - max(per_op)
+        return cycles
+
+    energy = sum(
+        count * cost_per_point[op].energy_pj
+        for op, count in dense.items()
+        if not (drop_exp_energy and op is Op.EXP)
+    )
+    return _Work(
+        dense_cycles=cycles_of(dense),
+        kept_cycles=None if dense is counts else cycles_of(counts),
+        energy_pj=energy,
+        ops=sum(counts.values()),
+        lowered=", ".join(sorted(op.value for op in counts if unit.lowers(op))),
+    )
 
 
 _UNIT_NUMBERS = ("rows", "cols", "lanes")
