@@ -23,7 +23,8 @@ mapping that skips empty tiles fetches only the tiles they touch); it is counted
 projection bound: a consumer keeping a fraction f of its points touches at least f of the
 input (|S| <= |proj(S)| x the other ranks' extent), taken where the input's indices are
 plain variables. An Einsum without a mask in a masked cascade may skip tiles too (the
-kernel's empty tiles), so it adds no compute there.
+kernel's empty tiles): it computes at least the least kept fraction of the masked Einsums
+it shares a rank with (`_least_busy_fraction`: a projection bound).
 
 Passes (FuseMax Section 4, `einsum.pass_analysis`): a rank r the cascade traverses k > 1
 times needs its state between passes (at least one row over r: size(r) words) somewhere.
@@ -50,7 +51,7 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 
 from einsim.einsum import Cascade, pass_analysis
-from einsim.einsum.ir import Var, accesses
+from einsim.einsum.ir import Var, accesses, rank_of
 from einsim.simulator import Architecture, ComputeUnit
 from einsim.simulator.shape import DEFAULT_BATCH, split_shape
 from einsim.simulator.spatial.cost import _op_counts
@@ -133,13 +134,19 @@ def lower_bound(
     only: dict[str, float] = {u.name: 0.0 for u in capable}
     energy = 0.0
     kept_fraction: dict[str, float] = {}
+    op_counts: dict[str, dict] = {}
     for einsum in cascade.einsums:
         counts, dense = _op_counts(cascade, einsum.output, key)
-        counts = {op: float(n) for op, n in counts.items() if n}
+        kept = op_counts[einsum.output] = {op: float(n) for op, n in counts.items() if n}
         whole = sum(float(n) for n in dense.values())
-        kept_fraction[einsum.output] = sum(counts.values()) / whole if whole else 0.0
-        if not counts or (masked and einsum.where is None):
-            continue  # no work, or work the kernel's empty tiles may skip
+        kept_fraction[einsum.output] = sum(kept.values()) / whole if whole else 0.0
+    for einsum in cascade.einsums:
+        counts = op_counts[einsum.output]
+        if masked and einsum.where is None:  # the kernel's empty tiles may skip part of it
+            least = _least_busy_fraction(cascade, einsum, kept_fraction)
+            counts = {op: n * least for op, n in counts.items() if n * least}
+        if not counts:
+            continue
         # the units the space binds it to (`mapper.space._context`): the pinned one, else
         # those with every operator, else those that lower the missing ones
         pinned = dict(binding).get(einsum.output)
@@ -185,6 +192,23 @@ def lower_bound(
         dram_energy_pj=dram_pj,
         passes=max(pass_analysis(cascade).values(), default=1),
     )
+
+
+def _least_busy_fraction(cascade: Cascade, einsum, kept_fraction: dict[str, float]) -> float:
+    """The least share of an unfiltered Einsum U's points any mapping computes: a tile of U is
+    skipped only where no filtered Einsum F fused with it keeps a point in the tile's
+    projection onto the ranks they share (`einsum.occupancy`), so at the finest tiles U
+    computes |proj(kept F)| x the extent of its other ranks, and |proj(kept F)| >= |kept F|
+    / the extent of F's other ranks: a share of at least F's kept fraction. The least over
+    the filtered Einsums U shares a rank with (a mapping fuses U with any of them, or none:
+    then U computes every point)."""
+    ranks = {rank_of(v) for v in einsum.iter_vars}
+    shares = [
+        kept_fraction[f.output]
+        for f in cascade.einsums
+        if f.where is not None and ranks & {rank_of(v) for v in f.iter_vars}
+    ]
+    return min(shares, default=1.0)
 
 
 def _two_unit_makespan(per_unit: list[list[float]]) -> float:
