@@ -59,6 +59,11 @@ DEFAULT_TILE = 256
 TILE_POINTS = 1 << 22
 #: Most elements of a tensor held in full but not kept, per chunk of a parallel rank (64 MB).
 CHUNK_POINTS = 1 << 23
+#: Smallest temporary an operation overwrites in place (below, a new array costs less than
+#: the checks).
+IN_PLACE_POINTS = 1 << 12
+#: Tile-sized product buffers an executor keeps for reuse (`Executor._scratch`).
+SCRATCH_SHAPES = 4
 _EMPTY, _PARTIAL, _FULL = 0, 1, 2
 _COMPARE = {
     Op.LT: np.less,
@@ -69,6 +74,15 @@ _COMPARE = {
     Op.NE: np.not_equal,
 }
 _LOGICAL = {Op.AND: np.logical_and, Op.OR: np.logical_or, Op.NOT: np.logical_not}
+#: The comparison with its operands swapped (a < b is b > a).
+_FLIPPED = {
+    Op.LT: Op.GT,
+    Op.LE: Op.GE,
+    Op.GT: Op.LT,
+    Op.GE: Op.LE,
+    Op.EQ: Op.EQ,
+    Op.NE: Op.NE,
+}
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -391,6 +405,19 @@ class Executor:
         # One object per partition's bound `m1*M0+m0 < M` (the caches key clauses by id).
         self._inside = {p: Call(Op.LT, (p.combined(), Size(p.rank))) for p in cascade.partitions}
         self._kinds: dict = {}
+        self._buffers: dict[tuple[int, ...], np.ndarray] = {}  # see `_scratch`
+
+    def _scratch(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A float64 array of `shape` reused from call to call (a tile's product, consumed
+        by its store before the next tile): the same memory each tile instead of a fresh
+        one the kernel faults in and zeroes. The last SCRATCH_SHAPES shapes are kept."""
+        buffer = self._buffers.pop(shape, None)
+        if buffer is None:
+            buffer = np.empty(shape)
+            if len(self._buffers) >= SCRATCH_SHAPES:
+                del self._buffers[next(iter(self._buffers))]
+        self._buffers[shape] = buffer
+        return buffer
 
     # -- index arithmetic ---------------------------------------------------------------
     def _index(self, expr, env):
@@ -427,27 +454,30 @@ class Executor:
         return kinds
 
     # -- reads ------------------------------------------------------------------------
-    def read(self, access: Access, box: _Box, mask):
-        """`access` over `box`: an array broadcastable to the box (axes in box order)."""
+    def read(self, access: Access, box: _Box, mask, array: np.ndarray | None = None):
+        """`access` over `box`: an array broadcastable to the box (axes in box order).
+        `array`: read it instead of the stored tensor (an element-wise function of it, of
+        the same shape: a comparison pushed below the read)."""
         buf = self.store[access.tensor]
+        source = buf.array if array is None else array
         full = self.shapes[access.tensor]
         position = {v: i for i, v in enumerate(box.vars)}
         index, axes = [], []
         for dim, kind in enumerate(self._kind(access)):
             off, stored = buf.offsets[dim], buf.array.shape[dim]
             if kind is None:
-                return self._gather(access, box, mask)
+                return self._gather(access, box, mask, array)
             if kind[0] == "const":
                 c = kind[1]
                 if not 0 <= c < full[dim]:
-                    return self._gather(access, box, mask)
+                    return self._gather(access, box, mask, array)
                 self._window(access, dim, c - off, c - off + 1, stored)
                 index.append(c - off)
             elif kind[0] == "var":
                 _, var, k = kind
                 lo, hi = box.lo[position[var]] + k, box.hi[position[var]] + k
                 if lo < 0 or hi > full[dim]:
-                    return self._gather(access, box, mask)
+                    return self._gather(access, box, mask, array)
                 self._window(access, dim, lo - off, hi - off, stored)
                 index.append(slice(lo - off, hi - off))
                 axes.append((var,))
@@ -461,17 +491,17 @@ class Executor:
                 elif a0 == 0 and b0 == size:
                     lo, hi = a1 * size, b1 * size
                 else:
-                    return self._gather(access, box, mask)
+                    return self._gather(access, box, mask, array)
                 end = min(hi, full[dim])
                 if lo >= end:
-                    return self._gather(access, box, mask)
+                    return self._gather(access, box, mask, array)
                 self._window(access, dim, lo - off, end - off, stored)
                 index.append(slice(lo - off, end - off))
                 axes.append((upper, lower, b1 - a1, b0 - a0, hi - end))
         names = [v for ax in axes for v in (ax[:2] if len(ax) == 5 else ax)]
         if len(set(names)) != len(names):
-            return self._gather(access, box, mask)
-        array = buf.array[tuple(index)]
+            return self._gather(access, box, mask, array)
+        array = source[tuple(index)]
         if any(len(ax) == 5 for ax in axes):
             pads = [(0, ax[4]) if len(ax) == 5 else (0, 0) for ax in axes]
             if any(p for _, p in pads):
@@ -494,8 +524,9 @@ class Executor:
             )
         return True
 
-    def _gather(self, access: Access, box: _Box, mask):
+    def _gather(self, access: Access, box: _Box, mask, array: np.ndarray | None = None):
         buf = self.store[access.tensor]
+        source = buf.array if array is None else array
         full = self.shapes[access.tensor]
         env = self._local(box)
         index = []
@@ -512,7 +543,7 @@ class Executor:
                     f"(size {full[dim]}); check the index arithmetic and the shape"
                 )
             index.append(np.clip(stored, 0, buf.array.shape[dim] - 1))
-        return buf.array[tuple(index)]
+        return _take(source, index)
 
     def _local(self, box: _Box):
         env = dict(box.env())
@@ -524,18 +555,37 @@ class Executor:
 
     # -- values and masks -------------------------------------------------------------
     def value(self, expr: Expr, box: _Box, env, mask):
+        return self._eval(expr, box, env, mask)[0]
+
+    def _eval(self, expr: Expr, box: _Box, env, mask):
+        """`value` of `expr`, and whether it is a temporary made here: the next operation
+        then writes into it (exp(QK - RM) / RD makes one tile-sized array, not three; each
+        fresh array of that size is memory the kernel must fault in and zero)."""
         if isinstance(expr, Const):
-            return expr.value
+            return expr.value, False
         if isinstance(expr, Var):
-            return np.asarray(env[expr.name], dtype=float)
+            return np.asarray(env[expr.name], dtype=float), False
         if isinstance(expr, Size):
-            return float(self.sizes[expr.name])
+            return float(self.sizes[expr.name]), False
         if isinstance(expr, Access):
-            return self.read(expr, box, mask)
-        args = [self.value(a, box, env, mask) for a in expr.args]
-        if expr.op.arity == 1:
-            return self.unary[expr.op](args[0])
-        return self.binary[expr.op](args[0], args[1])
+            return self.read(expr, box, mask), False
+        done = [self._eval(a, box, env, mask) for a in expr.args]
+        args = [value for value, _ in done]
+        function = self.unary[expr.op] if expr.op.arity == 1 else self.binary[expr.op]
+        if isinstance(function, np.ufunc):
+            for value, owned in done:
+                if not owned or value.size < IN_PLACE_POINTS or value.dtype != np.float64:
+                    continue
+                shape = np.broadcast_shapes(*(np.shape(a) for a in args))
+                if value.shape == shape and np.result_type(*args) == np.float64:
+                    return function(*args, out=value), True
+        result = function(*args)
+        owned = (
+            isinstance(result, np.ndarray)
+            and result.flags.owndata
+            and not any(result is a for a in args)
+        )
+        return result, owned
 
     def _clauses(self, einsum: Einsum, names) -> list[Expr]:
         clauses = []
@@ -574,8 +624,9 @@ class Executor:
         if keep is None:
             env = self._local(sub)
             keep = np.bool_(True)
-            for clause in clauses:
-                keep = keep & (self._filter_value(clause, sub, env, True) != 0)
+            for i, clause in enumerate(clauses):
+                value = self._truth(clause, sub, env)
+                keep = value if i == 0 else keep & value
             keep = np.broadcast_to(keep, sub.extents) if sub.vars else keep
             self._masks[key] = keep
             if ids not in self._mask_reads:
@@ -648,17 +699,81 @@ class Executor:
                 index = [slice(None)] * whole.ndim
                 index[k] = slice(box.lo[k], box.hi[k])
                 return whole[tuple(index)]
-        if boolean and expr.op in _LOGICAL:
-            args = [self._filter_value(a, box, env, True) for a in expr.args]
-            args = [a if np.asarray(a).dtype == bool else np.not_equal(a, 0) for a in args]
-            return _LOGICAL[expr.op](*args)
+        if boolean and expr.op in (Op.AND, Op.OR):
+            return self._logical(expr, box, env)
+        if boolean and expr.op is Op.NOT:
+            return np.logical_not(self._truth(expr.args[0], box, env))
         if boolean and expr.op in _COMPARE:
+            pushed = self._compare_read(expr, box)
+            if pushed is not None:
+                return pushed
             left, right = (self._filter_value(a, box, env) for a in expr.args)
             return _COMPARE[expr.op](left, right)
         args = [self._filter_value(a, box, env) for a in expr.args]
         if expr.op.arity == 1:
             return self.unary[expr.op](args[0])
         return self.binary[expr.op](args[0], args[1])
+
+    def _truth(self, expr: Expr, box: _Box, env) -> np.ndarray:
+        """Whether filter node `expr` is nonzero over `box` (a boolean array)."""
+        value = np.asarray(self._filter_value(expr, box, env, True))
+        return value if value.dtype == bool else np.not_equal(value, 0)
+
+    def _logical(self, expr: Expr, box: _Box, env) -> np.ndarray:
+        """`a and b` / `a or b` over `box`, short-circuited: the operand of fewer variables
+        first, the other only where the first leaves the answer open (`a` true for and,
+        false for or). When the first varies along one axis of the box only (QA[h] > 0, a
+        head's choice of pattern), the second is evaluated on the runs of that axis where
+        it is needed, so a head skips the branch it does not take. The same values."""
+        first, second = sorted(expr.args, key=lambda a: len(self._vars_of(a)[0]))
+        decided = expr.op is Op.OR  # the first operand's value that decides the result
+        a = self._truth(first, box, env)
+        needed = a if not decided else ~a
+        if not needed.any():
+            return a
+        if needed.all():
+            return self._truth(second, box, env)
+        varying = [k for k, n in enumerate(a.shape) if n != 1]
+        if a.ndim != len(box.vars) or len(varying) != 1:
+            return _LOGICAL[expr.op](a, self._truth(second, box, env))
+        (k,) = varying
+        flags = needed.reshape(-1)
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], flags, [False]]).astype(np.int8)))
+        pieces = []
+        for lo, hi in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            sub = box.with_range(box.vars[k], box.lo[k] + lo, box.lo[k] + hi)
+            pieces.append((lo, hi, self._truth(second, sub, self._local(sub))))
+        shape = [
+            box.extents[i] if i == k or any(p.ndim and p.shape[i] != 1 for *_, p in pieces) else 1
+            for i in range(len(box.vars))
+        ]
+        out = np.full(shape, decided)
+        for lo, hi, piece in pieces:
+            index = [slice(None)] * len(shape)
+            index[k] = slice(lo, hi)
+            out[tuple(index)] = piece
+        return out
+
+    def _compare_read(self, expr: Expr, box: _Box):
+        """`X[...] > c` as a read of `X > c`: the comparison on the stored array, then one
+        read of booleans (a gather of 1-byte elements, and no comparison over the box),
+        when one side reads a tensor, the other is a constant and the stored array is no
+        larger than the box. None otherwise."""
+        points = int(np.prod(box.extents, dtype=np.int64))
+        for access, other, op in (
+            (expr.args[0], expr.args[1], expr.op),
+            (expr.args[1], expr.args[0], _FLIPPED[expr.op]),
+        ):
+            if not isinstance(access, Access) or variables(other):
+                continue
+            if any(isinstance(e, Access) for e in walk(other)):
+                continue
+            stored = self.store[access.tensor].array
+            if stored.size > points:
+                continue
+            constant = self.value(other, box, {}, None)
+            return self.read(access, box, None, _COMPARE[op](stored, constant))
+        return None
 
     def classify(self, einsum: Einsum, box: _Box, var: str, step: int):
         """Runs (lo, hi, status) of tiles of `step` along `var` (empty, partial or full).
@@ -855,21 +970,37 @@ class Executor:
                 return
             if result is not None:
                 mask = None
-        if result is None and not einsum.reduced_vars and mask is None and not combine:
+        if result is None and not einsum.reduced_vars and not combine:
             dst, _ = self._target(einsum, box)
-            if self._into(einsum.expr, box, self._local(box), dst):
-                return
-            result = None
+            if mask is None:
+                if self._into(einsum.expr, box, self._local(box), dst):
+                    return
+            else:  # into a reused buffer, then the kept points into the output
+                buffer = self._scratch(tuple(dst.shape))
+                if self._into(einsum.expr, box, self._local(box), buffer, mask):
+                    self._store(einsum, dst, buffer, False, mask, out_shape)
+                    return
         if result is None:
             env = self._local(box)
             values = self.value(einsum.expr, box, env, mask)
             if einsum.reduced_vars:
+                if mask is not None and einsum.reduce_op is Op.ADD and np.isfinite(values).all():
+                    # sum of values * mask by einsum: the mask is read as 0/1 in its loop, no
+                    # masked copy of the values (VAB[h,m] = sum(mj) VS[h,mj] where VS[h,mj] >
+                    # VS[h,m]: 3x faster than np.where then sum); finite values only (0 * inf)
+                    result = _masked_sum(values, mask, box.extents, n_out)
+                    dst, _ = self._target(einsum, box)
+                    self._store(einsum, dst, result, combine, None, out_shape)
+                    return
                 values = np.broadcast_to(values, box.extents)
-                if mask is not None:
-                    identity = REDUCE_IDENTITY[einsum.reduce_op]
-                    values = np.where(mask, values, identity)
                 axes = tuple(range(n_out, len(box.vars)))
-                result = self.reduce[einsum.reduce_op](values, axis=axes)
+                reduce = self.reduce[einsum.reduce_op]
+                if mask is None:
+                    result = reduce(values, axis=axes)
+                else:  # the kept points only, no masked copy of the values
+                    identity = REDUCE_IDENTITY[einsum.reduce_op]
+                    keep = np.broadcast_to(mask, box.extents)
+                    result = reduce(values, axis=axes, where=keep, initial=identity)
                 mask = None
             else:
                 values = np.asarray(values)
@@ -879,26 +1010,35 @@ class Executor:
         dst, _ = self._target(einsum, box)
         self._store(einsum, dst, result, combine, mask, out_shape)
 
-    def _into(self, expr: Expr, box: _Box, env, dst: np.ndarray) -> bool:
+    def _into(self, expr: Expr, box: _Box, env, dst: np.ndarray, mask=None) -> bool:
         """Evaluate an element-wise `expr` straight into `dst` (no temporary for the last
         operations: exp(QK - RM) subtracts into the output, then exponentiates it in place);
-        False (nothing written) when its top is not a numpy ufunc of the box's shape."""
+        False (nothing written) when its top is not a numpy ufunc of the box's shape. `mask`:
+        the kept points, for the reads' bounds check (as `value`)."""
         if not isinstance(expr, Call) or dst.dtype != np.float64:
             return False
         function = self.unary.get(expr.op) if expr.op.arity == 1 else self.binary.get(expr.op)
         if not isinstance(function, np.ufunc):
             return False
         if expr.op.arity == 1:
-            if not self._into(expr.args[0], box, env, dst):
-                value = self.value(expr.args[0], box, env, None)
+            if not self._into(expr.args[0], box, env, dst, mask):
+                value = self.value(expr.args[0], box, env, mask)
                 if np.broadcast_shapes(np.shape(value), dst.shape) != dst.shape:
                     return False
                 function(np.broadcast_to(value, dst.shape), out=dst)
                 return True
             function(dst, out=dst)
             return True
-        left, right = (self.value(a, box, env, None) for a in expr.args)
-        if np.broadcast_shapes(np.shape(left), np.shape(right), dst.shape) != dst.shape:
+        right = self.value(expr.args[1], box, env, mask)
+        if np.broadcast_shapes(np.shape(right), dst.shape) != dst.shape:
+            return False
+        # The left operand straight into dst when it is itself a ufunc of the box's shape
+        # (exp(QK - RM) / RD: no temporary at all), unless the right one reads dst's memory.
+        if not np.may_share_memory(right, dst) and self._into(expr.args[0], box, env, dst, mask):
+            function(dst, right, out=dst)
+            return True
+        left = self.value(expr.args[0], box, env, mask)
+        if np.broadcast_shapes(np.shape(left), dst.shape) != dst.shape:
             return False
         function(left, right, out=dst)
         return True
@@ -949,7 +1089,7 @@ class Executor:
                 arrays[owner] = np.where(m, arrays[owner], 0.0)
         out_vars = list(names[:n_out])
         if len(arrays) == 2:
-            result = _matmul(arrays, used, out_vars)
+            result = _matmul(arrays, used, out_vars, self._scratch)
         else:
             letters = {v: chr(ord("a") + i) for i, v in enumerate(names)}
             spec = ",".join("".join(letters[v] for v in u) for u in used)
@@ -995,6 +1135,51 @@ def _product(expr: Expr) -> list[Access] | None:
     return None
 
 
+def _masked_sum(values, mask: np.ndarray, extents: list[int], n_out: int) -> np.ndarray:
+    """sum over the trailing (reduced) axes of a box of `values` where `mask` holds, both
+    broadcast to the box (`extents`), by one np.einsum over the two."""
+    letters = "".join(chr(ord("a") + i) for i in range(len(extents)))
+    return np.einsum(
+        f"{letters},{letters}->{letters[:n_out]}",
+        np.broadcast_to(values, extents),
+        np.broadcast_to(mask, extents),
+    )
+
+
+def _take(array: np.ndarray, index: list) -> np.ndarray:
+    """`array[tuple(index)]` for index arrays broadcasting against each other (a gather over
+    a box). Where each index varies along its own axes of the box (BKP[h, m // MB, p // PQ];
+    SK[h, (p - m) % P]: h alone, then m and p), one `np.take` per dimension, the shrinking
+    ones first: a copy per element of the result, instead of numpy's advanced indexing, which
+    broadcasts every index to the whole result and combines them per element (~10x slower).
+    Indices varying along a shared axis (X[m, m]) use advanced indexing."""
+    arrays = [np.asarray(i) for i in index]
+    n = max((a.ndim for a in arrays), default=0)
+    varying = []
+    for a in arrays:
+        shape = (1,) * (n - a.ndim) + a.shape
+        varying.append(tuple(k for k, size in enumerate(shape) if size != 1))
+    seen: set[int] = set()
+    for axes in varying:
+        if seen & set(axes):
+            return array[tuple(index)]
+        seen |= set(axes)
+    extent = {}
+    for a, axes in zip(arrays, varying, strict=True):
+        shape = (1,) * (n - a.ndim) + a.shape
+        extent.update({k: shape[k] for k in axes})
+    layout: list = [("dim", d) for d in range(array.ndim)]  # the axes of `result` so far
+    result = array
+    for d in sorted(range(array.ndim), key=lambda d: arrays[d].size / max(1, array.shape[d])):
+        axes = varying[d]
+        ix = arrays[d].reshape([extent[k] for k in axes]) if axes else arrays[d].reshape(())
+        position = layout.index(("dim", d))
+        result = np.take(result, ix, axis=position)
+        layout[position : position + 1] = [("box", k) for k in axes]
+    result = result.transpose(sorted(range(len(layout)), key=lambda i: layout[i][1]))
+    return result.reshape([extent.get(k, 1) for k in range(n)])
+
+
 def _expand(result, present: list[str], out_vars: list[str]):
     """Insert size-1 axes for output variables no operand uses (they broadcast)."""
     shape = []
@@ -1004,8 +1189,9 @@ def _expand(result, present: list[str], out_vars: list[str]):
     return result.reshape(shape)
 
 
-def _matmul(arrays, used, out_vars):
-    """Two operands: batch x left x contracted @ batch x contracted x right, by BLAS."""
+def _matmul(arrays, used, out_vars, scratch=None):
+    """Two operands: batch x left x contracted @ batch x contracted x right, by BLAS;
+    `scratch(shape)`: an array to write the product into (a reused buffer), else a new one."""
     (a, b), (ua, ub) = arrays, used
     sum_a = [v for v in ua if v not in ub and v not in out_vars]
     sum_b = [v for v in ub if v not in ua and v not in out_vars]
@@ -1033,7 +1219,12 @@ def _matmul(arrays, used, out_vars):
     b2 = b.transpose([ub.index(v) for v in batch + inner + right]).reshape(
         prod(batch), prod(inner), prod(right)
     )
-    result = np.matmul(a2, b2).reshape([size[v] for v in batch + left + right])
+    shape = (prod(batch), prod(left), prod(right))
+    if scratch is not None and a2.dtype == b2.dtype == np.float64:
+        product = np.matmul(a2, b2, out=scratch(shape))
+    else:
+        product = np.matmul(a2, b2)
+    result = product.reshape([size[v] for v in batch + left + right])
     order = batch + left + right
     present = [v for v in out_vars if v in order]
     result = result.transpose([order.index(v) for v in present])

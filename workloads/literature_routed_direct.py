@@ -191,12 +191,21 @@ def _causal_softmax(s: np.ndarray, p: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=0)
 
 
+def _by_offset(keep: np.ndarray, n_keys: int) -> np.ndarray:
+    """keep[(p - m) % n] as an [m, p] matrix, p < n = keep.size, m < n_keys: a read-only view
+    of one array of n_keys + n - 1 entries (a Toeplitz matrix), no index arithmetic."""
+    n = keep.size
+    ext = keep[(np.arange(n_keys + n - 1) - (n_keys - 1)) % n]  # ext[j] = keep[j - n_keys + 1]
+    # row i of the windows, column p: ext[i + p]; m = n_keys - 1 - i
+    return np.lib.stride_tricks.sliding_window_view(ext, n)[::-1]
+
+
 @DIRECT.register("flexprefill")
 def _flexprefill(inputs, params):
     q, k, v = inputs["Q"], inputs["K"], inputs["V"]
     bs, gamma, tau, pattern = params["BS"], params["GAMMA"], params["TAU"], params["pattern"]
     heads, n_queries, n_keys = q.shape[0], q.shape[2], k.shape[2]
-    m, p = np.arange(n_keys)[:, None], np.arange(n_queries)[None, :]
+    causal = np.arange(n_keys)[:, None] <= np.arange(n_queries)[None, :]
     q_blocks, k_blocks = _blocks(n_queries, bs), _blocks(n_keys, bs)
     out = np.zeros((heads, v.shape[1], n_queries))
     for h in range(heads):
@@ -208,7 +217,6 @@ def _flexprefill(inputs, params):
         slash = np.zeros(n_queries)
         for j, query in enumerate(last):
             slash[query - np.arange(query + 1)] += a[: query + 1, j]
-        vs_keep = _fewest(vertical, gamma * bs)[m] | _fewest(slash, gamma * bs)[(p - m) % n_queries]
         # Query-aware: pooled block scores, softmax over the causal key blocks.
         k_mean = np.stack([k[h][:, b].mean(axis=1) for b in k_blocks], axis=1)
         k_starts = np.array([kb[0] for kb in k_blocks])
@@ -222,7 +230,6 @@ def _flexprefill(inputs, params):
             chosen[i, eligible[_fewest(est, gamma)]] = True
             if i == len(q_blocks) - 1:
                 estimate = est
-        qa_keep = chosen[np.arange(n_queries) // bs][:, np.arange(n_keys) // bs].T
         if pattern == "auto":
             true = np.array([vertical[kb].sum() for kb in k_blocks]) / bs
             mid = (estimate + true) / 2
@@ -231,6 +238,11 @@ def _flexprefill(inputs, params):
             aware = np.sqrt(max(js, 0.0)) < tau
         else:
             aware = pattern == "query_aware"
-        keep = (qa_keep if aware else vs_keep) & (m <= p)
+        if aware:  # key block of m chosen for the query block of p
+            keep = chosen[np.arange(n_queries) // bs][:, np.arange(n_keys) // bs].T
+        else:  # the key m, or the offset p - m, among the fewest reaching gamma
+            vs_offset = _by_offset(_fewest(slash, gamma * bs), n_keys)
+            keep = _fewest(vertical, gamma * bs)[:, None] | vs_offset
+        keep &= causal
         out[h] = _softmax_av(s, keep, v[h])
     return out

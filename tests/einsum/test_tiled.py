@@ -363,8 +363,8 @@ def test_einsums_sharing_a_data_dependent_filter_evaluate_it_once_per_tile(monke
     monkeypatch.setattr(
         tiled.Executor,
         "_gather",
-        lambda self, access, box, mask: (
-            gathers.append(access.tensor) or real(self, access, box, mask)
+        lambda self, access, box, mask, array=None: (
+            gathers.append(access.tensor) or real(self, access, box, mask, array)
         ),
     )
     first = evaluate(parse_cascade("\n".join(text.splitlines()[:2])), inputs, sizes)
@@ -380,3 +380,82 @@ def test_einsums_sharing_a_data_dependent_filter_evaluate_it_once_per_tile(monke
     mx = np.where(kept, qk, -np.inf).max(axis=0)
     sd = np.where(kept, np.exp(qk - mx), 0.0).sum(axis=0)
     np.testing.assert_allclose(out["SD"], sd, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    st.lists(st.integers(0, 3), min_size=1, max_size=3),
+    st.integers(0, 2**31),
+)
+def test_take_equals_advanced_indexing(dims, box, seed):
+    """`_take` (one np.take per dimension) against numpy's advanced indexing, for index
+    arrays varying along their own box axes or sharing one (X[m, m]), scalars included."""
+    from einsim.einsum.tiled import _take
+
+    rng = np.random.default_rng(seed)
+    array = rng.normal(size=dims)
+    n = len(box)
+    index = []
+    for size in dims:
+        axes = [k for k in range(n) if rng.random() < 0.5]
+        shape = [box[k] + 1 if k in axes else 1 for k in range(n)]
+        index.append(np.array(rng.integers(0, size)) if not axes else rng.integers(0, size, shape))
+    np.testing.assert_array_equal(_take(array, index), array[tuple(index)])
+
+
+def test_a_head_evaluates_only_the_branch_it_takes(monkeypatch, rng):
+    """`G[h] > 0 and S[(p - m) % M] > 0 or G[h] <= 0 and T[m] > 0`: a head whose G is
+    positive gathers S, the others read T only (the and short-circuits per head), with
+    the materializing executor's values."""
+    from einsim.einsum import tiled
+
+    text = "\n".join(
+        [
+            "inputs: Q[h,e,p], K[h,e,m], G[h], S[h,d], T[h,m]",
+            "QK[h,m,p] = Q[h,e,p] * K[h,e,m] where m <= p and "
+            "(G[h] > 0 and S[h,(p - m) % M] > 0 or G[h] <= 0 and T[h,m] > 0)",
+        ]
+    )
+    cascade = parse_cascade(text)
+    sizes = {"H": 5, "E": 2, "M": 23, "P": 23, "D": 23}
+    inputs = random_inputs(cascade, sizes, rng)
+    inputs["G"] = np.array([1.0, -1.0, -1.0, 1.0, 1.0])
+    heads = []
+    real = tiled.Executor._gather
+    monkeypatch.setattr(
+        tiled.Executor,
+        "_gather",
+        lambda self, access, box, mask, array=None: (
+            (heads.extend(range(box.lo[0], box.hi[0])) if access.tensor == "S" else None)
+            or real(self, access, box, mask, array)
+        ),
+    )
+    old = evaluate(cascade, inputs, sizes, method="materialize")["QK"]
+    for tile in (None, {"P": 4}):
+        heads.clear()
+        new = evaluate(cascade, inputs, sizes, tile=tile)["QK"]
+        np.testing.assert_allclose(new, old, rtol=1e-12, atol=1e-12)
+        assert heads and set(heads) == {0, 3, 4}
+
+
+def test_a_masked_sum_of_values_not_finite_where_dropped(rng):
+    """sum(n2) Y[n2] where Y[n2] > X[n] with Y = -inf or nan at some points: those points
+    are dropped (never added), so the einsum of values and mask (0 * inf = nan) must not
+    serve; max and min over the same filter keep only the kept points too."""
+    text = "\n".join(
+        [
+            "inputs: X[n], Y[n2]",
+            "B[n] = sum(n2) Y[n2] where Y[n2] > X[n]",
+            "C[n] = max(n2) Y[n2] where Y[n2] < X[n]",
+        ]
+    )
+    cascade = parse_cascade(text)
+    x, y = rng.normal(size=9), rng.normal(size=11)
+    y[[2, 7]] = -np.inf
+    y[5] = np.nan
+    out = evaluate(cascade, {"X": x, "Y": y}, {"N": 9, "N2": 11}, tile={"N2": 4})
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(out["B"], [y[y > v].sum() for v in x], rtol=1e-12)
+        kept = [y[y < v] for v in x]
+    np.testing.assert_allclose(out["C"], [k.max() if k.size else -np.inf for k in kept])
