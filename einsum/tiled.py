@@ -59,6 +59,11 @@ DEFAULT_TILE = 256
 TILE_POINTS = 1 << 22
 #: Most elements of a tensor held in full but not kept, per chunk of a parallel rank (64 MB).
 CHUNK_POINTS = 1 << 23
+#: A product with rows, columns or a contracted size this small (QK with E = 2, AV with
+#: F = 3) runs on np.einsum's own loop: BLAS is no faster on it (memory-bound), and its
+#: worker threads spin after each call, up to doubling the CPU time on a busy machine
+#: (benchmarks/executor_speed.py).
+SKINNY = 8
 #: Smallest temporary an operation overwrites in place (below, a new array costs less than
 #: the checks).
 IN_PLACE_POINTS = 1 << 12
@@ -1190,8 +1195,9 @@ def _expand(result, present: list[str], out_vars: list[str]):
 
 
 def _matmul(arrays, used, out_vars, scratch=None):
-    """Two operands: batch x left x contracted @ batch x contracted x right, by BLAS;
-    `scratch(shape)`: an array to write the product into (a reused buffer), else a new one."""
+    """Two operands: batch x left x contracted @ batch x contracted x right, by BLAS, or
+    by numpy's own loop (np.einsum) when a side is at most SKINNY; `scratch(shape)`: an
+    array to write the product into (a reused buffer), else a new one."""
     (a, b), (ua, ub) = arrays, used
     sum_a = [v for v in ua if v not in ub and v not in out_vars]
     sum_b = [v for v in ub if v not in ua and v not in out_vars]
@@ -1220,10 +1226,11 @@ def _matmul(arrays, used, out_vars, scratch=None):
         prod(batch), prod(inner), prod(right)
     )
     shape = (prod(batch), prod(left), prod(right))
-    if scratch is not None and a2.dtype == b2.dtype == np.float64:
-        product = np.matmul(a2, b2, out=scratch(shape))
+    out = scratch(shape) if scratch is not None and a2.dtype == b2.dtype == np.float64 else None
+    if min(shape[1], shape[2], prod(inner)) <= SKINNY:
+        product = np.einsum("bij,bjk->bik", a2, b2, out=out)
     else:
-        product = np.matmul(a2, b2)
+        product = np.matmul(a2, b2, out=out)
     result = product.reshape([size[v] for v in batch + left + right])
     order = batch + left + right
     present = [v for v in out_vars if v in order]

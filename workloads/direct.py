@@ -45,7 +45,7 @@ def _softmax_av(scores: np.ndarray, keep, v: np.ndarray, extra=None) -> np.ndarr
         w -= top
         np.exp(w, out=w)  # exp(-inf) = 0 where a key is not kept
         total = w.sum(axis=-2, keepdims=True)
-        av = v @ w
+        av = _product(v, w)
         if extra is not None:
             e = np.exp(extra[0][..., None, block] - top)
             total = total + e
@@ -64,8 +64,20 @@ def _top_blocks(gate: np.ndarray, eligible: np.ndarray, top: int) -> np.ndarray:
 
 
 def _scores(q, k):
-    """K^T Q: [m, p], or per head [h, m, p] when q and k carry a leading head axis (BLAS)."""
-    return np.swapaxes(k, -1, -2) @ q
+    """K^T Q: [m, p], or per head [h, m, p] when q and k carry a leading head axis."""
+    return _product(np.swapaxes(k, -1, -2), q)
+
+
+#: A product with rows, columns or a contracted size this small (E = 2, F = 3 in the
+#: checks) runs on np.einsum's own loop: BLAS is no faster on it and its threads spin.
+SKINNY = 8
+
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (stacks broadcast): BLAS, or np.einsum when a side is at most SKINNY."""
+    if min(a.shape[-2], a.shape[-1], b.shape[-1]) <= SKINNY:
+        return np.einsum("...ij,...jk->...ik", a, b)
+    return a @ b
 
 
 def _positions(m: int, p: int):

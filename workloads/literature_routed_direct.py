@@ -8,7 +8,7 @@ import numpy as np
 
 from einsim.einsum import SpecError
 
-from .direct import DIRECT, _softmax_av, _top_blocks
+from .direct import DIRECT, _scores, _softmax_av, _top_blocks
 
 
 def _blocks(n: int, size: int) -> list[np.ndarray]:
@@ -209,7 +209,7 @@ def _flexprefill(inputs, params):
     q_blocks, k_blocks = _blocks(n_queries, bs), _blocks(n_keys, bs)
     out = np.zeros((heads, v.shape[1], n_queries))
     for h in range(heads):
-        s = k[h].T @ q[h]
+        s = _scores(q[h], k[h])
         # Vertical-slash from the attention of the last bs queries.
         last = np.arange(n_queries - bs, n_queries)
         a = _causal_softmax(s[:, last], last)
