@@ -1921,6 +1921,9 @@ class _XSets:
         hi = np.stack([f[1] for f in found], axis=1).reshape(-1)
         r = np.repeat(rows[which], len(ranges))
         live = lo <= hi
+        if len(starts) == 1 and len(ranges) == 1:
+            # sub-intervals of distinct, non-adjacent domain intervals: none to join
+            return r[live], lo[live], hi[live]
         return _merged(r[live], lo[live], hi[live])
 
 
