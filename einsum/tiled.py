@@ -411,6 +411,7 @@ class Executor:
         self._inside = {p: Call(Op.LT, (p.combined(), Size(p.rank))) for p in cascade.partitions}
         self._kinds: dict = {}
         self._buffers: dict[tuple[int, ...], np.ndarray] = {}  # see `_scratch`
+        self.share_masks = True  # whether `mask` keeps what it computes for later Einsums
 
     def _scratch(self, shape: tuple[int, ...]) -> np.ndarray:
         """A float64 array of `shape` reused from call to call (a tile's product, consumed
@@ -633,7 +634,8 @@ class Executor:
                 value = self._truth(clause, sub, env)
                 keep = value if i == 0 else keep & value
             keep = np.broadcast_to(keep, sub.extents) if sub.vars else keep
-            self._masks[key] = keep
+            if self.share_masks:
+                self._masks[key] = keep
             if ids not in self._mask_reads:
                 self._mask_reads[ids] = frozenset(
                     e.tensor for c in clauses for e in walk(c) if isinstance(e, Access)
@@ -645,6 +647,11 @@ class Executor:
         order = sorted(range(len(sub.vars)), key=lambda i: box.vars.index(sub.vars[i]))
         extents = dict(zip(sub.vars, sub.extents, strict=True))
         return keep.transpose(order).reshape([extents.get(v, 1) for v in box.vars])
+
+    def same_filter(self, first: Einsum, second: Einsum) -> bool:
+        """Whether two Einsums have the same filter clauses (so they share masks)."""
+        ids = [id(c) for c in self._clauses(first, set(first.iter_vars))]
+        return bool(ids) and ids == [id(c) for c in self._clauses(second, set(second.iter_vars))]
 
     def keep_masks(self, einsum: Einsum) -> None:
         """Before `einsum` runs outside a loop: keep only the cached masks of its own filter,
@@ -1534,15 +1541,22 @@ def _plain_everywhere(cascade: Cascade, run: Run, var: str, rank: str) -> bool:
 
 def _run_plan(ex: Executor, the_plan: Plan, slot, sizes, bounds, kept=frozenset()) -> None:
     ex._masks.clear()
-    for item in the_plan.items:
+    items = the_plan.items
+    for position, item in enumerate(items):
         ex._classes.clear()
         ex._full.clear()
         if isinstance(item, Einsum):
             ex._loop = None
             ex.keep_masks(item)
+            # Its masks are kept for the next item only when that one shares its filter
+            # (else each tile's mask is freed once used: VAB's comparison, unshared, would
+            # otherwise hold a byte per point of its whole iteration space).
+            after = items[position + 1] if position + 1 < len(items) else None
+            ex.share_masks = isinstance(after, Einsum) and ex.same_filter(item, after)
             ex.run(item, bounds)
             ex.drop_masks_reading(item.output)
             continue
+        ex.share_masks = True  # the members of a run share a filter at each step
         ex._masks.clear()
         if _scan(ex, item, slot, bounds):
             ex._masks.clear()

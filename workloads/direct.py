@@ -63,9 +63,10 @@ def _top_blocks(gate: np.ndarray, eligible: np.ndarray, top: int) -> np.ndarray:
     return chosen & eligible
 
 
-def _scores(q, k):
-    """K^T Q: [m, p], or per head [h, m, p] when q and k carry a leading head axis."""
-    return _product(np.swapaxes(k, -1, -2), q)
+def _scores(q, k, out=None):
+    """K^T Q: [m, p], or per head [h, m, p] when q and k carry a leading head axis; into
+    `out` when given."""
+    return _product(np.swapaxes(k, -1, -2), q, out)
 
 
 #: A product with rows, columns or a contracted size this small (E = 2, F = 3 in the
@@ -73,11 +74,11 @@ def _scores(q, k):
 SKINNY = 8
 
 
-def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _product(a: np.ndarray, b: np.ndarray, out=None) -> np.ndarray:
     """a @ b (stacks broadcast): BLAS, or np.einsum when a side is at most SKINNY."""
     if min(a.shape[-2], a.shape[-1], b.shape[-1]) <= SKINNY:
-        return np.einsum("...ij,...jk->...ik", a, b)
-    return a @ b
+        return np.einsum("...ij,...jk->...ik", a, b, out=out)
+    return np.matmul(a, b, out=out)
 
 
 def _positions(m: int, p: int):

@@ -208,8 +208,9 @@ def _flexprefill(inputs, params):
     causal = np.arange(n_keys)[:, None] <= np.arange(n_queries)[None, :]
     q_blocks, k_blocks = _blocks(n_queries, bs), _blocks(n_keys, bs)
     out = np.zeros((heads, v.shape[1], n_queries))
+    s = np.empty((n_keys, n_queries))  # one head's scores, the memory reused by the next
     for h in range(heads):
-        s = _scores(q[h], k[h])
+        _scores(q[h], k[h], out=s)
         # Vertical-slash from the attention of the last bs queries.
         last = np.arange(n_queries - bs, n_queries)
         a = _causal_softmax(s[:, last], last)

@@ -459,3 +459,19 @@ def test_a_masked_sum_of_values_not_finite_where_dropped(rng):
         np.testing.assert_allclose(out["B"], [y[y > v].sum() for v in x], rtol=1e-12)
         kept = [y[y < v] for v in x]
     np.testing.assert_allclose(out["C"], [k.max() if k.size else -np.inf for k in kept])
+
+
+def test_a_filter_no_later_einsum_shares_keeps_no_masks(rng):
+    """B[n] = sum(n2) Y[n2] where Y[n2] > X[n], the only Einsum with its filter: each tile's
+    mask is freed once used, so the masks never add up to a byte per point of the whole
+    iteration space (16 MiB here), and the sum stays exact."""
+    cascade = parse_cascade("inputs: X[n], Y[n2]\nB[n] = sum(n2) Y[n2] where Y[n2] > X[n]")
+    n = 4096
+    inputs = {"X": rng.normal(size=n), "Y": rng.normal(size=n)}
+    tracemalloc.start()
+    out = evaluate(cascade, inputs, {"N": n, "N2": n}, keep=("B",))["B"]
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < n * n * 3 / 4  # a tile's mask (4 MiB) and the next one's, not all 16 MiB
+    y, x = inputs["Y"], inputs["X"]
+    np.testing.assert_allclose(out, [y[y > value].sum() for value in x], rtol=1e-12)
