@@ -2,7 +2,11 @@
 
 A `MapSpace` is a list of `Template`s. A template is a `Mapping` whose numeric factors are
 free (`einsim.simulator.parameter_names`), plus the candidate values of each free factor: a
-grid that one `evaluate_batch` call costs at once. The structure of a template is:
+grid that one `evaluate_batch` call costs at once. The list is lazy (`Templates`): its
+order and length are fixed when the space is built, each template is made when a strategy
+first asks for it (greedy asks for a few hundred of thousands), and a partial grouping's
+fused groups are worked out only then. Nothing is dropped: iterating builds every template.
+The structure of a template is:
 
 * fusion: every Einsum in one kernel (`fused`), one kernel per Einsum (`unfused`), or
   several contiguous fused kernels (`partial:QK-LM|RM-SLD|PRM-AV`): the Einsums with work
@@ -13,7 +17,8 @@ grid that one `evaluate_batch` call costs at once. The structure of a template i
   Each fused group of a partial grouping has its own compute structure (the whole cascade's
   best ones restricted to the group, stages rescheduled) and varies over its first
   `PARTIAL_TEMPLATES` templates (orders, keep sets) with every tile free, the other groups
-  at their first; groups recur across groupings and are built once. The tensors crossing
+  at their first (a slot past a group's last template is `absent`: an empty grid); groups
+  recur across groupings and are built once. The tensors crossing
   kernels go through DRAM (the model keeps nothing on chip between kernels).
   `constraints.fusion` pins any grouping that follows the dependency graph
   (`[[QK, LM], [...]]`), `constraints.forbid_fusion` keeps named Einsums in different
@@ -42,11 +47,15 @@ intermediates over it stay in the on-chip buffer (FLAT keeps QK, SN and A).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import itertools
 import math
+import operator
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,9 +150,12 @@ class Template:
     structure: tuple[tuple[str, str], ...]
     ranks: tuple[tuple[str, _RankGrid], ...] = ()
     orders: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+    absent: bool = False  # an empty slot of a partial grouping (`_PartialGrouping`): no rows
 
     @functools.cached_property
     def shape(self) -> tuple[int, ...]:
+        if self.absent:
+            return (0,)
         return tuple(len(v) for v in self.values)
 
     @property
@@ -241,19 +253,121 @@ class Template:
         return "; ".join(f"{k}={v}" for k, v in self.structure)
 
 
+class Templates(SequenceABC):
+    """The templates of a map space, in a fixed order, each built on first access.
+
+    The space is a list of blocks, one per fusion grouping, whose lengths are known when the
+    space is built (a fused kernel's from its compute structures, loop orders and keep sets;
+    a partial grouping's from its number of fused groups, see `_PartialGrouping`); a template
+    is made from its block's recipe when a strategy first asks for it, and kept. The
+    numbering never depends on which templates were asked for, or in which order. Iterating
+    builds every template."""
+
+    def __init__(self, blocks: list[_Block]):
+        self._blocks = [b for b in blocks if b.count > 0]
+        self._starts = np.concatenate([[0], np.cumsum([b.count for b in self._blocks])])
+        self._starts = self._starts.astype(np.int64)
+        self._built: dict[int, Template] = {}
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = operator.index(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"template {index} of {len(self)}")
+        template = self._built.get(i)
+        if template is None:
+            b, local = self._locate(i)
+            template = self._built[i] = self._blocks[b].build(local)
+        return template
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        b = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return b, i - int(self._starts[b])
+
+    @property
+    def built(self) -> int:
+        """How many templates have been built so far."""
+        return len(self._built)
+
+    def structure(self, i: int) -> tuple[tuple[str, str], ...]:
+        """The labels of template i (`Template.structure`), from its recipe where the block
+        has one (without building the template)."""
+        if i in self._built:
+            return self._built[i].structure
+        b, local = self._locate(i)
+        labels = self._blocks[b].structure
+        return self[i].structure if labels is None else labels(local)
+
+    def labels(self, i: int, dims) -> list[tuple[list[str], np.ndarray]]:
+        """The labels of template i's grouping, per dimension in `dims`, factorized:
+        (distinct labels, index per template of the grouping); '' where none."""
+        b, _ = self._locate(i)
+        block = self._blocks[b]
+        if block.factorized is not None:
+            return [block.factorized(d) for d in dims]
+        rows = [dict(self.structure(u)) for u in self.block(i)]
+        out = []
+        for d in dims:
+            code: dict[str, int] = {}
+            index = [code.setdefault(r.get(d, ""), len(code)) for r in rows]
+            out.append((list(code), np.array(index, dtype=np.int64)))
+        return out
+
+    def block(self, i: int) -> range:
+        """The templates of template i's fusion grouping."""
+        b, _ = self._locate(i)
+        return range(int(self._starts[b]), int(self._starts[b + 1]))
+
+    def groupings(self) -> list[tuple[str, int]]:
+        """(fusion label, first template) of every grouping, in order."""
+        return [(b.fusion, int(s)) for b, s in zip(self._blocks, self._starts, strict=False)]
+
+
+@dataclass(frozen=True, eq=False)
+class _Block:
+    """The templates of one fusion grouping: how many, and how to make each (a local index
+    in 0..count-1) and its labels."""
+
+    fusion: str
+    count: int
+    build: Callable[[int], Template]
+    structure: Callable[[int], tuple[tuple[str, str], ...]] | None  # None: build to know
+    factorized: Callable[[str], tuple[list[str], np.ndarray]] | None = None
+
+
+def _listed(fusion: str, templates: list[Template]) -> _Block:
+    """A block of templates already built."""
+    return _Block(fusion, len(templates), templates.__getitem__, lambda i: templates[i].structure)
+
+
 @dataclass(frozen=True)
 class MapSpace:
-    """Every template of (cascade, arch, shape) under constraints."""
+    """Every template of (cascade, arch, shape) under constraints (`templates`: built lazily,
+    see `Templates`)."""
 
     cascade: Cascade
     arch: Architecture
     shape: dict[str, int]
     constraints: Constraints
-    templates: tuple[Template, ...]
+    templates: Templates
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The structural labels a strategy moves along, in the order greedy tries them."""
+        masked = any(e.where is not None for e in self.cascade.einsums)
+        dims = ("compute", "order", "onchip_order", "keep", "fusion", "kernels")
+        return (*dims, "skip_empty_tiles") if masked else dims
 
     @functools.cached_property
     def sizes(self) -> np.ndarray:
+        """Grid size of every template (builds them all)."""
         return np.array([t.size for t in self.templates], dtype=np.int64)
 
     @functools.cached_property
@@ -262,7 +376,7 @@ class MapSpace:
 
     @property
     def size(self) -> int:
-        """Candidates before pruning: the sum of the templates' grid sizes."""
+        """Candidates before pruning: the sum of the templates' grid sizes (builds them)."""
         return int(self.sizes.sum())
 
 
@@ -570,13 +684,13 @@ def schedule_stages(
             u, w, s0 = uidx[unit_of[e]], float(cycles[e]), stage[e]
             row0 = loads[s0]
             release = max([row0[u] - w, *row0[:u], *row0[u + 1 :]]) - peaks[s0]
+            # the gain first: the legality test is the costly part, and only a move that
+            # would be the best so far needs it (the same move wins as testing every one)
+            gains = [release + max(p, row[u] + w) - p for p, row in zip(peaks, loads, strict=True)]
             for lg in (0, 1):
                 for st in range(n):
-                    if st == s0 or not ok(e, lg, st):
-                        continue
-                    gain = release + max(peaks[st], loads[st][u] + w) - peaks[st]
-                    if gain < best_delta:
-                        best, best_delta = (e, lg, st), gain
+                    if st != s0 and gains[st] < best_delta and ok(e, lg, st):
+                        best, best_delta = (e, lg, st), gains[st]
         if best is None:
             break
         e, lg, st = best
@@ -586,6 +700,15 @@ def schedule_stages(
     used = sorted({stage[e] for e in work})
     stages = tuple(tuple(e for e in work if stage[e] == s) for s in used)
     return stages, float(np.sum([max(row) for row in loads]))
+
+
+def _busiest(work, binding, cycles) -> float:
+    """The busiest unit's cycles per tile: a lower bound on `_score` (a schedule's sum over
+    stages of each stage's busiest unit is at least any one unit's total)."""
+    load: dict[str, float] = {}
+    for e in work:
+        load[binding[e]] = load.get(binding[e], 0.0) + cycles[binding[e]][e]
+    return max(load.values())
 
 
 def _score(ctx, work, binding, cycles, edges) -> tuple[tuple, float]:
@@ -622,15 +745,25 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
     units = [u for u in units if options[u]]
     edges = _edges(ctx, einsums)
     results: dict = {}
-    combos = []
-    for choice in itertools.product(*(options[u] for u in units)):
+    bounded = []
+    for index, choice in enumerate(itertools.product(*(options[u] for u in units))):
         spatial = tuple(zip(units, choice, strict=True))
         cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
         binding = _balanced_binding(ctx, work, units, cycles)
+        bounded.append((_busiest(work, binding, cycles), index, spatial, binding, cycles))
+    # Stages are scheduled in the order of a bound on the score (the busiest unit's cycles:
+    # no schedule beats a perfect overlap), and not at all for a combination whose bound
+    # exceeds the score of `keep` already scheduled: it could enter neither the `top`
+    # returned nor the two refined below, so the result is that of scheduling every one.
+    keep, scores, combos = max(top, 2), [], []
+    for bound, index, spatial, binding, cycles in sorted(bounded, key=lambda c: c[:2]):
+        if len(scores) >= keep and bound > scores[keep - 1] * (1 + 1e-9):
+            break
         stages, score = _score(ctx, work, binding, cycles, edges)
-        combos.append((score, spatial, binding, stages, cycles))
+        bisect.insort(scores, score)
+        combos.append((score, index, spatial, binding, stages, cycles))
         results[spatial, tuple(sorted(binding.items()))] = (score, stages)
-    combos.sort(key=lambda c: c[0])
+    combos = [(c[0], *c[2:]) for c in sorted(combos, key=lambda c: c[:2])]
     for score, spatial, binding, stages, cycles in combos[:2]:
         current = (score, dict(binding), stages)
         while True:
@@ -761,40 +894,51 @@ def _orders(ctx, tiled: list[str]) -> tuple[list[tuple[str, ...]], bool]:
     return allowed[:MAX_ORDERS], complete
 
 
-def _templates_for(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[Template]:
-    """Every template of one fusion grouping: compute x orders x keep per kernel. With
-    several kernels, each kernel takes its best compute structure and streams every operand
+def _unfused_template(ctx: _Context, fusion: str, groups: list[list[str]]) -> Template:
+    """The one template of a grouping into several kernels that the strategies compare
+    with fusion: each kernel on its fastest compute structure, streaming every operand
     once (no tiling, nothing kept): the unfused baseline."""
-    kernels_options = []
+    kernels = []
     for einsums in groups:
-        name = "fused" if len(groups) == 1 else next(e for e in einsums if e in ctx.work)
+        name = next(e for e in einsums if e in ctx.work)
         structures = _structures(ctx, einsums)
-        if len(groups) > 1:
-            structures = [_fastest(ctx, structures)] if structures else []
-        kernels_options.append((name, einsums, structures))
-    if len(groups) > 1:
-        kernels = tuple(
-            _kernel(
-                ctx, name, einsums, structures[0] if structures else None, (),
-                _forced_keep(ctx, einsums), (),
-            )
-            for name, einsums, structures in kernels_options
-        )  # fmt: skip
-        labels = (("fusion", fusion), ("kernels", str(len(kernels))))
-        mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, kernels, ctx.batch)
-        return [Template(mapping, (), (), labels)]
-    ((name, einsums, structures),) = kernels_options
-    return list(_fused_templates(ctx, fusion, name, einsums, structures))
+        fastest = _fastest(ctx, structures) if structures else None
+        kernels.append(_kernel(ctx, name, einsums, fastest, (), _forced_keep(ctx, einsums), ()))
+    labels = (("fusion", fusion), ("kernels", str(len(kernels))))
+    mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, tuple(kernels), ctx.batch)
+    return Template(mapping, (), (), labels)
 
 
-def _fused_templates(ctx: _Context, fusion: str, name: str, einsums: list[str], structures):
-    """The templates of one fused kernel, best-ranked compute structure first."""
-    offchip = ctx.arch.levels[0].name
-    onchip = [lv.name for lv in ctx.arch.levels[1:]]
-    for ci, compute in enumerate(structures):
-        memory = _kernel_memory(ctx, name, einsums, compute)
-        all_tiled, optional, multipass, required, candidates = memory
-        keeps = _keep_choices(ctx, onchip[0], required, candidates) if onchip else [()]
+class _FusedKernel:
+    """The templates of one fused kernel as recipes: per compute structure (best-ranked
+    first), per off-chip order and on-chip order, per keep set (and, masked, per
+    skip_empty_tiles), in that nesting. A recipe's labels cost a few string joins; its
+    template is built on demand (`template`), the grid of one (compute, orders) shared by
+    its keep sets. The memory choices of a compute structure are worked out when a recipe
+    of it is first asked for, so the first templates of a group cost one structure's."""
+
+    def __init__(self, ctx: _Context, fusion: str, name: str, einsums, structures):
+        self.ctx, self.fusion, self.name, self.einsums = ctx, fusion, name, list(einsums)
+        self.structures = list(structures)
+        self.offchip = ctx.arch.levels[0].name
+        self.onchip = [lv.name for lv in ctx.arch.levels[1:]]
+        self.masked = any(e.where is not None for e in ctx.cascade.einsums)
+        self.skips = (True, False) if self.masked else (True,)
+        self._memory: list = []  # per compute structure: (keeps, multipass, entries)
+        self._starts: list[int] = [0]  # first recipe of each (compute, orders) entry
+        self._entries: list[tuple[int, tuple, tuple | None, bool]] = []
+        self._labels: dict[int, tuple] = {}
+
+    def _expand(self) -> bool:
+        """Work out the next compute structure's memory choices; False when none is left."""
+        ci = len(self._memory)
+        if ci >= len(self.structures):
+            return False
+        ctx, compute = self.ctx, self.structures[ci]
+        all_tiled, optional, multipass, required, candidates = _kernel_memory(
+            ctx, self.name, self.einsums, compute
+        )
+        keeps = _keep_choices(ctx, self.onchip[0], required, candidates) if self.onchip else [()]
         orders, complete = [], True
         for k in range(len(optional) + 1):
             for dropped in itertools.combinations(optional, k):
@@ -802,45 +946,169 @@ def _fused_templates(ctx: _Context, fusion: str, name: str, einsums: list[str], 
                 some, every = _orders(ctx, tiled)
                 orders += some
                 complete = complete and every and len(tiled) <= 3
-        onchip_orders = orders if complete else [None]
+        self._memory.append((keeps, multipass))
+        per_entry = len(keeps) * len(self.skips)
         for order in orders:
-            for on_order in onchip_orders:
-                if on_order is not None and sorted(on_order) != sorted(order):
-                    continue
-                inner = order if on_order is None else on_order
-                for template in _templates_of_order(
-                    ctx, fusion, name, einsums, compute, ci, order, inner,
-                    keeps, multipass, offchip, onchip,
-                    canonical=complete and on_order is not None,
-                ):  # fmt: skip
-                    if on_order is None:  # the on-chip order follows the off-chip one
-                        labels = dict(template.structure) | {"onchip_order": "same"}
-                        template = dataclasses.replace(template, structure=tuple(labels.items()))
-                    yield template
+            if not complete:  # the on-chip order follows the off-chip one
+                self._entries.append((ci, order, None, False))
+                self._starts.append(self._starts[-1] + per_entry)
+                continue
+            for on_order in orders:
+                if sorted(on_order) == sorted(order):
+                    self._entries.append((ci, order, on_order, True))
+                    self._starts.append(self._starts[-1] + per_entry)
+        return True
+
+    @property
+    def count(self) -> int:
+        while self._expand():
+            pass
+        return self._starts[-1]
+
+    def available(self, n: int) -> int:
+        """How many of the first n recipes exist (expanding only as far as needed)."""
+        while self._starts[-1] < n and self._expand():
+            pass
+        return min(n, self._starts[-1])
+
+    def _recipe(self, i: int):
+        self.available(i + 1)
+        e = bisect.bisect_right(self._starts, i) - 1
+        ci, order, on_order, canonical = self._entries[e]
+        keeps, multipass = self._memory[ci]
+        k, s = divmod(i - self._starts[e], len(self.skips))
+        return ci, order, on_order, canonical, keeps[k], self.skips[s], multipass
+
+    def structure(self, i: int) -> tuple[tuple[str, str], ...]:
+        self.available(i + 1)
+        e = bisect.bisect_right(self._starts, i) - 1
+        if e not in self._labels:  # the labels its keep sets share
+            ci, order, on_order, _ = self._entries[e]
+            compute = self.structures[ci]
+            self._labels[e] = (
+                ("fusion", self.fusion),
+                ("compute", str(ci)),
+                ("spatial", " ".join(f"{u}:{','.join(r)}" for u, r in compute.spatial)),
+                ("order", ",".join(order)),
+                ("onchip_order", "same" if on_order is None else ",".join(on_order)),
+            )
+        keeps, _ = self._memory[self._entries[e][0]]
+        k, s = divmod(i - self._starts[e], len(self.skips))
+        labels = (*self._labels[e], ("keep", ",".join(keeps[k]) or "-"))
+        if self.masked:
+            labels = (*labels, ("skip_empty_tiles", "yes" if self.skips[s] else "no"))
+        return labels
+
+    def factorized(self, dim: str) -> tuple[list[str], np.ndarray]:
+        """Every recipe's label of one dimension as (distinct labels, index per recipe),
+        without making the labels one by one ('' where the templates have none)."""
+        n = self.count
+        per_entry = np.diff(self._starts)
+        cis = np.array([ci for ci, _, _, _ in self._entries], dtype=np.int64)
+        if dim in ("compute", "order", "onchip_order"):
+            if dim == "compute":
+                text = [str(ci) for ci in cis]
+            else:
+                at = 1 if dim == "order" else 2
+                text = [
+                    "same" if e[at] is None else ",".join(e[at]) for e in self._entries
+                ]  # fmt: skip
+            labels = list(dict.fromkeys(text))
+            code = {x: j for j, x in enumerate(labels)}
+            return labels, np.repeat([code[x] for x in text], per_entry).astype(np.int64)
+        if dim == "keep":
+            labels: list[str] = []
+            code: dict[str, int] = {}
+            index = np.empty(n, dtype=np.int64)
+            for e, (ci, *_) in enumerate(self._entries):
+                keeps, _ = self._memory[ci]
+                ks = [code.setdefault(",".join(k) or "-", len(code)) for k in keeps]
+                index[self._starts[e] : self._starts[e + 1]] = np.repeat(ks, len(self.skips))
+            return list(code), index
+        if dim == "skip_empty_tiles" and self.masked:
+            return ["yes", "no"], np.tile(np.arange(len(self.skips)), n // len(self.skips))
+        if dim == "fusion":
+            return [self.fusion], np.zeros(n, dtype=np.int64)
+        return [""], np.zeros(n, dtype=np.int64)
+
+    def template(self, i: int) -> Template:
+        ctx = self.ctx
+        ci, order, on_order, canonical, keep, skip, multipass = self._recipe(i)
+        compute = self.structures[ci]
+        inner = order if on_order is None else on_order
+        key = ("grid", self.name, tuple(self.einsums), compute, order, inner, canonical)
+        if key not in ctx.memo:
+            ctx.memo[key] = _order_grid(
+                ctx, self.name, self.einsums, compute, order, inner, multipass,
+                self.offchip, self.onchip, canonical,
+            )  # fmt: skip
+        names, values, ranks, orders, base = ctx.memo[key]
+        keep_spec = ((self.onchip[0], keep),) if self.onchip and keep else ()
+        kernel = dataclasses.replace(base, keep=keep_spec) if keep_spec else base
+        mapping = Mapping(
+            f"{ctx.cascade.name}_{self.fusion}", ctx.cascade.name, (kernel,), ctx.batch
+        )
+        if self.masked:
+            mapping = dataclasses.replace(mapping, skip_empty_tiles=skip)
+        return Template(mapping, names, values, self.structure(i), ranks, orders)
 
 
-def _partial_templates(ctx: _Context, fusion: str, groups: list[list[str]]) -> list[Template]:
-    """Templates of a grouping into several kernels, some fused (module docstring). Each
-    fused group varies over its first `PARTIAL_TEMPLATES` templates (best-ranked compute
-    structure, first orders and keep sets) while the others take their first; every fused
-    group's tiles are free factors of the one grid. A one-Einsum group streams its operands
-    once on its fastest structure, as in `unfused`."""
-    options: list[list[Template]] = []
-    for einsums in groups:
-        found = _group_templates(ctx, einsums)
-        if found is None:  # a group the stage scheduler cannot order: not in the space
-            return []
-        options.append(found)
-    if not all(options):
-        return []
-    out = []
-    for varied, choices in enumerate(options):
-        if varied > 0 and len(choices) == 1:
-            continue  # its one template is in every template of the others already
-        for template in choices:
-            parts = [template if i == varied else o[0] for i, o in enumerate(options)]
-            out.append(_joined(ctx, fusion, parts, template))
-    return list({t.mapping: t for t in out}.values())  # a template varied twice counts once
+class _PartialGrouping:
+    """The templates of a grouping into several kernels, some fused (module docstring):
+    slot 0 has every group at its first template; then, per fused group in order, slots
+    1..`PARTIAL_TEMPLATES`-1 vary that group over its next templates while the others
+    keep their first. Every fused group's tiles are free factors of the one grid. A
+    one-Einsum group streams its operands once on its fastest structure, as in `unfused`.
+
+    The number of slots is known without building any group; the groups are built when a
+    slot is first asked for. A slot whose group has fewer templates, or a grouping whose
+    groups the stage scheduler cannot order, is `absent` (an empty grid)."""
+
+    def __init__(self, ctx: _Context, fusion: str, groups: list[list[str]]):
+        self.ctx, self.fusion, self.groups = ctx, fusion, groups
+        self.fused = [i for i, g in enumerate(groups) if sum(e in ctx.work for e in g) > 1]
+        self.count = 1 + len(self.fused) * (PARTIAL_TEMPLATES - 1)
+        self._options: list[list[Template]] | bool | None = False  # False: not yet built
+
+    def options(self) -> list[list[Template]] | None:
+        if self._options is False:
+            found = []
+            for einsums in self.groups:
+                templates = _group_templates(self.ctx, einsums)
+                if not templates:  # a group the stage scheduler cannot order: not in the space
+                    found = None
+                    break
+                found.append(templates)
+            self._options = found
+        return self._options
+
+    def _slot(self, local: int) -> tuple[int, int] | None:
+        """(varied group, its template) of a slot; None when absent."""
+        options = self.options()
+        if options is None:
+            return None
+        if local == 0:
+            # the all-first template carries the labels of the last group that varies (as a
+            # varied group's first template it is the same mapping)
+            varied = [i for i in self.fused if len(options[i]) > 1]
+            return (varied[-1] if varied else 0), 0
+        k, j = divmod(local - 1, PARTIAL_TEMPLATES - 1)
+        i = self.fused[k]
+        return (i, j + 1) if j + 1 < len(options[i]) else None
+
+    def template(self, local: int) -> Template:
+        slot = self._slot(local)
+        labels = (("fusion", self.fusion), ("kernels", str(len(self.groups))))
+        if slot is None:
+            mapping = Mapping(f"{self.ctx.cascade.name}_partial", self.ctx.cascade.name, ())
+            return Template(mapping, (), (), labels, absent=True)
+        options = self.options()
+        i, j = slot
+        parts = [options[i][j] if x == i else o[0] for x, o in enumerate(options)]
+        return _joined(self.ctx, self.fusion, parts, options[i][j])
+
+    def structure(self, local: int) -> tuple[tuple[str, str], ...]:
+        return self.template(local).structure
 
 
 def _group_templates(ctx: _Context, einsums: list[str]) -> list[Template] | None:
@@ -858,9 +1126,8 @@ def _group_templates(ctx: _Context, einsums: list[str]) -> list[Template] | None
         ctx.memo[key] = None
         return None
     if sum(e in ctx.work for e in einsums) > 1 and structures:
-        found = list(itertools.islice(
-            _fused_templates(ctx, "partial", name, einsums, structures), PARTIAL_TEMPLATES
-        ))  # fmt: skip
+        kernel = _FusedKernel(ctx, "partial", name, einsums, structures)
+        found = [kernel.template(i) for i in range(kernel.available(PARTIAL_TEMPLATES))]
     else:
         fastest = _fastest(ctx, structures) if structures else None
         kernel = _kernel(ctx, name, einsums, fastest, (), _forced_keep(ctx, einsums), ())
@@ -1005,12 +1272,12 @@ def _kernel(ctx, name, einsums, compute, loops, keep, spatial_factors) -> Kernel
     )
 
 
-def _templates_of_order(
-    ctx, fusion, name, einsums, compute, ci, order, on_order, keeps, multipass, offchip, onchip,
-    canonical,
-) -> list[Template]:  # fmt: skip
-    """The templates of one (compute, off-chip order, on-chip order), one per keep choice:
-    the grid does not depend on what the buffer keeps, so it is built once."""
+def _order_grid(
+    ctx, name, einsums, compute, order, on_order, multipass, offchip, onchip, canonical
+) -> tuple:  # fmt: skip
+    """The free factors of one (compute, off-chip order, on-chip order) of a fused kernel:
+    (names, values, ranks, orders, the kernel without keep). Every keep choice shares it:
+    the grid does not depend on what the buffer keeps."""
     padded = ctx.constraints.padded
     names: list[str] = []
     values: list[np.ndarray] = []
@@ -1056,13 +1323,6 @@ def _templates_of_order(
                 grids[r] = _RankGrid(
                     r, grid.size, grid.spatial_param, grid.spatial_fixed, index, grid.offchip
                 )
-    labels = (
-        ("fusion", fusion),
-        ("compute", str(ci)),
-        ("spatial", " ".join(f"{u}:{','.join(r)}" for u, r in compute.spatial)),
-        ("order", ",".join(order)),
-        ("onchip_order", ",".join(on_order)),
-    )
     values = _thinned(values)
     ranks = tuple(
         ((name, r), g)
@@ -1070,20 +1330,8 @@ def _templates_of_order(
         if g.offchip and not (ctx.constraints.factor(name, f"{offchip}.{r}"))
     )
     orders = ((name, tuple(order), tuple(on_order)),) if canonical else ()
-    out = []
     base = _kernel(ctx, name, einsums, compute, loops, (), ())
-    # A masked cascade also searches computing every tile (the published dense schedule).
-    masked = any(e.where is not None for e in ctx.cascade.einsums)
-    for keep, skip in itertools.product(keeps, (True, False) if masked else (True,)):
-        keep_spec = ((onchip[0], keep),) if onchip and keep else ()
-        kernel = dataclasses.replace(base, keep=keep_spec) if keep_spec else base
-        mapping = Mapping(f"{ctx.cascade.name}_{fusion}", ctx.cascade.name, (kernel,), ctx.batch)
-        structure = (*labels, ("keep", ",".join(keep) or "-"))
-        if masked:
-            mapping = dataclasses.replace(mapping, skip_empty_tiles=skip)
-            structure = (*structure, ("skip_empty_tiles", "yes" if skip else "no"))
-        out.append(Template(mapping, tuple(names), tuple(values), structure, ranks, orders))
-    return out
+    return tuple(names), tuple(values), ranks, orders, base
 
 
 #: The most points one template's grid may hold: candidates are numbered by int64 flat
@@ -1282,18 +1530,16 @@ def _build_space(
 ) -> MapSpace:
     shape = dict(items)
     ctx = _context(cascade, arch, shape, constraints)
-    templates: list[Template] = []
-    for fusion, groups in fusion_groups(ctx):
-        partial = fusion.startswith("partial") or (fusion == "pinned" and len(groups) > 1)
-        build = _partial_templates if partial else _templates_for
-        templates += build(ctx, fusion, groups)
-    if constraints.factors:
-        honoured = [t for t in templates if _pinned_keys_present(t, constraints)]
-        if templates and not honoured:
+    blocks = [_grouping_block(ctx, fusion, groups) for fusion, groups in fusion_groups(ctx)]
+    templates = Templates(blocks)
+    if constraints.factors:  # a template must have a loop for every pinned factor: build all
+        every = list(templates)
+        honoured = [t for t in every if _pinned_keys_present(t, constraints)]
+        if every and not honoured:
             keys = sorted(
-                {f"{lp.level}.{lp.rank}" for t in templates for k in t.mapping.kernels
+                {f"{lp.level}.{lp.rank}" for t in every for k in t.mapping.kernels
                  for lp in k.loops}
-                | {f"spatial.{r}" for t in templates for k in t.mapping.kernels
+                | {f"spatial.{r}" for t in every for k in t.mapping.kernels
                    for _, ranks in k.spatial for r in ranks}
             )  # fmt: skip
             pinned = ", ".join(key for key, _ in constraints.factors)
@@ -1301,7 +1547,27 @@ def _build_space(
                 f"constraints.factors: no mapping of {cascade.name} on {arch.name} has a loop "
                 f"for every pinned factor ({pinned}); loops in its space: {', '.join(keys)}"
             )
-        templates = honoured
-    if not templates:
+        by_fusion: dict[str, list[Template]] = {}
+        for t in honoured:
+            by_fusion.setdefault(dict(t.structure)["fusion"], []).append(t)
+        templates = Templates([_listed(f, ts) for f, ts in by_fusion.items()])
+    if isinstance(constraints.fusion, tuple) and all(t.absent for t in templates):
+        templates = Templates([])  # the one pinned grouping cannot be scheduled
+    if not len(templates):
         raise SpecError(f"constraints leave no mapping of {cascade.name} on {arch.name}")
-    return MapSpace(cascade, arch, dict(shape), constraints, tuple(templates))
+    return MapSpace(cascade, arch, dict(shape), constraints, templates)
+
+
+def _grouping_block(ctx: _Context, fusion: str, groups: list[list[str]]) -> _Block:
+    """The templates of one fusion grouping, as a block of `Templates`. A fused kernel's
+    compute structures and memory choices are worked out now (they number its templates,
+    and a constraint they break fails here); a partial grouping's groups wait for a
+    strategy to ask for one of its templates."""
+    if len(groups) == 1:
+        (einsums,) = groups
+        kernel = _FusedKernel(ctx, fusion, "fused", einsums, _structures(ctx, einsums))
+        return _Block(fusion, kernel.count, kernel.template, kernel.structure, kernel.factorized)
+    if fusion.startswith("partial") or fusion == "pinned":
+        grouping = _PartialGrouping(ctx, fusion, groups)
+        return _Block(fusion, grouping.count, grouping.template, None)
+    return _listed(fusion, [_unfused_template(ctx, fusion, groups)])

@@ -74,40 +74,85 @@ def random(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         run(t, rows)
 
 
-def _neighbours(space: MapSpace):
-    """Per template and structural dimension, the templates that differ only there."""
-    present = {d for t in space.templates for d, _ in t.structure} - {"spatial"}
-    first = ["compute", "order", "onchip_order", "keep", "fusion"]  # fusion last: the
-    dims = [d for d in first if d in present] + sorted(present - set(first))  # tiled ones need
-    # their orders and keeps found before they are compared with the unfused baseline
-    labels = [dict(t.structure) for t in space.templates]
-    # A move of the off-chip order may change the on-chip order too, and a move of the
-    # compute structure both orders: the orders of a template depend on which ranks it
-    # unrolls and leaves untiled, so one label at a time could not reach them.
-    tied = {"order": {"order", "onchip_order"}, "compute": {"compute", "order", "onchip_order"}}
+_TIED = {"order": {"order", "onchip_order"}, "compute": {"compute", "order", "onchip_order"}}
 
-    others = {d: [x for x in dims if x not in tied.get(d, {d})] for d in dims}
-    keys = [{d: (d, tuple(lab.get(x, "") for x in others[d])) for d in dims} for lab in labels]
-    groups: dict = {}
-    for i, row_keys in enumerate(keys):
-        for key in row_keys.values():
-            groups.setdefault(key, []).append(i)
-    table = [{d: groups[key] for d, key in row_keys.items()} for row_keys in keys]
-    fusions: dict[str, int] = {}
-    for i, lab in enumerate(labels):
-        fusions.setdefault(lab.get("fusion", ""), i)
-    # A fusion move adds, removes or moves one cut of a partial grouping; fused and
-    # unfused are always a move away (every grouping would be a move per grouping).
-    cuts = {f: _cuts(f) for f in fusions}
-    near: dict[str, list[int]] = {}
-    for f in fusions:
-        near[f] = [
-            t for g, t in fusions.items()
-            if cuts[g] is None or cuts[f] is None or _one_cut_apart(cuts[f], cuts[g])
-        ]  # fmt: skip
-    for row, lab in zip(table, labels, strict=True):
-        row["fusion"] = sorted(set(row.get("fusion", [])) | set(near[lab.get("fusion", "")]))
-    return dims, table
+
+class _Moves:
+    """Per template and structural dimension, the templates that differ only there
+    (`moves(t, d)`), worked out per fusion grouping when a strategy first stands in it or
+    looks at it, so that a grouping nobody reaches is never built (`space.templates` is
+    lazy). Dimensions are `space.dimensions` (fusion after the ones within a grouping: the
+    tiled groupings need their orders and keeps found before they are compared with the
+    unfused baseline).
+
+    A move of the off-chip order may change the on-chip order too, and a move of the
+    compute structure both orders: the orders of a template depend on which ranks it
+    unrolls and leaves untiled, so one label at a time could not reach them. A fusion move
+    goes to the first template of every grouping one cut away (a cut added, removed or
+    moved; fused and unfused are always a move away), and to the templates of those
+    groupings whose other labels are the same."""
+
+    def __init__(self, space: MapSpace):
+        self.templates = space.templates
+        self.dims = list(space.dimensions)
+        self._others = {
+            d: [i for i, x in enumerate(self.dims) if x not in _TIED.get(d, {d})] for d in self.dims
+        }
+        self._groupings = self.templates.groupings()
+        self._cuts = {f: _cuts(f) for f, _ in self._groupings}
+        self._values: list[dict[str, int]] = [{} for _ in self.dims]  # label -> code, per dim
+        self._codes: dict[int, np.ndarray] = {}  # per grouping (its first template): codes
+        self._near: dict[str, list[int]] = {}
+        self._memo: dict[tuple[int, str], list[int]] = {}
+
+    def codes(self, t: int) -> tuple[range, np.ndarray]:
+        """The templates of t's grouping and their labels as integer codes (one column per
+        dimension; a missing label codes as '')."""
+        block = self.templates.block(t)
+        if block.start not in self._codes:
+            columns = []
+            for (labels, index), values in zip(
+                self.templates.labels(t, self.dims), self._values, strict=True
+            ):
+                codes = np.array([values.setdefault(x, len(values)) for x in labels])
+                columns.append(codes[index])
+            self._codes[block.start] = np.stack(columns, axis=1).astype(np.int64)
+        return block, self._codes[block.start]
+
+    def labels(self, t: int) -> dict[str, str]:
+        return dict(self.templates.structure(t))
+
+    def _same(self, t: int, u: int, d: str) -> list[int]:
+        """The templates of u's grouping whose labels other than d's are t's."""
+        _, mine = self.codes(t)
+        block, codes = self.codes(u)
+        cols = self._others[d]
+        row = mine[t - self.templates.block(t).start, cols]
+        hits = np.flatnonzero(np.all(codes[:, cols] == row, axis=1))
+        return [block.start + int(i) for i in hits]
+
+    def moves(self, t: int, d: str) -> list[int]:
+        key = (t, d)
+        if key not in self._memo:
+            if d != "fusion":
+                self._memo[key] = self._same(t, t, d)
+            else:
+                found = set()
+                for start in self.near(self.labels(t).get("fusion", "")):
+                    found.add(start)
+                    found.update(self._same(t, start, d))
+                self._memo[key] = sorted(found)
+        return self._memo[key]
+
+    def near(self, fusion: str) -> list[int]:
+        """The first template of every grouping one cut away from `fusion`."""
+        if fusion not in self._near:
+            mine = self._cuts.get(fusion)
+            self._near[fusion] = [
+                start for g, start in self._groupings
+                if self._cuts[g] is None or mine is None or _one_cut_apart(mine, self._cuts[g])
+            ]  # fmt: skip
+        return self._near[fusion]
 
 
 def _cuts(fusion: str) -> frozenset[str] | None:
@@ -194,8 +239,8 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     improves factors). A change of compute structure visits one template per structure:
     the one with the current loop orders where it has them (its own orders are the next
     moves), not every order of every structure."""
-    dims, table = _neighbours(space)
-    labels = [dict(t.structure) for t in space.templates]
+    moves = _Moves(space)
+    dims = moves.dims
     visits = _Visits(space, run, rng, budget, resample=False)
     current = 0
     visits.visit(current)
@@ -205,10 +250,10 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         # nothing valid yet (a fused working set over the buffer): try other groupings first
         stuck = not np.isfinite(visits.best.get(current, (np.inf, 0))[0])
         for d in (["fusion"] + [x for x in dims if x != "fusion"]) if stuck else dims:
-            moves = table[current][d]
+            found = moves.moves(current, d)
             if d == "compute":
-                moves = _one_per_structure(labels, current, moves)
-            for t in moves:
+                found = _one_per_structure(moves.labels, current, found)
+            for t in found:
                 if run.remaining <= 0:
                     break
                 visits.visit(t)
@@ -220,19 +265,20 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     # grouping's sample may hide a better tiling than another grouping's best template)
     best_of: dict[str, int] = {}
     for t in ranked:
-        best_of.setdefault(labels[t].get("fusion", ""), t)
+        best_of.setdefault(moves.labels(t).get("fusion", ""), t)
     for t in dict.fromkeys(ranked[:REFINED] + list(best_of.values())[:REFINED_FUSIONS]):
         visits.refine(t)
 
 
-def _one_per_structure(labels: list[dict], current: int, moves: list[int]) -> list[int]:
+def _one_per_structure(labels, current: int, moves: list[int]) -> list[int]:
     """Of the templates `moves`, one per compute structure: the one whose loop orders are
-    the current template's, else the first."""
-    mine = (labels[current].get("order"), labels[current].get("onchip_order"))
+    the current template's, else the first (`labels(t)`: a template's labels)."""
+    mine = (labels(current).get("order"), labels(current).get("onchip_order"))
     chosen: dict[str, tuple[int, bool]] = {}
     for t in moves:
-        compute = labels[t].get("compute", "")
-        same = (labels[t].get("order"), labels[t].get("onchip_order")) == mine
+        lab = labels(t)
+        compute = lab.get("compute", "")
+        same = (lab.get("order"), lab.get("onchip_order")) == mine
         if compute not in chosen or (same and not chosen[compute][1]):
             chosen[compute] = (t, same)
     return sorted(t for t, _ in chosen.values())
@@ -245,7 +291,8 @@ def anneal(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     move is accepted with probability exp(-relative loss / T), T falling geometrically from
     0.2 to 0.002 over the budget. The three best templates are refined at the end
     (coordinate descent on their factors, a tenth of the budget kept for it)."""
-    dims, table = _neighbours(space)
+    moves = _Moves(space)
+    dims = moves.dims
     visits = _Visits(space, run, rng, budget)
     reserve = budget // 10
     current = 0
@@ -259,7 +306,7 @@ def anneal(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         progress = 1 - (run.remaining - reserve) / max(1, start - reserve)
         temperature = 0.2 * (0.01**progress)
         d = dims[int(rng.integers(len(dims)))]
-        options = [t for t in table[current][d] if t != current]
+        options = [t for t in moves.moves(current, d) if t != current]
         if not options:
             continue
         t = int(options[int(rng.integers(len(options)))])
