@@ -1588,7 +1588,7 @@ def _interval_plan(cascade, sizes, where, vars_) -> _IntervalPlan | None:
     return _interval_plan_cached(cascade, key, _ByToken(where), tuple(sorted(vars_)))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _interval_plan_cached(cascade, key, keyed, vars_) -> _IntervalPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter is not
     over two logical variables, not in whole numbers, or not separable (`_XSets`)."""
@@ -1617,8 +1617,16 @@ def _oriented_plan(w, x, y, groups, extent, sizes) -> _IntervalPlan:
     gaps = sets.complement(kept)
     points = int((kept[2] - kept[1] + 1).sum())
     source = (w, x, y, groups, extent, sizes)
+    ends = np.int32 if extent[x] < 2**31 else np.int64  # a 1M NATTEN plan holds 7M rows
     return _IntervalPlan(
-        groups[x], groups[y], extent[x], extent[y], _runs(kept), _runs(gaps), points, source
+        groups[x],
+        groups[y],
+        extent[x],
+        extent[y],
+        _runs(kept, ends),
+        _runs(gaps, ends),
+        points,
+        source,
     )
 
 
@@ -1988,13 +1996,14 @@ def _mixed_sums(expr: Expr, sets: _XSets):
         yield from _mixed_sums(arg, sets)
 
 
-def _runs(sets) -> _Runs:
+def _runs(sets, dtype) -> _Runs:
     """Per-row intervals chained into runs: the k-th interval of row y continues the k-th
     of row y - 1 when both ends do not decrease and it starts at most one past its end."""
     rows, a, b = sets
     n = len(rows)
     if n == 0:
-        return _Runs(*(np.zeros(0, np.int64),) * 5)
+        empty = np.zeros(0, np.int64)
+        return _Runs(empty, empty, empty, empty.astype(dtype), empty.astype(dtype))
     new_row = np.append(True, rows[1:] != rows[:-1])
     k = np.arange(n) - np.flatnonzero(new_row)[np.cumsum(new_row) - 1]
     order = np.argsort(k.astype(np.int32), kind="stable")  # rows sorted: (k, row) order
@@ -2010,7 +2019,7 @@ def _runs(sets) -> _Runs:
     start = np.flatnonzero(~cont)
     end = np.append(start[1:] - 1, n - 1)
     width = int(k.max()) + 1
-    return _Runs(r[start], r[end], start, np.ascontiguousarray(lo), np.ascontiguousarray(hi), width)
+    return _Runs(r[start], r[end], start, lo.astype(dtype), hi.astype(dtype), width)
 
 
 #: Tile-range contributions (runs x rows of tiles they meet, all tilings of one call) that
