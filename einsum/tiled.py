@@ -22,9 +22,10 @@ Plan (from the cascade's structure only):
     for one chunk only (`parallel_rank`).
   * Reads and writes by slicing where an index is `v`, `v+k`, a constant or a partition's
     `m1*M0+m0` (a reshape); a gather with the materializing executor's bounds check only
-    where it is not. A sum of products goes to BLAS (matmul) whether masked or not: the
-    mask is applied to the result when it depends only on output ranks, else to the
-    operand that carries all of the mask's ranks.
+    where it is not. A sum of products goes to BLAS (matmul; np.einsum's own loop when a
+    side is at most SKINNY) whether masked or not: the mask is applied to the result when
+    it depends only on output ranks, else to the operand that carries all of the mask's
+    ranks.
 """
 
 from __future__ import annotations
