@@ -20,6 +20,7 @@ and spatial factors, `parameter_names`) and computes every term above as array a
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
 from collections.abc import Mapping as MappingABC
@@ -64,6 +65,11 @@ def _count(values) -> np.ndarray | float:
     outgrow int64 (ten loops over ranks of 64K, and B x H: 2^65 tiles, which int64 arrays
     wrap silently, to 0 there) while every factor below 2^53 stays exact."""
     return functools.reduce(operator.mul, values, 1.0)
+
+
+def _any(value) -> bool:
+    """np.any of a batch quantity without its dispatch for scalars (most are)."""
+    return bool(value.any()) if isinstance(value, np.ndarray) else bool(value)
 
 
 def _relevant(cascade: Cascade, loop_rank: str, ranks: tuple[str, ...]) -> bool:
@@ -179,43 +185,52 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
     return counts, _per_point_ops(einsum, whole)  # the op mix of einsum_op_counts
 
 
-#: Shares of non-empty tiles per (cascade, Einsum, sizes, fixed extents, varying ranks):
-#: (sorted codes of the tilings seen, their shares). A search meets the same tilings in
-#: many batches, and a mask without a closed form (NATTEN) costs a pass over its
-#: iteration space per tiling.
+#: Shares of non-empty tiles per (cascade, Einsum kind, sizes, fixed extents, varying
+#: ranks): (sorted codes of the tilings seen, their shares). A search meets the same
+#: tilings in many batches, and a mask without a closed form (NATTEN) costs a pass over
+#: its iteration space per tiling. The kind is (filter token, iterated ranks): Einsums
+#: with one filter over one iteration space (QK[m1,m0,p], LM[m1,p,m0]) have one share.
 _SHARES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _SHARES_MAX = 1 << 22  # tilings remembered before the table starts afresh
+_SHARES_HELD = [0]  # tilings in the table
+_NONE_SEEN = (np.zeros(0, np.int64), np.zeros(0))
 
 
-def _tile_shares(cascade: Cascade, name: str, sizes: tuple, fixed: dict, varying: dict):
-    """(tiles - empty) / tiles of Einsum `name` for each tiling (the fixed extents and one
-    row of the varying columns, distinct rows): one `occupancy` call for the tilings not
-    seen before; a tiling is coded as one integer (mixed radix over the rank sizes)."""
-    key = (cascade, name, sizes, tuple(sorted(fixed.items())), tuple(varying))
+def _tile_shares(
+    cascade: Cascade, name: str, kind: tuple, sizes: tuple, fixed: dict, varying: dict
+):
+    """(tiles - empty) / tiles of Einsum `name` (of `kind`, see `_SHARES`) for each tiling
+    (the fixed extents and one row of the varying columns, distinct rows): one `occupancy`
+    call for the tilings not seen before; a tiling is coded as one integer (mixed radix over
+    the rank sizes)."""
+    key = (cascade, kind, sizes, tuple(sorted(fixed.items())), tuple(varying))
     columns = list(varying.values())
     rows = len(columns[0]) if columns else 1
-    radix = [int(dict(sizes)[rank]) + 1 for rank in varying]
+    extents = dict(sizes)
+    radix = [int(extents[rank]) + 1 for rank in varying]
     if math.prod(radix) >= 1 << 62:  # no single-integer code: ask occupancy directly
-        found = occupancy(cascade, dict(sizes), fixed | varying, [name])[name]
+        found = occupancy(cascade, extents, fixed | varying, [name])[name]
         tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
         return (tiles - np.asarray(found.empty).reshape(-1)) / tiles
-    code = np.zeros(rows, dtype=np.int64)
-    for base, column in zip(radix, columns, strict=True):
+    code = np.asarray(columns[0], np.int64) if columns else np.zeros(1, np.int64)
+    for base, column in zip(radix[1:], columns[1:], strict=True):
         code = code * base + column
-    if sum(len(c) for c, _ in _SHARES.values()) > _SHARES_MAX:
+    if _SHARES_HELD[0] > _SHARES_MAX:
         _SHARES.clear()
-    codes, shares = _SHARES.get(key, (np.zeros(0, np.int64), np.zeros(0)))
+        _SHARES_HELD[0] = 0
+    codes, shares = _SHARES.get(key) or _NONE_SEEN
     at = np.minimum(np.searchsorted(codes, code), max(len(codes) - 1, 0))
     missing = ~(codes[at] == code) if len(codes) else np.ones(rows, dtype=bool)
     if missing.any():
         tile = fixed | {rank: column[missing] for rank, column in varying.items()}
-        found = occupancy(cascade, dict(sizes), tile, [name])[name]
+        found = occupancy(cascade, extents, tile, [name])[name]
         tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
         new = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
         codes, shares = np.concatenate([codes, code[missing]]), np.concatenate([shares, new])
         order = np.argsort(codes, kind="stable")
         codes, shares = codes[order], shares[order]
         _SHARES[key] = (codes, shares)
+        _SHARES_HELD[0] += int(missing.sum())
         at = np.searchsorted(codes, code)
     return shares[at]
 
@@ -238,6 +253,17 @@ def _distinct_rows(columns: list[np.ndarray], limits: list[int]):
     """
     if not columns:
         return [], np.zeros(0, dtype=np.int64)
+    if len(columns[0]) <= 1024 and math.prod(limit + 1 for limit in limits) < 1 << 62:
+        # a short batch: one sort of a mixed-radix code beats the look-up tables
+        key = np.asarray(columns[0], np.int64)
+        for column, limit in zip(columns[1:], limits[1:], strict=True):
+            key = key * (limit + 1) + column
+        unique, inverse = np.unique(key, return_inverse=True)
+        out = []
+        for limit in reversed(limits[1:]):
+            out.append(unique % (limit + 1))
+            unique = unique // (limit + 1)
+        return [unique, *out[::-1]], inverse.reshape(-1)
     key, values = np.zeros(len(columns[0]), dtype=np.int64), []
     for column, limit in zip(columns, limits, strict=True):
         if limit > 8 * len(column) + 4096:  # a table over a long rank costs more than a sort
@@ -282,6 +308,8 @@ class _Members:
         #: every rank some member iterates, in the members' order (`tile_extents`)
         self.all_ranks = tuple(dict.fromkeys(rank_of(v) for e in chosen for v in e.iter_vars))
         self.tokens = {e.output: filter_token(e.where) for e in chosen if e.where is not None}
+        #: `_SHARES`' kind of each filtered member: (filter token, iterated ranks)
+        self.kinds = {name: (token, self.ranks[name]) for name, token in self.tokens.items()}
         self.filtered = tuple(
             (e.output, self.ranks[e.output]) for e in chosen if e.where is not None
         )
@@ -469,6 +497,12 @@ class _KernelModel:
         self._elements_memo: dict[str, int] = {}
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
         self._sizes_key = tuple(sizes.items())
+        self._sizes_token = _SIZES_TOKENS.get(self._sizes_key)
+        if self._sizes_token is None:
+            if len(_SIZES_TOKENS) >= 1 << 14:
+                _SIZES_TOKENS.clear()
+            self._sizes_token = _SIZES_TOKENS[self._sizes_key] = next(_NEXT_TOKEN)
+        self._units = dict(kernel.binding)
         self.n = n
         self.offchip = arch.levels[0].name
         self.members = _members(cascade, kernel.einsums)  # raises with the known names
@@ -523,7 +557,7 @@ class _KernelModel:
         return -1
 
     def _problem(self, mask, message: str, *values, infeasible: bool = False) -> None:
-        if np.any(mask):
+        if _any(mask):
             mask = np.broadcast_to(mask, (self.n,))
             self.problems.append(_Problem(mask, message, values, infeasible))
 
@@ -679,8 +713,14 @@ class _KernelModel:
         """
         einsum = self.cascade.einsum(name)
         share = self.share(len(self.arch.levels), name)
-        unit_name = self.kernel.unit_of(name)
-        if not _op_counts(self.cascade, name, self._sizes_key)[0]:
+        unit_name = self._units.get(name)
+        chained, drop = self.kernel.chained_ops, self.options.drop_exp_energy
+        key = (self.cascade, name, self._sizes_token, unit_name, chained, drop)
+        ops, work = _WORK.get(key, (None, None))
+        if ops is None and not _op_counts(self.cascade, name, self._sizes_key)[0]:
+            ops = _IDLE
+            _WORK[key] = (_IDLE, None)
+        if ops is _IDLE:
             return {
                 "einsum": name,
                 "unit": unit_name or "",
@@ -693,14 +733,13 @@ class _KernelModel:
         if unit_name is None:
             raise MappingError(f"{self.where}einsum {name} has operations but no binding")
         unit = self.arch.unit(unit_name, self.where)
-        key = (self.cascade, name, self._sizes_key, unit.name, unit.ops)
-        key += (self.kernel.chained_ops, self.options.drop_exp_energy)
-        work = _WORK.get(key)
-        if work is None:
-            work = _einsum_work(self.cascade, name, self._sizes_key, unit, *key[-2:], self.where)
+        if ops is not unit.ops and ops != unit.ops:  # the same table: one object in a search
+            work = _einsum_work(
+                self.cascade, name, self._sizes_key, unit, chained, drop, self.where
+            )
             if len(_WORK) >= 1 << 14:
                 _WORK.clear()
-            _WORK[key] = work
+            _WORK[key] = (unit.ops, work)
         energy = self.batch * work.energy_pj
         per_lane, useful_fraction = self._lanes(unit, einsum)
         # scalars first: each product with a batch array is a pass over n rows
@@ -711,7 +750,7 @@ class _KernelModel:
             "einsum": name,
             "unit": unit_name,
             "ops": work.ops * self.batch,
-            "cycles": busy + fill_drain * share if np.any(fill_drain) else busy,
+            "cycles": busy + fill_drain * share if _any(fill_drain) else busy,
             # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
             "useful_cycles": kept * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
@@ -789,7 +828,7 @@ class _KernelModel:
         for rank in self.members.all_ranks:
             extent = self._extent_below(rank, level_index, self.loop_factors, self.spatial)
             size = int(self.sizes[rank])
-            if np.any(np.asarray(extent) < size):
+            if _any(extent < size):
                 tile[rank] = np.minimum(extent, size)  # a tile past the rank is the rank
         self._tile_memo[level_index] = tile
         return tile
@@ -812,8 +851,11 @@ class _KernelModel:
         found = self._shares.get(key)
         if found is None:
             cut = frozenset(self.tile_extents(level_index))
-            plan = self.members.share_plan(name, within, cut)
-            found = _most([self._filtered_share(level_index, f, ranks) for f, ranks in plan])
+            plan = (level_index, self.members.share_plan(name, within, cut))
+            found = self._shares.get(plan)  # Einsums of one plan share one array
+            if found is None:
+                found = _most([self._filtered_share(level_index, *item) for item in plan[1]])
+                self._shares[plan] = found
             self._shares[key] = found
         return found
 
@@ -833,7 +875,8 @@ class _KernelModel:
                 )
             columns, inverse = self._rows_memo[rows_key]
             by_rank = dict(zip(varying, columns, strict=True))
-            share = _tile_shares(self.cascade, name, self._sizes_key, fixed, by_rank)
+            kind = self.members.kinds[name]
+            share = _tile_shares(self.cascade, name, kind, self._sizes_key, fixed, by_rank)
             self._share_memo[key] = share[inverse] if varying else float(share[0])
         return self._share_memo[key]
 
@@ -968,8 +1011,14 @@ class _Work:
     lowered: str
 
 
-#: `_Work` by (cascade, Einsum, sizes, unit name, unit ops, chained ops, drop_exp_energy).
-_WORK: dict[tuple, _Work] = {}
+#: (unit ops, `_Work`) by (cascade, Einsum, sizes token, unit name, chained ops,
+#: drop_exp_energy); (_IDLE, None) for an Einsum without operations.
+_WORK: dict[tuple, tuple] = {}
+_IDLE = ("no operations",)
+#: An int per distinct sizes tuple (`_KernelModel._sizes_token`): keys hash it, not the
+#: tuple; drawn from a counter, so a token is never reused after the table starts afresh.
+_SIZES_TOKENS: dict[tuple, int] = {}
+_NEXT_TOKEN = itertools.count()
 
 
 def _einsum_work(
@@ -1028,6 +1077,32 @@ def is_arch_parameter(path: str) -> bool:
     return (parts[0] == "units" and parts[2] in _UNIT_NUMBERS) or (
         parts[0] == "levels" and parts[2] in _LEVEL_NUMBERS
     )
+
+
+#: (sizes, batch multiplier) by (cascade, batch ranks, shape): see `_sizes_and_batch`.
+_SIZED: dict[tuple, tuple[dict, int]] = {}
+
+
+def _sizes_and_batch(
+    cascade: Cascade, batch: tuple[str, ...], shape: MappingABC[str, int]
+) -> tuple[dict, int]:
+    """The sizes a kernel is costed at (`split_shape`'s, plus the batch ranks the cascade
+    does not know, 1 where the shape omits them) and the batch multiplier. Memoized: a
+    search costs one shape thousands of times; the sizes dict is shared, never written."""
+    key = (cascade, batch, tuple(shape.items()))
+    try:
+        found = _SIZED.get(key)
+    except TypeError:  # an unhashable size: split every time
+        key, found = None, None
+    if found is None:
+        split = split_shape(cascade, batch, shape)
+        outer = {r: split.outer.get(r, 1) for r in batch if r not in split.sizes}
+        found = (split.sizes | outer, split.multiplier)
+        if key is not None:
+            if len(_SIZED) >= 256:
+                _SIZED.clear()
+            _SIZED[key] = found
+    return found
 
 
 def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]:
@@ -1135,9 +1210,7 @@ def evaluate_batch(
     arch = _with_arch_params(arch, batch_params)
     # One rule (simulator/shape.py): a rank the cascade iterates is priced by it, never
     # also a batch multiplier; outer ranks are the mapping's batch ranks it does not know.
-    split = split_shape(cascade, mapping, shape)
-    sizes = split.sizes | {r: split.outer.get(r, 1) for r in mapping.batch if r not in split.sizes}
-    batch = split.multiplier
+    sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
     mapped = [e for k in mapping.kernels for e in k.einsums]
     missing = [e.output for e in cascade.einsums if e.output not in mapped]
     if missing:
@@ -1255,7 +1328,11 @@ def evaluate_batch(
 
 
 def _shaped(value, n: int) -> np.ndarray:
-    """A batch quantity as a float array of shape (n,)."""
+    """A batch quantity as a read-only float array of shape (n,)."""
+    if type(value) is np.ndarray and value.shape == (n,) and value.dtype == np.float64:
+        view = value.view()  # what broadcast_to returns, without its checks
+        view.flags.writeable = False
+        return view
     return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
 
 
@@ -1296,7 +1373,7 @@ def _pipelined_cycles(kernel: Kernel, per: dict[str, dict], model: _KernelModel,
     """T tiles x sum over stages of the max over units of per-tile cycles (the waterfall)."""
     tiles = model.tiles
     staged = {item.einsum for stage in kernel.stages for item in stage if not item.drain}
-    unstaged = [n for n, row in per.items() if np.any(row["cycles"]) and n not in staged]
+    unstaged = [n for n, row in per.items() if _any(row["cycles"]) and n not in staged]
     if unstaged:
         raise MappingError(
             f"kernel {kernel.name}: Einsum(s) {', '.join(unstaged)} have work but no stage"
