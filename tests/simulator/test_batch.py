@@ -1,7 +1,11 @@
 """`evaluate_batch`: a batch equals the loop of scalar evaluations of its bound rows."""
 
+import dataclasses
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from einsim import MappingError, SpecError, attention
 from einsim.simulator import (
@@ -12,6 +16,7 @@ from einsim.simulator import (
     load_mapping,
     parameter_names,
 )
+from einsim.simulator.spatial.cost import _block_groups, _distinct_rows
 
 BERT_4K = dict(B=64, H=12, E=64, F=64, M=4096, P=4096)
 
@@ -143,3 +148,69 @@ def test_architecture_numbers_batch_like_loaded_overrides():
 def test_an_unknown_architecture_number_lists_the_ones_taken():
     with pytest.raises(MappingError, match=r"arch\.units\.2d\.lanes.*units 2d \(rows, cols\)"):
         _fusemax_batch({"arch.units.2d.lanes": [4]})
+
+
+# ------------------------------------------------------ what a search shares across batches
+
+
+@pytest.mark.parametrize(
+    ("cascade_name", "mapping", "shape", "draw"),
+    [
+        # causal, empty tiles skipped: tile shares cached by tiling across batches
+        ("causal", "fusemax", BERT_4K,
+         {"attention.GB.P": (1, 16), "attention.spatial.P": (1, 256)}),
+        # GQA: K/V reuse over blocks of heads (`_block_groups`, cached by block size)
+        ("gqa", "fusemax_gqa", dict(B=2, H=12, G=3, E=64, F=64, M=4096, P=4096),
+         {"attention.GB.H": (1, 12), "attention.spatial.P": (1, 256)}),
+    ],
+)  # fmt: skip
+def test_a_row_costs_the_same_whatever_was_costed_before(cascade_name, mapping, shape, draw):
+    """The caches a search shares across batches (tile shares, plans, an Einsum's work) never
+    change a row: a batch, its reverse and its two halves costed in turn agree bit for bit."""
+    rng = np.random.default_rng(11)
+    template = dataclasses.replace(load_mapping(mapping), skip_empty_tiles=True)
+    cascade, arch = attention(cascade_name), load_architecture("fusemax_cloud")
+    params = {key: rng.integers(lo, hi + 1, size=40) for key, (lo, hi) in draw.items()}
+
+    def run(rows):
+        return evaluate_batch(
+            cascade, arch, template, shape, {k: v[rows] for k, v in params.items()}
+        )
+
+    whole = run(np.arange(40))
+    backwards = run(np.arange(40)[::-1])
+    halves = [run(np.arange(20)), run(np.arange(20, 40))]
+    for name in ("cycles", "energy_pj", "dram_bytes"):
+        expected = getattr(whole, name)
+        np.testing.assert_array_equal(getattr(backwards, name)[::-1], expected)
+        np.testing.assert_array_equal(np.concatenate([getattr(h, name) for h in halves]), expected)
+    for level, words in whole.buffer_words.items():
+        np.testing.assert_array_equal(backwards.buffer_words[level][::-1], words)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=24),
+    st.integers(1, 30),
+    st.integers(1, 30),
+)
+def test_block_groups_counts_the_distinct_groups_of_each_block_of_heads(groups, t, f):
+    """`_block_groups` against the loop it replaces: np.unique of each block of t heads."""
+    counts = [len(np.unique(groups[i * t : (i + 1) * t])) for i in range(f)]
+    assert _block_groups(tuple(groups), t, f) == (sum(counts), max(counts, default=0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_distinct_rows_are_the_sorted_unique_rows(data):
+    """`_distinct_rows` (short batches: one sort of a code; long: look-up tables) against
+    np.unique over the rows: the same sorted rows and the same index of each row."""
+    limits = data.draw(st.lists(st.integers(1, 5000), min_size=1, max_size=3))
+    n = data.draw(st.sampled_from([1, 7, 300, 1500]))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    columns = [rng.integers(1, limit + 1, n) for limit in limits]
+    found, inverse = _distinct_rows(columns, limits)
+    rows, expected_inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+    assert [c.tolist() for c in found] == rows.T.tolist()
+    assert inverse.tolist() == expected_inverse.reshape(-1).tolist()
