@@ -406,6 +406,7 @@ def _with_intervals(monkeypatch):
     """Every tensor-free mask outside the closed form goes through `_IntervalPlan`."""
     occ = importlib.import_module("einsim.einsum.occupancy")
     monkeypatch.setattr(occ, "INTERVAL_POINTS", 0)
+    monkeypatch.setattr(occ, "PLAN_ROWS", 5)  # plans built in blocks of rows (odd, partial)
     occ._interval_plan_cached.cache_clear()
     occ._PLAN_ROWS.clear()
     return occ
