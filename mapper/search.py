@@ -318,26 +318,32 @@ PARETO_PROBES = 16  # points per column order that screen the others before `par
 
 def _pareto(points: np.ndarray) -> np.ndarray:
     """`pareto_mask(points)`, computed on fewer points: first drop every point that one of
-    a few probes (the first `PARETO_PROBES` in lexicographic order by each column first)
-    dominates, in one vectorized comparison. Exact: a dominated point is dominated by a
-    point of the front (dominance is a strict partial order on a finite set), and no probe
-    dominates a front point, so the front of the survivors is the front of all."""
-    n, k = points.shape if points.ndim == 2 else (len(points), 0)
-    if n <= 4 * PARETO_PROBES:
-        return pareto_mask(points)
-    probes = np.unique(
-        np.concatenate(
-            [
-                np.lexsort(np.roll(points, -c, axis=1).T[::-1])[:PARETO_PROBES]
-                for c in range(k)
-            ]
+    a few probes (the first `PARETO_PROBES` in lexicographic order by each column first,
+    among the points left) dominates, in vectorized comparisons, while that drops many.
+    Exact: a dominated point is dominated by a point of the front (dominance is a strict
+    partial order on a finite set), and no probe dominates a front point, so the front of
+    the survivors is the front of all."""
+    n = len(points)
+    left = np.arange(n)
+    while len(left) > 4 * PARETO_PROBES:
+        rest = points[left]
+        probes = np.unique(
+            np.concatenate(
+                [
+                    np.lexsort(np.roll(rest, -c, axis=1).T[::-1])[:PARETO_PROBES]
+                    for c in range(rest.shape[1])
+                ]
+            )
         )
-    )
-    p = points[probes][:, None, :]
-    dominated = np.any(np.all(p <= points, axis=2) & np.any(p < points, axis=2), axis=0)
+        p = rest[probes][:, None, :]
+        dominated = np.any(np.all(p <= rest, axis=2) & np.any(p < rest, axis=2), axis=0)
+        kept = left[~dominated]
+        shrunk = len(kept) < 0.7 * len(left)
+        left = kept
+        if not shrunk:
+            break
     mask = np.zeros(n, dtype=bool)
-    survivors = np.flatnonzero(~dominated)
-    mask[survivors] = pareto_mask(points[survivors])
+    mask[left] = pareto_mask(points[left])
     return mask
 
 

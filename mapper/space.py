@@ -343,7 +343,12 @@ class _Block:
 
 def _listed(fusion: str, templates: list[Template]) -> _Block:
     """A block of templates already built."""
-    return _Block(fusion, len(templates), templates.__getitem__, lambda i: templates[i].structure)
+    structure = functools.partial(_structure, templates)
+    return _Block(fusion, len(templates), templates.__getitem__, structure)
+
+
+def _structure(templates: list[Template], i: int) -> tuple[tuple[str, str], ...]:
+    return templates[i].structure
 
 
 @dataclass(frozen=True)
@@ -775,7 +780,13 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
                     trial = dict(current[1]) | {e: u}
                     key = (spatial, tuple(sorted(trial.items())))
                     if key not in results:
+                        # hopeless (see above), and no better than the best move so far
+                        bound = _busiest(work, trial, cycles)
+                        top_k = len(scores) >= keep and bound > scores[keep - 1] * (1 + 1e-9)
+                        if top_k and bound >= best[0] - 1e-9:
+                            continue
                         results[key] = _score(ctx, work, trial, cycles, edges)[::-1]
+                        bisect.insort(scores, results[key][0])
                     s, st = results[key]
                     if s < best[0] - 1e-9:
                         best = (s, trial, st)
@@ -1108,7 +1119,14 @@ class _PartialGrouping:
         return _joined(self.ctx, self.fusion, parts, options[i][j])
 
     def structure(self, local: int) -> tuple[tuple[str, str], ...]:
-        return self.template(local).structure
+        """The labels `template(local)` has, without joining the kernels' grids."""
+        slot = self._slot(local)
+        if slot is None:
+            return (("fusion", self.fusion), ("kernels", str(len(self.groups))))
+        i, j = slot
+        varied = dict(self.options()[i][j].structure)
+        labels = varied | {"fusion": self.fusion, "kernels": str(len(self.groups))}
+        return tuple(labels.items())
 
 
 def _group_templates(ctx: _Context, einsums: list[str]) -> list[Template] | None:
@@ -1181,10 +1199,17 @@ def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
     edges = _edges(ctx, einsums)
     overlap = Overlap(ctx.constraints.overlap)
     out = []
+    bounded = []
     for (spatial, _), binding in candidates.items():
-        used = set(binding.values())
         cycles = {u: _probe(ctx, u, r) for u, r in spatial}
+        bounded.append((_busiest(work, binding, cycles), len(bounded), spatial, binding, cycles))
+    scores: list[float] = []  # as in `compute_structures`: no schedule for a hopeless one
+    for bound, _, spatial, binding, cycles in sorted(bounded, key=lambda c: c[:2]):
+        if len(scores) >= TOP_COMPUTE and bound > scores[TOP_COMPUTE - 1] * (1 + 1e-9):
+            break
+        used = set(binding.values())
         stages, score = _score(ctx, work, binding, cycles, edges)
+        bisect.insort(scores, score)
         pipelined = overlap is Overlap.PIPELINED and len(used) > 1
         out.append(
             Compute(
@@ -1569,5 +1594,5 @@ def _grouping_block(ctx: _Context, fusion: str, groups: list[list[str]]) -> _Blo
         return _Block(fusion, kernel.count, kernel.template, kernel.structure, kernel.factorized)
     if fusion.startswith("partial") or fusion == "pinned":
         grouping = _PartialGrouping(ctx, fusion, groups)
-        return _Block(fusion, grouping.count, grouping.template, None)
+        return _Block(fusion, grouping.count, grouping.template, grouping.structure)
     return _listed(fusion, [_unfused_template(ctx, fusion, groups)])

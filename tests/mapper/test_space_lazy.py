@@ -4,6 +4,7 @@ partial grouping cannot fill are empty and searched as such, and the compute str
 found with the scheduler's bound are those of scheduling every combination."""
 
 import dataclasses
+import pickle
 
 import numpy as np
 import pytest
@@ -66,7 +67,11 @@ def test_recipe_labels_are_the_built_templates_labels(arch, name):
 
 
 def test_every_fusion_grouping_is_a_block_of_templates(arch):
+    """Templates of a grouping are contiguous; a space, built or not, pickles whole."""
+    unbuilt = pickle.loads(pickle.dumps(_fresh(cascade("fusemax_1pass"), arch, SHAPE)))
     space = _fresh(cascade("fusemax_1pass"), arch, SHAPE)
+    assert [t.mapping for t in unbuilt.templates] == [t.mapping for t in space.templates]
+    space = pickle.loads(pickle.dumps(space))
     templates = space.templates
     groupings = templates.groupings()
     fusions = [f for f, _ in groupings]
@@ -111,12 +116,14 @@ def test_slots_a_group_cannot_fill_are_empty_and_searched_as_such(arch, monkeypa
         monkeypatch.setattr(space_module, "_cached_space", cached)
 
 
-@pytest.mark.parametrize("name", ["fusemax_1pass", "online_2pass", "gqa", "linear", "causal"])
+@pytest.mark.parametrize(
+    "name", ["fusemax_1pass", "online_2pass", "gqa", "linear", "causal", "biformer"]
+)
 def test_bounded_compute_structures_are_those_of_scheduling_every_combination(arch, name):
     """`compute_structures` schedules stages only for combinations whose bound can still
     make the top; asking for more than there are combinations schedules every one."""
     built = attention(name)
-    every_rank = SHAPE | dict(G=1, A=16, R=256)
+    every_rank = dict(B=1, H=1, E=64, F=64, M=1024, P=1024, G=1, A=64, R=1024, X=32, Y=32)
     names_ = cascade_names(built) | set(DEFAULT_BATCH)
     shape = {k: v for k, v in every_rank.items() if k in names_}
     ctx = space_module._context(built, arch, shape, Constraints())
@@ -124,6 +131,23 @@ def test_bounded_compute_structures_are_those_of_scheduling_every_combination(ar
     every = space_module.compute_structures(ctx, names, top=100_000)
     for top in (1, 2, 3, 5):
         assert space_module.compute_structures(ctx, names, top=top) == every[:top]
+
+
+@pytest.mark.parametrize("name", ["fusemax_1pass", "razor_attention"])
+def test_bounded_group_structures_are_those_of_scheduling_every_candidate(arch, monkeypatch, name):
+    """A partial grouping's group: the structures found with the bound are those found
+    with a bound of zero (which schedules every candidate)."""
+    built = attention(name)
+    every_rank = SHAPE | dict(G=1, A=16, R=256)
+    names_ = cascade_names(built) | set(DEFAULT_BATCH)
+    shape = {k: v for k, v in every_rank.items() if k in names_}
+    ctx = space_module._context(built, arch, shape, Constraints())
+    order = [e for e in built.order if e in ctx.work]
+    groups = [order[i : i + k] for k in (2, 3, 5) for i in range(0, len(order) - k + 1, 2)]
+    bounded = [space_module._group_structures(ctx, g) for g in groups]
+    monkeypatch.setattr(space_module, "_busiest", lambda *args: 0.0)
+    ctx.memo.clear()
+    assert [space_module._group_structures(ctx, g) for g in groups] == bounded
 
 
 def test_bound_is_below_the_scheduled_score(arch):
