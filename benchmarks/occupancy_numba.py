@@ -118,7 +118,7 @@ def intervals(name: str, params: dict, n: int, check: bool) -> None:
     start = time.process_time()
     plan = occ._interval_plan(cascade, sizes, qk.where, vars_)
     plan_s = time.process_time() - start
-    if plan is None:  # power attention at 1M: ~21 intervals a row pass INTERVALS_MOST
+    if plan is None:  # more than INTERVALS_STORED intervals (kept and gaps, all rows)
         print(f"   {name} L={n}: no interval plan ({plan_s:.2f} s CPU to find out); the point "
               "loop would visit every point: not run")  # fmt: skip
         return
@@ -129,10 +129,11 @@ def intervals(name: str, params: dict, n: int, check: bool) -> None:
     start = time.process_time()
     got = occupancy(cascade, sizes, tile, ["QK"])["QK"]
     count_s = time.process_time() - start
-    runs = (len(plan.kept.y0), len(plan.gaps.y0)) if plan is not None else None
+    runs = (len(plan.kept.y0), len(plan.gaps.y0))
+    stored = len(plan.kept.lo) + len(plan.gaps.lo)
     print(
-        f"   {name} L={n}: method {got.method}, runs (kept, gaps) {runs}; plan "
-        f"{plan_s:.3f} s CPU, {len(ty)} tilings {count_s:.3f} s CPU (transposed plan included)"
+        f"   {name} L={n}: method {got.method}, runs (kept, gaps) {runs}, {stored} intervals; plan "
+        f"{plan_s:.3f} s CPU, {len(ty)} tilings {count_s:.3f} s CPU (transposed plan if built)"
     )
     if check:
         t = {"P": 128, "M1": 1}

@@ -42,6 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -1392,22 +1393,21 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
             # where those are far fewer: a query tile of 1 meets every row's intervals.
             rows_y, rows_x = -(-plan.extent_y // my), -(-plan.extent_x // mx)
             by_x = (4 * rows_x < rows_y) & (rows_y > 4096)
-            if by_x.any() and "transposed" not in memo:
-                # Built once the direct count of such tilings (rows x intervals a row,
-                # summed over the calls) outweighs building it (~TRANSPOSE_AFTER times
-                # dearer per stored interval than the kernel per range).
-                k, g = plan.kept, plan.gaps
-                direct = int((rows_y[by_x] * (k.width + g.width)).sum()) + memo.get("direct", 0)
-                memo["direct"] = direct
-                if direct > TRANSPOSE_AFTER * (len(k.lo) + len(g.lo)):
-                    memo["transposed"] = _interval_transposed(plan)
+            # The transposed plan is built once the CPU time spent counting such tilings
+            # on this plan passes the time this plan took to build (the transposed one's
+            # cost, about): never more than twice the better of the two choices.
+            if by_x.any() and "transposed" not in memo and memo.get("direct_s", 0) > plan.build_s:
+                memo["transposed"] = _interval_transposed(plan)
             flipped = memo.get("transposed")
-            if flipped is None:
-                by_x[:] = False
             for use, p, a, b in ((~by_x, plan, mx, my), (by_x, flipped, my, mx)):
                 if use.any():
                     part = np.zeros((int(use.sum()), 3), dtype=np.int64)
-                    _interval_rows(p, a[use], b[use], part)
+                    if p is None:  # not built (yet), or not separable: rows of y tiles
+                        start = time.process_time()
+                        _interval_rows(plan, mx[use], my[use], part)
+                        memo["direct_s"] = memo.get("direct_s", 0) + time.process_time() - start
+                    else:
+                        _interval_rows(p, a[use], b[use], part)
                     found[use] = part
         else:
             if "transposed" not in memo:
@@ -1433,10 +1433,6 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.array([memo[k] for k in keys], dtype=np.int64)
 
 
-#: Building a transposed interval plan costs about this many kernel ranges per stored
-#: interval (measured: NATTEN 2D at 1M, 3.5 s for 15.7M intervals against 0.1 s for one
-#: query-tile-1 tiling, 15.7M ranges, through the kernel).
-TRANSPOSE_AFTER = 32
 _PLAN_ROWS: dict[int, tuple[_AffinePlan, dict]] = {}  # id(plan) -> (plan, {(tx, ty): row})
 
 
@@ -1575,6 +1571,7 @@ class _IntervalPlan:
     gaps: _Runs
     points: int
     source: tuple = ()  # (logical filter, x name, y name, sizes): to build the transpose
+    build_s: float = 0.0  # CPU seconds the plan took to build
 
 
 def _logical_groups(cascade, vars_) -> tuple[dict[str, tuple[str, ...]], dict]:
@@ -1630,6 +1627,7 @@ def _oriented_plan(w, x, y, groups, extent, sizes) -> _IntervalPlan:
     are evaluated in blocks of `PLAN_ROWS` (the intermediate sets stay small, so memory is
     bounded by the stored runs, at most `INTERVALS_STORED` intervals); runs do not chain
     across blocks (a few more runs, the same counts)."""
+    start = time.process_time()
     sets = _XSets(x, y, extent[x], extent[y], sizes)
     ends = np.int32 if extent[x] < 2**31 else np.int64  # a 1M NATTEN plan holds 7M rows
     kept_runs, gap_runs = [], []
@@ -1654,6 +1652,7 @@ def _oriented_plan(w, x, y, groups, extent, sizes) -> _IntervalPlan:
         _joined_runs(gap_runs),
         points,
         source,
+        time.process_time() - start,
     )
 
 

@@ -545,3 +545,51 @@ def test_interval_rows_numpy_equals_the_compiled_kernel(data):
                 occ._interval_rows(p, tx, ty, out)
                 got.append(out)
             np.testing.assert_array_equal(got[0], got[1])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_transposed_interval_plan_counts_equal_the_plan(data):
+    """The transposed plan (rows of key tiles) counts what the plan counts with the tile
+    sides swapped: non-empty tiles, full tiles and busy points, for every mask it takes."""
+    cascade, shape = data.draw(st.sampled_from(_STATIC))
+    shape = {k: data.draw(st.integers(1, int(v) + 9)) for k, v in shape.items()}
+    sizes = resolve_shape(cascade, shape)
+    einsum = data.draw(st.sampled_from([e for e in cascade.einsums if e.where is not None]))
+    with pytest.MonkeyPatch.context() as mp:
+        occ = _with_intervals(mp)
+        where = occ._static_part(einsum.where)
+        vars_ = occ._mask_vars_of(cascade, einsum, sizes, where)
+        plan = occ._interval_plan(cascade, sizes, where, vars_)
+        flipped = None if plan is None else occ._interval_transposed(plan)
+        if flipped is None:
+            return  # not separable either way, or affine (the closed form takes it)
+        n = data.draw(st.integers(1, 6))
+        tx = np.array([data.draw(st.integers(1, plan.extent_x + 2)) for _ in range(n)])
+        ty = np.array([data.draw(st.integers(1, plan.extent_y + 2)) for _ in range(n)])
+        got = [np.zeros((n, 3), dtype=np.int64) for _ in range(2)]
+        occ._interval_rows(plan, tx, ty, got[0])
+        occ._interval_rows(flipped, ty, tx, got[1])
+        np.testing.assert_array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_query_tile_one_over_many_rows_matches_brute_force(monkeypatch, force):
+    """Tilings with far more rows of query tiles than of key tiles (a query tile of 1, over
+    4096 rows) are counted on the plan directly, or on the transposed plan once built (the
+    time spent directly set past the plan's build time, or below it): both exact. Plans in blocks of
+    5 rows (runs cut at each block)."""
+    occ = _with_intervals(monkeypatch)
+    c = parse_cascade(
+        "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\n"
+        "mask: m <= p + 4090 and (m < S or p + 4090 - m < W) and (m // W) % 3 != 1\n"
+        "BK[e,m1,m0] = K[e,m1*M0+m0]\nQK[m1,m0,p] = Q[e,p] * BK[e,m1,m0]"
+    )
+    sizes = resolve_shape(c, {"E": 2, "M": 29, "P": 4103, "M0": 2, "W": 4, "S": 3})
+    tilings = [{"P": 1, "M1": 1}, {"P": 2, "M1": 3}, {"P": 1, "M1": 5}]
+    _check(c, sizes, tilings[:1])
+    (plan, memo) = next(iter(occ._PLAN_ROWS.values()))
+    assert isinstance(plan, occ._IntervalPlan) and "direct_s" in memo
+    memo["direct_s"] = float("inf") if force else float("-inf")
+    _check(c, sizes, tilings[1:])
+    assert (memo.get("transposed") is not None) == force
