@@ -1435,9 +1435,9 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.array([memo[k] for k in keys], dtype=np.int64)
 
 
-#: See `_plan_rows`: a mapper search at 1M counts NATTEN's query-tile-1 tilings directly
-#: in about 1.2 times its plan's build time, sinks + window's in about 5 times.
-TRANSPOSE_AFTER = 2.0
+#: See `_plan_rows` (mapper searches at 1M, CPU s: 0.5 -> NATTEN 2D 10.1, sinks + window
+#: 2.2; 2.0 -> 9.2 and 4.0: the transposed sinks plan costs a third of its plan).
+TRANSPOSE_AFTER = 0.5
 _PLAN_ROWS: dict[int, tuple[_AffinePlan, dict]] = {}  # id(plan) -> (plan, {(tx, ty): row})
 
 
