@@ -22,8 +22,11 @@ Exact ways to count, chosen from the filter's structure (never from a name):
   unites the tile ranges of the runs meeting it: non-empty tiles from the kept runs, tiles
   not full from the gap runs. O(runs + rows of tiles x intervals a row) per tiling instead
   of O(points); numpy for all tilings at once while small, else one compiled kernel
-  shared by every filter (cached on disk: no compile per filter); the transposed plan
-  (rows of key tiles) where a tiling has far fewer of those.
+  shared by every filter (cached on disk: no compile per filter) sweeping the rows of
+  tiles with the runs that meet them; the transposed plan (rows of key tiles) for
+  tilings with far fewer of those, once counting them directly has cost half the plan's
+  build time. A plan is built in blocks of `PLAN_ROWS` query rows (bounded memory; power
+  attention at 1M stores 37M intervals).
 - `compiled`: any other filter without tensor reads is compiled (numba) into one loop nest
   over the filter's variables that counts kept and real points per tile; while a
   filter's spaces add up to few points (`NUMPY_POINTS`) they are counted with numpy
