@@ -1201,16 +1201,7 @@ def _affine_plan_cached(cascade, key, keyed, vars_) -> _AffinePlan | None:
 
     if where is None or not vars_:
         return None
-    groups: dict[str, tuple[str, ...]] = {}
-    rest = list(vars_)
-    table = {}
-    for part in cascade.partitions:
-        hi, lo = var_of(part.upper), var_of(part.lower)
-        if hi in rest and lo in rest:
-            groups[var_of(part.rank)] = (hi, lo)
-            rest = [v for v in rest if v not in (hi, lo)]
-            table[part.combined()] = Var(var_of(part.rank))
-    groups.update({v: (v,) for v in rest})
+    groups, table = _logical_groups(cascade, vars_)
     if len(groups) != 2:
         return None
     w = _substitute(where, table)
