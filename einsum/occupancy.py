@@ -27,6 +27,11 @@ Exact ways to count, chosen from the filter's structure (never from a name):
   tilings with far fewer of those, once counting them directly has cost half the plan's
   build time. A plan is built in blocks of `PLAN_ROWS` query rows (bounded memory; power
   attention at 1M stores 37M intervals).
+- `head_classes`: a filter over x, y and one more variable h (a head) that enters only
+  through conditions of h alone (`h * 100 < RP * H or ...`: duo / razor attention): the h
+  values are grouped by those conditions' truth values, each class's filter (values
+  substituted) counted by the closed form or the intervals, and a tile covering the h of
+  classes C is non-empty by the union of their filters, full by their intersection.
 - `compiled`: any other filter without tensor reads is compiled (numba) into one loop nest
   over the filter's variables that counts kept and real points per tile; while a
   filter's spaces add up to few points (`NUMPY_POINTS`) they are counted with numpy
@@ -47,7 +52,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 
 import networkx as nx
@@ -58,7 +63,15 @@ from .ir import Access, Call, Cascade, Const, Einsum, Expr, Op, Size, Var, rank_
 from .ir import variables as variables_of
 from .shape import resolve_shape
 
-METHODS = ("dense", "closed_form", "intervals", "compiled", "data", "declared_density")
+METHODS = (
+    "dense",
+    "closed_form",
+    "intervals",
+    "head_classes",
+    "compiled",
+    "data",
+    "declared_density",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -404,10 +417,15 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
         plan = _affine_plan(cascade, einsum, sizes, where, vars_)
         if plan is None:
             plan = _interval_plan(cascade, sizes, where, vars_)
+        if plan is None and not data:
+            plan = _head_plan(cascade, sizes, where, vars_)
     stats = np.zeros((len(tilings), 6), dtype=np.int64)
     todo = list(range(len(tilings)))
     if plan is not None:
-        ok, found = _closed_form_stats(einsum, sizes, plan, table, names)
+        if isinstance(plan, _HeadPlan):
+            ok, found = _head_stats(einsum, sizes, plan, table, names)
+        else:
+            ok, found = _closed_form_stats(einsum, sizes, plan, table, names)
         if priced and frac != 1.0:  # see _totals: tiles stay busy, none known full
             found = found.copy()
             found[:, 4] = [round(frac * int(p)) for p in found[:, 4]]
@@ -436,6 +454,8 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             if priced
             else "closed_form"
             if isinstance(plan, _AffinePlan)
+            else "head_classes"
+            if isinstance(plan, _HeadPlan)
             else "intervals"
         )
     return _Grids(build, method), stats
@@ -1678,6 +1698,230 @@ def _interval_transposed(plan: _IntervalPlan) -> _IntervalPlan | None:
         return _oriented_plan(w, y, x, groups, extent, sizes)
     except _Unsupported:
         return None
+
+
+# ------------------------------------------------------ head classes
+
+#: A filter over two logical variables and one more variable (a head h) that enters only
+#: through parts depending on h alone is counted per class of h values (`_HeadPlan`)
+#: while h has at most this many values.
+HEAD_VALUES = 2**12
+
+
+@dataclass(frozen=True, eq=False)
+class _HeadPlan:
+    """A filter whose variables are two logical ones (x, y) and one more, h, that enters
+    only through sub-conditions of h alone (`h * 100 < RP * H`): the h values are grouped
+    into classes by those sub-conditions' truth values, and each class's filter, those
+    values substituted, is a filter over x and y counted by a plan (`_AffinePlan`,
+    `_IntervalPlan`). A tile covering the h values of classes C is non-empty iff the union
+    (`or`) of their filters keeps a point in its x-y tile, full iff their intersection
+    (`and`) keeps every real point there; its busy points are the x-y tile's busy points
+    under the union times the h values it covers."""
+
+    head: str
+    labels: np.ndarray  # the class of each h value
+    filters: tuple  # per class: the x-y filter (an Expr, or True / False)
+    groups: dict  # the two logical variables: {name: iterated variables}
+    sub_vars: tuple[str, ...]  # the iterated variables of x and y
+    cascade: Cascade
+    sizes: tuple
+    plans: dict = field(default_factory=dict)  # (classes, op) -> `_class_plan`
+
+
+def _head_atoms(expr: Expr, head: str) -> list[Expr] | None:
+    """The maximal sub-conditions of `expr` depending on `head` alone (through `and`,
+    `or`, `not`); None where `head` meets another variable inside one comparison."""
+    vs = set(variables_of(expr))
+    if head not in vs:
+        return []
+    if vs == {head}:
+        return [expr]
+    if isinstance(expr, Call) and expr.op in (Op.AND, Op.OR, Op.NOT):
+        found: list[Expr] = []
+        for a in expr.args:
+            part = _head_atoms(a, head)
+            if part is None:
+                return None
+            found += [p for p in part if p not in found]
+        return found
+    return None
+
+
+def _folded(expr: Expr, truth: Mapping) -> Expr | bool:
+    """`expr` with the sub-conditions in `truth` replaced by their values, `and` / `or` /
+    `not` of constants folded (True / False when the whole filter folds)."""
+    if expr in truth:
+        return bool(truth[expr])
+    if isinstance(expr, Call) and expr.op is Op.NOT:
+        inner = _folded(expr.args[0], truth)
+        return (not inner) if isinstance(inner, bool) else Call(Op.NOT, (inner,))
+    if isinstance(expr, Call) and expr.op in (Op.AND, Op.OR):
+        a, b = (_folded(e, truth) for e in expr.args)
+        return _joined(expr.op, a, b)
+    return expr
+
+
+def _joined(op: Op, a: Expr | bool, b: Expr | bool) -> Expr | bool:
+    absorbing = op is Op.OR  # True absorbs `or`, False absorbs `and`
+    if a is absorbing or b is absorbing:
+        return absorbing
+    if isinstance(a, bool):
+        return b
+    if isinstance(b, bool):
+        return a
+    return Call(op, (a, b))
+
+
+def _head_plan(cascade, sizes, where, vars_) -> _HeadPlan | None:
+    if where is None or not vars_:
+        return None
+    key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
+    return _head_plan_cached(cascade, key, _ByToken(where), tuple(vars_))
+
+
+@lru_cache(maxsize=64)
+def _head_plan_cached(cascade, key, keyed, vars_) -> _HeadPlan | None:
+    """The head classes of a tensor-free filter (see `_HeadPlan`), or None; one per
+    (cascade, sizes, filter, variables)."""
+    from .executor import _value
+
+    sizes, where = dict(key), keyed.expr
+    if not _whole_numbers(where):
+        return None
+    groups, table = _logical_groups(cascade, vars_)
+    if len(groups) != 3:
+        return None
+    w = _substitute(where, table)
+    if not set(variables_of(w)) <= set(groups):
+        return None
+    for head in [g for g, parts in groups.items() if len(parts) == 1]:
+        n_h = _extent(sizes, head)
+        atoms = _head_atoms(w, head)
+        if not atoms or n_h > HEAD_VALUES:
+            continue
+        hs = np.arange(n_h)
+        truth = np.stack(
+            [
+                np.broadcast_to(np.asarray(_value(a, {head: hs}, sizes, {}, None)) != 0, (n_h,))
+                for a in atoms
+            ],
+            axis=1,
+        )
+        rows, labels = np.unique(truth, axis=0, return_inverse=True)
+        filters = tuple(_folded(w, dict(zip(atoms, row.tolist(), strict=True))) for row in rows)
+        if any(not isinstance(f, bool) and head in variables_of(f) for f in filters):
+            continue
+        sub = {g: p for g, p in groups.items() if g != head}
+        sub_vars = tuple(v for v in vars_ if v != head)
+        return _HeadPlan(head, labels.reshape(-1), filters, sub, sub_vars, cascade, key)
+    return None
+
+
+def _class_plan(hp: _HeadPlan, classes: frozenset, op: Op):
+    """The plan of the union (`or`) or intersection (`and`) of some classes' filters:
+    True / False where it folds, None where no plan applies (kept on `hp`)."""
+    if (classes, op) not in hp.plans:
+        hp.plans[classes, op] = _class_plan_of(hp, classes, op)
+    return hp.plans[classes, op]
+
+
+def _class_plan_of(hp: _HeadPlan, classes: frozenset, op: Op):
+    f: Expr | bool = op is Op.AND
+    for c in sorted(classes):
+        f = _joined(op, f, hp.filters[c])
+    if isinstance(f, bool):
+        return f
+    sizes = dict(hp.sizes)
+    plan = _affine_plan(hp.cascade, None, sizes, f, hp.sub_vars)
+    return plan if plan is not None else _interval_plan(hp.cascade, sizes, f, hp.sub_vars)
+
+
+def _head_rows(hp: _HeadPlan, plan, sizes, tiles: dict, use) -> np.ndarray:
+    """`_plan_rows` (n, 3) of one class plan, or of a constant filter, for the tilings
+    `use`; `tiles` maps each logical variable's iterated variables to its tiles."""
+    if isinstance(plan, bool):
+        x, y = (hp.groups[v] for v in hp.groups)
+        n_x, n_y = (_logical_extent(hp.cascade, sizes, g) for g in (x, y))
+        count = -(-n_x // tiles[x][use]) * -(-n_y // tiles[y][use])
+        out = np.stack([count, count, np.full(len(use), n_x * n_y)], axis=1) * int(plan)
+        return out.astype(np.int64)
+    return _plan_rows(plan, tiles[plan.x][use], tiles[plan.y][use])
+
+
+def _head_stats(einsum, sizes, hp: _HeadPlan, table, names):
+    """(usable (n,), stats (n, 6)) for every distinct tiling, summed over the tiles of h."""
+    n = len(table)
+    column = {r: table[:, j] for j, r in enumerate(names)}
+    n_h = len(hp.labels)
+    th = np.minimum(column.get(rank_of(hp.head), np.full(n, n_h)), n_h).astype(np.int64)
+    ok = np.ones(n, bool)
+    tiles_xy = {}
+    for g in hp.groups.values():
+        tiles_xy[g], usable = _logical_tiles(sizes, g, table, names)
+        ok &= usable
+    nonempty = np.zeros(n, np.int64)
+    full = np.zeros(n, np.int64)
+    busy = np.zeros(n, np.int64)
+    for t in np.unique(th).tolist():
+        use = np.flatnonzero(th == t)
+        spans: dict[frozenset, int] = {}  # classes of an h tile -> h values in such tiles
+        tiles_of: dict[frozenset, int] = {}
+        for start in range(0, n_h, t):
+            s = frozenset(hp.labels[start : start + t].tolist())
+            spans[s] = spans.get(s, 0) + min(t, n_h - start)
+            tiles_of[s] = tiles_of.get(s, 0) + 1
+        for s, nh in spans.items():
+            union, both = _class_plan(hp, s, Op.OR), _class_plan(hp, s, Op.AND)
+            if union is None or both is None:
+                ok[use] = False
+                continue
+            rows_u = _head_rows(hp, union, sizes, tiles_xy, use)
+            rows_b = _head_rows(hp, both, sizes, tiles_xy, use)
+            nonempty[use] += rows_u[:, 0] * tiles_of[s]
+            full[use] += rows_b[:, 1] * tiles_of[s]
+            busy[use] += rows_u[:, 2] * nh
+    points = 0
+    for c in range(len(hp.filters)):
+        plan = _class_plan(hp, frozenset([c]), Op.OR)
+        if plan is None:
+            return np.zeros(n, bool), np.zeros((n, 6), np.int64)
+        if isinstance(plan, bool):
+            x, y = hp.groups
+            each = int(plan) * math.prod(
+                _logical_extent(hp.cascade, sizes, hp.groups[v]) for v in (x, y)
+            )
+        else:
+            each = plan.points
+        points += each * int(np.count_nonzero(hp.labels == c))
+    mask = {hp.head, *hp.sub_vars}
+    other_tiles = np.ones(n, dtype=np.int64)
+    tiles = np.ones(n, dtype=np.int64)
+    mask_tiles = np.ones(n, dtype=np.int64)
+    other_points = 1
+    for v in einsum.iter_vars:
+        e = _extent(sizes, v)
+        per = -(-e // np.minimum(column.get(rank_of(v), np.full(n, e)), e))
+        tiles *= per
+        if v in mask:
+            mask_tiles *= per
+        else:
+            other_tiles *= per
+            other_points *= e
+    empty = (mask_tiles - nonempty) * other_tiles
+    full = full * other_tiles
+    stats = np.stack(
+        [
+            tiles,
+            empty,
+            tiles - empty - full,
+            full,
+            np.full(n, points * other_points),
+            busy * other_points,
+        ],
+        axis=1,
+    )
+    return ok, stats
 
 
 class _XSets:

@@ -408,6 +408,7 @@ def _with_intervals(monkeypatch):
     monkeypatch.setattr(occ, "INTERVAL_POINTS", 0)
     monkeypatch.setattr(occ, "PLAN_ROWS", 5)  # plans built in blocks of rows (odd, partial)
     occ._interval_plan_cached.cache_clear()
+    occ._head_plan_cached.cache_clear()
     occ._PLAN_ROWS.clear()
     return occ
 
@@ -593,3 +594,67 @@ def test_query_tile_one_over_many_rows_matches_brute_force(monkeypatch, force):
     memo["direct_s"] = float("inf") if force else float("-inf")
     _check(c, sizes, tilings[1:])
     assert (memo.get("transposed") is not None) == force
+
+
+_HEAD_MASKS = (
+    "m <= p and (h * 100 < RP * H or m < S or p - m < W)",  # retrieval heads keep all
+    "m <= p and (h * 100 >= RP * H or m < S or p - m < W)",
+    "(h % 2 == 0 and m <= p) or (not(h % 2 == 0) and p - m < W and m <= p)",
+    "h < 2 or m % 3 != p % 2",  # a class keeps everything
+    "h >= H or m <= p",  # a class that folds to the whole filter
+    "(h == 1 and m < S) or (h != 1 and abs(m - p) <= W)",
+)
+
+
+def _head_cascade(mask: str):
+    return parse_cascade(
+        "inputs: Q[h,e,p], K[h,e,m]\npartition: M -> M1, M0\n"
+        f"mask: {mask}\nBK[h,e,m1,m0] = K[h,e,m1*M0+m0]\n"
+        "QK[h,m1,m0,p] = Q[h,e,p] * BK[h,e,m1,m0]\nLM[h,m1,p] = max(m0) QK[h,m1,m0,p]\n"
+        "PRM[h,m1,p] = LM[h,m1,p] * 2\nQF[h,m,p] = Q[h,e,p] * K[h,e,m]"
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mask=st.sampled_from(_HEAD_MASKS),
+    h=st.integers(3, 5),
+    m=st.integers(1, 23),
+    p=st.integers(1, 23),
+    m0=st.integers(1, 6),
+    w=st.integers(1, 9),
+    tiles=st.lists(st.integers(1, 24), min_size=5, max_size=5),
+)
+def test_head_class_counts_match_brute_force(mask, h, m, p, m0, w, tiles):
+    """Masks where a head variable enters only through conditions of its own: counted per
+    class of heads (tiles of H cutting through classes, odd sizes, partial tiles)."""
+    c = _head_cascade(mask)
+    sizes = resolve_shape(c, {"E": 2, "H": h, "M": m, "P": p, "M0": m0, "W": w, "S": 2, "RP": 40})
+    a, b, d, f, g = tiles
+    tilings = [
+        {"P": a, "M1": b, "H": g % h + 1},
+        {"P": d, "M": f, "M0": b, "H": 1},
+        {"M": a, "H": 2},
+        {"H": d},
+        {},
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        _with_intervals(mp)
+        _check(c, sizes, tilings)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"), [("duo_attention", {}), ("razor_attention", {"W": 5, "S": 2})]
+)
+def test_per_head_masks_take_the_head_classes(monkeypatch, name, params):
+    """Registry masks with per-head conditions are planned by head class (from their
+    structure) and their counts equal brute force."""
+    _with_intervals(monkeypatch)
+    cascade = attention(name, **params)
+    filtered = [e.output for e in cascade.einsums if e.where is not None]
+    qk = [e for e in cascade.einsums if e.where is not None and "m1" in e.iter_vars]
+    sizes = resolve_shape(cascade, {"E": 2, "F": 2, "H": 5, "M": 21, "P": 21, "M0": 4})
+    got = occupancy(cascade, sizes, {"P": 3}, [e.output for e in qk])
+    assert {o.method for o in got.values()} == {"head_classes"}
+    tilings = [{"P": 3}, {"P": 5, "M1": 2, "H": 2}, {"P": 1, "M1": 1, "H": 1}, {"H": 3}, {}]
+    _check(cascade, sizes, tilings, filtered)
