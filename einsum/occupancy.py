@@ -1726,7 +1726,7 @@ class _HeadPlan:
     sub_vars: tuple[str, ...]  # the iterated variables of x and y
     cascade: Cascade
     sizes: tuple
-    plans: dict = field(default_factory=dict)  # (classes, op) -> `_class_plan`
+    plans: dict = field(default_factory=dict)  # `_class_plan`s and `_head_tiles` kept
 
 
 def _head_atoms(expr: Expr, head: str) -> list[Expr] | None:
@@ -1849,6 +1849,19 @@ def _head_rows(hp: _HeadPlan, plan, sizes, tiles: dict, use) -> np.ndarray:
     return _plan_rows(plan, tiles[plan.x][use], tiles[plan.y][use])
 
 
+def _head_tiles(hp: _HeadPlan, t: int) -> dict[frozenset, tuple[int, int]]:
+    """{classes of an h tile: (such tiles, h values in them)} for h tiles of t (kept)."""
+    if ("tiles", t) not in hp.plans:
+        found: dict[frozenset, tuple[int, int]] = {}
+        n_h = len(hp.labels)
+        for start in range(0, n_h, t):
+            s = frozenset(hp.labels[start : start + t].tolist())
+            tiles, values = found.get(s, (0, 0))
+            found[s] = (tiles + 1, values + min(t, n_h - start))
+        hp.plans["tiles", t] = found
+    return hp.plans["tiles", t]
+
+
 def _head_stats(einsum, sizes, hp: _HeadPlan, table, names):
     """(usable (n,), stats (n, 6)) for every distinct tiling, summed over the tiles of h."""
     n = len(table)
@@ -1865,21 +1878,15 @@ def _head_stats(einsum, sizes, hp: _HeadPlan, table, names):
     busy = np.zeros(n, np.int64)
     for t in np.unique(th).tolist():
         use = np.flatnonzero(th == t)
-        spans: dict[frozenset, int] = {}  # classes of an h tile -> h values in such tiles
-        tiles_of: dict[frozenset, int] = {}
-        for start in range(0, n_h, t):
-            s = frozenset(hp.labels[start : start + t].tolist())
-            spans[s] = spans.get(s, 0) + min(t, n_h - start)
-            tiles_of[s] = tiles_of.get(s, 0) + 1
-        for s, nh in spans.items():
+        for s, (tiles_of_s, nh) in _head_tiles(hp, t).items():
             union, both = _class_plan(hp, s, Op.OR), _class_plan(hp, s, Op.AND)
             if union is None or both is None:
                 ok[use] = False
                 continue
             rows_u = _head_rows(hp, union, sizes, tiles_xy, use)
             rows_b = _head_rows(hp, both, sizes, tiles_xy, use)
-            nonempty[use] += rows_u[:, 0] * tiles_of[s]
-            full[use] += rows_b[:, 1] * tiles_of[s]
+            nonempty[use] += rows_u[:, 0] * tiles_of_s
+            full[use] += rows_b[:, 1] * tiles_of_s
             busy[use] += rows_u[:, 2] * nh
     points = 0
     for c in range(len(hp.filters)):
