@@ -1866,42 +1866,13 @@ def _head_stats(einsum, sizes, hp: _HeadPlan, table, names):
     """(usable (n,), stats (n, 6)) for every distinct tiling, summed over the tiles of h."""
     n = len(table)
     column = {r: table[:, j] for j, r in enumerate(names)}
-    n_h = len(hp.labels)
-    th = np.minimum(column.get(rank_of(hp.head), np.full(n, n_h)), n_h).astype(np.int64)
-    ok = np.ones(n, bool)
-    tiles_xy = {}
-    for g in hp.groups.values():
-        tiles_xy[g], usable = _logical_tiles(sizes, g, table, names)
-        ok &= usable
-    nonempty = np.zeros(n, np.int64)
-    full = np.zeros(n, np.int64)
-    busy = np.zeros(n, np.int64)
-    for t in np.unique(th).tolist():
-        use = np.flatnonzero(th == t)
-        for s, (tiles_of_s, nh) in _head_tiles(hp, t).items():
-            union, both = _class_plan(hp, s, Op.OR), _class_plan(hp, s, Op.AND)
-            if union is None or both is None:
-                ok[use] = False
-                continue
-            rows_u = _head_rows(hp, union, sizes, tiles_xy, use)
-            rows_b = _head_rows(hp, both, sizes, tiles_xy, use)
-            nonempty[use] += rows_u[:, 0] * tiles_of_s
-            full[use] += rows_b[:, 1] * tiles_of_s
-            busy[use] += rows_u[:, 2] * nh
-    points = 0
-    for c in range(len(hp.filters)):
-        plan = _class_plan(hp, frozenset([c]), Op.OR)
-        if plan is None:
-            return np.zeros(n, bool), np.zeros((n, 6), np.int64)
-        if isinstance(plan, bool):
-            x, y = hp.groups
-            each = int(plan) * math.prod(
-                _logical_extent(hp.cascade, sizes, hp.groups[v]) for v in (x, y)
-            )
-        else:
-            each = plan.points
-        points += each * int(np.count_nonzero(hp.labels == c))
     mask = {hp.head, *hp.sub_vars}
+    ranks = sorted({rank_of(v) for v in mask} & set(names))
+    key = ("counts", tuple(ranks), np.stack([column[r] for r in ranks] or [np.zeros(n)]).tobytes())
+    if key not in hp.plans:  # the Einsums sharing the mask (QK, LM, SLN, ...) count it once
+        hp.plans.pop(next((k for k in hp.plans if k[0] == "counts"), None), None)
+        hp.plans[key] = _head_counts(sizes, hp, table, names)
+    ok, nonempty, full, busy, points = hp.plans[key]
     other_tiles = np.ones(n, dtype=np.int64)
     tiles = np.ones(n, dtype=np.int64)
     mask_tiles = np.ones(n, dtype=np.int64)
@@ -1929,6 +1900,49 @@ def _head_stats(einsum, sizes, hp: _HeadPlan, table, names):
         axis=1,
     )
     return ok, stats
+
+
+def _head_counts(sizes, hp: _HeadPlan, table, names):
+    """(usable, non-empty tiles, full tiles, busy points) (n,) over h, x and y, and the
+    kept points, for every distinct tiling."""
+    n = len(table)
+    column = {r: table[:, j] for j, r in enumerate(names)}
+    n_h = len(hp.labels)
+    th = np.minimum(column.get(rank_of(hp.head), np.full(n, n_h)), n_h).astype(np.int64)
+    ok = np.ones(n, bool)
+    tiles_xy = {}
+    for g in hp.groups.values():
+        tiles_xy[g], usable = _logical_tiles(sizes, g, table, names)
+        ok &= usable
+    nonempty = np.zeros(n, np.int64)
+    full = np.zeros(n, np.int64)
+    busy = np.zeros(n, np.int64)
+    for t in np.unique(th).tolist():
+        use = np.flatnonzero(th == t)
+        for s, (tiles_of_s, nh) in _head_tiles(hp, t).items():
+            union, both = _class_plan(hp, s, Op.OR), _class_plan(hp, s, Op.AND)
+            if union is None or both is None:
+                ok[use] = False
+                continue
+            rows_u = _head_rows(hp, union, sizes, tiles_xy, use)
+            rows_b = _head_rows(hp, both, sizes, tiles_xy, use)
+            nonempty[use] += rows_u[:, 0] * tiles_of_s
+            full[use] += rows_b[:, 1] * tiles_of_s
+            busy[use] += rows_u[:, 2] * nh
+    points = 0
+    for c in range(len(hp.filters)):
+        plan = _class_plan(hp, frozenset([c]), Op.OR)
+        if plan is None:
+            return np.zeros(n, bool), nonempty, full, busy, 0
+        if isinstance(plan, bool):
+            x, y = hp.groups
+            each = int(plan) * math.prod(
+                _logical_extent(hp.cascade, sizes, hp.groups[v]) for v in (x, y)
+            )
+        else:
+            each = plan.points
+        points += each * int(np.count_nonzero(hp.labels == c))
+    return ok, nonempty, full, busy, points
 
 
 class _XSets:
