@@ -1221,12 +1221,10 @@ def _affine_plan_cached(cascade, key, keyed, vars_) -> _AffinePlan | None:
 
     if where is None or not vars_:
         return None
-    groups, table = _logical_groups(cascade, vars_)
-    if len(groups) != 2:
+    found = _logical_filter(cascade, where, vars_, 2)
+    if found is None:
         return None
-    w = _substitute(where, table)
-    if not set(variables_of(w)) <= set(groups):
-        return None
+    groups, w = found
     for x, y in itertools.permutations(groups):
         bounds = _affine_bounds(w, x)
         if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
@@ -1593,6 +1591,19 @@ class _IntervalPlan:
     build_s: float = 0.0  # CPU seconds the plan took to build
 
 
+def _logical_filter(cascade, where: Expr, vars_, count: int):
+    """(logical groups, the filter over the logical variables) when the filter's variables
+    form exactly `count` logical variables (`_logical_groups`, m1*M0+m0 read as m), else
+    None."""
+    groups, table = _logical_groups(cascade, vars_)
+    if len(groups) != count:
+        return None
+    w = _substitute(where, table)
+    if not set(variables_of(w)) <= set(groups):
+        return None
+    return groups, w
+
+
 def _logical_groups(cascade, vars_) -> tuple[dict[str, tuple[str, ...]], dict]:
     """({logical variable: its iterated variables}, {m1*M0+m0 expression: Var m}): a
     partition whose two parts are both iterated is one logical variable."""
@@ -1626,12 +1637,10 @@ def _interval_plan_cached(cascade, key, keyed, vars_) -> _IntervalPlan | None:
     sizes, where = dict(key), keyed.expr
     if where is None or not vars_ or not _whole_numbers(where):
         return None
-    groups, table = _logical_groups(cascade, vars_)
-    if len(groups) != 2:
+    found = _logical_filter(cascade, where, vars_, 2)
+    if found is None:
         return None
-    w = _substitute(where, table)
-    if not set(variables_of(w)) <= set(groups):
-        return None
+    groups, w = found
     extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
     for x, y in itertools.permutations(groups):
         try:
@@ -1789,12 +1798,10 @@ def _head_plan_cached(cascade, key, keyed, vars_) -> _HeadPlan | None:
     sizes, where = dict(key), keyed.expr
     if not _whole_numbers(where):
         return None
-    groups, table = _logical_groups(cascade, vars_)
-    if len(groups) != 3:
+    found = _logical_filter(cascade, where, vars_, 3)
+    if found is None:
         return None
-    w = _substitute(where, table)
-    if not set(variables_of(w)) <= set(groups):
-        return None
+    groups, w = found
     for head in [g for g, parts in groups.items() if len(parts) == 1]:
         n_h = _extent(sizes, head)
         atoms = _head_atoms(w, head)
