@@ -46,6 +46,7 @@ intermediate instead of re-reading the input. Buffer accesses and fill/drain add
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
@@ -229,13 +230,8 @@ def _two_unit_makespan(per_unit: list[list[float]]) -> float:
     order = sorted(per_unit, key=lambda w: 0.0 if math.isinf(w[1]) else w[0] / w[1])
     first = [w[0] for w in order]
     second = [w[1] for w in order]
-    before = [0.0]  # load of unit 1 from the Einsums before k
-    for w in first:
-        before.append(before[-1] + w)
-    after = [0.0]  # load of unit 2 from the Einsums after k (built from the end)
-    for w in reversed(second):
-        after.append(after[-1] + w)
-    after.reverse()  # after[k]: Einsums k.. on unit 2
+    before = [0.0, *itertools.accumulate(first)]  # before[k]: Einsums ..k-1 on unit 1
+    after = [*reversed([*itertools.accumulate(reversed(second))]), 0.0]  # after[k]: k.. on 2
     best = math.inf
     for k, (w1, w2) in enumerate(zip(first, second, strict=True)):
         load1, load2 = before[k], after[k + 1]
