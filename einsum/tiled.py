@@ -651,14 +651,20 @@ class Executor:
 
     def same_filter(self, first: Einsum, second: Einsum) -> bool:
         """Whether two Einsums have the same filter clauses (so they share masks)."""
-        ids = [id(c) for c in self._clauses(first, set(first.iter_vars))]
-        return bool(ids) and ids == [id(c) for c in self._clauses(second, set(second.iter_vars))]
+        ids = self._filter_ids(first)
+        return bool(ids) and ids == self._filter_ids(second)
+
+    def _filter_ids(self, einsum: Einsum, names=None) -> tuple[int, ...]:
+        """The ids of `einsum`'s filter clauses over `names` (default: its own variables):
+        the key Einsums sharing a filter share masks by."""
+        names = set(einsum.iter_vars) if names is None else set(names)
+        return tuple(id(c) for c in self._clauses(einsum, names))
 
     def keep_masks(self, einsum: Einsum) -> None:
         """Before `einsum` runs outside a loop: keep only the cached masks of its own filter,
         so consecutive Einsums sharing a data-dependent filter (the six of a masked softmax)
         evaluate it once per tile, while the cache holds one filter's masks at most."""
-        ids = tuple(id(c) for c in self._clauses(einsum, set(einsum.iter_vars)))
+        ids = self._filter_ids(einsum)
         for key in [k for k in self._masks if k[0] != ids]:
             del self._masks[key]
 
@@ -1120,9 +1126,7 @@ class Executor:
         producer = self.cascade.producers.get(access.tensor)
         if producer is None or producer.reduced_vars or access.indices != producer.out_indices:
             return False
-        mine = [id(c) for c in self._clauses(reader, set(box.vars))]
-        theirs = [id(c) for c in self._clauses(producer, set(producer.iter_vars))]
-        return mine == theirs
+        return self._filter_ids(reader, box.vars) == self._filter_ids(producer)
 
 
 def variables_of(access: Access) -> set[str]:
