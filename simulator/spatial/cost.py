@@ -375,15 +375,10 @@ def _reuse_plan(
     `ranks` (see `_KernelModel._refetch`): (those whose factors multiply, (rank, the loops
     over a rank that reads one of the tensor's ranks coarsely, the other loops over that
     rank) pairs)."""
-    chosen = [i for i, (level, _) in enumerate(loops) if level == offchip or not offchip_only]
-    relevant = [_relevant(cascade, loops[i][1], ranks) for i in chosen]
-    innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
     coarse_of = dict(coarse)
     sources = {coarse_of[r]: r for r in ranks if r in coarse_of}
     multiply, walked = [], {}
-    for k, i in enumerate(chosen):
-        if relevant[k] or (kept_or_output and k >= innermost):
-            continue
+    for i in _refetching(cascade, loops, offchip, ranks, kept_or_output, offchip_only):
         rank = loops[i][1]
         if rank in sources:
             walked.setdefault(rank, []).append(i)
@@ -407,14 +402,22 @@ def _fetch_need(
     """The partition roots along which a tensor's off-chip fetches are cut (see
     `_KernelModel._fetched_share`): its own ranks, and the off-chip loops that re-fetch it."""
     root = lambda r: p.rank if (p := cascade.partition_of.get(r)) is not None else r  # noqa: E731
-    chosen = [i for i, (level, _) in enumerate(loops) if level == offchip]
+    refetching = _refetching(cascade, loops, offchip, ranks, kept_or_output, True)
+    return frozenset({root(r) for r in ranks}) | {root(loops[i][1]) for i in refetching}
+
+
+def _refetching(cascade, loops, offchip, ranks, kept_or_output, offchip_only) -> list[int]:
+    """The loops (indices into `loops`, each (level, rank); the off-chip ones only, or all)
+    that re-fetch a tensor with `ranks`: those irrelevant to it, above the innermost
+    relevant one when the tensor is kept or an output (below it, the kept tile serves)."""
+    chosen = [i for i, (level, _) in enumerate(loops) if level == offchip or not offchip_only]
     relevant = [_relevant(cascade, loops[i][1], ranks) for i in chosen]
     innermost = max((k for k, r in enumerate(relevant) if r), default=-1)
-    return frozenset({root(r) for r in ranks}) | {
-        root(loops[i][1])
+    return [
+        i
         for k, i in enumerate(chosen)
-        if not relevant[k] and (not kept_or_output or k < innermost)
-    }
+        if not relevant[k] and not (kept_or_output and k >= innermost)
+    ]
 
 
 @functools.lru_cache(maxsize=1024)
