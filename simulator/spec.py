@@ -104,13 +104,13 @@ def load_yaml(name_or_path: str | Path, kind: str, folder: str) -> tuple[dict, s
     working directory holds a file of that name; anything else is read as a path."""
     path = Path(name_or_path)
     bundled = resources.files("einsim.simulator").joinpath(folder, f"{name_or_path}.yaml")
-    shown = repr(str(name_or_path)[:200])
+    given = str(name_or_path)
+    shown = repr(given[:200])
     try:
         exists = path.exists()
     except OSError as error:  # a name too long for a path, say
         raise SpecError(f"unknown {kind} {shown}: {error.strerror or error}") from None
-    text = str(name_or_path)
-    named = not text.endswith((".yaml", ".yml")) and "/" not in text and "\\" not in text
+    named = not given.endswith((".yaml", ".yml")) and "/" not in given and "\\" not in given
     if named and bundled.is_file():  # a preset's name is the preset, whatever the CWD holds
         origin, text = f"{kind} {name_or_path}", bundled.read_text()
     elif not named or exists:
