@@ -10,12 +10,22 @@ where an Einsum's cycles on a unit are its op counts (the points its mask keeps:
 `einsum_op_counts` through `occupancy`) x the unit's cycles per op, pipelined operator
 groups (`chained_ops`) at the pace of the slowest, over every lane of the unit (Timeloop's
 compute model, FuseMax Section 6: a mapping can only lose lanes to padding or folding), and
-each Einsum takes the fastest unit the space may bind it to: the pinned one, else those with
-all its operators, else those that lower the missing ones (`simulator/lowering.py`). Units
-overlap at best perfectly, so the busiest unit carries at least every Einsum only it
-supports and, on two units, the least busiest load of any split of the Einsums' work
-between them (`_two_unit_makespan`: an Einsum cheap on the 2D array but slow on the 1D
-unit cannot count as the 1D unit's spare time); on more units, the mean of the fastest.
+a filter that reads a tensor (a data-dependent selection: MoBA's, landmark's or a
+router's top-k, priced by a declared density) counts the points of its static conjuncts
+instead (`_busy_counts`): the model cannot know which tiles the selection empties, so it
+computes every tile the static part keeps whole (`einsum.occupancy`), and at the finest
+tiles that is the static part's points,
+
+    busy(F) = dense(F) x share(static part of F's filter) >= points(static part of F),
+
+not the density's share of them (landmark at 1M: causal m <= p, 1,600x the 320 keys a
+query keeps). Each Einsum takes the fastest unit the space may bind it to: the pinned
+one, else those with all its operators, else those that lower the missing ones
+(`simulator/lowering.py`). Units overlap at best perfectly, so the busiest unit carries at
+least every Einsum only it supports and, on two units, the least busiest load of any split
+of the Einsums' work between them (`_two_unit_makespan`: an Einsum cheap on the 2D array
+but slow on the 1D unit cannot count as the 1D unit's spare time); on more units, the mean
+of the fastest.
 
 Traffic is the least DRAM traffic of any mapping: each output of the cascade written once,
 each input read once. An input that only masked Einsums read may be fetched in part (a
@@ -46,13 +56,16 @@ intermediate instead of re-reading the input. Buffer accesses and fill/drain add
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 
 from einsim.einsum import Cascade, pass_analysis
-from einsim.einsum.ir import Var, accesses, rank_of
+from einsim.einsum.analysis import _per_point_ops
+from einsim.einsum.ir import Access, Var, accesses, rank_of, walk
+from einsim.einsum.occupancy import occupancy
 from einsim.simulator import Architecture, ComputeUnit
 from einsim.simulator.shape import DEFAULT_BATCH, split_shape
 from einsim.simulator.spatial.cost import _op_counts
@@ -137,7 +150,7 @@ def lower_bound(
     kept_fraction: dict[str, float] = {}
     op_counts: dict[str, dict] = {}
     for einsum in cascade.einsums:
-        counts, dense = _op_counts(cascade, einsum.output, key)
+        counts, dense = _busy_counts(cascade, einsum.output, key)
         kept = op_counts[einsum.output] = {op: float(n) for op, n in counts.items() if n}
         whole = sum(float(n) for n in dense.values())
         kept_fraction[einsum.output] = sum(kept.values()) / whole if whole else 0.0
@@ -193,6 +206,22 @@ def lower_bound(
         dram_energy_pj=dram_pj,
         passes=max(pass_analysis(cascade).values(), default=1),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _busy_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
+    """(op counts of the least work any mapping computes, dense op counts) of one Einsum:
+    the kept points (`_op_counts`), but for a filter that reads a tensor (a data-dependent
+    selection priced by a declared density) the points of its static part: the model
+    cannot know which tile the selection empties, so a tile its static conjuncts keep is
+    computed whole (`einsum.occupancy._totals`) and the least busy work is the static kept
+    points (each point its own tile), not the density's share of them."""
+    counts, dense = _op_counts(cascade, name, sizes)
+    einsum = cascade.einsum(name)
+    if einsum.where is None or not any(isinstance(e, Access) for e in walk(einsum.where)):
+        return counts, dense
+    found = occupancy(cascade, dict(sizes), {}, [name], density=1.0)[name]
+    return _per_point_ops(einsum, int(found.points[0])), dense
 
 
 def _least_busy_fraction(cascade: Cascade, einsum, kept_fraction: dict[str, float]) -> float:
