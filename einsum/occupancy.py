@@ -11,7 +11,15 @@ Exact ways to count, chosen from the filter's structure (never from a name):
 - `closed_form`: a filter that is a conjunction of comparisons affine in one "key"
   variable x (`m`, or `m1*M0+m0` with M0 untiled) for each value of one "query" variable y,
   whose kept interval [lo(y), hi(y)] moves monotonically: per tile row one interval of
-  tiles, computed in a compiled loop over rows (causal, windows, decode offsets).
+  tiles (causal, windows, decode offsets). Where lo and hi are affine on few pieces of
+  rows, a piece's rows of tiles are counted together as sums of floors of arithmetic
+  progressions (O(pieces x log) per tiling, whatever the rows); else numpy or a compiled
+  loop over the rows of tiles.
+- `union`: an `or` of conjunctions of comparisons affine in x (sinks + window): each row
+  keeps the union of the terms' intervals, ordered by both ends; per piece of rows where
+  the live terms and the gaps between them are fixed affine staircases, the union of
+  their tile ranges is the sum of their lengths less each overlap with the previous one,
+  again sums of floors (no per-row extraction).
 - `intervals`: a filter over one key x and one query y whose kept x, for each y, is a
   union of intervals derived from its structure (`and` / `or` / `not` of comparisons
   separable into f(x) op g(y), or depending on x and y through one separable sum; f may
@@ -27,6 +35,15 @@ Exact ways to count, chosen from the filter's structure (never from a name):
   tilings with far fewer of those, once counting them directly has cost half the plan's
   build time. A plan is built in blocks of `PLAN_ROWS` query rows (bounded memory; power
   attention at 1M stores 37M intervals).
+- `kronecker`: a filter over x and y that reads them only through `x // R` and `x % R`
+  (and multiples / divisors of R) for one radix R dividing both extents, as a conjunction
+  of a filter over the high parts and one over the low parts (NATTEN 2D / 3D: neighbour
+  rows `m // Y % X`, neighbour columns `m % Y`): the kept set is the Kronecker product of
+  the two factors', so for tiles that are boxes in the radix (a side that is a multiple or
+  a divisor of R) the non-empty tiles, full tiles and busy points are the products of the
+  factors' (each planned by the closed form, a Kronecker split again, or the intervals, on
+  extents n / R and R): the cost does not grow with the rows. Other tiles are counted on
+  the whole filter's interval plan, built the first time one comes.
 - `head_classes`: a filter over x, y and one more variable h (a head) that enters only
   through conditions of h alone (`h * 100 < RP * H or ...`: duo / razor attention): the h
   values are grouped by those conditions' truth values, each class's filter (values
@@ -66,7 +83,9 @@ from .shape import resolve_shape
 METHODS = (
     "dense",
     "closed_form",
+    "union",
     "intervals",
+    "kronecker",
     "head_classes",
     "compiled",
     "data",
@@ -416,6 +435,10 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
     if not data or priced:
         plan = _affine_plan(cascade, einsum, sizes, where, vars_)
         if plan is None:
+            plan = _union_plan(cascade, sizes, where, vars_)
+        if plan is None:
+            plan = _kron_plan(cascade, sizes, where, vars_)
+        if plan is None:
             plan = _interval_plan(cascade, sizes, where, vars_)
         if plan is None and not data:
             plan = _head_plan(cascade, sizes, where, vars_)
@@ -456,6 +479,10 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             if isinstance(plan, _AffinePlan)
             else "head_classes"
             if isinstance(plan, _HeadPlan)
+            else "kronecker"
+            if isinstance(plan, _KronPlan)
+            else "union"
+            if isinstance(plan, _UnionPlan)
             else "intervals"
         )
     return _Grids(build, method), stats
@@ -1217,37 +1244,25 @@ def _affine_plan(cascade, einsum, sizes, where, vars_) -> _AffinePlan | None:
 def _affine_plan_cached(cascade, key, keyed, vars_) -> _AffinePlan | None:
     """One plan per (cascade, sizes, filter, variables): Einsums sharing a mask share it."""
     sizes, where = dict(key), keyed.expr
-    from .executor import _value
-
     if where is None or not vars_:
         return None
     found = _logical_filter(cascade, where, vars_, 2)
     if found is None:
         return None
     groups, w = found
+    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+    return _affine_of(w, groups, extent, sizes)
+
+
+def _affine_of(w: Expr, groups, extent, sizes) -> _AffinePlan | None:
+    """The closed form of a filter over two logical variables (`groups`, {name: iterated
+    variables}, of `extent`), or None where it is not one staircase of affine bounds."""
     for x, y in itertools.permutations(groups):
         bounds = _affine_bounds(w, x)
         if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
             continue
-        n_x, n_y = (_logical_extent(cascade, sizes, groups[v]) for v in (x, y))
-        ys = np.arange(n_y)
-        lo = np.zeros(n_y, dtype=np.int64)
-        hi = np.full(n_y, n_x - 1, dtype=np.int64)
-        for a, r, op in bounds:
-            value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
-            if a == 0:
-                hi = np.where(_HOLDS[op](value, 0.0), hi, -1)
-                continue
-            t = -value / a
-            op = _FLIP[op] if a < 0 else op
-            if op is Op.LE:
-                hi = np.minimum(hi, np.floor(t).astype(np.int64))
-            elif op is Op.LT:
-                hi = np.minimum(hi, np.ceil(t).astype(np.int64) - 1)
-            elif op is Op.GE:
-                lo = np.maximum(lo, np.ceil(t).astype(np.int64))
-            else:
-                lo = np.maximum(lo, np.floor(t).astype(np.int64) + 1)
+        n_x, n_y = extent[x], extent[y]
+        lo, hi = _affine_ends(bounds, y, n_x, n_y, sizes)
         run = _staircase(lo, hi)
         if run is None:
             continue
@@ -1255,6 +1270,85 @@ def _affine_plan_cached(cascade, key, keyed, vars_) -> _AffinePlan | None:
         points = int(np.clip(hi - lo + 1, 0, None).sum())
         return _AffinePlan(groups[x], groups[y], n_x, n_y, lo, hi, ya, yb, points)
     return None
+
+
+#: A filter that is an `or` of at most this many conjunctions of comparisons affine in x
+#: has its kept intervals per row computed from those affine ends (`_affine_terms`).
+DNF_TERMS_MOST = 8
+
+
+def _dnf(expr: Expr) -> list[list[Expr]] | None:
+    """The filter as an `or` of conjunctions of comparisons (`and` distributed over `or`),
+    None past DNF_TERMS_MOST terms or with a `not`."""
+    if isinstance(expr, Call) and expr.op is Op.OR:
+        left, right = _dnf(expr.args[0]), _dnf(expr.args[1])
+        if left is None or right is None or len(left) + len(right) > DNF_TERMS_MOST:
+            return None
+        return left + right
+    if isinstance(expr, Call) and expr.op is Op.AND:
+        left, right = _dnf(expr.args[0]), _dnf(expr.args[1])
+        if left is None or right is None or len(left) * len(right) > DNF_TERMS_MOST:
+            return None
+        return [a + b for a in left for b in right]
+    if isinstance(expr, Call) and expr.op is Op.NOT:
+        return None
+    return [[expr]]
+
+
+def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per y of the x with every `a*x + rest(y) op 0` of `bounds` (empty: lo > hi)."""
+    from .executor import _value
+
+    ys = np.arange(n_y)
+    lo = np.zeros(n_y, dtype=np.int64)
+    hi = np.full(n_y, n_x - 1, dtype=np.int64)
+    for a, r, op in bounds:
+        value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
+        if a == 0:
+            hi = np.where(_HOLDS[op](value, 0.0), hi, -1)
+            continue
+        t = -value / a
+        op = _FLIP[op] if a < 0 else op
+        if op is Op.LE:
+            hi = np.minimum(hi, np.floor(t).astype(np.int64))
+        elif op is Op.LT:
+            hi = np.minimum(hi, np.ceil(t).astype(np.int64) - 1)
+        elif op is Op.GE:
+            lo = np.maximum(lo, np.ceil(t).astype(np.int64))
+        else:
+            lo = np.maximum(lo, np.floor(t).astype(np.int64) + 1)
+    return lo, hi
+
+
+def _affine_terms(w: Expr, x: str, y: str, n_x: int, n_y: int, sizes):
+    """[(lo, hi)] per conjunction when the filter is an `or` of conjunctions of comparisons
+    affine in x with integer coefficients and the rest over y (sinks + window: `m <= p and
+    (m < S or p - m < W)`), else None: each row's kept x is the union of the terms' [lo, hi],
+    O(terms x rows) in numpy instead of the general set algebra."""
+    terms = _dnf(w)
+    if terms is None:
+        return None
+    out = []
+    for conj in terms:
+        joined = conj[0]
+        for c in conj[1:]:
+            joined = Call(Op.AND, (joined, c))
+        bounds = _affine_bounds(joined, x)
+        if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
+            return None
+        out.append(_affine_ends(bounds, y, n_x, n_y, sizes))
+    return out
+
+
+def _terms_block(terms, first: int, last: int, sets: _XSets):
+    """The kept intervals of rows first .. last - 1: the union of the terms' intervals."""
+    parts = []
+    rows = np.arange(first, last, dtype=np.int64)
+    for lo, hi in terms:
+        a, b = lo[first:last], hi[first:last]
+        on = a <= b
+        parts.append((rows[on], a[on], b[on]))
+    return sets.union(parts)
 
 
 def _staircase(lo: np.ndarray, hi: np.ndarray) -> tuple[int, int] | None:
@@ -1383,6 +1477,151 @@ def _affine_rows_py(lo, hi, ya, yb, n_x, n_y, tx, ty, out):  # pragma: no cover 
         out[k, 2] = busy
 
 
+#: An affine plan whose lo and hi are affine on at most this many pieces of rows is counted
+#: in closed form (`_affine_pieces_rows`): per piece, sums of floors of arithmetic
+#: progressions, O(pieces x log) per tiling instead of O(rows of tiles), once the rows of
+#: tiles of a call pass AFFINE_CLOSED_ROWS per piece (fewer: numpy, all tilings at once).
+AFFINE_PIECES_MOST = 64
+AFFINE_CLOSED_ROWS = 256
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum(floor((a * k + b) / m) for k in range(n)), any integers a, b and m > 0, in
+    O(log m) (the Euclid-like reduction of AtCoder Library's floor_sum)."""
+    total = 0
+    if n <= 0:
+        return 0
+    if a < 0 or a >= m:
+        total += n * (n - 1) // 2 * (a // m)
+        a %= m
+    if b < 0 or b >= m:
+        total += n * (b // m)
+        b %= m
+    while True:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        top = a * n + b
+        if top < m:
+            return total
+        n, b = top // m, top % m
+        m, a = a, m
+
+
+def _affine_pieces(plan: _AffinePlan):
+    """(starts, ends) of the runs of rows on which lo and hi are both affine and the rows
+    all live (ya..yb) or all dead; None past AFFINE_PIECES_MOST runs (memoized). lo is
+    affine on [c, c') for consecutive cuts c, c' where its step lo(y + 1) - lo(y) changes
+    only at c'."""
+    found = _PIECES.get(id(plan))
+    if found is not None and found[0] is plan:
+        return found[1]
+    n_y = plan.extent_y
+    cuts = {0, n_y} | ({plan.ya, plan.yb + 1} if plan.ya <= plan.yb else set())
+    dl, dh = np.diff(plan.lo), np.diff(plan.hi)
+    change = np.flatnonzero((dl[1:] != dl[:-1]) | (dh[1:] != dh[:-1])) + 1
+    pieces = None
+    if len(change) <= AFFINE_PIECES_MOST:
+        edges = sorted(cuts | set(change.tolist()))
+        pieces = (np.array(edges[:-1], np.int64), np.array(edges[1:], np.int64) - 1)
+    with _LOCK:
+        _PIECES[id(plan)] = (plan, pieces)
+        while len(_PIECES) > 64:
+            _PIECES.pop(next(iter(_PIECES)), None)
+    return pieces
+
+
+_PIECES: dict[int, tuple] = {}  # id(plan) -> (plan, pieces)
+
+
+def _first_at_least(a: int, b: int, bound: int, n: int) -> int:
+    """The least k in [0, n] with a + b * k >= bound (b >= 0); n where none."""
+    if a >= bound:
+        return 0
+    if b <= 0:
+        return n
+    return min(n, -(-(bound - a) // b))
+
+
+def _affine_pieces_rows(plan: _AffinePlan, pieces, tx, ty, out) -> None:
+    """`_affine_rows_py` in closed form: a row of tiles inside one live piece (lo and hi
+    affine there, slopes sl, sh >= 0) has its tile indices floor((alpha + beta * k) / tx)
+    for its index k in the piece, so the piece's non-empty tiles and busy points are sums
+    of floors of arithmetic progressions (`_floor_sum`); its full tiles are
+    max(0, floor(u / tx) - ceil(v / tx)) with u = hi(y0) + 1 and v = lo(y1), which is
+    that difference itself where u - v >= tx and 0 elsewhere (a prefix or suffix of k).
+    The rows of tiles that cross a piece's start or end the space are counted directly."""
+    lo, hi, ya, yb = plan.lo, plan.hi, plan.ya, plan.yb
+    n_x, n_y = plan.extent_x, plan.extent_y
+    starts, ends = pieces
+    live = [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if ya <= s and e <= yb]
+    slopes = [
+        (int(lo[s]), int(hi[s]), int(lo[s + 1] - lo[s]) if e > s else 0,
+         int(hi[s + 1] - hi[s]) if e > s else 0)
+        for s, e in live
+    ]  # fmt: skip
+    pairs = zip(np.asarray(tx).tolist(), np.asarray(ty).tolist(), strict=True)
+    for k, (t_x, t_y) in enumerate(pairs):
+        tiles_x = -(-n_x // t_x)
+        short = tiles_x * t_x - n_x
+        nonempty = full = busy = 0
+        for (s, e), (lo_s, hi_s, sl, sh) in zip(live, slopes, strict=True):
+            i0, i1 = -(-s // t_y), (e + 1) // t_y - 1
+            n = i1 - i0 + 1
+            if n <= 0:
+                continue
+            lo0 = lo_s + sl * (i0 * t_y - s)  # lo at the first row of tile row k = 0
+            hi0 = hi_s + sh * (i0 * t_y - s)
+            dl, dh = sl * t_y, sh * t_y  # per row of tiles
+            lo1, hi1 = lo0 + sl * (t_y - 1), hi0 + sh * (t_y - 1)  # at the last row
+            sum_j0 = _floor_sum(n, t_x, dl, lo0)
+            sum_j1 = _floor_sum(n, t_x, dh, hi1)
+            nonempty += sum_j1 - sum_j0 + n
+            last = n - _first_at_least(hi1, dh, (tiles_x - 1) * t_x, n)  # j1 = last tile
+            busy += t_y * (t_x * (sum_j1 + n - sum_j0) - short * last)
+            clipped = _first_at_least(hi0, dh, n_x - 1, n)  # hi(y0) >= n_x - 1 from here
+            # k < clipped: floor((hi0 + 1 + dh k) / tx) - ceil((lo1 + dl k) / tx) where the
+            # width hi0 + 1 - lo1 + (dh - dl) k is at least tx
+            width0, grow = hi0 + 1 - lo1, dh - dl
+            if grow >= 0:
+                ka, kb = _first_at_least(width0, grow, t_x, clipped), clipped
+            else:
+                ka, kb = 0, min(clipped, max(0, (width0 - t_x) // -grow + 1))
+            if kb > ka:
+                m = kb - ka
+                full += _floor_sum(m, t_x, dh, hi0 + 1 + dh * ka)
+                full += _floor_sum(m, t_x, -dl, -(lo1 + dl * ka))
+            if n > clipped:
+                m = n - clipped
+                full += tiles_x * m + _floor_sum(m, t_x, -dl, -(lo1 + dl * clipped))
+        rows = set()
+        for s in starts.tolist()[1:]:
+            if s % t_y:
+                rows.add(s // t_y)
+        if n_y % t_y:
+            rows.add(n_y // t_y)
+        if rows:
+            i = np.array(sorted(rows), dtype=np.int64)
+            y0 = i * t_y
+            y1 = np.minimum(y0 + t_y, n_y) - 1
+            a, b = np.maximum(y0, ya), np.minimum(y1, yb)
+            on = a <= b
+            j0 = lo[np.clip(a, 0, n_y - 1)] // t_x
+            j1 = hi[np.clip(b, 0, n_y - 1)] // t_x
+            nonempty += int(np.where(on, j1 - j0 + 1, 0).sum())
+            width = np.minimum((j1 + 1) * t_x, n_x) - j0 * t_x
+            busy += int(np.where(on, (y1 - y0 + 1) * width, 0).sum())
+            inside = (y0 >= ya) & (y1 <= yb)
+            f0 = -(-lo[np.clip(y1, 0, n_y - 1)] // t_x)
+            top = hi[np.clip(y0, 0, n_y - 1)]
+            f1 = np.where(top >= n_x - 1, tiles_x - 1, (top + 1) // t_x - 1)
+            full += int(np.where(inside, np.maximum(f1 - f0 + 1, 0), 0).sum())
+        out[k] = (nonempty, full, busy)
+
+
 def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     """`_affine_rows` (or `_interval_rows`) per (x tile, y tile), memoized per plan: the
     Einsums sharing a mask (QK, LM, SLN, ...) and every search batch meeting a tiling again
@@ -1400,7 +1639,11 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
         mx = np.array([k[0] for k in missing], dtype=np.int64)
         my = np.array([k[1] for k in missing], dtype=np.int64)
         found = np.zeros((len(missing), 3), dtype=np.int64)
-        if isinstance(plan, _IntervalPlan):
+        if isinstance(plan, _KronPlan):
+            found = _kron_rows(plan, mx, my)
+        elif isinstance(plan, _UnionPlan):
+            found = _union_rows(plan, mx, my)
+        elif isinstance(plan, _IntervalPlan):
             # Rows of y tiles, or of x tiles (the transposed plan, built on first need)
             # where those are far fewer: a query tile of 1 meets every row's intervals.
             rows_y, rows_x = -(-plan.extent_y // my), -(-plan.extent_x // mx)
@@ -1432,9 +1675,14 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
             for use, p, a, b in ((~by_x, plan, mx, my), (by_x, flipped, my, mx)):
                 if use.any():
                     part = np.zeros((int(use.sum()), 3), dtype=np.int64)
-                    _affine_rows(
-                        p.lo, p.hi, p.ya, p.yb, p.extent_x, p.extent_y, a[use], b[use], part
-                    )
+                    pieces = _affine_pieces(p)
+                    rows = int((-(-p.extent_y // b[use])).sum())
+                    if pieces is not None and rows > AFFINE_CLOSED_ROWS * len(pieces[0]):
+                        _affine_pieces_rows(p, pieces, a[use], b[use], part)
+                    else:
+                        _affine_rows(
+                            p.lo, p.hi, p.ya, p.yb, p.extent_x, p.extent_y, a[use], b[use], part
+                        )
                     found[use] = part
         if len(memo) > 1 << 16:
             flipped = memo.get("transposed")
@@ -1477,6 +1725,8 @@ def _closed_form_stats(einsum, sizes, plan: _AffinePlan, table, names):
     tx, ok_x = _logical_tiles(sizes, plan.x, table, names)
     ty, ok_y = _logical_tiles(sizes, plan.y, table, names)
     out = _plan_rows(plan, tx, ty)
+    if isinstance(plan, _KronPlan):
+        ok_x = ok_x & _kron_usable(plan, tx, ty)
     column = {r: table[:, j] for j, r in enumerate(names)}
     other_tiles = np.ones(len(table), dtype=np.int64)
     tiles = np.ones(len(table), dtype=np.int64)
@@ -1660,9 +1910,13 @@ def _oriented_plan(w, x, y, groups, extent, sizes) -> _IntervalPlan:
     ends = np.int32 if extent[x] < 2**31 else np.int64  # a 1M NATTEN plan holds 7M rows
     kept_runs, gap_runs = [], []
     points = stored = 0
+    terms = _affine_terms(w, x, y, extent[x], extent[y], sizes)
     for first in range(0, extent[y], PLAN_ROWS):
         last = min(extent[y], first + PLAN_ROWS)
-        kept = sets.eval(w, sets.whole(first, last))
+        if terms is not None:
+            kept = _terms_block(terms, first, last, sets)
+        else:
+            kept = sets.eval(w, sets.whole(first, last))
         gaps = sets.complement(kept, first, last)
         stored += len(kept[0]) + len(gaps[0])
         if stored > INTERVALS_STORED:
@@ -1707,6 +1961,487 @@ def _interval_transposed(plan: _IntervalPlan) -> _IntervalPlan | None:
         return _oriented_plan(w, y, x, groups, extent, sizes)
     except _Unsupported:
         return None
+
+
+# ------------------------------------------------------ unions of affine staircases
+
+
+@dataclass(frozen=True, eq=False)
+class _UnionPlan:
+    """A filter that is an `or` of conjunctions of comparisons affine in x (sinks + window:
+    `m <= p and (m < S or p - m < W)`): each row's kept x is the union of the terms'
+    intervals [lo_r(y), hi_r(y)], and the terms are ordered so that in every row the live
+    ones have both ends non-decreasing in term order; the gaps between them (and before
+    the first, after the last) are intervals too. The rows are cut into pieces where the
+    live terms and gaps are fixed and every end is affine in y with a non-negative slope,
+    each term and gap a staircase (lo(y + 1) <= hi(y) + 1). A row of tiles inside a piece
+    meets, per term, the x tiles lo(y0) // tx .. hi(y1) // tx; sorted by both ends, their
+    union is the sum of their lengths less each overlap with the previous one,
+    max(0, j1(r - 1) - j0(r) + 1) -- which is that difference where
+    lo_r(y0) - hi_(r-1)(y1) < tx and 0 elsewhere (a prefix or suffix of the rows of tiles).
+    So a piece's non-empty tiles, tiles not full (the gaps' union) and busy points are sums
+    of floors of arithmetic progressions (`_floor_sum`): O(pieces x terms x log) per tiling.
+    The rows of tiles that cross a cut are counted from their segments."""
+
+    x: tuple[str, ...]
+    y: tuple[str, ...]
+    extent_x: int
+    extent_y: int
+    kept: tuple  # (lo, hi) arrays per term, in order
+    gaps: tuple  # (lo, hi) arrays per gap (first, between consecutive, last)
+    pieces: tuple  # (start, end, live terms, live gaps) per piece
+    points: int
+
+
+#: Pieces a `_UnionPlan` may have (past this, the interval plan is used).
+UNION_PIECES_MOST = 64
+
+
+def _union_plan(cascade, sizes, where, vars_) -> _UnionPlan | None:
+    if where is None or not vars_:
+        return None
+    key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
+    return _union_plan_cached(cascade, key, _ByToken(where), tuple(sorted(vars_)))
+
+
+@lru_cache(maxsize=4)  # a plan holds 2 x (2 terms + 1) ends a row: 80 MB at 1M
+def _union_plan_cached(cascade, key, keyed, vars_) -> _UnionPlan | None:
+    """One plan per (cascade, sizes, filter, variables); None where the filter is no
+    union of ordered affine staircases with few pieces."""
+    sizes, where = dict(key), keyed.expr
+    if not _whole_numbers(where):
+        return None
+    found = _logical_filter(cascade, where, vars_, 2)
+    if found is None:
+        return None
+    groups, w = found
+    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+    for x, y in itertools.permutations(groups):
+        terms = _affine_terms(w, x, y, extent[x], extent[y], sizes)
+        if terms is None or len(terms) < 2:
+            continue  # one term: the closed form's (or no union at all)
+        plan = _union_of(terms, extent[x], extent[y])
+        if plan is not None:
+            return _UnionPlan(groups[x], groups[y], *plan)
+    return None
+
+
+def _union_of(terms, n_x: int, n_y: int):
+    """(extent_x, extent_y, kept, gaps, pieces, points) of ordered terms, or None."""
+    live = [lo <= hi for lo, hi in terms]
+    rank = [
+        float(np.median(lo[on])) if on.any() else 0.0
+        for (lo, _), on in zip(terms, live, strict=True)
+    ]
+    order = sorted(range(len(terms)), key=lambda r: rank[r])
+    terms = [terms[r] for r in order]
+    live = [live[r] for r in order]
+    # in every row, the live terms' ends do not decrease in term order
+    for r, (lo_r, hi_r) in enumerate(terms):
+        for q in range(r + 1, len(terms)):
+            lo_q, hi_q = terms[q]
+            both = live[r] & live[q]
+            if np.any(both & ((lo_q < lo_r) | (hi_q < hi_r))):
+                return None
+    previous = np.full(n_y, -1, dtype=np.int64)  # the last live term's hi so far
+    gaps = []
+    for (lo, hi), on in zip(terms, live, strict=True):
+        gaps.append((previous + 1, np.where(on, lo - 1, -2)))  # dead term: no gap here
+        previous = np.where(on, np.maximum(previous, hi), previous)
+    gaps.append((previous + 1, np.full(n_y, n_x - 1, dtype=np.int64)))
+    cuts = {0, n_y}
+    for lo, hi in (*terms, *gaps):
+        on = (lo <= hi).astype(np.int8)
+        cuts |= set((np.flatnonzero(np.diff(on)) + 1).tolist())
+        for ends in (lo, hi):
+            step = np.diff(ends)
+            cuts |= set((np.flatnonzero(step[1:] != step[:-1]) + 1).tolist())
+        if len(cuts) > UNION_PIECES_MOST + 1:
+            return None
+    edges = sorted(cuts)
+    pieces = []
+    for s, stop in itertools.pairwise(edges):
+        e = stop - 1
+        parts = []
+        for group in (terms, gaps):
+            on = [r for r, (lo, hi) in enumerate(group) if lo[s] <= hi[s]]
+            for r in on:
+                lo, hi = group[r]
+                if e > s and (
+                    lo[s + 1] < lo[s]
+                    or hi[s + 1] < hi[s]
+                    or lo[s + 1] > hi[s] + 1
+                    or lo[e] > hi[e - 1] + 1
+                ):
+                    return None  # decreasing, or not a staircase in this piece
+            parts.append(tuple(on))
+        pieces.append((s, e, parts[0], parts[1]))
+    # terms may overlap: the kept points are all less the gaps'
+    points = n_x * n_y - int(sum(np.clip(hi - lo + 1, 0, None).sum() for lo, hi in gaps))
+    return n_x, n_y, tuple(terms), tuple(gaps), tuple(pieces), points
+
+
+def _union_rows(plan: _UnionPlan, tx, ty) -> np.ndarray:
+    """(non-empty tiles, full tiles, busy points) per tiling (see `_UnionPlan`)."""
+    n_x, n_y = plan.extent_x, plan.extent_y
+    out = np.zeros((len(tx), 3), dtype=np.int64)
+    starts = [p[0] for p in plan.pieces]
+    for k, (t_x, t_y) in enumerate(
+        zip(np.asarray(tx).tolist(), np.asarray(ty).tolist(), strict=True)
+    ):
+        tiles_x = -(-n_x // t_x)
+        short = tiles_x * t_x - n_x
+        nonempty = notfull = busy = 0
+        for s, e, kept, gaps in plan.pieces:
+            i0, i1 = -(-s // t_y), (e + 1) // t_y - 1
+            n = i1 - i0 + 1
+            if n <= 0:
+                continue
+            y0 = i0 * t_y
+            total, last = _union_sum([plan.kept[r] for r in kept], n, t_x, t_y, y0, tiles_x)
+            nonempty += total
+            busy += t_y * (t_x * total - short * last)
+            notfull += _union_sum([plan.gaps[r] for r in gaps], n, t_x, t_y, y0, tiles_x)[0]
+        rows = {s // t_y for s in starts[1:] if s % t_y} | ({n_y // t_y} if n_y % t_y else set())
+        for i in sorted(rows):
+            y0, y1 = i * t_y, min(i * t_y + t_y, n_y) - 1
+            got = []
+            for which in (plan.kept, plan.gaps):
+                ranges = []
+                for s, e, kept, gaps in plan.pieces:
+                    ya, yb = max(y0, s), min(y1, e)
+                    if ya > yb:
+                        continue
+                    for r in kept if which is plan.kept else gaps:
+                        lo, hi = which[r]
+                        ranges.append((int(lo[ya]) // t_x, int(hi[yb]) // t_x))
+                got.append(_united(sorted(ranges)))
+            (count, end), (gap_count, _) = got
+            nonempty += count
+            notfull += gap_count
+            busy += (y1 - y0 + 1) * (count * t_x - (short if end == tiles_x - 1 else 0))
+        rows_y = -(-n_y // t_y)
+        out[k] = (nonempty, rows_y * tiles_x - notfull, busy)
+    return out
+
+
+def _united(ranges) -> tuple[int, int]:
+    """(tiles in the union of sorted tile ranges, the last tile; -1 when none)."""
+    total, end = 0, -1
+    for j0, j1 in ranges:
+        if j1 > end:
+            total += j1 - max(j0, end + 1) + 1
+            end = j1
+    return total, end
+
+
+def _union_sum(terms, n: int, t_x: int, t_y: int, y0: int, tiles_x: int) -> tuple[int, int]:
+    """(sum over n rows of tiles from y0 of the tiles in the union of the terms' ranges,
+    rows of tiles whose union reaches the last tile); the terms are live, ordered,
+    affine staircases over those rows."""
+    total = 0
+    previous = None
+    for lo, hi in terms:
+        sl = int(lo[y0 + 1] - lo[y0]) if y0 + 1 < len(lo) else 0
+        sh = int(hi[y0 + 1] - hi[y0]) if y0 + 1 < len(hi) else 0
+        if n == 1 and t_y == 1:
+            sl = sh = 0
+        lo0, dl = int(lo[y0]), sl * t_y  # lo at the first row of row of tiles k: lo0 + dl k
+        hi1, dh = int(hi[y0]) + sh * (t_y - 1), sh * t_y  # hi at its last row
+        total += _floor_sum(n, t_x, dh, hi1) - _floor_sum(n, t_x, dl, lo0) + n
+        if previous is not None:  # overlap with the previous term where lo - hi' < t_x
+            phi1, pdh = previous
+            d0, dd = lo0 - phi1, dl - pdh
+            if dd <= 0:
+                ka, kb = _first_at_least(-d0, -dd, 1 - t_x, n), n
+            else:
+                ka, kb = 0, min(n, max(0, (t_x - 1 - d0) // dd + 1))
+            if kb > ka:
+                m = kb - ka
+                total -= _floor_sum(m, t_x, pdh, phi1 + pdh * ka) + m
+                total += _floor_sum(m, t_x, dl, lo0 + dl * ka)
+        previous = (hi1, dh)
+    last = 0
+    if previous is not None:
+        hi1, dh = previous
+        last = n - _first_at_least(hi1, dh, (tiles_x - 1) * t_x, n)
+    return total, last
+
+
+# ------------------------------------------------------ Kronecker products over a radix
+
+
+@dataclass(frozen=True, eq=False)
+class _KronPlan:
+    """A filter over two logical variables x, y that reads them only through x // R, x % R,
+    y // R and y % R (and their multiples and divisors) for one radix R dividing both
+    extents, as a conjunction of a filter over the high parts (xh = x // R, yh = y // R)
+    and one over the low parts (xl = x % R, yl = y % R): NATTEN's neighbour rows and
+    columns on a grid of rows of R (`m // Y % X`, `m % Y`). The kept set is the Kronecker
+    product of the factors' (x = xh * R + xl), so a tile that is a box in (xh, xl) -- its
+    side a multiple or a divisor of R -- keeps (kept_h x kept_l) of its (real_h x real_l)
+    points: it is non-empty iff both factor tiles are, full iff both are, and a tiling's
+    non-empty tiles, full tiles and busy points are the products of the factors' at the
+    factor tilings (t // R, R) or (1, t). The factors have extents n / R and R (each
+    planned by the closed form, a Kronecker plan again, or the intervals), so the cost does
+    not grow with the rows of the whole space; a tiling whose tiles are not boxes is counted
+    on the interval plan of the whole filter, built only when one comes."""
+
+    x: tuple[str, ...]
+    y: tuple[str, ...]
+    extent_x: int
+    extent_y: int
+    radix: int
+    names: tuple[tuple[str, str], tuple[str, str]]  # ((xh, yh), (xl, yl))
+    high: object  # the high parts' plan, or True (no condition on them)
+    low: object  # the low parts' plan, or True
+    points: int
+    whole: tuple = ()  # ("cascade", cascade, sizes, filter, variables) or ("pair", filter,
+    # x, y, extents, sizes): what the whole filter's interval plan is built from
+    fallback: dict = field(default_factory=dict)  # the interval plan, once asked for
+
+
+def _kron_plan(cascade, sizes, where, vars_) -> _KronPlan | None:
+    if where is None or not vars_:
+        return None
+    groups, _ = _logical_groups(cascade, vars_)
+    if math.prod(_logical_extent(cascade, sizes, g) for g in groups.values()) <= INTERVAL_POINTS:
+        return None  # a small space: the direct count is cheaper
+    key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
+    return _kron_plan_cached(cascade, key, _ByToken(where), tuple(sorted(vars_)))
+
+
+@lru_cache(maxsize=16)
+def _kron_plan_cached(cascade, key, keyed, vars_) -> _KronPlan | None:
+    """One plan per (cascade, sizes, filter, variables); None where no radix splits it."""
+    sizes, where = dict(key), keyed.expr
+    if not _whole_numbers(where):
+        return None
+    found = _logical_filter(cascade, where, vars_, 2)
+    if found is None:
+        return None
+    groups, w = found
+    x, y = groups
+    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+    plan = _kron_of(w, x, y, extent, sizes)
+    if plan is None:
+        return None
+    return _KronPlan(
+        groups[x], groups[y], plan.extent_x, plan.extent_y, plan.radix, plan.names,
+        plan.high, plan.low, plan.points, ("cascade", cascade, sizes, where, vars_),
+    )  # fmt: skip
+
+
+def _kron_of(w: Expr, x: str, y: str, extent, sizes) -> _KronPlan | None:
+    """The Kronecker split of a filter over x and y (`_KronPlan`) at the first radix that
+    splits it, or None."""
+    n_x, n_y = extent[x], extent[y]
+    for radix in _radices(w, (x, y), sizes):
+        if radix >= max(n_x, n_y) or n_x % radix or n_y % radix:
+            continue
+        names = ((f"{x}~h", f"{y}~h"), (f"{x}~l", f"{y}~l"))
+        parts = _radix_split(w, {x: (names[0][0], names[1][0]), y: (names[0][1], names[1][1])},
+                             radix, sizes)  # fmt: skip
+        if parts is None:
+            continue
+        (hx, hy), (lx, ly) = names
+        high = _pair_plan(parts[0], hx, hy, {hx: n_x // radix, hy: n_y // radix}, sizes)
+        low = _pair_plan(parts[1], lx, ly, {lx: radix, ly: radix}, sizes)
+        if high is None or low is None:
+            continue
+        points = _factor_points(high, n_x // radix, n_y // radix) * _factor_points(
+            low, radix, radix
+        )
+        whole = ("pair", w, x, y, extent, sizes)
+        return _KronPlan((x,), (y,), n_x, n_y, radix, names, high, low, points, whole)
+    return None
+
+
+def _radices(w: Expr, names, sizes) -> list[int]:
+    """The constant divisors and moduli applied to x or y themselves (`x // c`, `x % c`),
+    ascending: the candidate radices."""
+    from .executor import _value
+
+    found = set()
+    for e in walk(w):
+        if (
+            isinstance(e, Call)
+            and e.op in (Op.FLOORDIV, Op.MOD)
+            and isinstance(e.args[0], Var)
+            and e.args[0].name in names
+            and not variables_of(e.args[1])
+        ):
+            c = float(np.asarray(_value(e.args[1], {}, sizes, {}, None)))
+            if math.isfinite(c) and c.is_integer() and c > 1:
+                found.add(int(c))
+    return sorted(found)
+
+
+def _radix_split(w: Expr, parts: dict, radix: int, sizes) -> tuple | None:
+    """(filter over the high parts, filter over the low parts) -- None for a part without
+    a condition -- when every conjunct of `w`, with `v // c` (R | c) read as vh // (c / R)
+    and `v % c` (c | R) as vl % c, depends on high or on low parts only; else None."""
+    try:
+        rewritten = _radix_rewrite(w, parts, radix, sizes)
+    except _Unsupported:
+        return None
+    high_names = {h for h, _ in parts.values()}
+    low_names = {lo for _, lo in parts.values()}
+    sides: tuple[list, list] = ([], [])
+    for c in _conjuncts(rewritten):
+        vs = set(variables_of(c))
+        if vs <= high_names:
+            sides[0].append(c)
+        elif vs <= low_names:
+            sides[1].append(c)
+        else:
+            return None
+    joined = []
+    for side in sides:
+        out = None
+        for c in side:
+            out = c if out is None else Call(Op.AND, (out, c))
+        joined.append(out)
+    return tuple(joined)
+
+
+def _radix_rewrite(expr: Expr, parts: dict, radix: int, sizes) -> Expr:
+    """`expr` over the high and low parts of the variables in `parts`; raises
+    `_Unsupported` where a variable is read otherwise."""
+    from .executor import _value
+
+    if isinstance(expr, Var) and expr.name in parts:
+        raise _Unsupported(f"{expr.name} read whole")
+    if not isinstance(expr, Call):
+        return expr
+    a = expr.args[0] if expr.args else None
+    if (
+        expr.op in (Op.FLOORDIV, Op.MOD)
+        and isinstance(a, Var)
+        and a.name in parts
+        and not variables_of(expr.args[1])
+    ):
+        c = float(np.asarray(_value(expr.args[1], {}, sizes, {}, None)))
+        if not (math.isfinite(c) and c.is_integer() and c >= 1):
+            raise _Unsupported(f"{expr} by {c}")
+        c, (high, low) = int(c), parts[a.name]
+        if expr.op is Op.FLOORDIV and c % radix == 0:
+            return Var(high) if c == radix else Call(Op.FLOORDIV, (Var(high), Const(c // radix)))
+        if expr.op is Op.MOD and radix % c == 0:
+            return Var(low) if c == radix else Call(Op.MOD, (Var(low), Const(c)))
+        raise _Unsupported(f"{expr} across the radix {radix}")
+    return Call(expr.op, tuple(_radix_rewrite(e, parts, radix, sizes) for e in expr.args))
+
+
+def _pair_plan(w: Expr | None, x: str, y: str, extent, sizes):
+    """A plan of a filter over two plain variables (the closed form, a Kronecker split or
+    the intervals, either orientation), True for no filter, or None."""
+    if w is None:
+        return True
+    groups = {x: (x,), y: (y,)}
+    plan = _affine_of(w, groups, extent, sizes)
+    if plan is None:
+        plan = _kron_of(w, x, y, extent, sizes)
+    if plan is None:
+        for a, b in ((x, y), (y, x)):
+            try:
+                return _oriented_plan(w, a, b, groups, extent, sizes)
+            except _Unsupported:
+                continue
+    return plan
+
+
+def _factor_points(plan, n_x: int, n_y: int) -> int:
+    return n_x * n_y if plan is True else plan.points
+
+
+def _aligned(t: np.ndarray, radix: int) -> np.ndarray:
+    return (t % radix == 0) | (radix % t == 0)
+
+
+def _kron_usable(plan: _KronPlan, tx, ty) -> np.ndarray:
+    """Tilings counted exactly: through the factors (`_kron_boxes`), or any where the
+    filter has an interval plan (built on the first tiling that needs it)."""
+    boxes = _kron_boxes(plan, tx, ty)
+    if boxes.all():
+        return boxes
+    return boxes | (_kron_fallback(plan) is not None)
+
+
+def _kron_boxes(plan: _KronPlan, tx, ty) -> np.ndarray:
+    """Tilings counted through the factors: boxes in the radix whose factor tilings their
+    factors count (a factor split again needs its own boxes or its interval plan)."""
+    tx, ty = np.minimum(tx, plan.extent_x), np.minimum(ty, plan.extent_y)
+    boxes = _aligned(tx, plan.radix) & _aligned(ty, plan.radix)
+    use = np.flatnonzero(boxes)
+    if use.size:
+        tiles, _ = _factor_tiles(plan, tx[use], ty[use])
+        for factor in (plan.high, plan.low):
+            if isinstance(factor, _KronPlan):
+                boxes[use] &= _kron_usable(factor, tiles[factor.x[0]], tiles[factor.y[0]])
+    return boxes
+
+
+def _factor_tiles(plan: _KronPlan, tx, ty) -> tuple[dict, dict]:
+    """({factor variable: tiles}, {factor variable: extent}) for box tilings."""
+    radix = plan.radix
+    (hx, hy), (lx, ly) = plan.names
+    tiles = {
+        hx: np.where(tx % radix == 0, tx // radix, 1),
+        lx: np.where(tx % radix == 0, radix, tx),
+        hy: np.where(ty % radix == 0, ty // radix, 1),
+        ly: np.where(ty % radix == 0, radix, ty),
+    }
+    extent = {hx: plan.extent_x // radix, hy: plan.extent_y // radix, lx: radix, ly: radix}
+    return tiles, extent
+
+
+def _kron_fallback(plan: _KronPlan):
+    """The interval plan of the whole filter (a cascade's, or a factor's), or None."""
+    if "plan" not in plan.fallback:
+        found = None
+        if plan.whole and plan.whole[0] == "cascade":
+            found = _interval_plan(*plan.whole[1:])
+        elif plan.whole:
+            w, x, y, extent, sizes = plan.whole[1:]
+            groups = {x: (x,), y: (y,)}
+            for a, b in ((x, y), (y, x)):
+                try:
+                    found = _oriented_plan(w, a, b, groups, extent, sizes)
+                    break
+                except _Unsupported:
+                    continue
+        plan.fallback["plan"] = found
+    return plan.fallback["plan"]
+
+
+def _kron_rows(plan: _KronPlan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """(non-empty tiles, full tiles, busy points) per tiling: products of the factors' for
+    box tilings, the whole filter's interval plan for the others (zeros where it has none:
+    `_kron_usable` says those are not counted here)."""
+    tx, ty = np.minimum(tx, plan.extent_x), np.minimum(ty, plan.extent_y)
+    out = np.zeros((len(tx), 3), dtype=np.int64)
+    boxes = _kron_boxes(plan, tx, ty)
+    use = np.flatnonzero(boxes)
+    if use.size:
+        tiles, extent = _factor_tiles(plan, tx[use], ty[use])
+        high = _factor_rows(plan.high, plan.names[0], tiles, extent)
+        out[use] = high * _factor_rows(plan.low, plan.names[1], tiles, extent)
+    rest = np.flatnonzero(~boxes)
+    if rest.size:
+        flat = _kron_fallback(plan)
+        if flat is not None:
+            a, b = (tx[rest], ty[rest]) if flat.x == plan.x else (ty[rest], tx[rest])
+            out[rest] = _plan_rows(flat, a, b)
+    return out
+
+
+def _factor_rows(factor, names, tiles: dict, extent: dict) -> np.ndarray:
+    if factor is True:
+        x, y = names
+        count = -(-extent[x] // tiles[x]) * -(-extent[y] // tiles[y])
+        return np.stack([count, count, np.full(len(count), extent[x] * extent[y])], axis=1)
+    return _plan_rows(factor, tiles[factor.x[0]], tiles[factor.y[0]])
 
 
 # ------------------------------------------------------ head classes

@@ -408,6 +408,8 @@ def _with_intervals(monkeypatch):
     monkeypatch.setattr(occ, "INTERVAL_POINTS", 0)
     monkeypatch.setattr(occ, "PLAN_ROWS", 5)  # plans built in blocks of rows (odd, partial)
     occ._interval_plan_cached.cache_clear()
+    occ._kron_plan_cached.cache_clear()
+    occ._union_plan_cached.cache_clear()
     occ._head_plan_cached.cache_clear()
     occ._PLAN_ROWS.clear()
     return occ
@@ -459,30 +461,44 @@ def test_interval_counts_of_user_masks_match_brute_force(mask, m, p, m0, w, tile
 
 
 @pytest.mark.parametrize(
-    ("name", "params", "shape"),
+    ("name", "params", "shape", "method"),
     [
-        ("sinks_window", {"S": 3, "W": 5, "M0": 4}, {"M": 37, "P": 37}),
-        ("neighborhood_2d", {"X": 6, "Y": 6, "KW": 3, "M0": 4}, {"M": 36, "P": 36}),
-        ("neighborhood_2d", {"X": 6, "Y": 8, "KW": 3, "DIL": 2, "M0": 3}, {"M": 48, "P": 48}),
+        ("sinks_window", {"S": 3, "W": 5, "M0": 4}, {"M": 37, "P": 37}, "union"),
+        ("neighborhood_2d", {"X": 6, "Y": 6, "KW": 3, "M0": 4}, {"M": 36, "P": 36}, "kronecker"),
+        (
+            "neighborhood_2d",
+            {"X": 6, "Y": 8, "KW": 3, "DIL": 2, "M0": 3},
+            {"M": 48, "P": 48},
+            "kronecker",
+        ),
+        (
+            "neighborhood_2d",  # M is no multiple of Y: no radix splits it
+            {"X": 6, "Y": 6, "KW": 3, "M0": 4},
+            {"M": 35, "P": 35},
+            "intervals",
+        ),
         (
             "neighborhood_3d",
             {"T": 3, "X": 4, "Y": 4, "KW": 3, "KT": 2, "M0": 4},
             {"M": 48, "P": 48},
+            "kronecker",
         ),
-        ("power_attention", {"W": 2, "BS": 2, "M0": 4}, {"M": 40, "P": 40}),
-        ("linear", {"M0": 4}, {"M": 30, "P": 30}),
+        ("power_attention", {"W": 2, "BS": 2, "M0": 4}, {"M": 40, "P": 40}, "intervals"),
+        ("linear", {"M0": 4}, {"M": 30, "P": 30}, "intervals"),
     ],
 )
-def test_non_affine_masks_take_the_interval_plan(monkeypatch, name, params, shape):
+def test_non_affine_masks_take_a_structural_plan(monkeypatch, name, params, shape, method):
     """The masks the closed form does not cover are planned from their structure (not
-    their name) and their counts equal brute force."""
+    their name): a union of affine staircases (sinks + window), the Kronecker split where
+    a radix splits them (NATTEN's grid rows), else the intervals; their counts equal brute
+    force."""
     _with_intervals(monkeypatch)
     cascade = attention(name, **params)
     sizes = resolve_shape(cascade, {"E": 2, "F": 2, **shape})
     filtered = [e for e in cascade.einsums if e.where is not None]
     key = "M1" if any("m1" in e.iter_vars for e in filtered) else "M"
     got = occupancy(cascade, sizes, {"P": 3}, [e.output for e in filtered])
-    assert {o.method for o in got.values()} == {"intervals"}
+    assert {o.method for o in got.values()} == {method}
     tilings = [{"P": 3}, {"P": 5, key: 2}, {"P": 1, key: 1}, {}]
     _check(cascade, sizes, tilings, [e.output for e in filtered])
 
