@@ -122,10 +122,27 @@ def _index_of(index, values: np.ndarray, sizes) -> np.ndarray:
     return _INDEX_OPS[index.op](left, right)
 
 
-def _group_visits(groups_of: np.ndarray, per_iteration, iterations) -> tuple:
+class _HeadGroups:
+    """Each head's group (`groups[h]`, an int64 array), hashed by identity: one object per
+    (cascade, kernel, sizes) (`_coarse_of`), so the cache of `_block_groups` never hashes
+    the heads (64K of them where a rank is read through P, as razor_attention's P-W+1)."""
+
+    __slots__ = ("changes", "groups")
+
+    def __init__(self, groups: np.ndarray):
+        self.groups = groups
+        steps = np.diff(groups)
+        #: where the groups are monotone (h // (H // G), p - W + 1): changes[h] counts the
+        #: heads 1..h whose group differs from the previous head's; else None
+        self.changes = None
+        if bool((steps >= 0).all()) or bool((steps <= 0).all()):
+            self.changes = np.concatenate([[0], np.cumsum(steps != 0)])
+
+
+def _group_visits(groups_of: _HeadGroups, per_iteration, iterations) -> tuple:
     """(sum, max) over the iterations of a loop of the distinct groups its block of
-    `per_iteration` consecutive heads reads: `groups_of[h]` is head h's group. Exact for
-    any head/group ratio and partial blocks; arrays over a batch of mappings allowed."""
+    `per_iteration` consecutive heads reads: `groups_of.groups[h]` is head h's group. Exact
+    for any head/group ratio and partial blocks; arrays over a batch of mappings allowed."""
     per, its = np.broadcast_arrays(
         np.asarray(per_iteration, np.int64), np.asarray(iterations, np.int64)
     )
@@ -133,9 +150,8 @@ def _group_visits(groups_of: np.ndarray, per_iteration, iterations) -> tuple:
         np.stack([per.ravel(), its.ravel()], axis=1), axis=0, return_inverse=True
     )
     total, most = np.zeros(len(pairs)), np.zeros(len(pairs))
-    groups = tuple(groups_of.tolist())
     for row, (t, f) in enumerate(pairs.tolist()):  # one per distinct tiling of the batch
-        total[row], most[row] = _block_groups(groups, t, f)
+        total[row], most[row] = _block_groups(groups_of, t, f)
     inverse = inverse.ravel()
     if per.ndim:
         return total[inverse].reshape(per.shape), most[inverse].reshape(per.shape)
@@ -143,18 +159,26 @@ def _group_visits(groups_of: np.ndarray, per_iteration, iterations) -> tuple:
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _block_groups(groups: tuple[int, ...], t: int, f: int) -> tuple[int, int]:
+def _block_groups(groups_of: _HeadGroups, t: int, f: int) -> tuple[int, int]:
     """(sum, max) over blocks i < f of the distinct groups among heads i*t .. i*t+t-1
-    (`groups[h]`: head h's group; heads past the last are none): the distinct
+    (`groups_of.groups[h]`: head h's group; heads past the last are none): the distinct
     (block, group) pairs, counted per block. A search meets the same (t, f) in every batch.
 
     Example:
-        >>> _block_groups((0, 0, 1, 1, 2, 2), 3, 2)  # heads 0-2 read groups 0, 1; 3-5: 1, 2
+        >>> heads = _HeadGroups(np.array([0, 0, 1, 1, 2, 2]))
+        >>> _block_groups(heads, 3, 2)  # heads 0-2 read groups 0, 1; 3-5: 1, 2
         (4, 2)
     """
+    groups = groups_of.groups
     heads = np.asarray(groups[: max(0, min(len(groups), t * f))], np.int64)
     if not heads.size:
         return 0, 0
+    if groups_of.changes is not None:
+        # monotone groups: a block's distinct groups are 1 + the changes inside it
+        starts = np.arange(0, heads.size, t)
+        ends = np.minimum(starts + t, heads.size)
+        counts = 1 + groups_of.changes[ends - 1] - groups_of.changes[starts]
+        return int(counts.sum()), int(counts.max())
     block = np.arange(heads.size, dtype=np.int64) // t
     pairs = np.unique(block * (int(heads.max() - heads.min()) + 1) + (heads - heads.min()))
     per_block = np.bincount(pairs // (int(heads.max() - heads.min()) + 1))
@@ -185,54 +209,81 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
     return counts, _per_point_ops(einsum, whole)  # the op mix of einsum_op_counts
 
 
-#: Shares of non-empty tiles per (cascade, Einsum kind, sizes, fixed extents, varying
-#: ranks): (sorted codes of the tilings seen, their shares). A search meets the same
-#: tilings in many batches, and a mask without a closed form (NATTEN) costs a pass over
-#: its iteration space per tiling. The kind is (filter token, iterated ranks): Einsums
+#: Shares of non-empty tiles per (cascade, Einsum kind, sizes token, fixed extents, varying
+#: ranks): (sorted codes of the tilings seen, their shares), each ended by a sentinel code
+#: above every code (share NaN), so a look-up needs no bounds check. A search meets the
+#: same tilings in many batches, and a mask without a closed form (NATTEN) costs a pass
+#: over its iteration space per tiling. The kind is (filter token, iterated ranks): Einsums
 #: with one filter over one iteration space (QK[m1,m0,p], LM[m1,p,m0]) have one share.
 _SHARES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _SHARES_MAX = 1 << 22  # tilings remembered before the table starts afresh
 _SHARES_HELD = [0]  # tilings in the table
-_NONE_SEEN = (np.zeros(0, np.int64), np.zeros(0))
+_SENTINEL = np.iinfo(np.int64).max  # above every code (`_tiling_codes`: below 2^62)
+_NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]))
+
+
+def _tiling_codes(columns: list, limits: list[int], n: int) -> np.ndarray | None:
+    """Each row's tiling as one integer, mixed radix over the ranks (column k in
+    0..limits[k]): the key of `_tile_shares`; None where the radix outgrows int64. No
+    column: one row, code 0."""
+    if math.prod(limit + 1 for limit in limits) >= 1 << 62:
+        return None
+    if not columns:
+        return np.zeros(1, np.int64)
+    code = np.asarray(columns[0], np.int64)
+    for limit, column in zip(limits[1:], columns[1:], strict=True):
+        code = code * (limit + 1) + column
+    return code if code.shape == (n,) else np.broadcast_to(code, (n,))
 
 
 def _tile_shares(
-    cascade: Cascade, name: str, kind: tuple, sizes: tuple, fixed: dict, varying: dict
+    cascade: Cascade,
+    name: str,
+    kind: tuple,
+    sizes: tuple,
+    fixed: dict,
+    varying: dict,
+    code: np.ndarray | None,
+    token: int,
 ):
-    """(tiles - empty) / tiles of Einsum `name` (of `kind`, see `_SHARES`) for each tiling
-    (the fixed extents and one row of the varying columns, distinct rows): one `occupancy`
-    call for the tilings not seen before; a tiling is coded as one integer (mixed radix over
-    the rank sizes)."""
-    key = (cascade, kind, sizes, tuple(sorted(fixed.items())), tuple(varying))
-    columns = list(varying.values())
-    rows = len(columns[0]) if columns else 1
-    extents = dict(sizes)
-    radix = [int(extents[rank]) + 1 for rank in varying]
-    if math.prod(radix) >= 1 << 62:  # no single-integer code: ask occupancy directly
-        found = occupancy(cascade, extents, fixed | varying, [name])[name]
+    """(tiles - empty) / tiles of Einsum `name` (of `kind`, see `_SHARES`) for each row of
+    the varying columns (with the fixed extents; `code`: the rows' `_tiling_codes`; `token`:
+    the sizes' `_SIZES_TOKENS` entry): one `occupancy` call for the distinct tilings not
+    seen before, in code order."""
+    if code is None:  # no single-integer code: ask occupancy for the distinct rows
+        extents = dict(sizes)
+        limits = [int(extents[rank]) for rank in varying]
+        columns, inverse = _distinct_rows(list(varying.values()), limits)
+        tile = fixed | dict(zip(varying, columns, strict=True))
+        found = occupancy(cascade, extents, tile, [name])[name]
         tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
-        return (tiles - np.asarray(found.empty).reshape(-1)) / tiles
-    code = np.asarray(columns[0], np.int64) if columns else np.zeros(1, np.int64)
-    for base, column in zip(radix[1:], columns[1:], strict=True):
-        code = code * base + column
+        return ((tiles - np.asarray(found.empty).reshape(-1)) / tiles)[inverse]
+    key = (cascade, kind, token, tuple(sorted(fixed.items())), tuple(varying))
     if _SHARES_HELD[0] > _SHARES_MAX:
         _SHARES.clear()
         _SHARES_HELD[0] = 0
     codes, shares = _SHARES.get(key) or _NONE_SEEN
-    at = np.minimum(np.searchsorted(codes, code), max(len(codes) - 1, 0))
-    missing = ~(codes[at] == code) if len(codes) else np.ones(rows, dtype=bool)
-    if missing.any():
-        tile = fixed | {rank: column[missing] for rank, column in varying.items()}
-        found = occupancy(cascade, extents, tile, [name])[name]
-        tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
-        new = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
-        codes, shares = np.concatenate([codes, code[missing]]), np.concatenate([shares, new])
-        order = np.argsort(codes, kind="stable")
-        codes, shares = codes[order], shares[order]
-        _SHARES[key] = (codes, shares)
-        _SHARES_HELD[0] += int(missing.sum())
-        at = np.searchsorted(codes, code)
-    return shares[at]
+    at = codes.searchsorted(code)  # the sentinel last: every code lands in the table
+    seen = codes[at] == code
+    if seen.all():
+        return shares[at]
+    new_codes, extents = np.unique(code[~seen]), dict(sizes)
+    tile, rest = dict(fixed), new_codes
+    for rank in reversed(varying):  # decode the mixed radix, last rank first
+        base = int(extents[rank]) + 1
+        tile[rank], rest = rest % base, rest // base
+    tile = fixed | {rank: tile[rank] for rank in varying}  # the ranks in `varying`'s order
+    found = occupancy(cascade, extents, tile, [name])[name]
+    tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
+    new = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
+    codes = np.concatenate([codes[:-1], new_codes])
+    shares = np.concatenate([shares[:-1], new])
+    order = np.argsort(codes, kind="stable")
+    codes = np.append(codes[order], _SENTINEL)
+    shares = np.append(shares[order], np.nan)
+    _SHARES[key] = (codes, shares)
+    _SHARES_HELD[0] += len(new_codes)
+    return shares[codes.searchsorted(code)]
 
 
 def _most(shares: list) -> np.ndarray | float:
@@ -352,12 +403,13 @@ def _coarse_of(cascade: Cascade, einsums: tuple[str, ...], sizes: tuple) -> tupl
     computing = _members(cascade, einsums).computing_ranks
     extents = dict(sizes)
     coarse: dict[str, str] = {}
-    groups_of: dict[str, np.ndarray] = {}
+    groups_of: dict[str, _HeadGroups] = {}
     for rank, (source, index) in _coarse_ranks(cascade).items():
         if source in extents and rank not in computing:
             coarse[rank] = source
             heads = np.arange(int(extents[source]))
-            groups_of[rank] = np.broadcast_to(_index_of(index, heads, extents), heads.shape)
+            at = np.broadcast_to(_index_of(index, heads, extents), heads.shape)
+            groups_of[rank] = _HeadGroups(np.asarray(at, np.int64))
     return coarse, groups_of
 
 
@@ -479,6 +531,28 @@ def _reads(cascade: Cascade, einsums: tuple[str, ...], tensor: str) -> _Reads:
     return _Reads(here, tuple(readers), terminal, fetched)
 
 
+@dataclass(frozen=True, slots=True)
+class _EinsumPlan:
+    """`_KernelModel.einsum_cycles`' view of one Einsum apart from the tiling: the Einsum,
+    its unit (name and object), its `_Work` (None: no operations), the key of its lanes
+    (unit, unrolled ranks, partitions it iterates: `_KernelModel._lanes`) and whether
+    systolic fill and drain are charged (`_KernelModel._fill_drain_cycles`)."""
+
+    einsum: object
+    unit_name: str | None
+    unit: ComputeUnit | None
+    work: _Work | None
+    lanes_key: tuple
+    fill_drain: bool
+
+
+#: {Einsum: `_EinsumPlan`} by (architecture, cascade, the kernel's Einsums, binding, spatial
+#: ranks, chained ops, sizes token, options): a search costs the same kernel structure in
+#: many batches and templates. The architecture is keyed by identity (held in the value):
+#: one object in a search, a new one per batch where the batch sets its numbers.
+_EINSUM_PLANS: dict[tuple, tuple[Architecture, dict]] = {}
+
+
 class _KernelModel:
     """One kernel's costs over a batch; a helper of `evaluate_batch`, not public.
 
@@ -498,6 +572,10 @@ class _KernelModel:
         self._shares: dict[tuple, np.ndarray | float] = {}
         self._rows_memo: dict[tuple, tuple] = {}
         self._elements_memo: dict[str, int] = {}
+        self._refetch_memo: dict[tuple, np.ndarray | float] = {}
+        self._product_memo: dict[tuple, np.ndarray | float] = {}
+        self._cut_memo: dict[int, frozenset] = {}
+        self._fetched_memo: dict[tuple, np.ndarray | float] = {}
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
         self._sizes_key = tuple(sizes.items())
         self._sizes_token = _SIZES_TOKENS.get(self._sizes_key)
@@ -522,6 +600,14 @@ class _KernelModel:
                 raise MappingError(f"{where}loops[{i}]: unknown rank {loop.rank!r}")
         self.spatial = self._spatial_factors(params)
         self.loop_factors = self._loop_factors(params)
+        key = (id(arch), cascade, kernel.einsums, kernel.binding, kernel.spatial,
+               kernel.chained_ops, self._sizes_token, options)  # fmt: skip
+        held = _EINSUM_PLANS.get(key)
+        if held is None or held[0] is not arch:
+            if len(_EINSUM_PLANS) >= 1 << 12:
+                _EINSUM_PLANS.clear()
+            held = _EINSUM_PLANS[key] = (arch, {})
+        self._einsum_plans: dict[str, _EinsumPlan] = held[1]
 
     # -- factors ----------------------------------------------------------------------
     def _spatial_factors(self, params) -> dict[str, np.ndarray | int]:
@@ -714,8 +800,43 @@ class _KernelModel:
         (`share`: 1 unless the mapping skips empty tiles); a partial tile costs a whole
         one. `ops` and the useful cycles count the points the masks keep.
         """
-        einsum = self.cascade.einsum(name)
         share = self.share(len(self.arch.levels), name)
+        plan = self._einsum_plans.get(name) or self._einsum_plan(name)
+        work = plan.work
+        if work is None:
+            return {
+                "einsum": name,
+                "unit": plan.unit_name or "",
+                "ops": 0,
+                "cycles": 0.0,
+                "energy_pj": 0.0,
+                "useful_cycles": 0.0,
+                "lowered": "",
+            }
+        energy = self.batch * work.energy_pj
+        lanes = self._lanes_memo.get(plan.lanes_key)
+        per_lane, useful_fraction = lanes or self._lanes(plan.unit, plan.einsum)
+        # scalars first: each product with a batch array is a pass over n rows
+        busy = work.dense_cycles * self.batch * share * per_lane
+        kept = busy if work.kept_cycles is None else work.kept_cycles * self.batch * per_lane
+        fill_drain = self._fill_drain_cycles(plan.unit, plan.einsum) if plan.fill_drain else 0.0
+        return {
+            "einsum": name,
+            "unit": plan.unit_name,
+            "ops": work.ops * self.batch,
+            "cycles": busy + fill_drain * share if plan.fill_drain and _any(fill_drain) else busy,
+            # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
+            "useful_cycles": kept * useful_fraction,
+            # Share of the unit's PEs doing useful work while the Einsum runs.
+            "energy_pj": energy * share,
+            # Operators the unit lacks, run lowered (simulator/lowering.py).
+            "lowered": work.lowered,
+        }
+
+    def _einsum_plan(self, name: str) -> _EinsumPlan:
+        """What `einsum_cycles` of `name` needs apart from the tiling (`_EinsumPlan`), kept
+        in the plans this kernel's structure shares across batches (`_EINSUM_PLANS`)."""
+        einsum = self.cascade.einsum(name)
         unit_name = self._units.get(name)
         chained, drop = self.kernel.chained_ops, self.options.drop_exp_energy
         key = (self.cascade, name, self._sizes_token, unit_name, chained, drop)
@@ -724,15 +845,9 @@ class _KernelModel:
             ops = _IDLE
             _WORK[key] = (_IDLE, None)
         if ops is _IDLE:
-            return {
-                "einsum": name,
-                "unit": unit_name or "",
-                "ops": 0,
-                "cycles": 0.0,
-                "energy_pj": 0.0,
-                "useful_cycles": 0.0,
-                "lowered": "",
-            }
+            plan = _EinsumPlan(einsum, unit_name, None, None, (), False)
+            self._einsum_plans[name] = plan
+            return plan
         if unit_name is None:
             raise MappingError(f"{self.where}einsum {name} has operations but no binding")
         unit = self.arch.unit(unit_name, self.where)
@@ -743,24 +858,16 @@ class _KernelModel:
             if len(_WORK) >= 1 << 14:
                 _WORK.clear()
             _WORK[key] = (unit.ops, work)
-        energy = self.batch * work.energy_pj
-        per_lane, useful_fraction = self._lanes(unit, einsum)
-        # scalars first: each product with a batch array is a pass over n rows
-        busy = work.dense_cycles * self.batch * share * per_lane
-        kept = busy if work.kept_cycles is None else work.kept_cycles * self.batch * per_lane
-        fill_drain = self._fill_drain_cycles(unit, einsum)
-        return {
-            "einsum": name,
-            "unit": unit_name,
-            "ops": work.ops * self.batch,
-            "cycles": busy + fill_drain * share if _any(fill_drain) else busy,
-            # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
-            "useful_cycles": kept * useful_fraction,
-            # Share of the unit's PEs doing useful work while the Einsum runs.
-            "energy_pj": energy * share,
-            # Operators the unit lacks, run lowered (simulator/lowering.py).
-            "lowered": work.lowered,
-        }
+        iterated = self.members.ranks[name]
+        ranks = tuple(self._spatial_ranks(unit, einsum))
+        parts = tuple(p for p in self.cascade.partitions if {p.upper, p.lower} <= iterated)
+        enabled = self.options.fill_drain
+        if enabled is None:
+            enabled = unit.fill_drain
+        fill_drain = bool(enabled) and len(unit.dims) == 2
+        plan = _EinsumPlan(einsum, unit_name, unit, work, (unit.name, ranks, parts), fill_drain)
+        self._einsum_plans[name] = plan
+        return plan
 
     def _spatial_ranks(self, unit: ComputeUnit, einsum) -> list[str]:
         """The ranks of `einsum` unrolled on `unit`, in the unit's dimension order."""
@@ -769,7 +876,8 @@ class _KernelModel:
 
     def _lanes(self, unit: ComputeUnit, einsum):
         """(cycles per lane-op = padding / lanes used, share of the unit's PEs doing useful
-        work = lanes used / lanes / padding), shared by Einsums with the same unrolled ranks."""
+        work = lanes used / lanes / padding), shared by Einsums with the same unrolled ranks
+        (the key of `_EinsumPlan.lanes_key`)."""
         iterated = self.members.ranks[einsum.output]
         ranks = tuple(self._spatial_ranks(unit, einsum))
         parts = tuple(p for p in self.cascade.partitions if {p.upper, p.lower} <= iterated)
@@ -825,8 +933,9 @@ class _KernelModel:
         Example: FuseMax's mapping at P=M=16384 (spatial P=256, M0=256, GB.P=16, GB.M1=16)
         has the array tile {P: 256, M1: 1} and the buffer tile {P: 4096, M1: 16}.
         """
-        if level_index in self._tile_memo:
-            return self._tile_memo[level_index]
+        tile = self._tile_memo.get(level_index)
+        if tile is not None:
+            return tile
         tile = {}
         for rank in self.members.all_ranks:
             extent = self._extent_below(rank, level_index, self.loop_factors, self.spatial)
@@ -853,7 +962,9 @@ class _KernelModel:
         key = (level_index, name, within)
         found = self._shares.get(key)
         if found is None:
-            cut = frozenset(self.tile_extents(level_index))
+            cut = self._cut_memo.get(level_index)
+            if cut is None:
+                cut = self._cut_memo[level_index] = frozenset(self.tile_extents(level_index))
             plan = (level_index, self.members.share_plan(name, within, cut))
             found = self._shares.get(plan)  # Einsums of one plan share one array
             if found is None:
@@ -864,24 +975,25 @@ class _KernelModel:
 
     def _filtered_share(self, level_index: int, name: str, ranks: frozenset):
         """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
-        `_tile_shares` of the distinct tilings of the batch (`_distinct_rows`)."""
+        `_tile_shares` of the rows' tilings (`_tiling_codes`, shared by the filters)."""
         key = (level_index, self.members.tokens[name], ranks)  # one filter, one set of tiles
-        if key not in self._share_memo:
+        found = self._share_memo.get(key)
+        if found is None:
             tile = {r: v for r, v in self.tile_extents(level_index).items() if r in ranks}
             fixed = {r: int(v) for r, v in tile.items() if not np.ndim(v)}
-            varying = [r for r in tile if r not in fixed]
+            varying = {r: v for r, v in tile.items() if r not in fixed}
             rows_key = (level_index, tuple(varying))
             if rows_key not in self._rows_memo:
-                self._rows_memo[rows_key] = _distinct_rows(
-                    [np.broadcast_to(np.asarray(tile[r], np.int64), (self.n,)) for r in varying],
-                    [int(self.sizes[r]) for r in varying],
-                )
-            columns, inverse = self._rows_memo[rows_key]
-            by_rank = dict(zip(varying, columns, strict=True))
+                limits = [int(self.sizes[r]) for r in varying]
+                self._rows_memo[rows_key] = _tiling_codes(list(varying.values()), limits, self.n)
+            code = self._rows_memo[rows_key]
             kind = self.members.kinds[name]
-            share = _tile_shares(self.cascade, name, kind, self._sizes_key, fixed, by_rank)
-            self._share_memo[key] = share[inverse] if varying else float(share[0])
-        return self._share_memo[key]
+            share = _tile_shares(
+                self.cascade, name, kind, self._sizes_key, fixed, varying, code,
+                self._sizes_token,
+            )  # fmt: skip
+            found = self._share_memo[key] = share if varying else float(share[0])
+        return found
 
     def _fetched_share(self, ranks: tuple[str, ...], kept_or_output: bool):
         """Share of a tensor's off-chip fetches that a non-empty tile needs: the tensor is
@@ -889,8 +1001,12 @@ class _KernelModel:
         fetch is skipped where no filtered Einsum keeps a point in that tile."""
         if not self.skip_empty_tiles:
             return 1.0
-        need = _fetch_need(self.cascade, self._loop_sig, self.offchip, ranks, kept_or_output)
-        return self.share(1, within=need)
+        key = (ranks, kept_or_output)
+        found = self._fetched_memo.get(key)
+        if found is None:
+            need = _fetch_need(self.cascade, self._loop_sig, self.offchip, ranks, kept_or_output)
+            found = self._fetched_memo[key] = self.share(1, within=need)
+        return found
 
     # -- memory -----------------------------------------------------------------------
     def _elements(self, tensor: str) -> int:
@@ -979,6 +1095,25 @@ class _KernelModel:
         relevant loop with the tensor kept, consecutive heads of a group reuse the kept
         tile: factor 1 (each group's K/V once per pass over the other loops).
         """
+        key = (ranks, kept_or_output, offchip_only)
+        found = self._refetch_memo.get(key)
+        if found is None:  # a pure function of the model: tensors of the same ranks share it
+            found = self._refetch_memo[key] = self._refetch_factor(*key)
+        return found
+
+    def _loop_product(self, loops: tuple[int, ...]):
+        """1.0 x the factors of `loops` in order (left to right), sharing prefixes: the
+        tensors of a kernel are re-fetched by a few nested sets of loops."""
+        found = self._product_memo.get(loops)
+        if found is None:
+            found = (
+                1.0 if not loops else self._loop_product(loops[:-1]) * self.loop_factors[loops[-1]]
+            )
+            self._product_memo[loops] = found
+        return found
+
+    def _refetch_factor(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only):
+        """`_refetch`, computed."""
         multiply, walked = _reuse_plan(
             self.cascade,
             self._loop_sig,
@@ -988,9 +1123,7 @@ class _KernelModel:
             offchip_only,
             self._coarse_key,
         )
-        factor = 1.0
-        for i in multiply:
-            factor = factor * self.loop_factors[i]
+        factor = self._loop_product(multiply)
         if walked:
             coarse = {self.coarse[r]: r for r in ranks if r in self.coarse}
             for rank, loops, others in walked:
@@ -1127,8 +1260,12 @@ def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]
             raise MappingError(f"params[{key!r}]: expected a 1-D array of positive numbers")
         real = key.startswith("arch.levels.")  # capacities and bandwidths need not be integers
         kept = array.astype(np.float64) if real else array.astype(np.int64)
-        bad = np.flatnonzero((kept != array) | ~(kept > 0))
-        if bad.size:
+        if array.dtype == kept.dtype:  # a copy: every entry equal, only the sign to check
+            ok = bool((kept > 0).all())
+        else:
+            ok = bool(((kept == array) & (kept > 0)).all())
+        bad = () if ok else np.flatnonzero((kept != array) | ~(kept > 0))
+        if len(bad):
             kind = "a positive number" if real else "a positive integer"
             raise MappingError(
                 f"params[{key!r}]: entry {bad[0]} is {array[bad[0]].item()!r}, expected {kind}"
@@ -1326,8 +1463,22 @@ def evaluate_batch(
         einsums=tuple(einsum_rows),
         kernels=tuple(kernel_rows),
         problems=tuple(problems),
-        area_by_component_mm2={k: shaped(v) for k, v in area_by_component_mm2(arch).items()},
+        area_by_component_mm2={k: shaped(v) for k, v in _area_of(arch).items()},
     )
+
+
+#: `area_by_component_mm2` of the last architectures costed, by identity (held in the value).
+_AREAS: dict[int, tuple[Architecture, dict]] = {}
+
+
+def _area_of(arch: Architecture) -> dict:
+    """`area_by_component_mm2(arch)`, once per architecture object (one in a search)."""
+    held = _AREAS.get(id(arch))
+    if held is None or held[0] is not arch:
+        if len(_AREAS) >= 64:
+            _AREAS.clear()
+        held = _AREAS[id(arch)] = (arch, area_by_component_mm2(arch))
+    return held[1]
 
 
 def _shaped(value, n: int) -> np.ndarray:
