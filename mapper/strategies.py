@@ -23,6 +23,9 @@ SAMPLE = 2048  # rows costed per visit of a template by greedy and anneal
 EXHAUSTIVE_CHUNK = 1 << 18
 BLOCK = 256  # rows per template draw of the random strategy
 REFINED = 8  # templates whose factors greedy refines
+LOCAL_ORDERS = 48  # order moves greedy makes all of; past it, the orders one edit away
+POLISH_TOP = 8  # templates of each fusion move greedy refines before it compares them ...
+POLISH = 6  # ... by at most this many rounds of coordinate descent on their factors
 REFINED_FUSIONS = 4  # ... and fusion groupings whose best template it refines
 
 
@@ -104,6 +107,7 @@ class _Moves:
         self._codes: dict[int, np.ndarray] = {}  # per grouping (its first template): codes
         self._near: dict[str, list[int]] = {}
         self._memo: dict[tuple[int, str], list[int]] = {}
+        self._names: dict[str, list[str]] = {d: [] for d in self.dims}  # code -> label
 
     def codes(self, t: int) -> tuple[range, np.ndarray]:
         """The templates of t's grouping and their labels as integer codes (one column per
@@ -144,6 +148,27 @@ class _Moves:
                 self._memo[key] = sorted(found)
         return self._memo[key]
 
+    def local(self, t: int, d: str) -> list[int]:
+        """The moves greedy makes: `moves(t, d)`, except along the off-chip order, where
+        only the orders one edit from t's (`_order_edit`: the same tiled ranks in another
+        order, or one rank more or fewer with the others in the same order), so that a round
+        costs tens of orders, not every order of every subset of the ranks (hyper_attention
+        at 1K: 29 of 1,406; flexprefill: 32 of 11,419). Greedy repeats rounds while one
+        helps, so an order several edits away is reached edit by edit."""
+        every = self.moves(t, d)
+        if d != "order" or len(every) <= LOCAL_ORDERS:
+            return every
+        mine = self.labels(t).get("order", "")
+        return [u for u in every if _order_edit(mine, self._label(u, "order"))]
+
+    def _label(self, u: int, d: str) -> str:
+        """Template u's label along d, read from its grouping's codes."""
+        block, codes = self.codes(u)
+        j = self.dims.index(d)
+        if len(self._names[d]) != len(self._values[j]):
+            self._names[d] = list(self._values[j])
+        return self._names[d][codes[u - block.start, j]]
+
     def near(self, fusion: str) -> list[int]:
         """The first template of every grouping one cut away from `fusion`."""
         if fusion not in self._near:
@@ -165,6 +190,22 @@ def _cuts(fusion: str) -> frozenset[str] | None:
     return frozenset(
         group.split("-")[0] for group in fusion.removeprefix("partial:").split("|")[1:]
     )
+
+
+def _order_edit(a: str, b: str) -> bool:
+    """Loop orders one edit apart (labels `E,F,M1,P`): the same ranks in any order, or one
+    rank more or fewer with the shared ranks in the same order (the same order included).
+
+    Example:
+        >>> _order_edit("E,F,M1,P", "F,M1,P"), _order_edit("E,F,M1,P", "M1,P")
+        (True, False)
+    """
+    x, y = a.split(","), b.split(",")
+    if set(x) == set(y):
+        return True
+    if len(set(x) ^ set(y)) != 1:
+        return False
+    return [r for r in x if r in y] == [r for r in y if r in x]
 
 
 def _one_cut_apart(a: frozenset, b: frozenset) -> bool:
@@ -202,13 +243,15 @@ class _Visits:
                 self.best[t] = (float(values[i]), int(rows[i]))
         return self.best.get(t, (np.inf, 0))[0]
 
-    def refine(self, t: int) -> None:
+    def refine(self, t: int, rounds: int | None = None) -> None:
         """Coordinate descent on the free factors from the template's best row: each round
-        costs every single-factor change at once and moves to the best."""
+        costs every single-factor change at once and moves to the best (at most `rounds`
+        rounds; None: until no change helps)."""
         if t not in self.best:
             return
         template = self.space.templates[t]
-        while self.run.remaining > 0:
+        while self.run.remaining > 0 and (rounds is None or rounds > 0):
+            rounds = None if rounds is None else rounds - 1
             value, row = self.best[t]
             base = template.indices(np.array([row]))[0]
             trials = []
@@ -231,35 +274,71 @@ class _Visits:
 @STRATEGIES.register("greedy", summary="coordinate descent over structure, then over factors")
 def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     """Start from the template whose compute structure the scheduler ranked first; change
-    one structural choice at a time (fusion, compute structure, loop orders, keep), each
-    template judged by the best of a sample of its grid; move to the best; stop when no
-    single change helps; then refine the factors of the best template by coordinate descent.
+    one structural choice at a time, each template judged by the best of a sample of its
+    grid, and move to the best: the choices within the current fusion grouping (compute
+    structure, loop orders, keep) until none helps, then the groupings around it
+    (`_Moves`); stop when no grouping helps; then refine the factors of the best templates
+    by coordinate descent.
 
     A template is sampled once (a revisit reuses its best: the refinement, not resampling,
     improves factors). A change of compute structure visits one template per structure:
     the one with the current loop orders where it has them (its own orders are the next
-    moves), not every order of every structure."""
+    moves), not every order of every structure. A change of off-chip order visits the
+    orders one edit away where there are more than `LOCAL_ORDERS` (`_Moves.local`); the
+    descent within the grouping reaches the others edit by edit. After a fusion move's
+    sample, the `POLISH_TOP` best templates of several kernels are refined by up to
+    `POLISH` rounds before the groupings are compared: a sample of a partial grouping's
+    grid (the tiles of several kernels) is far from its best (linear attention at 16K:
+    2.0 s sampled, 0.08 s refined), and without it greedy settles on the grouping whose
+    sample happened to be best."""
     moves = _Moves(space)
     dims = moves.dims
     visits = _Visits(space, run, rng, budget, resample=False)
     current = 0
     visits.visit(current)
+    polished: set[int] = set()
+
+    def judge(found: list[int], fusion: bool) -> None:
+        """Sample `found`; of a fusion move, refine the best samples of several kernels a
+        little (`POLISH_TOP`, `POLISH`) before they are compared."""
+        for t in found:
+            if run.remaining <= 0:
+                break
+            visits.visit(t)
+        if fusion:
+            sampled = sorted(
+                (visits.best[t][0], t) for t in found
+                if t in visits.best and t not in polished and np.isfinite(visits.best[t][0])
+                and len(space.templates[t].mapping.kernels) > 1
+            )  # fmt: skip
+            for _, t in sampled[:POLISH_TOP]:
+                visits.refine(t, POLISH)
+                polished.add(t)
+
+    def step(d: str) -> bool:
+        """Judge the moves along d from the current template; move to the best if better."""
+        nonlocal current
+        found = moves.local(current, d)
+        if d == "compute":
+            found = _one_per_structure(moves.labels, current, found)
+        judge(found, d == "fusion")
+        best = min(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[0]
+        if best != current and visits.best[best][0] < visits.best[current][0]:
+            current = best
+            return True
+        return False
+
+    within = [d for d in dims if d != "fusion"]
     improved = True
     while improved and run.remaining > 0:
-        improved = False
         # nothing valid yet (a fused working set over the buffer): try other groupings first
-        stuck = not np.isfinite(visits.best.get(current, (np.inf, 0))[0])
-        for d in (["fusion"] + [x for x in dims if x != "fusion"]) if stuck else dims:
-            found = moves.moves(current, d)
-            if d == "compute":
-                found = _one_per_structure(moves.labels, current, found)
-            for t in found:
-                if run.remaining <= 0:
-                    break
-                visits.visit(t)
-            best = min(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[0]
-            if best != current and visits.best[best][0] < visits.best[current][0]:
-                current, improved = best, True
+        if not np.isfinite(visits.best.get(current, (np.inf, 0))[0]):
+            step("fusion")
+        # the choices within the grouping until none helps (the orders edit by edit), then
+        # the groupings around it
+        while run.remaining > 0 and any([step(d) for d in within]):
+            pass
+        improved = step("fusion")
     ranked = [t for t, _ in sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))]
     # the best few templates, and the best of each of the best few fusion groupings (a
     # grouping's sample may hide a better tiling than another grouping's best template)

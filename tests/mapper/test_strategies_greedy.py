@@ -1,0 +1,101 @@
+"""Greedy's own moves and refinement (`strategies._Moves.local`, `_Visits.refine`): the
+order edits against an independent brute force over deletions, insertions and
+permutations; the local moves against `moves` filtered by it; a bounded refinement costs
+no more rounds than asked; greedy returns the best candidate it costed."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from einsim.mapper import space as space_module
+from einsim.mapper import strategies as strategies_module
+from einsim.mapper.constraints import Constraints
+from einsim.mapper.search import search
+from einsim.mapper.strategies import _Moves, _order_edit, _Visits
+from einsim.simulator import load_architecture
+from einsim.workloads import attention, cascade
+
+SHAPE = dict(B=1, H=1, E=16, F=16, M=256, P=256)
+RANKS = ("E", "F", "M1", "N", "P")
+
+
+def _edit_reference(a: tuple, b: tuple) -> bool:
+    """b is a permutation of a, or a with one rank deleted, or a with one rank inserted."""
+    if sorted(a) == sorted(b):
+        return True
+    deleted = {a[:i] + a[i + 1 :] for i in range(len(a))}
+    inserted = {b[:i] + b[i + 1 :] for i in range(len(b))}
+    return b in deleted or a in inserted
+
+
+orders = st.lists(st.sampled_from(RANKS), min_size=1, max_size=5, unique=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(orders, orders)
+def test_order_edit_is_a_permutation_deletion_or_insertion(a, b):
+    assert _order_edit(",".join(a), ",".join(b)) == _edit_reference(tuple(a), tuple(b))
+
+
+def _space(name: str):
+    built = attention(name) if name == "causal" else cascade(name)
+    arch = load_architecture("fusemax_cloud")
+    return space_module._build_space(built, arch, tuple(SHAPE.items()), Constraints())
+
+
+@pytest.mark.parametrize("threshold", [0, strategies_module.LOCAL_ORDERS])
+def test_local_order_moves_are_the_moves_one_order_edit_away(monkeypatch, threshold):
+    monkeypatch.setattr(strategies_module, "LOCAL_ORDERS", threshold)
+    space = _space("causal")
+    moves = _Moves(space)
+    rng = np.random.default_rng(3)
+    for t in sorted({0, *rng.choice(len(space.templates), 20, replace=False).tolist()}):
+        mine = tuple(dict(space.templates[t].structure).get("order", "").split(","))
+        for d in moves.dims:
+            every = moves.moves(t, d)
+            if d != "order" or len(every) <= threshold:
+                assert moves.local(t, d) == every
+                continue
+            expected = [u for u in every if _edit_reference(mine, _order_of(space, u))]
+            assert moves.local(t, d) == expected
+            assert t in expected
+
+
+def _order_of(space, u: int) -> tuple[str, ...]:
+    return tuple(dict(space.templates[u].structure)["order"].split(","))
+
+
+class _Counting:
+    """A runner stand-in: costs a row by a fixed random objective, counts the calls."""
+
+    def __init__(self, space, seed: int):
+        self.space, self.calls, self.remaining = space, 0, 10**9
+        self._rng = np.random.default_rng(seed)
+        self._values: dict[tuple[int, int], float] = {}
+
+    def __call__(self, t, rows):
+        self.calls += 1
+        return np.array([
+            self._values.setdefault((t, int(r)), float(self._rng.random())) for r in rows
+        ])  # fmt: skip
+
+
+def test_a_bounded_refinement_costs_at_most_its_rounds_and_never_gets_worse():
+    space = _space("fusemax_1pass")
+    t = next(i for i in range(len(space.templates)) if space.templates[i].size > 1)
+    for rounds in (1, 2, 3):
+        run = _Counting(space, seed=rounds)
+        visits = _Visits(space, run, np.random.default_rng(0), budget=10**6)
+        sampled = visits.visit(t)
+        before = run.calls
+        visits.refine(t, rounds)
+        assert run.calls - before <= rounds
+        assert visits.best[t][0] <= sampled
+
+
+def test_greedy_returns_the_best_candidate_it_costed():
+    arch = load_architecture("fusemax_cloud")
+    result = search(attention("linear"), arch, SHAPE, "latency", "greedy", budget=200_000)
+    costed = result.candidates[result.candidates.valid].latency_s.min()
+    np.testing.assert_allclose(result.report.latency_s, costed, rtol=1e-9)
