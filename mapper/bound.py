@@ -8,10 +8,18 @@ Every mapping the simulator costs (`simulator.spatial.cost`) takes at least
 
 where an Einsum's cycles on a unit are its op counts (the points its mask keeps:
 `einsum_op_counts` through `occupancy`) x the unit's cycles per op, pipelined operator
-groups (`chained_ops`) at the pace of the slowest, over every lane of the unit (Timeloop's
-compute model, FuseMax Section 6: a mapping can only lose lanes to padding or folding), and
-a filter that reads a tensor (a data-dependent selection: MoBA's, landmark's or a
-router's top-k, priced by a declared density) counts the points of its static conjuncts
+groups (`chained_ops`) at the pace of the slowest, over the most lanes it can keep busy
+(Timeloop's compute model, FuseMax Section 6: a mapping can only lose lanes to padding or
+folding): each dimension d of the unit unrolls one of the Einsum's ranks, of size s, by a
+factor f <= d, so (`_most_lanes`)
+
+    lanes <= max over one-to-one placements of ranks on dimensions of prod s / ceil(s / d)
+
+(FQ[e,p] of linear attention with E=64: 64 x 256 of the 256 x 256 array), the ranks a
+recurrence carries left out for its Einsums (`_scanned_ranks`: titans' MEM[m+1] and the
+Einsums in its dependency cycle step through M one m at a time: E x F lanes), and a filter
+that reads a tensor (a data-dependent selection: MoBA's, landmark's or a router's top-k,
+priced by a declared density) counts the points of its static conjuncts
 instead (`_busy_counts`): the model cannot know which tiles the selection empties, so it
 computes every tile the static part keeps whole (`einsum.occupancy`), and at the finest
 tiles that is the static part's points,
@@ -44,7 +52,27 @@ cheaper of re-reading the inputs over r (each input with r, or with the partitio
 is a part of, once more) and spilling an intermediate over r (written and read back, the
 smallest such tensor), per extra pass. Where the state fits (FuseMax's M0 on its 256-wide
 arrays, a row of QK in the 16 MiB buffer), passes add nothing: a mapping holds the pass's
-intermediate instead of re-reading the input. Buffer accesses and fill/drain add only cost.
+intermediate instead of re-reading the input.
+
+Rows held between passes: where such a rank r is longer than every array dimension but
+its rows fit, a mapping either fuses the whole cascade into one kernel, which keeps each
+intermediate over r that another Einsum reads in the on-chip buffer with r whole
+(`mapper.space`'s rule for an executable kernel), so a spatial factor f_q of another rank
+q widens every such tile over q (`_held_rows`, `_held_lanes`):
+
+    sum over kept X of prod over X's ranks (size if multi-pass, else f_q) <= on-chip words,
+
+which caps the lanes of each Einsum; or it runs several kernels in an order the
+dependency graph allows, so the Einsums of the first kernels form a down-closed set U and
+every intermediate of U read outside U goes through DRAM, written and read back (written,
+in a masked cascade; `_least_cut_bytes`, the least over every such U). So
+
+    latency >= min(max(compute with capped lanes, traffic),
+                   max(compute, traffic - passes' bytes + max(passes' bytes, least cut)))
+
+(naive softmax at B=64, H=12, L=64K: 16 MiB hold 128 rows of M, 42 per kept tensor; the
+bound goes from the 1D unit's divisions, 13.7 s, to 29.3 s). Buffer accesses and
+fill/drain add only cost.
 
     >>> import einsim
     >>> from einsim.simulator import load_architecture
@@ -61,6 +89,9 @@ import itertools
 import math
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
 
 from einsim.einsum import Cascade, pass_analysis
 from einsim.einsum.analysis import _per_point_ops
@@ -125,6 +156,7 @@ def lower_bound(
     shape: MappingABC[str, int],
     chained_ops=(),
     binding=(),
+    spatial=(),
 ) -> LowerBound:
     """The least latency and energy of any mapping of `cascade` on `arch` at `shape`.
 
@@ -132,6 +164,8 @@ def lower_bound(
         cascade, arch, shape: as `mapper.search`.
         chained_ops: operator groups the PEs pipeline (`Constraints.chained_ops`).
         binding: (Einsum, unit) pairs the space pins (`Constraints.binding`).
+        spatial: (unit, ranks) the space pins (`Constraints.spatial`): a pinned rank counts
+            as unrolled even where a recurrence carries it (`_scanned_ranks`).
 
     Returns:
         A `LowerBound`; `.objective(name)` for a search's objective.
@@ -143,9 +177,6 @@ def lower_bound(
     chained = _chained_values(chained_ops)
     masked = any(e.where is not None for e in cascade.einsums)
     capable = [u for u in arch.units if u.ops]
-    fastest: list[float] = []
-    per_unit: list[list[float]] = []  # each Einsum's cycles on each capable unit (inf: not)
-    only: dict[str, float] = {u.name: 0.0 for u in capable}
     energy = 0.0
     kept_fraction: dict[str, float] = {}
     op_counts: dict[str, dict] = {}
@@ -154,6 +185,9 @@ def lower_bound(
         kept = op_counts[einsum.output] = {op: float(n) for op, n in counts.items() if n}
         whole = sum(float(n) for n in dense.values())
         kept_fraction[einsum.output] = sum(kept.values()) / whole if whole else 0.0
+    work: list[tuple[frozenset, list[tuple[ComputeUnit, float]]]] = []  # ranks, (unit, ops)
+    pinned_ranks = {r for _, ranks in spatial for r in ranks}
+    scanned = {e: ranks - pinned_ranks for e, ranks in _scanned_ranks(cascade).items()}
     for einsum in cascade.einsums:
         counts = op_counts[einsum.output]
         if masked and einsum.where is None:  # the kernel's empty tiles may skip part of it
@@ -169,19 +203,12 @@ def lower_bound(
         units = units or [u for u in capable if all(_runs(u, op) for op in counts)]
         if not units:
             continue  # no mapping exists; the search says why
-        cycles = [_cycles_per_einsum(u, counts, chained) * batch / u.lanes for u in units]
-        fastest.append(min(cycles))
-        on = {u.name: c for u, c in zip(units, cycles, strict=True)}
-        per_unit.append([on.get(u.name, math.inf) for u in capable])
-        if len(units) == 1:
-            only[units[0].name] += cycles[0]
+        ranks = frozenset(rank_of(v) for v in einsum.iter_vars) - scanned.get(einsum.output, set())
+        work.append((ranks, [(u, _cycles_per_einsum(u, counts, chained) * batch) for u in units]))
         energy += batch * min(
             sum(n * u.cost(op).energy_pj for op, n in counts.items()) for u in units
         )
-    shared = (
-        _two_unit_makespan(per_unit) if len(capable) == 2 else sum(fastest) / max(len(capable), 1)
-    )
-    compute = max([max(fastest, default=0.0), shared, *only.values()])
+    compute = _compute_cycles(capable, work, lambda u, ranks: _most_lanes(u.dims, ranks, key))
     traffic = 0.0
     word = arch.word_bytes
     for tensor in cascade.outputs:
@@ -193,6 +220,21 @@ def lower_bound(
     traffic += extra_passes
     dram = arch.levels[0]
     memory = traffic / dram.bandwidth_bytes_per_cycle
+    # the Einsums with operators (`mapper.space`'s work: a masked-out one counts too)
+    with_work = {e.output for e in cascade.einsums if _op_counts(cascade, e.output, key)[0]}
+    held = _held_rows(cascade, arch, sizes, with_work)
+    if held is not None and max(compute, memory) > 0:
+        # one kernel holds every pass's rows on chip, or a cut sends a tensor through DRAM
+        fused = _compute_cycles(
+            capable, work, lambda u, ranks: _held_lanes(u.dims, ranks, key, held)
+        )
+        cut = _least_cut_bytes(cascade, sizes, batch, word, masked)
+        # a spill counted by the passes' term may be the cut's tensor: the larger, not both
+        through = (traffic - extra_passes + max(extra_passes, cut)) / dram.bandwidth_bytes_per_cycle
+        if max(fused, memory) <= max(compute, through):
+            compute = fused
+        else:
+            memory = through
     latency_s = max(compute, memory) / arch.clock_hz
     dram_pj = traffic * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2
     leakage_pj = arch.leakage_w * latency_s * 1e12
@@ -206,6 +248,177 @@ def lower_bound(
         dram_energy_pj=dram_pj,
         passes=max(pass_analysis(cascade).values(), default=1),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _scanned_ranks(cascade: Cascade) -> dict[str, frozenset]:
+    """The ranks each Einsum of a recurrence may not unroll: an Einsum carried over a rank
+    (MEM[m+1,f,e] = ... MEM[m,f,e]: its iterative rank M) and every Einsum in a cycle of
+    the dependency graph with it (titans' PRED, ERR, UPD read MEM[m] and feed MEM[m+1]) run
+    one step of the rank after another, so no array dimension holds two of its steps."""
+    names = [e.output for e in cascade.einsums]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(names)
+    graph.add_edges_from((a, b) for a in names for b in cascade.graph.successors(a) if b in graph)
+    out: dict[str, frozenset] = {}
+    for component in nx.strongly_connected_components(graph):
+        carried = frozenset(
+            rank_of(e.iterative_var)
+            for e in cascade.einsums
+            if e.output in component and e.iterative_var is not None
+        )
+        if carried:
+            out |= dict.fromkeys(component, carried)
+    return out
+
+
+def _compute_cycles(capable, work, lanes_of) -> float:
+    """max(largest Einsum, least busiest-unit load, work only one unit can do) (module doc):
+    `work` holds each Einsum's (ranks, [(unit, cycles x batch on one lane)]), divided by
+    `lanes_of(unit, ranks)` (0: the unit cannot run it there)."""
+    fastest: list[float] = []
+    per_unit: list[list[float]] = []  # each Einsum's cycles on each capable unit (inf: not)
+    only: dict[str, float] = {u.name: 0.0 for u in capable}
+    for ranks, options in work:
+        cycles = {}
+        for unit, one_lane in options:
+            lanes = lanes_of(unit, ranks)
+            cycles[unit.name] = one_lane / lanes if lanes else math.inf
+        fastest.append(min(cycles.values()))
+        per_unit.append([cycles.get(u.name, math.inf) for u in capable])
+        if len(options) == 1:
+            only[options[0][0].name] += fastest[-1]
+    if len(capable) == 2:
+        shared = _two_unit_makespan(per_unit)
+    else:
+        shared = sum(fastest) / max(len(capable), 1)
+    return max([max(fastest, default=0.0), shared, *only.values()])
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What one kernel fusing a whole multi-pass cascade keeps on chip (`_held_rows`): the
+    on-chip words, and per kept tensor its ranks with the size of each multi-pass rank (held
+    whole) or None (at least its spatial factor)."""
+
+    words: float
+    tensors: tuple[tuple[tuple[str, int | None], ...], ...]
+
+
+def _held_rows(cascade: Cascade, arch: Architecture, sizes, work: set[str]) -> _Held | None:
+    """The tensors one fused kernel of the whole cascade keeps on chip: in a kernel fusing
+    several Einsums with work, a rank r traversed more than once that no unit dimension
+    holds whole (size > the widest) is never tiled off chip and each intermediate over r
+    another Einsum reads stays in the on-chip buffer, r whole (`mapper.space`'s rule: what
+    makes the kernel executable). None when no rank needs it (or a level is unbounded)."""
+    if len(work) < 2 or any(lv.capacity_bytes is None for lv in arch.levels[1:]):
+        return None
+    widest = max((d for u in arch.units for d in u.dims), default=0)
+    passes = pass_analysis(cascade)
+    multi = {r for r, n in passes.items() if n > 1 and r in sizes and sizes[r] > widest}
+    if not multi:
+        return None
+    tensors = []
+    for name in work:
+        ranks = cascade.tensor_ranks[name]
+        readers = set(cascade.graph.successors(name)) - {name}
+        if multi & set(ranks) and readers:
+            tensors.append(tuple((r, int(sizes[r]) if r in multi else None) for r in ranks))
+    if not tensors:
+        return None
+    words = sum(lv.capacity_bytes for lv in arch.levels[1:]) / arch.word_bytes
+    return _Held(words, tuple(sorted(tensors)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _held_lanes(dims: tuple[int, ...], ranks: frozenset, sizes: tuple, held: _Held) -> float:
+    """`_most_lanes` of an Einsum in the one kernel of `held`: a spatial factor f of rank q
+    makes the tile of each kept tensor over q at least f wide, so the placements count only
+    where the kept tiles fit on chip,
+
+        sum over kept X of prod over X's ranks (size if multi-pass, else spatial factor)
+            <= on-chip words,
+
+    the ranks the Einsum does not unroll at factor 1 (0 when even that overflows).
+
+    Example: naive softmax at M=65536 keeps QK, SN and A over (m, p) whole over m in 16 MiB
+    (8 Mi words): 3 x 65536 x f_P <= 8 Mi words, so f_P <= 42 and SN[m,p] keeps at most
+    256 x 42 lanes of the 2D array busy (less 42's padding of P: 65536 / 1561 per lane).
+        >>> held = _Held(8 * 2**20, 3 * ((("M", 65536), ("P", None)),))
+        >>> sizes = (("M", 65536), ("P", 65536))
+        >>> round(_held_lanes((256, 256), frozenset({"M", "P"}), sizes, held))
+        10748
+    """
+    extents = dict(sizes)
+    best = 0.0
+    names = sorted(ranks)
+    for placed in itertools.permutations([*names, *[None] * len(dims)], len(dims)):
+        grids = np.meshgrid(
+            *[
+                np.arange(1, (min(d, extents[r]) if r else 1) + 1)
+                for r, d in zip(placed, dims, strict=True)
+            ],
+            indexing="ij",
+        )
+        factor = {r: g for r, g in zip(placed, grids, strict=True) if r is not None}
+        need = sum(
+            math.prod(size if size is not None else factor.get(r, 1) for r, size in tensor)
+            for tensor in held.tensors
+        )
+        lanes = math.prod(
+            extents[r] / np.ceil(extents[r] / g) for r, g in factor.items()
+        ) * np.ones_like(grids[0], dtype=float)
+        fits = np.broadcast_to(need <= held.words, lanes.shape)
+        if fits.any():
+            best = max(best, float(lanes[fits].max()))
+    return best
+
+
+def _least_cut_bytes(cascade: Cascade, sizes, batch: float, word: int, masked: bool) -> float:
+    """The least DRAM traffic a mapping of several kernels adds: the kernels run in an order
+    the dependency graph allows, so the Einsums of the first k kernels form a down-closed
+    set U (a recurrence, RD and SPD, whole), and every intermediate U produces that an
+    Einsum outside U reads is written out and read back (`simulator.spatial.cost`: the
+    tensors crossing kernels go through DRAM); in a masked cascade only the write counts (a
+    reader may skip tiles). The least over every proper U (0 past `_MAX_IDEALS` of them).
+    """
+    names = [e.output for e in cascade.einsums]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(names)
+    graph.add_edges_from(
+        (a, b) for a in names for b in cascade.graph.successors(a) if b in graph and a != b
+    )
+    dag = nx.condensation(graph)
+    order = list(nx.topological_sort(dag))
+    members = nx.get_node_attributes(dag, "members")
+    outputs = set(cascade.outputs)
+
+    def crossing(tensor: str, inside: set[str]) -> float:
+        if tensor in outputs or not set(cascade.graph.successors(tensor)) - inside:
+            return 0.0
+        elements = math.prod(sizes[r] for r in cascade.tensor_ranks[tensor]) * batch
+        return elements * word * (1 if masked else 2)
+
+    least, seen = math.inf, 0
+    stack: list[tuple[int, frozenset]] = [(0, frozenset())]
+    while stack:
+        i, chosen = stack.pop()
+        if i == len(order):
+            seen += 1
+            if seen > _MAX_IDEALS:
+                return 0.0
+            if 0 < len(chosen) < len(order):
+                inside = {n for c in chosen for n in members[c]}
+                least = min(least, sum(crossing(t, inside) for t in inside))
+            continue
+        node = order[i]
+        stack.append((i + 1, chosen))
+        if all(p in chosen for p in dag.predecessors(node)):
+            stack.append((i + 1, chosen | {node}))
+    return 0.0 if math.isinf(least) else least
+
+
+_MAX_IDEALS = 1 << 14  # down-closed sets of Einsums `_least_cut_bytes` looks at, at most
 
 
 @functools.lru_cache(maxsize=256)
@@ -222,6 +435,29 @@ def _busy_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]
         return counts, dense
     found = occupancy(cascade, dict(sizes), {}, [name], density=1.0)[name]
     return _per_point_ops(einsum, int(found.points[0])), dense
+
+
+@functools.lru_cache(maxsize=1024)
+def _most_lanes(dims: tuple[int, ...], ranks: frozenset, sizes: tuple) -> float:
+    """The most lanes of a unit with `dims` an Einsum iterating `ranks` keeps busy: each
+    dimension unrolls one of its ranks r (the model multiplies the spatial factors of the
+    Einsum's ranks on the unit), by a factor f <= the dimension d, with the padding
+    ceil(s/f) f / s of a rank of size s: cycles per lane-op >= prod ceil(s/d) / s, so
+
+        lanes <= max over one-to-one placements of ranks on dimensions of prod s / ceil(s/d).
+
+    Example: E=64 on a 256-row dimension holds 64 lanes; FQ[e,p] of linear attention keeps
+    at most 64 x 256 of the 256 x 256 array busy.
+        >>> _most_lanes((256, 256), frozenset({"E", "P"}), (("E", 64), ("P", 4096)))
+        16384.0
+    """
+    extents = dict(sizes)
+    held = {r: [s / math.ceil(s / d) for d in dims] for r in ranks if (s := int(extents[r]))}
+    best = 1.0
+    for placed in itertools.permutations([*held, *[None] * len(dims)], len(dims)):
+        lanes = math.prod(held[r][i] for i, r in enumerate(placed) if r is not None)
+        best = max(best, lanes)
+    return best
 
 
 def _least_busy_fraction(cascade: Cascade, einsum, kept_fraction: dict[str, float]) -> float:

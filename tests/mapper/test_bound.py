@@ -2,6 +2,7 @@
 every registered attention variant, equal to the GEMM's closed form, and the exhaustive
 optimum of the systolic GEMM (checked by the brute force of test_search) above it."""
 
+import itertools
 import math
 
 import numpy as np
@@ -189,3 +190,110 @@ def test_a_data_dependent_filter_is_bounded_by_its_static_part(variant):
     templates = set(result.candidates.template[result.candidates.valid])
     skips = {dict(result.space.templates[t].structure)["skip_empty_tiles"] for t in templates}
     assert "yes" in skips
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"M": 2, "N": 2, "K": 64},  # two ranks of 2: at most 4 x 2 lanes of 4 x 4
+        {"M": 3, "N": 16, "K": 2},  # 3 on a dimension of 4
+        {"M": 6, "N": 5, "K": 8},  # padding: 6 on 4 rows takes 2 folds, 3 lanes each
+        {"M": 1, "N": 64, "K": 64},  # a rank of 1 leaves the array to the other two
+    ],
+)
+def test_lanes_of_small_ranks_meet_the_exhaustive_optimum(shape):
+    """A unit's dimension unrolls one rank of the Einsum, by at most its size (with the
+    padding of a partial fold): the bound's compute term is the exhaustive optimum of a GEMM
+    on a 4 x 4 array without fill/drain (gap 0), where MACs / 16 lanes is below it."""
+    arch = load_architecture(
+        "systolic", {"units.2d.rows": 4, "units.2d.cols": 4, "units.2d.fill_drain": False}
+    )
+    result = search(cascade("gemm"), arch, shape, "latency", "exhaustive", budget=10**6)
+    bound = lower_bound(cascade("gemm"), arch, shape)
+    assert result.optimal
+    _assert_below_every_candidate(result, bound)
+    assert result.gap == pytest.approx(0.0, abs=1e-9)
+    macs = shape["M"] * shape["N"] * shape["K"]
+    # brute force: the fewest cycles over every pair of ranks on the two dimensions and
+    # every factor up to 4, padding included
+    best = math.inf
+    for first, second in itertools.permutations(shape, 2):
+        for f1 in range(1, 5):
+            for f2 in range(1, 5):
+                folds = math.ceil(shape[first] / f1) * math.ceil(shape[second] / f2)
+                others = macs // (shape[first] * shape[second])
+                best = min(best, folds * others)
+    assert bound.compute_cycles == pytest.approx(best)
+    if shape["M"] * shape["N"] * shape["K"] / 16 < best:
+        assert result.best_value > macs / 16 / arch.clock_hz
+
+
+_SMALL_ARRAYS = {"units.2d.rows": 4, "units.2d.cols": 4, "units.1d.lanes": 4}
+
+
+@pytest.mark.parametrize("variant", ["naive_2pass", "stable_3pass"])
+@pytest.mark.parametrize("capacity", [512, 1024])
+def test_rows_held_between_passes_meet_the_exhaustive_optimum(variant, capacity):
+    """M=64 rows on 4 x 4 arrays with a buffer of a few rows: one kernel keeps QK, SN, A
+    over the whole of M for each query it unrolls, so few queries fit the buffer (few
+    lanes busy), or a cut sends an M x P tensor through a slow DRAM. The bound takes the
+    cheaper case; the exhaustive optimum over the space stays above it, and the bound
+    exceeds the one a roomy buffer gives (where the rows fit for every lane)."""
+    slow = {"levels.DRAM.bandwidth_bytes_per_s": 1.88e9}  # 2 bytes a cycle
+    arch = load_architecture(
+        "fusemax_cloud", _SMALL_ARRAYS | slow | {"levels.GB.capacity_bytes": capacity}
+    )
+    roomy = load_architecture("fusemax_cloud", _SMALL_ARRAYS | slow)
+    built, shape = attention(variant), dict(B=1, H=1, E=4, F=4, M=64, P=16)
+    bound = lower_bound(built, arch, shape)
+    result = search(built, arch, shape, "latency", "exhaustive", budget=3_000_000)
+    assert result.optimal
+    _assert_below_every_candidate(result, bound)
+    assert bound.latency_s > lower_bound(built, roomy, shape).latency_s * 1.1
+
+
+@pytest.mark.parametrize(
+    "variant", ["naive_2pass", "stable_3pass", "landmark", "biformer", "vmoba", "hip"]
+)
+def test_bound_below_every_candidate_where_rows_outgrow_the_arrays(variant):
+    """Every multi-pass variant whose passes run over a rank longer than the arrays (16 x
+    16 here: M, N or P of 128): random and greedy candidates stay above the bound."""
+    arch = load_architecture(
+        "fusemax_cloud",
+        {"units.2d.rows": 16, "units.2d.cols": 16, "units.1d.lanes": 16}
+        | {"levels.GB.capacity_bytes": 4096, "levels.DRAM.bandwidth_bytes_per_s": 1.88e10},
+    )
+    built = attention(variant)
+    shape = {k: v for k, v in SMALL.items() if k in cascade_names(built) or k in DEFAULT_BATCH}
+    bound = lower_bound(built, arch, shape)
+    for strategy, budget in (("random", 150), ("greedy", 3000)):
+        try:
+            result = search(built, arch, shape, "latency", strategy, budget=budget, seed=2)
+        except SpecError:  # nothing fits the small buffer
+            continue
+        _assert_below_every_candidate(result, bound)
+
+
+@pytest.mark.parametrize(
+    "shape", [dict(B=1, H=1, E=2, F=2, M=32, P=8), dict(B=1, H=1, E=4, F=2, M=16, P=8)]
+)
+def test_a_recurrence_does_not_unroll_its_scanned_rank(shape, monkeypatch):
+    """titans' memory MEM[m+1] = 0.99 MEM[m] + UPD[m] and the Einsums in its cycle (PRED,
+    ERR, UPD read MEM[m]) step through M one m at a time: E x F lanes at most, not M x F.
+    The exhaustive optimum on 4 x 4 arrays stays above the bound, which is above the bound
+    that lets them unroll M (E x F = 4 or 8 of 16 lanes here)."""
+    from einsim.mapper import bound as bound_module
+
+    arch = load_architecture(
+        "fusemax_cloud", {"units.2d.rows": 4, "units.2d.cols": 4, "units.1d.lanes": 4}
+    )
+    built = attention("titans_memory")
+    assert bound_module._scanned_ranks(built) == dict.fromkeys(
+        ["PRED", "ERR", "UPD", "MEM"], frozenset({"M"})
+    )
+    bound = lower_bound(built, arch, shape)
+    result = search(built, arch, shape, "latency", "exhaustive", budget=3_000_000)
+    assert result.optimal
+    _assert_below_every_candidate(result, bound)
+    monkeypatch.setattr(bound_module, "_scanned_ranks", lambda cascade: {})
+    assert bound.latency_s > lower_bound(built, arch, shape).latency_s * 1.5
