@@ -787,7 +787,7 @@ class _KernelModel:
             infeasible=True,
         )
 
-    @property
+    @functools.cached_property
     def tiles(self):
         return _count(self.loop_factors) * self.batch
 
@@ -1457,7 +1457,7 @@ def evaluate_batch(
         utilization=utilization,
         valid=~invalid,
         factors={
-            k: {key: shaped(v).astype(np.int64) for key, v in values.items()}
+            k: {key: _shaped_int(v, n) for key, v in values.items()}
             for k, values in factors_report.items()
         },
         einsums=tuple(einsum_rows),
@@ -1488,6 +1488,14 @@ def _shaped(value, n: int) -> np.ndarray:
         view.flags.writeable = False
         return view
     return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+
+
+def _shaped_int(value, n: int) -> np.ndarray:
+    """`_shaped(value, n).astype(np.int64)` (through float64, as the batch's other
+    quantities), without the read-only view of a full-length array."""
+    if type(value) is np.ndarray and value.shape == (n,):
+        return value.astype(np.float64).astype(np.int64)
+    return _shaped(value, n).astype(np.int64)
 
 
 def evaluate(
@@ -1527,7 +1535,7 @@ def _pipelined_cycles(kernel: Kernel, per: dict[str, dict], model: _KernelModel,
     """T tiles x sum over stages of the max over units of per-tile cycles (the waterfall)."""
     tiles = model.tiles
     staged = {item.einsum for stage in kernel.stages for item in stage if not item.drain}
-    unstaged = [n for n, row in per.items() if _any(row["cycles"]) and n not in staged]
+    unstaged = [n for n, row in per.items() if n not in staged and _any(row["cycles"])]
     if unstaged:
         raise MappingError(
             f"kernel {kernel.name}: Einsum(s) {', '.join(unstaged)} have work but no stage"
