@@ -631,7 +631,7 @@ def _density_for(cascade, einsum, sizes, density) -> float | None:
     if value is None:
         value = declared_density(cascade)
         if callable(value):
-            value = value(sizes)
+            value = _declared_value(value, sizes)
     if value is None:
         raise SpecError(
             f"{einsum.output}: its filter reads a tensor, so its point count depends on the "
@@ -641,6 +641,20 @@ def _density_for(cascade, einsum, sizes, density) -> float | None:
     if not 0.0 < value <= 1.0:
         raise SpecError(f"{einsum.output}: density must be in (0, 1], got {value}")
     return value
+
+
+def _declared_value(density: Callable, sizes) -> float:
+    """A declared density callable's value at these sizes, memoized: a search asks at
+    every batch of tilings, and the callables sum over the query rows (O(P) each time)."""
+    key = (density, tuple(sorted((k, int(v)) for k, v in sizes.items())))
+    found = _DENSITIES.get(key)
+    if found is None:
+        found = density(sizes)
+        _remember(_DENSITIES, key, found, most=64)
+    return found
+
+
+_DENSITIES: dict[tuple, float] = {}
 
 
 def _unfiltered_grid(cascade, einsum, sizes, t, sharing: list[_Grid], memo=None) -> _Grid:
@@ -2281,6 +2295,7 @@ def _radix_split(w: Expr, parts: dict, radix: int, sizes) -> tuple | None:
     """(filter over the high parts, filter over the low parts) -- None for a part without
     a condition -- when every conjunct of `w`, with `v // c` (R | c) read as vh // (c / R)
     and `v % c` (c | R) as vl % c, depends on high or on low parts only; else None."""
+    w = _within_blocks(w, parts, radix, sizes)
     try:
         rewritten = _radix_rewrite(w, parts, radix, sizes)
     except _Unsupported:
@@ -2303,6 +2318,57 @@ def _radix_split(w: Expr, parts: dict, radix: int, sizes) -> tuple | None:
             out = c if out is None else Call(Op.AND, (out, c))
         joined.append(out)
     return tuple(joined)
+
+
+def _within_blocks(w: Expr, parts: dict, radix: int, sizes) -> Expr:
+    """`w` with, where one conjunct is `x // R == y // R`, every other comparison that
+    reads x and y only through x - y (`m <= p`, `p - m < W`) read over x % R and y % R:
+    x - y = x % R - y % R where x // R = y // R (linear attention's `m <= p and
+    m // M0 == p // M0`: a causal block diagonal)."""
+    x, y = parts
+    conjuncts = _conjuncts(w)
+    if not any(_same_block(c, x, y, radix, sizes) for c in conjuncts):
+        return w
+    low = {Var(x): Var(parts[x][1]), Var(y): Var(parts[y][1])}
+    out = None
+    for c in conjuncts:
+        if _through_difference(c, x, y):
+            c = _substitute(c, low)
+        out = c if out is None else Call(Op.AND, (out, c))
+    return out
+
+
+def _same_block(c: Expr, x: str, y: str, radix: int, sizes) -> bool:
+    """Whether `c` is `x // R == y // R` (either side)."""
+    from .executor import _value
+
+    if not (isinstance(c, Call) and c.op is Op.EQ):
+        return False
+    names = []
+    for side in c.args:
+        if not (
+            isinstance(side, Call)
+            and side.op is Op.FLOORDIV
+            and isinstance(side.args[0], Var)
+            and not variables_of(side.args[1])
+            and float(np.asarray(_value(side.args[1], {}, sizes, {}, None))) == radix
+        ):
+            return False
+        names.append(side.args[0].name)
+    return sorted(names) == sorted((x, y))
+
+
+def _through_difference(c: Expr, x: str, y: str) -> bool:
+    """Whether comparison `c` is a * (x - y) + rest op 0 with rest free of x and y."""
+    if not (isinstance(c, Call) and c.op in _COMPARE):
+        return False
+    in_x = _linear(Call(Op.SUB, c.args), x)
+    if in_x is None or in_x[0].value == 0:  # type: ignore[union-attr]
+        return False
+    in_y = _linear(in_x[1], y)
+    if in_y is None or in_y[0].value != -in_x[0].value:  # type: ignore[union-attr]
+        return False
+    return not {x, y} & set(variables_of(in_y[1]))
 
 
 def _radix_rewrite(expr: Expr, parts: dict, radix: int, sizes) -> Expr:

@@ -484,7 +484,8 @@ def test_interval_counts_of_user_masks_match_brute_force(mask, m, p, m0, w, tile
             "kronecker",
         ),
         ("power_attention", {"W": 2, "BS": 2, "M0": 4}, {"M": 40, "P": 40}, "intervals"),
-        ("linear", {"M0": 4}, {"M": 30, "P": 30}, "intervals"),
+        ("linear", {"M0": 4}, {"M": 30, "P": 30}, "intervals"),  # 30: no multiple of 4
+        ("linear", {"M0": 4}, {"M": 32, "P": 32}, "kronecker"),
     ],
 )
 def test_non_affine_masks_take_a_structural_plan(monkeypatch, name, params, shape, method):

@@ -131,3 +131,18 @@ def test_sinks_and_window_take_the_union_of_staircases():
     got = occupancy(c, sizes, {"P": 5, "M": 7}, ["QF"])["QF"]
     assert got.method == "union"
     _check(c, sizes, [{"P": 5, "M": 7}, {"P": 1, "M": 1}, {"P": 32, "M1": 2}], ["QF", "QK"])
+
+
+def test_a_declared_density_callable_is_evaluated_once_per_sizes():
+    """The declared density of a data filter is a function of the sizes: asked at every
+    batch of tilings, it is computed once per sizes and its value used unchanged."""
+    from einsim.einsum import declare_density
+
+    c = parse_cascade("inputs: S[m,p], Q[m,p]\nX[m,p] = Q[m,p] where m <= p and S[m,p] > 0")
+    calls = []
+    declare_density(c, lambda sizes: calls.append(dict(sizes)) or 0.5)
+    for _ in range(3):
+        half = occupancy(c, {"M": 8, "P": 8}, {"P": 4, "M": 4})["X"]
+        assert half.points.tolist() == [18]  # 36 points kept by m <= p, half priced
+    occupancy(c, {"M": 8, "P": 6}, {"P": 4})
+    assert [(d["M"], d["P"]) for d in calls] == [(8, 8), (8, 6)]

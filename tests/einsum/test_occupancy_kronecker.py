@@ -22,6 +22,9 @@ _RADIX_MASKS = (
     "m // R == p // R",  # the low parts unconstrained
     "m % R <= p % R and (m % R) % 2 == 0",  # the high parts unconstrained
     "m // R <= p // R and m % R + p % R < R and m % 1 == 0",
+    "m <= p and m // R == p // R",  # causal blocks: m - p read as m % R - p % R
+    "p // R == m // R and p - m < W and m - p <= 1",
+    "m // R == p // R and m + m <= p + 3",  # not through m - p: the intervals take it
 )
 
 
@@ -67,7 +70,7 @@ def test_radix_masks_match_brute_force(mask, r, bm, bp, m0, w, data):
     with pytest.MonkeyPatch.context() as mp:
         _with_intervals(mp)
         _check(c, sizes, tilings)
-        if r < max(r * bm, r * bp):
+        if r < max(r * bm, r * bp) and "m + m" not in mask:
             got = occupancy(c, sizes, {"P": r, "M": r}, ["QF"])["QF"]
             assert got.method == "kronecker"
 
@@ -124,9 +127,27 @@ def test_the_interval_plan_is_built_only_for_tiles_that_are_not_boxes(monkeypatc
     assert {"m", "p"} & set(built)
 
 
-def test_a_conjunct_over_high_and_low_parts_is_not_split():
-    """`m // R + m % R` mixes the parts: no radix splits the filter (the intervals take it)."""
-    c = _radix_cascade("m // R == p // R and m // R + m % R <= p % R")
+def test_causal_blocks_split_at_their_block_size():
+    """Linear attention's chunks (`m <= p and m // M0 == p // M0`) split at M0, and only
+    there: `m <= p` is read over the low parts under the block equality."""
+    c = attention("linear", M0=4)
+    sizes = resolve_shape(c, {"E": 2, "F": 2, "M": 96, "P": 96})
+    filtered = [e.output for e in c.einsums if e.where is not None]
+    got = occupancy(c, sizes, {"P": 8, "M": 2}, filtered)
+    assert {o.method for o in got.values()} == {"kronecker"}
+    _check(c, sizes, [{"P": 8, "M": 2}, {"P": 1, "M": 12}, {"P": 3, "M": 5}], filtered)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        "m // R == p // R and m // R + m % R <= p % R",  # mixes the parts
+        "m // R == p // R and m + m <= p + 3",  # reads m and p beyond m - p
+    ],
+)
+def test_a_conjunct_over_high_and_low_parts_is_not_split(mask):
+    """A conjunct that mixes high and low parts is not split (the intervals take it)."""
+    c = _radix_cascade(mask)
     sizes = resolve_shape(c, {"E": 2, "M": 96, "P": 96, "M0": 1, "R": 8})
     assert occupancy(c, sizes, {"P": 8, "M": 8}, ["QF"])["QF"].method == "intervals"
     _check(c, sizes, [{"P": 8, "M": 8}, {"P": 3, "M": 16}], ["QF"])
