@@ -6,7 +6,10 @@ grid that one `evaluate_batch` call costs at once. The list is lazy (`Templates`
 order and length are fixed when the space is built, each template is made when a strategy
 first asks for it (greedy asks for a few hundred of thousands), and a partial grouping's
 fused groups are worked out only then. Nothing is dropped: iterating builds every template.
-The structure of a template is:
+Labels come from recipes without building templates, and the structural work is shared:
+per space, the ranks each Einsum iterates, the unrollings per family of rank sets, the
+probed cycles, each stage schedule; per kernel, the binding of every combination of
+unrollings at once (one per distinct table of probed cycles). The structure of a template is:
 
 * fusion: every Einsum in one kernel (`fused`), one kernel per Einsum (`unfused`), or
   several contiguous fused kernels (`partial:QK-LM|RM-SLD|PRM-AV`): the Einsums with work
@@ -50,6 +53,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import heapq
 import itertools
 import math
 import operator
@@ -208,15 +212,17 @@ class Template:
             )
         for kernel, off_order, on_order in self.orders:
             for level, order in ((0, off_order), (1, on_order)):
-                for i, a in enumerate(order):
-                    for b in order[i + 1 :]:
-                        if (kernel, a) not in trivial or (kernel, b) not in trivial:
-                            continue  # a rank without a free off-chip loop (a partial group's)
-                        ta, tb = trivial[kernel, a][level], trivial[kernel, b][level]
-                        # one-iteration loops first, by name; then the real loops in order
-                        keep &= ~(~ta & tb)
-                        if a > b:
-                            keep &= ~(ta & tb)
+                # a rank without a free off-chip loop (a partial group's) is left out
+                present = [r for r in order if (kernel, r) in trivial]
+                if len(present) < 2:
+                    continue
+                one = np.stack([trivial[kernel, r][level] for r in present], axis=-1)
+                # one-iteration loops first (no real loop before a one-iteration loop), by
+                # name: no one-iteration loop after one whose name sorts above its own
+                keep &= np.all(one[..., :-1] | ~one[..., 1:], axis=-1)
+                late = [j for j, b in enumerate(present) if any(a > b for a in present[:j])]
+                if late:
+                    keep &= ~np.any(one[..., late], axis=-1)
         return keep
 
     def seed_rows(self) -> np.ndarray:
@@ -241,13 +247,11 @@ class Template:
             values = self.values[grid.onchip_param]
             fits = np.flatnonzero(values <= whole)
             choices.append((grid.onchip_param, (0, int(fits[-1]) if fits.size else 0)))
-        rows = []
-        for combo in itertools.product(*(c for _, c in choices)):
-            index = base.copy()
-            for (param, _), value in zip(choices, combo, strict=True):
-                index[param] = value
-            rows.append(index)
-        return np.unique(self.flat(np.array(rows)))
+        combos = np.array(list(itertools.product(*(c for _, c in choices))), dtype=np.int64)
+        rows = np.tile(base, (len(combos), 1))
+        for column, (param, _) in enumerate(choices):
+            rows[:, param] = combos[:, column]
+        return np.unique(self.flat(rows))
 
     def label(self) -> str:
         return "; ".join(f"{k}={v}" for k, v in self.structure)
@@ -267,7 +271,9 @@ class Templates(SequenceABC):
         self._blocks = [b for b in blocks if b.count > 0]
         self._starts = np.concatenate([[0], np.cumsum([b.count for b in self._blocks])])
         self._starts = self._starts.astype(np.int64)
+        self._first = self._starts.tolist()  # the same, for bisect on Python ints
         self._built: dict[int, Template] = {}
+        self._structures: dict[int, tuple[tuple[str, str], ...]] = {}  # labels asked for
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -287,8 +293,8 @@ class Templates(SequenceABC):
         return template
 
     def _locate(self, i: int) -> tuple[int, int]:
-        b = int(np.searchsorted(self._starts, i, side="right")) - 1
-        return b, i - int(self._starts[b])
+        b = bisect.bisect_right(self._first, i) - 1
+        return b, i - self._first[b]
 
     @property
     def built(self) -> int:
@@ -300,9 +306,11 @@ class Templates(SequenceABC):
         has one (without building the template)."""
         if i in self._built:
             return self._built[i].structure
-        b, local = self._locate(i)
-        labels = self._blocks[b].structure
-        return self[i].structure if labels is None else labels(local)
+        if i not in self._structures:  # strategies ask for the same labels many times
+            b, local = self._locate(i)
+            labels = self._blocks[b].structure
+            self._structures[i] = self[i].structure if labels is None else labels(local)
+        return self._structures[i]
 
     def labels(self, i: int, dims) -> list[tuple[list[str], np.ndarray]]:
         """The labels of template i's grouping, per dimension in `dims`, factorized:
@@ -402,8 +410,48 @@ class _Context:
     probes: dict = field(default_factory=dict)
     memo: dict = field(default_factory=dict)  # per fused group: structures, templates
 
-    def iterated(self, einsum: str) -> set[str]:
-        return {rank_of(v) for v in self.cascade.einsum(einsum).iter_vars} - set(self.batch)
+    def iterated(self, einsum: str) -> frozenset[str]:
+        """The ranks an Einsum iterates, batch ranks aside (worked out once per space)."""
+        return self.iterated_ranks[einsum]
+
+    @functools.cached_property
+    def iterated_ranks(self) -> dict[str, frozenset[str]]:
+        batch = set(self.batch)
+        return {
+            e.output: frozenset({rank_of(v) for v in e.iter_vars} - batch)
+            for e in self.cascade.einsums
+        }
+
+    @functools.cached_property
+    def successors(self) -> dict[str, tuple[str, ...]]:
+        """The readers of each tensor, in the dependency graph's order."""
+        graph = self.cascade.graph
+        return {t: tuple(graph.successors(t)) for t in graph.nodes}
+
+    @functools.cached_property
+    def readers(self) -> dict[str, tuple[str, ...]]:
+        """The Einsums reading each tensor, in the cascade's topological order."""
+        out: dict[str, list[str]] = {t: [] for t in self.cascade.graph.nodes}
+        for r in self.cascade.order:
+            for p in self.cascade.graph.predecessors(r):
+                out[p].append(r)
+        return {t: tuple(rs) for t, rs in out.items()}
+
+    @functools.cached_property
+    def reads(self) -> dict[str, tuple[tuple[str, bool], ...]]:
+        """The tensors each tensor's Einsum reads, with whether the read is loop-carried."""
+        graph = self.cascade.graph
+        return {
+            c: tuple((p, graph.edges[p, c]["carried"]) for p in graph.predecessors(c))
+            for c in graph.nodes
+        }
+
+    @functools.cached_property
+    def scanned(self) -> frozenset[str]:
+        """Iterative (scanned) ranks: they stay temporal."""
+        return frozenset(
+            rank_of(e.iterative_var) for e in self.cascade.einsums if e.iterative_var is not None
+        )
 
 
 def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constraints) -> _Context:
@@ -518,12 +566,11 @@ def _balanced_binding(ctx: _Context, work, units: list[str], cycles: dict) -> di
 
 def _spatial_options(ctx: _Context, unit_name: str, einsums: list[str]) -> list[tuple[str, ...]]:
     """Ordered assignments of ranks to a unit's dimensions: distinct ranks that one of the
-    Einsums it could run iterates together; iterative (scanned) ranks stay temporal."""
+    Einsums it could run iterates together; iterative (scanned) ranks stay temporal.
+    Memoized per (unit, the rank sets those Einsums iterate): the groups of a partial
+    grouping share few such families."""
     unit = ctx.arch.unit(unit_name)
     pinned = dict(ctx.constraints.spatial).get(unit_name)
-    scanned = {rank_of(e.iterative_var) for e in ctx.cascade.einsums if e.iterative_var is not None}
-    mine = [e for e in einsums if unit_name in ctx.supported.get(e, ())]
-    ranks = sorted({r for e in mine for r in ctx.iterated(e)} - scanned)
     k = len(unit.dims)
     if pinned is not None:
         if len(pinned) != k:
@@ -538,21 +585,123 @@ def _spatial_options(ctx: _Context, unit_name: str, einsums: list[str]) -> list[
                 f"ranks: {', '.join(sorted(ctx.sizes))}"
             )
         return [tuple(pinned)]
+    family = frozenset(ctx.iterated(e) for e in einsums if unit_name in ctx.supported.get(e, ()))
+    key = ("spatial options", unit_name, family)
+    if key not in ctx.memo:
+        ctx.memo[key] = _unrollings(ctx, k, family)
+    return list(ctx.memo[key])
+
+
+def _unrollings(ctx: _Context, k: int, family: frozenset[frozenset[str]]) -> tuple:
+    """`_spatial_options` of a unit with k dimensions for Einsums iterating the rank sets
+    `family`: the k-permutations of their ranks that one set holds whole, else those that
+    meet one."""
+    ranks = sorted(set().union(*family) - ctx.scanned)
     if len(ranks) < k:
-        others = sorted(set(ctx.sizes) - set(ranks) - scanned)
+        others = sorted(set(ctx.sizes) - set(ranks) - ctx.scanned)
         ranks = ranks + others[: k - len(ranks)]
-    options = [
-        combo
-        for combo in itertools.permutations(ranks, k)
-        if any(set(combo) <= ctx.iterated(e) for e in mine)
-    ]
+    sets = list(family)
+    combos = itertools.permutations(ranks, k)
+    options = tuple(combo for combo in combos if any(s.issuperset(combo) for s in sets))
     if not options:
-        options = [
+        options = tuple(
             combo
             for combo in itertools.permutations(ranks, k)
-            if any(set(combo) & ctx.iterated(e) for e in mine)
-        ]
+            if any(not s.isdisjoint(combo) for s in sets)
+        )
     return options
+
+
+def _probe_table(ctx: _Context, unit: str, options, work: list[str]) -> np.ndarray:
+    """`_probe` cycles of each unrolling in `options` (rows) for each Einsum of `work`
+    (columns); inf where the unit does not run it."""
+    index = {e: i for i, e in enumerate(ctx.work)}
+    columns = [index[e] for e in work]
+    return np.stack([_probe_row(ctx, unit, option) for option in options])[:, columns]
+
+
+def _probe_row(ctx: _Context, unit: str, option: tuple[str, ...]) -> np.ndarray:
+    """`_probe` as one row over every Einsum with work (inf where the unit does not run it)."""
+    key = ("probe row", unit, option)
+    if key not in ctx.memo:
+        cycles = _probe(ctx, unit, option)
+        ctx.memo[key] = np.array(
+            [cycles[e] if unit in ctx.supported[e] else np.inf for e in ctx.work]
+        )
+    return ctx.memo[key]
+
+
+@dataclass(frozen=True)
+class _Bindings:
+    """`_balanced_binding` of every combination of the units' unrollings, at once.
+
+    Combinations whose unrollings probe the same cycles (they differ on dimensions no
+    Einsum's cycles depend on) share one binding: it is worked out per distinct table.
+
+    Attributes:
+        choice: per combination (itertools.product order) and unit, its unrolling's index.
+        of: per combination, its distinct cycles table (the rows below).
+        cycles: per distinct table, unit and Einsum, the probed cycles (inf: not run there).
+        unit: per distinct table and Einsum, the index of the unit it is bound to.
+        placed: per distinct table, the Einsums' indices in the order they were placed.
+        load: per distinct table and unit, the cycles bound to it, summed in placement order.
+    """
+
+    choice: np.ndarray
+    of: np.ndarray
+    cycles: np.ndarray
+    unit: np.ndarray
+    placed: np.ndarray
+    load: np.ndarray
+
+    def binding(self, c: int, work: list[str], units: list[str]) -> dict[str, str]:
+        """Combination c's binding, as `_balanced_binding` returns it (placement order)."""
+        d = self.of[c]
+        return {work[j]: units[self.unit[d, j]] for j in self.placed[d]}
+
+    def loads(self) -> np.ndarray:
+        """Per combination and unit, the cycles bound to it (summed in placement order)."""
+        return self.load[self.of]
+
+    def busiest(self) -> np.ndarray:
+        """`_busiest` of every combination: each unit's cycles summed in `work` order."""
+        rows = np.arange(len(self.unit))
+        load = np.zeros(self.load.shape)
+        for j in range(self.unit.shape[1]):
+            u = self.unit[:, j]
+            load[rows, u] += self.cycles[rows, u, j]
+        return load.max(axis=1)[self.of]
+
+
+def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bindings:
+    """Each combination of the units' unrollings with `_balanced_binding`'s binding, the
+    Einsums placed longest first on their fastest unit (ties: least loaded, then first
+    listed), vectorized over the distinct combinations of probed cycles: the same
+    floating-point sums in the same order, so the same bindings and loads."""
+    tables, inverse = [], []
+    for u in units:
+        distinct, index = np.unique(_probe_table(ctx, u, options[u], work), axis=0,
+                                    return_inverse=True)  # fmt: skip
+        tables.append(distinct)
+        inverse.append(index.reshape(-1))
+    choice = np.indices([len(x) for x in inverse]).reshape(len(units), -1).T
+    of = np.ravel_multi_index(
+        tuple(inverse[k][choice[:, k]] for k in range(len(units))), [len(t) for t in tables]
+    )
+    combos = np.indices([len(t) for t in tables]).reshape(len(units), -1).T
+    cycles = np.stack([t[combos[:, k]] for k, t in enumerate(tables)], axis=1)
+    fastest = cycles.min(axis=1)
+    placed = np.argsort(-fastest, axis=1, kind="stable")
+    rows = np.arange(len(combos))
+    load = np.zeros((len(combos), len(units)))
+    unit = np.zeros((len(combos), len(work)), dtype=np.int64)
+    for j in placed.T:
+        here = cycles[rows, :, j]
+        tied = here <= (fastest[rows, j] * (1 + 1e-9))[:, None]
+        pick = np.argmin(np.where(tied, load, np.inf), axis=1)
+        unit[rows, j] = pick
+        load[rows, pick] += here[rows, pick]
+    return _Bindings(choice, of, cycles, unit, placed, load)
 
 
 def _probe(ctx: _Context, unit: str, option: tuple[str, ...]) -> dict[str, float]:
@@ -595,7 +744,7 @@ def _edges(ctx: _Context, einsums: list[str]) -> tuple[list, list]:
         if tensor not in members or tensor in seen:
             return set()
         out = set()
-        for pred in ctx.cascade.graph.predecessors(tensor):
+        for pred, _ in ctx.reads[tensor]:
             out |= sources(pred, (*seen, tensor))
         return out
 
@@ -603,12 +752,11 @@ def _edges(ctx: _Context, einsums: list[str]) -> tuple[list, list]:
     for c in einsums:
         if c not in ctx.work:
             continue
-        for p in ctx.cascade.graph.predecessors(c):
-            data = ctx.cascade.graph.edges[p, c]
+        for p, loop_carried in ctx.reads[c]:
             for src in sources(p):
                 if src == c:
                     continue
-                (carried if data["carried"] and src == p else forward).add((src, c))
+                (carried if loop_carried and src == p else forward).add((src, c))
     return sorted(forward), sorted(carried)
 
 
@@ -627,8 +775,10 @@ def schedule_stages(
     Einsums in sequence); a loop-carried read of the previous tile (SPD reads RD[m1]) only
     constrains a lagged producer to an earlier stage. The search starts as soon as possible
     (ASAP) and moves one Einsum at a time while the heuristic per-tile time, the sum over
-    stages of the busiest unit's share of the reported `cycles`, falls. It only proposes: the
-    simulator costs every template built from it.
+    stages of the busiest unit's share of the reported `cycles`, falls: each round costs every
+    (Einsum, lag, stage) move at once (numpy) and takes the largest fall, ties to the first
+    Einsum, then lag, then stage. It only proposes: the simulator costs every template built
+    from it.
 
     Returns:
         (stages as Einsum names per stage, the heuristic per-tile time).
@@ -640,71 +790,84 @@ def schedule_stages(
         (B finishes the previous tile while A starts the next: one stage of max(2, 3).)
     """
     n = len(work)
-    units = sorted(set(unit_of.values()))
-    uidx = {u: i for i, u in enumerate(units)}
-    preds = {e: [p for p, c in forward if c == e] for e in work}
-    succs = {e: [c for p, c in forward if p == e] for e in work}
-    cpreds = {e: [p for p, c in carried if c == e] for e in work}
-    csuccs = {e: [c for p, c in carried if p == e] for e in work}
     position = {e: i for i, e in enumerate(work)}
-    lag, stage = {}, {}
-    done: set[str] = set()
-    while len(done) < n:  # ASAP in a topological order (ties: text order)
-        ready = [e for e in work if e not in done and all(p in done for p in preds[e])]
-        if not ready:
-            raise SpecError(f"Einsums {', '.join(sorted(set(work) - done))} form a cycle")
-        e = min(ready, key=position.get)
-        lag[e] = 0
-        stage[e] = max((stage[p] + (unit_of[p] != unit_of[e]) for p in preds[e]), default=0)
-        done.add(e)
-    # per stage, per unit: lists, not an array (tiny rows, and max() of a list is cheap)
-    loads = [[0.0] * len(units) for _ in range(n)]
-    for e in work:
-        loads[stage[e]][uidx[unit_of[e]]] += float(cycles[e])
-
-    def ok(e: str, lg: int, st: int) -> bool:
-        key, unit = lg * n + st, unit_of[e]
-        for p in preds[e]:
-            kp = lag[p] * n + stage[p]
-            if kp > key or (kp == key and unit_of[p] != unit):
-                return False
-        for c in succs[e]:
-            kc = lag[c] * n + stage[c]
-            if kc < key or (kc == key and unit_of[c] != unit):
-                return False
-        if lg == 0:
-            for p in cpreds[e]:
-                if lag[p] == 1 and (stage[p] > st or (stage[p] == st and unit_of[p] != unit)):
-                    return False
-        else:
-            for c in csuccs[e]:
-                if lag[c] == 0 and (stage[c] < st or (stage[c] == st and unit_of[c] != unit)):
-                    return False
-        return True
-
+    try:
+        edges = [[position[p] for p, _ in forward], [position[c] for _, c in forward],
+                 [position[p] for p, _ in carried], [position[c] for _, c in carried]]  # fmt: skip
+    except KeyError as missing:
+        raise SpecError(f"stage edge names {missing}, not an Einsum of the kernel") from None
+    fsrc, fdst, csrc, cdst = (np.array(x, dtype=np.int64) for x in edges)
+    units = sorted(set(unit_of.values()))
+    on = [units.index(unit_of[e]) for e in work]
+    unit = np.array(on, dtype=np.int64)
+    w = np.array([float(cycles[e]) for e in work])
+    fdiff, cdiff = unit[fsrc] != unit[fdst], unit[csrc] != unit[cdst]
+    # ASAP in a topological order (ties: text order), Kahn's algorithm with a heap
+    preds: list[list[int]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for p, c in zip(edges[0], edges[1], strict=True):
+        preds[c].append(p)
+        succs[p].append(c)
+    waiting = [len(ps) for ps in preds]
+    ready = [i for i in range(n) if not waiting[i]]
+    asap = [0] * n
+    placed = 0
+    while ready:
+        i = heapq.heappop(ready)
+        asap[i] = max((asap[p] + (on[p] != on[i]) for p in preds[i]), default=0)
+        placed += 1
+        for c in succs[i]:
+            waiting[c] -= 1
+            if not waiting[c]:
+                heapq.heappush(ready, c)
+    if placed < n:
+        stuck = sorted(e for e, i in position.items() if waiting[i])
+        raise SpecError(f"Einsums {', '.join(stuck)} form a cycle")
+    stage, lag = np.array(asap, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    loads = np.zeros((n, len(units)))
+    for i in range(n):
+        loads[asap[i], on[i]] += w[i]
+    rows, st = np.arange(n), np.arange(n)
     while True:
-        best, best_delta = None, -1e-9
-        peaks = [max(row) for row in loads]
-        for e in work:
-            u, w, s0 = uidx[unit_of[e]], float(cycles[e]), stage[e]
-            row0 = loads[s0]
-            release = max([row0[u] - w, *row0[:u], *row0[u + 1 :]]) - peaks[s0]
-            # the gain first: the legality test is the costly part, and only a move that
-            # would be the best so far needs it (the same move wins as testing every one)
-            gains = [release + max(p, row[u] + w) - p for p, row in zip(peaks, loads, strict=True)]
-            for lg in (0, 1):
-                for st in range(n):
-                    if st != s0 and gains[st] < best_delta and ok(e, lg, st):
-                        best, best_delta = (e, lg, st), gains[st]
-        if best is None:
+        # Legal (lag, stage) of each Einsum given the others': a consumer after its producer
+        # in (lag, stage) order, or in the same stage on the same unit; as key = lag*n+stage,
+        # a range per Einsum: stages [a0, b0] at lag 0, [a1, b1] at lag 1 (with the carried
+        # reads: a lagged producer before its lag-0 reader, an unlagged reader after it).
+        key = lag * n + stage
+        lo = np.full(n, -1, dtype=np.int64)
+        np.maximum.at(lo, fdst, key[fsrc] + fdiff)
+        hi = np.full(n, 2 * n, dtype=np.int64)
+        np.minimum.at(hi, fsrc, key[fdst] - fdiff)
+        a0, b0, a1, b1 = lo, hi, lo - n, hi - n
+        if len(csrc):
+            m = lag[csrc] == 1
+            a0 = lo.copy()
+            np.maximum.at(a0, cdst[m], stage[csrc[m]] + cdiff[m])
+            m = lag[cdst] == 0
+            np.minimum.at(b1, csrc[m], stage[cdst[m]] - cdiff[m])
+        # the gain of moving each Einsum to each stage: its stage's peak released, the
+        # target's raised (the same floating-point operations as one move at a time)
+        peaks = loads.max(axis=1)
+        row0 = loads[stage]
+        row0[rows, unit] -= w
+        release = row0.max(axis=1) - peaks[stage]
+        gain = release[:, None] + np.maximum(peaks, loads[:, unit].T + w[:, None]) - peaks
+        gain[rows, stage] = np.inf  # not a move
+        gain[~(gain < -1e-9)] = np.inf  # no gain (or NaN)
+        moves = np.empty((n, 2, n))
+        moves[:, 0] = np.where((st >= a0[:, None]) & (st <= b0[:, None]), gain, np.inf)
+        moves[:, 1] = np.where((st >= a1[:, None]) & (st <= b1[:, None]), gain, np.inf)
+        # the least gain; ties go to the first Einsum, then lag, then stage
+        best = int(moves.argmin())
+        if moves.flat[best] == np.inf:
             break
-        e, lg, st = best
-        loads[stage[e]][uidx[unit_of[e]]] -= float(cycles[e])
-        loads[st][uidx[unit_of[e]]] += float(cycles[e])
-        lag[e], stage[e] = lg, st
-    used = sorted({stage[e] for e in work})
-    stages = tuple(tuple(e for e in work if stage[e] == s) for s in used)
-    return stages, float(np.sum([max(row) for row in loads]))
+        e, lg, s = np.unravel_index(best, moves.shape)
+        loads[stage[e], unit[e]] -= w[e]
+        loads[s, unit[e]] += w[e]
+        lag[e], stage[e] = lg, s
+    used = sorted(set(stage.tolist()))
+    stages = tuple(tuple(e for e, i in position.items() if stage[i] == s) for s in used)
+    return stages, float(np.sum(loads.max(axis=1)))
 
 
 def _busiest(work, binding, cycles) -> float:
@@ -720,7 +883,13 @@ def _score(ctx, work, binding, cycles, edges) -> tuple[tuple, float]:
     unit_cycles = {e: cycles[binding[e]][e] for e in work}
     overlap = ctx.constraints.overlap
     if overlap == "pipelined" and len(set(binding.values())) > 1:
-        return schedule_stages(work, binding, unit_cycles, *edges)
+        # memoized: unrollings that differ only on a unit's idle dimension probe the same
+        # cycles, so a kernel's bindings meet the same schedule many times
+        key = ("stages", tuple(work), tuple(sorted(binding.items())),
+               tuple(unit_cycles.values()), tuple(map(tuple, edges)))  # fmt: skip
+        if key not in ctx.memo:
+            ctx.memo[key] = schedule_stages(work, binding, unit_cycles, *edges)
+        return ctx.memo[key]
     per_unit: dict[str, float] = {}
     for e in work:
         per_unit[binding[e]] = per_unit.get(binding[e], 0.0) + unit_cycles[e]
@@ -750,20 +919,21 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
     units = [u for u in units if options[u]]
     edges = _edges(ctx, einsums)
     results: dict = {}
-    bounded = []
-    for index, choice in enumerate(itertools.product(*(options[u] for u in units))):
-        spatial = tuple(zip(units, choice, strict=True))
-        cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
-        binding = _balanced_binding(ctx, work, units, cycles)
-        bounded.append((_busiest(work, binding, cycles), index, spatial, binding, cycles))
+    table = _bindings(ctx, work, units, options)
+    bounds = table.busiest()
     # Stages are scheduled in the order of a bound on the score (the busiest unit's cycles:
     # no schedule beats a perfect overlap), and not at all for a combination whose bound
     # exceeds the score of `keep` already scheduled: it could enter neither the `top`
     # returned nor the two refined below, so the result is that of scheduling every one.
     keep, scores, combos = max(top, 2), [], []
-    for bound, index, spatial, binding, cycles in sorted(bounded, key=lambda c: c[:2]):
+    for index in np.argsort(bounds, kind="stable"):  # by (bound, combination)
+        bound = bounds[index]
         if len(scores) >= keep and bound > scores[keep - 1] * (1 + 1e-9):
             break
+        choice = table.choice[index]
+        spatial = tuple((u, options[u][choice[k]]) for k, u in enumerate(units))
+        cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
+        binding = table.binding(index, work, units)
         stages, score = _score(ctx, work, binding, cycles, edges)
         bisect.insort(scores, score)
         combos.append((score, index, spatial, binding, stages, cycles))
@@ -849,7 +1019,7 @@ def _kernel_memory(ctx: _Context, name: str, einsums: list[str], compute: Comput
             required.add(e)  # state carried across the loop over its iterative rank
     for r in multipass - whole:
         for e in einsums:
-            readers = set(ctx.cascade.graph.successors(e)) & members
+            readers = set(ctx.successors[e]) & members
             if r in ctx.cascade.tensor_ranks[e] and readers and e in ctx.work:
                 required.add(e)
     for e in einsums:
@@ -860,7 +1030,7 @@ def _kernel_memory(ctx: _Context, name: str, einsums: list[str], compute: Comput
             if (t not in produced or t not in ctx.work) and t not in candidates:
                 candidates.append(t)
     for e in einsums:
-        readers = set(ctx.cascade.graph.successors(e))
+        readers = set(ctx.successors[e])
         if (e in ctx.cascade.outputs or readers - members) and e not in candidates:
             candidates.append(e)
     candidates = [t for t in candidates if t not in required]
@@ -886,23 +1056,32 @@ def _keep_choices(ctx, level: str, required, candidates) -> list[tuple[str, ...]
     return [tuple(sorted({*base, *s})) for s in subsets]
 
 
-def _orders(ctx, tiled: list[str]) -> tuple[list[tuple[str, ...]], bool]:
+def _orders(ctx, tiled: list[str]) -> tuple[tuple[tuple[str, ...], ...], bool]:
     """Off-chip loop orders (outer to inner) and whether they are every permutation."""
-    allowed = [
-        order
-        for order in itertools.permutations(tiled)
-        if not any(
-            all(r in order for r in bad)
-            and [order.index(r) for r in bad] == sorted(order.index(r) for r in bad)
-            for bad in ctx.constraints.forbid_orders
-        )
-    ]
-    if not allowed:
+    return _allowed_orders(tuple(tiled), ctx.constraints.forbid_orders)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed_orders(tiled: tuple[str, ...], forbid) -> tuple[tuple[tuple[str, ...], ...], bool]:
+    """The first `MAX_ORDERS` permutations of `tiled` (itertools order) that put no
+    `forbid` sequence in its order, and whether they are all of them (no forbidden order
+    and at most `MAX_ORDERS`). Permutations are generated only until one past the cap."""
+
+    def allowed(order: tuple[str, ...]) -> bool:
+        at = {r: i for i, r in enumerate(order)}
+        for bad in forbid:
+            if all(r in at for r in bad):
+                index = [at[r] for r in bad]
+                if index == sorted(index):
+                    return False
+        return True
+
+    found = tuple(itertools.islice(filter(allowed, itertools.permutations(tiled)), MAX_ORDERS + 1))
+    if not found:
         raise SpecError(
             f"constraints.forbid_orders: every loop order of {', '.join(tiled)} is forbidden"
         )
-    complete = len(allowed) <= MAX_ORDERS and not ctx.constraints.forbid_orders
-    return allowed[:MAX_ORDERS], complete
+    return found[:MAX_ORDERS], len(found) <= MAX_ORDERS and not forbid
 
 
 def _unfused_template(ctx: _Context, fusion: str, groups: list[list[str]]) -> Template:
@@ -926,7 +1105,11 @@ class _FusedKernel:
     skip_empty_tiles), in that nesting. A recipe's labels cost a few string joins; its
     template is built on demand (`template`), the grid of one (compute, orders) shared by
     its keep sets. The memory choices of a compute structure are worked out when a recipe
-    of it is first asked for, so the first templates of a group cost one structure's."""
+    of it is first asked for, so the first templates of a group cost one structure's.
+
+    The (compute, orders) entries are kept as blocks, one per set of tiled ranks: its
+    off-chip orders, each alone (the on-chip order follows) or with each on-chip order of
+    the same ranks (`complete`); an entry is found by arithmetic, not stored."""
 
     def __init__(self, ctx: _Context, fusion: str, name: str, einsums, structures):
         self.ctx, self.fusion, self.name, self.einsums = ctx, fusion, name, list(einsums)
@@ -935,10 +1118,10 @@ class _FusedKernel:
         self.onchip = [lv.name for lv in ctx.arch.levels[1:]]
         self.masked = any(e.where is not None for e in ctx.cascade.einsums)
         self.skips = (True, False) if self.masked else (True,)
-        self._memory: list = []  # per compute structure: (keeps, multipass, entries)
-        self._starts: list[int] = [0]  # first recipe of each (compute, orders) entry
-        self._entries: list[tuple[int, tuple, tuple | None, bool]] = []
-        self._labels: dict[int, tuple] = {}
+        self._memory: list = []  # per compute structure: (keeps, multipass)
+        self._blocks: list[tuple[int, tuple, bool]] = []  # (compute, orders, complete)
+        self._starts: list[int] = [0]  # first recipe of each block, and the count
+        self._labels: dict[tuple[int, int], tuple] = {}
 
     def _expand(self) -> bool:
         """Work out the next compute structure's memory choices; False when none is left."""
@@ -950,24 +1133,19 @@ class _FusedKernel:
             ctx, self.name, self.einsums, compute
         )
         keeps = _keep_choices(ctx, self.onchip[0], required, candidates) if self.onchip else [()]
-        orders, complete = [], True
+        per_subset, complete = [], True  # the orders of each set of tiled ranks
         for k in range(len(optional) + 1):
             for dropped in itertools.combinations(optional, k):
                 tiled = [r for r in all_tiled if r not in dropped]
                 some, every = _orders(ctx, tiled)
-                orders += some
+                per_subset.append(some)
                 complete = complete and every and len(tiled) <= 3
         self._memory.append((keeps, multipass))
         per_entry = len(keeps) * len(self.skips)
-        for order in orders:
-            if not complete:  # the on-chip order follows the off-chip one
-                self._entries.append((ci, order, None, False))
-                self._starts.append(self._starts[-1] + per_entry)
-                continue
-            for on_order in orders:
-                if sorted(on_order) == sorted(order):
-                    self._entries.append((ci, order, on_order, True))
-                    self._starts.append(self._starts[-1] + per_entry)
+        for some in per_subset:
+            self._blocks.append((ci, some, complete))
+            entries = len(some) ** 2 if complete else len(some)
+            self._starts.append(self._starts[-1] + entries * per_entry)
         return True
 
     @property
@@ -982,60 +1160,88 @@ class _FusedKernel:
             pass
         return min(n, self._starts[-1])
 
-    def _recipe(self, i: int):
+    def _locate(self, i: int) -> tuple[int, int, int]:
+        """(block, entry in the block, recipe in the entry) of recipe i."""
         self.available(i + 1)
-        e = bisect.bisect_right(self._starts, i) - 1
-        ci, order, on_order, canonical = self._entries[e]
+        b = bisect.bisect_right(self._starts, i) - 1
+        keeps, _ = self._memory[self._blocks[b][0]]
+        entry, r = divmod(i - self._starts[b], len(keeps) * len(self.skips))
+        return b, entry, r
+
+    def _entry(self, b: int, entry: int) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+        """(off-chip order, on-chip order or None: the same) of an entry of block b."""
+        _, some, complete = self._blocks[b]
+        if not complete:
+            return some[entry], None
+        o, on = divmod(entry, len(some))
+        return some[o], some[on]
+
+    def _recipe(self, i: int):
+        b, entry, r = self._locate(i)
+        ci, _, canonical = self._blocks[b]
+        order, on_order = self._entry(b, entry)
         keeps, multipass = self._memory[ci]
-        k, s = divmod(i - self._starts[e], len(self.skips))
+        k, s = divmod(r, len(self.skips))
         return ci, order, on_order, canonical, keeps[k], self.skips[s], multipass
 
     def structure(self, i: int) -> tuple[tuple[str, str], ...]:
-        self.available(i + 1)
-        e = bisect.bisect_right(self._starts, i) - 1
-        if e not in self._labels:  # the labels its keep sets share
-            ci, order, on_order, _ = self._entries[e]
+        b, entry, r = self._locate(i)
+        ci = self._blocks[b][0]
+        if (b, entry) not in self._labels:  # the labels its keep sets share
+            order, on_order = self._entry(b, entry)
             compute = self.structures[ci]
-            self._labels[e] = (
+            self._labels[b, entry] = (
                 ("fusion", self.fusion),
                 ("compute", str(ci)),
                 ("spatial", " ".join(f"{u}:{','.join(r)}" for u, r in compute.spatial)),
                 ("order", ",".join(order)),
                 ("onchip_order", "same" if on_order is None else ",".join(on_order)),
             )
-        keeps, _ = self._memory[self._entries[e][0]]
-        k, s = divmod(i - self._starts[e], len(self.skips))
-        labels = (*self._labels[e], ("keep", ",".join(keeps[k]) or "-"))
+        keeps, _ = self._memory[ci]
+        k, s = divmod(r, len(self.skips))
+        labels = (*self._labels[b, entry], ("keep", ",".join(keeps[k]) or "-"))
         if self.masked:
             labels = (*labels, ("skip_empty_tiles", "yes" if self.skips[s] else "no"))
         return labels
 
     def factorized(self, dim: str) -> tuple[list[str], np.ndarray]:
         """Every recipe's label of one dimension as (distinct labels, index per recipe),
-        without making the labels one by one ('' where the templates have none)."""
+        without making the labels one by one ('' where the templates have none): per block,
+        its entries' codes repeated over their recipes."""
         n = self.count
-        per_entry = np.diff(self._starts)
-        cis = np.array([ci for ci, _, _, _ in self._entries], dtype=np.int64)
-        if dim in ("compute", "order", "onchip_order"):
-            if dim == "compute":
-                text = [str(ci) for ci in cis]
-            else:
-                at = 1 if dim == "order" else 2
-                text = [
-                    "same" if e[at] is None else ",".join(e[at]) for e in self._entries
-                ]  # fmt: skip
-            labels = list(dict.fromkeys(text))
-            code = {x: j for j, x in enumerate(labels)}
-            return labels, np.repeat([code[x] for x in text], per_entry).astype(np.int64)
-        if dim == "keep":
-            labels: list[str] = []
-            code: dict[str, int] = {}
-            index = np.empty(n, dtype=np.int64)
-            for e, (ci, *_) in enumerate(self._entries):
+        if dim in ("compute", "order", "onchip_order", "keep"):
+            code: dict = {}  # per distinct value, in the order first met
+            parts = []
+            for b, (ci, some, complete) in enumerate(self._blocks):
                 keeps, _ = self._memory[ci]
-                ks = [code.setdefault(",".join(k) or "-", len(code)) for k in keeps]
-                index[self._starts[e] : self._starts[e + 1]] = np.repeat(ks, len(self.skips))
-            return list(code), index
+                m, per_entry = len(some), len(keeps) * len(self.skips)
+                if dim == "compute":
+                    part = np.full(
+                        self._starts[b + 1] - self._starts[b], code.setdefault(ci, len(code))
+                    )
+                elif dim == "keep":
+                    ks = np.array([code.setdefault(k, len(code)) for k in keeps], dtype=np.int64)
+                    entries = m * m if complete else m
+                    part = np.tile(np.repeat(ks, len(self.skips)), entries)
+                else:
+                    if dim == "onchip_order" and not complete:
+                        index = np.full(m, code.setdefault(None, len(code)), dtype=np.int64)
+                    else:
+                        index = np.array(
+                            [code.setdefault(o, len(code)) for o in some], dtype=np.int64
+                        )
+                        if complete:
+                            index = np.repeat(index, m) if dim == "order" else np.tile(index, m)
+                    part = np.repeat(index, per_entry)
+                parts.append(part.astype(np.int64))
+            if dim == "compute":
+                labels = [str(ci) for ci in code]
+            elif dim == "keep":
+                labels = [",".join(k) or "-" for k in code]
+            else:
+                labels = ["same" if o is None else ",".join(o) for o in code]
+            index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            return labels, index
         if dim == "skip_empty_tiles" and self.masked:
             return ["yes", "no"], np.tile(np.arange(len(self.skips)), n // len(self.skips))
         if dim == "fusion":
@@ -1079,17 +1285,17 @@ class _PartialGrouping:
         self.ctx, self.fusion, self.groups = ctx, fusion, groups
         self.fused = [i for i, g in enumerate(groups) if sum(e in ctx.work for e in g) > 1]
         self.count = 1 + len(self.fused) * (PARTIAL_TEMPLATES - 1)
-        self._options: list[list[Template]] | bool | None = False  # False: not yet built
+        self._options: list[_Group] | bool | None = False  # False: not yet built
 
-    def options(self) -> list[list[Template]] | None:
+    def options(self) -> list[_Group] | None:
         if self._options is False:
             found = []
             for einsums in self.groups:
-                templates = _group_templates(self.ctx, einsums)
-                if not templates:  # a group the stage scheduler cannot order: not in the space
+                group = _group_kernel(self.ctx, einsums)
+                if group is None:  # a group the stage scheduler cannot order: not in the space
                     found = None
                     break
-                found.append(templates)
+                found.append(group)
             self._options = found
         return self._options
 
@@ -1101,11 +1307,11 @@ class _PartialGrouping:
         if local == 0:
             # the all-first template carries the labels of the last group that varies (as a
             # varied group's first template it is the same mapping)
-            varied = [i for i in self.fused if len(options[i]) > 1]
+            varied = [i for i in self.fused if options[i].count > 1]
             return (varied[-1] if varied else 0), 0
         k, j = divmod(local - 1, PARTIAL_TEMPLATES - 1)
         i = self.fused[k]
-        return (i, j + 1) if j + 1 < len(options[i]) else None
+        return (i, j + 1) if j + 1 < options[i].count else None
 
     def template(self, local: int) -> Template:
         slot = self._slot(local)
@@ -1115,25 +1321,53 @@ class _PartialGrouping:
             return Template(mapping, (), (), labels, absent=True)
         options = self.options()
         i, j = slot
-        parts = [options[i][j] if x == i else o[0] for x, o in enumerate(options)]
-        return _joined(self.ctx, self.fusion, parts, options[i][j])
+        parts = [options[i].template(j) if x == i else o.template(0) for x, o in enumerate(options)]
+        return _joined(self.ctx, self.fusion, parts, options[i].template(j))
 
     def structure(self, local: int) -> tuple[tuple[str, str], ...]:
-        """The labels `template(local)` has, without joining the kernels' grids."""
+        """The labels `template(local)` has, without building the groups' templates."""
         slot = self._slot(local)
         if slot is None:
             return (("fusion", self.fusion), ("kernels", str(len(self.groups))))
         i, j = slot
-        varied = dict(self.options()[i][j].structure)
+        varied = dict(self.options()[i].structure(j))
         labels = varied | {"fusion": self.fusion, "kernels": str(len(self.groups))}
         return tuple(labels.items())
 
 
-def _group_templates(ctx: _Context, einsums: list[str]) -> list[Template] | None:
+class _Group:
+    """One kernel of a partial grouping: how many templates it offers (`count`), their
+    labels from the recipes, and each template built when first asked for (and kept). A
+    fused group's come from its `_FusedKernel`; a one-Einsum group (or one without compute
+    structures) has one template streaming its operands on its fastest structure."""
+
+    def __init__(self, ctx: _Context, einsums: list[str], structures, kernel):
+        self.ctx, self.einsums, self.structures, self.kernel = ctx, einsums, structures, kernel
+        self.count = 1 if kernel is None else kernel.available(PARTIAL_TEMPLATES)
+        self._built: dict[int, Template] = {}
+
+    def structure(self, j: int) -> tuple[tuple[str, str], ...]:
+        return () if self.kernel is None else self.kernel.structure(j)
+
+    def template(self, j: int) -> Template:
+        if j not in self._built:
+            self._built[j] = self._streamed() if self.kernel is None else self.kernel.template(j)
+        return self._built[j]
+
+    def _streamed(self) -> Template:
+        ctx, einsums, structures = self.ctx, self.einsums, self.structures
+        name = next(e for e in einsums if e in ctx.work)
+        fastest = _fastest(ctx, structures) if structures else None
+        kernel = _kernel(ctx, name, einsums, fastest, (), _forced_keep(ctx, einsums), ())
+        mapping = Mapping(f"{ctx.cascade.name}_partial", ctx.cascade.name, (kernel,), ctx.batch)
+        return Template(mapping, (), (), ())
+
+
+def _group_kernel(ctx: _Context, einsums: list[str]) -> _Group | None:
     """The templates of one kernel of a partial grouping, memoized per group (groups recur
     across groupings): a fused group's first `PARTIAL_TEMPLATES`, or a one-Einsum group
     streaming its operands on its fastest structure; None when the group cannot be
-    scheduled."""
+    scheduled. Only the count and the labels are worked out now."""
     key = ("templates", tuple(einsums))
     if key in ctx.memo:
         return ctx.memo[key]
@@ -1143,16 +1377,11 @@ def _group_templates(ctx: _Context, einsums: list[str]) -> list[Template] | None
     except SpecError:
         ctx.memo[key] = None
         return None
+    kernel = None
     if sum(e in ctx.work for e in einsums) > 1 and structures:
         kernel = _FusedKernel(ctx, "partial", name, einsums, structures)
-        found = [kernel.template(i) for i in range(kernel.available(PARTIAL_TEMPLATES))]
-    else:
-        fastest = _fastest(ctx, structures) if structures else None
-        kernel = _kernel(ctx, name, einsums, fastest, (), _forced_keep(ctx, einsums), ())
-        mapping = Mapping(f"{ctx.cascade.name}_partial", ctx.cascade.name, (kernel,), ctx.batch)
-        found = [Template(mapping, (), (), ())]
-    ctx.memo[key] = found
-    return found
+    ctx.memo[key] = _Group(ctx, list(einsums), structures, kernel)
+    return ctx.memo[key]
 
 
 def _structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
@@ -1184,15 +1413,19 @@ def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
     units = [u.name for u in ctx.arch.units if any(u.name in ctx.supported[e] for e in work)]
     options = {u: _spatial_options(ctx, u, work) for u in units}
     units = [u for u in units if options[u]]
+    table = _bindings(ctx, work, units, options)
+    busiest = table.loads().max(axis=1)  # the loads summed in placement order, as ranked
+    # the TOP_COMPUTE first by (busiest, unrolling text) lie among those at most the
+    # TOP_COMPUTE-th smallest busiest: only those are made into structures and sorted
+    top = min(TOP_COMPUTE, len(busiest))
+    cut = np.partition(busiest, top - 1)[top - 1]
     ranked = []
-    for choice in itertools.product(*(options[u] for u in units)):
-        spatial = tuple(zip(units, choice, strict=True))
-        cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
-        binding = _balanced_binding(ctx, work, units, cycles)
+    for c in np.flatnonzero(busiest <= cut):
+        binding = table.binding(c, work, units)
         used = set(binding.values())
-        kept = tuple((u, r) for u, r in spatial if u in used)
-        busiest = max(sum(cycles[u][e] for e, b in binding.items() if b == u) for u in units)
-        ranked.append((busiest, str(kept), kept, binding))
+        choice = table.choice[c]
+        kept = tuple((u, options[u][choice[k]]) for k, u in enumerate(units) if u in used)
+        ranked.append((float(busiest[c]), str(kept), kept, binding))
     ranked.sort(key=lambda item: (item[0], item[1]))
     for _, _, kept, binding in ranked[:TOP_COMPUTE]:
         candidates.setdefault((kept, tuple(sorted(binding.items()))), binding)
@@ -1461,11 +1694,11 @@ def _with_reshapes(ctx: _Context, names: list[str], groups: list[list[str]]) -> 
     for e in reversed(names):
         if e in home:
             continue
-        readers = [r for r in ctx.cascade.order if r in ctx.cascade.graph.successors(e)]
-        target = next((home[r] for r in readers if r in home), 0)
+        target = next((home[r] for r in ctx.readers[e] if r in home), 0)
         groups[target].insert(0, e)
         home[e] = target
-    return [sorted(g, key=names.index) for g in groups]
+    position = {e: i for i, e in enumerate(names)}
+    return [sorted(g, key=position.__getitem__) for g in groups]
 
 
 def _pinned_grouping(ctx: _Context, names: list[str], pinned) -> list[list[str]]:
@@ -1497,7 +1730,7 @@ def _backward(ctx: _Context, groups: list[list[str]]) -> tuple[str, str] | None:
     recurrence such as RD into SPD) included; None when the groups follow the graph."""
     kernel_of = {e: i for i, g in enumerate(groups) for e in g}
     for e, i in kernel_of.items():
-        for reader in ctx.cascade.graph.successors(e):
+        for reader in ctx.successors[e]:
             if reader in kernel_of and kernel_of[reader] < i:
                 return reader, e
     return None
@@ -1513,8 +1746,7 @@ def _whole_groupings(ctx: _Context, names: list[str]) -> list[tuple[str, list[li
         for e in names:
             if e in ctx.work:
                 continue
-            readers = [r for r in ctx.cascade.order if r in ctx.cascade.graph.successors(e)]
-            target = next((r for r in readers if r in ctx.work), work[0])
+            target = next((r for r in ctx.readers[e] if r in ctx.work), work[0])
             groups[target].insert(0, e)
         out.append(("unfused", [groups[e] for e in work]))
     return out
