@@ -11,6 +11,8 @@ costed); a strategy stops when it reaches 0.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from einsim.einsum import Registry, SpecError
@@ -23,9 +25,12 @@ SAMPLE = 2048  # rows costed per visit of a template by greedy and anneal
 EXHAUSTIVE_CHUNK = 1 << 18
 BLOCK = 256  # rows per template draw of the random strategy
 REFINED = 8  # templates whose factors greedy refines
-LOCAL_ORDERS = 48  # order moves greedy makes all of; past it, the orders one edit away
+LOCAL_ORDERS = 192  # order moves greedy makes all of; past it, the orders one edit away
 POLISH_TOP = 8  # templates of each fusion move greedy refines before it compares them ...
-POLISH = 6  # ... by at most this many rounds of coordinate descent on their factors
+POLISH = 6  # ... by at most this many rounds of coordinate descent on their factors ...
+STARTS = 3  # ... from this many of their best sampled rows (distinct objectives)
+PAIRS = 1  # greedy's refinement also moves pairs of factors of one rank (`_tied`); 0: not
+RESTARTS = 2  # runner-up groupings greedy descends within after it stops
 REFINED_FUSIONS = 4  # ... and fusion groupings whose best template it refines
 
 
@@ -208,6 +213,35 @@ def _order_edit(a: str, b: str) -> bool:
     return [r for r in x if r in y] == [r for r in y if r in x]
 
 
+def _distinct_best(values: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[float, int]]:
+    """(value, row) of the k smallest distinct finite values, best first (a sample's ties
+    are usually the same tiling seen through a factor that does not matter).
+
+    Example:
+        >>> _distinct_best(np.array([3.0, 1.0, 1.0, np.inf, 2.0]), np.arange(5), 2)
+        [(1.0, 1), (2.0, 4)]
+    """
+    order = np.argsort(values, kind="stable")
+    found: dict[float, int] = {}
+    for i in order:
+        if len(found) == k or not np.isfinite(values[i]):
+            break
+        found.setdefault(float(values[i]), int(rows[i]))
+    return list(found.items())
+
+
+def _tied(template) -> list[tuple[int, int]]:
+    """Pairs of free parameters that factor the same rank (its spatial and on-chip
+    factors, or one rank's factors in two kernels of a grouping): greedy's refinement moves
+    them together, a tile's split between levels or kernels changed in one step."""
+    by_rank: dict[str, list[int]] = {}
+    for _, grid in template.ranks:
+        for param in (grid.spatial_param, grid.onchip_param):
+            if param >= 0 and param not in by_rank.setdefault(grid.rank, []):
+                by_rank[grid.rank].append(param)
+    return [pair for params in by_rank.values() for pair in itertools.combinations(params, 2)]
+
+
 def _one_cut_apart(a: frozenset, b: frozenset) -> bool:
     """One cut added, removed or moved (the same grouping included)."""
     return len(a ^ b) <= 1 or (len(a ^ b) == 2 and len(a) == len(b))
@@ -219,6 +253,7 @@ class _Visits:
     def __init__(self, space: MapSpace, run, rng, budget: int, resample: bool = True):
         self.space, self.run, self.rng, self.resample = space, run, rng, resample
         self.best: dict[int, tuple[float, int]] = {}
+        self.starts: dict[int, list[tuple[float, int]]] = {}  # a template's best samples
         # rows per visit: enough visits for the budget to reach most templates
         self.sample = int(np.clip(budget // (2 * len(space.templates)), 128, SAMPLE))
 
@@ -241,34 +276,62 @@ class _Visits:
             i = int(np.argmin(values))
             if t not in self.best or values[i] < self.best[t][0]:
                 self.best[t] = (float(values[i]), int(rows[i]))
+            if t not in self.starts:
+                self.starts[t] = _distinct_best(values, rows, STARTS)
         return self.best.get(t, (np.inf, 0))[0]
 
-    def refine(self, t: int, rounds: int | None = None) -> None:
-        """Coordinate descent on the free factors from the template's best row: each round
-        costs every single-factor change at once and moves to the best (at most `rounds`
-        rounds; None: until no change helps)."""
+    def refine(self, t: int, rounds: int | None = None, starts: int = 1) -> None:
+        """Coordinate descent on the free factors from the template's best row, and from
+        its next best sampled rows up to `starts` rows (`STARTS` distinct objectives): each
+        round costs every single-factor change of every descent still moving at once (one
+        batch; `_neighbours`) and moves each to its best; a descent stops when no change
+        helps, all after at most `rounds` rounds (None: no limit)."""
         if t not in self.best:
             return
         template = self.space.templates[t]
-        while self.run.remaining > 0 and (rounds is None or rounds > 0):
+        points = [self.best[t]] + [
+            p for p in self.starts.get(t, [])[1:starts] if p[1] != self.best[t][1]
+        ]
+        while points and self.run.remaining > 0 and (rounds is None or rounds > 0):
             rounds = None if rounds is None else rounds - 1
-            value, row = self.best[t]
-            base = template.indices(np.array([row]))[0]
-            trials = []
-            for k, values in enumerate(template.values):
-                for j in range(len(values)):
-                    if j != base[k]:
-                        trial = base.copy()
-                        trial[k] = j
-                        trials.append(trial)
-            if not trials:
+            bases = template.indices(np.array([row for _, row in points]))
+            trials = [_neighbours(template, base) for base in bases]
+            if not sum(len(x) for x in trials):
                 return
-            rows = template.flat(np.array(trials))
+            rows = template.flat(np.concatenate(trials))
             values = self.run(t, rows)
-            i = int(np.argmin(values)) if len(values) else 0
-            if not len(values) or values[i] >= value:
-                return
-            self.best[t] = (float(values[i]), int(rows[i]))
+            moved, at = [], 0
+            for (value, _), x in zip(points, trials, strict=True):
+                part = values[at : at + len(x)]
+                if len(part):
+                    i = int(np.argmin(part))
+                    if part[i] < value:
+                        moved.append((float(part[i]), int(rows[at + i])))
+                at += len(x)
+            for point in moved:
+                if point[0] < self.best[t][0]:
+                    self.best[t] = point
+            points = moved
+
+
+def _neighbours(template, base: np.ndarray) -> np.ndarray:
+    """The value indices one step from `base`: every other value of one factor, and (with
+    `PAIRS`) each pair of one rank's factors (`_tied`) one index up or down together."""
+    trials = []
+    for k, values in enumerate(template.values):
+        for j in range(len(values)):
+            if j != base[k]:
+                trial = base.copy()
+                trial[k] = j
+                trials.append(trial)
+    for a, b in _tied(template) if PAIRS else ():
+        for da, db in ((1, -1), (-1, 1), (1, 1), (-1, -1)):
+            trial = base.copy()
+            trial[a] += da
+            trial[b] += db
+            if 0 <= trial[a] < len(template.values[a]) and 0 <= trial[b] < len(template.values[b]):
+                trials.append(trial)
+    return np.array(trials, dtype=np.int64).reshape(len(trials), len(base))
 
 
 @STRATEGIES.register("greedy", summary="coordinate descent over structure, then over factors")
@@ -286,11 +349,18 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     moves), not every order of every structure. A change of off-chip order visits the
     orders one edit away where there are more than `LOCAL_ORDERS` (`_Moves.local`); the
     descent within the grouping reaches the others edit by edit. After a fusion move's
-    sample, the `POLISH_TOP` best templates of several kernels are refined by up to
-    `POLISH` rounds before the groupings are compared: a sample of a partial grouping's
-    grid (the tiles of several kernels) is far from its best (linear attention at 16K:
-    2.0 s sampled, 0.08 s refined), and without it greedy settles on the grouping whose
-    sample happened to be best."""
+    sample, the `POLISH_TOP` best templates of several kernels are refined by one round
+    and, where that helps, by up to `POLISH` rounds from their `STARTS` best sampled rows
+    (one batch a round) before the groupings are compared: a sample of a partial
+    grouping's grid (the tiles of several kernels) is far from its best (linear attention
+    at 16K: 2.0 s sampled, 0.074 s refined), one descent from its best sample can stop at
+    a poor local optimum (linear at 64K: 354.7 ms from one start, 296.7 ms with three
+    and the pair moves), and without it greedy settles on the grouping whose sample
+    happened to be best; where the first round finds the sample a local optimum (dense
+    cascades), the polish costs one round. The refinement also moves a rank's two factors
+    together (`_tied`). When no grouping helps, the choices within the `RESTARTS`
+    runner-up groupings are descended from their best templates, and greedy moves on from
+    one that beats the best."""
     moves = _Moves(space)
     dims = moves.dims
     visits = _Visits(space, run, rng, budget, resample=False)
@@ -311,8 +381,12 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
                 if t in visits.best and t not in polished and np.isfinite(visits.best[t][0])
                 and len(space.templates[t].mapping.kernels) > 1
             )  # fmt: skip
-            for _, t in sampled[:POLISH_TOP]:
-                visits.refine(t, POLISH)
+            for value, t in sampled[:POLISH_TOP]:
+                # one round from the best sample; where it helps (the sample is not yet a
+                # local optimum), the other rounds from it and the next best samples
+                visits.refine(t, 1)
+                if visits.best[t][0] < value:
+                    visits.refine(t, POLISH - 1, STARTS)
                 polished.add(t)
 
     def step(d: str) -> bool:
@@ -329,16 +403,38 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         return False
 
     within = [d for d in dims if d != "fusion"]
-    improved = True
-    while improved and run.remaining > 0:
-        # nothing valid yet (a fused working set over the buffer): try other groupings first
-        if not np.isfinite(visits.best.get(current, (np.inf, 0))[0]):
-            step("fusion")
-        # the choices within the grouping until none helps (the orders edit by edit), then
-        # the groupings around it
+
+    def descend() -> None:
+        """The choices within the grouping until none helps (the orders edit by edit),
+        then the groupings around it, until no grouping helps."""
+        improved = True
+        while improved and run.remaining > 0:
+            # nothing valid yet (a fused working set over the buffer): other groupings first
+            if not np.isfinite(visits.best.get(current, (np.inf, 0))[0]):
+                step("fusion")
+            while run.remaining > 0 and any([step(d) for d in within]):
+                pass
+            improved = step("fusion")
+
+    descend()
+    # restarts: the choices within each runner-up grouping descended from its best template
+    # (a grouping left after one sample may hold a better tiling under other orders)
+    tried = {moves.labels(current).get("fusion", "")}
+    for _ in range(RESTARTS):
+        if run.remaining <= 0:
+            break
+        ranked = sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))
+        other = [t for t, _ in ranked if moves.labels(t).get("fusion", "") not in tried]
+        if not other:
+            break
+        goal, current = current, other[0]
+        tried.add(moves.labels(current).get("fusion", ""))
         while run.remaining > 0 and any([step(d) for d in within]):
             pass
-        improved = step("fusion")
+        if visits.best[current][0] < visits.best[goal][0]:
+            descend()
+        else:
+            current = goal
     ranked = [t for t, _ in sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))]
     # the best few templates, and the best of each of the best few fusion groupings (a
     # grouping's sample may hide a better tiling than another grouping's best template)

@@ -99,3 +99,78 @@ def test_greedy_returns_the_best_candidate_it_costed():
     result = search(attention("linear"), arch, SHAPE, "latency", "greedy", budget=200_000)
     costed = result.candidates[result.candidates.valid].latency_s.min()
     np.testing.assert_allclose(result.report.latency_s, costed, rtol=1e-9)
+
+
+def test_tied_pairs_are_the_parameters_naming_one_rank():
+    space = _space("linear")
+    rng = np.random.default_rng(5)
+    for t in sorted({0, len(space.templates) - 1, *rng.choice(len(space.templates), 20).tolist()}):
+        template = space.templates[t]
+        if template.absent:
+            continue
+        by_name = {
+            (a, b)
+            for a in range(len(template.names))
+            for b in range(a + 1, len(template.names))
+            if template.names[a].rsplit(".", 1)[1] == template.names[b].rsplit(".", 1)[1]
+        }
+        assert {tuple(sorted(p)) for p in strategies_module._tied(template)} == by_name
+
+
+class _Ridge:
+    """A runner stand-in whose objective has a ridge along one rank's two factors:
+    10 |i_a + i_b - c| + |i_a - goal| (i: value indices); from a point on the ridge only a
+    move of both factors at once improves."""
+
+    def __init__(self, template, a: int, b: int, c: int, goal: int):
+        self.template, self.a, self.b, self.c, self.goal = template, a, b, c, goal
+        self.remaining = 10**9
+
+    def __call__(self, t, rows):
+        i = self.template.indices(np.asarray(rows))
+        return 10.0 * np.abs(i[:, self.a] + i[:, self.b] - self.c) + np.abs(
+            i[:, self.a] - self.goal
+        )
+
+
+@pytest.mark.parametrize("pairs", [0, 1])
+def test_refinement_moves_a_ranks_two_factors_together(monkeypatch, pairs):
+    monkeypatch.setattr(strategies_module, "PAIRS", pairs)
+    space = _space("fusemax_1pass")
+    t = next(
+        i for i in range(len(space.templates))
+        if any(min(len(space.templates[i].values[p]) for p in pair) >= 3
+               for pair in strategies_module._tied(space.templates[i]))
+    )  # fmt: skip
+    template = space.templates[t]
+    a, b = next(
+        p for p in strategies_module._tied(template) if min(len(template.values[q]) for q in p) >= 3
+    )
+    start = np.zeros(len(template.names), dtype=np.int64)
+    start[a], start[b] = 0, 2  # on the ridge c = 2, away from the goal i_a = 2
+    run = _Ridge(template, a, b, c=2, goal=2)
+    visits = _Visits(space, run, np.random.default_rng(0), budget=10**6)
+    row = int(template.flat(start[None])[0])
+    visits.best[t] = (float(run(t, [row])[0]), row)
+    visits.refine(t)
+    end = template.indices(np.array([visits.best[t][1]]))[0]
+    assert (end[a], end[b]) == ((2, 0) if pairs else (0, 2))
+    assert visits.best[t][0] == (0.0 if pairs else 2.0)
+
+
+def test_a_multi_start_refinement_costs_one_batch_a_round_and_never_gets_worse():
+    space = _space("fusemax_1pass")
+    t = next(i for i in range(len(space.templates)) if space.templates[i].size > 16)
+    for rounds in (1, 2, 3):
+        run = _Counting(space, seed=7 + rounds)
+        visits = _Visits(space, run, np.random.default_rng(0), budget=10**6)
+        visits.visit(t)
+        sampled, starts = visits.best[t][0], visits.starts[t]
+        values = [v for v, _ in starts]
+        assert values == sorted(values) and len(set(values)) == len(values)
+        assert starts[0] == visits.best[t]
+        assert list(run(t, np.array([r for _, r in starts]))) == values
+        before = run.calls
+        visits.refine(t, rounds, starts=strategies_module.STARTS)
+        assert run.calls - before <= rounds
+        assert visits.best[t][0] <= sampled
