@@ -280,7 +280,12 @@ def search(
     mapping = dataclasses.replace(mapping, name=f"{cascade.name}_{arch.name}_{objective}")
     report = evaluate(cascade, arch, mapping, shape, options)
     bound = lower_bound(
-        cascade, arch, shape, space.constraints.chained_ops, binding=space.constraints.binding
+        cascade,
+        arch,
+        shape,
+        space.constraints.chained_ops,
+        binding=space.constraints.binding,
+        spatial=space.constraints.spatial,
     )
     bound_value = bound.objective(objective, float(area_mm2(arch)))
     points = valid[["latency_s", "energy_pj", "buffer_bytes"]].to_numpy()

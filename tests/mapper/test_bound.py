@@ -158,11 +158,12 @@ def test_two_unit_makespan_is_the_least_split_load(per_unit):
 
     found = _two_unit_makespan([list(w) for w in per_unit])
     steps = np.linspace(0.0, 1.0, 41)
-    best = math.inf
-    for shares in np.array(np.meshgrid(*[steps] * len(per_unit))).reshape(len(per_unit), -1).T:
-        one = sum(s * w[0] if s else 0.0 for s, w in zip(shares, per_unit, strict=True))
-        two = sum((1 - s) * w[1] if s < 1 else 0.0 for s, w in zip(shares, per_unit, strict=True))
-        best = min(best, max(one, two))
+    shares = np.array(np.meshgrid(*[steps] * len(per_unit))).reshape(len(per_unit), -1)
+    work = np.array(per_unit)  # (einsums, 2); a share of 0 on a unit costs nothing there
+    with np.errstate(invalid="ignore"):  # 0 x inf where a unit lacks it and takes none
+        one = np.where(shares > 0, shares * work[:, :1], 0.0).sum(axis=0)
+        two = np.where(shares < 1, (1 - shares) * work[:, 1:], 0.0).sum(axis=0)
+    best = float(np.maximum(one, two).min())
     largest = max(x for w in per_unit for x in w if math.isfinite(x))
     assert found <= best * (1 + 1e-12)
     assert found >= best - largest / 40 * len(per_unit)
