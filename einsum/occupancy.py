@@ -1868,6 +1868,19 @@ def _logical_filter(cascade, where: Expr, vars_, count: int):
     return groups, w
 
 
+def _pair_filter(cascade, sizes, where, vars_):
+    """(logical groups, the filter over them, their extents) for a whole-number filter over
+    exactly two logical variables (`_logical_filter`), else None: what the interval, union
+    and Kronecker plans start from."""
+    if where is None or not vars_ or not _whole_numbers(where):
+        return None
+    found = _logical_filter(cascade, where, vars_, 2)
+    if found is None:
+        return None
+    groups, w = found
+    return groups, w, {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+
+
 def _logical_groups(cascade, vars_) -> tuple[dict[str, tuple[str, ...]], dict]:
     """({logical variable: its iterated variables}, {m1*M0+m0 expression: Var m}): a
     partition whose two parts are both iterated is one logical variable."""
@@ -1898,14 +1911,11 @@ def _interval_plan(cascade, sizes, where, vars_) -> _IntervalPlan | None:
 def _interval_plan_cached(cascade, key, keyed, vars_) -> _IntervalPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter is not
     over two logical variables, not in whole numbers, or not separable (`_XSets`)."""
-    sizes, where = dict(key), keyed.expr
-    if where is None or not vars_ or not _whole_numbers(where):
-        return None
-    found = _logical_filter(cascade, where, vars_, 2)
+    sizes = dict(key)
+    found = _pair_filter(cascade, sizes, keyed.expr, vars_)
     if found is None:
         return None
-    groups, w = found
-    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+    groups, w, extent = found
     for x, y in itertools.permutations(groups):
         try:
             return _oriented_plan(w, x, y, groups, extent, sizes)
@@ -2022,14 +2032,11 @@ def _union_plan(cascade, sizes, where, vars_) -> _UnionPlan | None:
 def _union_plan_cached(cascade, key, keyed, vars_) -> _UnionPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter is no
     union of ordered affine staircases with few pieces."""
-    sizes, where = dict(key), keyed.expr
-    if not _whole_numbers(where):
-        return None
-    found = _logical_filter(cascade, where, vars_, 2)
+    sizes = dict(key)
+    found = _pair_filter(cascade, sizes, keyed.expr, vars_)
     if found is None:
         return None
-    groups, w = found
-    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+    groups, w, extent = found
     for x, y in itertools.permutations(groups):
         terms = _affine_terms(w, x, y, extent[x], extent[y], sizes)
         if terms is None or len(terms) < 2:
@@ -2229,14 +2236,11 @@ def _kron_plan(cascade, sizes, where, vars_) -> _KronPlan | None:
 def _kron_plan_cached(cascade, key, keyed, vars_) -> _KronPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where no radix splits it."""
     sizes, where = dict(key), keyed.expr
-    if not _whole_numbers(where):
-        return None
-    found = _logical_filter(cascade, where, vars_, 2)
+    found = _pair_filter(cascade, sizes, where, vars_)
     if found is None:
         return None
-    groups, w = found
+    groups, w, extent = found
     x, y = groups
-    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
     plan = _kron_of(w, x, y, extent, sizes)
     if plan is None:
         return None
