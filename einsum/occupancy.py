@@ -1898,13 +1898,25 @@ def _logical_groups(cascade, vars_) -> tuple[dict[str, tuple[str, ...]], dict]:
 
 
 def _interval_plan(cascade, sizes, where, vars_) -> _IntervalPlan | None:
-    if where is None or not vars_:
-        return None
-    groups, _ = _logical_groups(cascade, vars_)
-    if math.prod(_logical_extent(cascade, sizes, g) for g in groups.values()) <= INTERVAL_POINTS:
+    if where is None or not vars_ or _small_space(cascade, sizes, vars_):
         return None  # a small space: the direct count (numpy, no compile) is cheaper
+    return _interval_plan_cached(cascade, *_plan_key(sizes, where, vars_))
+
+
+def _small_space(cascade, sizes, vars_) -> bool:
+    """At most INTERVAL_POINTS points over the filter's logical variables: counted directly
+    more cheaply than any plan is built."""
+    groups, _ = _logical_groups(cascade, vars_)
+    return math.prod(_logical_extent(cascade, sizes, g) for g in groups.values()) <= (
+        INTERVAL_POINTS
+    )
+
+
+def _plan_key(sizes, where, vars_) -> tuple:
+    """The hashable arguments a cached plan is keyed by after its cascade: the sizes, the
+    filter by its interned token, the variables in order."""
     key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
-    return _interval_plan_cached(cascade, key, _ByToken(where), tuple(sorted(vars_)))
+    return key, _ByToken(where), tuple(sorted(vars_))
 
 
 @lru_cache(maxsize=16)
@@ -2024,8 +2036,7 @@ UNION_PIECES_MOST = 64
 def _union_plan(cascade, sizes, where, vars_) -> _UnionPlan | None:
     if where is None or not vars_:
         return None
-    key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
-    return _union_plan_cached(cascade, key, _ByToken(where), tuple(sorted(vars_)))
+    return _union_plan_cached(cascade, *_plan_key(sizes, where, vars_))
 
 
 @lru_cache(maxsize=4)  # a plan holds 2 x (2 terms + 1) ends a row: 80 MB at 1M
@@ -2223,13 +2234,9 @@ class _KronPlan:
 
 
 def _kron_plan(cascade, sizes, where, vars_) -> _KronPlan | None:
-    if where is None or not vars_:
-        return None
-    groups, _ = _logical_groups(cascade, vars_)
-    if math.prod(_logical_extent(cascade, sizes, g) for g in groups.values()) <= INTERVAL_POINTS:
+    if where is None or not vars_ or _small_space(cascade, sizes, vars_):
         return None  # a small space: the direct count is cheaper
-    key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
-    return _kron_plan_cached(cascade, key, _ByToken(where), tuple(sorted(vars_)))
+    return _kron_plan_cached(cascade, *_plan_key(sizes, where, vars_))
 
 
 @lru_cache(maxsize=16)

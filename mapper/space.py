@@ -553,7 +553,9 @@ def _pinned_keys_present(template: Template, constraints: Constraints) -> bool:
 def _balanced_binding(ctx: _Context, work, units: list[str], cycles: dict) -> dict[str, str]:
     """Each Einsum with work on the unit that runs it fastest (`cycles[unit][einsum]`, the
     probe of one spatial choice); ties go to the least loaded unit, then the first listed.
-    Einsums are placed longest first, so the load balance sees the big ones."""
+    Einsums are placed longest first, so the load balance sees the big ones. The definition
+    `_bindings` computes for every combination of unrollings at once; the search calls
+    `_bindings`, the tests compare it with this."""
     binding: dict[str, str] = {}
     load = dict.fromkeys(units, 0.0)
     for e in sorted(work, key=lambda x: -min(cycles[u][x] for u in ctx.supported[x])):

@@ -534,21 +534,26 @@ def test_declared_density_through_a_plan_equals_per_tiling(data):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
 
 
+def _drawn_interval_plan(data, occ):
+    """The interval plan (or None) of a drawn tensor-free mask's filter at drawn sizes."""
+    cascade, shape = data.draw(st.sampled_from(_STATIC))
+    shape = {k: data.draw(st.integers(1, int(v) + 9)) for k, v in shape.items()}
+    sizes = resolve_shape(cascade, shape)
+    einsum = data.draw(st.sampled_from([e for e in cascade.einsums if e.where is not None]))
+    where = occ._static_part(einsum.where)
+    vars_ = occ._mask_vars_of(cascade, einsum, sizes, where)
+    return occ._interval_plan(cascade, sizes, where, vars_)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_interval_rows_numpy_equals_the_compiled_kernel(data):
     """The vectorized union of tile ranges and the compiled kernel agree, for every
     tensor-free registry and user mask the intervals take, on random tilings (both
     orientations of the plan)."""
-    cascade, shape = data.draw(st.sampled_from(_STATIC))
-    shape = {k: data.draw(st.integers(1, int(v) + 9)) for k, v in shape.items()}
-    sizes = resolve_shape(cascade, shape)
-    einsum = data.draw(st.sampled_from([e for e in cascade.einsums if e.where is not None]))
     with pytest.MonkeyPatch.context() as mp:
         occ = _with_intervals(mp)
-        where = occ._static_part(einsum.where)
-        vars_ = occ._mask_vars_of(cascade, einsum, sizes, where)
-        plan = occ._interval_plan(cascade, sizes, where, vars_)
+        plan = _drawn_interval_plan(data, occ)
         if plan is None:
             return  # not separable, or affine (the closed form takes it first)
         flipped = occ._interval_transposed(plan)
@@ -570,15 +575,9 @@ def test_interval_rows_numpy_equals_the_compiled_kernel(data):
 def test_transposed_interval_plan_counts_equal_the_plan(data):
     """The transposed plan (rows of key tiles) counts what the plan counts with the tile
     sides swapped: non-empty tiles, full tiles and busy points, for every mask it takes."""
-    cascade, shape = data.draw(st.sampled_from(_STATIC))
-    shape = {k: data.draw(st.integers(1, int(v) + 9)) for k, v in shape.items()}
-    sizes = resolve_shape(cascade, shape)
-    einsum = data.draw(st.sampled_from([e for e in cascade.einsums if e.where is not None]))
     with pytest.MonkeyPatch.context() as mp:
         occ = _with_intervals(mp)
-        where = occ._static_part(einsum.where)
-        vars_ = occ._mask_vars_of(cascade, einsum, sizes, where)
-        plan = occ._interval_plan(cascade, sizes, where, vars_)
+        plan = _drawn_interval_plan(data, occ)
         flipped = None if plan is None else occ._interval_transposed(plan)
         if flipped is None:
             return  # not separable either way, or affine (the closed form takes it)

@@ -51,6 +51,15 @@ def test_pieces_equal_the_row_by_row_count(mask, m, p, w, data):
         np.testing.assert_array_equal(got, want)
 
 
+def _mask_cascade(mask: str):
+    """QK over partitioned keys (M1, M0), its max LM, and QF over whole keys, all masked."""
+    return parse_cascade(
+        "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\n"
+        f"mask: {mask}\nBK[e,m1,m0] = K[e,m1*M0+m0]\nQK[m1,m0,p] = Q[e,p] * BK[e,m1,m0]\n"
+        "LM[m1,p] = max(m0) QK[m1,m0,p]\nQF[m,p] = Q[e,p] * K[e,m]"
+    )
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mask=st.sampled_from(_MASKS),
@@ -62,12 +71,7 @@ def test_pieces_equal_the_row_by_row_count(mask, m, p, w, data):
 )
 def test_closed_form_counts_match_brute_force(mask, m, p, m0, w, tiles):
     """Every affine mask counted in closed form whatever its rows (partitioned keys too)."""
-    text = (
-        "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\n"
-        f"mask: {mask}\nBK[e,m1,m0] = K[e,m1*M0+m0]\nQK[m1,m0,p] = Q[e,p] * BK[e,m1,m0]\n"
-        "LM[m1,p] = max(m0) QK[m1,m0,p]\nQF[m,p] = Q[e,p] * K[e,m]"
-    )
-    c = parse_cascade(text)
+    c = _mask_cascade(mask)
     sizes = resolve_shape(c, {"E": 2, "M": m, "P": p, "M0": m0, "W": w, "S": 2})
     a, b, d, f = tiles
     with pytest.MonkeyPatch.context() as mp:
@@ -89,14 +93,6 @@ _UNION_MASKS = (
 )
 
 
-def _union_cascade(mask: str):
-    return parse_cascade(
-        "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\n"
-        f"mask: {mask}\nBK[e,m1,m0] = K[e,m1*M0+m0]\nQK[m1,m0,p] = Q[e,p] * BK[e,m1,m0]\n"
-        "LM[m1,p] = max(m0) QK[m1,m0,p]\nQF[m,p] = Q[e,p] * K[e,m]"
-    )
-
-
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mask=st.sampled_from(_UNION_MASKS),
@@ -110,7 +106,7 @@ def _union_cascade(mask: str):
 def test_union_counts_match_brute_force(mask, m, p, m0, w, s, tiles):
     """An `or` of affine conjunctions counted by pieces: overlapping and disjoint terms,
     dead terms, odd sizes, partial tiles, rows of tiles crossing the cuts."""
-    c = _union_cascade(mask)
+    c = _mask_cascade(mask)
     sizes = resolve_shape(c, {"E": 2, "M": m, "P": p, "M0": m0, "W": w, "S": s})
     a, b, d, f, g = tiles
     tilings = [{"P": a, "M": b}, {"P": d, "M1": f}, {"P": 1, "M": g}, {"P": g, "M": 1}, {}]
@@ -126,7 +122,7 @@ def test_union_counts_match_brute_force(mask, m, p, m0, w, s, tiles):
 def test_sinks_and_window_take_the_union_of_staircases():
     """The registry's sinks + window mask is planned as a union (from its structure), on
     a space large enough for the plans, and its counts equal brute force."""
-    c = _union_cascade(_UNION_MASKS[0])
+    c = _mask_cascade(_UNION_MASKS[0])
     sizes = resolve_shape(c, {"E": 2, "M": 97, "P": 97, "M0": 4, "W": 9, "S": 3})
     got = occupancy(c, sizes, {"P": 5, "M": 7}, ["QF"])["QF"]
     assert got.method == "union"

@@ -17,6 +17,17 @@ from einsim.workloads.direct import random_inputs
 TILES = (None, {"P": 2, "M": 3, "N": 2, "A": 2}, {"P": 5, "M1": 2})
 
 
+def _traced_evaluate(*args, **kwargs):
+    """`evaluate(*args, **kwargs)` and the peak of Python-allocated memory it took (bytes)."""
+    tracemalloc.start()
+    try:
+        out = evaluate(*args, **kwargs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
 def _cases():
     for name in ATTENTION:
         entry = ATTENTION.entry(name)
@@ -102,10 +113,7 @@ def test_streaming_keeps_only_the_live_state():
         "V": rng.normal(size=(4, n)),
     }
     shape = {"E": 8, "F": 4, "M": n, "P": n, "M0": 128}
-    tracemalloc.start()
-    out = evaluate(cascade, inputs, shape, keep=("AV",))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    out, peak = _traced_evaluate(cascade, inputs, shape, keep=("AV",))
     # Materializing QK alone takes M x P x 8 bytes (32 MiB); the stream holds a few M0 x P
     # tiles (2 MiB each).
     assert peak < n * n * 8 / 2
@@ -185,10 +193,7 @@ def test_multi_pass_forms_run_in_chunks_of_the_query_rank(rng):
         == ""
     )
     inputs = random_inputs(cascade, shape, rng)
-    tracemalloc.start()
-    out = evaluate(cascade, inputs, shape, keep=("AV",), tile={"P": 64})
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    out, peak = _traced_evaluate(cascade, inputs, shape, keep=("AV",), tile={"P": 64})
     assert peak < n * n * 8 / 2  # QK alone, held whole, is n * n * 8 bytes
     np.testing.assert_allclose(out["AV"], direct("causal", inputs), rtol=1e-9)
 
@@ -310,10 +315,8 @@ def test_a_data_dependent_filter_on_a_reduced_rank_is_cut_into_bounded_tiles(rng
     cascade = parse_cascade("inputs: X[n], Y[n2]\nB[n] = sum(n2) Y[n2] where Y[n2] > X[n]")
     n = 4096
     inputs = {"X": rng.normal(size=n), "Y": rng.normal(size=n)}
-    tracemalloc.start()
-    out = evaluate(cascade, inputs, {"N": n, "N2": n}, keep=("B",))["B"]
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    out, peak = _traced_evaluate(cascade, inputs, {"N": n, "N2": n}, keep=("B",))
+    out = out["B"]
     assert peak < n * n * 8 * 3 / 4
     y, x = inputs["Y"], inputs["X"]
     expected = np.array([y[y > value].sum() for value in x])
@@ -468,10 +471,8 @@ def test_a_filter_no_later_einsum_shares_keeps_no_masks(rng):
     cascade = parse_cascade("inputs: X[n], Y[n2]\nB[n] = sum(n2) Y[n2] where Y[n2] > X[n]")
     n = 4096
     inputs = {"X": rng.normal(size=n), "Y": rng.normal(size=n)}
-    tracemalloc.start()
-    out = evaluate(cascade, inputs, {"N": n, "N2": n}, keep=("B",))["B"]
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    out, peak = _traced_evaluate(cascade, inputs, {"N": n, "N2": n}, keep=("B",))
+    out = out["B"]
     assert peak < n * n * 3 / 4  # a tile's mask (4 MiB) and the next one's, not all 16 MiB
     y, x = inputs["Y"], inputs["X"]
     np.testing.assert_allclose(out, [y[y > value].sum() for value in x], rtol=1e-12)
