@@ -34,7 +34,7 @@ from einsim.simulator.targets import target_of
 
 from .bound import gap, lower_bound
 from .constraints import Constraints, load_constraints
-from .objectives import OBJECTIVES, objective_values, pareto_mask
+from .objectives import OBJECTIVES, objective_values
 from .result import SearchResult
 from .space import MapSpace, Template, build_space
 from .strategies import STRATEGIES, check_strategy
@@ -43,31 +43,55 @@ CHUNK = 1 << 18  # rows per evaluate_batch call
 MAX_PARETO_POINTS = 200_000
 
 
-def buffer_bytes(template: Template, batch, arch: Architecture, sizes, tensor_ranks) -> np.ndarray:
-    """On-chip footprint of each row: per kernel, the bytes of the tiles its levels keep
-    (extent of a rank = spatial factor x its loop factors at or below the level, or the whole
-    rank when no loop covers it, as the simulator's capacity check counts it); the most any
-    kernel needs, since kernels run one after another."""
+def buffer_plan(template: Template, arch: Architecture, sizes, tensor_ranks) -> tuple:
+    """What `buffer_bytes` multiplies, worked out once per template: per kernel, per tensor
+    a level keeps, per rank of it either the rank's size (no loop covers it) or (the key of
+    its spatial factor, the keys of its loops at or below the level)."""
     levels = [lv.name for lv in arch.levels]
-    worst = np.zeros(batch.n)
+    plan = []
     for kernel in template.mapping.kernels:
-        factors = batch.factors[kernel.name]
-        total = np.zeros(batch.n)
-        for level, tensors in kernel.keep:
+        keyed = list(_keyed(kernel))
+        tensors = []
+        for level, kept in kernel.keep:
             depth = levels.index(level)
-            for tensor in tensors:
-                extent = np.ones(batch.n)
+            for tensor in kept:
+                extents = []
                 for rank in tensor_ranks[tensor]:
-                    looped = [lp for lp in kernel.loops if lp.rank == rank]
-                    if not looped:
-                        extent = extent * sizes[rank]
+                    if not any(lp.rank == rank for lp in kernel.loops):
+                        extents.append(sizes[rank])
                         continue
-                    part = factors.get(f"spatial.{rank}", 1)
-                    for key, loop in _keyed(kernel):
-                        if loop.rank == rank and levels.index(loop.level) >= depth:
-                            part = part * factors[key]
-                    extent = extent * part
-                total = total + extent * arch.word_bytes
+                    keys = tuple(
+                        key for key, loop in keyed
+                        if loop.rank == rank and levels.index(loop.level) >= depth
+                    )  # fmt: skip
+                    extents.append((f"spatial.{rank}", keys))
+                tensors.append(tuple(extents))
+        plan.append((kernel.name, tuple(tensors)))
+    return tuple(plan)
+
+
+def buffer_bytes(plan: tuple, batch, word_bytes: int) -> np.ndarray:
+    """On-chip footprint of each row of a batch (its template's `buffer_plan`): per kernel,
+    the bytes of the tiles its levels keep (extent of a rank = spatial factor x its loop
+    factors at or below the level, or the whole rank when no loop covers it, as the
+    simulator's capacity check counts it); the most any kernel needs, since kernels run one
+    after another."""
+    worst = np.zeros(batch.n)
+    for kernel, tensors in plan:
+        factors = batch.factors[kernel]
+        total = np.zeros(batch.n)
+        for extents in tensors:
+            extent = np.ones(batch.n)
+            for item in extents:
+                if not isinstance(item, tuple):
+                    extent = extent * item
+                    continue
+                spatial, keys = item
+                part = factors.get(spatial, 1)
+                for key in keys:
+                    part = part * factors[key]
+                extent = extent * part
+            total = total + extent * word_bytes
         worst = np.maximum(worst, total)
     return worst
 
@@ -90,6 +114,7 @@ class Runner:
         self._tensor_ranks = space.cascade.tensor_ranks
         self._sizes = _sizes(space)
         self._reference: float | None = None
+        self._plans: dict[int, tuple] = {}  # per template: `buffer_plan`
 
     def __call__(self, t: int, rows: np.ndarray) -> np.ndarray:
         template = self.space.templates[t]
@@ -102,6 +127,12 @@ class Runner:
             part = chosen[start : start + CHUNK]
             out[part] = self._cost(t, template, rows[part])
         return out
+
+    def _plan(self, t: int, template: Template) -> tuple:
+        if t not in self._plans:
+            arch, sizes, ranks = self.space.arch, self._sizes, self._tensor_ranks
+            self._plans[t] = buffer_plan(template, arch, sizes, ranks)
+        return self._plans[t]
 
     def _cost(self, t: int, template: Template, rows: np.ndarray) -> np.ndarray:
         space = self.space
@@ -128,9 +159,7 @@ class Runner:
                 "latency_s": np.broadcast_to(batch.latency_s, (n,)),
                 "energy_pj": np.broadcast_to(batch.energy_pj, (n,)),
                 "dram_bytes": np.broadcast_to(batch.dram_bytes, (n,)),
-                "buffer_bytes": buffer_bytes(
-                    template, batch, space.arch, self._sizes, self._tensor_ranks
-                ),
+                "buffer_bytes": buffer_bytes(self._plan(t, template), batch, space.arch.word_bytes),
                 "valid": valid,
                 "costed": np.arange(self.evaluated, self.evaluated + n, dtype=np.int64),
             }
@@ -318,37 +347,37 @@ def search(
     )
 
 
-PARETO_PROBES = 16  # points per column order that screen the others before `pareto_mask`
+PARETO_CHUNK = 512  # points compared with the front found so far at once
 
 
 def _pareto(points: np.ndarray) -> np.ndarray:
-    """`pareto_mask(points)`, computed on fewer points: first drop every point that one of
-    a few probes (the first `PARETO_PROBES` in lexicographic order by each column first,
-    among the points left) dominates, in vectorized comparisons, while that drops many.
-    Exact: a dominated point is dominated by a point of the front (dominance is a strict
-    partial order on a finite set), and no probe dominates a front point, so the front of
-    the survivors is the front of all."""
+    """`pareto_mask(points)`, vectorized: the distinct points in lexicographic order, in
+    chunks; a chunk's points that no point of the front found so far dominates are compared
+    with each other, and those none of them dominates join the front. Exact: a point that
+    dominates another comes before it in lexicographic order, and dominance is transitive,
+    so a dominated point is dominated by a front point before it (in an earlier chunk: on
+    the front found so far) or by a point of its own chunk that survived the front."""
     n = len(points)
-    left = np.arange(n)
-    while len(left) > 4 * PARETO_PROBES:
-        rest = points[left]
-        probes = np.unique(
-            np.concatenate(
-                [
-                    np.lexsort(np.roll(rest, -c, axis=1).T[::-1])[:PARETO_PROBES]
-                    for c in range(rest.shape[1])
-                ]
-            )
-        )
-        p = rest[probes][:, None, :]
-        dominated = np.any(np.all(p <= rest, axis=2) & np.any(p < rest, axis=2), axis=0)
-        kept = left[~dominated]
-        shrunk = len(kept) < 0.7 * len(left)
-        left = kept
-        if not shrunk:
-            break
     mask = np.zeros(n, dtype=bool)
-    mask[left] = pareto_mask(points[left])
+    if n == 0:
+        return mask
+    order = np.lexsort(points.T[::-1])
+    ranked = points[order]
+    fresh = np.r_[True, np.any(ranked[1:] != ranked[:-1], axis=1)]
+    unique = ranked[fresh]
+    on_front = np.zeros(len(unique), dtype=bool)
+    front = unique[:0]
+    for start in range(0, len(unique), PARETO_CHUNK):
+        chunk = unique[start : start + PARETO_CHUNK]
+        left = ~np.any(np.all(front[:, None, :] <= chunk[None, :, :], axis=2), axis=0)
+        survivors = np.flatnonzero(left)
+        rest = chunk[survivors]
+        below = np.all(rest[:, None, :] <= rest[None, :, :], axis=2)  # [p, q]: p <= q
+        np.fill_diagonal(below, False)
+        new = start + survivors[~np.any(below, axis=0)]
+        on_front[new] = True
+        front = np.concatenate([front, unique[new]])
+    mask[order] = on_front[np.cumsum(fresh) - 1]
     return mask
 
 

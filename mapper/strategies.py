@@ -12,6 +12,7 @@ costed); a strategy stops when it reaches 0.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -30,6 +31,7 @@ POLISH_TOP = 8  # templates of each fusion move greedy refines before it compare
 POLISH = 6  # ... by at most this many rounds of coordinate descent on their factors ...
 STARTS = 3  # ... from this many of their best sampled rows (distinct objectives)
 PAIRS = 1  # greedy's refinement also moves pairs of factors of one rank (`_tied`); 0: not
+KEYED = 512  # templates of a grouping past which `_Moves` looks moves up by one key
 RESTARTS = 2  # runner-up groupings greedy descends within after it stops
 REFINED_FUSIONS = 4  # ... and fusion groupings whose best template it refines
 
@@ -110,6 +112,7 @@ class _Moves:
         self._cuts = {f: _cuts(f) for f, _ in self._groupings}
         self._values: list[dict[str, int]] = [{} for _ in self.dims]  # label -> code, per dim
         self._codes: dict[int, np.ndarray] = {}  # per grouping (its first template): codes
+        self._keys: dict[tuple[int, str], tuple | None] = {}  # per grouping and dim: `_keyed`
         self._near: dict[str, list[int]] = {}
         self._memo: dict[tuple[int, str], list[int]] = {}
         self._names: dict[str, list[str]] = {d: [] for d in self.dims}  # code -> label
@@ -131,14 +134,41 @@ class _Moves:
     def labels(self, t: int) -> dict[str, str]:
         return dict(self.templates.structure(t))
 
+    def _keyed(self, start: int, d: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The codes of a grouping (its first template `start`) along the dimensions other
+        than d's, as one integer per template (mixed radix: `radix` per column, `scale` its
+        place value), worked out once per grouping and dimension so that a look-up is one
+        comparison of integers, not of every column; None when the key would not fit 63
+        bits (the look-up compares the columns instead)."""
+        key = (start, d)
+        if key not in self._keys:
+            _, codes = self.codes(start)
+            cols = self._others[d]
+            radix = [int(codes[:, j].max()) + 1 for j in cols]
+            if math.prod(radix) >= 1 << 62:
+                self._keys[key] = None
+            else:
+                scale = np.cumprod([1, *radix[:-1]]).astype(np.int64)
+                self._keys[key] = (
+                    codes[:, cols] @ scale, np.array(radix, dtype=np.int64), scale
+                )  # fmt: skip
+        return self._keys[key]
+
     def _same(self, t: int, u: int, d: str) -> list[int]:
         """The templates of u's grouping whose labels other than d's are t's."""
         _, mine = self.codes(t)
         block, codes = self.codes(u)
         cols = self._others[d]
         row = mine[t - self.templates.block(t).start, cols]
-        hits = np.flatnonzero(np.all(codes[:, cols] == row, axis=1))
-        return [block.start + int(i) for i in hits]
+        keyed = self._keyed(block.start, d) if len(codes) > KEYED else None
+        if keyed is None:
+            hits = np.flatnonzero(np.all(codes[:, cols] == row, axis=1))
+        else:
+            keys, radix, scale = keyed
+            if np.any(row >= radix):  # a label the grouping does not have
+                return []
+            hits = np.flatnonzero(keys == int(row @ scale))
+        return (hits + block.start).tolist()
 
     def moves(self, t: int, d: str) -> list[int]:
         key = (t, d)
@@ -164,15 +194,44 @@ class _Moves:
         if d != "order" or len(every) <= LOCAL_ORDERS:
             return every
         mine = self.labels(t).get("order", "")
-        return [u for u in every if _order_edit(mine, self._label(u, "order"))]
+        block, codes = self.codes(t)  # the moves along the order stay in t's grouping
+        column = codes[np.asarray(every) - block.start, self.dims.index("order")]
+        names = self._label_names("order")
+        edits = [c for c in np.unique(column).tolist() if _order_edit(mine, names[c])]
+        return np.asarray(every)[np.isin(column, edits)].tolist()
 
-    def _label(self, u: int, d: str) -> str:
-        """Template u's label along d, read from its grouping's codes."""
-        block, codes = self.codes(u)
+    def _label_names(self, d: str) -> list[str]:
+        """The labels along d by their code."""
         j = self.dims.index(d)
         if len(self._names[d]) != len(self._values[j]):
             self._names[d] = list(self._values[j])
-        return self._names[d][codes[u - block.start, j]]
+        return self._names[d]
+
+    def one_per_structure(self, current: int, moves: list[int]) -> list[int]:
+        """Of the templates `moves` (in current's grouping), one per compute structure: the
+        first whose loop orders are the current template's, else the first; by the codes of
+        the labels (a missing label codes as '': where that confuses a missing order with
+        an empty one, the structure's templates are compared by their labels)."""
+        if not moves:
+            return []
+        block, codes = self.codes(current)
+        at = np.asarray(moves) - block.start
+        orders = [self.dims.index(x) for x in ("order", "onchip_order")]
+        compute = codes[at, self.dims.index("compute")]
+        same = np.all(codes[at][:, orders] == codes[current - block.start, orders], axis=1)
+        _, first = np.unique(compute, return_index=True)
+        chosen = dict(zip(compute[first].tolist(), first.tolist(), strict=True))
+        structures, first_same = np.unique(compute[same], return_index=True)
+        first_same = np.flatnonzero(same)[first_same]
+        mine = _orders_of(self.labels(current))
+        for c, i in zip(structures.tolist(), first_same.tolist(), strict=True):
+            if _orders_of(self.labels(moves[i])) == mine:
+                chosen[c] = i
+            else:  # the codes are equal, the labels (one missing) are not
+                members = np.flatnonzero(compute == c)
+                hits = [k for k in members.tolist() if _orders_of(self.labels(moves[k])) == mine]
+                chosen[c] = hits[0] if hits else int(members[0])
+        return sorted(moves[i] for i in chosen.values())
 
     def near(self, fusion: str) -> list[int]:
         """The first template of every grouping one cut away from `fusion`."""
@@ -394,7 +453,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         nonlocal current
         found = moves.local(current, d)
         if d == "compute":
-            found = _one_per_structure(moves.labels, current, found)
+            found = moves.one_per_structure(current, found)
         judge(found, d == "fusion")
         best = min(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[0]
         if best != current and visits.best[best][0] < visits.best[current][0]:
@@ -445,18 +504,8 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         visits.refine(t)
 
 
-def _one_per_structure(labels, current: int, moves: list[int]) -> list[int]:
-    """Of the templates `moves`, one per compute structure: the one whose loop orders are
-    the current template's, else the first (`labels(t)`: a template's labels)."""
-    mine = (labels(current).get("order"), labels(current).get("onchip_order"))
-    chosen: dict[str, tuple[int, bool]] = {}
-    for t in moves:
-        lab = labels(t)
-        compute = lab.get("compute", "")
-        same = (lab.get("order"), lab.get("onchip_order")) == mine
-        if compute not in chosen or (same and not chosen[compute][1]):
-            chosen[compute] = (t, same)
-    return sorted(t for t, _ in chosen.values())
+def _orders_of(labels: dict[str, str]) -> tuple[str | None, str | None]:
+    return labels.get("order"), labels.get("onchip_order")
 
 
 @STRATEGIES.register("anneal", summary="simulated annealing over structure, sampled factors")

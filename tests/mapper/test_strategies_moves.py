@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from einsim.mapper import space as space_module
+from einsim.mapper import strategies as strategies_module
 from einsim.mapper.constraints import Constraints
 from einsim.mapper.objectives import pareto_mask
 from einsim.mapper.search import _pareto
@@ -37,8 +38,10 @@ def _near(a, b) -> bool:
     return len(added) + len(removed) <= 1 or (len(added) == 1 and len(removed) == 1)
 
 
+@pytest.mark.parametrize("keyed", [0, 10**9])  # look-ups by one key, or by every column
 @pytest.mark.parametrize("name", ["fusemax_1pass", "causal"])
-def test_moves_are_the_brute_force_over_every_templates_labels(name):
+def test_moves_are_the_brute_force_over_every_templates_labels(monkeypatch, name, keyed):
+    monkeypatch.setattr(strategies_module, "KEYED", keyed)
     built = attention(name) if name == "causal" else cascade(name)
     arch = load_architecture("fusemax_cloud")
     space = space_module._build_space(built, arch, tuple(SHAPE.items()), Constraints())
@@ -69,6 +72,33 @@ def test_moves_are_the_brute_force_over_every_templates_labels(name):
                     | {u for u in range(len(labels)) if labels[u]["fusion"] in near and same(u)}
                 )
             assert moves.moves(t, d) == expected, (t, d)
+
+
+def _one_per_structure_reference(labels, current, found):
+    """Per compute label, the first of `found` whose orders are current's, else the first."""
+    mine = (labels[current].get("order"), labels[current].get("onchip_order"))
+    first, same = {}, {}
+    for t in found:
+        compute = labels[t].get("compute", "")
+        first.setdefault(compute, t)
+        if (labels[t].get("order"), labels[t].get("onchip_order")) == mine:
+            same.setdefault(compute, t)
+    return sorted((first | same).values())
+
+
+@pytest.mark.parametrize("name", ["fusemax_1pass", "causal"])
+def test_one_template_per_compute_structure_is_the_brute_force(name):
+    built = attention(name) if name == "causal" else cascade(name)
+    arch = load_architecture("fusemax_cloud")
+    space = space_module._build_space(built, arch, tuple(SHAPE.items()), Constraints())
+    labels = [dict(t.structure) for t in space.templates]
+    moves = _Moves(space)
+    rng = np.random.default_rng(7)
+    for t in sorted({0, *rng.choice(len(labels), 40, replace=False).tolist()}):
+        found = moves.moves(t, "compute")
+        got = moves.one_per_structure(t, found)
+        assert got == _one_per_structure_reference(labels, t, found), t
+        assert len({labels[u].get("compute", "") for u in found}) == len(got)
 
 
 @settings(max_examples=150, deadline=None)
