@@ -15,6 +15,12 @@ Exact ways to count, chosen from the filter's structure (never from a name):
   rows, a piece's rows of tiles are counted together as sums of floors of arithmetic
   progressions (O(pieces x log) per tiling, whatever the rows); else numpy or a compiled
   loop over the rows of tiles.
+- `difference`: a filter over x and y that reads them only through y - x (power
+  attention's `m <= p and (p - m < W or PW % max(p - m, 1) == 0)`): the kept set is a
+  union of diagonal bands, found from the filter's value at one point of each diagonal;
+  a tile meets one range of differences, so per block of tiles of one size its non-empty
+  and full tiles are lattice points between two lines, sums of floors vectorized over the
+  tilings: O(bands x log) per tiling, whatever the extents.
 - `union`: an `or` of conjunctions of comparisons affine in x (sinks + window): each row
   keeps the union of the terms' intervals, ordered by both ends; per piece of rows where
   the live terms and the gaps between them are fixed affine staircases, the union of
@@ -69,7 +75,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 
 import networkx as nx
@@ -84,6 +90,7 @@ METHODS = (
     "dense",
     "closed_form",
     "union",
+    "difference",
     "intervals",
     "kronecker",
     "head_classes",
@@ -435,6 +442,8 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
     if not data or priced:
         plan = _affine_plan(cascade, einsum, sizes, where, vars_)
         if plan is None:
+            plan = _difference_plan(cascade, sizes, where, vars_)
+        if plan is None:
             plan = _union_plan(cascade, sizes, where, vars_)
         if plan is None:
             plan = _kron_plan(cascade, sizes, where, vars_)
@@ -481,6 +490,8 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             if isinstance(plan, _HeadPlan)
             else "kronecker"
             if isinstance(plan, _KronPlan)
+            else "difference"
+            if isinstance(plan, _DifferencePlan)
             else "union"
             if isinstance(plan, _UnionPlan)
             else "intervals"
@@ -1655,6 +1666,8 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
         found = np.zeros((len(missing), 3), dtype=np.int64)
         if isinstance(plan, _KronPlan):
             found = _kron_rows(plan, mx, my)
+        elif isinstance(plan, _DifferencePlan):
+            found = _difference_rows(plan, mx, my)
         elif isinstance(plan, _UnionPlan):
             found = _union_rows(plan, mx, my)
         elif isinstance(plan, _IntervalPlan):
@@ -2198,6 +2211,202 @@ def _union_sum(terms, n: int, t_x: int, t_y: int, y0: int, tiles_x: int) -> tupl
         hi1, dh = previous
         last = n - _first_at_least(hi1, dh, (tiles_x - 1) * t_x, n)
     return total, last
+
+
+# ------------------------------------------------------ functions of the difference y - x
+
+
+@dataclass(frozen=True, eq=False)
+class _DifferencePlan:
+    """A filter over two logical variables x, y that reads them only through their
+    difference d = y - x (power attention: `m <= p and (p - m < W or PW % max(p - m, 1)
+    == 0)`): the kept set is the union of the diagonal bands lo[k] <= y - x <= hi[k]
+    (maximal runs of kept d, ascending). A tile x0..x1 by y0..y1 meets exactly the
+    differences y0 - x1 .. y1 - x0, so with c = y0 - x0 and tile sides wx, wy it is
+    non-empty iff c lies in some [lo[k] - wy + 1, hi[k] + wx - 1] and full iff c lies in
+    some [lo[k] + wx - 1, hi[k] - wy + 1]. In each of the (at most four) blocks of tiles
+    of one size, c = j * ty - i * tx + offset, and the tiles with c in an interval are
+    lattice points under two lines: sums of floors (`_floor_sums`), O(bands x log) per
+    tiling whatever the extents."""
+
+    x: tuple[str, ...]
+    y: tuple[str, ...]
+    extent_x: int
+    extent_y: int
+    lo: np.ndarray
+    hi: np.ndarray
+    points: int
+
+
+#: Bands (maximal runs of kept differences) a `_DifferencePlan` may have; past this the
+#: other plans are tried (a per-tiling cost of O(bands)).
+DIFFERENCE_BANDS_MOST = 2**12
+
+
+def _difference_plan(cascade, sizes, where, vars_) -> _DifferencePlan | None:
+    if where is None or not vars_:
+        return None
+    return _difference_plan_cached(cascade, *_plan_key(sizes, where, vars_))
+
+
+@lru_cache(maxsize=16)
+def _difference_plan_cached(cascade, key, keyed, vars_) -> _DifferencePlan | None:
+    """One plan per (cascade, sizes, filter, variables); None where the filter reads its
+    two logical variables otherwise than through their difference."""
+    sizes = dict(key)
+    found = _pair_filter(cascade, sizes, keyed.expr, vars_)
+    if found is None:
+        return None
+    groups, w, extent = found
+    x, y = groups
+    plan = _difference_of(w, x, y, extent, sizes)
+    if plan is None:
+        return None
+    return replace(plan, x=groups[x], y=groups[y])
+
+
+def _difference_of(w: Expr, x: str, y: str, extent, sizes) -> _DifferencePlan | None:
+    """The bands of a filter over plain x and y that reads them only through y - x, from
+    its value at one point of each diagonal (the executor's arithmetic); else None."""
+    folded = _unit_folded(w, sizes)
+    if not _through_difference_only(folded, x, y):
+        return None
+    n_x, n_y = extent[x], extent[y]
+    d = np.arange(-(n_x - 1), n_y, dtype=np.int64)
+    xs = np.maximum(-d, 0)
+    kept = _holds(folded, {x: xs.astype(float), y: (xs + d).astype(float)}, sizes, len(d))
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], kept.astype(np.int8), [0]])))
+    if len(edges) > 2 * DIFFERENCE_BANDS_MOST:
+        return None
+    lo, hi = d[edges[0::2]], d[edges[1::2] - 1]
+    on_diagonal = np.minimum(n_x, n_y - d) - xs  # points with y - x = d
+    points = int(on_diagonal[kept].sum())
+    return _DifferencePlan((x,), (y,), n_x, n_y, lo, hi, points)
+
+
+def _holds(expr: Expr, env: dict, sizes, n: int) -> np.ndarray:
+    """The filter's truth at n points (arrays in `env`), as the executor computes it, the
+    second argument of `and` / `or` evaluated only where the first leaves it open."""
+    from .executor import _value
+
+    if isinstance(expr, Call) and expr.op in (Op.AND, Op.OR):
+        out = _holds(expr.args[0], env, sizes, n).copy()
+        rest = np.flatnonzero(~out if expr.op is Op.OR else out)
+        if rest.size:
+            out[rest] = _holds(expr.args[1], {k: v[rest] for k, v in env.items()}, sizes, rest.size)
+        return out
+    return np.broadcast_to(np.asarray(_value(expr, env, sizes, {}, None)) != 0, (n,))
+
+
+def _through_difference_only(expr: Expr, x: str, y: str) -> bool:
+    """Whether `expr` reads x and y only through y - x: a subexpression b * (y - x) + rest
+    (rest free of both; a comparison by the difference of its sides), or an operator
+    whose arguments all do."""
+    if not {x, y} & set(variables_of(expr)):
+        return True
+    if _difference_linear(expr, x, y):
+        return True
+    if not isinstance(expr, Call):
+        return False
+    if expr.op in _COMPARE and _difference_linear(Call(Op.SUB, expr.args), x, y):
+        return True
+    return all(_through_difference_only(a, x, y) for a in expr.args)
+
+
+def _difference_linear(expr: Expr, x: str, y: str) -> bool:
+    """Whether `expr` is b * (y - x) + rest (`_linear` leaves rest free of both)."""
+    in_x = _linear(expr, x)
+    in_y = None if in_x is None else _linear(in_x[1], y)
+    return in_y is not None and in_y[0].value == -in_x[0].value  # type: ignore[union-attr,index]
+
+
+def _unit_folded(expr: Expr, sizes) -> Expr:
+    """`expr` with `e // 1`, `e * 1` and `1 * e` read as e, the 1 any constant expression
+    of value 1 (power attention's block size BS = 1), for the structural checks only: in
+    whole numbers these are exact."""
+    if not isinstance(expr, Call):
+        return expr
+    args = tuple(_unit_folded(a, sizes) for a in expr.args)
+    if expr.op in (Op.FLOORDIV, Op.MUL) and _is_one(args[1], sizes):
+        return args[0]
+    if expr.op is Op.MUL and _is_one(args[0], sizes):
+        return args[1]
+    return Call(expr.op, args)
+
+
+def _is_one(expr: Expr, sizes) -> bool:
+    from .executor import _value
+
+    return not variables_of(expr) and float(np.asarray(_value(expr, {}, sizes, {}, None))) == 1
+
+
+def _difference_rows(plan: _DifferencePlan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """(non-empty tiles, full tiles, busy points) per tiling, from the bands (see
+    `_DifferencePlan`): per block of tiles of one size, the non-empty ones are those with
+    c in the span of the widened bands less the gaps left between them, the full ones
+    those with c in a narrowed band."""
+    n_x, n_y = plan.extent_x, plan.extent_y
+    tx = np.minimum(np.asarray(tx, dtype=np.int64), n_x)[:, None]
+    ty = np.minimum(np.asarray(ty, dtype=np.int64), n_y)[:, None]
+    out = np.zeros((len(tx), 3), dtype=np.int64)
+    if len(plan.lo) == 0:
+        return out
+    lo, hi = plan.lo[None, :], plan.hi[None, :]
+    fx, rx = n_x // tx, n_x % tx
+    fy, ry = n_y // ty, n_y % ty
+    for i0, count_x, wx in ((0, fx, tx), (fx, (rx > 0).astype(np.int64), rx)):
+        for j0, count_y, wy in ((0, fy, ty), (fy, (ry > 0).astype(np.int64), ry)):
+            block = (j0 * ty - i0 * tx, count_x, count_y, tx, ty)
+            span = _block_tiles(block, lo[:, :1] - wy + 1, hi[:, -1:] + wx - 1)
+            gaps = _block_tiles(block, hi[:, :-1] + wx, lo[:, 1:] - wy)
+            nonempty = span[:, 0] - gaps.sum(axis=1)
+            out[:, 0] += nonempty
+            out[:, 1] += _block_tiles(block, lo + wx - 1, hi - wy + 1).sum(axis=1)
+            out[:, 2] += nonempty * (wx * wy)[:, 0]
+    return out
+
+
+def _block_tiles(block, a, b) -> np.ndarray:
+    """The tiles of a block (offset, count_x, count_y, tx, ty) with a <= c <= b, c = j * ty
+    - i * tx + offset: #{(i, j): 0 <= i < count_x, 0 <= j < count_y, a <= c <= b} (0 where
+    a > b), elementwise over broadcast arrays."""
+    offset, count_x, count_y, tx, ty = block
+    a, b = np.broadcast_arrays(a - offset, b - offset)
+    below = _lattice_below(b, count_x, count_y, tx, ty)
+    return np.where(a <= b, below - _lattice_below(a - 1, count_x, count_y, tx, ty), 0)
+
+
+def _lattice_below(c, count_x, count_y, tx, ty) -> np.ndarray:
+    """#{(i, j): 0 <= i < count_x, 0 <= j < count_y, j * ty - i * tx <= c}: per i, the j up
+    to floor((c + i * tx) / ty), clamped to 0 .. count_y; those i where it is clamped to
+    neither form one range [ia, ib) (the clamp is monotone in i), summed as floors."""
+    c, count_x, count_y, tx, ty = np.broadcast_arrays(c, count_x, count_y, tx, ty)
+    ia = np.clip(-(c // tx), 0, count_x)
+    ib = np.clip(-((c - (count_y - 1) * ty) // tx), 0, count_x)
+    n = ib - ia
+    start = np.where(n > 0, c + ia * tx, 0)
+    below = n + _floor_sums(n, ty, tx, start) + count_y * (count_x - ib)
+    return np.where(count_y > 0, below, 0)
+
+
+def _floor_sums(n, m, a, b) -> np.ndarray:
+    """`_floor_sum` elementwise: sum(floor((a * k + b) / m) for k in range(n)) for int64
+    arrays with n, a, b >= 0 and m > 0 (AtCoder Library's reduction, all at once)."""
+    n, m, a, b = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in (n, m, a, b)))
+    shape = n.shape
+    n, m, a, b = (v.ravel().copy() for v in (n, m, a, b))
+    total = np.zeros(n.shape, dtype=np.int64)
+    live = np.flatnonzero(n > 0)
+    while live.size:
+        nn, mm, aa, bb = n[live], m[live], a[live], b[live]
+        total[live] += nn * (nn - 1) // 2 * (aa // mm) + nn * (bb // mm)
+        aa, bb = aa % mm, bb % mm
+        top = aa * nn + bb
+        more = top >= mm
+        live = live[more]
+        n[live], b[live] = top[more] // mm[more], top[more] % mm[more]
+        m[live], a[live] = aa[more], mm[more]
+    return total.reshape(shape)
 
 
 # ------------------------------------------------------ Kronecker products over a radix
