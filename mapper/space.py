@@ -614,12 +614,30 @@ def _unrollings(ctx: _Context, k: int, family: frozenset[frozenset[str]]) -> tup
     return options
 
 
-def _probe_table(ctx: _Context, unit: str, options, work: list[str]) -> np.ndarray:
-    """`_probe` cycles of each unrolling in `options` (rows) for each Einsum of `work`
-    (columns); inf where the unit does not run it."""
-    index = {e: i for i, e in enumerate(ctx.work)}
-    columns = [index[e] for e in work]
-    return np.stack([_probe_row(ctx, unit, option) for option in options])[:, columns]
+def _probe_table(ctx: _Context, unit: str, options) -> tuple[np.ndarray, np.ndarray]:
+    """`_probe` cycles of the unrollings in `options` for every Einsum with work (columns;
+    inf where the unit does not run it), as (distinct rows in the order first met, each
+    option's row). Memoized per (unit, options): the groups of partial groupings share
+    their units' unrollings, and each takes its columns from this (`_bindings`)."""
+    key = ("probe table", unit, tuple(options))
+    if key not in ctx.memo:
+        table = np.stack([_probe_row(ctx, unit, option) for option in options])
+        ctx.memo[key] = _distinct_rows(table)
+    return ctx.memo[key]
+
+
+def _distinct_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows of a 2D array in the order first met, each row's index among
+    them). Rows compare by their bytes: equal values with other bytes (0.0, -0.0) would
+    only stay apart, and every use works per row, so the results are the same."""
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    index = np.empty(len(table), dtype=np.int64)
+    for i, row in enumerate(table):
+        j = index[i] = seen.setdefault(row.tobytes(), len(first))
+        if j == len(first):
+            first.append(i)
+    return table[first], index
 
 
 def _probe_row(ctx: _Context, unit: str, option: tuple[str, ...]) -> np.ndarray:
@@ -680,12 +698,14 @@ def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bin
     Einsums placed longest first on their fastest unit (ties: least loaded, then first
     listed), vectorized over the distinct combinations of probed cycles: the same
     floating-point sums in the same order, so the same bindings and loads."""
+    column = {e: i for i, e in enumerate(ctx.work)}
+    columns = [column[e] for e in work]
     tables, inverse = [], []
     for u in units:
-        distinct, index = np.unique(_probe_table(ctx, u, options[u], work), axis=0,
-                                    return_inverse=True)  # fmt: skip
-        tables.append(distinct)
-        inverse.append(index.reshape(-1))
+        distinct, index = _probe_table(ctx, u, options[u])
+        table, fold = _distinct_rows(distinct[:, columns])
+        tables.append(table)
+        inverse.append(fold[index])
     choice = np.indices([len(x) for x in inverse]).reshape(len(units), -1).T
     of = np.ravel_multi_index(
         tuple(inverse[k][choice[:, k]] for k in range(len(units))), [len(t) for t in tables]
@@ -695,14 +715,19 @@ def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bin
     fastest = cycles.min(axis=1)
     placed = np.argsort(-fastest, axis=1, kind="stable")
     rows = np.arange(len(combos))
+    # in placement order: each Einsum's cycles per unit, and 0 on its tied units, inf on
+    # the others (added to the loads: the least loaded tied unit is the argmin)
+    here = np.take_along_axis(cycles, placed[:, None, :], axis=2)
+    tied = here <= (np.take_along_axis(fastest, placed, axis=1) * (1 + 1e-9))[:, None, :]
+    barred = np.where(tied, 0.0, np.inf)
     load = np.zeros((len(combos), len(units)))
-    unit = np.zeros((len(combos), len(work)), dtype=np.int64)
-    for j in placed.T:
-        here = cycles[rows, :, j]
-        tied = here <= (fastest[rows, j] * (1 + 1e-9))[:, None]
-        pick = np.argmin(np.where(tied, load, np.inf), axis=1)
-        unit[rows, j] = pick
-        load[rows, pick] += here[rows, pick]
+    picks = np.empty((len(combos), len(work)), dtype=np.int64)
+    for k in range(len(work)):
+        pick = (load + barred[:, :, k]).argmin(axis=1)
+        picks[:, k] = pick
+        load[rows, pick] += here[rows, pick, k]
+    unit = np.empty_like(picks)
+    np.put_along_axis(unit, placed, picks, axis=1)
     return _Bindings(choice, of, cycles, unit, placed, load)
 
 
@@ -830,7 +855,22 @@ def schedule_stages(
     for i in range(n):
         loads[asap[i], on[i]] += w[i]
     rows, st = np.arange(n), np.arange(n)
+    own = rows * len(units) + unit  # each Einsum's unit in a row of `loads`, flat
+    wcol = w[:, None]
+    bounds = np.empty((2, 2, n, 1), dtype=np.int64)  # (first, last stage), lag, Einsum
     while True:
+        # the gain of moving each Einsum to each stage: its stage's peak released, the
+        # target's raised (the same floating-point operations as one move at a time)
+        peaks = loads.max(axis=1)
+        row0 = loads[stage]
+        row0.flat[own] -= w
+        release = row0.max(axis=1) - peaks[stage]
+        gain = release[:, None] + np.maximum(peaks, loads.T[unit] + wcol) - peaks
+        gain[rows, stage] = np.inf  # not a move
+        better = gain < -1e-9
+        if not better.any():
+            break
+        gain[~better] = np.inf  # no gain (or NaN)
         # Legal (lag, stage) of each Einsum given the others': a consumer after its producer
         # in (lag, stage) order, or in the same stage on the same unit; as key = lag*n+stage,
         # a range per Einsum: stages [a0, b0] at lag 0, [a1, b1] at lag 1 (with the carried
@@ -840,25 +880,15 @@ def schedule_stages(
         np.maximum.at(lo, fdst, key[fsrc] + fdiff)
         hi = np.full(n, 2 * n, dtype=np.int64)
         np.minimum.at(hi, fsrc, key[fdst] - fdiff)
-        a0, b0, a1, b1 = lo, hi, lo - n, hi - n
+        bounds[0, 0, :, 0], bounds[1, 0, :, 0] = lo, hi  # a0, b0
+        bounds[0, 1, :, 0], bounds[1, 1, :, 0] = lo - n, hi - n  # a1, b1
         if len(csrc):
             m = lag[csrc] == 1
-            a0 = lo.copy()
-            np.maximum.at(a0, cdst[m], stage[csrc[m]] + cdiff[m])
+            np.maximum.at(bounds[0, 0, :, 0], cdst[m], stage[csrc[m]] + cdiff[m])
             m = lag[cdst] == 0
-            np.minimum.at(b1, csrc[m], stage[cdst[m]] - cdiff[m])
-        # the gain of moving each Einsum to each stage: its stage's peak released, the
-        # target's raised (the same floating-point operations as one move at a time)
-        peaks = loads.max(axis=1)
-        row0 = loads[stage]
-        row0[rows, unit] -= w
-        release = row0.max(axis=1) - peaks[stage]
-        gain = release[:, None] + np.maximum(peaks, loads[:, unit].T + w[:, None]) - peaks
-        gain[rows, stage] = np.inf  # not a move
-        gain[~(gain < -1e-9)] = np.inf  # no gain (or NaN)
-        moves = np.empty((n, 2, n))
-        moves[:, 0] = np.where((st >= a0[:, None]) & (st <= b0[:, None]), gain, np.inf)
-        moves[:, 1] = np.where((st >= a1[:, None]) & (st <= b1[:, None]), gain, np.inf)
+            np.minimum.at(bounds[1, 1, :, 0], csrc[m], stage[cdst[m]] - cdiff[m])
+        legal = (st >= bounds[0]) & (st <= bounds[1])  # per lag, Einsum, stage
+        moves = np.where(legal, gain, np.inf).transpose(1, 0, 2)  # per Einsum, lag, stage
         # the least gain; ties go to the first Einsum, then lag, then stage
         best = int(moves.argmin())
         if moves.flat[best] == np.inf:
@@ -1115,18 +1145,32 @@ class _FusedKernel:
 
     def __init__(self, ctx: _Context, fusion: str, name: str, einsums, structures):
         self.ctx, self.fusion, self.name, self.einsums = ctx, fusion, name, list(einsums)
-        self.structures = list(structures)
+        self.structures = structures  # a list, or a group's `_Ranked`
         self.offchip = ctx.arch.levels[0].name
         self.onchip = [lv.name for lv in ctx.arch.levels[1:]]
         self.masked = any(e.where is not None for e in ctx.cascade.einsums)
         self.skips = (True, False) if self.masked else (True,)
         self._memory: list = []  # per compute structure: (keeps, multipass)
         self._blocks: list[tuple[int, tuple, bool]] = []  # (compute, orders, complete)
+        self._pending: list | None = None  # the structure whose blocks are being added
         self._starts: list[int] = [0]  # first recipe of each block, and the count
         self._labels: dict[tuple[int, int], tuple] = {}
 
     def _expand(self) -> bool:
-        """Work out the next compute structure's memory choices; False when none is left."""
+        """Add the next block of recipes: the next set of tiled ranks of the compute structure
+        being worked out, else the next compute structure's memory choices; False when none
+        is left. Without `constraints.forbid_orders` no set of ranks lacks an order, and
+        whether a structure's orders are `complete` is known from its tiled ranks alone, so
+        its sets are taken one at a time (the first templates of a group need the first
+        set's); with it, every set is worked out at once (an empty one fails now)."""
+        if self._pending:  # (compute, complete, tiled ranks, the sets dropped, next set)
+            ci, complete, all_tiled, drops, k = self._pending
+            if k < len(drops):
+                tiled = [r for r in all_tiled if r not in drops[k]]
+                self._add(ci, _orders(self.ctx, tiled)[0], complete)
+                self._pending[-1] += 1
+                return True
+            self._pending = None
         ci = len(self._memory)
         if ci >= len(self.structures):
             return False
@@ -1135,20 +1179,28 @@ class _FusedKernel:
             ctx, self.name, self.einsums, compute
         )
         keeps = _keep_choices(ctx, self.onchip[0], required, candidates) if self.onchip else [()]
-        per_subset, complete = [], True  # the orders of each set of tiled ranks
-        for k in range(len(optional) + 1):
-            for dropped in itertools.combinations(optional, k):
-                tiled = [r for r in all_tiled if r not in dropped]
-                some, every = _orders(ctx, tiled)
-                per_subset.append(some)
-                complete = complete and every and len(tiled) <= 3
         self._memory.append((keeps, multipass))
-        per_entry = len(keeps) * len(self.skips)
+        drops = [d for k in range(len(optional) + 1) for d in itertools.combinations(optional, k)]
+        if not ctx.constraints.forbid_orders:  # every permutation allowed: one at a time
+            complete = len(all_tiled) <= 3  # then every set has at most 3! <= MAX_ORDERS
+            self._pending = [ci, complete, all_tiled, drops, 0]
+            return self._expand()
+        per_subset, complete = [], True  # the orders of each set of tiled ranks
+        for dropped in drops:
+            tiled = [r for r in all_tiled if r not in dropped]
+            some, every = _orders(ctx, tiled)
+            per_subset.append(some)
+            complete = complete and every and len(tiled) <= 3
         for some in per_subset:
-            self._blocks.append((ci, some, complete))
-            entries = len(some) ** 2 if complete else len(some)
-            self._starts.append(self._starts[-1] + entries * per_entry)
+            self._add(ci, some, complete)
         return True
+
+    def _add(self, ci: int, some: tuple, complete: bool) -> None:
+        """Append the block of (compute ci, one set of tiled ranks' orders)."""
+        keeps, _ = self._memory[ci]
+        self._blocks.append((ci, some, complete))
+        entries = len(some) ** 2 if complete else len(some)
+        self._starts.append(self._starts[-1] + entries * len(keeps) * len(self.skips))
 
     @property
     def count(self) -> int:
@@ -1375,7 +1427,7 @@ def _group_kernel(ctx: _Context, einsums: list[str]) -> _Group | None:
         return ctx.memo[key]
     name = next(e for e in einsums if e in ctx.work)
     try:
-        structures = _group_structures(ctx, einsums)
+        structures = _group_ranked(ctx, einsums)
     except SpecError:
         ctx.memo[key] = None
         return None
@@ -1395,6 +1447,11 @@ def _structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
 
 
 def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
+    """Compute structures of a group of a partial grouping (`_group_ranked`, every one)."""
+    return list(_group_ranked(ctx, einsums))
+
+
+def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
     """Compute structures of a group of a partial grouping. One Einsum: all of them
     (`compute_structures`). Several: the whole cascade's best structures restricted to the
     group (same unrollings and binding, unused units dropped), and the group's own best
@@ -1432,31 +1489,103 @@ def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
     for _, _, kept, binding in ranked[:TOP_COMPUTE]:
         candidates.setdefault((kept, tuple(sorted(binding.items()))), binding)
     edges = _edges(ctx, einsums)
-    overlap = Overlap(ctx.constraints.overlap)
-    out = []
     bounded = []
     for (spatial, _), binding in candidates.items():
         cycles = {u: _probe(ctx, u, r) for u, r in spatial}
         bounded.append((_busiest(work, binding, cycles), len(bounded), spatial, binding, cycles))
-    scores: list[float] = []  # as in `compute_structures`: no schedule for a hopeless one
-    for bound, _, spatial, binding, cycles in sorted(bounded, key=lambda c: c[:2]):
-        if len(scores) >= TOP_COMPUTE and bound > scores[TOP_COMPUTE - 1] * (1 + 1e-9):
-            break
-        used = set(binding.values())
-        stages, score = _score(ctx, work, binding, cycles, edges)
-        bisect.insort(scores, score)
-        pipelined = overlap is Overlap.PIPELINED and len(used) > 1
-        out.append(
-            Compute(
+    ranked = _Ranked(ctx, work, edges, sorted(bounded, key=lambda c: c[:2]))
+    if _cyclic(work, edges[0]):
+        ranked.every()  # the stage scheduler fails on some candidate: as before, now
+    return ranked
+
+
+class _Ranked(SequenceABC):
+    """A group's `TOP_COMPUTE` best compute structures, by (score, unrolling text, binding
+    text), from its candidates in the order of their bound (`_busiest`, at most the score).
+    As in `compute_structures`, no candidate is scheduled whose bound exceeds the
+    `TOP_COMPUTE`-th score found (`every`). The first is found with fewer schedules
+    (`first`): past a bound above the best score found, no candidate can be first, so it is
+    the first of `every` without scheduling the rest (a group's first templates, all a
+    partial grouping's slots use as a rule, are the first structure's)."""
+
+    def __init__(self, ctx: _Context, work: list[str], edges, bounded: list):
+        self.ctx, self.work, self.edges, self.bounded = ctx, work, edges, bounded
+        self._made: dict[int, Compute] = {}
+        self._first: Compute | None = None
+        self._every: list[Compute] | None = None
+
+    def __len__(self) -> int:
+        return min(TOP_COMPUTE, len(self.bounded))  # `every` stops with TOP_COMPUTE at least
+
+    def __getitem__(self, i):
+        if isinstance(i, slice) or operator.index(i) not in (0, -len(self)) or not len(self):
+            return self.every()[i]
+        return self.first()
+
+    def _compute(self, k: int) -> Compute:
+        if k not in self._made:
+            _, _, spatial, binding, cycles = self.bounded[k]
+            used = set(binding.values())
+            stages, score = _score(self.ctx, self.work, binding, cycles, self.edges)
+            overlap = Overlap(self.ctx.constraints.overlap)
+            pipelined = overlap is Overlap.PIPELINED and len(used) > 1
+            self._made[k] = Compute(
                 spatial,
-                tuple((e, binding[e]) for e in work),
+                tuple((e, binding[e]) for e in self.work),
                 stages if pipelined else (),
                 overlap if len(used) > 1 else Overlap.SERIAL,
                 score,
             )
-        )
-    out.sort(key=lambda c: (c.score, str(c.spatial), str(c.binding)))
-    return out[:TOP_COMPUTE]
+        return self._made[k]
+
+    @staticmethod
+    def _rank(c: Compute) -> tuple:
+        return (c.score, str(c.spatial), str(c.binding))
+
+    def first(self) -> Compute:
+        if self._every is not None:
+            return self._every[0]
+        if self._first is None:
+            best = None
+            for k, (bound, *_) in enumerate(self.bounded):
+                if best is not None and bound > best.score * (1 + 1e-9):
+                    break
+                c = self._compute(k)
+                if best is None or self._rank(c) < self._rank(best):
+                    best = c
+            self._first = best
+        return self._first
+
+    def every(self) -> list[Compute]:
+        if self._every is None:
+            scores: list[float] = []  # no schedule for a hopeless one
+            out = []
+            for k, (bound, *_) in enumerate(self.bounded):
+                if len(scores) >= TOP_COMPUTE and bound > scores[TOP_COMPUTE - 1] * (1 + 1e-9):
+                    break
+                out.append(self._compute(k))
+                bisect.insort(scores, out[-1].score)
+            out.sort(key=self._rank)
+            self._every = out[:TOP_COMPUTE]
+        return self._every
+
+
+def _cyclic(work: list[str], forward: list[tuple[str, str]]) -> bool:
+    """Whether the forward edges among `work` form a cycle (`schedule_stages` then fails)."""
+    waiting = dict.fromkeys(work, 0)
+    succs: dict[str, list[str]] = {e: [] for e in work}
+    for p, c in forward:
+        waiting[c] += 1
+        succs[p].append(c)
+    ready = [e for e in work if not waiting[e]]
+    done = 0
+    while ready:
+        done += 1
+        for c in succs[ready.pop()]:
+            waiting[c] -= 1
+            if not waiting[c]:
+                ready.append(c)
+    return done < len(work)
 
 
 def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template) -> Template:
