@@ -447,6 +447,16 @@ class _Context:
         }
 
     @functools.cached_property
+    def iterative(self) -> frozenset[str]:
+        """The Einsums that step through an iterative rank (state carried across it)."""
+        return frozenset(e.output for e in self.cascade.einsums if e.iterative_var is not None)
+
+    @functools.cached_property
+    def operands(self) -> dict[str, tuple[str, ...]]:
+        """The tensors each Einsum reads, in order (repeats kept)."""
+        return {e.output: tuple(a.tensor for a in e.operands) for e in self.cascade.einsums}
+
+    @functools.cached_property
     def scanned(self) -> frozenset[str]:
         """Iterative (scanned) ranks: they stay temporal."""
         return frozenset(
@@ -780,7 +790,9 @@ def _edges(ctx: _Context, einsums: list[str]) -> tuple[list, list]:
         if c not in ctx.work:
             continue
         for p, loop_carried in ctx.reads[c]:
-            for src in sources(p):
+            # a produced tensor (the common case) without the call to `sources`
+            found = sources(p) if p not in ctx.work else (p,) if p in members else ()
+            for src in found:
                 if src == c:
                     continue
                 (carried if loop_carried and src == p else forward).add((src, c))
@@ -1043,30 +1055,28 @@ def _kernel_memory(ctx: _Context, name: str, einsums: list[str], compute: Comput
         if (fused and 2 * sum(r in ctx.iterated(e) for e in work) < len(work))
         or (not fused and r not in unrolled)
     ]
-    produced = {e for e in einsums}
-    required, candidates = set(), []
+    # state carried across the loop over its iterative rank
+    required = {e for e in einsums if e in ctx.iterative} if fused else set()
+    spread = multipass - whole  # an intermediate over such a rank read in the kernel
+    if spread:
+        required |= {
+            e
+            for e in einsums
+            if e in ctx.work
+            and not spread.isdisjoint(ctx.cascade.tensor_ranks[e])
+            and not members.isdisjoint(ctx.successors[e])
+        }
+    candidates: dict[str, None] = {}  # in the order first met
     for e in einsums:
-        einsum = ctx.cascade.einsum(e)
-        if einsum.iterative_var is not None and fused:
-            required.add(e)  # state carried across the loop over its iterative rank
-    for r in multipass - whole:
-        for e in einsums:
-            readers = set(ctx.successors[e]) & members
-            if r in ctx.cascade.tensor_ranks[e] and readers and e in ctx.work:
-                required.add(e)
+        if e in ctx.work:
+            for t in ctx.operands[e]:
+                if t not in members or t not in ctx.work:
+                    candidates.setdefault(t)
     for e in einsums:
-        if e not in ctx.work:
-            continue
-        for access in ctx.cascade.einsum(e).operands:
-            t = access.tensor
-            if (t not in produced or t not in ctx.work) and t not in candidates:
-                candidates.append(t)
-    for e in einsums:
-        readers = set(ctx.successors[e])
-        if (e in ctx.cascade.outputs or readers - members) and e not in candidates:
-            candidates.append(e)
-    candidates = [t for t in candidates if t not in required]
-    return tiled, optional, multipass - whole, sorted(required), candidates
+        if e in ctx.cascade.outputs or not members.issuperset(ctx.successors[e]):
+            candidates.setdefault(e)
+    candidates_ = [t for t in candidates if t not in required]
+    return tiled, optional, spread, sorted(required), candidates_
 
 
 def _keep_choices(ctx, level: str, required, candidates) -> list[tuple[str, ...]]:
@@ -1463,9 +1473,10 @@ def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
     if len(work) <= 1:
         return _structures(ctx, einsums)
     names = [e.output for e in ctx.cascade.einsums]
+    members = set(work)
     candidates: dict = {}
     for whole in _structures(ctx, names):
-        binding = {e: u for e, u in whole.binding if e in work}
+        binding = {e: u for e, u in whole.binding if e in members}
         used = set(binding.values())
         spatial = tuple((u, r) for u, r in whole.spatial if u in used)
         candidates.setdefault((spatial, tuple(sorted(binding.items()))), binding)
