@@ -188,42 +188,48 @@ class Template:
     def keep_rows(self, rows: np.ndarray) -> np.ndarray:
         """Mask of rows that survive pruning before costing (see the module docstring)."""
         rows = np.asarray(rows, dtype=np.int64)
-        keep = np.ones(rows.shape, dtype=bool)
         if not self.names:
-            return keep
-        index = np.unravel_index(rows, self.shape)
-        trivial: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        for (kernel, rank), grid in self.ranks:
-            s = (
-                self.values[grid.spatial_param][index[grid.spatial_param]]
-                if grid.spatial_param >= 0
-                else grid.spatial_fixed
-            )
-            g = (
-                self.values[grid.onchip_param][index[grid.onchip_param]]
-                if grid.onchip_param >= 0
-                else 1
-            )
-            keep &= (np.asarray(g) - 1) * s < grid.size
-            rest = -(-grid.size // (np.asarray(s) * g))
-            trivial[kernel, rank] = (
-                np.broadcast_to(rest == 1, rows.shape),
-                np.broadcast_to(np.asarray(g) == 1, rows.shape),
-            )
+            return np.ones(rows.shape, dtype=bool)
+        spatial, onchip, fixed, size, checks = self._pruning
+        index = np.unravel_index(rows.reshape(-1), self.shape)
+        # every parameter's value per row, then per (kernel, rank) its spatial factor s and
+        # on-chip factor g (a fixed s, or g = 1, where the template has no such parameter)
+        value = np.stack([v[i] for v, i in zip(self.values, index, strict=True)])
+        s = np.where(spatial[:, None] >= 0, value[spatial], fixed[:, None])
+        g = np.where(onchip[:, None] >= 0, value[onchip], 1)
+        keep = np.all((g - 1) * s < size[:, None], axis=0)  # the last iteration is not empty
+        one = (-(-size[:, None] // (s * g)) == 1, g == 1)  # one off-chip / on-chip iteration
+        for level, present, late in checks:
+            ones = one[level][present]
+            # one-iteration loops first (no real loop before a one-iteration loop), by
+            # name: no one-iteration loop after one whose name sorts above its own
+            keep &= np.all(ones[:-1] | ~ones[1:], axis=0)
+            if late:
+                keep &= ~np.any(ones[late], axis=0)
+        return keep.reshape(rows.shape)
+
+    @functools.cached_property
+    def _pruning(self) -> tuple:
+        """`keep_rows`'s view of `ranks` and `orders`, worked out once: per (kernel, rank)
+        the parameter of its spatial factor and of its on-chip factor (-1: none), its fixed
+        spatial factor and size; per order with two or more such ranks (a rank without a
+        free off-chip loop, a partial group's, is left out; the last entry of a rank listed
+        twice counts), (level, the ranks' entries in loop order, the positions of the ranks
+        after one whose name sorts above theirs)."""
+        spatial = np.array([g.spatial_param for _, g in self.ranks], dtype=np.int64)
+        onchip = np.array([g.onchip_param for _, g in self.ranks], dtype=np.int64)
+        fixed = np.array([g.spatial_fixed for _, g in self.ranks], dtype=np.int64)
+        size = np.array([g.size for _, g in self.ranks], dtype=np.int64)
+        entry = {key: k for k, (key, _) in enumerate(self.ranks)}
+        checks = []
         for kernel, off_order, on_order in self.orders:
             for level, order in ((0, off_order), (1, on_order)):
-                # a rank without a free off-chip loop (a partial group's) is left out
-                present = [r for r in order if (kernel, r) in trivial]
+                present = [r for r in order if (kernel, r) in entry]
                 if len(present) < 2:
                     continue
-                one = np.stack([trivial[kernel, r][level] for r in present], axis=-1)
-                # one-iteration loops first (no real loop before a one-iteration loop), by
-                # name: no one-iteration loop after one whose name sorts above its own
-                keep &= np.all(one[..., :-1] | ~one[..., 1:], axis=-1)
                 late = [j for j, b in enumerate(present) if any(a > b for a in present[:j])]
-                if late:
-                    keep &= ~np.any(one[..., late], axis=-1)
-        return keep
+                checks.append((level, [entry[kernel, r] for r in present], late))
+        return spatial, onchip, fixed, size, checks
 
     def seed_rows(self) -> np.ndarray:
         """Structured starting points: the largest spatial factors, and per tiled rank either
