@@ -93,6 +93,7 @@ METHODS = (
     "difference",
     "intervals",
     "kronecker",
+    "periodic",
     "head_classes",
     "compiled",
     "data",
@@ -448,6 +449,8 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
         if plan is None:
             plan = _kron_plan(cascade, sizes, where, vars_)
         if plan is None:
+            plan = _periodic_plan(cascade, sizes, where, vars_)
+        if plan is None:
             plan = _interval_plan(cascade, sizes, where, vars_)
         if plan is None and not data:
             plan = _head_plan(cascade, sizes, where, vars_)
@@ -492,6 +495,8 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             if isinstance(plan, _KronPlan)
             else "difference"
             if isinstance(plan, _DifferencePlan)
+            else "periodic"
+            if isinstance(plan, _PeriodicPlan)
             else "union"
             if isinstance(plan, _UnionPlan)
             else "intervals"
@@ -1350,6 +1355,15 @@ def _affine_terms(w: Expr, x: str, y: str, n_x: int, n_y: int, sizes):
     affine in x with integer coefficients and the rest over y (sinks + window: `m <= p and
     (m < S or p - m < W)`), else None: each row's kept x is the union of the terms' [lo, hi],
     O(terms x rows) in numpy instead of the general set algebra."""
+    found = _affine_term_bounds(w, x, y)
+    if found is None:
+        return None
+    return [_affine_ends(bounds, y, n_x, n_y, sizes) for bounds in found]
+
+
+def _affine_term_bounds(w: Expr, x: str, y: str) -> list | None:
+    """`_affine_bounds` of each conjunction of the filter's `or` (`_affine_terms`), or None
+    where one is not affine in x with the rest over y (structure only, no arrays)."""
     terms = _dnf(w)
     if terms is None:
         return None
@@ -1361,7 +1375,7 @@ def _affine_terms(w: Expr, x: str, y: str, n_x: int, n_y: int, sizes):
         bounds = _affine_bounds(joined, x)
         if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
             return None
-        out.append(_affine_ends(bounds, y, n_x, n_y, sizes))
+        out.append(bounds)
     return out
 
 
@@ -1668,6 +1682,8 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
             found = _kron_rows(plan, mx, my)
         elif isinstance(plan, _DifferencePlan):
             found = _difference_rows(plan, mx, my)
+        elif isinstance(plan, _PeriodicPlan):
+            found = _periodic_rows(plan, mx, my)
         elif isinstance(plan, _UnionPlan):
             found = _union_rows(plan, mx, my)
         elif isinstance(plan, _IntervalPlan):
@@ -1941,21 +1957,64 @@ def _interval_plan_cached(cascade, key, keyed, vars_) -> _IntervalPlan | None:
     if found is None:
         return None
     groups, w, extent = found
-    for x, y in itertools.permutations(groups):
+    for x, y, sets in _orientations(w, groups, extent, sizes):
         try:
-            return _oriented_plan(w, x, y, groups, extent, sizes)
+            return _oriented_plan(w, x, y, groups, extent, sizes, sets)
         except _Unsupported:
             continue
     return None
 
 
-def _oriented_plan(w, x, y, groups, extent, sizes) -> _IntervalPlan:
+#: Rows in each of the two blocks of rows sampled to order a plan's orientations.
+ORIENTATION_SAMPLE_ROWS = 8
+
+
+def _orientations(w, groups, extent, sizes) -> list[tuple]:
+    """Both orientations (x, y, the `_XSets` sampled or None), the one keeping fewer
+    intervals per row in sampled rows first: counting a tiling costs about the intervals
+    its rows of tiles meet (hip's `n % 8 == 0 and n <= nq` keeps nq / 8 intervals of n per
+    row nq, but one of nq per row n). The given order where the first is a union of
+    affine terms (a few intervals per row, no sets evaluated), on a tie, or where a
+    sample is not separable."""
+    orders = [(x, y, None) for x, y in itertools.permutations(groups)]
+    if _affine_term_bounds(w, orders[0][0], orders[0][1]) is not None:
+        return orders
+    sampled, estimates = [], []
+    for x, y, _ in orders:
+        sets = _XSets(x, y, extent[x], extent[y], sizes)
+        sampled.append((x, y, sets))
+        estimates.append(_sampled_intervals(w, sets))
+    if None in estimates:
+        return sampled
+    return [o for _, o in sorted(zip(estimates, sampled, strict=True), key=lambda e: e[0])]
+
+
+def _sampled_intervals(w, sets: _XSets) -> float | None:
+    """Kept intervals of x per row of y in two blocks of rows (a third and two thirds of
+    the way), times the rows: about the intervals the plan would store; None where the
+    filter is not separable in this orientation. The sets keep what they computed over x
+    for the plan's build."""
+    n_y = sets.n_y
+    rows = min(ORIENTATION_SAMPLE_ROWS, n_y)
+    found = 0
+    try:
+        for third in (1, 2):
+            first = (n_y - rows) * third // 3
+            found += len(sets.eval(w, sets.whole(first, first + rows))[0])
+    except _Unsupported:
+        return None
+    return found / (2 * rows) * n_y
+
+
+def _oriented_plan(w, x, y, groups, extent, sizes, sets=None) -> _IntervalPlan:
     """The plan with x the variable along rows of tiles; raises `_Unsupported`. The rows
     are evaluated in blocks of `PLAN_ROWS` (the intermediate sets stay small, so memory is
     bounded by the stored runs, at most `INTERVALS_STORED` intervals); runs do not chain
-    across blocks (a few more runs, the same counts)."""
+    across blocks (a few more runs, the same counts). `sets`: the `_XSets` of this
+    orientation already used (its values over x are kept)."""
     start = time.process_time()
-    sets = _XSets(x, y, extent[x], extent[y], sizes)
+    if sets is None:
+        sets = _XSets(x, y, extent[x], extent[y], sizes)
     ends = np.int32 if extent[x] < 2**31 else np.int64  # a 1M NATTEN plan holds 7M rows
     kept_runs, gap_runs = [], []
     points = stored = 0
@@ -2407,6 +2466,183 @@ def _floor_sums(n, m, a, b) -> np.ndarray:
         n[live], b[live] = top[more] // mm[more], top[more] % mm[more]
         m[live], a[live] = aa[more], mm[more]
     return total.reshape(shape)
+
+
+# ------------------------------------------------------ periodic masks
+
+
+@dataclass(frozen=True, eq=False)
+class _PeriodicPlan:
+    """A filter over two logical variables x, y that reads x only through x mod Px and y
+    only through y mod Py (`x % c`, `x // c % d`, ... : NATTEN's grid coordinates
+    `m // Y % X` and `m % Y` when the sequence is longer than the X x Y grid, or not a
+    multiple of it): the kept set repeats a Px by Py pattern, held as its 2D prefix sums.
+    A tile of w x h points starting at (a, b) keeps C(a + w, b + h) - C(a, b + h) -
+    C(a + w, b) + C(a, b) points, C the pattern's cumulative count over the plane. The
+    tiles of one side start at multiples of t, whose residues mod P repeat with period
+    P / gcd(t, P): per tiling at most min(tiles, P) classes along each side plus a last
+    partial tile, so the cost is O(min(tiles_x, Px) x min(tiles_y, Py)), whatever the
+    extents."""
+
+    x: tuple[str, ...]
+    y: tuple[str, ...]
+    extent_x: int
+    extent_y: int
+    period_x: int
+    period_y: int
+    prefix: np.ndarray  # (Px + 1, Py + 1) int64: kept points of the pattern below (i, j)
+    points: int
+
+
+#: Largest pattern (Px x Py points) a `_PeriodicPlan` holds; past this the interval plan.
+PERIODIC_CELLS = 2**18
+
+
+def _periodic_plan(cascade, sizes, where, vars_) -> _PeriodicPlan | None:
+    if where is None or not vars_:
+        return None
+    return _periodic_plan_cached(cascade, *_plan_key(sizes, where, vars_))
+
+
+@lru_cache(maxsize=16)
+def _periodic_plan_cached(cascade, key, keyed, vars_) -> _PeriodicPlan | None:
+    """One plan per (cascade, sizes, filter, variables); None where the filter is not
+    periodic in both variables with a pattern smaller than the space and than
+    `PERIODIC_CELLS`."""
+    sizes = dict(key)
+    found = _pair_filter(cascade, sizes, keyed.expr, vars_)
+    if found is None:
+        return None
+    groups, w, extent = found
+    x, y = groups
+    n_x, n_y = extent[x], extent[y]
+    periods = [_period(w, v, sizes) for v in (x, y)]
+    if None in periods:
+        return None
+    p_x, p_y = min(periods[0], n_x), min(periods[1], n_y)  # a period past the extent: none
+    if p_x * p_y > PERIODIC_CELLS or (p_x == n_x and p_y == n_y):
+        return None
+    xs, ys = np.meshgrid(np.arange(p_x, dtype=float), np.arange(p_y, dtype=float), indexing="ij")
+    kept = _holds(w, {x: xs.ravel(), y: ys.ravel()}, sizes, p_x * p_y).reshape(p_x, p_y)
+    prefix = np.zeros((p_x + 1, p_y + 1), dtype=np.int64)
+    prefix[1:, 1:] = kept.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
+    plan = _PeriodicPlan(groups[x], groups[y], n_x, n_y, p_x, p_y, prefix, 0)
+    points = int(_periodic_below(plan, np.array([n_x]), np.array([n_y]))[0])
+    return replace(plan, points=points)
+
+
+def _period(expr: Expr, var: str, sizes) -> int | None:
+    """P such that `expr` reads `var` only through var mod P (1 where it does not read
+    it), or None: `(a * var + rest) % c` has period c and `((a * var + rest) // c) % d`
+    period c * d (a an integer, rest whole numbers; floor division and remainder as
+    the executor computes them), any other operator the least common multiple of its
+    arguments' periods; `var` read otherwise is not periodic."""
+    if var not in variables_of(expr):
+        return 1
+    if not isinstance(expr, Call):
+        return None
+    if expr.op is Op.MOD:
+        c = _constant_int(expr.args[1], sizes)
+        inner = expr.args[0]
+        if c is not None and c >= 1 and var not in variables_of(expr.args[1]):
+            if _coefficient(inner, var, sizes) is not None:
+                return c
+            if isinstance(inner, Call) and inner.op is Op.FLOORDIV:
+                d = _constant_int(inner.args[1], sizes)
+                if d is not None and d >= 1 and _coefficient(inner.args[0], var, sizes) is not None:
+                    return c * d
+    periods = [_period(a, var, sizes) for a in expr.args]
+    if None in periods:
+        return None
+    return math.lcm(*periods)
+
+
+def _coefficient(expr: Expr, var: str, sizes) -> int | None:
+    """a where `expr` = a * var + rest, a an integer and rest free of var (sums,
+    differences, negations and products by constants), else None."""
+    if var not in variables_of(expr):
+        return 0
+    if isinstance(expr, Var):
+        return 1
+    if not isinstance(expr, Call):
+        return None
+    if expr.op in (Op.ADD, Op.SUB):
+        a, b = (_coefficient(e, var, sizes) for e in expr.args)
+        if a is None or b is None:
+            return None
+        return a + b if expr.op is Op.ADD else a - b
+    if expr.op is Op.NEG:
+        a = _coefficient(expr.args[0], var, sizes)
+        return None if a is None else -a
+    if expr.op is Op.MUL:
+        for k, other in ((0, 1), (1, 0)):
+            c = _constant_int(expr.args[k], sizes)
+            if c is not None:
+                a = _coefficient(expr.args[other], var, sizes)
+                return None if a is None else c * a
+    return None
+
+
+def _constant_int(expr: Expr, sizes) -> int | None:
+    """The value of a variable-free expression when it is a whole number, else None."""
+    from .executor import _value
+
+    if variables_of(expr):
+        return None
+    value = float(np.asarray(_value(expr, {}, sizes, {}, None)))
+    return int(value) if math.isfinite(value) and value.is_integer() else None
+
+
+def _periodic_below(plan: _PeriodicPlan, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Kept points of the periodic plane with 0 <= x < u and 0 <= y < v (arrays)."""
+    p_x, p_y, s = plan.period_x, plan.period_y, plan.prefix
+    qu, ru = np.divmod(u, p_x)
+    qv, rv = np.divmod(v, p_y)
+    return qu * qv * s[p_x, p_y] + qu * s[p_x, rv] + qv * s[ru, p_y] + s[ru, rv]
+
+
+def _periodic_sides(n: int, t: int, period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start mod period, width, tiles) of the classes of tiles of side t over [0, n):
+    the whole tiles' starts i * t repeat their residues every period / gcd(t, period)
+    tiles; the last, partial tile is a class of its own."""
+    whole, rest = divmod(n, t)
+    cycle = period // math.gcd(t, period)
+    first = np.arange(min(whole, cycle), dtype=np.int64)
+    starts = first * t % period
+    if whole > cycle:
+        count = whole // cycle + (first < whole % cycle)
+    else:
+        count = np.ones(len(first), dtype=np.int64)
+    width = np.full(len(first), t, dtype=np.int64)
+    if rest:
+        starts = np.append(starts, whole * t % period)
+        width = np.append(width, rest)
+        count = np.append(count, 1)
+    return starts, width, count.astype(np.int64)
+
+
+def _periodic_rows(plan: _PeriodicPlan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """(non-empty tiles, full tiles, busy points) per tiling: every pair of an x class and
+    a y class of tiles (`_periodic_sides`) counted on the pattern's prefix sums."""
+    out = np.zeros((len(tx), 3), dtype=np.int64)
+    pairs = zip(np.asarray(tx).tolist(), np.asarray(ty).tolist(), strict=True)
+    for k, (t_x, t_y) in enumerate(pairs):
+        a, w, cx = _periodic_sides(plan.extent_x, min(t_x, plan.extent_x), plan.period_x)
+        b, h, cy = _periodic_sides(plan.extent_y, min(t_y, plan.extent_y), plan.period_y)
+        a, w, cx = a[:, None], w[:, None], cx[:, None]
+        kept = (
+            _periodic_below(plan, a + w, b + h)
+            - _periodic_below(plan, a, b + h)
+            - _periodic_below(plan, a + w, b)
+            + _periodic_below(plan, a, b)
+        )
+        tiles, area = cx * cy, w * h
+        out[k] = (
+            int(tiles[kept > 0].sum()),
+            int(tiles[kept == area].sum()),
+            int((tiles * area)[kept > 0].sum()),
+        )
+    return out
 
 
 # ------------------------------------------------------ Kronecker products over a radix
@@ -2862,7 +3098,12 @@ def _class_plan_of(hp: _HeadPlan, classes: frozenset, op: Op):
         return f
     sizes = dict(hp.sizes)
     plan = _affine_plan(hp.cascade, None, sizes, f, hp.sub_vars)
-    return plan if plan is not None else _interval_plan(hp.cascade, sizes, f, hp.sub_vars)
+    # Not the Kronecker plan: it counts only some tilings (`_kron_usable`), the others on
+    # the interval plan, which is taken here directly.
+    for find in (_difference_plan, _union_plan, _periodic_plan, _interval_plan):
+        if plan is None:
+            plan = find(hp.cascade, sizes, f, hp.sub_vars)
+    return plan
 
 
 def _head_rows(hp: _HeadPlan, plan, sizes, tiles: dict, use) -> np.ndarray:
@@ -3221,16 +3462,27 @@ class _XSets:
         ]
         return self._preimage_of(oriented, mirrored, -c, dom)
 
+    def _keys(self, fx: np.ndarray):
+        """(min f, max f, span, piece * span + f - min f + 1): f's values ordered within
+        its monotone runs, one key per x (memoized per f: every block of rows reuses it)."""
+        key = ("keys", id(fx))
+        found = self._values.get(key)
+        if found is None:
+            starts, _, piece = self._pieces(fx)
+            fmin, fmax = int(fx.min()), int(fx.max())
+            span = fmax - fmin + 3
+            if len(starts) * span >= 1 << 62:
+                raise _Unsupported("values too large")
+            found = (fx, fmin, fmax, span, piece * span + (fx - fmin + 1))
+            self._values[key] = found
+        return found[1:]
+
     def _preimage_of(self, fx, ranges, c, dom):
         """The x in dom with f(x) in one of the value ranges (each (op, offset[, op,
         offset]) on c(y): e.g. (LE, 0) is f(x) <= c(y), (GE, a, LE, b) is c+a <= f <= c+b),
         ranges ordered by value so that their pieces come out in x order."""
         starts, ends, piece = self._pieces(fx)
-        fmin, fmax = int(fx.min()), int(fx.max())
-        span = fmax - fmin + 3
-        if len(starts) * span >= 1 << 62:
-            raise _Unsupported("values too large")
-        key = piece * span + (fx - fmin + 1)
+        fmin, fmax, span, key = self._keys(fx)
         rows, a, b = dom
         p0, p1 = piece[a], piece[b]
         count = p1 - p0 + 1

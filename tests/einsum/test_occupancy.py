@@ -595,8 +595,13 @@ def test_query_tile_one_over_many_rows_matches_brute_force(monkeypatch, force):
     """Tilings with far more rows of query tiles than of key tiles (a query tile of 1, over
     4096 rows) are counted on the plan directly, or on the transposed plan once built (the
     time spent directly set past the plan's build time, or below it): both exact. Plans in blocks of
-    5 rows (runs cut at each block)."""
+    5 rows (runs cut at each block), keys along x (the orientation not chosen by its cost)."""
     occ = _with_intervals(monkeypatch)
+    monkeypatch.setattr(
+        occ,
+        "_orientations",
+        lambda w, groups, *_: [(*o, None) for o in itertools.permutations(groups)],
+    )
     c = parse_cascade(
         "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\n"
         "mask: m <= p + 4090 and (m < S or p + 4090 - m < W) and (m // W) % 3 != 1\n"
