@@ -68,8 +68,9 @@ def _count(values) -> np.ndarray | float:
 
 
 def _any(value) -> bool:
-    """np.any of a batch quantity without its dispatch for scalars (most are)."""
-    return bool(value.any()) if isinstance(value, np.ndarray) else bool(value)
+    """np.any of a batch quantity without its dispatch (count_nonzero: 4x faster than
+    ndarray.any on a batch of a hundred rows; most quantities are scalars)."""
+    return np.count_nonzero(value) > 0 if isinstance(value, np.ndarray) else bool(value)
 
 
 def _relevant(cascade: Cascade, loop_rank: str, ranks: tuple[str, ...]) -> bool:
@@ -146,9 +147,16 @@ def _group_visits(groups_of: _HeadGroups, per_iteration, iterations) -> tuple:
     per, its = np.broadcast_arrays(
         np.asarray(per_iteration, np.int64), np.asarray(iterations, np.int64)
     )
-    pairs, inverse = np.unique(
-        np.stack([per.ravel(), its.ravel()], axis=1), axis=0, return_inverse=True
-    )
+    flat_per, flat_its = per.ravel(), its.ravel()
+    if flat_per.size and min(flat_per.min(), flat_its.min()) >= 0:
+        # the distinct pairs as one integer each (np.unique over rows sorts 10x slower)
+        base = int(flat_its.max()) + 1
+        codes, inverse = np.unique(flat_per * base + flat_its, return_inverse=True)
+        pairs = np.stack([codes // base, codes % base], axis=1)
+    else:
+        pairs, inverse = np.unique(
+            np.stack([flat_per, flat_its], axis=1), axis=0, return_inverse=True
+        )
     total, most = np.zeros(len(pairs)), np.zeros(len(pairs))
     for row, (t, f) in enumerate(pairs.tolist()):  # one per distinct tiling of the batch
         total[row], most[row] = _block_groups(groups_of, t, f)
@@ -245,11 +253,13 @@ def _tile_shares(
     varying: dict,
     code: np.ndarray | None,
     token: int,
+    held_as: tuple | None = None,
 ):
     """(tiles - empty) / tiles of Einsum `name` (of `kind`, see `_SHARES`) for each row of
     the varying columns (with the fixed extents; `code`: the rows' `_tiling_codes`; `token`:
-    the sizes' `_SIZES_TOKENS` entry): one `occupancy` call for the distinct tilings not
-    seen before, in code order."""
+    the sizes' `_SIZES_TOKENS` entry; `held_as`: (sorted fixed items, varying ranks), given
+    where the caller has it): one `occupancy` call for the distinct tilings not seen before,
+    in code order."""
     if code is None:  # no single-integer code: ask occupancy for the distinct rows
         extents = dict(sizes)
         limits = [int(extents[rank]) for rank in varying]
@@ -258,14 +268,16 @@ def _tile_shares(
         found = occupancy(cascade, extents, tile, [name])[name]
         tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
         return ((tiles - np.asarray(found.empty).reshape(-1)) / tiles)[inverse]
-    key = (cascade, kind, token, tuple(sorted(fixed.items())), tuple(varying))
+    if held_as is None:
+        held_as = (tuple(sorted(fixed.items())), tuple(varying))
+    key = (cascade, kind, token, *held_as)
     if _SHARES_HELD[0] > _SHARES_MAX:
         _SHARES.clear()
         _SHARES_HELD[0] = 0
     codes, shares = _SHARES.get(key) or _NONE_SEEN
     at = codes.searchsorted(code)  # the sentinel last: every code lands in the table
     seen = codes[at] == code
-    if seen.all():
+    if np.count_nonzero(seen) == seen.size:
         return shares[at]
     new_codes, extents = np.unique(code[~seen]), dict(sizes)
     tile, rest = dict(fixed), new_codes
@@ -276,11 +288,8 @@ def _tile_shares(
     found = occupancy(cascade, extents, tile, [name])[name]
     tiles = np.asarray(found.tiles, dtype=np.float64).reshape(-1)
     new = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
-    codes = np.concatenate([codes[:-1], new_codes])
-    shares = np.concatenate([shares[:-1], new])
-    order = np.argsort(codes, kind="stable")
-    codes = np.append(codes[order], _SENTINEL)
-    shares = np.append(shares[order], np.nan)
+    at = codes.searchsorted(new_codes)  # merge (both sorted, none held): the sentinel stays last
+    codes, shares = np.insert(codes, at, new_codes), np.insert(shares, at, new)
     _SHARES[key] = (codes, shares)
     _SHARES_HELD[0] += len(new_codes)
     return shares[codes.searchsorted(code)]
@@ -289,8 +298,10 @@ def _tile_shares(
 def _most(shares: list) -> np.ndarray | float:
     """Elementwise maximum of shares (arrays or floats); one array shared by several Einsums
     (the same filter on the same cut ranks) is taken once."""
+    if len(shares) < 2:
+        return shares[0] if shares else 1.0
     distinct = list({id(s): s for s in shares}.values())
-    return functools.reduce(np.maximum, distinct) if distinct else 1.0
+    return functools.reduce(np.maximum, distinct)
 
 
 def _distinct_rows(columns: list[np.ndarray], limits: list[int]):
@@ -355,6 +366,7 @@ class _Members:
 
     def __init__(self, cascade: Cascade, einsums: tuple[str, ...]):
         chosen = [cascade.einsum(e) for e in einsums]  # raises with the known names
+        self.names = tuple(einsums)
         self.ranks = {e.output: frozenset(rank_of(v) for v in e.iter_vars) for e in chosen}
         #: every rank some member iterates, in the members' order (`tile_extents`)
         self.all_ranks = tuple(dict.fromkeys(rank_of(v) for e in chosen for v in e.iter_vars))
@@ -371,6 +383,15 @@ class _Members:
             for r in self.all_ranks
         }
         self._plans: dict[tuple, tuple] = {}
+        self._einsum_plans: dict[frozenset, tuple] = {}
+
+    def einsum_plans(self, cut: frozenset) -> tuple[tuple, ...]:
+        """`share_plan(name, None, cut)` of every member, in the kernel's order."""
+        found = self._einsum_plans.get(cut)
+        if found is None:
+            found = tuple(self.share_plan(name, None, cut) for name in self.names)
+            self._einsum_plans[cut] = found
+        return found
 
     def share_plan(self, name: str | None, within, cut: frozenset) -> tuple:
         """The (filtered Einsum, ranks its tile is cut along) pairs whose shares `share`
@@ -535,8 +556,9 @@ def _reads(cascade: Cascade, einsums: tuple[str, ...], tensor: str) -> _Reads:
 class _EinsumPlan:
     """`_KernelModel.einsum_cycles`' view of one Einsum apart from the tiling: the Einsum,
     its unit (name and object), its `_Work` (None: no operations), the key of its lanes
-    (unit, unrolled ranks, partitions it iterates: `_KernelModel._lanes`) and whether
-    systolic fill and drain are charged (`_KernelModel._fill_drain_cycles`)."""
+    (unit, unrolled ranks, the names of the partitions it iterates: `_KernelModel._lanes`),
+    whether systolic fill and drain are charged (`_KernelModel._fill_drain_cycles`), and
+    the unrolled ranks and iterated partitions themselves."""
 
     einsum: object
     unit_name: str | None
@@ -544,6 +566,8 @@ class _EinsumPlan:
     work: _Work | None
     lanes_key: tuple
     fill_drain: bool
+    ranks: tuple[str, ...] = ()
+    parts: tuple = ()
 
 
 #: {Einsum: `_EinsumPlan`} by (architecture, cascade, the kernel's Einsums, binding, spatial
@@ -571,11 +595,14 @@ class _KernelModel:
         self._share_memo: dict[tuple, np.ndarray | float] = {}
         self._shares: dict[tuple, np.ndarray | float] = {}
         self._rows_memo: dict[tuple, tuple] = {}
+        self._codes_memo: dict[tuple, np.ndarray | None] = {}
         self._elements_memo: dict[str, int] = {}
         self._refetch_memo: dict[tuple, np.ndarray | float] = {}
         self._product_memo: dict[tuple, np.ndarray | float] = {}
         self._cut_memo: dict[int, frozenset] = {}
         self._fetched_memo: dict[tuple, np.ndarray | float] = {}
+        self._extent_memo: dict[tuple, np.ndarray | int] = {}
+        self._final: list | None = None
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
         self._sizes_key = tuple(sizes.items())
         self._sizes_token = _SIZES_TOKENS.get(self._sizes_key)
@@ -587,6 +614,7 @@ class _KernelModel:
         self.n = n
         self.offchip = arch.levels[0].name
         self.members = _members(cascade, kernel.einsums)  # raises with the known names
+        self._skipping = skip_empty_tiles and bool(self.members.filtered)
         self._loop_sig = tuple((loop.level, loop.rank) for loop in kernel.loops)
         self.problems: list[_Problem] = []
         # Coarse ranks (G of GQA) that no computing Einsum of the kernel iterates itself.
@@ -595,9 +623,12 @@ class _KernelModel:
         self._lanes_memo: dict = {}
         self.keys = loop_keys(kernel)
         self.levels = [self._level_index(loop.level) for loop in kernel.loops]
+        #: the loops over each rank (indices into kernel.loops, outer first)
+        self._looped: dict[str, list[int]] = {}
         for i, loop in enumerate(kernel.loops):
             if loop.rank not in sizes:
                 raise MappingError(f"{where}loops[{i}]: unknown rank {loop.rank!r}")
+            self._looped.setdefault(loop.rank, []).append(i)
         self.spatial = self._spatial_factors(params)
         self.loop_factors = self._loop_factors(params)
         key = (id(arch), cascade, kernel.einsums, kernel.binding, kernel.spatial,
@@ -654,7 +685,7 @@ class _KernelModel:
         """The extent of `rank` in a tile held at storage level `level_index`. A rank read
         through a coarser one (G through h//(H//G)) and not looped itself spans the groups
         of the tile's heads (the most any block of that many consecutive heads reads)."""
-        looped = [i for i, loop in enumerate(self.kernel.loops) if loop.rank == rank]
+        looped = self._looped.get(rank, ())
         source = self.coarse.get(rank)
         if not looped and source is not None:
             heads = self._extent_below(source, level_index, factors, spatial)
@@ -664,6 +695,15 @@ class _KernelModel:
             return int(self.sizes[rank])
         inner = [factors[i] for i in looped if self.levels[i] >= level_index]
         return _prod([spatial.get(rank, 1), *inner])
+
+    def _extent(self, rank: str, level_index: int) -> np.ndarray | int:
+        """`_extent_below` of the kernel's own factors, once per (rank, level)."""
+        key = (rank, level_index)
+        found = self._extent_memo.get(key)
+        if found is None:
+            found = self._extent_below(rank, level_index, self._final, self.spatial)
+            self._extent_memo[key] = found
+        return found
 
     def footprint_bytes(self, level_index: int, factors, spatial=None) -> dict:
         """Bytes of the tile of each tensor kept at a level: the product of its extents.
@@ -675,7 +715,10 @@ class _KernelModel:
             ranks = self.cascade.tensor_ranks.get(tensor)
             if ranks is None:
                 raise MappingError(f"{self.where}keep.{level.name}: unknown tensor {tensor!r}")
-            extents = (self._extent_below(r, level_index, factors, spatial) for r in ranks)
+            if factors is self._final and spatial is self.spatial:
+                extents = (self._extent(r, level_index) for r in ranks)
+            else:
+                extents = (self._extent_below(r, level_index, factors, spatial) for r in ranks)
             out[tensor] = _prod(extents) * self.arch.word_bytes
         return out
 
@@ -711,29 +754,34 @@ class _KernelModel:
             self._fit(factors, fits[0], rests)
         else:
             self._fill_rests(factors, rests)
+        self._final = factors  # the kernel's factors from here on (`_extent`)
         for level_index, level in enumerate(self.arch.levels):
             if level.capacity_bytes is None or not self.kernel.kept_at(level.name):
                 continue
             need = sum(self.footprint_bytes(level_index, factors).values())
-            self._problem(
-                (need > level.capacity_bytes) & ~self.unfitted,
-                f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity {{:.0f}} B",
-                need,
-                level.capacity_bytes,
-            )
+            over = (need > level.capacity_bytes) & ~self.unfitted
+            if _any(over):
+                self._problem(
+                    over,
+                    f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity {{:.0f}} B",
+                    need,
+                    level.capacity_bytes,
+                )
         # A factor that does not divide its rank pads the last iteration (idle lanes); one
         # whose last iteration would hold no work at all is a mistake. Inner loops first.
         covered = dict(self.spatial)
         for i in reversed(range(len(loops))):
             rank, size = loops[i].rank, int(self.sizes[loops[i].rank])
             inner = covered.get(rank, 1)
-            self._problem(
-                (factors[i] - 1) * inner >= size,
-                f"{name}: loop {self.keys[i]} has factor {{:.0f}} over tiles of {{:.0f}}, "
-                f"so its last iteration finds no {rank} left (size {size})",
-                factors[i],
-                inner,
-            )
+            empty = (factors[i] - 1) * inner >= size
+            if _any(empty):  # the message only then: most rows of most batches have none
+                self._problem(
+                    empty,
+                    f"{name}: loop {self.keys[i]} has factor {{:.0f}} over tiles of {{:.0f}}, "
+                    f"so its last iteration finds no {rank} left (size {size})",
+                    factors[i],
+                    inner,
+                )
             covered[rank] = inner * factors[i]
         return factors
 
@@ -792,15 +840,37 @@ class _KernelModel:
         return _count(self.loop_factors) * self.batch
 
     # -- compute ----------------------------------------------------------------------
-    def einsum_cycles(self, name: str) -> dict:
+    def einsum_rows(self) -> dict[str, dict]:
+        """`einsum_cycles` of every Einsum of the kernel, by name (in the kernel's order)."""
+        names = self.kernel.einsums
+        if not self._skipping:
+            return {name: self.einsum_cycles(name, 1.0) for name in names}
+        array = len(self.arch.levels)
+        shares = self._shares
+        plans = self.members.einsum_plans(self._cut(array))
+        out = {}
+        for name, plan in zip(names, plans, strict=True):
+            key = (array, name, None)
+            share = shares.get(key)
+            if share is None:  # `share(array, name)`, its plan known
+                share = shares.get((array, plan))
+                if share is None:
+                    share = _most([self._filtered_share(array, *item) for item in plan])
+                    shares[(array, plan)] = share
+                shares[key] = share
+            out[name] = self.einsum_cycles(name, share)
+        return out
+
+    def einsum_cycles(self, name: str, share=None) -> dict:
         """Cycles, energy and useful cycles of one Einsum over the batch.
 
         The array iterates every point of a tile it computes: cycles and energy come from
         the dense (unfiltered) op counts x the share of the kernel's tiles that are computed
-        (`share`: 1 unless the mapping skips empty tiles); a partial tile costs a whole
-        one. `ops` and the useful cycles count the points the masks keep.
+        (`share`: 1 unless the mapping skips empty tiles; given by `einsum_rows`); a partial
+        tile costs a whole one. `ops` and the useful cycles count the points the masks keep.
         """
-        share = self.share(len(self.arch.levels), name)
+        if share is None:
+            share = self.share(len(self.arch.levels), name)
         plan = self._einsum_plans.get(name) or self._einsum_plan(name)
         work = plan.work
         if work is None:
@@ -815,7 +885,7 @@ class _KernelModel:
             }
         energy = self.batch * work.energy_pj
         lanes = self._lanes_memo.get(plan.lanes_key)
-        per_lane, useful_fraction = lanes or self._lanes(plan.unit, plan.einsum)
+        per_lane, useful_fraction = lanes or self._lanes(plan)
         # scalars first: each product with a batch array is a pass over n rows
         busy = work.dense_cycles * self.batch * share * per_lane
         kept = busy if work.kept_cycles is None else work.kept_cycles * self.batch * per_lane
@@ -865,7 +935,10 @@ class _KernelModel:
         if enabled is None:
             enabled = unit.fill_drain
         fill_drain = bool(enabled) and len(unit.dims) == 2
-        plan = _EinsumPlan(einsum, unit_name, unit, work, (unit.name, ranks, parts), fill_drain)
+        named = tuple((p.rank, p.upper, p.lower) for p in parts)  # cheaper to hash
+        plan = _EinsumPlan(
+            einsum, unit_name, unit, work, (unit.name, ranks, named), fill_drain, ranks, parts
+        )
         self._einsum_plans[name] = plan
         return plan
 
@@ -874,14 +947,11 @@ class _KernelModel:
         iterated = self.members.ranks[einsum.output]
         return [r for r in dict(self.kernel.spatial).get(unit.name, ()) if r in iterated]
 
-    def _lanes(self, unit: ComputeUnit, einsum):
+    def _lanes(self, plan: _EinsumPlan):
         """(cycles per lane-op = padding / lanes used, share of the unit's PEs doing useful
-        work = lanes used / lanes / padding), shared by Einsums with the same unrolled ranks
-        (the key of `_EinsumPlan.lanes_key`)."""
-        iterated = self.members.ranks[einsum.output]
-        ranks = tuple(self._spatial_ranks(unit, einsum))
-        parts = tuple(p for p in self.cascade.partitions if {p.upper, p.lower} <= iterated)
-        key = (unit.name, ranks, parts)
+        work = lanes used / lanes / padding) of an Einsum's plan, shared by Einsums with the
+        same unrolled ranks (the key of `_EinsumPlan.lanes_key`)."""
+        unit, ranks, parts, key = plan.unit, plan.ranks, plan.parts, plan.lanes_key
         if key not in self._lanes_memo:
             lanes, padding = 1, 1.0
             for rank in ranks:
@@ -936,12 +1006,16 @@ class _KernelModel:
         tile = self._tile_memo.get(level_index)
         if tile is not None:
             return tile
-        tile = {}
+        tile: dict[str, np.ndarray | int] = {}
+        sizes = self.sizes
         for rank in self.members.all_ranks:
-            extent = self._extent_below(rank, level_index, self.loop_factors, self.spatial)
-            size = int(self.sizes[rank])
-            if _any(extent < size):
-                tile[rank] = np.minimum(extent, size)  # a tile past the rank is the rank
+            extent = self._extent(rank, level_index)
+            size = int(sizes[rank])
+            if isinstance(extent, np.ndarray):
+                if np.count_nonzero(extent < size):
+                    tile[rank] = np.minimum(extent, size)  # a tile past the rank is the rank
+            elif extent < size:
+                tile[rank] = int(extent)
         self._tile_memo[level_index] = tile
         return tile
 
@@ -957,15 +1031,12 @@ class _KernelModel:
         tiles cut only along those ranks that some filtered Einsum needs (an off-chip fetch).
         Computed once per (level, name, within) for the batch.
         """
-        if not self.skip_empty_tiles or not self.members.filtered:
+        if not self._skipping:
             return 1.0
         key = (level_index, name, within)
         found = self._shares.get(key)
         if found is None:
-            cut = self._cut_memo.get(level_index)
-            if cut is None:
-                cut = self._cut_memo[level_index] = frozenset(self.tile_extents(level_index))
-            plan = (level_index, self.members.share_plan(name, within, cut))
+            plan = (level_index, self.members.share_plan(name, within, self._cut(level_index)))
             found = self._shares.get(plan)  # Einsums of one plan share one array
             if found is None:
                 found = _most([self._filtered_share(level_index, *item) for item in plan[1]])
@@ -973,27 +1044,44 @@ class _KernelModel:
             self._shares[key] = found
         return found
 
+    def _cut(self, level_index: int) -> frozenset:
+        """The ranks the tiles at `level_index` are cut along (`tile_extents`)."""
+        cut = self._cut_memo.get(level_index)
+        if cut is None:
+            cut = self._cut_memo[level_index] = frozenset(self.tile_extents(level_index))
+        return cut
+
     def _filtered_share(self, level_index: int, name: str, ranks: frozenset):
         """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
         `_tile_shares` of the rows' tilings (`_tiling_codes`, shared by the filters)."""
         key = (level_index, self.members.tokens[name], ranks)  # one filter, one set of tiles
         found = self._share_memo.get(key)
         if found is None:
-            tile = {r: v for r, v in self.tile_extents(level_index).items() if r in ranks}
-            fixed = {r: int(v) for r, v in tile.items() if not np.ndim(v)}
-            varying = {r: v for r, v in tile.items() if r not in fixed}
-            rows_key = (level_index, tuple(varying))
-            if rows_key not in self._rows_memo:
-                limits = [int(self.sizes[r]) for r in varying]
-                self._rows_memo[rows_key] = _tiling_codes(list(varying.values()), limits, self.n)
-            code = self._rows_memo[rows_key]
+            rows = self._rows_memo.get((level_index, ranks))
+            if rows is None:
+                rows = self._rows_memo[(level_index, ranks)] = self._tile_rows(level_index, ranks)
+            fixed, varying, code, held_as = rows
             kind = self.members.kinds[name]
             share = _tile_shares(
                 self.cascade, name, kind, self._sizes_key, fixed, varying, code,
-                self._sizes_token,
+                self._sizes_token, held_as,
             )  # fmt: skip
             found = self._share_memo[key] = share if varying else float(share[0])
         return found
+
+    def _tile_rows(self, level_index: int, ranks: frozenset) -> tuple:
+        """The tiles at `level_index` cut along `ranks` only, as `_tile_shares` takes them:
+        (fixed extents, varying extents, the rows' `_tiling_codes`, the part of the table's
+        key they make), shared by the filters cut along the same ranks."""
+        tile = {r: v for r, v in self.tile_extents(level_index).items() if r in ranks}
+        fixed = {r: int(v) for r, v in tile.items() if not isinstance(v, np.ndarray)}
+        varying = {r: v for r, v in tile.items() if r not in fixed}
+        codes_key = (level_index, tuple(varying))
+        if codes_key not in self._codes_memo:
+            limits = [int(self.sizes[r]) for r in varying]
+            self._codes_memo[codes_key] = _tiling_codes(list(varying.values()), limits, self.n)
+        held_as = (tuple(sorted(fixed.items())), codes_key[1])
+        return fixed, varying, self._codes_memo[codes_key], held_as
 
     def _fetched_share(self, ranks: tuple[str, ...], kept_or_output: bool):
         """Share of a tensor's off-chip fetches that a non-empty tile needs: the tensor is
@@ -1247,10 +1335,11 @@ def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]
     if not params:
         return {}, 1
     known = parameter_names(mapping)
+    names = set(known)
     out: dict[str, np.ndarray] = {}
     n = 1
     for key, values in params.items():
-        if key not in known and not key.startswith("arch."):
+        if key not in names and not key.startswith("arch."):
             raise MappingError(
                 f"mapping {mapping.name}: no free parameter {key!r}; known: {', '.join(known)}"
                 f", or arch.{{{', '.join(ARCH_PARAMETERS)}}}"
@@ -1261,9 +1350,9 @@ def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]
         real = key.startswith("arch.levels.")  # capacities and bandwidths need not be integers
         kept = array.astype(np.float64) if real else array.astype(np.int64)
         if array.dtype == kept.dtype:  # a copy: every entry equal, only the sign to check
-            ok = bool((kept > 0).all())
+            ok = np.count_nonzero(kept > 0) == kept.size
         else:
-            ok = bool(((kept == array) & (kept > 0)).all())
+            ok = np.count_nonzero((kept == array) & (kept > 0)) == kept.size
         bad = () if ok else np.flatnonzero((kept != array) | ~(kept > 0))
         if len(bad):
             kind = "a positive number" if real else "a positive integer"
@@ -1376,7 +1465,7 @@ def evaluate_batch(
         factors_report[kernel.name] = dict(zip(model.keys, model.loop_factors, strict=True)) | {
             f"spatial.{r}": f for r, f in model.spatial.items()
         }
-        per = {name: model.einsum_cycles(name) for name in kernel.einsums}
+        per = model.einsum_rows()
         unit_cycles: dict = {}
         for row in per.values():
             if row["unit"]:
