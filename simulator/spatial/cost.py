@@ -1101,8 +1101,14 @@ class _KernelModel:
         """Elements of a tensor over the whole batch (iterative ranks without their +1)."""
         found = self._elements_memo.get(tensor)
         if found is None:
-            ranks = self.cascade.tensor_ranks[tensor]
-            found = math.prod(int(self.sizes[r]) for r in ranks) * self.batch
+            key = (self.cascade, tensor, self._sizes_token, self.batch)
+            found = _ELEMENTS.get(key)
+            if found is None:
+                ranks = self.cascade.tensor_ranks[tensor]
+                found = math.prod(int(self.sizes[r]) for r in ranks) * self.batch
+                if len(_ELEMENTS) >= 1 << 14:
+                    _ELEMENTS.clear()
+                _ELEMENTS[key] = found
             self._elements_memo[tensor] = found
         return found
 
@@ -1239,6 +1245,9 @@ class _Work:
 #: drop_exp_energy); (_IDLE, None) for an Einsum without operations.
 _WORK: dict[tuple, tuple] = {}
 _IDLE = ("no operations",)
+#: Elements of a tensor over the whole batch (`_KernelModel._elements`) by (cascade, tensor,
+#: sizes token, batch multiplier).
+_ELEMENTS: dict[tuple, int] = {}
 #: An int per distinct sizes tuple (`_KernelModel._sizes_token`): keys hash it, not the
 #: tuple; drawn from a counter, so a token is never reused after the table starts afresh.
 _SIZES_TOKENS: dict[tuple, int] = {}
@@ -1552,22 +1561,36 @@ def evaluate_batch(
         einsums=tuple(einsum_rows),
         kernels=tuple(kernel_rows),
         problems=tuple(problems),
-        area_by_component_mm2={k: shaped(v) for k, v in _area_of(arch).items()},
+        area_by_component_mm2=_shaped_area(arch, n),
     )
 
 
-#: `area_by_component_mm2` of the last architectures costed, by identity (held in the value).
-_AREAS: dict[int, tuple[Architecture, dict]] = {}
+#: `area_by_component_mm2` of the last architectures costed, by identity (held in the value),
+#: with its batch-shaped copies by batch length.
+_AREAS: dict[int, tuple[Architecture, dict, dict]] = {}
 
 
-def _area_of(arch: Architecture) -> dict:
-    """`area_by_component_mm2(arch)`, once per architecture object (one in a search)."""
+def _held_area(arch: Architecture) -> tuple[Architecture, dict, dict]:
+    """`_AREAS`' entry of `arch`: `area_by_component_mm2(arch)` once per architecture object
+    (one in a search)."""
     held = _AREAS.get(id(arch))
     if held is None or held[0] is not arch:
         if len(_AREAS) >= 64:
             _AREAS.clear()
-        held = _AREAS[id(arch)] = (arch, area_by_component_mm2(arch))
-    return held[1]
+        held = _AREAS[id(arch)] = (arch, area_by_component_mm2(arch), {})
+    return held
+
+
+def _shaped_area(arch: Architecture, n: int) -> dict:
+    """`area_by_component_mm2(arch)` as read-only arrays of n rows (`_shaped`), shaped once
+    per (architecture, n): a new dict of the same read-only arrays each call."""
+    _, areas, shaped = _held_area(arch)
+    found = shaped.get(n)
+    if found is None:
+        if len(shaped) >= 64:
+            shaped.clear()
+        found = shaped[n] = {k: _shaped(v, n) for k, v in areas.items()}
+    return dict(found)
 
 
 def _shaped(value, n: int) -> np.ndarray:
