@@ -47,23 +47,21 @@ def buffer_plan(template: Template, arch: Architecture, sizes, tensor_ranks) -> 
     """What `buffer_bytes` multiplies, worked out once per template: per kernel, per tensor
     a level keeps, per rank of it either the rank's size (no loop covers it) or (the key of
     its spatial factor, the keys of its loops at or below the level)."""
-    levels = [lv.name for lv in arch.levels]
+    depth = {lv.name: i for i, lv in enumerate(arch.levels)}
     plan = []
     for kernel in template.mapping.kernels:
-        keyed = list(_keyed(kernel))
+        loops: dict[str, list[tuple[str, int]]] = {}  # per rank: (key, depth) of its loops
+        for key, loop in _keyed(kernel):
+            loops.setdefault(loop.rank, []).append((key, depth[loop.level]))
         tensors = []
         for level, kept in kernel.keep:
-            depth = levels.index(level)
             for tensor in kept:
                 extents = []
                 for rank in tensor_ranks[tensor]:
-                    if not any(lp.rank == rank for lp in kernel.loops):
+                    if rank not in loops:
                         extents.append(sizes[rank])
                         continue
-                    keys = tuple(
-                        key for key, loop in keyed
-                        if loop.rank == rank and levels.index(loop.level) >= depth
-                    )  # fmt: skip
+                    keys = tuple(key for key, d in loops[rank] if d >= depth[level])
                     extents.append((f"spatial.{rank}", keys))
                 tensors.append(tuple(extents))
         plan.append((kernel.name, tuple(tensors)))

@@ -174,3 +174,85 @@ def test_a_multi_start_refinement_costs_one_batch_a_round_and_never_gets_worse()
         visits.refine(t, rounds, starts=strategies_module.STARTS)
         assert run.calls - before <= rounds
         assert visits.best[t][0] <= sampled
+
+
+def test_neighbours_are_every_single_factor_change_then_the_tied_pairs():
+    space = _space("linear")
+    rng = np.random.default_rng(11)
+    for t in rng.choice(len(space.templates), 15, replace=False).tolist():
+        template = space.templates[t]
+        if template.absent or template.size == 0:
+            continue
+        base = template.indices(rng.integers(0, template.size, 1))[0]
+        expected = []
+        for k, values in enumerate(template.values):
+            for j in range(len(values)):
+                if j != base[k]:
+                    expected.append([j if i == k else int(x) for i, x in enumerate(base)])
+        for a, b in strategies_module._tied(template):
+            for da, db in ((1, -1), (-1, 1), (1, 1), (-1, -1)):
+                trial = [int(x) for x in base]
+                trial[a] += da
+                trial[b] += db
+                if 0 <= trial[a] < len(template.values[a]) and 0 <= trial[b] < len(
+                    template.values[b]
+                ):
+                    expected.append(trial)
+        got = strategies_module._neighbours(template, base)
+        assert got.tolist() == expected
+
+
+class _Best:
+    """A `_Visits` stand-in: only the best objective found per template."""
+
+    def __init__(self, best: dict[int, float]):
+        self.best = {t: (value, 0) for t, value in best.items()}
+
+
+def test_the_fusion_move_from_a_grouping_without_cuts_starts_at_the_best_cuts_found():
+    space = _space("causal")
+    moves = _Moves(space)
+    starts = dict(space.templates.groupings())
+    unfused, fused = starts["unfused"], starts["fused"]
+    partial = [s for f, s in starts.items() if f.startswith("partial:")]
+    assert partial and not moves.described(unfused) and moves.described(fused)
+    anchor = strategies_module._anchor
+    # a described grouping moves from itself
+    assert anchor(moves, _Best({fused: 2.0, partial[0]: 1.0}), fused) == fused
+    # from unfused: the best described template with a finite objective
+    best = {unfused: 0.5, fused: 3.0, partial[0]: 2.0, partial[-1]: np.inf}
+    assert anchor(moves, _Best(best), unfused) == partial[0]
+    # none finite: from unfused itself (one move from every grouping)
+    assert anchor(moves, _Best({unfused: 0.5, fused: np.inf}), unfused) == unfused
+    assert set(moves.local(unfused, "fusion")) >= set(starts.values())
+
+
+class _Recording:
+    """A runner stand-in: a row's objective a fixed function of (template, row), and the
+    rows it was asked to cost, per template."""
+
+    def __init__(self):
+        self.remaining = 10**9
+        self.rows: dict[int, list[int]] = {}
+
+    def __call__(self, t, rows):
+        self.rows.setdefault(t, []).extend(int(r) for r in rows)
+        return ((t * 7919 + np.asarray(rows) * 104729) % 1009) / 1009.0
+
+
+def test_rows_drawn_ahead_are_the_rows_visits_in_that_order_cost():
+    space = _space("causal")
+    rng = np.random.default_rng(2)
+    ts = rng.choice(len(space.templates), 12, replace=False).tolist()
+    in_order = _Recording()
+    visits = _Visits(space, in_order, np.random.default_rng(9), budget=10**6)
+    for t in ts:
+        visits.visit(t)
+    drawn = _Recording()
+    ahead = _Visits(space, drawn, np.random.default_rng(9), budget=10**6)
+    ahead.draw(ts)
+    for t in reversed(ts):
+        ahead.visit(t)
+    assert drawn.rows == in_order.rows
+    assert ahead.best == visits.best
+    assert any(space.templates[t].size > visits.sample for t in ts)  # some rows were drawn
