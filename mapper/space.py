@@ -870,8 +870,7 @@ def schedule_stages(
         raise SpecError(f"Einsums {', '.join(stuck)} form a cycle")
     stage, lag = np.array(asap, dtype=np.int64), np.zeros(n, dtype=np.int64)
     loads = np.zeros((n, len(units)))
-    for i in range(n):
-        loads[asap[i], on[i]] += w[i]
+    np.add.at(loads, (stage, unit), w)  # in Einsum order, one at a time: the same sums
     rows, st = np.arange(n), np.arange(n)
     own = rows * len(units) + unit  # each Einsum's unit in a row of `loads`, flat
     wcol = w[:, None]
@@ -915,8 +914,8 @@ def schedule_stages(
         loads[stage[e], unit[e]] -= w[e]
         loads[s, unit[e]] += w[e]
         lag[e], stage[e] = lg, s
-    used = sorted(set(stage.tolist()))
-    stages = tuple(tuple(e for e, i in position.items() if stage[i] == s) for s in used)
+    at = stage.tolist()
+    stages = tuple(tuple(e for e, i in position.items() if at[i] == s) for s in sorted(set(at)))
     return stages, float(np.sum(loads.max(axis=1)))
 
 
