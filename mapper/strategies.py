@@ -238,11 +238,6 @@ class _Moves:
                 chosen[c] = hits[0] if hits else int(members[0])
         return sorted(moves[i] for i in chosen.values())
 
-    def described(self, t: int) -> bool:
-        """Whether t's grouping is described by its cuts (fused, partial; not unfused or
-        pinned, which `near` counts one move from every grouping)."""
-        return self._cuts.get(self.labels(t).get("fusion", "")) is not None
-
     def near(self, fusion: str) -> list[int]:
         """The first template of every grouping one cut away from `fusion`."""
         if fusion not in self._near:
@@ -252,21 +247,6 @@ class _Moves:
                 if self._cuts[g] is None or mine is None or _one_cut_apart(mine, self._cuts[g])
             ]  # fmt: skip
         return self._near[fusion]
-
-
-def _anchor(moves: _Moves, visits: _Visits, current: int) -> int:
-    """Where greedy's fusion move looks first: from the current template, or, where its
-    grouping has no cuts (unfused: one move from every grouping), from the best template
-    visited in a grouping that has (a partial or the fused one), one cut from the best cuts
-    found so far (flexprefill at 1K: 70 groupings, not 596); the current template where no
-    such template has a finite objective."""
-    if moves.described(current):
-        return current
-    ranked = sorted(
-        (value, t) for t, (value, _) in visits.best.items()
-        if np.isfinite(value) and moves.described(t)
-    )  # fmt: skip
-    return ranked[0][1] if ranked else current
 
 
 def _cuts(fusion: str) -> frozenset[str] | None:
@@ -338,18 +318,23 @@ class _Visits:
         self.space, self.run, self.rng, self.resample = space, run, rng, resample
         self.best: dict[int, tuple[float, int]] = {}
         self.starts: dict[int, list[tuple[float, int]]] = {}  # a template's best samples
-        self._drawn: dict[int, np.ndarray] = {}  # rows drawn for a first visit (`draw`)
         # rows per visit: enough visits for the budget to reach most templates
         self.sample = int(np.clip(budget // (2 * len(space.templates)), 128, SAMPLE))
 
     def visit(self, t: int) -> float:
-        size = self.space.templates[t].size
+        template = self.space.templates[t]
+        size = template.size
         if t in self.best and (size <= self.sample or not self.resample):
             return self.best[t][0]
-        rows = self._drawn.pop(t, None)
-        rows = self._rows(t) if rows is None else rows
-        if rows is None:
+        n = min(size, self.sample, max(self.run.remaining, 0))
+        if n <= 0:
             return self.best.get(t, (np.inf, 0))[0]
+        if size <= self.sample:
+            rows = np.arange(size)
+        else:
+            rows = self.rng.choice(size, n, replace=False)
+            if t not in self.best:
+                rows = np.unique(np.concatenate([template.seed_rows(), rows]))
         values = self.run(t, rows)
         if len(values):
             i = int(np.argmin(values))
@@ -358,31 +343,6 @@ class _Visits:
             if t not in self.starts:
                 self.starts[t] = _distinct_best(values, rows, STARTS)
         return self.best.get(t, (np.inf, 0))[0]
-
-    def _rows(self, t: int) -> np.ndarray | None:
-        """The rows a visit of t costs: its whole grid where it is small, else a fresh
-        sample (with the template's seed rows on a first visit); None past the budget."""
-        template = self.space.templates[t]
-        size = template.size
-        n = min(size, self.sample, max(self.run.remaining, 0))
-        if n <= 0:
-            return None
-        if size <= self.sample:
-            return np.arange(size)
-        rows = self.rng.choice(size, n, replace=False)
-        if t not in self.best:
-            rows = np.unique(np.concatenate([template.seed_rows(), rows]))
-        return rows
-
-    def draw(self, ts: list[int]) -> None:
-        """Draw now, in this order, the rows of the first visits of `ts` not yet visited,
-        as visiting them in this order would: a visit of them later, in any order and
-        interleaved with others, costs the rows it would have cost here."""
-        for t in ts:
-            if t not in self.best and t not in self._drawn:
-                rows = self._rows(t)
-                if rows is not None:
-                    self._drawn[t] = rows
 
     def refine(self, t: int, rounds: int | None = None, starts: int = 1) -> None:
         """Coordinate descent on the free factors from the template's best row, and from
@@ -467,13 +427,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     cascades), the polish costs one round. The refinement also moves a rank's two factors
     together (`_tied`). When no grouping helps, the choices within the `RESTARTS`
     runner-up groupings are descended from their best templates, and greedy moves on from
-    one that beats the best.
-
-    A fusion move from a grouping without cuts (unfused: one move from every grouping)
-    first judges the groupings one cut from the best cuts found (`_anchor`, `leap`), and
-    every grouping only where none of those beats it, then exactly as if it had not
-    looked first (flexprefill at 1K: 33,339 candidates costed, not 51,956, the same
-    mapping; hyper_attention at 1K: 46,384, not 51,437)."""
+    one that beats the best."""
     moves = _Moves(space)
     dims = moves.dims
     visits = _Visits(space, run, rng, budget, resample=False)
@@ -489,44 +443,18 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
                 break
             visits.visit(t)
         if fusion:
-            polish(found)
-
-    def polish(found: list[int]) -> None:
-        sampled = sorted(
-            (visits.best[t][0], t) for t in found
-            if t in visits.best and t not in polished and np.isfinite(visits.best[t][0])
-            and len(space.templates[t].mapping.kernels) > 1
-        )  # fmt: skip
-        for value, t in sampled[:POLISH_TOP]:
-            # one round from the best sample; where it helps (the sample is not yet a
-            # local optimum), the other rounds from it and the next best samples
-            visits.refine(t, 1)
-            if visits.best[t][0] < value:
-                visits.refine(t, POLISH - 1, STARTS)
-            polished.add(t)
-
-    def leap(found: list[int], anchor: int) -> list[int]:
-        """The fusion move from a grouping without cuts (one move from every grouping,
-        `found`): first the groupings one cut from the best cuts found (`_anchor`), judged
-        as a fusion move; where none beats the current template, every grouping, as if
-        those had not been judged (their rows drawn first, their refinement undone), so
-        that greedy goes on as it would have. The templates left to judge."""
-        near = set(moves.local(anchor, "fusion"))
-        first = [t for t in found if t in near]
-        visits.draw(found)
-        for t in first:
-            if run.remaining > 0:
-                visits.visit(t)
-        sampled = {t: visits.best[t] for t in first if t in visits.best}
-        before = set(polished)
-        polish(first)
-        value = visits.best[current][0]
-        if any(visits.best.get(t, (np.inf, 0))[0] < value for t in first):
-            return []
-        for t in polished - before:
-            visits.best[t] = sampled[t]
-        polished.intersection_update(before)
-        return found
+            sampled = sorted(
+                (visits.best[t][0], t) for t in found
+                if t in visits.best and t not in polished and np.isfinite(visits.best[t][0])
+                and len(space.templates[t].mapping.kernels) > 1
+            )  # fmt: skip
+            for value, t in sampled[:POLISH_TOP]:
+                # one round from the best sample; where it helps (the sample is not yet a
+                # local optimum), the other rounds from it and the next best samples
+                visits.refine(t, 1)
+                if visits.best[t][0] < value:
+                    visits.refine(t, POLISH - 1, STARTS)
+                polished.add(t)
 
     def step(d: str) -> bool:
         """Judge the moves along d from the current template; move to the best if better."""
@@ -534,9 +462,6 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         found = moves.local(current, d)
         if d == "compute":
             found = moves.one_per_structure(current, found)
-        anchor = _anchor(moves, visits, current) if d == "fusion" else current
-        if anchor != current:
-            found = leap(found, anchor)
         judge(found, d == "fusion")
         best = min(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))[0]
         if best != current and visits.best[best][0] < visits.best[current][0]:
