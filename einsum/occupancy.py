@@ -11,10 +11,11 @@ Exact ways to count, chosen from the filter's structure (never from a name):
 - `closed_form`: a filter that is a conjunction of comparisons affine in one "key"
   variable x (`m`, or `m1*M0+m0` with M0 untiled) for each value of one "query" variable y,
   whose kept interval [lo(y), hi(y)] moves monotonically: per tile row one interval of
-  tiles (causal, windows, decode offsets). Where lo and hi are affine on few pieces of
-  rows, a piece's rows of tiles are counted together as sums of floors of arithmetic
-  progressions (O(pieces x log) per tiling, whatever the rows); else numpy or a compiled
-  loop over the rows of tiles.
+  tiles (causal, windows, decode offsets; products by constants and sizes read, `n * MB
+  <= nq * PQ + PQ - 1`). Where lo and hi are affine on few pieces of rows, a piece's rows
+  of tiles are counted together as sums of floors of arithmetic progressions (O(pieces x
+  log) per tiling, whatever the rows); else numpy or a compiled loop over the rows of
+  tiles.
 - `difference`: a filter over x and y that reads them only through y - x (power
   attention's `m <= p and (p - m < W or PW % max(p - m, 1) == 0)`): the kept set is a
   union of diagonal bands, found from the filter's value at one point of each diagonal;
@@ -34,7 +35,9 @@ Exact ways to count, chosen from the filter's structure (never from a name):
   with `//` and `%`, power attention's distances. The intervals of consecutive rows chain
   into staircase runs (NATTEN at any length: about 50), and per tiling a row of tiles
   unites the tile ranges of the runs meeting it: non-empty tiles from the kept runs, tiles
-  not full from the gap runs. O(runs + rows of tiles x intervals a row) per tiling instead
+  not full from the gap runs. Of the two orientations, the one keeping fewer intervals a
+  row in two sampled blocks of rows is built (hip's `n % 8 == 0 and n <= nq`: one
+  interval of nq per row n). O(runs + rows of tiles x intervals a row) per tiling instead
   of O(points); numpy for all tilings at once while small, else one compiled kernel
   shared by every filter (cached on disk: no compile per filter) sweeping the rows of
   tiles with the runs that meet them; the transposed plan (rows of key tiles) for
@@ -50,11 +53,22 @@ Exact ways to count, chosen from the filter's structure (never from a name):
   factors' (each planned by the closed form, a Kronecker split again, or the intervals, on
   extents n / R and R): the cost does not grow with the rows. Other tiles are counted on
   the whole filter's interval plan, built the first time one comes.
+- `periodic`: a filter over x and y that reads them only through residues (`x % c`,
+  `x // c % d`: NATTEN's grid coordinates on a sequence longer than its grid, or no
+  multiple of it, where no radix divides the extents): the kept set repeats one Px by Py
+  pattern, held as 2D prefix sums; the tiles of a side fall into at most P classes by
+  their start mod P (plus the last partial tile), so a tiling costs O(min(tiles, Px) x
+  min(tiles, Py)) box sums.
 - `head_classes`: a filter over x, y and one more variable h (a head) that enters only
   through conditions of h alone (`h * 100 < RP * H or ...`: duo / razor attention): the h
   values are grouped by those conditions' truth values, each class's filter (values
   substituted) counted by the closed form or the intervals, and a tile covering the h of
   classes C is non-empty by the union of their filters, full by their intersection.
+- `star`: a filter over three logical variables that is a conjunction of two closed
+  forms sharing their rows, A(x1, y) and B(x2, y) (FlexPrefill's block estimate): row y
+  keeps a box, the rectangles of tiles the rows of one row of tiles meet move
+  monotonically, so the non-empty tiles are the sum of the rectangles less each one's
+  overlap with the previous row's; O(rows) per tiling instead of O(points).
 - `compiled`: any other filter without tensor reads is compiled (numba) into one loop nest
   over the filter's variables that counts kept and real points per tile; while a
   filter's spaces add up to few points (`NUMPY_POINTS`) they are counted with numpy
@@ -95,6 +109,7 @@ METHODS = (
     "kronecker",
     "periodic",
     "head_classes",
+    "star",
     "compiled",
     "data",
     "declared_density",
@@ -454,11 +469,15 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             plan = _interval_plan(cascade, sizes, where, vars_)
         if plan is None and not data:
             plan = _head_plan(cascade, sizes, where, vars_)
+        if plan is None:
+            plan = _star_plan(cascade, sizes, where, vars_)
     stats = np.zeros((len(tilings), 6), dtype=np.int64)
     todo = list(range(len(tilings)))
     if plan is not None:
         if isinstance(plan, _HeadPlan):
             ok, found = _head_stats(einsum, sizes, plan, table, names)
+        elif isinstance(plan, _StarPlan):
+            ok, found = _star_stats(einsum, sizes, plan, table, names)
         else:
             ok, found = _closed_form_stats(einsum, sizes, plan, table, names)
         if priced and frac != 1.0:  # see _totals: tiles stay busy, none known full
@@ -491,6 +510,8 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             if isinstance(plan, _AffinePlan)
             else "head_classes"
             if isinstance(plan, _HeadPlan)
+            else "star"
+            if isinstance(plan, _StarPlan)
             else "kronecker"
             if isinstance(plan, _KronPlan)
             else "difference"
@@ -1239,7 +1260,22 @@ def _linear(expr: Expr, var: str) -> tuple[Expr, Expr] | None:
         return Const(-inner[0].value), Call(Op.NEG, (inner[1],))  # type: ignore[union-attr]
     if var not in variables_of(expr):
         return Const(0.0), expr
+    if isinstance(expr, Call) and expr.op is Op.MUL:  # by a constant: `n * MB`, sizes read
+        for k in (0, 1):
+            c = expr.args[k]
+            inner = _linear(expr.args[1 - k], var) if isinstance(c, Const) else None
+            if inner is not None:
+                return Const(c.value * inner[0].value), Call(Op.MUL, (c, inner[1]))  # type: ignore[union-attr]
     return None
+
+
+def _sized(expr: Expr, sizes) -> Expr:
+    """`expr` with every size replaced by its value (so `n * MB` is linear in n)."""
+    if isinstance(expr, Size):
+        return Const(float(sizes[expr.name]))
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(_sized(a, sizes) for a in expr.args))
+    return expr
 
 
 def _affine_bounds(where: Expr, var: str):
@@ -1288,18 +1324,26 @@ def _affine_of(w: Expr, groups, extent, sizes) -> _AffinePlan | None:
     """The closed form of a filter over two logical variables (`groups`, {name: iterated
     variables}, of `extent`), or None where it is not one staircase of affine bounds."""
     for x, y in itertools.permutations(groups):
-        bounds = _affine_bounds(w, x)
-        if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
-            continue
-        n_x, n_y = extent[x], extent[y]
-        lo, hi = _affine_ends(bounds, y, n_x, n_y, sizes)
-        run = _staircase(lo, hi)
-        if run is None:
-            continue
-        ya, yb = run
-        points = int(np.clip(hi - lo + 1, 0, None).sum())
-        return _AffinePlan(groups[x], groups[y], n_x, n_y, lo, hi, ya, yb, points)
+        plan = _affine_oriented(w, x, y, groups, extent, sizes)
+        if plan is not None:
+            return plan
     return None
+
+
+def _affine_oriented(w: Expr, x: str, y: str, groups, extent, sizes) -> _AffinePlan | None:
+    """`_affine_of` with x along the intervals and y along the rows only."""
+    w = _sized(w, sizes)
+    bounds = _affine_bounds(w, x)
+    if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
+        return None
+    n_x, n_y = extent[x], extent[y]
+    lo, hi = _affine_ends(bounds, y, n_x, n_y, sizes)
+    run = _staircase(lo, hi)
+    if run is None:
+        return None
+    ya, yb = run
+    points = int(np.clip(hi - lo + 1, 0, None).sum())
+    return _AffinePlan(groups[x], groups[y], n_x, n_y, lo, hi, ya, yb, points)
 
 
 #: A filter that is an `or` of at most this many conjunctions of comparisons affine in x
@@ -2964,6 +3008,161 @@ def _factor_rows(factor, names, tiles: dict, extent: dict) -> np.ndarray:
         count = -(-extent[x] // tiles[x]) * -(-extent[y] // tiles[y])
         return np.stack([count, count, np.full(len(count), extent[x] * extent[y])], axis=1)
     return _plan_rows(factor, tiles[factor.x[0]], tiles[factor.y[0]])
+
+
+# ------------------------------------------------------ two staircases sharing the rows
+
+
+@dataclass(frozen=True, eq=False)
+class _StarPlan:
+    """A filter over three logical variables that is a conjunction A(x1, y) and B(x2, y)
+    of two closed forms sharing y (FlexPrefill's block estimate `n * MB <= nq * PQ + PQ -
+    1 and n2 * MB2 <= nq * PQ + PQ - 1`): row y keeps the box [loA, hiA] x [loB, hiB].
+    In a row of y tiles, row y meets the rectangle R_y = SA(y) x SB(y) of (x1, x2) tiles,
+    both sides moving monotonically with y, so R_y meets an earlier row's rectangle only
+    inside R_(y-1): the non-empty tiles are sum |R_y| - sum |R_y & R_(y-1)| (their busy
+    points the same sums weighted by the tiles' widths), and a tile is full iff it is full
+    under A and under B. O(rows) per tiling instead of O(points)."""
+
+    x1: tuple[str, ...]
+    x2: tuple[str, ...]
+    y: tuple[str, ...]
+    a: _AffinePlan  # A over (x1, y)
+    b: _AffinePlan  # B over (x2, y)
+    points: int
+    counted: dict = field(default_factory=dict)  # {(t1, t2, ty): (non-empty, full, busy)}
+
+
+def _star_plan(cascade, sizes, where, vars_) -> _StarPlan | None:
+    if where is None or not vars_:
+        return None
+    return _star_plan_cached(cascade, *_plan_key(sizes, where, vars_))
+
+
+@lru_cache(maxsize=16)
+def _star_plan_cached(cascade, key, keyed, vars_) -> _StarPlan | None:
+    """One plan per (cascade, sizes, filter, variables); None where the filter is not two
+    closed forms over three logical variables sharing one."""
+    sizes, where = dict(key), keyed.expr
+    if where is None or not _whole_numbers(where):
+        return None
+    found = _logical_filter(cascade, where, vars_, 3)
+    if found is None:
+        return None
+    groups, w = found
+    extent = {v: _logical_extent(cascade, sizes, g) for v, g in groups.items()}
+    for y in groups:
+        x1, x2 = (v for v in groups if v != y)
+        sides: tuple[list, list] = ([], [])
+        for c in _conjuncts(w):
+            vs = set(variables_of(c))
+            if {x1, x2} <= vs:
+                break
+            sides[x2 in vs].append(c)
+        else:
+            plans = []
+            for x, side in zip((x1, x2), sides, strict=True):
+                if not side:
+                    break
+                joined = side[0]
+                for c in side[1:]:
+                    joined = Call(Op.AND, (joined, c))
+                plans.append(_affine_oriented(joined, x, y, groups, extent, sizes))
+            if len(plans) == 2 and None not in plans:
+                a, b = plans
+                lo, hi = max(a.ya, b.ya), min(a.yb, b.yb)
+                rows = slice(lo, hi + 1)
+                points = int(((a.hi[rows] - a.lo[rows] + 1) * (b.hi[rows] - b.lo[rows] + 1)).sum())
+                return _StarPlan(groups[x1], groups[x2], groups[y], a, b, points)
+    return None
+
+
+def _star_stats(einsum, sizes, plan: _StarPlan, table, names):
+    """(usable (n,), stats (n, 6)) for every distinct tiling (`_closed_form_stats`'s
+    layout, over the three logical variables)."""
+    n = len(table)
+    t1, ok1 = _logical_tiles(sizes, plan.x1, table, names)
+    t2, ok2 = _logical_tiles(sizes, plan.x2, table, names)
+    ty, oky = _logical_tiles(sizes, plan.y, table, names)
+    out = np.zeros((n, 3), dtype=np.int64)
+    for k, sides in enumerate(zip(t1.tolist(), t2.tolist(), ty.tolist(), strict=True)):
+        if sides not in plan.counted:
+            if len(plan.counted) > 1 << 14:
+                plan.counted.clear()
+            plan.counted[sides] = _star_counts(plan, *sides)
+        out[k] = plan.counted[sides]
+    column = {r: table[:, j] for j, r in enumerate(names)}
+    tiles = np.ones(n, dtype=np.int64)
+    other_tiles = np.ones(n, dtype=np.int64)
+    other_points = 1
+    mask = plan.x1 + plan.x2 + plan.y
+    for v in einsum.iter_vars:
+        e = _extent(sizes, v)
+        per = -(-e // np.minimum(column.get(rank_of(v), np.full(n, e)), e))
+        tiles *= per
+        if v not in mask:
+            other_tiles *= per
+            other_points *= e
+    extents = (plan.a.extent_x, plan.b.extent_x, plan.a.extent_y)
+    mask_tiles = np.ones(n, dtype=np.int64)
+    for e, t in zip(extents, (t1, t2, ty), strict=True):
+        mask_tiles *= -(-e // t)
+    empty = (mask_tiles - out[:, 0]) * other_tiles
+    full = out[:, 1] * other_tiles
+    stats = np.stack(
+        [
+            tiles,
+            empty,
+            tiles - empty - full,
+            full,
+            np.full(n, plan.points * other_points),
+            out[:, 2] * other_points,
+        ],
+        axis=1,
+    )
+    return ok1 & ok2 & oky, stats
+
+
+def _star_counts(plan: _StarPlan, t1: int, t2: int, ty: int) -> tuple[int, int, int]:
+    """(non-empty tiles, full tiles, busy points) of one tiling (see `_StarPlan`)."""
+    a, b = plan.a, plan.b
+    n1, n2, n_y = a.extent_x, b.extent_x, a.extent_y
+    t1, t2, ty = min(t1, n1), min(t2, n2), min(ty, n_y)
+    lo, hi = max(a.ya, b.ya), min(a.yb, b.yb)
+    nonempty = busy = 0
+    if lo <= hi:
+        y = np.arange(lo, hi + 1)
+        a0, a1 = a.lo[y] // t1, a.hi[y] // t1
+        b0, b1 = b.lo[y] // t2, b.hi[y] // t2
+        same = np.append(False, y[1:] // ty == y[:-1] // ty)  # y - 1 in the same row
+        p0, p1 = a0[1:][same[1:]], a1[:-1][same[1:]]  # R_y & R_(y-1): [a0(y), a1(y-1)] ...
+        q0, q1 = b0[1:][same[1:]], b1[:-1][same[1:]]
+        height = np.minimum((y // ty + 1) * ty, n_y) - y // ty * ty
+        overlap_h = height[1:][same[1:]]
+
+        def width(i0, i1, t, e):  # points of the tiles i0 .. i1 of side t over [0, e)
+            return np.where(i1 >= i0, np.minimum((i1 + 1) * t, e) - i0 * t, 0)
+
+        nonempty = int(((a1 - a0 + 1) * (b1 - b0 + 1)).sum())
+        nonempty -= int((np.maximum(p1 - p0 + 1, 0) * np.maximum(q1 - q0 + 1, 0)).sum())
+        busy = int((width(a0, a1, t1, n1) * width(b0, b1, t2, n2) * height).sum())
+        busy -= int((width(p0, p1, t1, n1) * width(q0, q1, t2, n2) * overlap_h).sum())
+    rows = -(-n_y // ty)
+    full_a, full_b = _full_per_row(a, t1, ty, rows), _full_per_row(b, t2, ty, rows)
+    return nonempty, int((full_a * full_b).sum()), busy
+
+
+def _full_per_row(plan: _AffinePlan, t_x: int, t_y: int, rows: int) -> np.ndarray:
+    """Full x tiles of each row of y tiles under a closed form: those inside every row's
+    interval, [lo(last row), hi(first row)], where all the rows keep some point."""
+    y0 = np.arange(rows) * t_y
+    y1 = np.minimum(y0 + t_y, plan.extent_y) - 1
+    inside = (y0 >= plan.ya) & (y1 <= plan.yb)
+    tiles_x = -(-plan.extent_x // t_x)
+    f0 = -(-plan.lo[np.clip(y1, 0, plan.extent_y - 1)] // t_x)
+    top = plan.hi[np.clip(y0, 0, plan.extent_y - 1)]
+    f1 = np.where(top >= plan.extent_x - 1, tiles_x - 1, (top + 1) // t_x - 1)
+    return np.where(inside, np.maximum(f1 - f0 + 1, 0), 0)
 
 
 # ------------------------------------------------------ head classes
