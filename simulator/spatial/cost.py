@@ -384,6 +384,23 @@ class _Members:
         }
         self._plans: dict[tuple, tuple] = {}
         self._einsum_plans: dict[frozenset, tuple] = {}
+        self._cascade = cascade
+        self._reads: dict[str, _Reads] = {}
+        self._roles: dict[frozenset, tuple] = {}
+
+    def reads(self, tensor: str) -> _Reads:
+        """`_reads` of a tensor in this group of Einsums."""
+        found = self._reads.get(tensor)
+        if found is None:
+            found = self._reads[tensor] = _reads(self._cascade, self.names, tensor)
+        return found
+
+    def roles(self, kept: frozenset) -> tuple:
+        """`_tensor_roles` of this group of Einsums keeping `kept` on chip."""
+        found = self._roles.get(kept)
+        if found is None:
+            found = self._roles[kept] = _tensor_roles(self._cascade, self.names, kept)
+        return found
 
     def einsum_plans(self, cut: frozenset) -> tuple[tuple, ...]:
         """`share_plan(name, None, cut)` of every member, in the kernel's order."""
@@ -611,6 +628,7 @@ class _KernelModel:
                 _SIZES_TOKENS.clear()
             self._sizes_token = _SIZES_TOKENS[self._sizes_key] = next(_NEXT_TOKEN)
         self._units = dict(kernel.binding)
+        self._keep = dict(kernel.keep)  # `kernel.kept_at`, one dict
         self.n = n
         self.offchip = arch.levels[0].name
         self.members = _members(cascade, kernel.einsums)  # raises with the known names
@@ -711,7 +729,7 @@ class _KernelModel:
         spatial = self.spatial if spatial is None else spatial
         level = self.arch.levels[level_index]
         out = {}
-        for tensor in self.kernel.kept_at(level.name):
+        for tensor in self._keep.get(level.name, ()):
             ranks = self.cascade.tensor_ranks.get(tensor)
             if ranks is None:
                 raise MappingError(f"{self.where}keep.{level.name}: unknown tensor {tensor!r}")
@@ -756,7 +774,7 @@ class _KernelModel:
             self._fill_rests(factors, rests)
         self._final = factors  # the kernel's factors from here on (`_extent`)
         for level_index, level in enumerate(self.arch.levels):
-            if level.capacity_bytes is None or not self.kernel.kept_at(level.name):
+            if level.capacity_bytes is None or not self._keep.get(level.name, ()):
                 continue
             need = sum(self.footprint_bytes(level_index, factors).values())
             over = (need > level.capacity_bytes) & ~self.unfitted
@@ -843,12 +861,21 @@ class _KernelModel:
     def einsum_rows(self) -> dict[str, dict]:
         """`einsum_cycles` of every Einsum of the kernel, by name (in the kernel's order)."""
         names = self.kernel.einsums
+        shares = self._einsum_shares(names)
+        return {
+            name: self.einsum_cycles(name, share) for name, share in zip(names, shares, strict=True)
+        }
+
+    def _einsum_shares(self, names: tuple[str, ...]):
+        """`share(array level, name)` of each of `names` (the kernel's Einsums), their
+        plans taken at once (`_Members.einsum_plans`); lazily, one Einsum after the other
+        (as `einsum_cycles` asks them)."""
         if not self._skipping:
-            return {name: self.einsum_cycles(name, 1.0) for name in names}
+            yield from (1.0 for _ in names)
+            return
         array = len(self.arch.levels)
         shares = self._shares
         plans = self.members.einsum_plans(self._cut(array))
-        out = {}
         for name, plan in zip(names, plans, strict=True):
             key = (array, name, None)
             share = shares.get(key)
@@ -858,8 +885,7 @@ class _KernelModel:
                     share = _most([self._filtered_share(array, *item) for item in plan])
                     shares[(array, plan)] = share
                 shares[key] = share
-            out[name] = self.einsum_cycles(name, share)
-        return out
+            yield share
 
     def einsum_cycles(self, name: str, share=None) -> dict:
         """Cycles, energy and useful cycles of one Einsum over the batch.
@@ -1118,7 +1144,7 @@ class _KernelModel:
             t for level, tensors in self.kernel.keep if level != self.offchip for t in tensors
         )
         traffic: dict = {}
-        roles = _tensor_roles(self.cascade, self.kernel.einsums, kept)
+        roles = self.members.roles(kept)
         for tensor, ranks, read_here, written_out in roles:
             factor = self._refetch(ranks, kept_or_output=written_out or tensor in kept)
             if read_here:  # no fetch for a tile no Einsum of the kernel needs
@@ -1150,11 +1176,11 @@ class _KernelModel:
         out: dict[str, dict] = {}
         for level in self.arch.levels[1:]:
             reads = writes = 0.0
-            for tensor in self.kernel.kept_at(level.name):
+            for tensor in self._keep.get(level.name, ()):
                 ranks = self.cascade.tensor_ranks[tensor]
                 elements = self._elements(tensor)
                 moved = dram.get(tensor, 0.0) / self.arch.word_bytes
-                use = _reads(self.cascade, self.kernel.einsums, tensor)
+                use = self.members.reads(tensor)
                 if use.producer is not None:
                     # Produced here: the array writes it, and writing it out reads it back.
                     writes = writes + elements * self.share(array, use.producer)
@@ -1607,6 +1633,8 @@ def _shaped_int(value, n: int) -> np.ndarray:
     quantities), without the read-only view of a full-length array."""
     if type(value) is np.ndarray and value.shape == (n,):
         return value.astype(np.float64).astype(np.int64)
+    if isinstance(value, (int, float, np.integer, np.floating)):  # np.full: no broadcast_to
+        return np.full(n, np.float64(value).astype(np.int64))
     return _shaped(value, n).astype(np.int64)
 
 
