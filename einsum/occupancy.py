@@ -203,7 +203,7 @@ def occupancy(
         >>> o.empty.tolist(), o.partial.tolist(), o.full.tolist(), o.points.tolist()
         ([1], [2], [1], [144])
     """
-    sizes = resolve_shape(cascade, sizes)
+    sizes = _resolved(cascade, sizes)
     chosen = _chosen(cascade, einsums)
     _, table, names = _tile_table(cascade, chosen, tile)
     unique, inverse = _unique_rows(table)
@@ -454,23 +454,7 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
     where = einsum.where if not data else _static_part(einsum.where)
     priced = data and tensors is None and where is not None
     vars_ = _mask_vars_of(cascade, einsum, sizes, where) if (not data or priced) else ()
-    plan = None
-    if not data or priced:
-        plan = _affine_plan(cascade, einsum, sizes, where, vars_)
-        if plan is None:
-            plan = _difference_plan(cascade, sizes, where, vars_)
-        if plan is None:
-            plan = _union_plan(cascade, sizes, where, vars_)
-        if plan is None:
-            plan = _kron_plan(cascade, sizes, where, vars_)
-        if plan is None:
-            plan = _periodic_plan(cascade, sizes, where, vars_)
-        if plan is None:
-            plan = _interval_plan(cascade, sizes, where, vars_)
-        if plan is None and not data:
-            plan = _head_plan(cascade, sizes, where, vars_)
-        if plan is None:
-            plan = _star_plan(cascade, sizes, where, vars_)
+    plan = _plan_for(cascade, einsum, sizes, where, vars_, data) if not data or priced else None
     stats = np.zeros((len(tilings), 6), dtype=np.int64)
     todo = list(range(len(tilings)))
     if plan is not None:
@@ -525,6 +509,17 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
     return _Grids(build, method), stats
 
 
+def _plan_for(cascade, einsum, sizes, where, vars_, data: bool):
+    """The first plan that takes the filter, in order (None where none does)."""
+    plan = _affine_plan(cascade, einsum, sizes, where, vars_)
+    finders = [_difference_plan, _union_plan, _kron_plan, _periodic_plan, _interval_plan]
+    finders += [_star_plan] if data else [_head_plan, _star_plan]
+    for find in finders:
+        if plan is None:
+            plan = find(cascade, sizes, where, vars_)
+    return plan
+
+
 def _filtered_grid(cascade, einsum, sizes, t, tensors, frac) -> tuple[_Grid, str]:
     data = _reads_tensor(einsum.where)
     if data and tensors is not None:
@@ -572,6 +567,23 @@ def _remember(table: dict, key, value, most: int = 512) -> None:
 
 
 _MASK_VARS: dict[tuple, tuple[str, ...]] = {}
+
+
+def _resolved(cascade: Cascade, sizes: Mapping) -> dict:
+    """`resolve_shape`, memoized per (cascade, sizes): a search asks for one shape at
+    every call (a copy is handed out)."""
+    try:
+        key = (cascade, frozenset(sizes.items()))
+    except TypeError:  # an unhashable size: resolve it each time
+        return resolve_shape(cascade, sizes)
+    found = _RESOLVED.get(key)
+    if found is None:
+        found = resolve_shape(cascade, sizes)
+        _remember(_RESOLVED, key, found, 64)
+    return dict(found)
+
+
+_RESOLVED: dict[tuple, dict] = {}
 
 
 def filter_token(expr: Expr | None) -> int:
