@@ -117,6 +117,7 @@ class _Moves:
         self._near: dict[str, list[int]] = {}
         self._memo: dict[tuple[int, str], list[int]] = {}
         self._names: dict[str, list[str]] = {d: [] for d in self.dims}  # code -> label
+        self._split: dict[int, tuple[list[str], frozenset]] = {}  # order code -> its ranks
 
     def codes(self, t: int) -> tuple[range, np.ndarray]:
         """The templates of t's grouping and their labels as integer codes (one column per
@@ -202,7 +203,15 @@ class _Moves:
         block, codes = self.codes(t)  # the moves along the order stay in t's grouping
         column = codes[np.asarray(every) - block.start, self.dims.index("order")]
         names = self._label_names("order")
-        edits = [c for c in np.unique(column).tolist() if _order_edit(mine, names[c])]
+        x = mine.split(",")
+        sx = frozenset(x)
+        edits = []
+        for c in np.unique(column).tolist():
+            if c not in self._split:  # each order's ranks, split once
+                y = names[c].split(",")
+                self._split[c] = (y, frozenset(y))
+            if _one_edit(x, sx, *self._split[c]):
+                edits.append(c)
         return np.asarray(every)[np.isin(column, edits)].tolist()
 
     def _label_names(self, d: str) -> list[str]:
@@ -270,11 +279,16 @@ def _order_edit(a: str, b: str) -> bool:
         (True, False)
     """
     x, y = a.split(","), b.split(",")
-    if set(x) == set(y):
+    return _one_edit(x, frozenset(x), y, frozenset(y))
+
+
+def _one_edit(x: list[str], sx: frozenset, y: list[str], sy: frozenset) -> bool:
+    """`_order_edit` of two orders already split into their ranks (and their sets)."""
+    if sx == sy:
         return True
-    if len(set(x) ^ set(y)) != 1:
+    if len(sx ^ sy) != 1:
         return False
-    return [r for r in x if r in y] == [r for r in y if r in x]
+    return [r for r in x if r in sy] == [r for r in y if r in sx]
 
 
 def _distinct_best(values: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[float, int]]:
