@@ -11,7 +11,9 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import sys
 import time
 from collections.abc import Callable
@@ -278,6 +280,42 @@ def search(
     check_strategy(strategy)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise SpecError(f"budget must be a positive integer, got {budget!r}")
+    with _rare_collections():
+        return _spatial_search(
+            cascade, arch, shape, objective, strategy, budget, seed, constraints, progress,
+            options, start,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _rare_collections(threshold: int = 100_000):
+    """Python's cyclic garbage collector run every `threshold` allocations, not every 700,
+    while a search runs: a search allocates millions of short-lived objects (labels, plans,
+    arrays) and holds few cycles, and the young-generation passes were 10-15% of its CPU
+    (hyper_attention 1K 1.80 -> 1.55 s, flexprefill 1K 6.15 -> 5.07 s; peak memory the
+    same). The previous thresholds are restored after."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(threshold, before[0]), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _spatial_search(
+    cascade,
+    arch,
+    shape,
+    objective,
+    strategy,
+    budget,
+    seed,
+    constraints,
+    progress,
+    options,
+    start,
+) -> SearchResult:
+    """`search` on a spatial architecture, its arguments checked."""
     space = build_space(cascade, arch, shape, load_constraints(constraints))
     options = options or ModelOptions()
     bar = None if callable(progress) else _progress_bar(budget, progress)
