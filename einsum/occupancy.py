@@ -3304,7 +3304,7 @@ def _class_plan(hp: _HeadPlan, classes: frozenset, op: Op):
 def _class_plan_of(hp: _HeadPlan, classes: frozenset, op: Op):
     f: Expr | bool = op is Op.AND
     for c in sorted(classes):
-        f = _joined(op, f, hp.filters[c])
+        f = _absorbed(op, f, hp.filters[c])
     if isinstance(f, bool):
         return f
     sizes = dict(hp.sizes)
@@ -3315,6 +3315,20 @@ def _class_plan_of(hp: _HeadPlan, classes: frozenset, op: Op):
         if plan is None:
             plan = find(hp.cascade, sizes, f, hp.sub_vars)
     return plan
+
+
+def _absorbed(op: Op, a: Expr | bool, b: Expr | bool) -> Expr | bool:
+    """`_joined`, where the conjuncts of one filter are among the other's (the other
+    implies it) the weaker one for `or`, the stronger for `and`: razor's retrieval heads
+    `m <= p` with its streaming heads `m <= p and (m < S or p - m < W)` is one of the
+    two classes' own filters (their plans), not a new one."""
+    if not isinstance(a, bool) and not isinstance(b, bool):
+        in_a, in_b = set(_conjuncts(a)), set(_conjuncts(b))
+        if in_a <= in_b:
+            return a if op is Op.OR else b
+        if in_b <= in_a:
+            return b if op is Op.OR else a
+    return _joined(op, a, b)
 
 
 def _head_rows(hp: _HeadPlan, plan, sizes, tiles: dict, use) -> np.ndarray:

@@ -99,3 +99,37 @@ def test_razor_attention_streaming_heads_take_the_union_plan():
     assert kinds == {"_AffinePlan", "_UnionPlan"}
     tilings = [{"P": 3, "M1": 2, "H": 2}, {"P": 7, "M1": 1, "H": 5}, {}]
     _check(cascade, sizes, tilings, [e.output for e in cascade.einsums if e.where is not None])
+
+
+def test_head_classes_one_implying_the_other_take_their_own_plans():
+    """Razor's retrieval heads (`m <= p`) and streaming heads (`m <= p and (m < S or p - m
+    < W)`): a tile over both counts non-empty by the weaker class's plan and full by the
+    stronger's (the same plan objects, no third filter planned); counts equal brute force
+    with H tiles straddling both classes."""
+    cascade = attention("razor_attention", W=5, S=2, M0=4)
+    sizes = resolve_shape(cascade, {"E": 2, "F": 2, "H": 5, "M": 40, "P": 40})
+    qk = next(e for e in cascade.einsums if e.output == "QK")
+    vars_ = occ._mask_vars_of(cascade, qk, sizes, qk.where)
+    hp = occ._head_plan(cascade, sizes, qk.where, vars_)
+    each = [occ._class_plan(hp, frozenset([k]), occ.Op.OR) for k in range(2)]
+    both = frozenset([0, 1])
+    union, meet = occ._class_plan(hp, both, occ.Op.OR), occ._class_plan(hp, both, occ.Op.AND)
+    assert {id(union), id(meet)} == {id(p) for p in each}
+    assert isinstance(union, occ._AffinePlan) and isinstance(meet, occ._UnionPlan)
+    tilings = [{"P": 3, "M1": 2, "H": 5}, {"P": 7, "M1": 1, "H": 3}, {"H": 2}]
+    _check(cascade, sizes, tilings, ["QK", "LM"])
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        # the weaker class first (h >= 2: no atom true sorts first)
+        "(h * 100 < RP * H and m <= p and (m < S or p - m < W)) or (h * 100 >= RP * H and m <= p)",
+        "m <= p and (h * 100 < RP * H or m < S or p - m < W)",  # the stronger class first
+    ],
+)
+def test_head_tiles_over_both_classes_match_brute_force(mask):
+    c = _head_cascade(mask)
+    sizes = resolve_shape(c, {"E": 2, "H": 5, "M": 37, "P": 29, "M0": 4, "W": 5, "S": 2, "RP": 40})
+    tilings = [{"P": 3, "M1": 2, "H": 5}, {"P": 5, "M": 7, "H": 4}, {"P": 1, "M": 1, "H": 3}]
+    _check(c, sizes, tilings)
