@@ -742,8 +742,7 @@ class _KernelModel:
 
     def _covering(self, rank: str, factors, skip: int, spatial):
         """Spatial factor times every loop factor of `rank` except loop `skip`."""
-        loops = self.kernel.loops
-        others = (f for j, f in enumerate(factors) if j != skip and loops[j].rank == rank)
+        others = (factors[j] for j in self._looped.get(rank, ()) if j != skip)
         return _prod([spatial.get(rank, 1), *others])
 
     def _fill_rests(self, factors, rests, spatial=None) -> None:
