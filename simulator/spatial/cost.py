@@ -442,13 +442,23 @@ def _coarse_of(cascade: Cascade, einsums: tuple[str, ...], sizes: tuple) -> tupl
     extents = dict(sizes)
     coarse: dict[str, str] = {}
     groups_of: dict[str, _HeadGroups] = {}
-    for rank, (source, index) in _coarse_ranks(cascade).items():
+    for rank, (source, _) in _coarse_ranks(cascade).items():
         if source in extents and rank not in computing:
             coarse[rank] = source
-            heads = np.arange(int(extents[source]))
-            at = np.broadcast_to(_index_of(index, heads, extents), heads.shape)
-            groups_of[rank] = _HeadGroups(np.asarray(at, np.int64))
+            groups_of[rank] = _head_groups(cascade, rank, sizes)
     return coarse, groups_of
+
+
+@functools.lru_cache(maxsize=256)
+def _head_groups(cascade: Cascade, rank: str, sizes: tuple) -> _HeadGroups:
+    """The group of each value of coarse `rank`'s source (its index at every source value),
+    one object per (cascade, rank, sizes) whatever the kernel: the source can be a sequence
+    rank (biformer's regions of P at 1M: one array of 1M, not one per kernel)."""
+    source, index = _coarse_ranks(cascade)[rank]
+    extents = dict(sizes)
+    heads = np.arange(int(extents[source]))
+    at = np.broadcast_to(_index_of(index, heads, extents), heads.shape)
+    return _HeadGroups(np.asarray(at, np.int64))
 
 
 @functools.lru_cache(maxsize=1 << 14)

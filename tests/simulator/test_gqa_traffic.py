@@ -81,3 +81,21 @@ def test_a_batch_of_head_tiles_equals_the_scalar_evaluations():
         one = evaluate(attention("gqa"), arch, bind(mapping, {"attention.GB.H": int(t)}), shape)
         assert batch.dram_bytes[i] == one.dram_bytes
         assert batch.cycles[i] == one.cycles
+
+
+def test_head_groups_are_each_heads_group_whatever_the_kernel():
+    """GQA's coarse rank G read through H: every kernel that does not iterate G sees the
+    same groups, h // (H / G) for each head h (the direct formula), as one shared object."""
+    from einsim.simulator.spatial.cost import _coarse_of
+
+    gqa = attention("gqa")
+    sizes = tuple(sorted({"B": 2, "H": 8, "G": 2, "E": 4, "F": 4, "M": 8, "P": 8}.items()))
+    seen = []
+    for einsum in gqa.einsums:
+        coarse, groups_of = _coarse_of(gqa, (einsum.output,), sizes)
+        for rank, groups in groups_of.items():
+            source = coarse[rank]
+            heads = np.arange(dict(sizes)[source])
+            np.testing.assert_array_equal(groups.groups, heads // (8 // 2))
+            seen.append(groups)
+    assert seen and all(g is seen[0] for g in seen)
