@@ -472,6 +472,13 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
         stats[ok] = found[ok]
         todo = [k for k in range(len(tilings)) if not ok[k]]
     cache: dict[int, _Grid] = {}
+    if todo and _unmasked(cascade, einsum, sizes, where, data, tensors):
+        stats[todo] = _unmasked_stats(einsum, sizes, table[todo], names, frac)
+        grids = _Grids(
+            lambda k: _filtered_grid(cascade, einsum, sizes, tilings[k], tensors, frac)[0],
+            "declared_density",
+        )
+        return grids, stats
     for k in todo:
         grid, _ = _filtered_grid(cascade, einsum, sizes, tilings[k], tensors, frac)
         cache[k] = grid
@@ -507,6 +514,37 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             else "intervals"
         )
     return _Grids(build, method), stats
+
+
+def _unmasked(cascade, einsum, sizes, where, data: bool, tensors) -> bool:
+    """A data filter priced by a density with no static conjunct and no mask variable
+    (no partition with a partial last tile): each tile is whole and kept (`_unmasked_stats`)."""
+    return (
+        data
+        and tensors is None
+        and where is None
+        and not _mask_vars_of(cascade, einsum, sizes, None)
+    )
+
+
+def _unmasked_stats(einsum, sizes, table, names, frac: float) -> np.ndarray:
+    """`_totals` of a grid over no variable (one kept, whole cell) at density `frac`, for
+    every tiling at once: tiles = prod ceil(extent / tile), none empty, busy = every point,
+    points scaled by frac (then none known full, as `_totals`)."""
+    n = len(table)
+    column = {r: table[:, j] for j, r in enumerate(names)}
+    tiles = np.ones(n, np.int64)
+    total = 1
+    for v in einsum.iter_vars:
+        e = _extent(sizes, v)
+        tile = np.minimum(column[rank_of(v)], e) if rank_of(v) in column else np.full(n, e)
+        tiles *= -(-e // tile)
+        total *= e
+    scaled = frac != 1.0
+    full = np.zeros(n, np.int64) if scaled else tiles
+    points = round(frac * total) if scaled else total
+    stats = [tiles, np.zeros(n, np.int64), tiles - full, full]
+    return np.stack([*stats, np.full(n, points), np.full(n, total)], axis=1)
 
 
 def _plan_for(cascade, einsum, sizes, where, vars_, data: bool):
