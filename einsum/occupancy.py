@@ -1427,7 +1427,11 @@ def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray,
     lo = np.zeros(n_y, dtype=np.int64)
     hi = np.full(n_y, n_x - 1, dtype=np.int64)
     for a, r, op in bounds:
-        value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
+        whole = _whole_values(r, y, n_y, sizes)  # the executor's floats, exactly, sooner
+        if whole is not None:
+            value = whole.astype(float)
+        else:
+            value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
         if a == 0:
             hi = np.where(_HOLDS[op](value, 0.0), hi, -1)
             continue
