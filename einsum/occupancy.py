@@ -3638,7 +3638,7 @@ class _XSets:
             split = self._split(expr)
             if split is not None:
                 fx, gy = split  # left - right = fx(x) + gy(y)
-                return self._preimage(fx, _RANGES[expr.op], -gy, dom)
+                return self._preimage(fx, _RANGES[expr.op], self._negated(gy), dom)
         return self._through_sum(expr, dom)
 
     def _narrowness(self, expr: Expr) -> int:
@@ -3733,7 +3733,7 @@ class _XSets:
         if len(starts) > 64:
             raise _Unsupported("too many runs of kept values")
         ranges = [(Op.GE, int(a), Op.LE, int(b)) for a, b in zip(starts, stops, strict=True)]
-        return self._preimage(fx, ranges, -gy, dom) if ranges else _EMPTY_SET
+        return self._preimage(fx, ranges, self._negated(gy), dom) if ranges else _EMPTY_SET
 
     def _pieces(self, fx: np.ndarray):
         """(starts, ends, piece of each x) of the maximal runs where f is non-decreasing."""
@@ -3771,7 +3771,18 @@ class _XSets:
             )
             for r in reversed(ranges)
         ]
-        return self._preimage_of(oriented, mirrored, -c, dom)
+        return self._preimage_of(oriented, mirrored, self._negated(c), dom)
+
+    def _negated(self, values: np.ndarray) -> np.ndarray:
+        """-values, memoized per array both ways (every block of rows of a plan negates
+        the same g(y) over all rows, and a mirrored preimage negates it back)."""
+        found = self._values.get(("neg", id(values)))
+        if found is None:
+            negated = -values
+            self._values["neg", id(values)] = (values, negated)
+            self._values["neg", id(negated)] = (negated, values)
+            return negated
+        return found[1]
 
     def _keys(self, fx: np.ndarray):
         """(min f, max f, span, piece * span + f - min f + 1): f's values ordered within
