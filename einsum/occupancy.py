@@ -2024,12 +2024,6 @@ def _logical_groups(cascade, vars_) -> tuple[dict[str, tuple[str, ...]], dict]:
     return groups, table
 
 
-def _interval_plan(cascade, sizes, where, vars_) -> _IntervalPlan | None:
-    if where is None or not vars_ or _small_space(cascade, sizes, vars_):
-        return None  # a small space: the direct count (numpy, no compile) is cheaper
-    return _interval_plan_cached(cascade, *_plan_key(sizes, where, vars_))
-
-
 def _small_space(cascade, sizes, vars_) -> bool:
     """At most INTERVAL_POINTS points over the filter's logical variables: counted directly
     more cheaply than any plan is built."""
@@ -2044,6 +2038,21 @@ def _plan_key(sizes, where, vars_) -> tuple:
     filter by its interned token, the variables in order."""
     key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
     return key, _ByToken(where), tuple(sorted(vars_))
+
+
+def _keyed_plan(cached, *, skip_small: bool = False):
+    """The plan look-up over `cached`, a builder cached by (cascade, *`_plan_key`): None
+    where there is no filter or no variable, or (`skip_small`) where the space is small
+    enough that the direct count (numpy, no compile) is cheaper than any plan."""
+
+    def plan(cascade, sizes, where, vars_):
+        if where is None or not vars_:
+            return None
+        if skip_small and _small_space(cascade, sizes, vars_):
+            return None
+        return cached(cascade, *_plan_key(sizes, where, vars_))
+
+    return plan
 
 
 @lru_cache(maxsize=16)
@@ -2065,6 +2074,9 @@ def _interval_plan_cached(cascade, key, keyed, vars_) -> _IntervalPlan | None:
 
 #: Rows in each of the two blocks of rows sampled to order a plan's orientations.
 ORIENTATION_SAMPLE_ROWS = 8
+
+
+_interval_plan = _keyed_plan(_interval_plan_cached, skip_small=True)
 
 
 def _orientations(w, groups, extent, sizes) -> list[tuple]:
@@ -2203,12 +2215,6 @@ class _UnionPlan:
 UNION_PIECES_MOST = 64
 
 
-def _union_plan(cascade, sizes, where, vars_) -> _UnionPlan | None:
-    if where is None or not vars_:
-        return None
-    return _union_plan_cached(cascade, *_plan_key(sizes, where, vars_))
-
-
 @lru_cache(maxsize=4)  # a plan holds 2 x (2 terms + 1) ends a row: 80 MB at 1M
 def _union_plan_cached(cascade, key, keyed, vars_) -> _UnionPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter is no
@@ -2226,6 +2232,9 @@ def _union_plan_cached(cascade, key, keyed, vars_) -> _UnionPlan | None:
         if plan is not None:
             return _UnionPlan(groups[x], groups[y], *plan)
     return None
+
+
+_union_plan = _keyed_plan(_union_plan_cached)
 
 
 def _union_of(terms, n_x: int, n_y: int):
@@ -2400,12 +2409,6 @@ class _DifferencePlan:
 DIFFERENCE_BANDS_MOST = 2**12
 
 
-def _difference_plan(cascade, sizes, where, vars_) -> _DifferencePlan | None:
-    if where is None or not vars_:
-        return None
-    return _difference_plan_cached(cascade, *_plan_key(sizes, where, vars_))
-
-
 @lru_cache(maxsize=16)
 def _difference_plan_cached(cascade, key, keyed, vars_) -> _DifferencePlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter reads its
@@ -2420,6 +2423,9 @@ def _difference_plan_cached(cascade, key, keyed, vars_) -> _DifferencePlan | Non
     if plan is None:
         return None
     return replace(plan, x=groups[x], y=groups[y])
+
+
+_difference_plan = _keyed_plan(_difference_plan_cached)
 
 
 def _difference_of(w: Expr, x: str, y: str, extent, sizes) -> _DifferencePlan | None:
@@ -2596,12 +2602,6 @@ class _PeriodicPlan:
 PERIODIC_CELLS = 2**18
 
 
-def _periodic_plan(cascade, sizes, where, vars_) -> _PeriodicPlan | None:
-    if where is None or not vars_:
-        return None
-    return _periodic_plan_cached(cascade, *_plan_key(sizes, where, vars_))
-
-
 @lru_cache(maxsize=16)
 def _periodic_plan_cached(cascade, key, keyed, vars_) -> _PeriodicPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter is not
@@ -2627,6 +2627,9 @@ def _periodic_plan_cached(cascade, key, keyed, vars_) -> _PeriodicPlan | None:
     plan = _PeriodicPlan(groups[x], groups[y], n_x, n_y, p_x, p_y, prefix, 0)
     points = int(_periodic_below(plan, np.array([n_x]), np.array([n_y]))[0])
     return replace(plan, points=points)
+
+
+_periodic_plan = _keyed_plan(_periodic_plan_cached)
 
 
 def _period(expr: Expr, var: str, sizes) -> int | None:
@@ -2776,12 +2779,6 @@ class _KronPlan:
     fallback: dict = field(default_factory=dict)  # the interval plan, once asked for
 
 
-def _kron_plan(cascade, sizes, where, vars_) -> _KronPlan | None:
-    if where is None or not vars_ or _small_space(cascade, sizes, vars_):
-        return None  # a small space: the direct count is cheaper
-    return _kron_plan_cached(cascade, *_plan_key(sizes, where, vars_))
-
-
 @lru_cache(maxsize=16)
 def _kron_plan_cached(cascade, key, keyed, vars_) -> _KronPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where no radix splits it."""
@@ -2798,6 +2795,9 @@ def _kron_plan_cached(cascade, key, keyed, vars_) -> _KronPlan | None:
         groups[x], groups[y], plan.extent_x, plan.extent_y, plan.radix, plan.names,
         plan.high, plan.low, plan.points, ("cascade", cascade, sizes, where, vars_),
     )  # fmt: skip
+
+
+_kron_plan = _keyed_plan(_kron_plan_cached, skip_small=True)
 
 
 def _kron_of(w: Expr, x: str, y: str, extent, sizes) -> _KronPlan | None:
@@ -3087,12 +3087,6 @@ class _StarPlan:
     counted: dict = field(default_factory=dict)  # {(t1, t2, ty): (non-empty, full, busy)}
 
 
-def _star_plan(cascade, sizes, where, vars_) -> _StarPlan | None:
-    if where is None or not vars_:
-        return None
-    return _star_plan_cached(cascade, *_plan_key(sizes, where, vars_))
-
-
 @lru_cache(maxsize=16)
 def _star_plan_cached(cascade, key, keyed, vars_) -> _StarPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter is not two
@@ -3129,6 +3123,9 @@ def _star_plan_cached(cascade, key, keyed, vars_) -> _StarPlan | None:
                 points = int(((a.hi[rows] - a.lo[rows] + 1) * (b.hi[rows] - b.lo[rows] + 1)).sum())
                 return _StarPlan(groups[x1], groups[x2], groups[y], a, b, points)
     return None
+
+
+_star_plan = _keyed_plan(_star_plan_cached)
 
 
 def _star_stats(einsum, sizes, plan: _StarPlan, table, names):
