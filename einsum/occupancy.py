@@ -91,6 +91,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
+from typing import ClassVar
 
 import networkx as nx
 import numpy as np
@@ -494,25 +495,7 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
     if todo:
         method = cache[todo[0]].method
     else:
-        method = (
-            "declared_density"
-            if priced
-            else "closed_form"
-            if isinstance(plan, _AffinePlan)
-            else "head_classes"
-            if isinstance(plan, _HeadPlan)
-            else "star"
-            if isinstance(plan, _StarPlan)
-            else "kronecker"
-            if isinstance(plan, _KronPlan)
-            else "difference"
-            if isinstance(plan, _DifferencePlan)
-            else "periodic"
-            if isinstance(plan, _PeriodicPlan)
-            else "union"
-            if isinstance(plan, _UnionPlan)
-            else "intervals"
-        )
+        method = "declared_density" if priced else getattr(plan, "method", "intervals")
     return _Grids(build, method), stats
 
 
@@ -1279,6 +1262,8 @@ class _AffinePlan:
     consecutive intervals touch, so a row of tiles meets one run of x tiles.
     """
 
+    method: ClassVar[str] = "closed_form"  # what `occupancy` reports it counted by
+
     x: tuple[str, ...]
     y: tuple[str, ...]
     extent_x: int
@@ -1971,6 +1956,8 @@ class _IntervalPlan:
     full iff no gap run does: per row of tiles, the union of the runs' x ranges in tiles,
     O(runs + rows x intervals per row) per tiling instead of O(points)."""
 
+    method: ClassVar[str] = "intervals"  # what `occupancy` reports it counted by
+
     x: tuple[str, ...]
     y: tuple[str, ...]
     extent_x: int
@@ -2201,6 +2188,8 @@ class _UnionPlan:
     of floors of arithmetic progressions (`_floor_sum`): O(pieces x terms x log) per tiling.
     The rows of tiles that cross a cut are counted from their segments."""
 
+    method: ClassVar[str] = "union"  # what `occupancy` reports it counted by
+
     x: tuple[str, ...]
     y: tuple[str, ...]
     extent_x: int
@@ -2395,6 +2384,8 @@ class _DifferencePlan:
     lattice points under two lines: sums of floors (`_floor_sums`), O(bands x log) per
     tiling whatever the extents."""
 
+    method: ClassVar[str] = "difference"  # what `occupancy` reports it counted by
+
     x: tuple[str, ...]
     y: tuple[str, ...]
     extent_x: int
@@ -2588,6 +2579,8 @@ class _PeriodicPlan:
     partial tile, so the cost is O(min(tiles_x, Px) x min(tiles_y, Py)), whatever the
     extents."""
 
+    method: ClassVar[str] = "periodic"  # what `occupancy` reports it counted by
+
     x: tuple[str, ...]
     y: tuple[str, ...]
     extent_x: int
@@ -2764,6 +2757,8 @@ class _KronPlan:
     planned by the closed form, a Kronecker plan again, or the intervals), so the cost does
     not grow with the rows of the whole space; a tiling whose tiles are not boxes is counted
     on the interval plan of the whole filter, built only when one comes."""
+
+    method: ClassVar[str] = "kronecker"  # what `occupancy` reports it counted by
 
     x: tuple[str, ...]
     y: tuple[str, ...]
@@ -3078,6 +3073,8 @@ class _StarPlan:
     points the same sums weighted by the tiles' widths), and a tile is full iff it is full
     under A and under B. O(rows) per tiling instead of O(points)."""
 
+    method: ClassVar[str] = "star"  # what `occupancy` reports it counted by
+
     x1: tuple[str, ...]
     x2: tuple[str, ...]
     y: tuple[str, ...]
@@ -3234,6 +3231,8 @@ class _HeadPlan:
     (`or`) of their filters keeps a point in its x-y tile, full iff their intersection
     (`and`) keeps every real point there; its busy points are the x-y tile's busy points
     under the union times the h values it covers."""
+
+    method: ClassVar[str] = "head_classes"  # what `occupancy` reports it counted by
 
     head: str
     labels: np.ndarray  # the class of each h value
