@@ -1461,11 +1461,6 @@ def _structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
     return ctx.memo[key]
 
 
-def _group_structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
-    """Compute structures of a group of a partial grouping (`_group_ranked`, every one)."""
-    return list(_group_ranked(ctx, einsums))
-
-
 def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
     """Compute structures of a group of a partial grouping. One Einsum: all of them
     (`compute_structures`). Several: the whole cascade's best structures restricted to the

@@ -144,10 +144,10 @@ def test_bounded_group_structures_are_those_of_scheduling_every_candidate(arch, 
     ctx = space_module._context(built, arch, shape, Constraints())
     order = [e for e in built.order if e in ctx.work]
     groups = [order[i : i + k] for k in (2, 3, 5) for i in range(0, len(order) - k + 1, 2)]
-    bounded = [space_module._group_structures(ctx, g) for g in groups]
+    bounded = [list(space_module._group_ranked(ctx, g)) for g in groups]
     monkeypatch.setattr(space_module, "_busiest", lambda *args: 0.0)
     ctx.memo.clear()
-    assert [space_module._group_structures(ctx, g) for g in groups] == bounded
+    assert [list(space_module._group_ranked(ctx, g)) for g in groups] == bounded
 
 
 def test_bound_is_below_the_scheduled_score(arch):
