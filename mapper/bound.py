@@ -380,8 +380,43 @@ def _least_cut_bytes(cascade: Cascade, sizes, batch: float, word: int, masked: b
     set U (a recurrence, RD and SPD, whole), and every intermediate U produces that an
     Einsum outside U reads is written out and read back (`simulator.spatial.cost`: the
     tensors crossing kernels go through DRAM); in a masked cascade only the write counts (a
-    reader may skip tiles). The least over every proper U (0 past `_MAX_IDEALS` of them).
+    reader may skip tiles). The least over every proper U (0 past `_MAX_IDEALS` of them),
+    all at once over `_cuts`' table.
     """
+    cuts = _cuts(cascade)
+    if cuts is None or not len(cuts.inside):
+        return 0.0
+    per_element = word * (1 if masked else 2)
+    tensor_bytes = [
+        0.0 if ranks is None else math.prod(sizes[r] for r in ranks) * batch * per_element
+        for ranks in cuts.ranks
+    ]
+    crossing = cuts.inside & cuts.read_outside
+    if all(b.is_integer() for b in tensor_bytes) and sum(tensor_bytes) < 2**62:
+        least = int((crossing.astype(np.int64) @ np.array(tensor_bytes, dtype=np.int64)).min())
+        if least < 2**53:  # every partial sum of its terms is exact, in any order
+            return float(least)
+    rows = (sum(b for b, c in zip(tensor_bytes, row, strict=True) if c) for row in crossing)
+    return float(min(rows))
+
+
+@dataclass(frozen=True, eq=False)
+class _Cuts:
+    """`_least_cut_bytes`' view of a cascade's structure, sizes aside: per proper down-closed
+    set U of Einsums (rows) and Einsum (columns), whether it is in U (`inside`) and whether
+    an Einsum outside U reads it (`read_outside`); per Einsum, its tensor's ranks, or None
+    for an output of the cascade (written anyway: no cut adds it) or a tensor nobody reads."""
+
+    inside: np.ndarray
+    read_outside: np.ndarray
+    ranks: tuple[tuple[str, ...] | None, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _cuts(cascade: Cascade) -> _Cuts | None:
+    """The down-closed sets of the dependency graph's condensation (a cycle's Einsums
+    together), built one node at a time in topological order (each set so far, and it with
+    the node where the node's predecessors are all in); None past `_MAX_IDEALS` sets."""
     names = [e.output for e in cascade.einsums]
     graph = nx.DiGraph()
     graph.add_nodes_from(names)
@@ -390,32 +425,36 @@ def _least_cut_bytes(cascade: Cascade, sizes, batch: float, word: int, masked: b
     )
     dag = nx.condensation(graph)
     order = list(nx.topological_sort(dag))
-    members = nx.get_node_attributes(dag, "members")
+    position = {node: k for k, node in enumerate(order)}
+    chosen = np.zeros((1, len(order)), dtype=bool)
+    for k, node in enumerate(order):
+        preds = [position[p] for p in dag.predecessors(node)]
+        grown = chosen[chosen[:, preds].all(axis=1)]  # a copy
+        grown[:, k] = True
+        chosen = np.concatenate([chosen, grown])
+        if len(chosen) > _MAX_IDEALS:
+            return None
+    proper = chosen[chosen.any(axis=1) & ~chosen.all(axis=1)]
+    node_of = {n: position[c] for c, ms in dag.nodes(data="members") for n in ms}
+    inside = proper[:, [node_of[n] for n in names]]
+    column = {n: j for j, n in enumerate(names)}
+    readers = np.zeros((len(names), len(names)), dtype=np.int64)  # (reader, tensor)
+    elsewhere = np.zeros(len(names), dtype=bool)  # read by a node that is no Einsum
+    for j, n in enumerate(names):
+        for r in cascade.graph.successors(n):
+            if r in column:
+                readers[column[r], j] = 1
+            else:
+                elsewhere[j] = True
+    read_outside = ((~inside).astype(np.int64) @ readers > 0) | elsewhere
     outputs = set(cascade.outputs)
-
-    def crossing(tensor: str, inside: set[str]) -> float:
-        if tensor in outputs or not set(cascade.graph.successors(tensor)) - inside:
-            return 0.0
-        elements = math.prod(sizes[r] for r in cascade.tensor_ranks[tensor]) * batch
-        return elements * word * (1 if masked else 2)
-
-    least, seen = math.inf, 0
-    stack: list[tuple[int, frozenset]] = [(0, frozenset())]
-    while stack:
-        i, chosen = stack.pop()
-        if i == len(order):
-            seen += 1
-            if seen > _MAX_IDEALS:
-                return 0.0
-            if 0 < len(chosen) < len(order):
-                inside = {n for c in chosen for n in members[c]}
-                least = min(least, sum(crossing(t, inside) for t in inside))
-            continue
-        node = order[i]
-        stack.append((i + 1, chosen))
-        if all(p in chosen for p in dag.predecessors(node)):
-            stack.append((i + 1, chosen | {node}))
-    return 0.0 if math.isinf(least) else least
+    ranks = tuple(
+        None
+        if n in outputs or not (readers[:, j].any() or elsewhere[j])
+        else tuple(cascade.tensor_ranks[n])
+        for j, n in enumerate(names)
+    )
+    return _Cuts(inside, read_outside, ranks)
 
 
 _MAX_IDEALS = 1 << 14  # down-closed sets of Einsums `_least_cut_bytes` looks at, at most
