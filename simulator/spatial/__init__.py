@@ -5,7 +5,14 @@ on demand: it reads pandas)."""
 
 from ..report import BatchReport, Report
 from .architecture import Architecture, ComputeUnit, OpCost, StorageLevel, architecture_from_dict
-from .cost import ModelOptions, evaluate, evaluate_batch
+from .cost import (
+    KernelTotals,
+    ModelOptions,
+    combine_kernels,
+    evaluate,
+    evaluate_batch,
+    kernel_totals,
+)
 from .mapping import Kernel, Loop, Mapping, Overlap, load_mapping
 
 __all__ = [
@@ -13,6 +20,7 @@ __all__ = [
     "BatchReport",
     "ComputeUnit",
     "Kernel",
+    "KernelTotals",
     "Loop",
     "Mapping",
     "ModelOptions",
@@ -21,7 +29,9 @@ __all__ = [
     "Report",
     "StorageLevel",
     "architecture_from_dict",
+    "combine_kernels",
     "evaluate",
     "evaluate_batch",
+    "kernel_totals",
     "load_mapping",
 ]

@@ -1481,9 +1481,6 @@ def evaluate_batch(
     options = options or ModelOptions()
     batch_params, n = _batch_params(mapping, params)
     arch = _with_arch_params(arch, batch_params)
-    # One rule (simulator/shape.py): a rank the cascade iterates is priced by it, never
-    # also a batch multiplier; outer ranks are the mapping's batch ranks it does not know.
-    sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
     mapped = [e for k in mapping.kernels for e in k.einsums]
     missing = [e.output for e in cascade.einsums if e.output not in mapped]
     if missing:
@@ -1491,24 +1488,194 @@ def evaluate_batch(
             f"mapping {mapping.name}: Einsum(s) {', '.join(missing)} of cascade "
             f"{cascade.name or '(unnamed)'} are in no kernel"
         )
-    dram = arch.levels[0]
-    einsum_rows, kernel_rows, problems, factors_report = [], [], [], {}
-    busy: dict = {u.name: 0.0 for u in arch.units}
+    parts = _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options)
+    totals = combine_kernels(arch, [part.totals for part in parts], mapping.kernel_overlap, n)
+    shaped = functools.partial(_shaped, n=n)
     useful: dict = {u.name: 0.0 for u in arch.units}
-    energy: dict = {"compute": 0.0, dram.name: 0.0, "leakage": 0.0}
-    traffic_total: dict = {}
     buffer_words: dict = {}
-    kernel_cycles, memory_cycles_total = [], 0.0
+    for part in parts:  # summed row by row in kernel order, as the report always has
+        for unit, cycles in part.useful:
+            useful[unit] = useful[unit] + cycles
+        for level_name, (reads, writes) in part.buffer_words.items():
+            buffer_words[level_name] = buffer_words.get(level_name, 0.0) + reads + writes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Utilization: PE-cycles doing useful work over PE-cycles available (idle columns
+        # of a weight-stationary mapping and padded lanes count as idle).
+        utilization = {
+            u: np.where(totals.cycles > 0, shaped(c) / totals.cycles, 0.0)
+            for u, c in useful.items()
+        }
+    return BatchReport(
+        n=n,
+        params=dict(batch_params),
+        cycles=totals.cycles,
+        latency_s=totals.latency_s,
+        energy_pj=totals.energy_pj,
+        energy_by_component_pj=totals.energy_by_component_pj,
+        dram_bytes=totals.dram_bytes,
+        dram_bytes_by_tensor=totals.dram_bytes_by_tensor,
+        buffer_words={k: shaped(v) for k, v in buffer_words.items()},
+        utilization=utilization,
+        valid=totals.valid,
+        factors={
+            part.totals.name: {key: _shaped_int(v, n) for key, v in part.totals.factors.items()}
+            for part in parts
+        },
+        einsums=tuple(row for part in parts for row in part.einsums),
+        kernels=tuple(part.row for part in parts),
+        problems=tuple(problem for part in parts for problem in part.problems),
+        area_by_component_mm2=_shaped_area(arch, n),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KernelTotals:
+    """What one kernel adds to its mapping's totals (`combine_kernels`): arrays of the
+    batch's n rows where a free parameter moves them, scalars where none does.
+
+    Kernels are costed one by one (`_KernelModel`); nothing of one kernel depends on
+    another's factors, so the totals of a mapping whose kernels take rows of different
+    batches are these parts' rows combined (`take`, then `combine_kernels`).
+
+    Attributes:
+        name: the kernel.
+        cycles: max(compute, memory) cycles, its time when kernels run one after another.
+        memory_cycles: off-chip bytes / off-chip bytes per cycle.
+        unit_cycles: busy cycles per compute unit it binds.
+        energy_pj: by component, in the order `combine_kernels` adds them: 'compute', the
+            off-chip level, then each on-chip level it reads or writes.
+        traffic_bytes: off-chip bytes by tensor.
+        valid: (n,) bool, False where one of its problems holds (an overflowing tile, a
+            spatial factor over its array, an empty last iteration).
+        factors: its resolved loop factors by key and spatial factors (`spatial.<rank>`).
+    """
+
+    name: str
+    cycles: np.ndarray | float
+    memory_cycles: np.ndarray | float
+    unit_cycles: dict
+    energy_pj: dict
+    traffic_bytes: dict
+    valid: np.ndarray
+    factors: dict
+
+    def take(self, rows: np.ndarray) -> KernelTotals:
+        """The totals of `rows` (indices into this batch's rows)."""
+
+        def at(value):
+            return value[rows] if np.ndim(value) else value
+
+        def each(values: dict) -> dict:
+            return {key: at(v) for key, v in values.items()}
+
+        return KernelTotals(
+            self.name, at(self.cycles), at(self.memory_cycles), each(self.unit_cycles),
+            each(self.energy_pj), each(self.traffic_bytes), self.valid[rows],
+            each(self.factors),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTotals:
+    """`combine_kernels`: a mapping's headline numbers over n rows (read-only arrays)."""
+
+    cycles: np.ndarray
+    latency_s: np.ndarray
+    energy_pj: np.ndarray
+    energy_by_component_pj: dict
+    dram_bytes: np.ndarray
+    dram_bytes_by_tensor: dict
+    valid: np.ndarray
+
+
+def combine_kernels(
+    arch: Architecture, kernels, overlap: Overlap = Overlap.SERIAL, n: int | None = None
+) -> BatchTotals:
+    """A mapping's cycles, energy, off-chip traffic and validity from its kernels' totals
+    (`KernelTotals`, in kernel order, each of n rows): cycles = the sum of the kernels'
+    (serial) or the busiest unit's sum against the off-chip transfers' (perfect overlap);
+    energy = each component summed over kernels, plus leakage (W x latency); valid where
+    every kernel is. `evaluate_batch` combines its kernels with this one function."""
+    if n is None:
+        n = len(kernels[0].valid) if kernels else 1
+    dram = arch.levels[0]
+    energy: dict = {"compute": 0.0, dram.name: 0.0, "leakage": 0.0}
+    traffic: dict = {}
+    busy: dict = {u.name: 0.0 for u in arch.units}
+    memory_total = 0.0
+    for kernel in kernels:
+        for unit, cycles in kernel.unit_cycles.items():
+            busy[unit] = busy[unit] + cycles
+        memory_total = memory_total + kernel.memory_cycles
+        for tensor, moved in kernel.traffic_bytes.items():
+            traffic[tensor] = traffic.get(tensor, 0.0) + moved
+        for component, pj in kernel.energy_pj.items():
+            energy[component] = energy.get(component, 0.0) + pj
+    if overlap is Overlap.PERFECT:
+        total = functools.reduce(np.maximum, [*busy.values(), memory_total])
+    else:
+        total = sum(kernel.cycles for kernel in kernels)
+    shaped = functools.partial(_shaped, n=n)
+    total = shaped(total)
+    latency = total / arch.clock_hz
+    energy["leakage"] = arch.leakage_w * latency * 1e12
+    energy = {k: shaped(v) for k, v in energy.items()}
+    valid = functools.reduce(np.logical_and, [k.valid for k in kernels], np.ones(n, bool))
+    return BatchTotals(
+        cycles=total,
+        latency_s=latency,
+        energy_pj=sum(energy.values()),
+        energy_by_component_pj=energy,
+        dram_bytes=shaped(sum(traffic.values())),
+        dram_bytes_by_tensor={k: shaped(v) for k, v in traffic.items()},
+        valid=valid,
+    )
+
+
+def kernel_totals(
+    cascade: Cascade,
+    arch: Architecture,
+    mapping: Mapping,
+    shape: MappingABC[str, int],
+    params: MappingABC[str, object] | None = None,
+    options: ModelOptions | None = None,
+) -> tuple[KernelTotals, ...]:
+    """The `KernelTotals` of each kernel of `mapping` over a batch (arguments as
+    `evaluate_batch`'s); the mapping may hold only some of the cascade's Einsums (one
+    kernel of a partial grouping, costed on its own)."""
+    options = options or ModelOptions()
+    batch_params, n = _batch_params(mapping, params)
+    arch = _with_arch_params(arch, batch_params)
+    parts = _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options)
+    return tuple(part.totals for part in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _KernelPart:
+    """One kernel's share of `evaluate_batch`: its totals and the rows of its report."""
+
+    totals: KernelTotals
+    useful: list  # (unit, useful PE-cycles) of each Einsum bound to a unit
+    buffer_words: dict  # on-chip (words read, words written) per level
+    einsums: list  # `BatchReport.einsums` rows
+    row: dict  # its `BatchReport.kernels` row
+    problems: list
+
+
+def _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options) -> list[_KernelPart]:
+    """Cost each kernel of `mapping` on its own (`_KernelModel`)."""
+    # One rule (simulator/shape.py): a rank the cascade iterates is priced by it, never
+    # also a batch multiplier; outer ranks are the mapping's batch ranks it does not know.
+    sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
+    dram = arch.levels[0]
+    parts = []
     for kernel in mapping.kernels:
         where = f"mapping {mapping.name}, kernel {kernel.name}: "
         model = _KernelModel(
             cascade, arch, kernel, sizes, batch, options, where, batch_params, n,
             skip_empty_tiles=mapping.skip_empty_tiles,
         )  # fmt: skip
-        problems += model.problems
-        factors_report[kernel.name] = dict(zip(model.keys, model.loop_factors, strict=True)) | {
-            f"spatial.{r}": f for r, f in model.spatial.items()
-        }
+        problems = list(model.problems)
         per = model.einsum_rows()
         unit_cycles: dict = {}
         for row in per.values():
@@ -1523,81 +1690,41 @@ def evaluate_batch(
         traffic = model.dram_traffic()
         bytes_moved = sum(traffic.values())
         memory = bytes_moved / dram.bandwidth_bytes_per_cycle
-        kernel_cycles.append(np.maximum(compute, memory))
-        for unit, cycles in unit_cycles.items():
-            busy[unit] = busy[unit] + cycles
-        memory_cycles_total = memory_cycles_total + memory
-        for row in per.values():
-            if row["unit"]:
-                useful[row["unit"]] = useful[row["unit"]] + row["useful_cycles"]
-        for tensor, moved in traffic.items():
-            traffic_total[tensor] = traffic_total.get(tensor, 0.0) + moved
-        energy["compute"] = energy["compute"] + sum(row["energy_pj"] for row in per.values())
-        energy[dram.name] = (
-            energy[dram.name] + bytes_moved * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2
-        )
+        useful = [(row["unit"], row["useful_cycles"]) for row in per.values() if row["unit"]]
+        energy = {
+            "compute": sum(row["energy_pj"] for row in per.values()),
+            dram.name: bytes_moved * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2,
+        }
+        buffer_words: dict = {}
         for level_name, words in model.buffer_words(traffic).items():
             level = arch.level(level_name)
             pj = words["reads"] * level.read_pj_per_byte + words["writes"] * level.write_pj_per_byte
-            energy[level_name] = energy.get(level_name, 0.0) + pj * arch.word_bytes
-            buffer_words[level_name] = (
-                buffer_words.get(level_name, 0.0) + words["reads"] + words["writes"]
-            )
-        kernel_rows.append(
+            energy[level_name] = pj * arch.word_bytes
+            buffer_words[level_name] = (words["reads"], words["writes"])
+        invalid = functools.reduce(np.logical_or, [p.mask for p in problems], np.zeros(n, bool))
+        factors = dict(zip(model.keys, model.loop_factors, strict=True)) | {
+            f"spatial.{r}": f for r, f in model.spatial.items()
+        }
+        totals = KernelTotals(
+            kernel.name, np.maximum(compute, memory), memory, unit_cycles, energy, traffic,
+            ~invalid, factors,
+        )  # fmt: skip
+        row = {"kernel": kernel.name, "compute_cycles": compute, "memory_cycles": memory,
+               "tiles": model.tiles}  # fmt: skip
+        einsums = [
             {
                 "kernel": kernel.name,
-                "compute_cycles": compute,
-                "memory_cycles": memory,
-                "tiles": model.tiles,
+                "einsum": r["einsum"],
+                "unit": r["unit"],
+                "ops": r["ops"],
+                "cycles": r["cycles"],
+                "energy_pj": r["energy_pj"],
+                "lowered": r["lowered"],
             }
-        )
-        einsum_rows += [
-            {
-                "kernel": kernel.name,
-                "einsum": row["einsum"],
-                "unit": row["unit"],
-                "ops": row["ops"],
-                "cycles": row["cycles"],
-                "energy_pj": row["energy_pj"],
-                "lowered": row["lowered"],
-            }
-            for row in per.values()
+            for r in per.values()
         ]
-    if mapping.kernel_overlap is Overlap.PERFECT:
-        total = functools.reduce(np.maximum, [*busy.values(), memory_cycles_total])
-    else:
-        total = sum(kernel_cycles)
-    shaped = functools.partial(_shaped, n=n)
-    total = shaped(total)
-    latency = total / arch.clock_hz
-    energy["leakage"] = arch.leakage_w * latency * 1e12
-    energy = {k: shaped(v) for k, v in energy.items()}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Utilization: PE-cycles doing useful work over PE-cycles available (idle columns
-        # of a weight-stationary mapping and padded lanes count as idle).
-        utilization = {u: np.where(total > 0, shaped(c) / total, 0.0) for u, c in useful.items()}
-    invalid = functools.reduce(np.logical_or, [p.mask for p in problems], np.zeros(n, bool))
-    return BatchReport(
-        n=n,
-        params=dict(batch_params),
-        cycles=total,
-        latency_s=latency,
-        energy_pj=sum(energy.values()),
-        energy_by_component_pj=energy,
-        dram_bytes=shaped(sum(traffic_total.values())),
-        dram_bytes_by_tensor={k: shaped(v) for k, v in traffic_total.items()},
-        buffer_words={k: shaped(v) for k, v in buffer_words.items()},
-        utilization=utilization,
-        valid=~invalid,
-        factors={
-            k: {key: _shaped_int(v, n) for key, v in values.items()}
-            for k, values in factors_report.items()
-        },
-        einsums=tuple(einsum_rows),
-        kernels=tuple(kernel_rows),
-        problems=tuple(problems),
-        area_by_component_mm2=_shaped_area(arch, n),
-    )
+        parts.append(_KernelPart(totals, useful, buffer_words, einsums, row, problems))
+    return parts
 
 
 #: `area_by_component_mm2` of the last architectures costed, by identity (held in the value),
