@@ -146,6 +146,9 @@ class Template:
         ranks: per (kernel, rank), how the grid covers it (for pruning before costing).
         orders: per kernel, (off-chip order, on-chip order) when every permutation of the
             tiled ranks is a template (then a one-iteration loop is canonically outermost).
+        parts: a partial grouping's one-kernel templates whose grids this one puts side by
+            side (`_joined`), in kernel order (its names are theirs, its values theirs or a
+            thinned subset); () for any other template.
     """
 
     mapping: Mapping
@@ -155,6 +158,7 @@ class Template:
     ranks: tuple[tuple[str, _RankGrid], ...] = ()
     orders: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
     absent: bool = False  # an empty slot of a partial grouping (`_PartialGrouping`): no rows
+    parts: tuple[Template, ...] = ()
 
     @functools.cached_property
     def shape(self) -> tuple[int, ...]:
@@ -1628,7 +1632,7 @@ def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template)
     labels = dict(varied.structure) | {"fusion": fusion, "kernels": str(len(kernels))}
     values = _thinned(values)
     return Template(mapping, tuple(names), tuple(values), tuple(labels.items()), tuple(ranks),
-                    tuple(orders))  # fmt: skip
+                    tuple(orders), parts=tuple(parts))  # fmt: skip
 
 
 def _forced_keep(ctx: _Context, einsums: list[str]) -> tuple:
