@@ -88,6 +88,7 @@ import itertools
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
@@ -300,6 +301,8 @@ def _unique_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct rows, inverse): one integer key per row when the columns fit in 62 bits."""
     if table.shape[1] == 0:
         return table[:1], np.zeros(len(table), dtype=np.int64)
+    if len(table) == 1:
+        return table, np.zeros(1, dtype=np.int64)
     spans = table.max(axis=0) + 1
     if float(np.prod(spans.astype(float))) < 2.0**62:
         key = np.zeros(len(table), dtype=np.int64)
@@ -352,10 +355,9 @@ def _tile_table(cascade, chosen, tile) -> tuple[int, np.ndarray, tuple[str, ...]
     n = lengths.pop() if lengths else 1
     table = np.empty((n, len(names)), dtype=np.int64)
     for j, (rank, column) in enumerate(zip(names, columns, strict=True)):
-        values = np.broadcast_to(column, (n,))
-        if values.size and (not np.issubdtype(values.dtype, np.integer) or int(values.min()) < 1):
+        if n and (column.dtype.kind not in "iu" or int(column.min()) < 1):  # kinds of np.integer
             raise SpecError(f"occupancy: tile {rank} must be positive integers, got {column}")
-        table[:, j] = values
+        table[:, j] = column
     return n, table, names
 
 
@@ -531,14 +533,37 @@ def _unmasked_stats(einsum, sizes, table, names, frac: float) -> np.ndarray:
 
 
 def _plan_for(cascade, einsum, sizes, where, vars_, data: bool):
-    """The first plan that takes the filter, in order (None where none does)."""
+    """The first plan that takes the filter, in order (None where none does). Memoized: a
+    search asks at every call, and each finder's look-up keys the sizes again; a plan is
+    held weakly (the finders' caches bound how many stay alive). The finders and
+    INTERVAL_POINTS are part of the key, so replacing one (tests switch plans off) is seen."""
+    finders = (_difference_plan, _union_plan, _kron_plan, _periodic_plan, _interval_plan)
+    finders += (_star_plan,) if data else (_head_plan, _star_plan)
+    try:
+        key = (cascade, frozenset(sizes.items()), filter_token(where), tuple(vars_), data)
+        key += (_affine_plan, finders, INTERVAL_POINTS)
+        found = _PLANS_FOR.get(key)
+    except TypeError:  # an unhashable size: no memo
+        key, found = None, None
+    if found is not None:
+        plan = found()
+        if plan is not None or found is _NO_PLAN:
+            return plan
     plan = _affine_plan(cascade, einsum, sizes, where, vars_)
-    finders = [_difference_plan, _union_plan, _kron_plan, _periodic_plan, _interval_plan]
-    finders += [_star_plan] if data else [_head_plan, _star_plan]
     for find in finders:
         if plan is None:
             plan = find(cascade, sizes, where, vars_)
+    if key is not None:
+        _remember(_PLANS_FOR, key, _NO_PLAN if plan is None else weakref.ref(plan), 256)
     return plan
+
+
+def _NO_PLAN() -> None:
+    """`_PLANS_FOR`'s entry where no plan takes the filter (called like a dead weakref)."""
+    return None
+
+
+_PLANS_FOR: dict[tuple, Callable] = {}  # (cascade, sizes, filter, variables, data) -> plan ref
 
 
 def _filtered_grid(cascade, einsum, sizes, t, tensors, frac) -> tuple[_Grid, str]:
@@ -1414,9 +1439,9 @@ def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray,
     for a, r, op in bounds:
         whole = _whole_values(r, y, n_y, sizes)  # the executor's floats, exactly, sooner
         if whole is not None:
-            value = whole.astype(float)
-        else:
-            value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
+            lo, hi = _whole_ends(a, whole, op, lo, hi)
+            continue
+        value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
         if a == 0:
             hi = np.where(_HOLDS[op](value, 0.0), hi, -1)
             continue
@@ -1431,6 +1456,27 @@ def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray,
         else:
             lo = np.maximum(lo, np.floor(t).astype(np.int64) + 1)
     return lo, hi
+
+
+def _whole_ends(a: int, whole: np.ndarray, op: Op, lo: np.ndarray, hi: np.ndarray):
+    """`_affine_ends`' step for one bound `a*x + whole(y) op 0` in int64 arithmetic: the
+    float path's ends exactly, about 5x sooner. With |whole| < 2**52 (`_whole_values`) a
+    float quotient -whole / a is off by less than 1 / (2|a|) while a fractional one is at
+    least 1 / |a| from a whole number, so its floor and ceil are floor division's."""
+    if a == 0:
+        return lo, np.where(_HOLDS[op](whole, 0), hi, -1)
+    op = _FLIP[op] if a < 0 else op
+    if a in (1, -1):  # -whole / a is whole: floor and ceil are the same
+        down = up = -whole if a == 1 else whole
+    else:
+        down, up = (-whole) // a, -(whole // a)  # floor(-whole / a), ceil(-whole / a)
+    if op is Op.LE:
+        return lo, np.minimum(hi, down)
+    if op is Op.LT:
+        return lo, np.minimum(hi, up - 1)
+    if op is Op.GE:
+        return np.maximum(lo, up), hi
+    return np.maximum(lo, down + 1), hi
 
 
 def _affine_terms(w: Expr, x: str, y: str, n_x: int, n_y: int, sizes):
@@ -3480,6 +3526,8 @@ def _head_counts(sizes, hp: _HeadPlan, table, names):
     nonempty = np.zeros(n, np.int64)
     full = np.zeros(n, np.int64)
     busy = np.zeros(n, np.int64)
+    terms = []  # (union plan, intersection plan, tilings, h tiles of the classes, h values)
+    asked: dict = {}  # per distinct plan: (plan, the tilings asking for its rows)
     for t in np.unique(th).tolist():
         use = np.flatnonzero(th == t)
         for s, (tiles_of_s, nh) in _head_tiles(hp, t).items():
@@ -3487,25 +3535,52 @@ def _head_counts(sizes, hp: _HeadPlan, table, names):
             if union is None or both is None:
                 ok[use] = False
                 continue
-            rows_u = _head_rows(hp, union, sizes, tiles_xy, use)
-            rows_b = _head_rows(hp, both, sizes, tiles_xy, use)
-            nonempty[use] += rows_u[:, 0] * tiles_of_s
-            full[use] += rows_b[:, 1] * tiles_of_s
-            busy[use] += rows_u[:, 2] * nh
-    points = 0
-    for c in range(len(hp.filters)):
-        plan = _class_plan(hp, frozenset([c]), Op.OR)
-        if plan is None:
-            return np.zeros(n, bool), nonempty, full, busy, 0
-        if isinstance(plan, bool):
-            x, y = hp.groups
-            each = int(plan) * math.prod(
-                _logical_extent(hp.cascade, sizes, hp.groups[v]) for v in (x, y)
-            )
-        else:
-            each = plan.points
-        points += each * int(np.count_nonzero(hp.labels == c))
+            terms.append((_plan_id(union), _plan_id(both), use, tiles_of_s, nh))
+            for plan in (union, both):
+                asked.setdefault(_plan_id(plan), (plan, []))[1].append(use)
+    # Each distinct plan's rows once, for all the tilings asking (the classes' unions and
+    # intersections are mostly the same few filters: razor's two classes give two plans).
+    rows = {}
+    for key, (plan, uses) in asked.items():
+        use = uses[0] if len(uses) == 1 else np.unique(np.concatenate(uses))
+        rows[key] = np.zeros((n, 3), np.int64)
+        rows[key][use] = _head_rows(hp, plan, sizes, tiles_xy, use)
+    for union, both, use, tiles_of_s, nh in terms:
+        nonempty[use] += rows[union][use, 0] * tiles_of_s
+        full[use] += rows[both][use, 1] * tiles_of_s
+        busy[use] += rows[union][use, 2] * nh
+    points = _head_points(hp, sizes)
+    if points is None:
+        return np.zeros(n, bool), nonempty, full, busy, 0
     return ok, nonempty, full, busy, points
+
+
+def _head_points(hp: _HeadPlan, sizes) -> int | None:
+    """The kept points: each class's plan's points times its h values; None where a
+    class has no plan (kept on `hp`)."""
+    if ("points of classes",) not in hp.plans:
+        points = 0
+        for c in range(len(hp.filters)):
+            plan = _class_plan(hp, frozenset([c]), Op.OR)
+            if plan is None:
+                points = None
+                break
+            if isinstance(plan, bool):
+                x, y = hp.groups
+                each = int(plan) * math.prod(
+                    _logical_extent(hp.cascade, sizes, hp.groups[v]) for v in (x, y)
+                )
+            else:
+                each = plan.points
+            points += each * int(np.count_nonzero(hp.labels == c))
+        hp.plans["points of classes",] = points
+    return hp.plans["points of classes",]
+
+
+def _plan_id(plan) -> tuple:
+    """A class plan's key among a call's plans: its identity, or its value where it folds
+    to True / False."""
+    return (isinstance(plan, bool), plan if isinstance(plan, bool) else id(plan))
 
 
 class _XSets:
