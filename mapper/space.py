@@ -824,10 +824,13 @@ def schedule_stages(
     Einsums in sequence); a loop-carried read of the previous tile (SPD reads RD[m1]) only
     constrains a lagged producer to an earlier stage. The search starts as soon as possible
     (ASAP) and moves one Einsum at a time while the heuristic per-tile time, the sum over
-    stages of the busiest unit's share of the reported `cycles`, falls: each round costs every
-    (Einsum, lag, stage) move at once (numpy) and takes the largest fall, ties to the first
-    Einsum, then lag, then stage. It only proposes: the simulator costs every template built
-    from it.
+    stages of the busiest unit's share of the reported `cycles`, falls: each round takes the
+    largest fall of any legal (Einsum, lag, stage) move, ties to the first Einsum, then lag,
+    then stage. Each Einsum's best move is kept between rounds and worked out again only
+    where the last move changed what it depends on (its stage's loads, its neighbours'
+    places, the loads of a stage it may move to); a move that cannot lower its own stage's
+    peak gains nothing, and every empty stage gains the same (the first stands for all). It
+    only proposes: the simulator costs every template built from it.
 
     Returns:
         (stages as Einsum names per stage, the heuristic per-tile time).
@@ -845,82 +848,133 @@ def schedule_stages(
                  [position[p] for p, _ in carried], [position[c] for _, c in carried]]  # fmt: skip
     except KeyError as missing:
         raise SpecError(f"stage edge names {missing}, not an Einsum of the kernel") from None
-    fsrc, fdst, csrc, cdst = (np.array(x, dtype=np.int64) for x in edges)
     units = sorted(set(unit_of.values()))
-    on = [units.index(unit_of[e]) for e in work]
-    unit = np.array(on, dtype=np.int64)
-    w = np.array([float(cycles[e]) for e in work])
-    fdiff, cdiff = unit[fsrc] != unit[fdst], unit[csrc] != unit[cdst]
+    number = {u: k for k, u in enumerate(units)}
+    on = [number[unit_of[e]] for e in work]
+    w = [float(cycles[e]) for e in work]
+    # per Einsum: its producers and readers (forward, then carried edges), each with
+    # whether it runs on another unit, and the Einsums whose legal stages bound its own
+    preds: list[list] = [[] for _ in range(n)]
+    succs: list[list] = [[] for _ in range(n)]
+    cpreds: list[list] = [[] for _ in range(n)]
+    csuccs: list[list] = [[] for _ in range(n)]
+    near: list[set] = [set() for _ in range(n)]
+    for src, dst, into, out in ((*edges[:2], preds, succs), (*edges[2:], cpreds, csuccs)):
+        for p, c in zip(src, dst, strict=True):
+            into[c].append((p, on[p] != on[c]))
+            out[p].append((c, on[p] != on[c]))
+            near[p].add(c)
+            near[c].add(p)
     # ASAP in a topological order (ties: text order), Kahn's algorithm with a heap
-    preds: list[list[int]] = [[] for _ in range(n)]
-    succs: list[list[int]] = [[] for _ in range(n)]
-    for p, c in zip(edges[0], edges[1], strict=True):
-        preds[c].append(p)
-        succs[p].append(c)
     waiting = [len(ps) for ps in preds]
     ready = [i for i in range(n) if not waiting[i]]
-    asap = [0] * n
+    stage = [0] * n
     placed = 0
     while ready:
         i = heapq.heappop(ready)
-        asap[i] = max((asap[p] + (on[p] != on[i]) for p in preds[i]), default=0)
+        stage[i] = max([stage[p] + d for p, d in preds[i]], default=0)
         placed += 1
-        for c in succs[i]:
+        for c, _ in succs[i]:
             waiting[c] -= 1
             if not waiting[c]:
                 heapq.heappush(ready, c)
     if placed < n:
         stuck = sorted(e for e, i in position.items() if waiting[i])
         raise SpecError(f"Einsums {', '.join(stuck)} form a cycle")
-    stage, lag = np.array(asap, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    loads = np.zeros((n, len(units)))
-    np.add.at(loads, (stage, unit), w)  # in Einsum order, one at a time: the same sums
-    rows, st = np.arange(n), np.arange(n)
-    own = rows * len(units) + unit  # each Einsum's unit in a row of `loads`, flat
-    wcol = w[:, None]
-    bounds = np.empty((2, 2, n, 1), dtype=np.int64)  # (first, last stage), lag, Einsum
+    key = list(stage)  # lag * n + stage: the (lag, stage) order
+    loads = [[0.0] * len(units) for _ in range(n)]  # per stage and unit
+    members: list[set] = [set() for _ in range(n)]
+    for i in range(n):  # in Einsum order, one at a time
+        loads[stage[i]][on[i]] += w[i]
+        members[stage[i]].add(i)
+    peaks = [max(row, default=0.0) for row in loads]
+    busy = [s for s, row in enumerate(loads) if any(row)]  # the stages with work, ascending
+    held = set(busy)
+
+    def limits(e: int) -> tuple[int, int, int, int]:
+        """e's legal stages given the others' places: [a0, b0] at lag 0, [a1, b1] at lag 1
+        (a consumer after its producer in key order, or in the same stage on the same unit;
+        a lagged producer of a carried read before its lag-0 reader, an unlagged reader of
+        a carried read after its lagged producer)."""
+        lo = max([key[p] + d for p, d in preds[e]], default=-1)
+        hi = min([key[c] - d for c, d in succs[e]], default=2 * n)
+        a0, b1 = lo, hi - n
+        for p, d in cpreds[e]:
+            if key[p] >= n and stage[p] + d > a0:
+                a0 = stage[p] + d
+        for c, d in csuccs[e]:
+            if key[c] < n and stage[c] - d < b1:
+                b1 = stage[c] - d
+        return max(a0, 0), min(hi, n - 1), max(lo - n, 0), min(b1, n - 1)
+
+    def best_move(e: int) -> tuple[float, int, int] | None:
+        """(gain, lag, stage) of e's best legal move; None when none gains."""
+        s0, u, we = stage[e], on[e], w[e]
+        row = loads[s0]
+        if len(row) == 2:  # two units, the common case
+            rest = max(row[0] - we, row[1]) if u == 0 else max(row[0], row[1] - we)
+        else:
+            rest = max([x - we if k == u else x for k, x in enumerate(row)])
+        release = rest - peaks[s0]  # its stage's peak released (<= 0)
+        if not release < 0:  # a move raises the target's peak at least as much: no gain
+            return None
+        found = None
+        a0, b0, a1, b1 = bounds[e]
+        for lg, a, b in ((0, a0, b0), (1, a1, b1)):
+            if a > b:
+                continue
+            at = busy[bisect.bisect_left(busy, a) : bisect.bisect_right(busy, b)]
+            free = a  # the first empty stage in [a, b]: every empty one gains the same
+            while free in held:
+                free += 1
+            if free <= b:
+                bisect.insort(at, free)
+            for s in at:
+                if s == s0:
+                    continue
+                pk = peaks[s]
+                gain = release + max(pk, loads[s][u] + we) - pk
+                if gain < -1e-9 and (found is None or gain < found[0]):
+                    found = (gain, lg, s)
+        return found
+
+    bounds = [limits(e) for e in range(n)]
+    moves = [best_move(e) for e in range(n)]
     while True:
-        # the gain of moving each Einsum to each stage: its stage's peak released, the
-        # target's raised (the same floating-point operations as one move at a time)
-        peaks = loads.max(axis=1)
-        row0 = loads[stage]
-        row0.flat[own] -= w
-        release = row0.max(axis=1) - peaks[stage]
-        gain = release[:, None] + np.maximum(peaks, loads.T[unit] + wcol) - peaks
-        gain[rows, stage] = np.inf  # not a move
-        better = gain < -1e-9
-        if not better.any():
+        best, e = None, -1
+        for x, found in enumerate(moves):
+            if found is not None and (best is None or found[0] < best[0]):
+                best, e = found, x
+        if best is None:
             break
-        gain[~better] = np.inf  # no gain (or NaN)
-        # Legal (lag, stage) of each Einsum given the others': a consumer after its producer
-        # in (lag, stage) order, or in the same stage on the same unit; as key = lag*n+stage,
-        # a range per Einsum: stages [a0, b0] at lag 0, [a1, b1] at lag 1 (with the carried
-        # reads: a lagged producer before its lag-0 reader, an unlagged reader after it).
-        key = lag * n + stage
-        lo = np.full(n, -1, dtype=np.int64)
-        np.maximum.at(lo, fdst, key[fsrc] + fdiff)
-        hi = np.full(n, 2 * n, dtype=np.int64)
-        np.minimum.at(hi, fsrc, key[fdst] - fdiff)
-        bounds[0, 0, :, 0], bounds[1, 0, :, 0] = lo, hi  # a0, b0
-        bounds[0, 1, :, 0], bounds[1, 1, :, 0] = lo - n, hi - n  # a1, b1
-        if len(csrc):
-            m = lag[csrc] == 1
-            np.maximum.at(bounds[0, 0, :, 0], cdst[m], stage[csrc[m]] + cdiff[m])
-            m = lag[cdst] == 0
-            np.minimum.at(bounds[1, 1, :, 0], csrc[m], stage[cdst[m]] - cdiff[m])
-        legal = (st >= bounds[0]) & (st <= bounds[1])  # per lag, Einsum, stage
-        moves = np.where(legal, gain, np.inf).transpose(1, 0, 2)  # per Einsum, lag, stage
-        # the least gain; ties go to the first Einsum, then lag, then stage
-        best = int(moves.argmin())
-        if moves.flat[best] == np.inf:
-            break
-        e, lg, s = np.unravel_index(best, moves.shape)
-        loads[stage[e], unit[e]] -= w[e]
-        loads[s, unit[e]] += w[e]
-        lag[e], stage[e] = lg, s
-    at = stage.tolist()
-    stages = tuple(tuple(e for e, i in position.items() if at[i] == s) for s in sorted(set(at)))
-    return stages, float(np.sum(loads.max(axis=1)))
+        _, lg, s = best
+        s1, u = stage[e], on[e]
+        loads[s1][u] -= w[e]
+        loads[s][u] += w[e]
+        members[s1].discard(e)
+        members[s].add(e)
+        stage[e], key[e] = s, lg * n + s
+        for t in (s1, s):
+            peaks[t] = max(loads[t])
+            if any(loads[t]) != (t in held):
+                if t in held:
+                    held.discard(t)
+                    busy.remove(t)
+                else:
+                    held.add(t)
+                    bisect.insort(busy, t)
+        for x in near[e]:  # their legal stages depend on e's place
+            bounds[x] = limits(x)
+        # the moves that change: of the Einsums in either stage, of e's neighbours, and of
+        # those that may move to either stage
+        stale = members[s1] | members[s] | near[e]
+        for x, (a0, b0, a1, b1) in enumerate(bounds):
+            if x in stale or a0 <= s1 <= b0 or a0 <= s <= b0 or a1 <= s1 <= b1 or a1 <= s <= b1:
+                moves[x] = best_move(x)
+    stages: dict[int, list[str]] = {}
+    for i in sorted(range(n), key=stage.__getitem__):
+        stages.setdefault(stage[i], []).append(work[i])
+    return tuple(map(tuple, stages.values())), float(np.sum(np.array(peaks)))
 
 
 def _busiest(work, binding, cycles) -> float:

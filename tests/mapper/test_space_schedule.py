@@ -1,6 +1,7 @@
-"""The stage scheduler and the binding table, vectorized, against their scalar definitions:
-`schedule_stages` (a local search over (lag, stage) per Einsum, all moves of a round costed
-at once) against the one-move-at-a-time loop it replaced, on random dependency graphs; and
+"""The stage scheduler and the binding table against their scalar definitions:
+`schedule_stages` (a local search over (lag, stage) per Einsum, each Einsum's best move kept
+between rounds) against the loop that tests every move of every round, on random dependency
+graphs; and
 `_bindings` (every combination of unrollings bound at once) against `_balanced_binding` per
 combination, on the cascades of the registry."""
 
