@@ -1825,6 +1825,11 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
             # (about the transposed one's cost): at most 1 + TRANSPOSE_AFTER times the
             # better of the two choices, whatever tilings come.
             spent = memo.get("direct_s", 0)
+            if by_x.any() and "transposed" not in memo:
+                # Loading the compiled kernel counts as time spent counting directly: where
+                # the direct count of these tilings would load it, that charge may build the
+                # transposed plan first (biformer, vmoba 1M: 15 ms instead of a 0.3 s load).
+                spent += KERNEL_LOAD_S * _loads_kernel(plan, mx[by_x], my[by_x])
             if by_x.any() and "transposed" not in memo and spent > TRANSPOSE_AFTER * plan.build_s:
                 memo["transposed"] = _interval_transposed(plan)
             flipped = memo.get("transposed")
@@ -1870,6 +1875,10 @@ def _plan_rows(plan, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
 #: See `_plan_rows` (mapper searches at 1M, CPU s: 0.5 -> NATTEN 2D 10.1, sinks + window
 #: 2.2; 2.0 -> 9.2 and 4.0: the transposed sinks plan costs a third of its plan).
 TRANSPOSE_AFTER = 0.5
+#: CPU seconds the first call of the compiled interval kernel costs a process (numba
+#: imported, the kernel loaded from its disk cache): biformer 1M's first call, 0.3 s, of
+#: which counting 0.03 s.
+KERNEL_LOAD_S = 0.3
 _PLAN_ROWS: dict[int, tuple[_AffinePlan, dict]] = {}  # id(plan) -> (plan, {(tx, ty): row})
 
 
@@ -4113,15 +4122,29 @@ def _interval_rows(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray, out: np.
     numpy while the ranges to unite are few, else compiled."""
     tx, ty = np.asarray(tx, np.int64), np.asarray(ty, np.int64)
     k, g = plan.kept, plan.gaps
-    rows = int((-(-plan.extent_y // ty)).sum())
-    ranges = len(tx) * (len(k.y0) + len(g.y0)) + rows * (k.width + g.width)
-    if ranges <= INTERVAL_NUMPY_RANGES:
+    if _interval_ranges(plan, ty) <= INTERVAL_NUMPY_RANGES:
         _interval_rows_numpy(plan, tx, ty, out)
         return
     _interval_rows_kernel()(
         k.y0, k.y1, k.start, k.lo, k.hi, g.y0, g.y1, g.start, g.lo, g.hi,
         plan.extent_x, plan.extent_y, np.asarray(tx, np.int64), np.asarray(ty, np.int64), out,
     )  # fmt: skip
+
+
+def _interval_ranges(plan: _IntervalPlan, ty: np.ndarray) -> int:
+    """The tile ranges `_interval_rows_numpy` would unite for these tilings: a range per
+    (tiling, run) and per (row of tiles, interval of a row)."""
+    k, g = plan.kept, plan.gaps
+    rows = int((-(-plan.extent_y // ty)).sum())
+    return len(ty) * (len(k.y0) + len(g.y0)) + rows * (k.width + g.width)
+
+
+def _loads_kernel(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray) -> bool:
+    """Whether `_interval_rows` of these tilings would load the compiled kernel: too many
+    ranges for numpy, and the kernel not yet loaded in this process."""
+    if _interval_rows_kernel.cache_info().currsize:
+        return False
+    return _interval_ranges(plan, np.asarray(ty, np.int64)) > INTERVAL_NUMPY_RANGES
 
 
 def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:

@@ -412,6 +412,7 @@ def _with_intervals(monkeypatch):
     occ._union_plan_cached.cache_clear()
     occ._head_plan_cached.cache_clear()
     occ._PLAN_ROWS.clear()
+    occ._PLANS_FOR.clear()
     return occ
 
 
