@@ -604,6 +604,146 @@ class _EinsumPlan:
 _EINSUM_PLANS: dict[tuple, tuple[Architecture, dict]] = {}
 
 
+class _KernelLayout:
+    """What `_KernelModel` derives from a kernel's structure alone, before any factor value:
+    the sizes' token, the kernel's tables, its loops' keys, levels and parameter names, the
+    default spatial factors and the checks to run on the batch's values. One per (kernel,
+    architecture, sizes, cascade, options, skipping, free-parameter names) (`_layout`): a
+    search costs each kernel of a template in several batches and chunks.
+
+    A malformed kernel raises here, before anything is kept (the same `MappingError`s, in
+    the same order, as a model built from scratch)."""
+
+    def __init__(self, cascade, arch, kernel: Kernel, sizes, options, skip_empty_tiles, params,
+                 where):  # fmt: skip
+        self.sizes_key = tuple(sizes.items())
+        token = _SIZES_TOKENS.get(self.sizes_key)
+        if token is None:
+            if len(_SIZES_TOKENS) >= 1 << 14:
+                _SIZES_TOKENS.clear()
+            token = _SIZES_TOKENS[self.sizes_key] = next(_NEXT_TOKEN)
+        self.sizes_token = token
+        self.units = dict(kernel.binding)
+        self.keep = dict(kernel.keep)  # `kernel.kept_at`, one dict
+        self.offchip = arch.levels[0].name
+        self.members = _members(cascade, kernel.einsums)  # raises with the known names
+        self.skipping = skip_empty_tiles and bool(self.members.filtered)
+        self.loop_sig = tuple((loop.level, loop.rank) for loop in kernel.loops)
+        self.coarse, self.groups_of = _coarse_of(cascade, kernel.einsums, self.sizes_key)
+        self.coarse_key = tuple(self.coarse.items())
+        self.keys = loop_keys(kernel)
+        self.levels = [_level_index(arch, loop.level, where) for loop in kernel.loops]
+        #: the loops over each rank (indices into kernel.loops, outer first)
+        self.looped: dict[str, list[int]] = {}
+        for i, loop in enumerate(kernel.loops):
+            if loop.rank not in sizes:
+                raise MappingError(f"{where}loops[{i}]: unknown rank {loop.rank!r}")
+            self.looped.setdefault(loop.rank, []).append(i)
+        self._spatial(arch, kernel, sizes, params, where)
+        self._loops(arch, kernel, sizes, params, where)
+        key = (id(arch), cascade, kernel.einsums, kernel.binding, kernel.spatial,
+               kernel.chained_ops, self.sizes_token, options)  # fmt: skip
+        held = _EINSUM_PLANS.get(key)
+        if held is None or held[0] is not arch:
+            if len(_EINSUM_PLANS) >= 1 << 12:
+                _EINSUM_PLANS.clear()
+            held = _EINSUM_PLANS[key] = (arch, {})
+        self.einsum_plans: dict[str, _EinsumPlan] = held[1]
+
+    def _spatial(self, arch, kernel: Kernel, sizes, params, where) -> None:
+        """`spatial_defaults` and `spatial_checks`: (rank, parameter, smallest dimension,
+        message) of each rank a unit unrolls, which `_KernelModel._spatial_factors` checks."""
+        factors: dict[str, int] = {}
+        dims: dict[str, int] = {}
+        for unit_name, ranks in kernel.spatial:
+            unit = arch.unit(unit_name, where)
+            if len(ranks) != len(unit.dims):
+                raise MappingError(
+                    f"{where}spatial.{unit_name}: {len(ranks)} rank(s) for a unit with "
+                    f"{len(unit.dims)} dimension(s) {unit.dims}"
+                )
+            for rank, dim in zip(ranks, unit.dims, strict=True):
+                if rank not in sizes:
+                    raise MappingError(f"{where}spatial.{unit_name}: unknown rank {rank!r}")
+                # A rank unrolled on several units takes the tile the smallest one holds.
+                dims[rank] = np.minimum(dims.get(rank, dim), dim)
+                factors[rank] = np.minimum(int(sizes[rank]), dims[rank])
+        self.spatial_defaults = dict(factors) | dict(kernel.spatial_factors)
+        self.spatial_checks = tuple(
+            (
+                rank,
+                f"{kernel.name}.spatial.{rank}",
+                dims[rank],
+                f"{kernel.name}: spatial factor {{:.0f}} of {rank} is larger than the "
+                "array dimension {:.0f}",
+            )
+            for rank in factors
+        )
+
+    def _loops(self, arch, kernel: Kernel, sizes, params, where) -> None:
+        """`loop_params` ((parameter, the factor without it) per loop), the `fit` loop (or
+        None), the `rest` loops, `capacity_checks` (level, capacity, message) of the levels
+        that keep tensors, and `inner_first` (loop, rank, rank size) innermost first."""
+        loops, name = kernel.loops, kernel.name
+        self.loop_params = tuple(
+            (f"{name}.{key}", loop.factor if isinstance(loop.factor, int) else 1)
+            for key, loop in zip(self.keys, loops, strict=True)
+        )
+        free = [key not in params for key, _ in self.loop_params]
+        fits = [i for i, lp in enumerate(loops) if lp.factor == "fit" and free[i]]
+        self.rests = [i for i, lp in enumerate(loops) if lp.factor == "rest" and free[i]]
+        if len(fits) > 1:
+            raise MappingError(f"{where}loops: at most one factor may be 'fit'")
+        self.fit = fits[0] if fits else None
+        self.capacity_checks = tuple(
+            (
+                level_index,
+                level.capacity_bytes,
+                f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity {{:.0f}} B",
+            )
+            for level_index, level in enumerate(arch.levels)
+            if level.capacity_bytes is not None and self.keep.get(level.name, ())
+        )
+        self.inner_first = tuple(
+            (i, loops[i].rank, int(sizes[loops[i].rank])) for i in reversed(range(len(loops)))
+        )
+
+
+#: `_KernelLayout` by the identities of (kernel, architecture, sizes, cascade), the
+#: options, skipping and the free-parameter names; the objects are held in the value.
+_LAYOUTS: dict[tuple, tuple] = {}
+
+
+def _layout(cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where):
+    """The `_KernelLayout` of a kernel, built once per key of `_LAYOUTS`."""
+    key = (id(kernel), id(arch), id(sizes), id(cascade), options, skip_empty_tiles,
+           tuple(params))  # fmt: skip
+    held = _LAYOUTS.get(key)
+    if (
+        held is None
+        or held[0] is not kernel
+        or held[1] is not arch
+        or held[2] is not sizes
+        or held[3] is not cascade
+    ):
+        layout = _KernelLayout(
+            cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where
+        )
+        if len(_LAYOUTS) >= 1 << 12:
+            _LAYOUTS.clear()
+        held = _LAYOUTS[key] = (kernel, arch, sizes, cascade, layout)
+    return held[4]
+
+
+def _level_index(arch: Architecture, name: str, where: str) -> int:
+    """The index of storage level `name` in `arch.levels`."""
+    for i, level in enumerate(arch.levels):
+        if level.name == name:
+            return i
+    arch.level(name, where)  # raises with the known levels
+    return -1
+
+
 class _KernelModel:
     """One kernel's costs over a batch; a helper of `evaluate_batch`, not public.
 
@@ -631,78 +771,34 @@ class _KernelModel:
         self._extent_memo: dict[tuple, np.ndarray | int] = {}
         self._final: list | None = None
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
-        self._sizes_key = tuple(sizes.items())
-        self._sizes_token = _SIZES_TOKENS.get(self._sizes_key)
-        if self._sizes_token is None:
-            if len(_SIZES_TOKENS) >= 1 << 14:
-                _SIZES_TOKENS.clear()
-            self._sizes_token = _SIZES_TOKENS[self._sizes_key] = next(_NEXT_TOKEN)
-        self._units = dict(kernel.binding)
-        self._keep = dict(kernel.keep)  # `kernel.kept_at`, one dict
         self.n = n
-        self.offchip = arch.levels[0].name
-        self.members = _members(cascade, kernel.einsums)  # raises with the known names
-        self._skipping = skip_empty_tiles and bool(self.members.filtered)
-        self._loop_sig = tuple((loop.level, loop.rank) for loop in kernel.loops)
         self.problems: list[_Problem] = []
-        # Coarse ranks (G of GQA) that no computing Einsum of the kernel iterates itself.
-        self.coarse, self.groups_of = _coarse_of(cascade, kernel.einsums, self._sizes_key)
-        self._coarse_key = tuple(self.coarse.items())
         self._lanes_memo: dict = {}
-        self.keys = loop_keys(kernel)
-        self.levels = [self._level_index(loop.level) for loop in kernel.loops]
-        #: the loops over each rank (indices into kernel.loops, outer first)
-        self._looped: dict[str, list[int]] = {}
-        for i, loop in enumerate(kernel.loops):
-            if loop.rank not in sizes:
-                raise MappingError(f"{where}loops[{i}]: unknown rank {loop.rank!r}")
-            self._looped.setdefault(loop.rank, []).append(i)
+        layout = _layout(cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where)
+        self._layout = layout
+        self._sizes_key, self._sizes_token = layout.sizes_key, layout.sizes_token
+        self._units, self._keep = layout.units, layout.keep  # read, never written
+        self.offchip, self.members, self._skipping = layout.offchip, layout.members, layout.skipping
+        self._loop_sig = layout.loop_sig
+        # Coarse ranks (G of GQA) that no computing Einsum of the kernel iterates itself.
+        self.coarse, self.groups_of = layout.coarse, layout.groups_of
+        self._coarse_key = layout.coarse_key
+        self.keys, self.levels, self._looped = layout.keys, layout.levels, layout.looped
         self.spatial = self._spatial_factors(params)
         self.loop_factors = self._loop_factors(params)
-        key = (id(arch), cascade, kernel.einsums, kernel.binding, kernel.spatial,
-               kernel.chained_ops, self._sizes_token, options)  # fmt: skip
-        held = _EINSUM_PLANS.get(key)
-        if held is None or held[0] is not arch:
-            if len(_EINSUM_PLANS) >= 1 << 12:
-                _EINSUM_PLANS.clear()
-            held = _EINSUM_PLANS[key] = (arch, {})
-        self._einsum_plans: dict[str, _EinsumPlan] = held[1]
+        self._einsum_plans: dict[str, _EinsumPlan] = layout.einsum_plans
 
     # -- factors ----------------------------------------------------------------------
     def _spatial_factors(self, params) -> dict[str, np.ndarray | int]:
-        factors: dict[str, int] = {}
-        dims: dict[str, int] = {}
-        for unit_name, ranks in self.kernel.spatial:
-            unit = self.arch.unit(unit_name, self.where)
-            if len(ranks) != len(unit.dims):
-                raise MappingError(
-                    f"{self.where}spatial.{unit_name}: {len(ranks)} rank(s) for a unit with "
-                    f"{len(unit.dims)} dimension(s) {unit.dims}"
-                )
-            for rank, dim in zip(ranks, unit.dims, strict=True):
-                if rank not in self.sizes:
-                    raise MappingError(f"{self.where}spatial.{unit_name}: unknown rank {rank!r}")
-                # A rank unrolled on several units takes the tile the smallest one holds.
-                dims[rank] = np.minimum(dims.get(rank, dim), dim)
-                factors[rank] = np.minimum(int(self.sizes[rank]), dims[rank])
-        out: dict[str, np.ndarray | int] = dict(factors) | dict(self.kernel.spatial_factors)
-        for rank in factors:
-            out[rank] = params.get(f"{self.kernel.name}.spatial.{rank}", out[rank])
-            self._problem(
-                out[rank] > dims[rank],
-                f"{self.kernel.name}: spatial factor {{:.0f}} of {rank} is larger than the "
-                "array dimension {:.0f}",
-                out[rank],
-                dims[rank],
-            )
+        """The spatial factor of each unrolled rank: its parameter, else the kernel's
+        `spatial_factors`, else min(rank size, the smallest array dimension it is unrolled
+        on) (`_KernelLayout.spatial_defaults`); a problem where it exceeds that dimension."""
+        layout = self._layout
+        out = dict(layout.spatial_defaults)
+        for rank, key, dim, message in layout.spatial_checks:
+            out[rank] = factor = params.get(key, out[rank])
+            self._problem(factor > dim, message, factor, dim)
         return out
-
-    def _level_index(self, name: str) -> int:
-        for i, level in enumerate(self.arch.levels):
-            if level.name == name:
-                return i
-        self.arch.level(name, self.where)  # raises with the known levels
-        return -1
 
     def _problem(self, mask, message: str, *values, infeasible: bool = False) -> None:
         if _any(mask):
@@ -764,48 +860,31 @@ class _KernelModel:
             factors[i] = np.maximum(1, -(-int(self.sizes[rank]) // covering))
 
     def _loop_factors(self, params) -> list:
-        loops, name = self.kernel.loops, self.kernel.name
-        factors: list = []
-        for key, loop in zip(self.keys, loops, strict=True):
-            if f"{name}.{key}" in params:
-                factors.append(params[f"{name}.{key}"])
-            else:
-                factors.append(loop.factor if isinstance(loop.factor, int) else 1)
-        free = [f"{name}.{key}" not in params for key in self.keys]
-        fits = [i for i, lp in enumerate(loops) if lp.factor == "fit" and free[i]]
-        rests = [i for i, lp in enumerate(loops) if lp.factor == "rest" and free[i]]
+        layout = self._layout
+        factors = [params.get(key, value) for key, value in layout.loop_params]
         self.unfitted = np.zeros(self.n, dtype=bool)
-        if len(fits) > 1:
-            raise MappingError(f"{self.where}loops: at most one factor may be 'fit'")
-        if fits:
-            self._fit(factors, fits[0], rests)
+        if layout.fit is not None:
+            self._fit(factors, layout.fit, layout.rests)
         else:
-            self._fill_rests(factors, rests)
+            self._fill_rests(factors, layout.rests)
         self._final = factors  # the kernel's factors from here on (`_extent`)
-        for level_index, level in enumerate(self.arch.levels):
-            if level.capacity_bytes is None or not self._keep.get(level.name, ()):
-                continue
+        for level_index, capacity, message in layout.capacity_checks:
             need = sum(self.footprint_bytes(level_index, factors).values())
-            over = (need > level.capacity_bytes) & ~self.unfitted
+            over = (need > capacity) & ~self.unfitted
             if _any(over):
-                self._problem(
-                    over,
-                    f"{name}: tensors kept at {level.name} need {{:.0f}} B, capacity {{:.0f}} B",
-                    need,
-                    level.capacity_bytes,
-                )
+                self._problem(over, message, need, capacity)
         # A factor that does not divide its rank pads the last iteration (idle lanes); one
         # whose last iteration would hold no work at all is a mistake. Inner loops first.
         covered = dict(self.spatial)
-        for i in reversed(range(len(loops))):
-            rank, size = loops[i].rank, int(self.sizes[loops[i].rank])
+        loops = self.kernel.loops
+        for i, rank, size in layout.inner_first:
             inner = covered.get(rank, 1)
             empty = (factors[i] - 1) * inner >= size
             if _any(empty):  # the message only then: most rows of most batches have none
                 self._problem(
                     empty,
-                    f"{name}: loop {self.keys[i]} has factor {{:.0f}} over tiles of {{:.0f}}, "
-                    f"so its last iteration finds no {rank} left (size {size})",
+                    f"{self.kernel.name}: loop {self.keys[i]} has factor {{:.0f}} over tiles of "
+                    f"{{:.0f}}, so its last iteration finds no {loops[i].rank} left (size {size})",
                     factors[i],
                     inner,
                 )
