@@ -457,6 +457,32 @@ class _Context:
         }
 
     @functools.cached_property
+    def read_paths(self) -> dict[str, tuple[tuple[str, bool, frozenset[str]], ...]]:
+        """Per Einsum with work, the other Einsums with work it reads: (source, whether the
+        read is loop-carried, the Einsums without work the read passes through, a path
+        without repeats). A direct read keeps its carried flag; one through a reshape is a
+        forward read. `_edges` keeps those whose Einsums are all in a kernel."""
+        out = {}
+        for c in self.work:
+            found = []
+            for p, loop_carried in self.reads[c]:
+                if p in self.work:
+                    if p != c:
+                        found.append((p, loop_carried, frozenset()))
+                    continue
+                stack = [(p, (p,))]
+                while stack:
+                    tensor, path = stack.pop()
+                    for pred, _ in self.reads[tensor]:
+                        if pred in self.work:
+                            if pred != c:
+                                found.append((pred, False, frozenset(path)))
+                        elif pred not in path:
+                            stack.append((pred, (*path, pred)))
+            out[c] = tuple(found)
+        return out
+
+    @functools.cached_property
     def iterative(self) -> frozenset[str]:
         """The Einsums that step through an iterative rank (state carried across it)."""
         return frozenset(e.output for e in self.cascade.einsums if e.iterative_var is not None)
@@ -695,9 +721,19 @@ class _Bindings:
     load: np.ndarray
 
     def binding(self, c: int, work: list[str], units: list[str]) -> dict[str, str]:
-        """Combination c's binding, as `_balanced_binding` returns it (placement order)."""
-        d = self.of[c]
-        return {work[j]: units[self.unit[d, j]] for j in self.placed[d]}
+        """Combination c's binding, as `_balanced_binding` returns it (placement order); made
+        once per distinct table (combinations share them), a copy each time."""
+        d = int(self.of[c])
+        made = self._made.get(d)
+        if made is None or made[0] is not work or made[1] is not units:
+            unit = self.unit[d].tolist()
+            binding = {work[j]: units[unit[j]] for j in self.placed[d].tolist()}
+            made = self._made[d] = (work, units, binding)
+        return dict(made[2])
+
+    @functools.cached_property
+    def _made(self) -> dict:
+        return {}
 
     def loads(self) -> np.ndarray:
         """Per combination and unit, the cycles bound to it (summed in placement order)."""
@@ -734,21 +770,63 @@ def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bin
     cycles = np.stack([t[combos[:, k]] for k, t in enumerate(tables)], axis=1)
     fastest = cycles.min(axis=1)
     placed = np.argsort(-fastest, axis=1, kind="stable")
-    rows = np.arange(len(combos))
-    # in placement order: each Einsum's cycles per unit, and 0 on its tied units, inf on
-    # the others (added to the loads: the least loaded tied unit is the argmin)
+    # in placement order: each Einsum's cycles per unit, and the units it is tied on
     here = np.take_along_axis(cycles, placed[:, None, :], axis=2)
     tied = here <= (np.take_along_axis(fastest, placed, axis=1) * (1 + 1e-9))[:, None, :]
-    barred = np.where(tied, 0.0, np.inf)
-    load = np.zeros((len(combos), len(units)))
-    picks = np.empty((len(combos), len(work)), dtype=np.int64)
-    for k in range(len(work)):
-        pick = (load + barred[:, :, k]).argmin(axis=1)
-        picks[:, k] = pick
-        load[rows, pick] += here[rows, pick, k]
+    place = _place_each if len(combos) <= PLACE_EACH_COMBOS else _place_rows
+    picks, load = place(here, tied)
     unit = np.empty_like(picks)
     np.put_along_axis(unit, placed, picks, axis=1)
     return _Bindings(choice, of, cycles, unit, placed, load)
+
+
+#: Up to this many distinct tables, `_bindings` places the Einsums table by table in Python
+#: (`_place_each`): one numpy step per Einsum (`_place_rows`) costs more than a few tables.
+PLACE_EACH_COMBOS = 12
+
+
+def _place_rows(here: np.ndarray, tied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per table (rows of `here`, `tied`: table x unit x Einsum in placement order), each
+    Einsum on the least loaded unit it is tied on, the first on equal loads (0 added on
+    those units, inf on the others: the argmin), its cycles added to that unit's load (and
+    0.0 to the others': a load starts at +0.0 and never becomes -0.0, so x + 0.0 is x).
+    Returns (the unit of each Einsum, the final loads), all tables one Einsum at a time."""
+    tables, n_units, n_work = here.shape
+    barred = np.where(tied, 0.0, np.inf).transpose(2, 0, 1).copy()  # Einsum, table, unit
+    cycles = here.transpose(2, 0, 1).copy()
+    units = np.arange(n_units)
+    load = np.zeros((tables, n_units))
+    picks = np.empty((n_work, tables), dtype=np.int64)
+    for k in range(n_work):
+        pick = (load + barred[k]).argmin(axis=1)
+        picks[k] = pick
+        load += np.where(pick[:, None] == units, cycles[k], 0.0)
+    return picks.T.copy(), load
+
+
+def _place_each(here: np.ndarray, tied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_place_rows` one table at a time, in Python floats: the same sums and comparisons
+    (x + 0.0 is x, x + inf is inf; the first of equal minima)."""
+    inf = math.inf
+    picks, loads = [], []
+    for cycles, ties in zip(here.tolist(), tied.tolist(), strict=True):
+        load = [0.0] * len(cycles)
+        chosen = []
+        for k in range(len(cycles[0]) if cycles else 0):
+            pick, least = 0, None
+            for u, tie in enumerate(ties):
+                value = load[u] + (0.0 if tie[k] else inf)
+                if least is None or value < least:
+                    pick, least = u, value
+            chosen.append(pick)
+            load[pick] += cycles[pick][k]
+        picks.append(chosen)
+        loads.append(load)
+    shape = here.shape
+    return (
+        np.array(picks, dtype=np.int64).reshape(shape[0], shape[2]),
+        np.array(loads, dtype=float).reshape(shape[:2]),
+    )
 
 
 def _probe(ctx: _Context, unit: str, option: tuple[str, ...]) -> dict[str, float]:
@@ -782,30 +860,14 @@ def _probe(ctx: _Context, unit: str, option: tuple[str, ...]) -> dict[str, float
 
 def _edges(ctx: _Context, einsums: list[str]) -> tuple[list, list]:
     """(forward, carried) dependency edges between the Einsums with work of a kernel; an
-    Einsum without work (a reshape such as BK) passes its inputs through."""
+    Einsum without work (a reshape such as BK) passes its inputs through: the reads of
+    `_Context.read_paths` whose source and pass-through Einsums are all in the kernel."""
     members = set(einsums)
-
-    def sources(tensor: str, seen=()) -> set[str]:
-        if tensor in ctx.work:  # produced in another kernel (partial fusion): read, no edge
-            return {tensor} if tensor in members else set()
-        if tensor not in members or tensor in seen:
-            return set()
-        out = set()
-        for pred, _ in ctx.reads[tensor]:
-            out |= sources(pred, (*seen, tensor))
-        return out
-
     forward, carried = set(), set()
-    for c in einsums:
-        if c not in ctx.work:
-            continue
-        for p, loop_carried in ctx.reads[c]:
-            # a produced tensor (the common case) without the call to `sources`
-            found = sources(p) if p not in ctx.work else (p,) if p in members else ()
-            for src in found:
-                if src == c:
-                    continue
-                (carried if loop_carried and src == p else forward).add((src, c))
+    for c in members:
+        for src, loop_carried, through in ctx.read_paths.get(c, ()):
+            if src in members and through <= members:
+                (carried if loop_carried else forward).add((src, c))
     return sorted(forward), sorted(carried)
 
 

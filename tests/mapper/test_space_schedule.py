@@ -167,3 +167,45 @@ def test_binding_table_is_balanced_binding_per_combination(name):
         assert busiest[c] == space_module._busiest(work, expected, cycles)
         placed = [sum(cycles[u][e] for e, b in expected.items() if b == u) for u in units]
         np.testing.assert_array_equal(table.loads()[c], placed)
+
+
+def _reference_placement(here: np.ndarray, tied: np.ndarray) -> tuple[list, list]:
+    """Per table, one Einsum after another (placement order): the unit of least load + (0
+    where it is tied, inf elsewhere), the first of equal ones (an inf load ties with the
+    barred units); its cycles added to that unit's load."""
+    picks, loads = [], []
+    for cycles, ties in zip(here, tied, strict=True):
+        load = [0.0] * len(cycles)
+        chosen = []
+        for k in range(cycles.shape[1]):
+            barred = [0.0 if ties[u, k] else np.inf for u in range(len(cycles))]
+            pick = min(range(len(cycles)), key=lambda u: (load[u] + barred[u], u))
+            chosen.append(pick)
+            load[pick] += float(cycles[pick, k])
+        picks.append(chosen)
+        loads.append(load)
+    return picks, loads
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hst.integers(1, 20),
+    hst.integers(1, 3),
+    hst.integers(0, 8),
+    hst.integers(0, 2**32 - 1),
+    hst.booleans(),
+)
+def test_both_placements_are_the_reference(tables, units, work, seed, any_ties):
+    """`_bindings` places Einsums with numpy over every table at once (`_place_rows`) or
+    table by table in Python (`_place_each`, few tables): both are the scalar loop."""
+    rng = np.random.default_rng(seed)
+    values = np.array([0.0, 1.0, 2.0, 2.5, 3.0, 7.0, 1e6, np.inf, 0.1, 0.2])
+    here = rng.choice(values, size=(tables, units, work))
+    tied = here <= (here.min(axis=1) * (1 + 1e-9))[:, None, :]
+    if any_ties:
+        tied = rng.random((tables, units, work)) < 0.5
+    expected_picks, expected_loads = _reference_placement(here, tied)
+    for place in (space_module._place_rows, space_module._place_each):
+        picks, loads = place(here, tied)
+        np.testing.assert_array_equal(picks, np.array(expected_picks).reshape(tables, work))
+        np.testing.assert_array_equal(loads, np.array(expected_loads).reshape(tables, units))
