@@ -31,6 +31,7 @@ from einsim.simulator import (
     evaluate,
     evaluate_batch,
 )
+from einsim.simulator.spatial import KernelTotals, Overlap, combine_kernels, kernel_totals
 from einsim.simulator.spatial.area import area_mm2, models_area
 from einsim.simulator.targets import target_of
 
@@ -42,6 +43,10 @@ from .space import MapSpace, Template, build_space
 from .strategies import STRATEGIES, check_strategy
 
 CHUNK = 1 << 18  # rows per evaluate_batch call
+#: Objectives that are a sum over a mapping's kernels run one after another (latency,
+#: energy with the leakage of each kernel's time, latency x a fixed area): the best rows of
+#: kernels costed apart combine into the best of the grouping (`Runner.part_values`).
+SEPARABLE = ("latency", "energy", "latency_area")
 MAX_PARETO_POINTS = 200_000
 
 
@@ -70,18 +75,19 @@ def buffer_plan(template: Template, arch: Architecture, sizes, tensor_ranks) -> 
     return tuple(plan)
 
 
-def buffer_bytes(plan: tuple, batch, word_bytes: int) -> np.ndarray:
+def buffer_bytes(plan: tuple, factors_by_kernel: dict, n: int, word_bytes: int) -> np.ndarray:
     """On-chip footprint of each row of a batch (its template's `buffer_plan`): per kernel,
     the bytes of the tiles its levels keep (extent of a rank = spatial factor x its loop
     factors at or below the level, or the whole rank when no loop covers it, as the
     simulator's capacity check counts it); the most any kernel needs, since kernels run one
-    after another."""
-    worst = np.zeros(batch.n)
+    after another. `factors_by_kernel`: each kernel's factors by key (`BatchReport.factors`),
+    arrays of the n rows or scalars."""
+    worst = np.zeros(n)
     for kernel, tensors in plan:
-        factors = batch.factors[kernel]
-        total = np.zeros(batch.n)
+        factors = factors_by_kernel[kernel]
+        total = np.zeros(n)
         for extents in tensors:
-            extent = np.ones(batch.n)
+            extent = np.ones(n)
             for item in extents:
                 if not isinstance(item, tuple):
                     extent = extent * item
@@ -115,6 +121,8 @@ class Runner:
         self._sizes = _sizes(space)
         self._reference: float | None = None
         self._plans: dict[int, tuple] = {}  # per template: `buffer_plan`
+        self.separable = objective in SEPARABLE
+        self._area: np.ndarray | float | None = None
 
     def __call__(self, t: int, rows: np.ndarray) -> np.ndarray:
         template = self.space.templates[t]
@@ -134,15 +142,59 @@ class Runner:
             self._plans[t] = buffer_plan(template, arch, sizes, ranks)
         return self._plans[t]
 
+    def kernel(self, part: Template, params: dict[str, np.ndarray]) -> KernelTotals:
+        """The `KernelTotals` of rows of a one-kernel part of a partial grouping's template
+        (`Template.parts`), costed on its own (`kernel_totals`); its rows count against
+        the budget, not as candidates (a part maps only some of the cascade)."""
+        space = self.space
+        (totals,) = kernel_totals(
+            space.cascade, space.arch, part.mapping, space.shape, params, self.options
+        )
+        self.remaining -= len(totals.valid)
+        return totals
+
+    def part_values(self, totals: KernelTotals) -> np.ndarray:
+        """A part's term of a `SEPARABLE` objective per row, inf where it is invalid: the
+        objective of the grouping is the sum of its kernels' terms."""
+        n = len(totals.valid)
+        alone = combine_kernels(self.space.arch, [totals], Overlap.SERIAL, n)
+        values = objective_values(self.objective, alone.latency_s, alone.energy_pj, self.area)
+        return np.where(alone.valid, np.broadcast_to(values, (n,)), np.inf)
+
+    @property
+    def area(self) -> np.ndarray | float:
+        if self._area is None:
+            self._area = area_mm2(self.space.arch)
+        return self._area
+
+    def combined(self, t: int, rows: np.ndarray, kernels: list[KernelTotals]) -> np.ndarray:
+        """The objective of rows of template t (a partial grouping's, `Template.parts`)
+        whose kernels were costed apart: `kernels` holds each kernel's totals at these rows
+        (`KernelTotals.take`), combined as `evaluate_batch` combines them (the same floats);
+        recorded and counted as candidates like `__call__`'s."""
+        template = self.space.templates[t]
+        rows = np.asarray(rows, dtype=np.int64)
+        overlap = template.mapping.kernel_overlap
+        totals = combine_kernels(self.space.arch, kernels, overlap, len(rows))
+        factors = {k.name: k.factors for k in kernels}
+        return self._record(t, template, rows, totals, factors, self.area)
+
     def _cost(self, t: int, template: Template, rows: np.ndarray) -> np.ndarray:
         space = self.space
         batch = evaluate_batch(
             space.cascade, space.arch, template.mapping, space.shape,
             template.params(rows), self.options,
         )  # fmt: skip
+        return self._record(t, template, rows, batch, batch.factors, batch.area_mm2)
+
+    def _record(self, t: int, template: Template, rows, batch, factors, area) -> np.ndarray:
+        """The objective of costed rows (inf where invalid); the rows recorded and counted.
+        `batch` has the totals (cycles, latency_s, energy_pj, dram_bytes, valid) of a
+        `BatchReport` or `BatchTotals`; `factors` its factors by kernel."""
+        space = self.space
         n = len(rows)
         valid = np.broadcast_to(batch.valid, (n,))
-        values = objective_values(self.objective, batch.latency_s, batch.energy_pj, batch.area_mm2)
+        values = objective_values(self.objective, batch.latency_s, batch.energy_pj, area)
         values = np.where(valid, np.broadcast_to(values, (n,)), np.inf)
         # ties on the objective go to the lower secondary: a relative nudge far below the
         # model's resolution, so strategies compare one number
@@ -159,7 +211,9 @@ class Runner:
                 "latency_s": np.broadcast_to(batch.latency_s, (n,)),
                 "energy_pj": np.broadcast_to(batch.energy_pj, (n,)),
                 "dram_bytes": np.broadcast_to(batch.dram_bytes, (n,)),
-                "buffer_bytes": buffer_bytes(self._plan(t, template), batch, space.arch.word_bytes),
+                "buffer_bytes": buffer_bytes(
+                    self._plan(t, template), factors, n, space.arch.word_bytes
+                ),
                 "valid": valid,
                 "costed": np.arange(self.evaluated, self.evaluated + n, dtype=np.int64),
             }
