@@ -1523,15 +1523,16 @@ def _staircase(lo: np.ndarray, hi: np.ndarray) -> tuple[int, int] | None:
     """The rows (a, b) where the intervals [lo, hi] are non-empty, when those rows are one
     contiguous run whose ends are non-decreasing and each interval touches the next (one
     staircase); (1, 0) when every interval is empty; None when they form no staircase."""
-    feasible = np.flatnonzero(lo <= hi)
-    if feasible.size == 0:
+    feasible = lo <= hi
+    count = int(np.count_nonzero(feasible))
+    if count == 0:
         return 1, 0
-    a, b = int(feasible[0]), int(feasible[-1])
+    a, b = int(feasible.argmax()), len(feasible) - 1 - int(feasible[::-1].argmax())
     run_lo, run_hi = lo[a : b + 1], hi[a : b + 1]
     if (
-        feasible.size != b - a + 1
-        or np.any(np.diff(run_lo) < 0)
-        or np.any(np.diff(run_hi) < 0)
+        count != b - a + 1
+        or np.any(run_lo[1:] < run_lo[:-1])
+        or np.any(run_hi[1:] < run_hi[:-1])
         or np.any(run_lo[1:] > run_hi[:-1] + 1)
     ):
         return None
@@ -1890,15 +1891,27 @@ def _transposed(plan: _AffinePlan) -> _AffinePlan | None:
     if plan.ya > plan.yb:
         return None
     run_lo, run_hi = plan.lo[plan.ya : plan.yb + 1], plan.hi[plan.ya : plan.yb + 1]
-    xs = np.arange(plan.extent_x)
-    lo = plan.ya + np.searchsorted(run_hi, xs, side="left")
-    hi = plan.ya + np.searchsorted(run_lo, xs, side="right") - 1
+    lo = plan.ya + _counts_below(run_hi, plan.extent_x, 0)
+    hi = plan.ya + _counts_below(run_lo, plan.extent_x, 1) - 1
     run = _staircase(lo, hi)
     if run is None or run[0] > run[1]:
         return None
     xa, xb = run
     lo, hi = np.clip(lo, 0, None).astype(np.int64), hi.astype(np.int64)
     return _AffinePlan(plan.y, plan.x, plan.extent_y, plan.extent_x, lo, hi, xa, xb, plan.points)
+
+
+def _counts_below(ends: np.ndarray, n: int, inclusive: int) -> np.ndarray:
+    """For x = 0 .. n - 1, how many of the sorted `ends` are below x (`inclusive`: at most
+    x): `searchsorted(ends, arange(n), side="left" / "right")`, from a histogram of the
+    ends in O(len + n) where they lie in [0, n) (a staircase's always do), else by the
+    binary search."""
+    if len(ends) and (int(ends[0]) < 0 or int(ends[-1]) >= n):
+        return np.searchsorted(ends, np.arange(n), side="right" if inclusive else "left")
+    at_most = np.cumsum(np.bincount(ends, minlength=n))
+    if inclusive:
+        return at_most
+    return np.concatenate([np.zeros(1, at_most.dtype), at_most[:-1]])
 
 
 def _closed_form_stats(einsum, sizes, plan: _AffinePlan, table, names):
@@ -3544,14 +3557,17 @@ def _head_counts(sizes, hp: _HeadPlan, table, names):
             if union is None or both is None:
                 ok[use] = False
                 continue
-            terms.append((_plan_id(union), _plan_id(both), use, tiles_of_s, nh))
-            for plan in (union, both):
-                asked.setdefault(_plan_id(plan), (plan, []))[1].append(use)
+            keys = _plan_id(union), _plan_id(both)
+            terms.append((*keys, use, tiles_of_s, nh))
+            for key, plan in zip(keys, (union, both), strict=True):
+                if key not in asked:
+                    asked[key] = (plan, np.zeros(n, bool))
+                asked[key][1][use] = True
     # Each distinct plan's rows once, for all the tilings asking (the classes' unions and
     # intersections are mostly the same few filters: razor's two classes give two plans).
     rows = {}
-    for key, (plan, uses) in asked.items():
-        use = uses[0] if len(uses) == 1 else np.unique(np.concatenate(uses))
+    for key, (plan, wanted) in asked.items():
+        use = np.flatnonzero(wanted)
         rows[key] = np.zeros((n, 3), np.int64)
         rows[key][use] = _head_rows(hp, plan, sizes, tiles_xy, use)
     for union, both, use, tiles_of_s, nh in terms:
