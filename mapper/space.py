@@ -648,9 +648,14 @@ def _unrollings(ctx: _Context, k: int, family: frozenset[frozenset[str]]) -> tup
     if len(ranks) < k:
         others = sorted(set(ctx.sizes) - set(ranks) - ctx.scanned)
         ranks = ranks + others[: k - len(ranks)]
+    # the k-permutations of `ranks` that one set holds whole: those of each set's ranks,
+    # in the order itertools.permutations(ranks, k) yields them
+    position = {r: i for i, r in enumerate(ranks)}
+    held = set()
+    for s in family:
+        held.update(itertools.permutations(sorted(s & position.keys(), key=position.get), k))
+    options = tuple(sorted(held, key=lambda combo: [position[r] for r in combo]))
     sets = list(family)
-    combos = itertools.permutations(ranks, k)
-    options = tuple(combo for combo in combos if any(s.issuperset(combo) for s in sets))
     if not options:
         options = tuple(
             combo
@@ -945,10 +950,8 @@ def schedule_stages(
         raise SpecError(f"Einsums {', '.join(stuck)} form a cycle")
     key = list(stage)  # lag * n + stage: the (lag, stage) order
     loads = [[0.0] * len(units) for _ in range(n)]  # per stage and unit
-    members: list[set] = [set() for _ in range(n)]
     for i in range(n):  # in Einsum order, one at a time
         loads[stage[i]][on[i]] += w[i]
-        members[stage[i]].add(i)
     peaks = [max(row, default=0.0) for row in loads]
     busy = [s for s, row in enumerate(loads) if any(row)]  # the stages with work, ascending
     held = set(busy)
@@ -969,17 +972,20 @@ def schedule_stages(
                 b1 = stage[c] - d
         return max(a0, 0), min(hi, n - 1), max(lo - n, 0), min(b1, n - 1)
 
-    def best_move(e: int) -> tuple[float, int, int] | None:
-        """(gain, lag, stage) of e's best legal move; None when none gains."""
-        s0, u, we = stage[e], on[e], w[e]
-        row = loads[s0]
+    def released(e: int) -> float:
+        """What moving e out releases of its stage's peak (<= 0)."""
+        row, u, we = loads[stage[e]], on[e], w[e]
         if len(row) == 2:  # two units, the common case
             rest = max(row[0] - we, row[1]) if u == 0 else max(row[0], row[1] - we)
         else:
             rest = max([x - we if k == u else x for k, x in enumerate(row)])
-        release = rest - peaks[s0]  # its stage's peak released (<= 0)
+        return rest - peaks[stage[e]]
+
+    def best_move(e: int, release: float) -> tuple[float, int, int] | None:
+        """(gain, lag, stage) of e's best legal move; None when none gains."""
         if not release < 0:  # a move raises the target's peak at least as much: no gain
             return None
+        s0, u, we = stage[e], on[e], w[e]
         found = None
         a0, b0, a1, b1 = bounds[e]
         for lg, a, b in ((0, a0, b0), (1, a1, b1)):
@@ -1001,7 +1007,8 @@ def schedule_stages(
         return found
 
     bounds = [limits(e) for e in range(n)]
-    moves = [best_move(e) for e in range(n)]
+    release = [released(e) for e in range(n)]
+    moves = [best_move(e, release[e]) for e in range(n)]
     while True:
         best, e = None, -1
         for x, found in enumerate(moves):
@@ -1013,8 +1020,6 @@ def schedule_stages(
         s1, u = stage[e], on[e]
         loads[s1][u] -= w[e]
         loads[s][u] += w[e]
-        members[s1].discard(e)
-        members[s].add(e)
         stage[e], key[e] = s, lg * n + s
         for t in (s1, s):
             peaks[t] = max(loads[t])
@@ -1025,14 +1030,27 @@ def schedule_stages(
                 else:
                     held.add(t)
                     bisect.insort(busy, t)
-        for x in near[e]:  # their legal stages depend on e's place
+        nearby = near[e]
+        for x in nearby:  # their legal stages depend on e's place
             bounds[x] = limits(x)
-        # the moves that change: of the Einsums in either stage, of e's neighbours, and of
-        # those that may move to either stage
-        stale = members[s1] | members[s] | near[e]
+        # The moves that change: e's, its neighbours', those that may move to either stage
+        # (their own aside: a move never targets its own stage), and those in either stage
+        # whose release changed (the loads of its own stage count only through that).
         for x, (a0, b0, a1, b1) in enumerate(bounds):
-            if x in stale or a0 <= s1 <= b0 or a0 <= s <= b0 or a1 <= s1 <= b1 or a1 <= s <= b1:
-                moves[x] = best_move(x)
+            at = stage[x]
+            if (
+                x == e
+                or x in nearby
+                or (s1 != at and (a0 <= s1 <= b0 or a1 <= s1 <= b1))
+                or (s != at and (a0 <= s <= b0 or a1 <= s <= b1))
+            ):
+                release[x] = released(x)
+                moves[x] = best_move(x, release[x])
+            elif at in (s1, s):
+                again = released(x)
+                if again != release[x]:
+                    release[x] = again
+                    moves[x] = best_move(x, again)
     stages: dict[int, list[str]] = {}
     for i in sorted(range(n), key=stage.__getitem__):
         stages.setdefault(stage[i], []).append(work[i])
@@ -1400,36 +1418,46 @@ class _FusedKernel:
         n = self.count
         if dim in ("compute", "order", "onchip_order", "keep"):
             code: dict = {}  # per distinct value, in the order first met
-            parts = []
-            for b, (ci, some, complete) in enumerate(self._blocks):
+            skips = len(self.skips)
+            values: list[int] = []  # codes, each for `repeats` recipes in a row
+            repeats: list[int] = []
+            keep_runs: list[tuple[list[int], int]] = []  # per run of blocks: keeps, entries
+            for ci, some, complete in self._blocks:
                 keeps, _ = self._memory[ci]
-                m, per_entry = len(some), len(keeps) * len(self.skips)
+                m, per_entry = len(some), len(keeps) * skips
+                entries = m * m if complete else m
                 if dim == "compute":
-                    part = np.full(
-                        self._starts[b + 1] - self._starts[b], code.setdefault(ci, len(code))
-                    )
-                elif dim == "keep":
-                    ks = np.array([code.setdefault(k, len(code)) for k in keeps], dtype=np.int64)
-                    entries = m * m if complete else m
-                    part = np.tile(np.repeat(ks, len(self.skips)), entries)
+                    values.append(code.setdefault(ci, len(code)))
+                    repeats.append(entries * per_entry)
+                elif dim == "keep":  # the keep sets in turn, per entry
+                    ks = [code.setdefault(k, len(code)) for k in keeps]
+                    if keep_runs and keep_runs[-1][0] == ks:
+                        keep_runs[-1] = (ks, keep_runs[-1][1] + entries)
+                    else:
+                        keep_runs.append((ks, entries))
                 else:
                     if dim == "onchip_order" and not complete:
-                        index = np.full(m, code.setdefault(None, len(code)), dtype=np.int64)
+                        index = [code.setdefault(None, len(code))] * m
                     else:
-                        index = np.array(
-                            [code.setdefault(o, len(code)) for o in some], dtype=np.int64
-                        )
-                        if complete:
-                            index = np.repeat(index, m) if dim == "order" else np.tile(index, m)
-                    part = np.repeat(index, per_entry)
-                parts.append(part.astype(np.int64))
+                        index = [code.setdefault(o, len(code)) for o in some]
+                        if complete and dim == "order":  # entries (off-chip, on-chip order)
+                            index = [c for c in index for _ in range(m)]
+                        elif complete:
+                            index = index * m
+                    values += index
+                    repeats += [per_entry] * len(index)
+            if dim == "keep":
+                parts = [np.tile(np.repeat(np.array(ks, dtype=np.int64), skips), entries)
+                         for ks, entries in keep_runs]  # fmt: skip
+                index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            else:
+                index = np.repeat(np.array(values, dtype=np.int64), repeats)
             if dim == "compute":
                 labels = [str(ci) for ci in code]
             elif dim == "keep":
                 labels = [",".join(k) or "-" for k in code]
             else:
                 labels = ["same" if o is None else ",".join(o) for o in code]
-            index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             return labels, index
         if dim == "skip_empty_tiles" and self.masked:
             return ["yes", "no"], np.tile(np.arange(len(self.skips)), n // len(self.skips))
@@ -1732,10 +1760,13 @@ def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template)
         ranks += [
             (
                 key,
-                dataclasses.replace(
-                    grid,
-                    spatial_param=grid.spatial_param + offset if grid.spatial_param >= 0 else -1,
-                    onchip_param=grid.onchip_param + offset if grid.onchip_param >= 0 else -1,
+                _RankGrid(
+                    grid.rank,
+                    grid.size,
+                    grid.spatial_param + offset if grid.spatial_param >= 0 else -1,
+                    grid.spatial_fixed,
+                    grid.onchip_param + offset if grid.onchip_param >= 0 else -1,
+                    grid.offchip,
                 ),
             )
             for key, grid in part.ranks
