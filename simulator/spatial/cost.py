@@ -585,7 +585,8 @@ class _EinsumPlan:
     its unit (name and object), its `_Work` (None: no operations), the key of its lanes
     (unit, unrolled ranks, the names of the partitions it iterates: `_KernelModel._lanes`),
     whether systolic fill and drain are charged (`_KernelModel._fill_drain_cycles`), and
-    the unrolled ranks and iterated partitions themselves."""
+    the unrolled ranks and iterated partitions themselves; `lanes_id`: an int per distinct
+    lanes key (`_LANES_IDS`), what `_KernelModel._lanes` keys its memo by."""
 
     einsum: object
     unit_name: str | None
@@ -595,6 +596,13 @@ class _EinsumPlan:
     fill_drain: bool
     ranks: tuple[str, ...] = ()
     parts: tuple = ()
+    lanes_id: int = -1
+
+
+#: An int per distinct `_EinsumPlan.lanes_key`, drawn from a counter (never reused after
+#: the table starts afresh: equal keys then take two ids, and share nothing).
+_LANES_IDS: dict[tuple, int] = {}
+_NEXT_LANES_ID = itertools.count()
 
 
 #: {Einsum: `_EinsumPlan`} by (architecture, cascade, the kernel's Einsums, binding, spatial
@@ -616,6 +624,14 @@ class _KernelLayout:
 
     def __init__(self, cascade, arch, kernel: Kernel, sizes, options, skip_empty_tiles, params,
                  where):  # fmt: skip
+        #: filled on first use (`_KernelModel.footprint_bytes`, `dram_traffic`, `buffer_words`,
+        #: `_refetch_factor`, `_fetched_share`), where a model built from scratch computes them
+        self.kept_ranks: dict[int, tuple] = {}
+        self.dram_rows: tuple | None = None
+        self.spilled_bytes = 0.0
+        self.buffer_rows: tuple | None = None
+        self.reuse: dict[tuple, tuple] = {}
+        self.fetch_need: dict[tuple, frozenset] = {}
         self.sizes_key = tuple(sizes.items())
         token = _SIZES_TOKENS.get(self.sizes_key)
         if token is None:
@@ -714,9 +730,9 @@ class _KernelLayout:
 _LAYOUTS: dict[tuple, tuple] = {}
 
 
-def _layout(cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where):
+def _layout(cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, params, where):
     """The `_KernelLayout` of a kernel, built once per key of `_LAYOUTS`."""
-    key = (id(kernel), id(arch), id(sizes), id(cascade), options, skip_empty_tiles,
+    key = (id(kernel), id(arch), id(sizes), id(cascade), batch, options, skip_empty_tiles,
            tuple(params))  # fmt: skip
     held = _LAYOUTS.get(key)
     if (
@@ -770,11 +786,14 @@ class _KernelModel:
         self._fetched_memo: dict[tuple, np.ndarray | float] = {}
         self._extent_memo: dict[tuple, np.ndarray | int] = {}
         self._final: list | None = None
+        self._footprint_memo: dict[tuple, np.ndarray | int] = {}
         self.sizes, self.batch, self.options, self.where = sizes, batch, options, where
         self.n = n
         self.problems: list[_Problem] = []
         self._lanes_memo: dict = {}
-        layout = _layout(cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where)
+        layout = _layout(
+            cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, params, where
+        )
         self._layout = layout
         self._sizes_key, self._sizes_token = layout.sizes_key, layout.sizes_token
         self._units, self._keep = layout.units, layout.keep  # read, never written
@@ -831,20 +850,45 @@ class _KernelModel:
 
     def footprint_bytes(self, level_index: int, factors, spatial=None) -> dict:
         """Bytes of the tile of each tensor kept at a level: the product of its extents.
-        `factors` and `spatial` (default: the kernel's) may be a subset of the rows."""
+        `factors` and `spatial` (default: the kernel's) may be a subset of the rows.
+        Tensors of the same ranks share one product (of the kernel's factors: one per
+        model)."""
         spatial = self.spatial if spatial is None else spatial
-        level = self.arch.levels[level_index]
+        kept = self._layout.kept_ranks.get(level_index)
+        if kept is None:
+            kept = self._kept_ranks(level_index)
+        word_bytes = self.arch.word_bytes
         out = {}
+        if factors is self._final and spatial is self.spatial:
+            memo = self._footprint_memo
+            for tensor, ranks in kept:
+                key = (level_index, ranks)
+                found = memo.get(key)
+                if found is None:
+                    extents = (self._extent(r, level_index) for r in ranks)
+                    found = memo[key] = _prod(extents) * word_bytes
+                out[tensor] = found
+            return out
+        seen: dict[tuple, np.ndarray | int] = {}
+        for tensor, ranks in kept:
+            found = seen.get(ranks)
+            if found is None:
+                extents = (self._extent_below(r, level_index, factors, spatial) for r in ranks)
+                found = seen[ranks] = _prod(extents) * word_bytes
+            out[tensor] = found
+        return out
+
+    def _kept_ranks(self, level_index: int) -> tuple:
+        """(tensor, ranks) of each tensor kept at a level, kept in the layout."""
+        level = self.arch.levels[level_index]
+        kept = []
         for tensor in self._keep.get(level.name, ()):
             ranks = self.cascade.tensor_ranks.get(tensor)
             if ranks is None:
                 raise MappingError(f"{self.where}keep.{level.name}: unknown tensor {tensor!r}")
-            if factors is self._final and spatial is self.spatial:
-                extents = (self._extent(r, level_index) for r in ranks)
-            else:
-                extents = (self._extent_below(r, level_index, factors, spatial) for r in ranks)
-            out[tensor] = _prod(extents) * self.arch.word_bytes
-        return out
+            kept.append((tensor, ranks))
+        kept = self._layout.kept_ranks[level_index] = tuple(kept)
+        return kept
 
     def _covering(self, rank: str, factors, skip: int, spatial):
         """Spatial factor times every loop factor of `rank` except loop `skip`."""
@@ -947,33 +991,41 @@ class _KernelModel:
 
     # -- compute ----------------------------------------------------------------------
     def einsum_rows(self) -> dict[str, dict]:
-        """`einsum_cycles` of every Einsum of the kernel, by name (in the kernel's order)."""
-        names = self.kernel.einsums
-        shares = self._einsum_shares(names)
-        return {
-            name: self.einsum_cycles(name, share) for name, share in zip(names, shares, strict=True)
-        }
+        """`einsum_cycles` of every Einsum of the kernel, by name (in the kernel's order).
 
-    def _einsum_shares(self, names: tuple[str, ...]):
-        """`share(array level, name)` of each of `names` (the kernel's Einsums), their
-        plans taken at once (`_Members.einsum_plans`); lazily, one Einsum after the other
-        (as `einsum_cycles` asks them)."""
+        The share of each Einsum with work is `share(array level, name)`, its plan taken
+        from the plans of all members at once (`_Members.einsum_plans`), one Einsum after
+        the other; an Einsum without work costs nothing whatever its share, so it takes
+        none (a later `share` of it computes it alike)."""
+        names = self.kernel.einsums
+        plans = self._einsum_plans
+        rows = {}
         if not self._skipping:
-            yield from (1.0 for _ in names)
-            return
+            for name in names:
+                rows[name] = self._einsum_row(name, plans.get(name) or self._einsum_plan(name), 1.0)
+            return rows
         array = len(self.arch.levels)
         shares = self._shares
-        plans = self.members.einsum_plans(self._cut(array))
-        for name, plan in zip(names, plans, strict=True):
+        share_plans = self.members.einsum_plans(self._cut(array))
+        for name, share_plan in zip(names, share_plans, strict=True):
+            plan = plans.get(name) or self._einsum_plan(name)
+            if plan.work is None:
+                rows[name] = self._einsum_row(name, plan, 1.0)
+                continue
             key = (array, name, None)
             share = shares.get(key)
             if share is None:  # `share(array, name)`, its plan known
-                share = shares.get((array, plan))
+                held = (array, share_plan)
+                share = shares.get(held)
                 if share is None:
-                    share = _most([self._filtered_share(array, *item) for item in plan])
-                    shares[(array, plan)] = share
+                    if len(share_plan) == 1:
+                        share = self._filtered_share(array, *share_plan[0])
+                    else:
+                        share = _most([self._filtered_share(array, *i) for i in share_plan])
+                    shares[held] = share
                 shares[key] = share
-            yield share
+            rows[name] = self._einsum_row(name, plan, share)
+        return rows
 
     def einsum_cycles(self, name: str, share=None) -> dict:
         """Cycles, energy and useful cycles of one Einsum over the batch.
@@ -986,6 +1038,10 @@ class _KernelModel:
         if share is None:
             share = self.share(len(self.arch.levels), name)
         plan = self._einsum_plans.get(name) or self._einsum_plan(name)
+        return self._einsum_row(name, plan, share)
+
+    def _einsum_row(self, name: str, plan: _EinsumPlan, share) -> dict:
+        """`einsum_cycles` of Einsum `name`, its plan known."""
         work = plan.work
         if work is None:
             return {
@@ -997,22 +1053,25 @@ class _KernelModel:
                 "useful_cycles": 0.0,
                 "lowered": "",
             }
-        energy = self.batch * work.energy_pj
-        lanes = self._lanes_memo.get(plan.lanes_key)
+        batch = self.batch
+        lanes = self._lanes_memo.get(plan.lanes_id)
         per_lane, useful_fraction = lanes or self._lanes(plan)
         # scalars first: each product with a batch array is a pass over n rows
-        busy = work.dense_cycles * self.batch * share * per_lane
-        kept = busy if work.kept_cycles is None else work.kept_cycles * self.batch * per_lane
-        fill_drain = self._fill_drain_cycles(plan.unit, plan.einsum) if plan.fill_drain else 0.0
+        busy = work.dense_cycles * batch * share * per_lane
+        kept = busy if work.kept_cycles is None else work.kept_cycles * batch * per_lane
+        if plan.fill_drain:
+            fill_drain = self._fill_drain_cycles(plan.unit, plan.einsum)
+            if _any(fill_drain):
+                busy = busy + fill_drain * share
         return {
             "einsum": name,
             "unit": plan.unit_name,
-            "ops": work.ops * self.batch,
-            "cycles": busy + fill_drain * share if plan.fill_drain and _any(fill_drain) else busy,
+            "ops": work.ops * batch,
+            "cycles": busy,
             # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
             "useful_cycles": kept * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
-            "energy_pj": energy * share,
+            "energy_pj": batch * work.energy_pj * share,
             # Operators the unit lacks, run lowered (simulator/lowering.py).
             "lowered": work.lowered,
         }
@@ -1050,8 +1109,14 @@ class _KernelModel:
             enabled = unit.fill_drain
         fill_drain = bool(enabled) and len(unit.dims) == 2
         named = tuple((p.rank, p.upper, p.lower) for p in parts)  # cheaper to hash
+        lanes_key = (unit.name, ranks, named)
+        lanes_id = _LANES_IDS.get(lanes_key)
+        if lanes_id is None:
+            if len(_LANES_IDS) >= 1 << 14:
+                _LANES_IDS.clear()
+            lanes_id = _LANES_IDS[lanes_key] = next(_NEXT_LANES_ID)
         plan = _EinsumPlan(
-            einsum, unit_name, unit, work, (unit.name, ranks, named), fill_drain, ranks, parts
+            einsum, unit_name, unit, work, lanes_key, fill_drain, ranks, parts, lanes_id
         )
         self._einsum_plans[name] = plan
         return plan
@@ -1064,8 +1129,8 @@ class _KernelModel:
     def _lanes(self, plan: _EinsumPlan):
         """(cycles per lane-op = padding / lanes used, share of the unit's PEs doing useful
         work = lanes used / lanes / padding) of an Einsum's plan, shared by Einsums with the
-        same unrolled ranks (the key of `_EinsumPlan.lanes_key`)."""
-        unit, ranks, parts, key = plan.unit, plan.ranks, plan.parts, plan.lanes_key
+        same unrolled ranks (the key of `_EinsumPlan.lanes_key`, by its `lanes_id`)."""
+        unit, ranks, parts, key = plan.unit, plan.ranks, plan.parts, plan.lanes_id
         if key not in self._lanes_memo:
             lanes, padding = 1, 1.0
             for rank in ranks:
@@ -1206,7 +1271,12 @@ class _KernelModel:
         key = (ranks, kept_or_output)
         found = self._fetched_memo.get(key)
         if found is None:
-            need = _fetch_need(self.cascade, self._loop_sig, self.offchip, ranks, kept_or_output)
+            need = self._layout.fetch_need.get(key)
+            if need is None:
+                need = _fetch_need(
+                    self.cascade, self._loop_sig, self.offchip, ranks, kept_or_output
+                )
+                self._layout.fetch_need[key] = need
             found = self._fetched_memo[key] = self.share(1, within=need)
         return found
 
@@ -1228,16 +1298,40 @@ class _KernelModel:
 
     def dram_traffic(self) -> dict[str, np.ndarray | float]:
         """Bytes moved to and from off-chip memory per tensor."""
+        rows = self._layout.dram_rows
+        if rows is None:
+            rows = self._dram_rows()
+        traffic: dict = {}
+        word_bytes = self.arch.word_bytes
+        skipping = self.skip_empty_tiles
+        for tensor, ranks, kept_or_output, read_here, kept, elements in rows:
+            factor = self._refetch(ranks, kept_or_output=kept_or_output)
+            if read_here and skipping:  # no fetch for a tile no Einsum of the kernel needs
+                factor = factor * self._fetched_share(ranks, kept)
+            traffic[tensor] = elements * factor * word_bytes
+        if self.kernel.spill_fraction:
+            traffic["(spill)"] = self._layout.spilled_bytes
+        return traffic
+
+    def _dram_rows(self) -> tuple:
+        """(tensor, ranks, kept or an output, read here, kept, elements) of each tensor the
+        kernel moves off-chip (`_tensor_roles`), and the spilled bytes (a constant), kept in
+        the layout. A fetch share of 1 (no skipping) multiplies nothing: the refetch factor
+        is a float already."""
         kept = frozenset(
             t for level, tensors in self.kernel.keep if level != self.offchip for t in tensors
         )
-        traffic: dict = {}
-        roles = self.members.roles(kept)
-        for tensor, ranks, read_here, written_out in roles:
-            factor = self._refetch(ranks, kept_or_output=written_out or tensor in kept)
-            if read_here:  # no fetch for a tile no Einsum of the kernel needs
-                factor = factor * self._fetched_share(ranks, tensor in kept)
-            traffic[tensor] = self._elements(tensor) * factor * self.arch.word_bytes
+        rows = tuple(
+            (
+                tensor,
+                ranks,
+                written_out or tensor in kept,
+                read_here,
+                tensor in kept,
+                self._elements(tensor),
+            )
+            for tensor, ranks, read_here, written_out in self.members.roles(kept)
+        )
         if self.kernel.spill_fraction:
             members = set(self.kernel.einsums)
             spilled = 0.0
@@ -1247,8 +1341,10 @@ class _KernelModel:
                     continue
                 reads = len(set(self.cascade.graph.successors(tensor)) & members)
                 spilled += self._elements(tensor) * (1 + reads)
-            traffic["(spill)"] = spilled * self.kernel.spill_fraction * self.arch.word_bytes
-        return traffic
+            spilled = spilled * self.kernel.spill_fraction * self.arch.word_bytes
+            self._layout.spilled_bytes = spilled
+        self._layout.dram_rows = rows
+        return rows
 
     def buffer_words(self, dram: dict) -> dict[str, dict]:
         """Words read and written at each on-chip level for the tensors it keeps.
@@ -1261,33 +1357,59 @@ class _KernelModel:
         rank fetches that slice once. `dram` is this kernel's `dram_traffic()`.
         """
         array = len(self.arch.levels)  # a skipped tile touches no buffer
+        levels = self._layout.buffer_rows
+        if levels is None:
+            levels = self._buffer_rows()
+        word_bytes = self.arch.word_bytes
+        share = self.share
         out: dict[str, dict] = {}
-        for level in self.arch.levels[1:]:
+        for level_name, rows in levels:
             reads = writes = 0.0
-            for tensor in self._keep.get(level.name, ()):
-                ranks = self.cascade.tensor_ranks[tensor]
-                elements = self._elements(tensor)
-                moved = dram.get(tensor, 0.0) / self.arch.word_bytes
-                use = self.members.reads(tensor)
-                if use.producer is not None:
+            for tensor, ranks, elements, producer, readers, terminal, fetches in rows:
+                moved = dram.get(tensor, 0.0) / word_bytes
+                if producer is not None:
                     # Produced here: the array writes it, and writing it out reads it back.
-                    writes = writes + elements * self.share(array, use.producer)
+                    writes = writes + elements * share(array, producer)
                     reads = reads + moved
                 else:
                     writes = writes + moved  # a fill from DRAM
-                fetched = terminal = 0.0
-                share = _most([self.share(array, e) for e in use.readers]) if use.readers else 0.0
-                if use.terminal_ranks is not None:
-                    slice_ = math.prod(int(self.sizes[r]) for r in use.terminal_ranks)
-                    terminal = max(terminal, slice_ * self.batch)
-                if use.fetched:
+                fetched = 0.0
+                if not readers:
+                    most = 0.0
+                elif len(readers) == 1:
+                    most = share(array, readers[0])
+                else:
+                    most = _most([share(array, e) for e in readers])
+                if fetches:
                     # Every consumer of a tensor sees the same loops: one fetch count.
                     fetched = elements * self._refetch(
                         ranks, kept_or_output=False, offchip_only=False
                     )
-                reads = reads + (fetched + terminal) * share
-            out[level.name] = {"reads": reads, "writes": writes}
+                reads = reads + (fetched + terminal) * most
+            out[level_name] = {"reads": reads, "writes": writes}
         return out
+
+    def _buffer_rows(self) -> tuple:
+        """(level, rows) of each on-chip level, a row per tensor it keeps: (tensor, ranks,
+        elements, producing member, reading members, terminal-slice words, whether a read
+        walks it), kept in the layout."""
+        levels = []
+        for level in self.arch.levels[1:]:
+            rows = []
+            for tensor in self._keep.get(level.name, ()):
+                ranks = self.cascade.tensor_ranks[tensor]
+                use = self.members.reads(tensor)
+                terminal = 0.0
+                if use.terminal_ranks is not None:
+                    slice_ = math.prod(int(self.sizes[r]) for r in use.terminal_ranks)
+                    terminal = max(terminal, slice_ * self.batch)
+                rows.append(
+                    (tensor, ranks, self._elements(tensor), use.producer, use.readers,
+                     terminal, use.fetched)
+                )  # fmt: skip
+            levels.append((level.name, tuple(rows)))
+        levels = self._layout.buffer_rows = tuple(levels)
+        return levels
 
     def _refetch(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only=True):
         """Product of the factors of the loops that re-fetch a tensor with `ranks`.
@@ -1322,15 +1444,19 @@ class _KernelModel:
 
     def _refetch_factor(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only):
         """`_refetch`, computed."""
-        multiply, walked = _reuse_plan(
-            self.cascade,
-            self._loop_sig,
-            self.offchip,
-            ranks,
-            kept_or_output,
-            offchip_only,
-            self._coarse_key,
-        )
+        key = (ranks, kept_or_output, offchip_only)
+        plan = self._layout.reuse.get(key)
+        if plan is None:
+            plan = self._layout.reuse[key] = _reuse_plan(
+                self.cascade,
+                self._loop_sig,
+                self.offchip,
+                ranks,
+                kept_or_output,
+                offchip_only,
+                self._coarse_key,
+            )
+        multiply, walked = plan
         factor = self._loop_product(multiply)
         if walked:
             coarse = {self.coarse[r]: r for r in ranks if r in self.coarse}
