@@ -241,16 +241,16 @@ def occupancy(
                 [_totals(einsum, sizes, t, g) for t, g in zip(tilings, per, strict=True)]
             )
             method = "dense"
-        stats = stats.reshape(len(tilings), 6)[inverse]
+        columns = stats.reshape(len(tilings), 6)[inverse].T.copy()  # one contiguous row each
         results[einsum.output] = Occupancy(
             einsum=einsum.output,
             ranks=tuple(rank_of(v) for v in einsum.iter_vars),
-            tiles=stats[:, 0].copy(),
-            empty=stats[:, 1].copy(),
-            partial=stats[:, 2].copy(),
-            full=stats[:, 3].copy(),
-            points=stats[:, 4].copy(),
-            busy_points=stats[:, 5].copy(),
+            tiles=columns[0],
+            empty=columns[1],
+            partial=columns[2],
+            full=columns[3],
+            points=columns[4],
+            busy_points=columns[5],
             method=method,
         )
     return results
@@ -308,10 +308,28 @@ def _unique_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = np.zeros(len(table), dtype=np.int64)
         for j in range(table.shape[1]):
             key = key * int(spans[j]) + table[:, j]
+        if len(table) <= UNIQUE_BY_DICT:
+            return _unique_keys(table, key.tolist())
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         return table[first], inverse.reshape(-1)
     unique, inverse = np.unique(table, axis=0, return_inverse=True)
     return unique, np.asarray(inverse).reshape(-1)
+
+
+#: Tilings of a call that `_unique_rows` sorts in Python (cheaper than np.unique's setup).
+UNIQUE_BY_DICT = 64
+
+
+def _unique_keys(table: np.ndarray, keys: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(keys, return_index=True, return_inverse=True)`'s rows and inverse: the
+    distinct keys ascending, each at its first row."""
+    first: dict[int, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    order = sorted(first)
+    position = {k: i for i, k in enumerate(order)}
+    inverse = np.array([position[k] for k in keys], dtype=np.int64)
+    return table[[first[k] for k in order]], inverse
 
 
 def _share_tiled(t, sizes, f: Einsum, u: Einsum) -> bool:
@@ -392,6 +410,14 @@ def _tile_of(t: Mapping[str, int], sizes, var: str) -> int:
 
 def _ntiles(t, sizes, var) -> int:
     return -(-_extent(sizes, var) // _tile_of(t, sizes, var))
+
+
+def _tiles_along(column: Mapping[str, np.ndarray], sizes, var: str) -> np.ndarray | int:
+    """ceil(extent / tile) along `var` per tiling, tiles by rank in `column` (1 where its
+    rank is not cut: no array)."""
+    e = _extent(sizes, var)
+    t = column.get(rank_of(var))
+    return 1 if t is None else -(-e // np.minimum(t, e))
 
 
 def mask_vars(cascade: Cascade, einsum: Einsum, sizes) -> tuple[str, ...]:
@@ -1556,7 +1582,8 @@ def _logical_tiles(sizes, group, table, names) -> tuple[np.ndarray, np.ndarray]:
 
     def tile(v):
         full = _extent(sizes, v)
-        return np.minimum(column.get(rank_of(v), np.full(len(table), full)), full)
+        t = column.get(rank_of(v))
+        return np.full(len(table), full) if t is None else np.minimum(t, full)
 
     if len(group) == 1:
         t = tile(group[0])
@@ -1927,7 +1954,7 @@ def _closed_form_stats(einsum, sizes, plan: _AffinePlan, table, names):
     other_points = 1
     for v in einsum.iter_vars:
         n = _extent(sizes, v)
-        per = -(-n // np.minimum(column.get(rank_of(v), np.full(len(table), n)), n))
+        per = _tiles_along(column, sizes, v)
         tiles *= per
         if v not in plan.x + plan.y:
             other_tiles *= per
@@ -3214,7 +3241,7 @@ def _star_stats(einsum, sizes, plan: _StarPlan, table, names):
     mask = plan.x1 + plan.x2 + plan.y
     for v in einsum.iter_vars:
         e = _extent(sizes, v)
-        per = -(-e // np.minimum(column.get(rank_of(v), np.full(n, e)), e))
+        per = _tiles_along(column, sizes, v)
         tiles *= per
         if v not in mask:
             other_tiles *= per
@@ -3475,7 +3502,7 @@ def _head_stats(einsum, sizes, hp: _HeadPlan, table, names):
     other_points = 1
     for v in einsum.iter_vars:
         e = _extent(sizes, v)
-        per = -(-e // np.minimum(column.get(rank_of(v), np.full(n, e)), e))
+        per = _tiles_along(column, sizes, v)
         tiles *= per
         if v in mask:
             mask_tiles *= per
@@ -3539,7 +3566,8 @@ def _head_counts(sizes, hp: _HeadPlan, table, names):
     n = len(table)
     column = {r: table[:, j] for j, r in enumerate(names)}
     n_h = len(hp.labels)
-    th = np.minimum(column.get(rank_of(hp.head), np.full(n, n_h)), n_h).astype(np.int64)
+    t = column.get(rank_of(hp.head))
+    th = np.full(n, n_h, np.int64) if t is None else np.minimum(t, n_h).astype(np.int64)
     ok = np.ones(n, bool)
     tiles_xy = {}
     for g in hp.groups.values():
