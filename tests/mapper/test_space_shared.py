@@ -152,3 +152,47 @@ def test_cyclic_is_networkx_acyclicity(graph):
     g.add_nodes_from(work)
     g.add_edges_from(forward)
     assert space_module._cyclic(work, forward) == (not nx.is_directed_acyclic_graph(g))
+
+
+def _reference_edges(ctx, einsums: list[str]) -> tuple[list, list]:
+    """Edges by their definition on the cascade's graph: (src, c) of two Einsums with work
+    in the kernel is forward where c reads src directly (not loop-carried) or through a
+    chain of the kernel's Einsums without work (reshapes), found from src forwards; carried
+    where c reads src directly, loop-carried."""
+    graph = ctx.cascade.graph
+    members = set(einsums)
+    work = [e for e in einsums if e in ctx.work]
+    forward, carried = set(), set()
+    for src in work:
+        for c in graph.successors(src):
+            if c in members and c in ctx.work and c != src:
+                (carried if graph.edges[src, c]["carried"] else forward).add((src, c))
+        seen = set()
+        frontier = [x for x in graph.successors(src) if x in members and x not in ctx.work]
+        while frontier:
+            x = frontier.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            for c in graph.successors(x):
+                if c not in members:
+                    continue
+                if c in ctx.work:
+                    if c != src:
+                        forward.add((src, c))
+                else:
+                    frontier.append(c)
+    return sorted(forward), sorted(carried)
+
+
+@pytest.mark.parametrize("name", [*VARIANTS, "gqa", "biformer", "titans_memory"])
+def test_edges_are_those_of_the_graph(arch, name, rng):
+    """`_edges` (the per-space table of reads, filtered per kernel) against the graph's own
+    paths, for runs of Einsums and random subsets (reshapes included or not)."""
+    ctx = _ctx(arch, name)
+    names = [e.output for e in ctx.cascade.einsums]
+    subsets = [names, *_groups(ctx, sizes=(2, 3, 5), step=1)]
+    subsets += [list(rng.choice(names, size=rng.integers(1, len(names) + 1), replace=False))
+                for _ in range(60)]  # fmt: skip
+    for einsums in subsets:
+        assert space_module._edges(ctx, einsums) == _reference_edges(ctx, einsums)
