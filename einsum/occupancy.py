@@ -1364,18 +1364,25 @@ def _sized(expr: Expr, sizes) -> Expr:
     return expr
 
 
-def _affine_bounds(where: Expr, var: str):
+def _affine_bounds(where: Expr, var: str, equal: bool = False):
     """The filter as a list of (a, rest, op) with `a*var + rest  op  0`, when it is a
-    conjunction of comparisons linear in `var` with integer coefficients; else None."""
+    conjunction of comparisons linear in `var` with integer coefficients; else None.
+    `equal`: an `==` is taken too, as its two bounds (the terms of unions and interval
+    plans; the closed form leaves it to them: its rows rarely form one staircase)."""
     if isinstance(where, Call) and where.op is Op.AND:
-        left, right = _affine_bounds(where.args[0], var), _affine_bounds(where.args[1], var)
+        left = _affine_bounds(where.args[0], var, equal)
+        right = _affine_bounds(where.args[1], var, equal)
         return None if left is None or right is None else left + right
-    if isinstance(where, Call) and where.op in (Op.LT, Op.LE, Op.GT, Op.GE):
+    ops = (Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ) if equal else (Op.LT, Op.LE, Op.GT, Op.GE)
+    if isinstance(where, Call) and where.op in ops:
         diff = Call(Op.SUB, where.args)
         linear = _linear(diff, var)
         if linear is None or not float(linear[0].value).is_integer():  # type: ignore[union-attr]
             return None
-        return [(int(linear[0].value), linear[1], where.op)]  # type: ignore[union-attr]
+        a, rest = int(linear[0].value), linear[1]  # type: ignore[union-attr]
+        if where.op is Op.EQ:  # both ends: BiFormer's region of a position, `f(p) == nq`
+            return [(a, rest, Op.LE), (a, rest, Op.GE)]
+        return [(a, rest, where.op)]
     return None
 
 
@@ -1463,7 +1470,7 @@ def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray,
     lo = np.zeros(n_y, dtype=np.int64)
     hi = np.full(n_y, n_x - 1, dtype=np.int64)
     for a, r, op in bounds:
-        whole = _whole_values(r, y, n_y, sizes)  # the executor's floats, exactly, sooner
+        whole = _shared_whole_values(r, y, n_y, sizes)  # the executor's floats, exactly, sooner
         if whole is not None:
             lo, hi = _whole_ends(a, whole, op, lo, hi)
             continue
@@ -1527,7 +1534,7 @@ def _affine_term_bounds(w: Expr, x: str, y: str) -> list | None:
         joined = conj[0]
         for c in conj[1:]:
             joined = Call(Op.AND, (joined, c))
-        bounds = _affine_bounds(joined, x)
+        bounds = _affine_bounds(joined, x, equal=True)
         if bounds is None or any(set(variables_of(r)) - {y} for _, r, _ in bounds):
             return None
         out.append(bounds)
@@ -2309,9 +2316,10 @@ def _union_plan_cached(cascade, key, keyed, vars_) -> _UnionPlan | None:
         return None
     groups, w, extent = found
     for x, y in itertools.permutations(groups):
-        terms = _affine_terms(w, x, y, extent[x], extent[y], sizes)
-        if terms is None or len(terms) < 2:
+        bounds = _affine_term_bounds(w, x, y)
+        if bounds is None or len(bounds) < 2:
             continue  # one term: the closed form's (or no union at all)
+        terms = [_affine_ends(b, y, extent[x], extent[y], sizes) for b in bounds]
         plan = _union_of(terms, extent[x], extent[y])
         if plan is not None:
             return _UnionPlan(groups[x], groups[y], *plan)
@@ -3991,6 +3999,22 @@ def _whole_values(expr: Expr, var: str, n: int, sizes) -> np.ndarray | None:
     except _NotWhole:
         return None
     return np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)).copy()
+
+
+def _shared_whole_values(expr: Expr, var: str, n: int, sizes) -> np.ndarray | None:
+    """`_whole_values`, kept among the `_SHARED_VALUES` (read-only): an affine filter's
+    ends are computed by the closed form, the union and the interval plans alike, and an
+    `==` is two bounds on the same values (BiFormer's region of each of 1M positions)."""
+    expr = _sized(expr, sizes)  # the same values whether a size is read or substituted
+    key = (expr, var, n, tuple(sorted((k, int(v)) for k, v in sizes.items())))
+    values = _SHARED_VALUES.get(key)
+    if values is None:
+        values = _whole_values(expr, var, n, sizes)
+        if values is None:
+            return None
+        values.flags.writeable = False
+        _remember(_SHARED_VALUES, key, values, SHARED_VALUES_MOST)
+    return values
 
 
 def _whole(expr: Expr, var: str, n: int, sizes):
