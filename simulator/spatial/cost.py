@@ -725,15 +725,18 @@ class _KernelLayout:
         )
 
 
-#: `_KernelLayout` by the identities of (kernel, architecture, sizes, cascade), the
-#: options, skipping and the free-parameter names; the objects are held in the value.
+#: By the identities of (kernel, architecture, sizes, cascade), the batch multiplier, the
+#: options and skipping: (the objects, held; the kernel's loop parameter names; its
+#: `_KernelLayout`s by which of those names the batch sets). Only a loop's parameter changes
+#: a layout (a free `rest` or `fit`); a batch costing the kernel apart from other kernels
+#: (`kernel_totals`) or beside them sets the same.
 _LAYOUTS: dict[tuple, tuple] = {}
 
 
 def _layout(cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, params, where):
-    """The `_KernelLayout` of a kernel, built once per key of `_LAYOUTS`."""
-    key = (id(kernel), id(arch), id(sizes), id(cascade), batch, options, skip_empty_tiles,
-           tuple(params))  # fmt: skip
+    """The `_KernelLayout` of a kernel, built once per key of `_LAYOUTS` and set of loop
+    parameters given."""
+    key = (id(kernel), id(arch), id(sizes), id(cascade), batch, options, skip_empty_tiles)
     held = _LAYOUTS.get(key)
     if (
         held is None
@@ -742,13 +745,17 @@ def _layout(cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, para
         or held[2] is not sizes
         or held[3] is not cascade
     ):
-        layout = _KernelLayout(
-            cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where
-        )
+        names = tuple(f"{kernel.name}.{k}" for k in loop_keys(kernel))
         if len(_LAYOUTS) >= 1 << 12:
             _LAYOUTS.clear()
-        held = _LAYOUTS[key] = (kernel, arch, sizes, cascade, layout)
-    return held[4]
+        held = _LAYOUTS[key] = (kernel, arch, sizes, cascade, names, {})
+    given = tuple([name in params for name in held[4]])
+    layout = held[5].get(given)
+    if layout is None:
+        layout = held[5][given] = _KernelLayout(
+            cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where
+        )
+    return layout
 
 
 def _level_index(arch: Architecture, name: str, where: str) -> int:
@@ -791,6 +798,7 @@ class _KernelModel:
         self.n = n
         self.problems: list[_Problem] = []
         self._lanes_memo: dict = {}
+        self._unrolled_memo: dict[tuple, tuple] = {}
         layout = _layout(
             cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, params, where
         )
@@ -1128,16 +1136,27 @@ class _KernelModel:
         same unrolled ranks (the key of `_EinsumPlan.lanes_key`, by its `lanes_id`)."""
         unit, ranks, parts, key = plan.unit, plan.ranks, plan.parts, plan.lanes_id
         if key not in self._lanes_memo:
-            lanes, padding = 1, 1.0
-            for rank in ranks:
-                factor, size = self.spatial[rank], int(self.sizes[rank])
-                lanes = lanes * factor
-                padding = padding * (-(-size // factor)) * factor / size
+            lanes, padding = self._unrolled(ranks)
             for part in parts:
                 padded = int(self.sizes[part.upper]) * int(self.sizes[part.lower])
-                padding *= padded / int(self.sizes[part.rank])
+                padding = padding * (padded / int(self.sizes[part.rank]))
             self._lanes_memo[key] = (padding / lanes, lanes / unit.lanes / padding)
         return self._lanes_memo[key]
+
+    def _unrolled(self, ranks: tuple[str, ...]):
+        """(lanes, padding) of unrolled `ranks`, rank by rank: lanes x= factor, padding x=
+        ceil(size / factor) x factor / size; Einsums unrolling a prefix of the same ranks
+        (P on the 1D array, P and M0 on the 2D one) share its products."""
+        found = self._unrolled_memo.get(ranks)
+        if found is None:
+            if not ranks:
+                found = (1, 1.0)
+            else:
+                lanes, padding = self._unrolled(ranks[:-1])
+                factor, size = self.spatial[ranks[-1]], int(self.sizes[ranks[-1]])
+                found = (lanes * factor, padding * (-(-size // factor)) * factor / size)
+            self._unrolled_memo[ranks] = found
+        return found
 
     def _fill_drain_cycles(self, unit: ComputeUnit, einsum):
         """Systolic fill and drain per fold of an R x C array: R + C - 2 cycles of skew, plus
