@@ -142,13 +142,14 @@ class Runner:
             self._plans[t] = buffer_plan(template, arch, sizes, ranks)
         return self._plans[t]
 
-    def kernel(self, part: Template, params: dict[str, np.ndarray]) -> KernelTotals:
-        """The `KernelTotals` of rows of a one-kernel part of a partial grouping's template
-        (`Template.parts`), costed on its own (`kernel_totals`); its rows count against
-        the budget, not as candidates (a part maps only some of the cascade)."""
+    def kernel(self, alone: Mapping, params: dict[str, np.ndarray]) -> KernelTotals:
+        """The `KernelTotals` of rows of one kernel of a partial grouping's template
+        (`Template.parts`; `alone`: the template's mapping with only that kernel), costed
+        on its own (`kernel_totals`); its rows count against the budget, not as candidates
+        (it maps only some of the cascade)."""
         space = self.space
         (totals,) = kernel_totals(
-            space.cascade, space.arch, part.mapping, space.shape, params, self.options
+            space.cascade, space.arch, alone, space.shape, params, self.options
         )
         self.remaining -= len(totals.valid)
         return totals

@@ -11,6 +11,7 @@ costed); a strategy stops when it reaches 0.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -337,10 +338,32 @@ class _PartSample:
     their terms of the objective (inf: invalid) and the rows best first."""
 
     part: object
+    alone: object  # the mapping it is costed with: the grouping's, with only this kernel
     index: np.ndarray
     totals: object
     scores: np.ndarray
     order: np.ndarray
+    values: tuple  # its columns' values in the grouping's grid
+    key: tuple
+
+
+@dataclass
+class _Descent:
+    """A kernel's coordinate descent (`_Visits._descend_part`): its best (term, value
+    indices, one-row totals), the points still moving (term, value indices) and how many
+    of its best sampled rows it has started from."""
+
+    best: tuple
+    points: list
+    started: int
+
+
+@dataclass(frozen=True)
+class _PartGrid:
+    """What `_neighbours` reads of a template, for one kernel's columns."""
+
+    values: tuple
+    ranks: tuple
 
 
 class _Visits:
@@ -353,6 +376,7 @@ class _Visits:
         # rows per visit: enough visits for the budget to reach most templates
         self.sample = int(np.clip(budget // (2 * len(space.templates)), 128, SAMPLE))
         self._parts: dict[tuple, _PartSample] = {}  # `_part`'s samples
+        self._descents: dict[tuple, _Descent] = {}  # `_descend_part`'s, by the sample's key
         # kernels costed apart where the objective adds over them (`Runner.separable`)
         self._apart = not resample and getattr(run, "separable", False)
 
@@ -429,10 +453,14 @@ class _Visits:
         part = template.parts[k]
         lo = sum(len(p.names) for p in template.parts[:k])
         values = template.values[lo : lo + len(part.names)]
-        key = (id(part), *(v.tobytes() for v in values))
+        # the kernel as the grouping runs it: its own loops, the grouping's mapping-wide
+        # switches (skipping empty tiles, batch ranks)
+        mapping = template.mapping
+        key = (id(part), mapping.skip_empty_tiles, mapping.batch, *(v.tobytes() for v in values))
         found = self._parts.get(key)
         if found is not None and found.part is part:
             return found
+        alone = dataclasses.replace(mapping, kernels=(mapping.kernels[k],))
         shape = tuple(len(v) for v in values)
         size = math.prod(shape)
         if size <= PART_SAMPLE:
@@ -445,33 +473,106 @@ class _Visits:
             index = np.stack(np.unravel_index(rows, shape), axis=1).astype(np.int64)
         else:
             index = np.zeros((len(rows), 0), dtype=np.int64)
+        kept, totals, scores = self._cost_part(part, alone, values, index)
+        index = index[kept]
+        order = np.argsort(scores, kind="stable")
+        self._parts[key] = found = _PartSample(
+            part, alone, index, totals, scores, order, values, key
+        )
+        return found
+
+    def _cost_part(self, part, alone, values, index: np.ndarray) -> tuple:
+        """(positions of the rows kept, their `KernelTotals`, their terms of the objective)
+        of rows of a part (value indices into `values`, its columns of a grouping's grid),
+        pruned as the grouping prunes them (the part's own checks), costed on their own
+        (`alone`: the grouping's mapping with only this kernel)."""
         # the part's own value indices (a thinned value list is a subset of the part's)
         own = np.zeros_like(index)
         for j, (mine, v) in enumerate(zip(part.values, values, strict=True)):
             sorter = np.argsort(mine, kind="stable")
             own[:, j] = sorter[np.searchsorted(mine, v[index[:, j]], sorter=sorter)]
-        index = index[part.keep_rows(part.flat(own))]
+        kept = np.flatnonzero(part.keep_rows(part.flat(own)))
+        index = index[kept]
+        if not len(index):
+            return kept, None, np.zeros(0)
         params = {
             name: v[index[:, j]] for j, (name, v) in enumerate(zip(part.names, values, strict=True))
         }
-        if len(index):
-            totals = self.run.kernel(part, params)
-            scores = self.run.part_values(totals)
-        else:
-            totals, scores = None, np.zeros(0)
-        order = np.argsort(scores, kind="stable")
-        self._parts[key] = found = _PartSample(part, index, totals, scores, order)
-        return found
+        totals = self.run.kernel(alone, params)
+        return kept, totals, self.run.part_values(totals)
+
+    def _refine_apart(self, t: int, template, rounds: int | None, starts: int) -> None:
+        """`refine` kernel by kernel (a partial grouping visited apart): each kernel's
+        coordinate descent (`_descend_part`) from its best sampled rows, kept per kernel
+        across groupings; t's best is the combination of its kernels' best rows."""
+        chosen = []
+        for k in range(len(template.parts)):
+            sample = self._part(template, k)
+            if not len(sample.scores):
+                return
+            chosen.append(self._descend_part(sample, rounds, starts))
+        index = np.concatenate([row for _, row, _ in chosen])[None, :]
+        rows = template.flat(index)
+        values = self.run.combined(t, rows, [totals for _, _, totals in chosen])
+        if values[0] < self.best[t][0]:
+            self.best[t] = (float(values[0]), int(rows[0]))
+
+    def _descend_part(self, sample: _PartSample, rounds: int | None, starts: int) -> tuple:
+        """Coordinate descent on one kernel's factors (its columns' `_neighbours`, costed
+        apart), from its `starts` best sampled rows (distinct terms), for at most `rounds`
+        more rounds (None: until no change helps); its state kept, so a kernel that recurs
+        in another grouping goes on from where it stopped. Returns its best (term, value
+        indices, one-row `KernelTotals`)."""
+        state = self._descents.get(sample.key)
+        if state is None:
+            i = int(sample.order[0])
+            state = self._descents[sample.key] = _Descent(
+                best=(float(sample.scores[i]), sample.index[i], sample.totals.take(np.array([i]))),
+                points=[], started=0,
+            )  # fmt: skip
+        if starts > state.started:  # descents from the next best distinct sampled rows
+            seen = {p[0] for p in state.points}
+            every = np.arange(len(sample.scores))
+            for score, i in _distinct_best(sample.scores, every, starts)[state.started :]:
+                if score not in seen:
+                    state.points.append((score, sample.index[i]))
+            state.started = starts
+        grid = _PartGrid(sample.values, sample.part.ranks)
+        while state.points and self.run.remaining > 0 and (rounds is None or rounds > 0):
+            rounds = None if rounds is None else rounds - 1
+            trials = [_neighbours(grid, base) for _, base in state.points]
+            if not sum(len(x) for x in trials):
+                state.points = []
+                break
+            index = np.concatenate(trials)
+            kept, totals, scores = self._cost_part(sample.part, sample.alone, sample.values, index)
+            origin = np.repeat(np.arange(len(trials)), [len(x) for x in trials])[kept]
+            moved = []
+            for p, (value, _) in enumerate(state.points):  # each descent's best neighbour
+                mine = np.flatnonzero(origin == p)
+                if len(mine):
+                    j = int(mine[np.argmin(scores[mine])])
+                    if scores[j] < value:
+                        moved.append((float(scores[j]), index[kept[j]]))
+                        if scores[j] < state.best[0]:
+                            best = totals.take(np.array([j]))
+                            state.best = (float(scores[j]), index[kept[j]], best)
+            state.points = moved
+        return state.best
 
     def refine(self, t: int, rounds: int | None = None, starts: int = 1) -> None:
         """Coordinate descent on the free factors from the template's best row, and from
         its next best sampled rows up to `starts` rows (`STARTS` distinct objectives): each
         round costs every single-factor change of every descent still moving at once (one
         batch; `_neighbours`) and moves each to its best; a descent stops when no change
-        helps, all after at most `rounds` rounds (None: no limit)."""
+        helps, all after at most `rounds` rounds (None: no limit). A partial grouping
+        visited kernel by kernel descends kernel by kernel (`_refine_apart`)."""
         if t not in self.best:
             return
         template = self.space.templates[t]
+        if self._apart and len(template.parts) > 1 and not template.absent:
+            self._refine_apart(t, template, rounds, starts)
+            return
         points = [self.best[t]] + [
             p for p in self.starts.get(t, [])[1:starts] if p[1] != self.best[t][1]
         ]
@@ -534,9 +635,11 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     objective adds over kernels (`_Visits._visit_apart`): each kernel's grid once per
     search, however many groupings hold it, and the grouping judged by the combination of
     its kernels' best rows (flexprefill at 1K: 668 kernels costed instead of 1,794 in 598
-    visits, and 13.28 -> 7.46 ms found). A change of compute structure visits one
-    template per structure: the one with the current loop orders where it has them (its
-    own orders are the next moves), not every order of every structure. A change of
+    visits, and 13.28 -> 7.46 ms found); its refinement descends kernel by kernel, a
+    kernel's descent kept for every grouping that holds it (`_refine_apart`). A change of
+    compute structure visits one template per structure: the one with the current loop
+    orders where it has them (its own orders are the next moves), not every order of
+    every structure. A change of
     off-chip order visits the orders one edit away where there are more than
     `LOCAL_ORDERS` (`_Moves.local`); the descent within the grouping reaches the others
     edit by edit. After a fusion move's

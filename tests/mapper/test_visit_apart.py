@@ -52,12 +52,32 @@ def test_apart_finds_the_best_of_the_whole_grid(space, objective):
         assert found == pytest.approx(brute.min(), rel=1e-8), t
 
 
-def test_recorded_rows_are_the_simulators_numbers(space):
-    templates = _small_groupings(space, 10**9)
+def _masked_space():
+    """sinks_window's partial groupings: kernels that skip empty tiles beside ones that
+    do not (the grouping's switch is its varied kernel's)."""
+    arch = load_architecture("fusemax_cloud")
+    return build_space(cascade("sinks_window"), arch, dict(B=1, H=2, E=64, F=64, M=4096, P=4096))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_recorded_rows_are_the_simulators_numbers(space, masked):
+    """Every row a visit or a kernel-by-kernel descent records, costed again as a whole."""
+    if masked:
+        space = _masked_space()
+        templates = [
+            start for _, start in space.templates.groupings()
+            if len(space.templates[start].parts) > 1 and not space.templates[start].absent
+        ]  # fmt: skip
+        slots = [t + k for t in templates[:6] for k in range(len(space.templates.block(t)))]
+        templates = [t for t in slots if not space.templates[t].absent]
+        assert {space.templates[t].mapping.skip_empty_tiles for t in templates} == {False, True}
+    else:
+        templates = _small_groupings(space, 10**9)
     runner = Runner(space, "latency", ModelOptions(), 10**7, None)
     visits = _Visits(space, runner, np.random.default_rng(1), 10**7, resample=False)
-    for t in templates[:4]:
+    for t in templates[:12]:
         visits.visit(t)
+        visits.refine(t, 2, 2)
     assert runner.records
     for record in runner.records:
         t = int(record["template"][0])
