@@ -226,6 +226,7 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
 _SHARES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _SHARES_MAX = 1 << 22  # tilings remembered before the table starts afresh
 _SHARES_HELD = [0]  # tilings in the table
+_UNSEEN = object()  # a memo's mark for a key not computed yet (its value may be None)
 _SENTINEL = np.iinfo(np.int64).max  # above every code (`_tiling_codes`: below 2^62)
 _NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]))
 
@@ -799,6 +800,7 @@ class _KernelModel:
         self.problems: list[_Problem] = []
         self._lanes_memo: dict = {}
         self._unrolled_memo: dict[tuple, tuple] = {}
+        self._rows_cut_memo: dict[tuple, np.ndarray | None] = {}
         layout = _layout(
             cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, params, where
         )
@@ -1272,14 +1274,7 @@ class _KernelModel:
         Without that, flexprefill's fused block estimate at 16K priced a row's softmax
         Einsums 1.97x higher in a batch whose other rows cut a rank it held whole."""
         shares = [self._filtered_share(level_index, *item) for item in plan]
-        tile, sizes = self.tile_extents(level_index), self.sizes
-        cuts = []
-        for _, ranks in plan:
-            if any(not isinstance(tile[r], np.ndarray) for r in ranks):
-                cuts.append(None)  # a fixed extent in the tile is below its rank: cut
-            else:
-                cut = functools.reduce(np.logical_or, [tile[r] < int(sizes[r]) for r in ranks])
-                cuts.append(None if cut.all() else cut)
+        cuts = [self._rows_cut(level_index, ranks) for _, ranks in plan]
         if all(c is None for c in cuts):
             return _most(shares)
         taken = [
@@ -1287,6 +1282,21 @@ class _KernelModel:
         ]
         most = functools.reduce(np.maximum, taken)
         return np.where(most == -np.inf, 1.0, most)
+
+    def _rows_cut(self, level_index: int, ranks: frozenset):
+        """The rows whose tile at `level_index` cuts one of `ranks` (`_plan_share`): None
+        where every row does; once per (level, ranks), shared by the plans holding them."""
+        key = (level_index, ranks)
+        cut = self._rows_cut_memo.get(key, _UNSEEN)
+        if cut is _UNSEEN:
+            tile, sizes = self.tile_extents(level_index), self.sizes
+            if any(not isinstance(tile[r], np.ndarray) for r in ranks):
+                cut = None  # a fixed extent in the tile is below its rank: cut
+            else:
+                cut = functools.reduce(np.logical_or, [tile[r] < int(sizes[r]) for r in ranks])
+                cut = None if cut.all() else cut
+            self._rows_cut_memo[key] = cut
+        return cut
 
     def _tile_rows(self, level_index: int, ranks: frozenset) -> tuple:
         """The tiles at `level_index` cut along `ranks` only, as `_tile_shares` takes them:
