@@ -3301,7 +3301,7 @@ def _star_side(plan: _StarPlan, side: _AffinePlan, t: int):
     it shares with row y - 1, [i0(y), i1(y - 1)] (R_y & R_(y-1) along this side). Kept on
     the plan."""
     key = ("side", id(side), t)
-    found = plan.counted.get(key)
+    found = _star_kept(plan, key)
     if found is None:
         a, b = plan.a, plan.b
         live = slice(max(a.ya, b.ya), min(a.yb, b.yb) + 1)
@@ -3314,7 +3314,7 @@ def _star_side(plan: _StarPlan, side: _AffinePlan, t: int):
             np.where(i1 >= i0, np.minimum((i1 + 1) * t, n) - i0 * t, 0),
             np.where(p1 >= p0, np.minimum((p1 + 1) * t, n) - p0 * t, 0),
         )
-        plan.counted[key] = found
+        _star_keep(plan, key, found)
     return found
 
 
@@ -3323,24 +3323,45 @@ def _star_rows(plan: _StarPlan, ty: int):
     the height of its row of tiles, and that height where y - 1 shares it. Kept on the
     plan."""
     key = ("rows", ty)
-    found = plan.counted.get(key)
+    found = _star_kept(plan, key)
     if found is None:
         a, b = plan.a, plan.b
         r = np.arange(max(a.ya, b.ya), min(a.yb, b.yb) + 1) // ty
         same = (r[1:] == r[:-1]).astype(np.int64)
         height = np.minimum((r + 1) * ty, a.extent_y) - r * ty
         found = (same, height, height[1:] * same)
-        plan.counted[key] = found
+        _star_keep(plan, key, found)
     return found
 
 
 def _star_full(plan: _StarPlan, side: _AffinePlan, t: int, ty: int, rows: int) -> np.ndarray:
     """`_full_per_row` of one side, kept on the plan."""
     key = ("full", id(side), t, ty)
-    found = plan.counted.get(key)
+    found = _star_kept(plan, key)
     if found is None:
-        found = plan.counted[key] = _full_per_row(side, t, ty, rows)
-    return found
+        found = (_full_per_row(side, t, ty, rows),)
+        _star_keep(plan, key, found)
+    return found[0]
+
+
+#: Values of per-row arrays a star plan keeps (`_star_side`, `_star_rows`, `_star_full`;
+#: 64 MB); past this it forgets them all. FlexPrefill 1M keeps about 4M.
+STAR_VALUES_KEPT = 2**23
+
+
+def _star_kept(plan: _StarPlan, key) -> tuple | None:
+    return plan.counted.get(("arrays",), {}).get(key)
+
+
+def _star_keep(plan: _StarPlan, key, arrays: tuple) -> None:
+    """Keep per-row arrays on the plan within STAR_VALUES_KEPT values."""
+    kept = plan.counted.setdefault(("arrays",), {})
+    held = plan.counted.get(("values",), 0) + sum(a.size for a in arrays)
+    if held > STAR_VALUES_KEPT:
+        kept.clear()
+        held = sum(a.size for a in arrays)
+    kept[key] = arrays
+    plan.counted["values",] = held
 
 
 def _full_per_row(plan: _AffinePlan, t_x: int, t_y: int, rows: int) -> np.ndarray:
