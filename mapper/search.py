@@ -122,6 +122,7 @@ class Runner:
         self._reference: float | None = None
         self._plans: dict[int, tuple] = {}  # per template: `buffer_plan`
         self.separable = objective in SEPARABLE
+        self.kernel_rows = 0  # rows of kernels costed apart (`kernel`)
         self._area: np.ndarray | float | None = None
 
     def __call__(self, t: int, rows: np.ndarray) -> np.ndarray:
@@ -145,13 +146,14 @@ class Runner:
     def kernel(self, alone: Mapping, params: dict[str, np.ndarray]) -> KernelTotals:
         """The `KernelTotals` of rows of one kernel of a partial grouping's template
         (`Template.parts`; `alone`: the template's mapping with only that kernel), costed
-        on its own (`kernel_totals`); its rows count against the budget, not as candidates
-        (it maps only some of the cascade)."""
+        on its own (`kernel_totals`). Its rows are not candidates (each maps only some of
+        the cascade): the budget counts the candidates they combine into (`combined`), and
+        `kernel_rows` counts them."""
         space = self.space
         (totals,) = kernel_totals(
             space.cascade, space.arch, alone, space.shape, params, self.options
         )
-        self.remaining -= len(totals.valid)
+        self.kernel_rows += len(totals.valid)
         return totals
 
     def part_values(self, totals: KernelTotals) -> np.ndarray:

@@ -416,11 +416,9 @@ class _Visits:
         combine the kernels' costs (`Runner.combined`, exact), with no new costing."""
         if t in self.best:
             return self.best[t][0]
-        samples = []
-        for k in range(len(template.parts)):
-            if self.run.remaining <= 0:
-                return np.inf
-            samples.append(self._part(template, k))
+        if self.run.remaining <= 0:
+            return np.inf
+        samples = [self._part(template, k) for k in range(len(template.parts))]
         sizes = [len(x.scores) for x in samples]
         if min(sizes) == 0:
             self.best[t] = (np.inf, 0)
@@ -506,6 +504,8 @@ class _Visits:
         """`refine` kernel by kernel (a partial grouping visited apart): each kernel's
         coordinate descent (`_descend_part`) from its best sampled rows, kept per kernel
         across groupings; t's best is the combination of its kernels' best rows."""
+        if self.run.remaining <= 0:
+            return
         chosen = []
         for k in range(len(template.parts)):
             sample = self._part(template, k)
