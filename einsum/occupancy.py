@@ -4250,6 +4250,14 @@ def _interval_rows(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray, out: np.
     """Non-empty tiles, full tiles and busy points per tiling (`_interval_rows_py`): in
     numpy while the ranges to unite are few, else compiled."""
     tx, ty = np.asarray(tx, np.int64), np.asarray(ty, np.int64)
+    single = _single_rows(plan, ty)
+    if single.any():
+        for use, count in ((single, _interval_single_rows), (~single, _interval_rows)):
+            if use.any():
+                part = np.zeros((int(use.sum()), 3), np.int64)
+                count(plan, tx[use], ty[use], part)
+                out[use] = part
+        return
     k, g = plan.kept, plan.gaps
     if _interval_ranges(plan, ty) <= INTERVAL_NUMPY_RANGES:
         _interval_rows_numpy(plan, tx, ty, out)
@@ -4258,6 +4266,31 @@ def _interval_rows(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray, out: np.
         k.y0, k.y1, k.start, k.lo, k.hi, g.y0, g.y1, g.start, g.lo, g.hi,
         plan.extent_x, plan.extent_y, np.asarray(tx, np.int64), np.asarray(ty, np.int64), out,
     )  # fmt: skip
+
+
+def _single_rows(plan: _IntervalPlan, ty: np.ndarray) -> np.ndarray:
+    """The tilings whose rows of tiles are single rows (a y tile of 1) of a plan keeping at
+    most one interval a row, with at most one gap a row (hip's `n % 8 == 0 and n <= nq`):
+    `_interval_single_rows` counts them."""
+    return (ty == 1) & (plan.kept.width <= 1) & (plan.gaps.width <= 1)
+
+
+def _interval_single_rows(plan: _IntervalPlan, tx, ty, out) -> None:
+    """`_interval_rows` where each row of tiles is one row with at most one kept interval
+    and one gap (`_single_rows`): a row's non-empty tiles are those its interval [lo, hi]
+    meets, lo // tx .. hi // tx (nothing to unite), so the counts are sums over the stored
+    intervals, O(intervals) per tiling: non-empty tiles, busy points (the last tile short
+    by tiles_x * tx - n_x), and full tiles (every tile but those a gap meets)."""
+    n_x, n_y = plan.extent_x, plan.extent_y
+    k_lo, k_hi = plan.kept.lo.astype(np.int64), plan.kept.hi.astype(np.int64)
+    g_lo, g_hi = plan.gaps.lo.astype(np.int64), plan.gaps.hi.astype(np.int64)
+    for q, t in enumerate(np.asarray(tx).tolist()):
+        tiles_x = -(-n_x // t)
+        last = k_hi // t
+        nonempty = int((last - k_lo // t + 1).sum())
+        busy = nonempty * t - (tiles_x * t - n_x) * int(np.count_nonzero(last == tiles_x - 1))
+        notfull = int((g_hi // t - g_lo // t + 1).sum())
+        out[q] = (nonempty, n_y * tiles_x - notfull, busy)
 
 
 def _interval_ranges(plan: _IntervalPlan, ty: np.ndarray) -> int:
@@ -4273,7 +4306,8 @@ def _loads_kernel(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray) -> bool:
     ranges for numpy, and the kernel not yet loaded in this process."""
     if _interval_rows_kernel.cache_info().currsize:
         return False
-    return _interval_ranges(plan, np.asarray(ty, np.int64)) > INTERVAL_NUMPY_RANGES
+    ty = np.asarray(ty, np.int64)
+    return _interval_ranges(plan, ty[~_single_rows(plan, ty)]) > INTERVAL_NUMPY_RANGES
 
 
 def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:

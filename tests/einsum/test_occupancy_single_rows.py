@@ -1,0 +1,59 @@
+"""Interval plans keeping at most one interval and one gap a row, counted on rows of
+tiles one row tall (`_interval_single_rows`: sums over the stored intervals) against the
+general union of tile ranges (`_interval_rows_numpy`) and a brute-force count."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_occupancy import _check, _drawn_interval_plan, _with_intervals
+
+from einsim import parse_cascade
+from einsim.einsum import resolve_shape
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_single_rows_equal_the_union_of_ranges(data):
+    """Every registry and user mask the intervals take, both orientations: where a plan
+    keeps one interval and one gap a row at most, the sums equal the general count."""
+    with pytest.MonkeyPatch.context() as mp:
+        occ = _with_intervals(mp)
+        plan = _drawn_interval_plan(data, occ)
+        if plan is None:
+            return
+        flipped = occ._interval_transposed(plan)
+        for p in (plan, flipped) if flipped is not None else (plan,):
+            if p.kept.width > 1 or p.gaps.width > 1:
+                continue
+            n = data.draw(st.integers(1, 5))
+            tx = np.array([data.draw(st.integers(1, p.extent_x + 2)) for _ in range(n)])
+            ty = np.ones(n, dtype=np.int64)
+            assert occ._single_rows(p, ty).all()
+            got, want = np.zeros((n, 3), np.int64), np.zeros((n, 3), np.int64)
+            occ._interval_single_rows(p, tx, ty, got)
+            occ._interval_rows_numpy(p, tx, ty, want)
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "mask", ["m % 3 == 0 and m <= p", "p % 3 != 1 and m <= p + 2", "m % 4 == 1 and m + 2 <= p"]
+)
+def test_single_row_tilings_match_brute_force(monkeypatch, mask):
+    """One interval a row (hip's `n % 8 == 0 and n <= nq` in small), query tiles of 1 mixed
+    with taller ones in one call: exact, and the plan takes the single-row sums."""
+    occ = _with_intervals(monkeypatch)
+    c = parse_cascade(f"inputs: Q[e,p], K[e,m]\nmask: {mask}\nQK[m,p] = Q[e,p] * K[e,m]")
+    sizes = resolve_shape(c, {"E": 2, "M": 23, "P": 19, "W": 3})
+    einsum = c.einsums[0]
+    vars_ = occ._mask_vars_of(c, einsum, sizes, einsum.where)
+    plan = occ._interval_plan(c, sizes, einsum.where, vars_)
+    assert plan is not None and plan.kept.width <= 1 and plan.gaps.width <= 1
+    counted = []
+    real = occ._interval_single_rows
+    monkeypatch.setattr(
+        occ, "_interval_single_rows", lambda *a: counted.append(len(a[1])) or real(*a)
+    )
+    tilings = [{"P": 1, "M": 1}, {"P": 1, "M": 4}, {"P": 3, "M": 2}, {"P": 1, "M": 30}, {}]
+    _check(c, sizes, tilings)
+    assert sum(counted) >= 1
