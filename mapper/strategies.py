@@ -378,6 +378,7 @@ class _Visits:
         self.sample = int(np.clip(budget // (2 * len(space.templates)), 128, SAMPLE))
         self._parts: dict[tuple, _PartSample] = {}  # `_part`'s samples
         self._descents: dict[tuple, _Descent] = {}  # `_descend_part`'s, by the sample's key
+        self._seeds: dict[int, tuple] = {}  # `_seed_index`'s, by template identity
         # kernels costed apart where the objective adds over them (`Runner.separable`)
         self._apart = not resample and getattr(run, "separable", False)
 
@@ -465,7 +466,7 @@ class _Visits:
         if size <= PART_SAMPLE:
             rows = np.arange(size)
         else:
-            seeds = template.indices(template.seed_rows())[:, lo : lo + len(shape)]
+            seeds = self._seed_index(template)[:, lo : lo + len(shape)]
             drawn = self.rng.choice(size, PART_SAMPLE, replace=False)
             rows = np.unique(np.concatenate([np.ravel_multi_index(tuple(seeds.T), shape), drawn]))
         if shape:
@@ -479,6 +480,14 @@ class _Visits:
             part, alone, index, totals, scores, order, values, key
         )
         return found
+
+    def _seed_index(self, template) -> np.ndarray:
+        """The value indices of a template's seed rows, worked out once per template (its
+        kernels' samples each take their columns)."""
+        found = self._seeds.get(id(template))
+        if found is None or found[0] is not template:
+            found = self._seeds[id(template)] = (template, template.indices(template.seed_rows()))
+        return found[1]
 
     def _cost_part(self, part, alone, values, index: np.ndarray) -> tuple:
         """(positions of the rows kept, their `KernelTotals`, their terms of the objective)
