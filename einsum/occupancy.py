@@ -1931,7 +1931,8 @@ def _transposed(plan: _AffinePlan) -> _AffinePlan | None:
     if run is None or run[0] > run[1]:
         return None
     xa, xb = run
-    lo, hi = np.clip(lo, 0, None).astype(np.int64), hi.astype(np.int64)
+    lo = np.maximum(lo, 0, out=lo).astype(np.int64, copy=False)  # lo and hi are fresh here
+    hi = hi.astype(np.int64, copy=False)
     return _AffinePlan(plan.y, plan.x, plan.extent_y, plan.extent_x, lo, hi, xa, xb, plan.points)
 
 
