@@ -433,9 +433,10 @@ class _Visits:
             for x, size in zip(samples, sizes, strict=True)
         ]
         index = np.concatenate([x.index[p] for x, p in zip(samples, picks, strict=True)], axis=1)
-        rows, first = np.unique(template.flat(index), return_index=True)
+        every = template.flat(index)
+        _, first = np.unique(every, return_index=True)
         first = np.sort(first)[:n]  # the best combinations first, then the random ones
-        rows = template.flat(index[first])
+        rows = every[first]
         kernels = [x.totals.take(p[first]) for x, p in zip(samples, picks, strict=True)]
         values = self.run.combined(t, rows, kernels)
         i = int(np.argmin(values))
@@ -556,17 +557,13 @@ class _Visits:
                 break
             index = np.concatenate(trials)
             kept, totals, scores = self._cost_part(sample.part, sample.alone, sample.values, index)
-            origin = np.repeat(np.arange(len(trials)), [len(x) for x in trials])[kept]
+            origin = _origins(trials)[kept]
             moved = []
-            for p, (value, _) in enumerate(state.points):  # each descent's best neighbour
-                mine = np.flatnonzero(origin == p)
-                if len(mine):
-                    j = int(mine[np.argmin(scores[mine])])
-                    if scores[j] < value:
-                        moved.append((float(scores[j]), index[kept[j]]))
-                        if scores[j] < state.best[0]:
-                            best = totals.take(np.array([j]))
-                            state.best = (float(scores[j]), index[kept[j]], best)
+            for j in _improving(state.points, origin, scores):
+                moved.append((float(scores[j]), index[kept[j]]))
+                if scores[j] < state.best[0]:
+                    best = totals.take(np.array([j]))
+                    state.best = (float(scores[j]), index[kept[j]], best)
             state.points = moved
         return state.best
 
@@ -594,18 +591,33 @@ class _Visits:
                 return
             rows = template.flat(np.concatenate(trials))
             values = self.run(t, rows)
-            moved, at = [], 0
-            for (value, _), x in zip(points, trials, strict=True):
-                part = values[at : at + len(x)]
-                if len(part):
-                    i = int(np.argmin(part))
-                    if part[i] < value:
-                        moved.append((float(part[i]), int(rows[at + i])))
-                at += len(x)
+            moved = [
+                (float(values[j]), int(rows[j]))
+                for j in _improving(points, _origins(trials), values)
+            ]
             for point in moved:
                 if point[0] < self.best[t][0]:
                     self.best[t] = point
             points = moved
+
+
+def _origins(trials: list[np.ndarray]) -> np.ndarray:
+    """The descent each row of the concatenated `trials` came from."""
+    return np.repeat(np.arange(len(trials)), [len(x) for x in trials])
+
+
+def _improving(points: list[tuple], origin: np.ndarray, values: np.ndarray) -> list[int]:
+    """For each descent (its (value, position) in `points`, in order), the row of its best
+    neighbour (`origin`: the descent of each row; the first of equal values) where that
+    beats its value: the moves of one round of coordinate descent."""
+    out = []
+    for p, (value, _) in enumerate(points):
+        mine = np.flatnonzero(origin == p)
+        if len(mine):
+            j = int(mine[np.argmin(values[mine])])
+            if values[j] < value:
+                out.append(j)
+    return out
 
 
 def _neighbours(template, base: np.ndarray) -> np.ndarray:
