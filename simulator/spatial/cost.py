@@ -1733,9 +1733,7 @@ def evaluate_batch(
         MappingError: a mapping that names unknown Einsums, units, levels or ranks, binds an
             Einsum to a unit lacking one of its operators, or an unknown parameter.
     """
-    options = options or ModelOptions()
-    batch_params, n = _batch_params(mapping, params)
-    arch = _with_arch_params(arch, batch_params)
+    arch, batch_params, n, options = _batch_setup(arch, mapping, params, options)
     mapped = [e for k in mapping.kernels for e in k.einsums]
     missing = [e.output for e in cascade.einsums if e.output not in mapped]
     if missing:
@@ -1898,11 +1896,17 @@ def kernel_totals(
     """The `KernelTotals` of each kernel of `mapping` over a batch (arguments as
     `evaluate_batch`'s); the mapping may hold only some of the cascade's Einsums (one
     kernel of a partial grouping, costed on its own)."""
-    options = options or ModelOptions()
-    batch_params, n = _batch_params(mapping, params)
-    arch = _with_arch_params(arch, batch_params)
+    arch, batch_params, n, options = _batch_setup(arch, mapping, params, options)
     parts = _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options)
     return tuple(part.totals for part in parts)
+
+
+def _batch_setup(arch, mapping, params, options) -> tuple:
+    """(the architecture with the batch's `arch.` numbers, the checked free parameters,
+    the batch's length, the options): what `evaluate_batch` and `kernel_totals` start
+    from."""
+    batch_params, n = _batch_params(mapping, params)
+    return _with_arch_params(arch, batch_params), batch_params, n, options or ModelOptions()
 
 
 @dataclass(frozen=True, slots=True)
