@@ -337,6 +337,11 @@ class Templates(SequenceABC):
             out.append((list(code), np.array(index, dtype=np.int64)))
         return out
 
+    def shared(self, i: int) -> tuple[tuple[str, str], ...]:
+        """Labels every template of template i's grouping has, known without working out
+        its kernels (a partial grouping's fusion and number of kernels); () where none."""
+        return self._blocks[self._locate(i)[0]].shared
+
     def block(self, i: int) -> range:
         """The templates of template i's fusion grouping."""
         b, _ = self._locate(i)
@@ -357,6 +362,7 @@ class _Block:
     build: Callable[[int], Template]
     structure: Callable[[int], tuple[tuple[str, str], ...]] | None  # None: build to know
     factorized: Callable[[str], tuple[list[str], np.ndarray]] | None = None
+    shared: tuple[tuple[str, str], ...] = ()  # labels every template has, known unbuilt
 
 
 def _listed(fusion: str, templates: list[Template]) -> _Block:
@@ -2119,5 +2125,6 @@ def _grouping_block(ctx: _Context, fusion: str, groups: list[list[str]]) -> _Blo
         return _Block(fusion, kernel.count, kernel.template, kernel.structure, kernel.factorized)
     if fusion.startswith("partial") or fusion == "pinned":
         grouping = _PartialGrouping(ctx, fusion, groups)
-        return _Block(fusion, grouping.count, grouping.template, grouping.structure)
+        shared = (("fusion", fusion), ("kernels", str(len(groups))))
+        return _Block(fusion, grouping.count, grouping.template, grouping.structure, None, shared)
     return _listed(fusion, [_unfused_template(ctx, fusion, groups)])

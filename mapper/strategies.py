@@ -12,6 +12,7 @@ costed); a strategy stops when it reaches 0.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import math
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ EXHAUSTIVE_CHUNK = 1 << 18
 BLOCK = 256  # rows per template draw of the random strategy
 REFINED = 8  # templates whose factors greedy refines
 LOCAL_ORDERS = 192  # order moves greedy makes all of; past it, the orders one edit away
+PRUNE_MARGIN = 1 + 1e-12  # float rounding between a sum of kernel terms and their total
 POLISH_TOP = 8  # templates of each fusion move greedy refines before it compares them ...
 POLISH = 6  # ... by at most this many rounds of coordinate descent on their factors ...
 STARTS = 3  # ... from this many of their best sampled rows (distinct objectives)
@@ -115,6 +117,7 @@ class _Moves:
         self._others = {
             d: [i for i, x in enumerate(self.dims) if x not in _TIED.get(d, {d})] for d in self.dims
         }
+        self._compared = {d: {self.dims[i] for i in others} for d, others in self._others.items()}
         self._groupings = self.templates.groupings()
         self._cuts = {f: _cuts(f) for f, _ in self._groupings}
         self._values: list[dict[str, int]] = [{} for _ in self.dims]  # label -> code, per dim
@@ -168,7 +171,15 @@ class _Moves:
         return self._keys[key]
 
     def _same(self, t: int, u: int, d: str) -> list[int]:
-        """The templates of u's grouping whose labels other than d's are t's."""
+        """The templates of u's grouping whose labels other than d's are t's: none where a
+        label the whole grouping shares (`Templates.shared`) differs, without working out
+        the grouping's labels (from the fused or the unfused grouping, no partial grouping
+        has t's number of kernels)."""
+        shared = self.templates.shared(u)
+        if shared:
+            compared, labels = self._compared[d], self.labels(t)
+            if any(labels.get(k, "") != v for k, v in shared if k in compared):
+                return []
         _, mine = self.codes(t)
         block, codes = self.codes(u)
         cols = self._others[d]
@@ -347,6 +358,11 @@ class _PartSample:
     values: tuple  # its columns' values in the grouping's grid
     key: tuple
 
+    @property
+    def least(self) -> float:
+        """Its best sampled term (inf where no row is valid)."""
+        return float(self.scores[self.order[0]]) if len(self.scores) else np.inf
+
 
 @dataclass
 class _Descent:
@@ -382,10 +398,13 @@ class _Visits:
         # kernels costed apart where the objective adds over them (`Runner.separable`)
         self._apart = not resample and getattr(run, "separable", False)
 
-    def visit(self, t: int) -> float:
+    def visit(self, t: int, above: float = np.inf) -> float:
+        """Sample template t once (its best value; a revisit reuses it). `above`: a partial
+        grouping visited apart whose kernels' best sampled terms already add past it is
+        left unvisited (`_visit_apart`; inf returned, nothing recorded)."""
         template = self.space.templates[t]
         if self._apart and len(template.parts) > 1 and not template.absent:
-            return self._visit_apart(t, template)
+            return self._visit_apart(t, template, above)
         size = template.size
         if t in self.best and (size <= self.sample or not self.resample):
             return self.best[t][0]
@@ -407,19 +426,36 @@ class _Visits:
                 self.starts[t] = _distinct_best(values, rows, STARTS)
         return self.best.get(t, (np.inf, 0))[0]
 
-    def _visit_apart(self, t: int, template) -> float:
+    def _visit_apart(self, t: int, template, above: float = np.inf) -> float:
         """Visit a partial grouping's template kernel by kernel: each kernel's grid (its
         columns of t's grid) is sampled and costed on its own, once per search however many
         groupings hold it (`_part`); t is judged by rows that take one sampled row of every
         kernel: the combination of each kernel's `STARTS` best rows (its term of the
         objective is the smallest, and the objective adds over kernels: the best of the
         samples' every combination), and `sample` random combinations. Their totals
-        combine the kernels' costs (`Runner.combined`, exact), with no new costing."""
+        combine the kernels' costs (`Runner.combined`, exact), with no new costing.
+
+        Pruned: the terms are non-negative, so t's judged value is at least the sum of its
+        kernels' best sampled terms. Where the kernels sampled already (in other groupings)
+        add past `above`, t is left unvisited; the others are sampled one at a time while
+        the sum stays at or below it (hyper_attention at 16K: every grouping whose first
+        kernel runs HQ to past HK costs over 3x the best, so the kernels after it are never
+        costed for those groupings)."""
         if t in self.best:
             return self.best[t][0]
         if self.run.remaining <= 0:
             return np.inf
-        samples = [self._part(template, k) for k in range(len(template.parts))]
+        count = len(template.parts)
+        samples = [self._parts_found(template, k) for k in range(count)]
+        least = math.fsum(x.least for x in samples if x is not None)
+        for k in range(count):
+            if least > above * PRUNE_MARGIN:
+                return np.inf
+            if samples[k] is None:
+                samples[k] = self._part(template, k)
+                least += samples[k].least
+        if least > above * PRUNE_MARGIN:
+            return np.inf
         sizes = [len(x.scores) for x in samples]
         if min(sizes) == 0:
             self.best[t] = (np.inf, 0)
@@ -451,16 +487,11 @@ class _Visits:
         as the template prunes them (the part's own checks, `Template.keep_rows`), then
         costed on their own (`Runner.kernel`). Kept per part and values: a kernel recurs
         across groupings."""
-        part = template.parts[k]
-        lo = sum(len(p.names) for p in template.parts[:k])
-        values = template.values[lo : lo + len(part.names)]
-        # the kernel as the grouping runs it: its own loops, the grouping's mapping-wide
-        # switches (skipping empty tiles, batch ranks)
-        mapping = template.mapping
-        key = (id(part), mapping.skip_empty_tiles, mapping.batch, *(v.tobytes() for v in values))
+        part, key, values, lo = self._part_key(template, k)
         found = self._parts.get(key)
         if found is not None and found.part is part:
             return found
+        mapping = template.mapping
         alone = dataclasses.replace(mapping, kernels=(mapping.kernels[k],))
         shape = tuple(len(v) for v in values)
         size = math.prod(shape)
@@ -481,6 +512,23 @@ class _Visits:
             part, alone, index, totals, scores, order, values, key
         )
         return found
+
+    def _part_key(self, template, k: int) -> tuple:
+        """(kernel k of the template, its `_part` key, its columns' values, its first
+        column): the kernel as the grouping runs it, its own loops with the grouping's
+        mapping-wide switches (skipping empty tiles, batch ranks)."""
+        part = template.parts[k]
+        lo = sum(len(p.names) for p in template.parts[:k])
+        values = template.values[lo : lo + len(part.names)]
+        mapping = template.mapping
+        key = (id(part), mapping.skip_empty_tiles, mapping.batch, *(v.tobytes() for v in values))
+        return part, key, values, lo
+
+    def _parts_found(self, template, k: int) -> _PartSample | None:
+        """Kernel k's sample where `_part` has made it already, else None."""
+        part, key, _, _ = self._part_key(template, k)
+        found = self._parts.get(key)
+        return found if found is not None and found.part is part else None
 
     def _seed_index(self, template) -> np.ndarray:
         """The value indices of a template's seed rows, worked out once per template (its
@@ -658,7 +706,11 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     search, however many groupings hold it, and the grouping judged by the combination of
     its kernels' best rows (flexprefill at 1K: 668 kernels costed instead of 1,794 in 598
     visits, and 13.28 -> 7.46 ms found); its refinement descends kernel by kernel, a
-    kernel's descent kept for every grouping that holds it (`_refine_apart`). A change of
+    kernel's descent kept for every grouping that holds it (`_refine_apart`). A fusion
+    move leaves unvisited a grouping whose kernels sampled so far add past the
+    `POLISH_TOP`-th best value of the move (`judge`): it would be neither polished nor
+    chosen (kernels costed: flexprefill at 1K 633 -> 274, hyper_attention at 16K 232 ->
+    159). A change of
     compute structure visits one template per structure: the one with the current loop
     orders where it has them (its own orders are the next moves), not every order of
     every structure. A change of
@@ -684,19 +736,29 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     visits.visit(current)
     polished: set[int] = set()
 
+    def polishable(t: int) -> bool:
+        """Whether a fusion move's polish may refine t (sampled, valid, several kernels)."""
+        return (
+            t in visits.best and t not in polished and np.isfinite(visits.best[t][0])
+            and len(space.templates[t].mapping.kernels) > 1
+        )  # fmt: skip
+
     def judge(found: list[int], fusion: bool) -> None:
         """Sample `found`; of a fusion move, refine the best samples of several kernels a
-        little (`POLISH_TOP`, `POLISH`) before they are compared."""
+        little (`POLISH_TOP`, `POLISH`) before they are compared. A fusion move's grouping
+        whose kernels' best terms add past the `POLISH_TOP`-th best polishable value
+        sampled so far is left unvisited (`_Visits.visit`'s `above`): it would be neither
+        polished nor the move's best."""
+        top: list[float] = []  # the POLISH_TOP best polishable values so far, negated
         for t in found:
             if run.remaining <= 0:
                 break
-            visits.visit(t)
+            above = -top[0] if fusion and len(top) == POLISH_TOP else np.inf
+            value = visits.visit(t, above)
+            if fusion and polishable(t):
+                (heapq.heappush if len(top) < POLISH_TOP else heapq.heappushpop)(top, -value)
         if fusion:
-            sampled = sorted(
-                (visits.best[t][0], t) for t in found
-                if t in visits.best and t not in polished and np.isfinite(visits.best[t][0])
-                and len(space.templates[t].mapping.kernels) > 1
-            )  # fmt: skip
+            sampled = sorted((visits.best[t][0], t) for t in found if polishable(t))
             for value, t in sampled[:POLISH_TOP]:
                 # one round from the best sample; where it helps (the sample is not yet a
                 # local optimum), the other rounds from it and the next best samples

@@ -101,3 +101,73 @@ def test_the_budget_counts_candidates_not_kernels_costed_apart():
     assert result.evaluated <= 30_000
     assert len(result.mapping.kernels) == 2  # a partial grouping beats fused and unfused here
     assert result.gap >= 0
+
+
+def _sum_of_least(visits, template) -> float:
+    """The sum of a template's kernels' best sampled terms (each kernel sampled already)."""
+    return sum(visits._parts_found(template, k).least for k in range(len(template.parts)))
+
+
+def test_a_grouping_is_judged_at_least_its_kernels_best_terms():
+    """What pruning a fusion move's groupings rests on: the terms are non-negative and add
+    over kernels, so a grouping's judged value is at least the sum of its kernels' best."""
+    space = _masked_space()
+    runner = Runner(space, "latency", ModelOptions(), 10**7, None)
+    visits = _Visits(space, runner, np.random.default_rng(2), 10**7, resample=False)
+    starts = [s for _, s in space.templates.groupings() if len(space.templates[s].parts) > 1]
+    checked = 0
+    for t in starts[:8]:
+        value = visits.visit(t)
+        if np.isfinite(value):
+            assert value >= _sum_of_least(visits, space.templates[t])
+            assert value <= _sum_of_least(visits, space.templates[t]) * (1 + 1e-6)
+            checked += 1
+    assert checked >= 3
+
+
+def test_a_grouping_past_the_threshold_costs_nothing():
+    """A grouping whose kernels sampled already add past `above` is left unvisited: no
+    candidate recorded, no kernel costed; under it, it is visited as before."""
+    space = _masked_space()
+    runner = Runner(space, "latency", ModelOptions(), 10**7, None)
+    visits = _Visits(space, runner, np.random.default_rng(3), 10**7, resample=False)
+    starts = [s for _, s in space.templates.groupings() if len(space.templates[s].parts) > 1]
+    first = starts[0]
+    visits.visit(first)
+
+    # another grouping holding one of the kernels sampled (a kernel recurs across groupings)
+    def sampled(t: int) -> bool:
+        template = space.templates[t]
+        return any(visits._parts_found(template, k) for k in range(len(template.parts)))
+
+    again = next(t for t in starts[1:] if sampled(t))
+    template = space.templates[again]
+    known = sum(
+        x.least for k in range(len(template.parts)) if (x := visits._parts_found(template, k))
+    )
+    evaluated, kernel_rows = runner.evaluated, runner.kernel_rows
+    assert visits.visit(again, above=known / 2) == np.inf
+    assert again not in visits.best
+    assert (runner.evaluated, runner.kernel_rows) == (evaluated, kernel_rows)
+    value = visits.visit(again, above=np.inf)
+    assert np.isfinite(value) and again in visits.best
+    assert runner.evaluated > evaluated
+
+
+def test_pruning_leaves_greedy_where_it_was(monkeypatch):
+    """Greedy with its fusion moves pruned finds what it finds with every grouping visited,
+    and costs fewer candidates (hyper_attention: most groupings hold a first kernel that
+    costs several times the best grouping)."""
+    from einsim.mapper import search, strategies
+
+    shape = dict(B=64, H=12, E=64, F=64, M=1024, P=1024)
+    arch = load_architecture("fusemax_cloud")
+    pruned = search(cascade("hyper_attention"), arch, shape, "latency", "greedy")
+    visit_apart = strategies._Visits._visit_apart
+    monkeypatch.setattr(
+        strategies._Visits, "_visit_apart",
+        lambda self, t, template, above=np.inf: visit_apart(self, t, template),
+    )  # fmt: skip
+    every = search(cascade("hyper_attention"), arch, shape, "latency", "greedy")
+    assert pruned.report.latency_s == every.report.latency_s
+    assert pruned.evaluated < every.evaluated
