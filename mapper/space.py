@@ -489,6 +489,32 @@ class _Context:
         return out
 
     @functools.cached_property
+    def einsum_bits(self) -> dict[str, int]:
+        """One bit per Einsum (a set of Einsums as an int: `_edges`)."""
+        return {e.output: 1 << i for i, e in enumerate(self.cascade.einsums)}
+
+    @functools.cached_property
+    def read_edges(self) -> tuple[tuple[int, bool, tuple[str, str]], ...]:
+        """Every read of `read_paths` as (the bits of its source, reader and pass-through
+        Einsums, whether it is loop-carried, (source, reader))."""
+        bit = self.einsum_bits
+        out = []
+        for c, found in self.read_paths.items():
+            for src, loop_carried, through in found:
+                need = bit[src] | bit[c]
+                for t in through:
+                    need |= bit[t]
+                out.append((need, loop_carried, (src, c)))
+        return tuple(out)
+
+    @functools.cached_property
+    def acyclic(self) -> bool:
+        """Whether the forward reads between all the Einsums with work form no cycle: then
+        neither do those of any kernel (a subset of them), and `_group_ranked` need not
+        check each group's."""
+        return not _cyclic(list(self.work), _edges(self, list(self.einsum_bits))[0])
+
+    @functools.cached_property
     def iterative(self) -> frozenset[str]:
         """The Einsums that step through an iterative rank (state carried across it)."""
         return frozenset(e.output for e in self.cascade.einsums if e.iterative_var is not None)
@@ -872,13 +898,16 @@ def _probe(ctx: _Context, unit: str, option: tuple[str, ...]) -> dict[str, float
 def _edges(ctx: _Context, einsums: list[str]) -> tuple[list, list]:
     """(forward, carried) dependency edges between the Einsums with work of a kernel; an
     Einsum without work (a reshape such as BK) passes its inputs through: the reads of
-    `_Context.read_paths` whose source and pass-through Einsums are all in the kernel."""
-    members = set(einsums)
+    `_Context.read_paths` whose source and pass-through Einsums are all in the kernel
+    (`_Context.read_edges`: each read's Einsums as bits, tested against the kernel's)."""
+    bit = ctx.einsum_bits
+    members = 0
+    for e in einsums:
+        members |= bit[e]
     forward, carried = set(), set()
-    for c in members:
-        for src, loop_carried, through in ctx.read_paths.get(c, ()):
-            if src in members and through <= members:
-                (carried if loop_carried else forward).add((src, c))
+    for need, loop_carried, edge in ctx.read_edges:
+        if not need & ~members:
+            (carried if loop_carried else forward).add(edge)
     return sorted(forward), sorted(carried)
 
 
@@ -934,8 +963,9 @@ def schedule_stages(
     near: list[set] = [set() for _ in range(n)]
     for src, dst, into, out in ((*edges[:2], preds, succs), (*edges[2:], cpreds, csuccs)):
         for p, c in zip(src, dst, strict=True):
-            into[c].append((p, on[p] != on[c]))
-            out[p].append((c, on[p] != on[c]))
+            d = on[p] != on[c]
+            into[c].append((p, d))
+            out[p].append((c, d))
             near[p].add(c)
             near[c].add(p)
     # ASAP in a topological order (ties: text order), Kahn's algorithm with a heap
@@ -945,7 +975,11 @@ def schedule_stages(
     placed = 0
     while ready:
         i = heapq.heappop(ready)
-        stage[i] = max([stage[p] + d for p, d in preds[i]], default=0)
+        at = 0  # the latest of its producers' stages (+1 on another unit)
+        for p, d in preds[i]:
+            if stage[p] + d > at:
+                at = stage[p] + d
+        stage[i] = at
         placed += 1
         for c, _ in succs[i]:
             waiting[c] -= 1
@@ -961,14 +995,25 @@ def schedule_stages(
     peaks = [max(row, default=0.0) for row in loads]
     busy = [s for s, row in enumerate(loads) if any(row)]  # the stages with work, ascending
     held = set(busy)
+    last = n - 1
+    # The helpers below are the builtins' max/min written out (the same value, the first of
+    # equal ones): they run hundreds of thousands of times per space.
 
     def limits(e: int) -> tuple[int, int, int, int]:
         """e's legal stages given the others' places: [a0, b0] at lag 0, [a1, b1] at lag 1
         (a consumer after its producer in key order, or in the same stage on the same unit;
         a lagged producer of a carried read before its lag-0 reader, an unlagged reader of
         a carried read after its lagged producer)."""
-        lo = max([key[p] + d for p, d in preds[e]], default=-1)
-        hi = min([key[c] - d for c, d in succs[e]], default=2 * n)
+        lo = -1
+        for p, d in preds[e]:
+            v = key[p] + d
+            if v > lo:
+                lo = v
+        hi = 2 * n
+        for c, d in succs[e]:
+            v = key[c] - d
+            if v < hi:
+                hi = v
         a0, b1 = lo, hi - n
         for p, d in cpreds[e]:
             if key[p] >= n and stage[p] + d > a0:
@@ -976,16 +1021,23 @@ def schedule_stages(
         for c, d in csuccs[e]:
             if key[c] < n and stage[c] - d < b1:
                 b1 = stage[c] - d
-        return max(a0, 0), min(hi, n - 1), max(lo - n, 0), min(b1, n - 1)
+        return (
+            a0 if a0 > 0 else 0,
+            hi if hi < last else last,
+            lo - n if lo > n else 0,
+            b1 if b1 < last else last,
+        )
 
     def released(e: int) -> float:
         """What moving e out releases of its stage's peak (<= 0)."""
-        row, u, we = loads[stage[e]], on[e], w[e]
+        row, we = loads[stage[e]], w[e]
         if len(row) == 2:  # two units, the common case
-            rest = max(row[0] - we, row[1]) if u == 0 else max(row[0], row[1] - we)
-        else:
-            rest = max([x - we if k == u else x for k, x in enumerate(row)])
+            a, b = (row[0] - we, row[1]) if on[e] == 0 else (row[0], row[1] - we)
+            return (b if b > a else a) - peaks[stage[e]]
+        rest = max([x - we if k == on[e] else x for k, x in enumerate(row)])
         return rest - peaks[stage[e]]
+
+    bl, br = bisect.bisect_left, bisect.bisect_right
 
     def best_move(e: int, release: float) -> tuple[float, int, int] | None:
         """(gain, lag, stage) of e's best legal move; None when none gains."""
@@ -993,11 +1045,12 @@ def schedule_stages(
             return None
         s0, u, we = stage[e], on[e], w[e]
         found = None
+        least = -1e-9  # a move gains when it lowers the time by more than this
         a0, b0, a1, b1 = bounds[e]
         for lg, a, b in ((0, a0, b0), (1, a1, b1)):
             if a > b:
                 continue
-            at = busy[bisect.bisect_left(busy, a) : bisect.bisect_right(busy, b)]
+            at = busy[bl(busy, a) : br(busy, b)]
             free = a  # the first empty stage in [a, b]: every empty one gains the same
             while free in held:
                 free += 1
@@ -1007,8 +1060,10 @@ def schedule_stages(
                 if s == s0:
                     continue
                 pk = peaks[s]
-                gain = release + max(pk, loads[s][u] + we) - pk
-                if gain < -1e-9 and (found is None or gain < found[0]):
+                x = loads[s][u] + we
+                gain = release + (x if x > pk else pk) - pk
+                if gain < least:
+                    least = gain
                     found = (gain, lg, s)
         return found
 
@@ -1036,17 +1091,20 @@ def schedule_stages(
                 else:
                     held.add(t)
                     bisect.insort(busy, t)
-        nearby = near[e]
-        for x in nearby:  # their legal stages depend on e's place
-            bounds[x] = limits(x)
-        # The moves that change: e's, its neighbours', those that may move to either stage
-        # (their own aside: a move never targets its own stage), and those in either stage
-        # whose release changed (the loads of its own stage count only through that).
+        changed = {e}  # e, and its neighbours whose legal stages its new place changed
+        for x in near[e]:
+            again = limits(x)
+            if again != bounds[x]:
+                bounds[x] = again
+                changed.add(x)
+        # The moves that change: e's, its neighbours' whose legal stages changed, those that
+        # may move to either stage (their own aside: a move never targets its own stage),
+        # and those in either stage whose release changed (the loads of its own stage count
+        # only through that).
         for x, (a0, b0, a1, b1) in enumerate(bounds):
             at = stage[x]
             if (
-                x == e
-                or x in nearby
+                x in changed
                 or (s1 != at and (a0 <= s1 <= b0 or a1 <= s1 <= b1))
                 or (s != at and (a0 <= s <= b0 or a1 <= s <= b1))
             ):
@@ -1659,7 +1717,7 @@ def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
         cycles = {u: _probe(ctx, u, r) for u, r in spatial}
         bounded.append((_busiest(work, binding, cycles), len(bounded), spatial, binding, cycles))
     ranked = _Ranked(ctx, work, edges, sorted(bounded, key=lambda c: c[:2]))
-    if _cyclic(work, edges[0]):
+    if not ctx.acyclic and _cyclic(work, edges[0]):
         ranked.every()  # the stage scheduler fails on some candidate: as before, now
     return ranked
 
