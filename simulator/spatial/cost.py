@@ -377,6 +377,13 @@ class _Members:
         self.filtered = tuple(
             (e.output, self.ranks[e.output]) for e in chosen if e.where is not None
         )
+        #: the distinct iterated ranks of the filtered members, and each one's among them:
+        #: a plan cuts each distinct set once (`share_plan`)
+        self._filtered_ranks = tuple(dict.fromkeys(ranks for _, ranks in self.filtered))
+        at = {ranks: i for i, ranks in enumerate(self._filtered_ranks)}
+        self._filtered_at = tuple((f, at[ranks]) for f, ranks in self.filtered)
+        self._projected: dict[frozenset, tuple] = {}
+        self._distinct: dict[int, tuple] = {}
         computing = [e for e in chosen if value_ops(e.expr) or e.reduced_vars]
         self.computing_ranks = frozenset(r for e in computing for r in self.ranks[e.output])
         self._roots = {
@@ -411,20 +418,40 @@ class _Members:
             self._einsum_plans[cut] = found
         return found
 
+    def distinct_items(self, plan: tuple) -> tuple:
+        """(Einsum, ranks, (filter token, ranks)) of a plan's items, the first of each
+        (token, ranks) only: `_KernelModel._filtered_share` keys its memo by (level, token,
+        ranks), so a later item of the same pair takes the first's share, and the most of
+        equal shares is that share. By the plan's identity (every plan is held here)."""
+        found = self._distinct.get(id(plan))
+        if found is None or found[0] is not plan:
+            seen: dict[tuple, tuple] = {}
+            for f, ranks in plan:
+                key = (self.tokens[f], ranks)
+                if key not in seen:
+                    seen[key] = (f, ranks, key)
+            found = self._distinct[id(plan)] = (plan, tuple(seen.values()))
+        return found[1]
+
     def share_plan(self, name: str | None, within, cut: frozenset) -> tuple:
         """The (filtered Einsum, ranks its tile is cut along) pairs whose shares `share`
         takes the most of, for the tiles cut along `cut` (see `_KernelModel.share`)."""
         key = (name, within, cut)
         found = self._plans.get(key)
         if found is None:
-            filtered = self.filtered
             if name is not None:
                 cut = cut & self.ranks[name]
                 if name in self.tokens:
-                    filtered = ((name, self.ranks[name]),)
+                    ranks = self.ranks[name]
+                    found = self._plans[key] = ((name, cut & ranks),) if cut & ranks else ()
+                    return found
             else:
                 cut = frozenset(r for r in cut if self._roots.get(r, r) in within)
-            found = tuple((f, cut & ranks) for f, ranks in filtered if cut & ranks)
+            found = self._projected.get(cut)
+            if found is None:  # every filtered member, cut along `cut`: one plan per cut
+                cuts = [cut & ranks for ranks in self._filtered_ranks]
+                found = tuple((f, cuts[i]) for f, i in self._filtered_at if cuts[i])
+                self._projected[cut] = found
             self._plans[key] = found
         return found
 
@@ -554,28 +581,41 @@ class _Reads:
     fetched: bool
 
 
+@functools.lru_cache(maxsize=64)
+def _read_table(cascade: Cascade) -> dict[str, tuple[tuple[str, bool, bool], ...]]:
+    """(reading Einsum, whether one of its reads takes an iterative rank's terminal element,
+    whether one walks the tensor) of each Einsum reading a tensor, in cascade order, by
+    tensor: what `_reads` asks of every group of Einsums, read once per cascade."""
+    table: dict[str, list] = {}
+    for einsum in cascade.einsums:
+        kinds: dict[str, list[bool]] = {}
+        for access in einsum.operands:
+            terminal = cascade.read_kind(einsum, access)[1]
+            seen = kinds.setdefault(access.tensor, [False, False])
+            seen[0 if terminal else 1] = True
+        for tensor, (terminal, fetched) in kinds.items():
+            table.setdefault(tensor, []).append((einsum.output, terminal, fetched))
+    return {tensor: tuple(rows) for tensor, rows in table.items()}
+
+
 @functools.lru_cache(maxsize=4096)
 def _reads(cascade: Cascade, einsums: tuple[str, ...], tensor: str) -> _Reads:
     members = set(einsums)
     producer = cascade.producers.get(tensor)
     readers, terminal, fetched = [], None, False
-    for einsum in cascade.einsums:
-        if einsum.output not in members:
+    for output, terminal_read, walked in _read_table(cascade).get(tensor, ()):
+        if output not in members:
             continue
-        accesses = [a for a in einsum.operands if a.tensor == tensor]
-        if accesses:
-            readers.append(einsum.output)
-        for access in accesses:
-            if cascade.read_kind(einsum, access)[1]:
-                terminal = tuple(
-                    r
-                    for r, it in zip(
-                        cascade.tensor_ranks[tensor], cascade.iterative_dims[tensor], strict=True
-                    )
-                    if not it
+        readers.append(output)
+        if terminal_read:
+            terminal = tuple(
+                r
+                for r, it in zip(
+                    cascade.tensor_ranks[tensor], cascade.iterative_dims[tensor], strict=True
                 )
-            else:
-                fetched = True
+                if not it
+            )
+        fetched = fetched or walked
     here = producer.output if producer is not None and producer.output in members else None
     return _Reads(here, tuple(readers), terminal, fetched)
 
@@ -610,7 +650,12 @@ _NEXT_LANES_ID = itertools.count()
 #: ranks, chained ops, sizes token, options): a search costs the same kernel structure in
 #: many batches and templates. The architecture is keyed by identity (held in the value):
 #: one object in a search, a new one per batch where the batch sets its numbers.
-_EINSUM_PLANS: dict[tuple, tuple[Architecture, dict]] = {}
+_EINSUM_PLANS: dict[tuple, tuple[Architecture, dict, dict]] = {}
+#: {(Einsum, unit name, the unit's spatial ranks): `_EinsumPlan`} by (architecture, cascade,
+#: chained ops, sizes token, options): an Einsum's plan depends on its kernel only through
+#: its unit and what that unit unrolls, so kernels of other groupings share it (the third
+#: item of an `_EINSUM_PLANS` value).
+_UNIT_PLANS: dict[tuple, tuple[Architecture, dict]] = {}
 
 
 class _KernelLayout:
@@ -623,16 +668,11 @@ class _KernelLayout:
     A malformed kernel raises here, before anything is kept (the same `MappingError`s, in
     the same order, as a model built from scratch)."""
 
-    def __init__(self, cascade, arch, kernel: Kernel, sizes, options, skip_empty_tiles, params,
-                 where):  # fmt: skip
+    def __init__(self, cascade, arch, kernel: Kernel, sizes, batch, options, skip_empty_tiles,
+                 params, where):  # fmt: skip
         #: filled on first use (`_KernelModel.footprint_bytes`, `dram_traffic`, `buffer_words`,
         #: `_refetch_factor`, `_fetched_share`), where a model built from scratch computes them
         self.kept_ranks: dict[int, tuple] = {}
-        self.dram_rows: tuple | None = None
-        self.spilled_bytes = 0.0
-        self.buffer_rows: tuple | None = None
-        self.reuse: dict[tuple, tuple] = {}
-        self.fetch_need: dict[tuple, frozenset] = {}
         self.sizes_key = tuple(sizes.items())
         token = _SIZES_TOKENS.get(self.sizes_key)
         if token is None:
@@ -640,6 +680,7 @@ class _KernelLayout:
                 _SIZES_TOKENS.clear()
             token = _SIZES_TOKENS[self.sizes_key] = next(_NEXT_TOKEN)
         self.sizes_token = token
+        self.storage = _storage_rows(arch, cascade, kernel, token, batch)
         self.units = dict(kernel.binding)
         self.keep = dict(kernel.keep)  # `kernel.kept_at`, one dict
         self.offchip = arch.levels[0].name
@@ -648,6 +689,11 @@ class _KernelLayout:
         self.loop_sig = tuple((loop.level, loop.rank) for loop in kernel.loops)
         self.coarse, self.groups_of = _coarse_of(cascade, kernel.einsums, self.sizes_key)
         self.coarse_key = tuple(self.coarse.items())
+        #: `_reuse_plan`s and `_fetch_need`s by their other arguments, shared by the
+        #: kernels with the same loops (level, rank) (`_LOOP_TABLES`)
+        self.reuse, self.fetch_need = _loop_tables(
+            cascade, self.loop_sig, self.offchip, self.coarse_key
+        )
         self.keys = loop_keys(kernel)
         self.levels = [_level_index(arch, loop.level, where) for loop in kernel.loops]
         #: the loops over each rank (indices into kernel.loops, outer first)
@@ -664,8 +710,17 @@ class _KernelLayout:
         if held is None or held[0] is not arch:
             if len(_EINSUM_PLANS) >= 1 << 12:
                 _EINSUM_PLANS.clear()
-            held = _EINSUM_PLANS[key] = (arch, {})
+            by = (id(arch), cascade, kernel.chained_ops, self.sizes_token, options)
+            shared = _UNIT_PLANS.get(by)
+            if shared is None or shared[0] is not arch:
+                if len(_UNIT_PLANS) >= 1 << 10:
+                    _UNIT_PLANS.clear()
+                shared = _UNIT_PLANS[by] = (arch, {})
+            held = _EINSUM_PLANS[key] = (arch, {}, shared[1])
         self.einsum_plans: dict[str, _EinsumPlan] = held[1]
+        self.unit_plans: dict[tuple, _EinsumPlan] = held[2]
+        #: the ranks each unit unrolls (`kernel.spatial` as a dict)
+        self.spatial_of = dict(kernel.spatial)
 
     def _spatial(self, arch, kernel: Kernel, sizes, params, where) -> None:
         """`spatial_defaults` and `spatial_checks`: (rank, parameter, smallest dimension,
@@ -726,6 +781,53 @@ class _KernelLayout:
         )
 
 
+class _StorageRows:
+    """A kernel's off-chip and on-chip rows (`_KernelModel._dram_rows`, `_buffer_rows`) and
+    spilled bytes, filled on first use: they depend on its Einsums, what it keeps where, its
+    spill fraction, the sizes and batch multiplier and the architecture, not on its loops,
+    so the kernels of a search that differ only in loops share them (`_STORAGE`)."""
+
+    __slots__ = ("buffer_rows", "dram_rows", "spilled_bytes")
+
+    def __init__(self):
+        self.dram_rows: tuple | None = None
+        self.spilled_bytes = 0.0
+        self.buffer_rows: tuple | None = None
+
+
+#: (architecture, `_StorageRows`) by (architecture identity, cascade, Einsums, keep, spill
+#: fraction, sizes token, batch multiplier).
+_STORAGE: dict[tuple, tuple[Architecture, _StorageRows]] = {}
+
+
+def _storage_rows(arch, cascade, kernel: Kernel, token: int, batch) -> _StorageRows:
+    """`_STORAGE`' entry of a kernel."""
+    key = (id(arch), cascade, kernel.einsums, kernel.keep, kernel.spill_fraction, token, batch)
+    held = _STORAGE.get(key)
+    if held is None or held[0] is not arch:
+        if len(_STORAGE) >= 1 << 12:
+            _STORAGE.clear()
+        held = _STORAGE[key] = (arch, _StorageRows())
+    return held[1]
+
+
+#: (`_reuse_plan`s, `_fetch_need`s) by (cascade, loops (level, rank), off-chip level, coarse
+#: ranks): what a kernel's re-fetches depend on apart from its factors, shared by the many
+#: kernels of a search with the same loops (`_KernelLayout.reuse`, `.fetch_need`).
+_LOOP_TABLES: dict[tuple, tuple[dict, dict]] = {}
+
+
+def _loop_tables(cascade, loop_sig: tuple, offchip: str, coarse_key: tuple) -> tuple[dict, dict]:
+    """`_LOOP_TABLES`' entry of a kernel's loops."""
+    key = (cascade, loop_sig, offchip, coarse_key)
+    found = _LOOP_TABLES.get(key)
+    if found is None:
+        if len(_LOOP_TABLES) >= 1 << 12:
+            _LOOP_TABLES.clear()
+        found = _LOOP_TABLES[key] = ({}, {})
+    return found
+
+
 #: By the identities of (kernel, architecture, sizes, cascade), the batch multiplier, the
 #: options and skipping: (the objects, held; the kernel's loop parameter names; its
 #: `_KernelLayout`s by which of those names the batch sets). Only a loop's parameter changes
@@ -754,7 +856,7 @@ def _layout(cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, para
     layout = held[5].get(given)
     if layout is None:
         layout = held[5][given] = _KernelLayout(
-            cascade, arch, kernel, sizes, options, skip_empty_tiles, params, where
+            cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, params, where
         )
     return layout
 
@@ -801,6 +903,9 @@ class _KernelModel:
         self._lanes_memo: dict = {}
         self._unrolled_memo: dict[tuple, tuple] = {}
         self._rows_cut_memo: dict[tuple, np.ndarray | None] = {}
+        #: (share, share where cut else -inf, whether some row is cut) by (level, (filter
+        #: token, ranks)): `_plan_share`'s terms, shared by the plans holding the item
+        self._taken_memo: dict[tuple, tuple] = {}
         layout = _layout(
             cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, params, where
         )
@@ -1085,8 +1190,13 @@ class _KernelModel:
     def _einsum_plan(self, name: str) -> _EinsumPlan:
         """What `einsum_cycles` of `name` needs apart from the tiling (`_EinsumPlan`), kept
         in the plans this kernel's structure shares across batches (`_EINSUM_PLANS`)."""
-        einsum = self.cascade.einsum(name)
         unit_name = self._units.get(name)
+        shared = (name, unit_name, self._layout.spatial_of.get(unit_name, ()))
+        plan = self._layout.unit_plans.get(shared)
+        if plan is not None:
+            self._einsum_plans[name] = plan
+            return plan
+        einsum = self.cascade.einsum(name)
         chained, drop = self.kernel.chained_ops, self.options.drop_exp_energy
         key = (self.cascade, name, self._sizes_token, unit_name, chained, drop)
         ops, work = _WORK.get(key, (None, None))
@@ -1095,7 +1205,7 @@ class _KernelModel:
             _WORK[key] = (_IDLE, None)
         if ops is _IDLE:
             plan = _EinsumPlan(einsum, unit_name, None, None, (), False)
-            self._einsum_plans[name] = plan
+            self._einsum_plans[name] = self._layout.unit_plans[shared] = plan
             return plan
         if unit_name is None:
             raise MappingError(f"{self.where}einsum {name} has operations but no binding")
@@ -1124,13 +1234,13 @@ class _KernelModel:
         plan = _EinsumPlan(
             einsum, unit_name, unit, work, lanes_key, fill_drain, ranks, parts, lanes_id
         )
-        self._einsum_plans[name] = plan
+        self._einsum_plans[name] = self._layout.unit_plans[shared] = plan
         return plan
 
     def _spatial_ranks(self, unit: ComputeUnit, einsum) -> list[str]:
         """The ranks of `einsum` unrolled on `unit`, in the unit's dimension order."""
         iterated = self.members.ranks[einsum.output]
-        return [r for r in dict(self.kernel.spatial).get(unit.name, ()) if r in iterated]
+        return [r for r in self._layout.spatial_of.get(unit.name, ()) if r in iterated]
 
     def _lanes(self, plan: _EinsumPlan):
         """(cycles per lane-op = padding / lanes used, share of the unit's PEs doing useful
@@ -1273,14 +1383,20 @@ class _KernelModel:
         has costed alone (1 where no item cuts, the empty plan's), whatever the batch.
         Without that, flexprefill's fused block estimate at 16K priced a row's softmax
         Einsums 1.97x higher in a batch whose other rows cut a rank it held whole."""
-        shares = [self._filtered_share(level_index, *item) for item in plan]
-        cuts = [self._rows_cut(level_index, ranks) for _, ranks in plan]
-        if all(c is None for c in cuts):
-            return _most(shares)
-        taken = [
-            s if c is None else np.where(c, s, -np.inf) for s, c in zip(shares, cuts, strict=True)
-        ]
-        most = functools.reduce(np.maximum, taken)
+        items = self.members.distinct_items(plan)
+        taken_memo, taken, cut_any = self._taken_memo, [], False
+        for name, ranks, key in items:  # `_filtered_share` of each, and the rows it cuts
+            found = taken_memo.get((level_index, key))
+            if found is None:
+                share = self._filtered_share(level_index, name, ranks)
+                cut = self._rows_cut(level_index, ranks)
+                held = share if cut is None else np.where(cut, share, -np.inf)
+                found = taken_memo[(level_index, key)] = (share, held, cut is not None)
+            taken.append(found)
+            cut_any = cut_any or found[2]
+        if not cut_any:
+            return _most([share for share, _, _ in taken])
+        most = functools.reduce(np.maximum, [held for _, held, _ in taken])
         return np.where(most == -np.inf, 1.0, most)
 
     def _rows_cut(self, level_index: int, ranks: frozenset):
@@ -1348,7 +1464,7 @@ class _KernelModel:
 
     def dram_traffic(self) -> dict[str, np.ndarray | float]:
         """Bytes moved to and from off-chip memory per tensor."""
-        rows = self._layout.dram_rows
+        rows = self._layout.storage.dram_rows
         if rows is None:
             rows = self._dram_rows()
         traffic: dict = {}
@@ -1360,7 +1476,7 @@ class _KernelModel:
                 factor = factor * self._fetched_share(ranks, kept)
             traffic[tensor] = elements * factor * word_bytes
         if self.kernel.spill_fraction:
-            traffic["(spill)"] = self._layout.spilled_bytes
+            traffic["(spill)"] = self._layout.storage.spilled_bytes
         return traffic
 
     def _dram_rows(self) -> tuple:
@@ -1392,8 +1508,8 @@ class _KernelModel:
                 reads = len(set(self.cascade.graph.successors(tensor)) & members)
                 spilled += self._elements(tensor) * (1 + reads)
             spilled = spilled * self.kernel.spill_fraction * self.arch.word_bytes
-            self._layout.spilled_bytes = spilled
-        self._layout.dram_rows = rows
+            self._layout.storage.spilled_bytes = spilled
+        self._layout.storage.dram_rows = rows
         return rows
 
     def buffer_words(self, dram: dict) -> dict[str, dict]:
@@ -1407,7 +1523,7 @@ class _KernelModel:
         rank fetches that slice once. `dram` is this kernel's `dram_traffic()`.
         """
         array = len(self.arch.levels)  # a skipped tile touches no buffer
-        levels = self._layout.buffer_rows
+        levels = self._layout.storage.buffer_rows
         if levels is None:
             levels = self._buffer_rows()
         word_bytes = self.arch.word_bytes
@@ -1458,7 +1574,7 @@ class _KernelModel:
                      terminal, use.fetched)
                 )  # fmt: skip
             levels.append((level.name, tuple(rows)))
-        levels = self._layout.buffer_rows = tuple(levels)
+        levels = self._layout.storage.buffer_rows = tuple(levels)
         return levels
 
     def _refetch(self, ranks: tuple[str, ...], kept_or_output: bool, offchip_only=True):
