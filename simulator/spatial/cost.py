@@ -382,15 +382,15 @@ class _Members:
         self._filtered_ranks = tuple(dict.fromkeys(ranks for _, ranks in self.filtered))
         at = {ranks: i for i, ranks in enumerate(self._filtered_ranks)}
         self._filtered_at = tuple((f, at[ranks]) for f, ranks in self.filtered)
-        self._projected: dict[frozenset, tuple] = {}
-        self._distinct: dict[int, tuple] = {}
+        self._projected: dict[frozenset, _SharePlan] = {}
+        self._plan_objects: dict[tuple, _SharePlan] = {}
         computing = [e for e in chosen if value_ops(e.expr) or e.reduced_vars]
         self.computing_ranks = frozenset(r for e in computing for r in self.ranks[e.output])
         self._roots = {
             r: (part.rank if (part := cascade.partition_of.get(r)) is not None else r)
             for r in self.all_ranks
         }
-        self._plans: dict[tuple, tuple] = {}
+        self._plans: dict[tuple, _SharePlan] = {}
         self._einsum_plans: dict[frozenset, tuple] = {}
         self._cascade = cascade
         self._reads: dict[str, _Reads] = {}
@@ -410,7 +410,7 @@ class _Members:
             found = self._roles[kept] = _tensor_roles(self._cascade, self.names, kept)
         return found
 
-    def einsum_plans(self, cut: frozenset) -> tuple[tuple, ...]:
+    def einsum_plans(self, cut: frozenset) -> tuple[_SharePlan, ...]:
         """`share_plan(name, None, cut)` of every member, in the kernel's order."""
         found = self._einsum_plans.get(cut)
         if found is None:
@@ -418,22 +418,7 @@ class _Members:
             self._einsum_plans[cut] = found
         return found
 
-    def distinct_items(self, plan: tuple) -> tuple:
-        """(Einsum, ranks, (filter token, ranks)) of a plan's items, the first of each
-        (token, ranks) only: `_KernelModel._filtered_share` keys its memo by (level, token,
-        ranks), so a later item of the same pair takes the first's share, and the most of
-        equal shares is that share. By the plan's identity (every plan is held here)."""
-        found = self._distinct.get(id(plan))
-        if found is None or found[0] is not plan:
-            seen: dict[tuple, tuple] = {}
-            for f, ranks in plan:
-                key = (self.tokens[f], ranks)
-                if key not in seen:
-                    seen[key] = (f, ranks, key)
-            found = self._distinct[id(plan)] = (plan, tuple(seen.values()))
-        return found[1]
-
-    def share_plan(self, name: str | None, within, cut: frozenset) -> tuple:
+    def share_plan(self, name: str | None, within, cut: frozenset) -> _SharePlan:
         """The (filtered Einsum, ranks its tile is cut along) pairs whose shares `share`
         takes the most of, for the tiles cut along `cut` (see `_KernelModel.share`)."""
         key = (name, within, cut)
@@ -443,17 +428,46 @@ class _Members:
                 cut = cut & self.ranks[name]
                 if name in self.tokens:
                     ranks = self.ranks[name]
-                    found = self._plans[key] = ((name, cut & ranks),) if cut & ranks else ()
+                    pairs = ((name, cut & ranks),) if cut & ranks else ()
+                    found = self._plans[key] = self._interned(pairs)
                     return found
             else:
                 cut = frozenset(r for r in cut if self._roots.get(r, r) in within)
             found = self._projected.get(cut)
             if found is None:  # every filtered member, cut along `cut`: one plan per cut
                 cuts = [cut & ranks for ranks in self._filtered_ranks]
-                found = tuple((f, cuts[i]) for f, i in self._filtered_at if cuts[i])
-                self._projected[cut] = found
+                pairs = tuple((f, cuts[i]) for f, i in self._filtered_at if cuts[i])
+                found = self._projected[cut] = self._interned(pairs)
             self._plans[key] = found
         return found
+
+    def _interned(self, pairs: tuple) -> _SharePlan:
+        """The `_SharePlan` of (filtered Einsum, cut ranks) pairs, one object per distinct
+        list of items: the first pair of each (filter token, ranks) only, since
+        `_KernelModel._filtered_share` keys its memo by (level, token, ranks) (a later pair
+        takes the first's share) and the most of equal shares is that share."""
+        seen: dict[tuple, tuple] = {}
+        for f, ranks in pairs:
+            key = (self.tokens[f], ranks)
+            if key not in seen:
+                seen[key] = (f, ranks, key)
+        items = tuple(seen.values())
+        found = self._plan_objects.get(items)
+        if found is None:
+            found = self._plan_objects[items] = _SharePlan(items)
+        return found
+
+
+class _SharePlan:
+    """What `_KernelModel._plan_share` takes the most of: `items`, (filtered Einsum, ranks
+    its tile is cut along, (its filter token, those ranks)) each. One object per distinct
+    items of a `_Members` (`_Members._interned`), hashed by identity: the models' memos key
+    by it without hashing the items."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple):
+        self.items = items
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1105,8 +1119,9 @@ class _KernelModel:
         return _count(self.loop_factors) * self.batch
 
     # -- compute ----------------------------------------------------------------------
-    def einsum_rows(self) -> dict[str, dict]:
-        """`einsum_cycles` of every Einsum of the kernel, by name (in the kernel's order).
+    def einsum_rows(self, report: bool = True) -> dict[str, dict]:
+        """`einsum_cycles` of every Einsum of the kernel, by name (in the kernel's order);
+        without `report`, only each one's unit, cycles and energy (a kernel's totals).
 
         The share of each Einsum with work is `share(array level, name)`, its plan taken
         from the plans of all members at once (`_Members.einsum_plans`), one Einsum after
@@ -1117,7 +1132,8 @@ class _KernelModel:
         rows = {}
         if not self._skipping:
             for name in names:
-                rows[name] = self._einsum_row(name, plans.get(name) or self._einsum_plan(name), 1.0)
+                plan = plans.get(name) or self._einsum_plan(name)
+                rows[name] = self._einsum_row(name, plan, 1.0, report)
             return rows
         array = len(self.arch.levels)
         shares = self._shares
@@ -1125,7 +1141,7 @@ class _KernelModel:
         for name, share_plan in zip(names, share_plans, strict=True):
             plan = plans.get(name) or self._einsum_plan(name)
             if plan.work is None:
-                rows[name] = self._einsum_row(name, plan, 1.0)
+                rows[name] = self._einsum_row(name, plan, 1.0, report)
                 continue
             key = (array, name, None)
             share = shares.get(key)
@@ -1135,7 +1151,7 @@ class _KernelModel:
                 if share is None:
                     share = shares[held] = self._plan_share(array, share_plan)
                 shares[key] = share
-            rows[name] = self._einsum_row(name, plan, share)
+            rows[name] = self._einsum_row(name, plan, share, report)
         return rows
 
     def einsum_cycles(self, name: str, share=None) -> dict:
@@ -1151,10 +1167,13 @@ class _KernelModel:
         plan = self._einsum_plans.get(name) or self._einsum_plan(name)
         return self._einsum_row(name, plan, share)
 
-    def _einsum_row(self, name: str, plan: _EinsumPlan, share) -> dict:
-        """`einsum_cycles` of Einsum `name`, its plan known."""
+    def _einsum_row(self, name: str, plan: _EinsumPlan, share, report: bool = True) -> dict:
+        """`einsum_cycles` of Einsum `name`, its plan known (`report` False: its unit, cycles
+        and energy only, what a kernel's totals take)."""
         work = plan.work
         if work is None:
+            if not report:
+                return {"unit": plan.unit_name or "", "cycles": 0.0, "energy_pj": 0.0}
             return {
                 "einsum": name,
                 "unit": plan.unit_name or "",
@@ -1168,12 +1187,15 @@ class _KernelModel:
         lanes = self._lanes_memo.get(plan.lanes_id)
         per_lane, useful_fraction = lanes or self._lanes(plan)
         # scalars first: each product with a batch array is a pass over n rows
-        busy = work.dense_cycles * batch * share * per_lane
-        kept = busy if work.kept_cycles is None else work.kept_cycles * batch * per_lane
+        busy = dense = work.dense_cycles * batch * share * per_lane
         if plan.fill_drain:
             fill_drain = self._fill_drain_cycles(plan.unit, plan.einsum)
             if _any(fill_drain):
                 busy = busy + fill_drain * share
+        energy = batch * work.energy_pj * share
+        if not report:
+            return {"unit": plan.unit_name, "cycles": busy, "energy_pj": energy}
+        kept = dense if work.kept_cycles is None else work.kept_cycles * batch * per_lane
         return {
             "einsum": name,
             "unit": plan.unit_name,
@@ -1182,7 +1204,7 @@ class _KernelModel:
             # PE-cycles doing useful work (fill, drain and masked points are idle PEs).
             "useful_cycles": kept * useful_fraction,
             # Share of the unit's PEs doing useful work while the Einsum runs.
-            "energy_pj": batch * work.energy_pj * share,
+            "energy_pj": energy,
             # Operators the unit lacks, run lowered (simulator/lowering.py).
             "lowered": work.lowered,
         }
@@ -1375,7 +1397,7 @@ class _KernelModel:
             found = self._share_memo[key] = share if varying else float(share[0])
         return found
 
-    def _plan_share(self, level_index: int, plan: tuple):
+    def _plan_share(self, level_index: int, plan: _SharePlan):
         """The most of the shares of a plan's (filtered Einsum, ranks cut) items, each taken
         in the rows whose tile it cuts: the plan is the batch's (`tile_extents` holds a rank
         that any row cuts), and a row that holds all of an item's ranks whole cuts none of
@@ -1383,9 +1405,8 @@ class _KernelModel:
         has costed alone (1 where no item cuts, the empty plan's), whatever the batch.
         Without that, flexprefill's fused block estimate at 16K priced a row's softmax
         Einsums 1.97x higher in a batch whose other rows cut a rank it held whole."""
-        items = self.members.distinct_items(plan)
         taken_memo, taken, cut_any = self._taken_memo, [], False
-        for name, ranks, key in items:  # `_filtered_share` of each, and the rows it cuts
+        for name, ranks, key in plan.items:  # `_filtered_share` of each, and the rows it cuts
             found = taken_memo.get((level_index, key))
             if found is None:
                 share = self._filtered_share(level_index, name, ranks)
@@ -2013,7 +2034,7 @@ def kernel_totals(
     `evaluate_batch`'s); the mapping may hold only some of the cascade's Einsums (one
     kernel of a partial grouping, costed on its own)."""
     arch, batch_params, n, options = _batch_setup(arch, mapping, params, options)
-    parts = _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options)
+    parts = _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options, report=False)
     return tuple(part.totals for part in parts)
 
 
@@ -2037,8 +2058,11 @@ class _KernelPart:
     problems: list
 
 
-def _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options) -> list[_KernelPart]:
-    """Cost each kernel of `mapping` on its own (`_KernelModel`)."""
+def _kernel_parts(
+    cascade, arch, mapping, shape, batch_params, n, options, report: bool = True
+) -> list[_KernelPart]:
+    """Cost each kernel of `mapping` on its own (`_KernelModel`); without `report`, only
+    each one's totals (its report rows empty: `kernel_totals`)."""
     # One rule (simulator/shape.py): a rank the cascade iterates is priced by it, never
     # also a batch multiplier; outer ranks are the mapping's batch ranks it does not know.
     sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
@@ -2051,7 +2075,7 @@ def _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options) -> li
             skip_empty_tiles=mapping.skip_empty_tiles,
         )  # fmt: skip
         problems = list(model.problems)
-        per = model.einsum_rows()
+        per = model.einsum_rows(report)
         unit_cycles: dict = {}
         for row in per.values():
             if row["unit"]:
@@ -2065,7 +2089,6 @@ def _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options) -> li
         traffic = model.dram_traffic()
         bytes_moved = sum(traffic.values())
         memory = bytes_moved / dram.bandwidth_bytes_per_cycle
-        useful = [(row["unit"], row["useful_cycles"]) for row in per.values() if row["unit"]]
         energy = {
             "compute": sum(row["energy_pj"] for row in per.values()),
             dram.name: bytes_moved * (dram.read_pj_per_byte + dram.write_pj_per_byte) / 2,
@@ -2084,6 +2107,10 @@ def _kernel_parts(cascade, arch, mapping, shape, batch_params, n, options) -> li
             kernel.name, np.maximum(compute, memory), memory, unit_cycles, energy, traffic,
             ~invalid, factors,
         )  # fmt: skip
+        if not report:
+            parts.append(_KernelPart(totals, [], {}, [], {}, problems))
+            continue
+        useful = [(row["unit"], row["useful_cycles"]) for row in per.values() if row["unit"]]
         row = {"kernel": kernel.name, "compute_cycles": compute, "memory_cycles": memory,
                "tiles": model.tiles}  # fmt: skip
         einsums = [
