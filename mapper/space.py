@@ -489,6 +489,11 @@ class _Context:
         return out
 
     @functools.cached_property
+    def columns(self) -> dict[str, int]:
+        """Each Einsum with work's column in the probe tables (`_probe_row`)."""
+        return {e: i for i, e in enumerate(self.work)}
+
+    @functools.cached_property
     def einsum_bits(self) -> dict[str, int]:
         """One bit per Einsum (a set of Einsums as an int: `_edges`)."""
         return {e.output: 1 << i for i, e in enumerate(self.cascade.einsums)}
@@ -791,29 +796,37 @@ def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bin
     Einsums placed longest first on their fastest unit (ties: least loaded, then first
     listed), vectorized over the distinct combinations of probed cycles: the same
     floating-point sums in the same order, so the same bindings and loads."""
-    column = {e: i for i, e in enumerate(ctx.work)}
-    columns = [column[e] for e in work]
+    columns = [ctx.columns[e] for e in work]
     tables, inverse = [], []
     for u in units:
         distinct, index = _probe_table(ctx, u, options[u])
         table, fold = _distinct_rows(distinct[:, columns])
         tables.append(table)
         inverse.append(fold[index])
-    choice = np.indices([len(x) for x in inverse]).reshape(len(units), -1).T
-    of = np.ravel_multi_index(
-        tuple(inverse[k][choice[:, k]] for k in range(len(units))), [len(t) for t in tables]
-    )
-    combos = np.indices([len(t) for t in tables]).reshape(len(units), -1).T
-    cycles = np.stack([t[combos[:, k]] for k, t in enumerate(tables)], axis=1)
-    fastest = cycles.min(axis=1)
+    k, n_work = len(units), len(work)
+    sizes = [len(t) for t in tables]
+    choice = np.indices([len(x) for x in inverse]).reshape(k, -1).T
+    of = np.ravel_multi_index(tuple(inverse[j][choice[:, j]] for j in range(k)), sizes)
+    # every combination of the units' tables (the first unit's slowest), by broadcasting
+    cycles = np.empty((*sizes, k, n_work))
+    for j, t in enumerate(tables):
+        shape = [1] * k + [n_work]
+        shape[j] = sizes[j]
+        cycles[(slice(None),) * k + (j,)] = t.reshape(shape)
+    cycles = cycles.reshape(-1, k, n_work)
+    fastest = functools.reduce(np.minimum, [cycles[:, j] for j in range(k)])
     placed = np.argsort(-fastest, axis=1, kind="stable")
-    # in placement order: each Einsum's cycles per unit, and the units it is tied on
-    here = np.take_along_axis(cycles, placed[:, None, :], axis=2)
-    tied = here <= (np.take_along_axis(fastest, placed, axis=1) * (1 + 1e-9))[:, None, :]
-    place = _place_each if len(combos) <= PLACE_EACH_COMBOS else _place_rows
+    # in placement order: each Einsum's cycles per unit, and the units it is tied on (flat
+    # indices into the rows: numpy's take_along_axis, without its index arrays)
+    rows = np.arange(len(cycles))[:, None]
+    offsets = (rows * (k * n_work))[:, :, None] + (np.arange(k) * n_work)[None, :, None]
+    here = cycles.reshape(-1).take(offsets + placed[:, None, :])
+    at = rows * n_work + placed  # the same, into `fastest` and `unit`
+    tied = here <= (fastest.reshape(-1).take(at) * (1 + 1e-9))[:, None, :]
+    place = _place_each if len(cycles) <= PLACE_EACH_COMBOS else _place_rows
     picks, load = place(here, tied)
     unit = np.empty_like(picks)
-    np.put_along_axis(unit, placed, picks, axis=1)
+    unit.reshape(-1)[at.reshape(-1)] = picks.reshape(-1)
     return _Bindings(choice, of, cycles, unit, placed, load)
 
 
@@ -1255,13 +1268,15 @@ def _kernel_memory(ctx: _Context, name: str, einsums: list[str], compute: Comput
     # the arrays' own iteration (no buffer-level loop): tiling it is a choice, not a given.
     # Alone in its kernel, an Einsum may stream a rank it does not unroll whole through the
     # arrays (K of an output-stationary GEMM): a loop over it would split every fold.
-    unrolled = {r for _, rs in compute.spatial for r in rs}
-    optional = [
-        r
-        for r in tiled
-        if (fused and 2 * sum(r in ctx.iterated(e) for e in work) < len(work))
-        or (not fused and r not in unrolled)
-    ]
+    if fused:
+        iterating: dict[str, int] = {}  # per rank, how many of the Einsums iterate it
+        for e in work:
+            for r in ctx.iterated(e):
+                iterating[r] = iterating.get(r, 0) + 1
+        optional = [r for r in tiled if 2 * iterating.get(r, 0) < len(work)]
+    else:
+        unrolled = {r for _, rs in compute.spatial for r in rs}
+        optional = [r for r in tiled if r not in unrolled]
     # state carried across the loop over its iterative rank
     required = {e for e in einsums if e in ctx.iterative} if fused else set()
     spread = multipass - whole  # an intermediate over such a rank read in the kernel
@@ -1691,12 +1706,12 @@ def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
         binding = {e: u for e, u in whole.binding if e in members}
         used = set(binding.values())
         spatial = tuple((u, r) for u, r in whole.spatial if u in used)
-        candidates.setdefault((spatial, tuple(sorted(binding.items()))), binding)
+        candidates.setdefault((spatial, tuple(binding[e] for e in work)), binding)
     units = [u.name for u in ctx.arch.units if any(u.name in ctx.supported[e] for e in work)]
     options = {u: _spatial_options(ctx, u, work) for u in units}
     units = [u for u in units if options[u]]
     table = _bindings(ctx, work, units, options)
-    busiest = table.loads().max(axis=1)  # the loads summed in placement order, as ranked
+    busiest = table.load.max(axis=1)[table.of]  # loads summed in placement order, as ranked
     # the TOP_COMPUTE first by (busiest, unrolling text) lie among those at most the
     # TOP_COMPUTE-th smallest busiest: only those are made into structures and sorted
     top = min(TOP_COMPUTE, len(busiest))
@@ -1709,8 +1724,8 @@ def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
         kept = tuple((u, options[u][choice[k]]) for k, u in enumerate(units) if u in used)
         ranked.append((float(busiest[c]), str(kept), kept, binding))
     ranked.sort(key=lambda item: (item[0], item[1]))
-    for _, _, kept, binding in ranked[:TOP_COMPUTE]:
-        candidates.setdefault((kept, tuple(sorted(binding.items()))), binding)
+    for _, _, kept, binding in ranked[:TOP_COMPUTE]:  # every binding binds exactly `work`
+        candidates.setdefault((kept, tuple(binding[e] for e in work)), binding)
     edges = _edges(ctx, einsums)
     bounded = []
     for (spatial, _), binding in candidates.items():
