@@ -1765,13 +1765,28 @@ def _sizes_and_batch(
     return found
 
 
+#: (mapping, its `parameter_names`, those as a set) by the mapping's identity: a search
+#: costs each template's mapping in many batches.
+_PARAMETER_NAMES: dict[int, tuple[Mapping, list[str], set[str]]] = {}
+
+
+def _parameter_names(mapping: Mapping) -> tuple[list[str], set[str]]:
+    """`parameter_names(mapping)` and its set, once per mapping object (`_PARAMETER_NAMES`)."""
+    held = _PARAMETER_NAMES.get(id(mapping))
+    if held is None or held[0] is not mapping:
+        if len(_PARAMETER_NAMES) >= 1 << 12:
+            _PARAMETER_NAMES.clear()
+        known = parameter_names(mapping)
+        held = _PARAMETER_NAMES[id(mapping)] = (mapping, known, set(known))
+    return held[1], held[2]
+
+
 def _batch_params(mapping: Mapping, params) -> tuple[dict[str, np.ndarray], int]:
     """Validate free parameters: known names, positive numbers (integers but for capacities
     and bandwidths), one common length."""
     if not params:
         return {}, 1
-    known = parameter_names(mapping)
-    names = set(known)
+    known, names = _parameter_names(mapping)
     out: dict[str, np.ndarray] = {}
     n = 1
     for key, values in params.items():

@@ -21,6 +21,7 @@ SHAPE = dict(B=1, H=2, E=4, F=3, M=32, P=32)
 TABLES = (
     *("_SHARES", "_EINSUM_PLANS", "_UNIT_PLANS", "_LAYOUTS", "_LOOP_TABLES", "_STORAGE"),
     *("_WORK", "_ELEMENTS", "_SIZED", "_AREAS", "_LANES_IDS", "_SIZES_TOKENS"),
+    "_PARAMETER_NAMES",
 )
 MEMOIZED = (
     *("_members", "_coarse_of", "_reads", "_read_table", "_tensor_roles", "_reuse_plan"),
