@@ -1463,16 +1463,25 @@ def _dnf(expr: Expr) -> list[list[Expr]] | None:
 
 
 def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, hi) per y of the x with every `a*x + rest(y) op 0` of `bounds` (empty: lo > hi)."""
+    """(lo, hi) per y of the x with every `a*x + rest(y) op 0` of `bounds` (empty: lo > hi).
+    A rest that does not read y is one number (`_constant_whole`): its bound clips every
+    row by one end, with no array of its values; the others update lo and hi in place."""
     from .executor import _value
 
     ys = np.arange(n_y)
     lo = np.zeros(n_y, dtype=np.int64)
     hi = np.full(n_y, n_x - 1, dtype=np.int64)
+    scratch: list[np.ndarray] = []
     for a, r, op in bounds:
+        constant = _constant_whole(r, y, sizes)
+        if constant is not None:
+            _constant_ends(a, constant, op, lo, hi)
+            continue
         whole = _shared_whole_values(r, y, n_y, sizes)  # the executor's floats, exactly, sooner
         if whole is not None:
-            lo, hi = _whole_ends(a, whole, op, lo, hi)
+            if not scratch:
+                scratch.append(np.empty(n_y, dtype=np.int64))
+            _whole_ends_into(a, whole, op, lo, hi, scratch[0])
             continue
         value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
         if a == 0:
@@ -1491,25 +1500,81 @@ def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray,
     return lo, hi
 
 
+def _constant_whole(expr: Expr, var: str, sizes) -> int | None:
+    """`expr`'s one value where it does not read `var` and `_whole_values` takes it (the
+    value every element of `_whole_values` would hold), else None."""
+    if var in variables_of(expr):
+        return None
+    try:
+        value, _, _ = _whole(_sized(expr, sizes), var, 1, sizes)
+    except _NotWhole:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _constant_ends(a: int, whole: int, op: Op, lo: np.ndarray, hi: np.ndarray) -> None:
+    """`_whole_ends` for a rest of one value: the same end for every row, applied in place."""
+    if a == 0:
+        if not _HOLDS[op](whole, 0):
+            hi.fill(-1)
+        return
+    op = _FLIP[op] if a < 0 else op
+    down, up = (-whole) // a, -(whole // a)  # floor(-whole / a), ceil(-whole / a)
+    if op is Op.LE:
+        np.minimum(hi, down, out=hi)
+    elif op is Op.LT:
+        np.minimum(hi, up - 1, out=hi)
+    elif op is Op.GE:
+        np.maximum(lo, up, out=lo)
+    else:
+        np.maximum(lo, down + 1, out=lo)
+
+
 def _whole_ends(a: int, whole: np.ndarray, op: Op, lo: np.ndarray, hi: np.ndarray):
     """`_affine_ends`' step for one bound `a*x + whole(y) op 0` in int64 arithmetic: the
     float path's ends exactly, about 5x sooner. With |whole| < 2**52 (`_whole_values`) a
     float quotient -whole / a is off by less than 1 / (2|a|) while a fractional one is at
-    least 1 / |a| from a whole number, so its floor and ceil are floor division's."""
+    least 1 / |a| from a whole number, so its floor and ceil are floor division's. Returns
+    new (lo, hi) (`_whole_ends_into` updates them in place)."""
+    lo, hi = lo.copy(), hi.copy()
+    _whole_ends_into(a, whole, op, lo, hi, np.empty_like(lo))
+    return lo, hi
+
+
+def _whole_ends_into(a: int, whole, op: Op, lo: np.ndarray, hi: np.ndarray, tmp) -> None:
+    """`_whole_ends` in place on lo or hi, `tmp` a scratch int64 array as long (no fresh
+    8 MB array per bound at 1M rows)."""
     if a == 0:
-        return lo, np.where(_HOLDS[op](whole, 0), hi, -1)
+        np.copyto(hi, -1, where=~_HOLDS[op](whole, 0))
+        return
     op = _FLIP[op] if a < 0 else op
-    if a in (1, -1):  # -whole / a is whole: floor and ceil are the same
-        down = up = -whole if a == 1 else whole
+    if op in (Op.LE, Op.GT):  # down = floor(-whole / a): -whole when a is 1, whole when -1
+        if a == 1:
+            np.negative(whole, out=tmp)
+        elif a == -1:
+            np.copyto(tmp, whole)
+        else:
+            np.negative(whole, out=tmp)
+            np.floor_divide(tmp, a, out=tmp)
+        if op is Op.LE:
+            np.minimum(hi, tmp, out=hi)
+        else:
+            np.add(tmp, 1, out=tmp)
+            np.maximum(lo, tmp, out=lo)
+        return
+    # up = ceil(-whole / a) = -(whole // a)
+    if a == 1:
+        np.negative(whole, out=tmp)
+    elif a == -1:
+        np.copyto(tmp, whole)
     else:
-        down, up = (-whole) // a, -(whole // a)  # floor(-whole / a), ceil(-whole / a)
-    if op is Op.LE:
-        return lo, np.minimum(hi, down)
+        np.floor_divide(whole, a, out=tmp)
+        np.negative(tmp, out=tmp)
     if op is Op.LT:
-        return lo, np.minimum(hi, up - 1)
-    if op is Op.GE:
-        return np.maximum(lo, up), hi
-    return np.maximum(lo, down + 1), hi
+        np.subtract(tmp, 1, out=tmp)
+        np.minimum(hi, tmp, out=hi)
+    else:
+        np.maximum(lo, tmp, out=lo)
 
 
 def _affine_terms(w: Expr, x: str, y: str, n_x: int, n_y: int, sizes):
@@ -2333,10 +2398,7 @@ _union_plan = _keyed_plan(_union_plan_cached)
 def _union_of(terms, n_x: int, n_y: int):
     """(extent_x, extent_y, kept, gaps, pieces, points) of ordered terms, or None."""
     live = [lo <= hi for lo, hi in terms]
-    rank = [
-        float(np.median(lo[on])) if on.any() else 0.0
-        for (lo, _), on in zip(terms, live, strict=True)
-    ]
+    rank = [_median_kept(lo, on) for (lo, _), on in zip(terms, live, strict=True)]
     order = sorted(range(len(terms)), key=lambda r: rank[r])
     terms = [terms[r] for r in order]
     live = [live[r] for r in order]
@@ -2354,12 +2416,17 @@ def _union_of(terms, n_x: int, n_y: int):
         previous = np.where(on, np.maximum(previous, hi), previous)
     gaps.append((previous + 1, np.full(n_y, n_x - 1, dtype=np.int64)))
     cuts = {0, n_y}
-    for lo, hi in (*terms, *gaps):
-        on = (lo <= hi).astype(np.int8)
-        cuts |= set((np.flatnonzero(np.diff(on)) + 1).tolist())
+    # The cuts: where a term or gap turns live or dead, or an end's step changes (two
+    # scratch arrays reused for every end: no fresh pages per end).
+    step = np.empty(max(n_y - 1, 0), dtype=np.int64)
+    changed = np.empty(max(n_y - 2, 0), dtype=bool)
+    ons = [*live, *(lo <= hi for lo, hi in gaps)]
+    for (lo, hi), on in zip((*terms, *gaps), ons, strict=True):
+        cuts |= set((np.flatnonzero(on[1:] != on[:-1]) + 1).tolist())
         for ends in (lo, hi):
-            step = np.diff(ends)
-            cuts |= set((np.flatnonzero(step[1:] != step[:-1]) + 1).tolist())
+            np.subtract(ends[1:], ends[:-1], out=step)
+            np.not_equal(step[1:], step[:-1], out=changed)
+            cuts |= set((np.flatnonzero(changed) + 1).tolist())
         if len(cuts) > UNION_PIECES_MOST + 1:
             return None
     edges = sorted(cuts)
@@ -2381,8 +2448,25 @@ def _union_of(terms, n_x: int, n_y: int):
             parts.append(tuple(on))
         pieces.append((s, e, parts[0], parts[1]))
     # terms may overlap: the kept points are all less the gaps'
-    points = n_x * n_y - int(sum(np.clip(hi - lo + 1, 0, None).sum() for lo, hi in gaps))
+    gap_points = 0
+    for lo, hi in gaps:
+        width = np.subtract(hi, lo)
+        width += 1
+        gap_points += int(np.maximum(width, 0, out=width).sum())
+    points = n_x * n_y - gap_points
     return n_x, n_y, tuple(terms), tuple(gaps), tuple(pieces), points
+
+
+def _median_kept(lo: np.ndarray, on: np.ndarray) -> float:
+    """`float(np.median(lo[on]))` (0 where none is on), where lo[on] is sorted from its
+    middle one or two values (no partition of 1M values)."""
+    values = lo if on.all() else lo[on]
+    n = len(values)
+    if n == 0:
+        return 0.0
+    if n > 2 and bool(np.all(values[1:] >= values[:-1])):
+        return float(np.median(values[n // 2 - 1 + n % 2 : n // 2 + 1]))
+    return float(np.median(values))
 
 
 def _union_rows(plan: _UnionPlan, tx, ty) -> np.ndarray:
@@ -4060,6 +4144,8 @@ def _whole_values(expr: Expr, var: str, n: int, sizes) -> np.ndarray | None:
         value, _, _ = _whole(expr, var, n, sizes)
     except _NotWhole:
         return None
+    if isinstance(value, np.ndarray) and value.dtype == np.int64 and value.shape == (n,):
+        return value  # computed here: no one else holds it
     return np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)).copy()
 
 

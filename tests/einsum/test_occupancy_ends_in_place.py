@@ -1,0 +1,97 @@
+"""The closed form's ends computed in place (`_whole_ends_into`, `_constant_ends`) and the
+union plan's term order (`_median_kept`) against their references: the float path of
+`_affine_ends` and `np.median` of the kept values."""
+
+import importlib
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_occupancy_whole_ends import _float_ends
+
+from einsim import parse_cascade
+from einsim.einsum import occupancy
+from einsim.einsum.ir import Op
+
+occ = importlib.import_module("einsim.einsum.occupancy")
+
+_OPS = st.sampled_from([Op.LT, Op.LE, Op.GT, Op.GE])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.one_of(st.integers(-9, 9), st.integers(-(2**40), 2**40)),
+    value=st.integers(-(2**52) + 1, 2**52 - 1),
+    op=_OPS,
+    n=st.integers(1, 6),
+    n_x=st.integers(1, 2**40),
+    data=st.data(),
+)
+def test_constant_ends_equal_the_float_path_over_every_row(a, value, op, n, n_x, data):
+    lo0 = np.array(data.draw(st.lists(st.integers(-5, 5), min_size=n, max_size=n)), np.int64)
+    hi = np.full(n, n_x - 1, dtype=np.int64)
+    want = _float_ends(a, np.full(n, value, np.int64), op, lo0, hi)
+    lo_got, hi_got = lo0.copy(), hi.copy()
+    occ._constant_ends(a, value, op, lo_got, hi_got)
+    np.testing.assert_array_equal(lo_got, want[0])
+    np.testing.assert_array_equal(hi_got, want[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.integers(-12, 12),
+    values=st.lists(st.integers(-(2**52) + 1, 2**52 - 1), min_size=1, max_size=12),
+    op=_OPS,
+)
+def test_whole_ends_into_updates_in_place_as_the_float_path(a, values, op):
+    whole = np.array(values, dtype=np.int64)
+    lo = np.arange(len(values), dtype=np.int64) - 3
+    hi = np.full(len(values), 7, dtype=np.int64)
+    want = _float_ends(a, whole, op, lo, hi)
+    got_lo, got_hi, tmp = lo.copy(), hi.copy(), np.empty_like(lo)
+    occ._whole_ends_into(a, whole, op, got_lo, got_hi, tmp)
+    np.testing.assert_array_equal(got_lo, want[0])
+    np.testing.assert_array_equal(got_hi, want[1])
+    np.testing.assert_array_equal(whole, np.array(values, dtype=np.int64))  # not written
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.integers(-(2**40), 2**40), max_size=30),
+    data=st.data(),
+    sort=st.booleans(),
+)
+def test_median_kept_is_numpys_median_of_the_kept_values(values, data, sort):
+    lo = np.array(sorted(values) if sort else values, dtype=np.int64)
+    on = np.array(data.draw(st.lists(st.booleans(), min_size=len(lo), max_size=len(lo))), bool)
+    want = float(np.median(lo[on])) if on.any() else 0.0
+    assert occ._median_kept(lo, on) == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    s=st.integers(1, 9),
+    w=st.integers(1, 12),
+    n=st.integers(1, 90),
+    tm=st.integers(1, 9),
+    tp=st.integers(1, 9),
+)
+def test_sinks_window_and_constant_bounds_match_brute_force(s, w, n, tm, tp):
+    """A filter with bounds that read no row (`m < S`, `m >= 2`) and a rest over p, counted
+    by the plans against a numpy mask of every point."""
+    c = parse_cascade(
+        "inputs: Q[e,p], K[e,m]\n"
+        "QK[m,p] = Q[e,p] * K[e,m] where m <= p and m >= 2 and (m < S or p - m < W)"
+    )
+    sizes = {"E": 1, "M": n, "P": n, "S": s, "W": w}
+    got = occupancy(c, sizes, {"M": tm, "P": tp})["QK"]
+    m, p = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    keep = (m <= p) & (m >= 2) & ((m < s) | (p - m < w))
+    kept = np.add.reduceat(np.add.reduceat(keep, np.arange(0, n, tm), 0), np.arange(0, n, tp), 1)
+    valid = np.add.reduceat(
+        np.add.reduceat(np.ones_like(keep), np.arange(0, n, tm), 0), np.arange(0, n, tp), 1
+    )
+    assert int(got.points[0]) == int(keep.sum())
+    assert int(got.empty[0]) == int((kept == 0).sum())
+    assert int(got.full[0]) == int(((kept == valid) & (kept > 0)).sum())
+    assert int(got.busy_points[0]) == int(valid[kept > 0].sum())
