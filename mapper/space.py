@@ -796,6 +796,22 @@ def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bin
     Einsums placed longest first on their fastest unit (ties: least loaded, then first
     listed), vectorized over the distinct combinations of probed cycles: the same
     floating-point sums in the same order, so the same bindings and loads."""
+    tables, choice, of = _combinations(ctx, work, units, options)
+    k, n_work = len(tables), len(work)
+    sizes = [len(t) for t in tables]
+    # every combination of the units' tables (the first unit's slowest), by broadcasting
+    cycles = np.empty((*sizes, k, n_work))
+    for j, t in enumerate(tables):
+        cycles[(slice(None),) * k + (j,)] = t.reshape(_along(sizes, j, n_work))
+    cycles = cycles.reshape(-1, k, n_work)
+    placed, unit, load = _place(cycles)
+    return _Bindings(choice, of, cycles, unit, placed, load)
+
+
+def _combinations(ctx: _Context, work: list[str], units: list[str], options) -> tuple:
+    """(per unit, the distinct rows of its unrollings' probed cycles over `work`; per
+    combination of unrollings in itertools.product order, each unit's unrolling; and its
+    table: the index of its rows' combination, the first unit's slowest)."""
     columns = [ctx.columns[e] for e in work]
     tables, inverse = [], []
     for u in units:
@@ -803,31 +819,72 @@ def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bin
         table, fold = _distinct_rows(distinct[:, columns])
         tables.append(table)
         inverse.append(fold[index])
-    k, n_work = len(units), len(work)
-    sizes = [len(t) for t in tables]
+    k = len(units)
     choice = np.indices([len(x) for x in inverse]).reshape(k, -1).T
-    of = np.ravel_multi_index(tuple(inverse[j][choice[:, j]] for j in range(k)), sizes)
-    # every combination of the units' tables (the first unit's slowest), by broadcasting
-    cycles = np.empty((*sizes, k, n_work))
-    for j, t in enumerate(tables):
-        shape = [1] * k + [n_work]
-        shape[j] = sizes[j]
-        cycles[(slice(None),) * k + (j,)] = t.reshape(shape)
-    cycles = cycles.reshape(-1, k, n_work)
+    of = np.ravel_multi_index(
+        tuple(inverse[j][choice[:, j]] for j in range(k)), [len(t) for t in tables]
+    )
+    return tables, choice, of
+
+
+def _along(sizes: list[int], j: int, n_work: int) -> list[int]:
+    """The shape that broadcasts unit j's table along its own axis of the combinations."""
+    return [*(size if i == j else 1 for i, size in enumerate(sizes)), n_work]
+
+
+def _place(cycles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_balanced_binding` of each table (tables x units x Einsums of probed cycles): per
+    table, (the Einsums in placement order, the unit of each Einsum, each unit's load)."""
+    n_tables, k, n_work = cycles.shape
     fastest = functools.reduce(np.minimum, [cycles[:, j] for j in range(k)])
     placed = np.argsort(-fastest, axis=1, kind="stable")
     # in placement order: each Einsum's cycles per unit, and the units it is tied on (flat
     # indices into the rows: numpy's take_along_axis, without its index arrays)
-    rows = np.arange(len(cycles))[:, None]
+    rows = np.arange(n_tables)[:, None]
     offsets = (rows * (k * n_work))[:, :, None] + (np.arange(k) * n_work)[None, :, None]
     here = cycles.reshape(-1).take(offsets + placed[:, None, :])
     at = rows * n_work + placed  # the same, into `fastest` and `unit`
     tied = here <= (fastest.reshape(-1).take(at) * (1 + 1e-9))[:, None, :]
-    place = _place_each if len(cycles) <= PLACE_EACH_COMBOS else _place_rows
+    place = _place_each if n_tables <= PLACE_EACH_COMBOS else _place_rows
     picks, load = place(here, tied)
     unit = np.empty_like(picks)
     unit.reshape(-1)[at.reshape(-1)] = picks.reshape(-1)
-    return _Bindings(choice, of, cycles, unit, placed, load)
+    return placed, unit, load
+
+
+def _least_busiest(tables: list[np.ndarray], of: np.ndarray, top: int) -> tuple:
+    """The combinations' tables whose busiest unit (loads summed in placement order, as
+    `_bindings` places them) may be among the `top` least busy combinations, placed: (those
+    tables, their placement as `_place`'s, their busiest unit's load, the top-th least
+    busy combination's). Past a few tables, a table is placed when a bound on its busiest
+    unit (at least its longest Einsum's fastest cycles and the mean over units of its
+    Einsums' fastest, less a margin for rounding) is at most the top-th least of those
+    placed so far: every other is busier than that, so the least busy are `_bindings`'."""
+    k, n_work = len(tables), tables[0].shape[1]
+    sizes = [len(t) for t in tables]
+    n_tables = math.prod(sizes)
+    top = min(top, len(of))
+    chosen = np.arange(n_tables)
+    if n_tables > PLACE_EACH_COMBOS:  # else all of them, placed one by one (`_place`)
+        fastest = functools.reduce(
+            np.minimum, [t.reshape(_along(sizes, j, n_work)) for j, t in enumerate(tables)]
+        ).reshape(n_tables, n_work)
+        bound = np.maximum(fastest.max(axis=1), fastest.sum(axis=1) / k)
+        count = np.bincount(of, minlength=n_tables)  # combinations per table
+        if not np.isnan(bound).any():  # the least bounds, until they hold `top`
+            order = np.argsort(bound, kind="stable")
+            chosen = np.sort(order[: int(np.searchsorted(np.cumsum(count[order]), top)) + 1])
+    while True:
+        index = np.unravel_index(chosen, sizes)
+        placement = _place(np.stack([t[i] for t, i in zip(tables, index, strict=True)], axis=1))
+        busiest = placement[2].max(axis=1)
+        if len(chosen) == n_tables:  # every table: no bound to check
+            return chosen, placement, busiest, np.partition(busiest[of], top - 1)[top - 1]
+        cut = np.partition(np.repeat(busiest, count[chosen]), top - 1)[top - 1]
+        more = np.union1d(chosen, np.flatnonzero(bound <= cut * (1 + 1e-9)))
+        if len(more) == len(chosen):
+            return chosen, placement, busiest, cut
+        chosen = more
 
 
 #: Up to this many distinct tables, `_bindings` places the Einsums table by table in Python
@@ -1710,19 +1767,25 @@ def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
     units = [u.name for u in ctx.arch.units if any(u.name in ctx.supported[e] for e in work)]
     options = {u: _spatial_options(ctx, u, work) for u in units}
     units = [u for u in units if options[u]]
-    table = _bindings(ctx, work, units, options)
-    busiest = table.load.max(axis=1)[table.of]  # loads summed in placement order, as ranked
-    # the TOP_COMPUTE first by (busiest, unrolling text) lie among those at most the
-    # TOP_COMPUTE-th smallest busiest: only those are made into structures and sorted
-    top = min(TOP_COMPUTE, len(busiest))
-    cut = np.partition(busiest, top - 1)[top - 1]
+    # the TOP_COMPUTE first by (busiest unit, unrolling text) lie among those at most the
+    # TOP_COMPUTE-th least busy: only those are made into structures and sorted, and only
+    # the tables that may hold them are placed (`_least_busiest`)
+    tables, choice, of = _combinations(ctx, work, units, options)
+    chosen, (placed, unit, _), busiest, cut = _least_busiest(tables, of, TOP_COMPUTE)
+    row = of  # per combination, its table's row among those placed (-1: not placed)
+    if len(chosen) < math.prod(len(t) for t in tables):
+        row = np.full(math.prod(len(t) for t in tables), -1)
+        row[chosen] = np.arange(len(chosen))
+        row = row[of]
     ranked = []
-    for c in np.flatnonzero(busiest <= cut):
-        binding = table.binding(c, work, units)
+    inside = np.flatnonzero(row >= 0)
+    for c in inside[busiest[row[inside]] <= cut]:  # the least busy, in combination order
+        d = row[c]
+        on = unit[d].tolist()
+        binding = {work[j]: units[on[j]] for j in placed[d].tolist()}  # placement order
         used = set(binding.values())
-        choice = table.choice[c]
-        kept = tuple((u, options[u][choice[k]]) for k, u in enumerate(units) if u in used)
-        ranked.append((float(busiest[c]), str(kept), kept, binding))
+        kept = tuple((u, options[u][choice[c, k]]) for k, u in enumerate(units) if u in used)
+        ranked.append((float(busiest[d]), str(kept), kept, binding))
     ranked.sort(key=lambda item: (item[0], item[1]))
     for _, _, kept, binding in ranked[:TOP_COMPUTE]:  # every binding binds exactly `work`
         candidates.setdefault((kept, tuple(binding[e] for e in work)), binding)

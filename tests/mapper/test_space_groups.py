@@ -4,6 +4,7 @@ bits) against the reads of `read_paths` whose Einsums are all in the group; the 
 cycle check (`_Context.acyclic`) against every group's own; the optional tiled ranks of a
 fused kernel (`_kernel_memory`) against counting, per rank, the Einsums that iterate it."""
 
+import numpy as np
 import pytest
 
 from einsim.mapper import space as space_module
@@ -94,3 +95,34 @@ def test_optional_ranks_are_those_fewer_than_half_the_einsums_iterate(arch, name
         tiled, optional, *_ = space_module._kernel_memory(ctx, "k", einsums, structures[0])
         expected = [r for r in tiled if 2 * sum(r in ctx.iterated(e) for e in work) < len(work)]
         assert optional == expected
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_least_busiest_tables_are_those_of_placing_every_table(seed):
+    """`_least_busiest` places only the tables whose bound may hold the least busy
+    combinations: the same top-th least load, and the same placements for every combination
+    at most that busy, as placing every table."""
+    rng = np.random.default_rng(seed)
+    units, n_work = int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    values = np.array([0.0, 1.0, 2.0, 2.5, 3.0, 7.0, 1e6, np.inf])
+    tables = [rng.choice(values, size=(int(rng.integers(1, 9)), n_work)) for _ in range(units)]
+    for t in tables:  # a unit runs each Einsum in at least one of its rows
+        t[0] = np.where(np.isinf(t[0]), 1.0, t[0])
+    n_tables = int(np.prod([len(t) for t in tables]))
+    of = rng.integers(0, n_tables, size=int(rng.integers(1, 3 * n_tables + 1)))
+    grid = np.meshgrid(*(np.arange(len(t)) for t in tables), indexing="ij")
+    every = np.stack([t[g.reshape(-1)] for t, g in zip(tables, grid, strict=True)], axis=1)
+    placed, unit, load = space_module._place(every)
+    busiest = load.max(axis=1)[of]
+    top = min(space_module.TOP_COMPUTE, len(of))
+    cut = np.partition(busiest, top - 1)[top - 1]
+    chosen, (placed_, unit_, _), busiest_, cut_ = space_module._least_busiest(
+        tables, of, space_module.TOP_COMPUTE
+    )
+    assert cut_ == cut
+    row = {int(t): r for r, t in enumerate(chosen)}
+    for c in np.flatnonzero(busiest <= cut):
+        r = row[int(of[c])]
+        assert busiest_[r] == busiest[c]
+        np.testing.assert_array_equal(placed_[r], placed[of[c]])
+        np.testing.assert_array_equal(unit_[r], unit[of[c]])
