@@ -1396,7 +1396,16 @@ def _substitute(expr: Expr, table: dict) -> Expr:
 
 def _affine_plan(cascade, einsum, sizes, where, vars_) -> _AffinePlan | None:
     key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
-    return _affine_plan_cached(cascade, key, _ByToken(where), tuple(vars_))
+    return _affine_plan_cached(cascade, key, _ByToken(where), _grouped_vars(cascade, vars_))
+
+
+def _grouped_vars(cascade, vars_) -> tuple[str, ...]:
+    """The variables in the order of their logical groups (`_logical_groups`: partitions
+    first, then the others as given): the orders a plan is built from (its groups and
+    their order) are the same for every order of `vars_` giving these groups, so QK's
+    (h, m1, m0, p) and LM's (h, m1, p, m0) share one plan, its rows and its transpose."""
+    groups, _ = _logical_groups(cascade, vars_)
+    return tuple(v for parts in groups.values() for v in parts)
 
 
 @lru_cache(maxsize=256)
@@ -2412,8 +2421,10 @@ def _union_of(terms, n_x: int, n_y: int):
     previous = np.full(n_y, -1, dtype=np.int64)  # the last live term's hi so far
     gaps = []
     for (lo, hi), on in zip(terms, live, strict=True):
-        gaps.append((previous + 1, np.where(on, lo - 1, -2)))  # dead term: no gap here
-        previous = np.where(on, np.maximum(previous, hi), previous)
+        end = np.subtract(lo, 1)
+        np.copyto(end, -2, where=~on)  # dead term: no gap here
+        gaps.append((previous + 1, end))
+        np.maximum(previous, hi, out=previous, where=on)
     gaps.append((previous + 1, np.full(n_y, n_x - 1, dtype=np.int64)))
     cuts = {0, n_y}
     # The cuts: where a term or gap turns live or dead, or an end's step changes (two
@@ -2449,8 +2460,9 @@ def _union_of(terms, n_x: int, n_y: int):
         pieces.append((s, e, parts[0], parts[1]))
     # terms may overlap: the kept points are all less the gaps'
     gap_points = 0
+    width = previous  # no longer needed: scratch
     for lo, hi in gaps:
-        width = np.subtract(hi, lo)
+        np.subtract(hi, lo, out=width)
         width += 1
         gap_points += int(np.maximum(width, 0, out=width).sum())
     points = n_x * n_y - gap_points
@@ -3541,7 +3553,7 @@ def _head_plan(cascade, sizes, where, vars_) -> _HeadPlan | None:
     if where is None or not vars_:
         return None
     key = tuple(sorted((k, int(v)) for k, v in sizes.items()))
-    return _head_plan_cached(cascade, key, _ByToken(where), tuple(vars_))
+    return _head_plan_cached(cascade, key, _ByToken(where), _grouped_vars(cascade, vars_))
 
 
 @lru_cache(maxsize=64)
@@ -3688,30 +3700,23 @@ def _head_counts_kept(sizes, hp: _HeadPlan, table, names, ranks: tuple[str, ...]
     depend on its tiles of h, x and y alone, and the Einsums sharing the mask (QK, LM,
     SLN, ...) and the search's later calls ask for the same tilings again (razor 1M: 22K
     tilings in 658 calls, 4K distinct); only the tilings not yet counted are counted."""
-    kept = hp.plans.setdefault(("rows",), {})
-    if len(kept) > HEAD_ROWS_KEPT:
-        kept.clear()
+    entry = hp.plans.get(("rows", ranks))
+    if entry is None or len(entry[0]) > HEAD_ROWS_KEPT:
+        entry = hp.plans["rows", ranks] = ({}, [np.zeros((0, 4), dtype=np.int64)])
+    kept, store = entry  # {tiles of the ranks: row of store[0]}, [(ok, nonempty, full, busy)]
     columns = [names.index(r) for r in ranks]
-    keys = [(ranks, *row) for row in table[:, columns].tolist()]
-    new: dict[tuple, int] = {}
-    for i, k in enumerate(keys):
-        if k not in kept and k not in new:
-            new[k] = i
+    keys = list(map(tuple, table[:, columns].tolist()))
+    new = dict.fromkeys(k for k in keys if k not in kept)
     if new:
-        at = np.fromiter(new.values(), np.int64, len(new))
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # each key's first row
+        at = np.fromiter((first[k] for k in new), np.int64, len(new))
         ok, nonempty, full, busy, points = _head_counts(sizes, hp, table[at], names)
         hp.plans["points",] = points
-        rows = zip(ok.tolist(), nonempty.tolist(), full.tolist(), busy.tolist(), strict=True)
-        for k, row in zip(new, rows, strict=True):
-            kept[k] = row
-    ok, nonempty, full, busy = zip(*(kept[k] for k in keys), strict=True)
-    return (
-        np.array(ok, bool),
-        np.array(nonempty, np.int64),
-        np.array(full, np.int64),
-        np.array(busy, np.int64),
-        hp.plans["points",],
-    )
+        block = np.stack([ok.astype(np.int64), nonempty, full, busy], axis=1)
+        kept.update(zip(new, range(len(kept), len(kept) + len(new)), strict=True))
+        store[0] = np.concatenate([store[0], block])
+    got = store[0][np.fromiter(map(kept.__getitem__, keys), np.int64, len(keys))]
+    return got[:, 0] != 0, got[:, 1], got[:, 2], got[:, 3], hp.plans["points",]
 
 
 def _head_counts(sizes, hp: _HeadPlan, table, names):
