@@ -919,6 +919,18 @@ def _place_each(here: np.ndarray, tied: np.ndarray) -> tuple[np.ndarray, np.ndar
     for cycles, ties in zip(here.tolist(), tied.tolist(), strict=True):
         load = [0.0] * len(cycles)
         chosen = []
+        if len(cycles) == 2:  # two units, the common case: unit 1 only on a lower value
+            (c0, c1), (t0, t1), l0, l1 = cycles, ties, 0.0, 0.0
+            for k in range(len(c0)):
+                if l1 + (0.0 if t1[k] else inf) < l0 + (0.0 if t0[k] else inf):
+                    chosen.append(1)
+                    l1 += c1[k]
+                else:
+                    chosen.append(0)
+                    l0 += c0[k]
+            picks.append(chosen)
+            loads.append([l0, l1])
+            continue
         for k in range(len(cycles[0]) if cycles else 0):
             pick, least = 0, None
             for u, tie in enumerate(ties):
