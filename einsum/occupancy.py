@@ -1798,8 +1798,11 @@ def _affine_pieces(plan: _AffinePlan):
         return found[1]
     n_y = plan.extent_y
     cuts = {0, n_y} | ({plan.ya, plan.yb + 1} if plan.ya <= plan.yb else set())
-    dl, dh = np.diff(plan.lo), np.diff(plan.hi)
-    change = np.flatnonzero((dl[1:] != dl[:-1]) | (dh[1:] != dh[:-1])) + 1
+    step = np.diff(plan.lo)
+    changed = step[1:] != step[:-1]
+    np.subtract(plan.hi[1:], plan.hi[:-1], out=step)  # hi's steps in the same array
+    changed |= step[1:] != step[:-1]
+    change = np.flatnonzero(changed) + 1
     pieces = None
     if len(change) <= AFFINE_PIECES_MOST:
         edges = sorted(cuts | set(change.tolist()))
@@ -1999,8 +2002,10 @@ def _transposed(plan: _AffinePlan) -> _AffinePlan | None:
     if plan.ya > plan.yb:
         return None
     run_lo, run_hi = plan.lo[plan.ya : plan.yb + 1], plan.hi[plan.ya : plan.yb + 1]
-    lo = plan.ya + _counts_below(run_hi, plan.extent_x, 0)
-    hi = plan.ya + _counts_below(run_lo, plan.extent_x, 1) - 1
+    lo = _counts_below(run_hi, plan.extent_x, 0)  # fresh arrays: shifted in place
+    lo += plan.ya
+    hi = _counts_below(run_lo, plan.extent_x, 1)
+    hi += plan.ya - 1
     run = _staircase(lo, hi)
     if run is None or run[0] > run[1]:
         return None
@@ -2017,10 +2022,13 @@ def _counts_below(ends: np.ndarray, n: int, inclusive: int) -> np.ndarray:
     binary search."""
     if len(ends) and (int(ends[0]) < 0 or int(ends[-1]) >= n):
         return np.searchsorted(ends, np.arange(n), side="right" if inclusive else "left")
-    at_most = np.cumsum(np.bincount(ends, minlength=n))
+    counts = np.bincount(ends, minlength=n)
     if inclusive:
-        return at_most
-    return np.concatenate([np.zeros(1, at_most.dtype), at_most[:-1]])
+        return np.cumsum(counts, out=counts)
+    below = np.empty(n, counts.dtype)  # below[x] = at_most[x - 1]
+    below[:1] = 0
+    np.cumsum(counts[: n - 1], out=below[1:])
+    return below
 
 
 def _closed_form_stats(einsum, sizes, plan: _AffinePlan, table, names):
@@ -3948,7 +3956,7 @@ class _XSets:
         n = self.n_x if var == self.x else self.n_y
         if self._sizes_key is None:
             self._sizes_key = tuple(sorted((k, int(v)) for k, v in self.sizes.items()))
-        shared = (expr, var, n, self._sizes_key)
+        shared = (_renamed(expr, var), n, self._sizes_key)
         values = _SHARED_VALUES.get(shared)
         if values is None:
             values = _whole_values(expr, var, n, self.sizes)
@@ -4159,7 +4167,7 @@ def _shared_whole_values(expr: Expr, var: str, n: int, sizes) -> np.ndarray | No
     ends are computed by the closed form, the union and the interval plans alike, and an
     `==` is two bounds on the same values (BiFormer's region of each of 1M positions)."""
     expr = _sized(expr, sizes)  # the same values whether a size is read or substituted
-    key = (expr, var, n, tuple(sorted((k, int(v)) for k, v in sizes.items())))
+    key = (_renamed(expr, var), n, tuple(sorted((k, int(v)) for k, v in sizes.items())))
     values = _SHARED_VALUES.get(key)
     if values is None:
         values = _whole_values(expr, var, n, sizes)
@@ -4168,6 +4176,23 @@ def _shared_whole_values(expr: Expr, var: str, n: int, sizes) -> np.ndarray | No
         values.flags.writeable = False
         _remember(_SHARED_VALUES, key, values, SHARED_VALUES_MOST)
     return values
+
+
+def _renamed(expr: Expr, var: str) -> Expr:
+    """`expr` with the variable `var` named `""` (no index variable has that name): the
+    values over var = 0 .. n - 1 depend on the structure alone, so f(m) and f(p) over ranges
+    of one length (BiFormer's and MoBA's regions of keys and of queries) share one array in
+    `_SHARED_VALUES`."""
+    if isinstance(expr, Var):
+        return _ANONYMOUS if expr.name == var else expr
+    if isinstance(expr, Call):
+        args = tuple(_renamed(a, var) for a in expr.args)
+        if any(a is not b for a, b in zip(args, expr.args, strict=True)):
+            return Call(expr.op, args)
+    return expr
+
+
+_ANONYMOUS = Var("")
 
 
 def _whole(expr: Expr, var: str, n: int, sizes):

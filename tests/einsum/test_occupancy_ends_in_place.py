@@ -95,3 +95,40 @@ def test_sinks_window_and_constant_bounds_match_brute_force(s, w, n, tm, tp):
     assert int(got.empty[0]) == int((kept == 0).sum())
     assert int(got.full[0]) == int(((kept == valid) & (kept > 0)).sum())
     assert int(got.busy_points[0]) == int(valid[kept > 0].sum())
+
+
+def test_one_function_of_keys_and_of_queries_shares_its_values():
+    """f(m) and f(p) over ranges of one length are one array (`_renamed` keys the shared
+    values by structure), equal to the executor's values of each."""
+    from einsim.einsum.executor import _value
+
+    c = parse_cascade(
+        "inputs: A[m,p]\nB[m,p] = A[m,p] where "
+        "m // Y // RX * NRY + m % Y // RY == p // Y // RX * NRY + p % Y // RY and m - p < p - m"
+    )
+    sizes = {"Y": 8, "RX": 2, "NRY": 4, "RY": 2}
+    (f_m, f_p), (m_minus_p, p_minus_m) = (e.args for e in c.einsums[0].where.args)
+    occ._SHARED_VALUES.clear()
+    a = occ._shared_whole_values(f_m, "m", 100, sizes)
+    b = occ._shared_whole_values(f_p, "p", 100, sizes)
+    assert a is b
+    want = np.asarray(_value(f_p, {"p": np.arange(100)}, sizes, {}, None))
+    np.testing.assert_array_equal(b, want)
+    assert occ._shared_whole_values(f_p, "p", 101, sizes) is not b  # another length
+    # another variable keeps its name: m - p over m is not p - m over p
+    assert occ._renamed(m_minus_p, "m") != occ._renamed(p_minus_m, "p")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    ends=st.lists(st.integers(-3, 43), max_size=40),
+    inclusive=st.sampled_from([0, 1]),
+)
+def test_counts_below_is_the_binary_search(n, ends, inclusive):
+    """`_counts_below` (a histogram summed in place) against `np.searchsorted`."""
+    ends = np.array(sorted(ends), dtype=np.int64)
+    got = occ._counts_below(ends, n, inclusive)
+    want = np.searchsorted(ends, np.arange(n), side="right" if inclusive else "left")
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
