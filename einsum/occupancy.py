@@ -508,6 +508,15 @@ def _filtered_grids(cascade, einsum, sizes, tilings, table, names, tensors, frac
             "declared_density",
         )
         return grids, stats
+    if todo and plan is None and not data and _keeps_every_real_point(cascade, sizes, where, vars_):
+        # Every tile full (`_unmasked_stats`, as the count of each point would find); the
+        # grids, for projections only, are counted on demand.
+        stats[todo] = _unmasked_stats(einsum, sizes, table[todo], names, 1.0)
+        grids = _Grids(
+            lambda k: _filtered_grid(cascade, einsum, sizes, tilings[k], tensors, frac)[0],
+            "compiled",
+        )
+        return grids, stats
     for k in todo:
         grid, _ = _filtered_grid(cascade, einsum, sizes, tilings[k], tensors, frac)
         cache[k] = grid
@@ -536,6 +545,33 @@ def _unmasked(cascade, einsum, sizes, where, data: bool, tensors) -> bool:
         and where is None
         and not _mask_vars_of(cascade, einsum, sizes, None)
     )
+
+
+def _keeps_every_real_point(cascade, sizes, where, vars_) -> bool:
+    """A tensor-free filter over one logical variable x (a partition's two parts, with no
+    padded point: M1 * M0 == M) that is a conjunction of comparisons affine in x keeping
+    all of [0, extent) (FlexPrefill's `nq * PQ + pq < P`): every real point is kept, so
+    every tile is full (the compiled count's result, without counting the points)."""
+    if where is None or not vars_ or not _whole_numbers(where):
+        return False
+    found = _logical_filter(cascade, where, vars_, 1)
+    if found is None:
+        return False
+    groups, w = found
+    ((x, parts),) = groups.items()
+    if len(parts) == 2 and _partial(cascade.partition_of[rank_of(parts[0])], sizes):
+        return False
+    n = _logical_extent(cascade, sizes, parts)
+    bounds = _affine_bounds(_sized(w, sizes), x)
+    if bounds is None:
+        return False
+    lo, hi = np.zeros(1, dtype=np.int64), np.full(1, n - 1, dtype=np.int64)
+    for a, r, op in bounds:
+        constant = _constant_whole(r, x, sizes)
+        if constant is None:
+            return False
+        _constant_ends(a, constant, op, lo, hi)
+    return int(lo[0]) == 0 and int(hi[0]) == n - 1
 
 
 def _unmasked_stats(einsum, sizes, table, names, frac: float) -> np.ndarray:

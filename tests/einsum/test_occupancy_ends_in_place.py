@@ -7,10 +7,11 @@ import importlib
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_occupancy import _check
 from test_occupancy_whole_ends import _float_ends
 
 from einsim import parse_cascade
-from einsim.einsum import occupancy
+from einsim.einsum import occupancy, resolve_shape
 from einsim.einsum.ir import Op
 
 occ = importlib.import_module("einsim.einsum.occupancy")
@@ -132,3 +133,37 @@ def test_counts_below_is_the_binary_search(n, ends, inclusive):
     want = np.searchsorted(ends, np.arange(n), side="right" if inclusive else "left")
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    filt=st.sampled_from(
+        [
+            "nq * PQ + pq < P",  # every real point: every tile full, no point counted
+            "nq * PQ + pq <= P + 3 and 0 <= nq * PQ + pq",
+            "nq * PQ + pq < P - 1",  # one point less: counted
+            "2 * (nq * PQ + pq) < 2 * P - 1",
+        ]
+    ),
+    nq=st.integers(1, 9),
+    pq=st.integers(1, 7),
+    short=st.sampled_from([0, 0, 1, 3]),  # P = NQ * PQ - short: padded points when > 0
+    data=st.data(),
+)
+def test_a_filter_over_one_partitioned_rank_matches_brute_force(filt, nq, pq, short, data):
+    """A filter over a partition's two parts only (FlexPrefill's query blocks), alone and
+    beside an Einsum without a filter that projects it, against brute force (padded
+    points are never real)."""
+    p = max(1, nq * pq - short)
+    c = parse_cascade(
+        "inputs: Q[e,p]\npartition: P -> NQ, PQ\n"
+        f"QB[e,nq,pq] = Q[e,nq*PQ+pq] where {filt}\nQS[nq] = QB[e,nq,pq]"
+    )
+    sizes = resolve_shape(c, {"E": 2, "P": p, "PQ": pq})
+    draw = st.integers(1, 10)
+    tilings = [{}] + [
+        {"NQ": data.draw(draw), "PQ": data.draw(st.sampled_from([pq, pq, 1, 2])), "E": 1}
+        for _ in range(3)
+    ]
+    _check(c, sizes, tilings)
+    _check(c, sizes, tilings, ["QB"])
