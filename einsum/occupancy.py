@@ -4484,9 +4484,10 @@ def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
         j0 = runs.lo[runs.start[r] + ya - runs.y0[r]] // tx[t]
         j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
         group = offset[t] + i
-        order = np.lexsort((j0, group))
-        group, j0, j1 = group[order], j0[order], j1[order]
         big = int(tiles_x.max()) + 2
+        # lexsort((j0, group)) as one stable sort of one key (0 <= j0 < big): the same order
+        order = np.argsort(group * big + j0, kind="stable")
+        group, j0, j1 = group[order], j0[order], j1[order]
         running = np.maximum.accumulate(group * big + j1 + 1)
         before = np.maximum(np.concatenate([[0], running[:-1]]) - group * big - 1, -1)
         added = np.maximum(j1 - np.maximum(j0, before + 1) + 1, 0)
