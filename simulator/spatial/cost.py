@@ -231,6 +231,15 @@ _SENTINEL = np.iinfo(np.int64).max  # above every code (`_tiling_codes`: below 2
 _NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]))
 
 
+def _store(table: dict, key, value, most: int):
+    """table[key] = value, the table started afresh first where it holds `most` entries
+    (every module-level memo here: a long session costs many searches); returns value."""
+    if len(table) >= most:
+        table.clear()
+    table[key] = value
+    return value
+
+
 def _tiling_codes(columns: list, limits: list[int], n: int) -> np.ndarray | None:
     """Each row's tiling as one integer, mixed radix over the ranks (column k in
     0..limits[k]): the key of `_tile_shares`; None where the radix outgrows int64. No
@@ -690,9 +699,7 @@ class _KernelLayout:
         self.sizes_key = tuple(sizes.items())
         token = _SIZES_TOKENS.get(self.sizes_key)
         if token is None:
-            if len(_SIZES_TOKENS) >= 1 << 14:
-                _SIZES_TOKENS.clear()
-            token = _SIZES_TOKENS[self.sizes_key] = next(_NEXT_TOKEN)
+            token = _store(_SIZES_TOKENS, self.sizes_key, next(_NEXT_TOKEN), 1 << 14)
         self.sizes_token = token
         self.storage = _storage_rows(arch, cascade, kernel, token, batch)
         self.units = dict(kernel.binding)
@@ -722,15 +729,11 @@ class _KernelLayout:
                kernel.chained_ops, self.sizes_token, options)  # fmt: skip
         held = _EINSUM_PLANS.get(key)
         if held is None or held[0] is not arch:
-            if len(_EINSUM_PLANS) >= 1 << 12:
-                _EINSUM_PLANS.clear()
             by = (id(arch), cascade, kernel.chained_ops, self.sizes_token, options)
             shared = _UNIT_PLANS.get(by)
             if shared is None or shared[0] is not arch:
-                if len(_UNIT_PLANS) >= 1 << 10:
-                    _UNIT_PLANS.clear()
-                shared = _UNIT_PLANS[by] = (arch, {})
-            held = _EINSUM_PLANS[key] = (arch, {}, shared[1])
+                shared = _store(_UNIT_PLANS, by, (arch, {}), 1 << 10)
+            held = _store(_EINSUM_PLANS, key, (arch, {}, shared[1]), 1 << 12)
         self.einsum_plans: dict[str, _EinsumPlan] = held[1]
         self.unit_plans: dict[tuple, _EinsumPlan] = held[2]
         #: the ranks each unit unrolls (`kernel.spatial` as a dict)
@@ -819,9 +822,7 @@ def _storage_rows(arch, cascade, kernel: Kernel, token: int, batch) -> _StorageR
     key = (id(arch), cascade, kernel.einsums, kernel.keep, kernel.spill_fraction, token, batch)
     held = _STORAGE.get(key)
     if held is None or held[0] is not arch:
-        if len(_STORAGE) >= 1 << 12:
-            _STORAGE.clear()
-        held = _STORAGE[key] = (arch, _StorageRows())
+        held = _store(_STORAGE, key, (arch, _StorageRows()), 1 << 12)
     return held[1]
 
 
@@ -836,9 +837,7 @@ def _loop_tables(cascade, loop_sig: tuple, offchip: str, coarse_key: tuple) -> t
     key = (cascade, loop_sig, offchip, coarse_key)
     found = _LOOP_TABLES.get(key)
     if found is None:
-        if len(_LOOP_TABLES) >= 1 << 12:
-            _LOOP_TABLES.clear()
-        found = _LOOP_TABLES[key] = ({}, {})
+        found = _store(_LOOP_TABLES, key, ({}, {}), 1 << 12)
     return found
 
 
@@ -863,9 +862,7 @@ def _layout(cascade, arch, kernel, sizes, batch, options, skip_empty_tiles, para
         or held[3] is not cascade
     ):
         names = tuple(f"{kernel.name}.{k}" for k in loop_keys(kernel))
-        if len(_LAYOUTS) >= 1 << 12:
-            _LAYOUTS.clear()
-        held = _LAYOUTS[key] = (kernel, arch, sizes, cascade, names, {})
+        held = _store(_LAYOUTS, key, (kernel, arch, sizes, cascade, names, {}), 1 << 12)
     given = tuple([name in params for name in held[4]])
     layout = held[5].get(given)
     if layout is None:
@@ -1236,9 +1233,7 @@ class _KernelModel:
             work = _einsum_work(
                 self.cascade, name, self._sizes_key, unit, chained, drop, self.where
             )
-            if len(_WORK) >= 1 << 14:
-                _WORK.clear()
-            _WORK[key] = (unit.ops, work)
+            _store(_WORK, key, (unit.ops, work), 1 << 14)
         iterated = self.members.ranks[name]
         ranks = tuple(self._spatial_ranks(unit, einsum))
         parts = tuple(p for p in self.cascade.partitions if {p.upper, p.lower} <= iterated)
@@ -1250,9 +1245,7 @@ class _KernelModel:
         lanes_key = (unit.name, ranks, named)
         lanes_id = _LANES_IDS.get(lanes_key)
         if lanes_id is None:
-            if len(_LANES_IDS) >= 1 << 14:
-                _LANES_IDS.clear()
-            lanes_id = _LANES_IDS[lanes_key] = next(_NEXT_LANES_ID)
+            lanes_id = _store(_LANES_IDS, lanes_key, next(_NEXT_LANES_ID), 1 << 14)
         plan = _EinsumPlan(
             einsum, unit_name, unit, work, lanes_key, fill_drain, ranks, parts, lanes_id
         )
@@ -1477,9 +1470,7 @@ class _KernelModel:
             if found is None:
                 ranks = self.cascade.tensor_ranks[tensor]
                 found = math.prod(int(self.sizes[r]) for r in ranks) * self.batch
-                if len(_ELEMENTS) >= 1 << 14:
-                    _ELEMENTS.clear()
-                _ELEMENTS[key] = found
+                _store(_ELEMENTS, key, found, 1 << 14)
             self._elements_memo[tensor] = found
         return found
 
@@ -1759,9 +1750,7 @@ def _sizes_and_batch(
         outer = {r: split.outer.get(r, 1) for r in batch if r not in split.sizes}
         found = (split.sizes | outer, split.multiplier)
         if key is not None:
-            if len(_SIZED) >= 256:
-                _SIZED.clear()
-            _SIZED[key] = found
+            _store(_SIZED, key, found, 256)
     return found
 
 
@@ -1774,10 +1763,8 @@ def _parameter_names(mapping: Mapping) -> tuple[list[str], set[str]]:
     """`parameter_names(mapping)` and its set, once per mapping object (`_PARAMETER_NAMES`)."""
     held = _PARAMETER_NAMES.get(id(mapping))
     if held is None or held[0] is not mapping:
-        if len(_PARAMETER_NAMES) >= 1 << 12:
-            _PARAMETER_NAMES.clear()
         known = parameter_names(mapping)
-        held = _PARAMETER_NAMES[id(mapping)] = (mapping, known, set(known))
+        held = _store(_PARAMETER_NAMES, id(mapping), (mapping, known, set(known)), 1 << 12)
     return held[1], held[2]
 
 
@@ -2154,9 +2141,7 @@ def _held_area(arch: Architecture) -> tuple[Architecture, dict, dict]:
     (one in a search)."""
     held = _AREAS.get(id(arch))
     if held is None or held[0] is not arch:
-        if len(_AREAS) >= 64:
-            _AREAS.clear()
-        held = _AREAS[id(arch)] = (arch, area_by_component_mm2(arch), {})
+        held = _store(_AREAS, id(arch), (arch, area_by_component_mm2(arch), {}), 64)
     return held
 
 
@@ -2166,9 +2151,7 @@ def _shaped_area(arch: Architecture, n: int) -> dict:
     _, areas, shaped = _held_area(arch)
     found = shaped.get(n)
     if found is None:
-        if len(shaped) >= 64:
-            shaped.clear()
-        found = shaped[n] = {k: _shaped(v, n) for k, v in areas.items()}
+        found = _store(shaped, n, {k: _shaped(v, n) for k, v in areas.items()}, 64)
     return dict(found)
 
 
