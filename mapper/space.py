@@ -768,8 +768,7 @@ class _Bindings:
         d = int(self.of[c])
         made = self._made.get(d)
         if made is None or made[0] is not work or made[1] is not units:
-            unit = self.unit[d].tolist()
-            binding = {work[j]: units[unit[j]] for j in self.placed[d].tolist()}
+            binding = _binding_of(self.unit[d], self.placed[d], work, units)
             made = self._made[d] = (work, units, binding)
         return dict(made[2])
 
@@ -789,6 +788,13 @@ class _Bindings:
             u = self.unit[:, j]
             load[rows, u] += self.cycles[rows, u, j]
         return load.max(axis=1)[self.of]
+
+
+def _binding_of(unit: np.ndarray, placed: np.ndarray, work: list[str], units: list[str]):
+    """One table's binding (`_place`'s `unit` and `placed` rows) as `_balanced_binding`
+    returns it: Einsum -> unit name, in placement order."""
+    on = unit.tolist()
+    return {work[j]: units[on[j]] for j in placed.tolist()}
 
 
 def _bindings(ctx: _Context, work: list[str], units: list[str], options) -> _Bindings:
@@ -1793,8 +1799,7 @@ def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
     inside = np.flatnonzero(row >= 0)
     for c in inside[busiest[row[inside]] <= cut]:  # the least busy, in combination order
         d = row[c]
-        on = unit[d].tolist()
-        binding = {work[j]: units[on[j]] for j in placed[d].tolist()}  # placement order
+        binding = _binding_of(unit[d], placed[d], work, units)
         used = set(binding.values())
         kept = tuple((u, options[u][choice[c, k]]) for k, u in enumerate(units) if u in used)
         ranked.append((float(busiest[d]), str(kept), kept, binding))

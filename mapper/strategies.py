@@ -403,7 +403,7 @@ class _Visits:
         grouping visited apart whose kernels' best sampled terms already add past it is
         left unvisited (`_visit_apart`; inf returned, nothing recorded)."""
         template = self.space.templates[t]
-        if self._apart and len(template.parts) > 1 and not template.absent:
+        if self._is_apart(template):
             return self._visit_apart(t, template, above)
         size = template.size
         if t in self.best and (size <= self.sample or not self.resample):
@@ -425,6 +425,11 @@ class _Visits:
             if t not in self.starts:
                 self.starts[t] = _distinct_best(values, rows, STARTS)
         return self.best.get(t, (np.inf, 0))[0]
+
+    def _is_apart(self, template) -> bool:
+        """Whether template is visited and refined kernel by kernel: a partial grouping's
+        (several kernels), where the objective adds over them."""
+        return self._apart and len(template.parts) > 1 and not template.absent
 
     def _visit_apart(self, t: int, template, above: float = np.inf) -> float:
         """Visit a partial grouping's template kernel by kernel: each kernel's grid (its
@@ -625,7 +630,7 @@ class _Visits:
         if t not in self.best:
             return
         template = self.space.templates[t]
-        if self._apart and len(template.parts) > 1 and not template.absent:
+        if self._is_apart(template):
             self._refine_apart(t, template, rounds, starts)
             return
         points = [self.best[t]] + [
@@ -710,16 +715,14 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     move leaves unvisited a grouping whose kernels sampled so far add past the
     `POLISH_TOP`-th best value of the move (`judge`): it would be neither polished nor
     chosen (kernels costed: flexprefill at 1K 633 -> 274, hyper_attention at 16K 232 ->
-    159). A change of
-    compute structure visits one template per structure: the one with the current loop
-    orders where it has them (its own orders are the next moves), not every order of
-    every structure. A change of
-    off-chip order visits the orders one edit away where there are more than
-    `LOCAL_ORDERS` (`_Moves.local`); the descent within the grouping reaches the others
-    edit by edit. After a fusion move's
-    sample, the `POLISH_TOP` best templates of several kernels are refined by one round
-    and, where that helps, by up to `POLISH` rounds from their `STARTS` best sampled rows
-    (one batch a round) before the groupings are compared: a sample of a partial
+    159). A change of compute structure visits one template per structure: the one with
+    the current loop orders where it has them (its own orders are the next moves), not
+    every order of every structure. A change of off-chip order visits the orders one edit
+    away where there are more than `LOCAL_ORDERS` (`_Moves.local`); the descent within the
+    grouping reaches the others edit by edit. After a fusion move's sample, the
+    `POLISH_TOP` best templates of several kernels are refined by one round and, where
+    that helps, by up to `POLISH` rounds from their `STARTS` best sampled rows (one batch
+    a round) before the groupings are compared: a sample of a partial
     grouping's grid (the tiles of several kernels) is far from its best (linear attention
     at 16K: 2.0 s sampled, 0.074 s refined), one descent from its best sample can stop at
     a poor local optimum (linear at 64K: 354.7 ms from one start, 296.7 ms with three
