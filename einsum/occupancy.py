@@ -1558,7 +1558,7 @@ def _constant_whole(expr: Expr, var: str, sizes) -> int | None:
 
 
 def _constant_ends(a: int, whole: int, op: Op, lo: np.ndarray, hi: np.ndarray) -> None:
-    """`_whole_ends` for a rest of one value: the same end for every row, applied in place."""
+    """`_whole_ends_into` for a rest of one value: the same end for every row, applied in place."""
     if a == 0:
         if not _HOLDS[op](whole, 0):
             hi.fill(-1)
@@ -1575,20 +1575,13 @@ def _constant_ends(a: int, whole: int, op: Op, lo: np.ndarray, hi: np.ndarray) -
         np.maximum(lo, down + 1, out=lo)
 
 
-def _whole_ends(a: int, whole: np.ndarray, op: Op, lo: np.ndarray, hi: np.ndarray):
-    """`_affine_ends`' step for one bound `a*x + whole(y) op 0` in int64 arithmetic: the
-    float path's ends exactly, about 5x sooner. With |whole| < 2**52 (`_whole_values`) a
-    float quotient -whole / a is off by less than 1 / (2|a|) while a fractional one is at
-    least 1 / |a| from a whole number, so its floor and ceil are floor division's. Returns
-    new (lo, hi) (`_whole_ends_into` updates them in place)."""
-    lo, hi = lo.copy(), hi.copy()
-    _whole_ends_into(a, whole, op, lo, hi, np.empty_like(lo))
-    return lo, hi
-
-
 def _whole_ends_into(a: int, whole, op: Op, lo: np.ndarray, hi: np.ndarray, tmp) -> None:
-    """`_whole_ends` in place on lo or hi, `tmp` a scratch int64 array as long (no fresh
-    8 MB array per bound at 1M rows)."""
+    """`_affine_ends`' step for one bound `a*x + whole(y) op 0` in int64 arithmetic, in
+    place on lo or hi (`tmp` a scratch int64 array as long: no fresh 8 MB array per bound at
+    1M rows): the float path's ends exactly, about 5x sooner. With |whole| < 2**52
+    (`_whole_values`) a float quotient -whole / a is off by less than 1 / (2|a|) while a
+    fractional one is at least 1 / |a| from a whole number, so its floor and ceil are floor
+    division's."""
     if a == 0:
         np.copyto(hi, -1, where=~_HOLDS[op](whole, 0))
         return
