@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="CPU seconds per cell")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the least CPU")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat: expected a positive integer, got {args.repeat}")
     lengths = [int(x) for x in args.lengths.split(",")]
     variants = args.variants.split(",") if args.variants else list(einsim.ATTENTION)
     context = mp.get_context("fork")  # the parent's imports are shared: times are in process
