@@ -1031,57 +1031,102 @@ def schedule_stages(
 
         (B finishes the previous tile while A starts the next: one stage of max(2, 3).)
     """
+    return _stages(_StagePlan(work, forward, carried), unit_of, cycles)
+
+
+class _StagePlan:
+    """What `schedule_stages` needs of a kernel before any binding, made once per kernel
+    (`_stage_plan`): per Einsum (its index in `work`), its producers and readers over the
+    forward and the carried edges, the Einsums whose legal stages bound its own (`near`),
+    and ASAP's topological order (Kahn's algorithm with a heap, ties to text order: which
+    Einsum is ready first does not depend on the binding). `error` is the SpecError message
+    a schedule raises (an edge naming an Einsum not in `work`, or a cycle), raised by
+    `_stages` as `schedule_stages` always did, not when the plan is made."""
+
+    __slots__ = ("cpreds", "csuccs", "error", "near", "order", "preds", "succs", "work")
+
+    def __init__(self, work, forward, carried):
+        n = len(work)
+        self.work = tuple(work)
+        self.preds: list[list[int]] = [[] for _ in range(n)]
+        self.succs: list[list[int]] = [[] for _ in range(n)]
+        self.cpreds: list[list[int]] = [[] for _ in range(n)]
+        self.csuccs: list[list[int]] = [[] for _ in range(n)]
+        self.near: list[set[int]] = [set() for _ in range(n)]
+        self.order: list[int] = []
+        self.error: str | None = None
+        position = {e: i for i, e in enumerate(work)}
+        try:
+            fw = [(position[p], position[c]) for p, c in forward]
+            ca = [(position[p], position[c]) for p, c in carried]
+        except KeyError as missing:
+            self.error = f"stage edge names {missing}, not an Einsum of the kernel"
+            return
+        for edges, into, out in ((fw, self.preds, self.succs), (ca, self.cpreds, self.csuccs)):
+            for p, c in edges:
+                into[c].append(p)
+                out[p].append(c)
+                self.near[p].add(c)
+                self.near[c].add(p)
+        waiting = [len(ps) for ps in self.preds]
+        ready = [i for i in range(n) if not waiting[i]]
+        while ready:
+            i = heapq.heappop(ready)
+            self.order.append(i)
+            for c in self.succs[i]:
+                waiting[c] -= 1
+                if not waiting[c]:
+                    heapq.heappush(ready, c)
+        if len(self.order) < n:
+            stuck = sorted(e for e, i in position.items() if waiting[i])
+            self.error = f"Einsums {', '.join(stuck)} form a cycle"
+
+
+def _stage_plan(ctx: _Context, work: list[str], edges) -> _StagePlan:
+    """The `_StagePlan` of a kernel's Einsums with work and its (forward, carried) edges,
+    memoized per space (the one object stands for them in `_score`'s memo)."""
+    forward, carried = edges
+    key = ("stage plan", tuple(work), tuple(forward), tuple(carried))
+    if key not in ctx.memo:
+        ctx.memo[key] = _StagePlan(work, forward, carried)
+    return ctx.memo[key]
+
+
+def _stages(plan: _StagePlan, unit_of, cycles) -> tuple[tuple[tuple[str, ...], ...], float]:
+    """`schedule_stages` of a kernel's plan for one binding of its Einsums."""
+    if plan.error is not None:
+        raise SpecError(plan.error)
+    work = plan.work
     n = len(work)
-    position = {e: i for i, e in enumerate(work)}
-    try:
-        edges = [[position[p] for p, _ in forward], [position[c] for _, c in forward],
-                 [position[p] for p, _ in carried], [position[c] for _, c in carried]]  # fmt: skip
-    except KeyError as missing:
-        raise SpecError(f"stage edge names {missing}, not an Einsum of the kernel") from None
     units = sorted(set(unit_of.values()))
     number = {u: k for k, u in enumerate(units)}
     on = [number[unit_of[e]] for e in work]
     w = [float(cycles[e]) for e in work]
     # per Einsum: its producers and readers (forward, then carried edges), each with
-    # whether it runs on another unit, and the Einsums whose legal stages bound its own
-    preds: list[list] = [[] for _ in range(n)]
-    succs: list[list] = [[] for _ in range(n)]
-    cpreds: list[list] = [[] for _ in range(n)]
-    csuccs: list[list] = [[] for _ in range(n)]
-    near: list[set] = [set() for _ in range(n)]
-    for src, dst, into, out in ((*edges[:2], preds, succs), (*edges[2:], cpreds, csuccs)):
-        for p, c in zip(src, dst, strict=True):
-            d = on[p] != on[c]
-            into[c].append((p, d))
-            out[p].append((c, d))
-            near[p].add(c)
-            near[c].add(p)
-    # ASAP in a topological order (ties: text order), Kahn's algorithm with a heap
-    waiting = [len(ps) for ps in preds]
-    ready = [i for i in range(n) if not waiting[i]]
-    stage = [0] * n
-    placed = 0
-    while ready:
-        i = heapq.heappop(ready)
+    # whether it runs on another unit
+    preds = [[(p, on[p] != o) for p in ps] for ps, o in zip(plan.preds, on, strict=True)]
+    succs = [[(c, on[c] != o) for c in cs] for cs, o in zip(plan.succs, on, strict=True)]
+    cpreds = [[(p, on[p] != o) for p in ps] for ps, o in zip(plan.cpreds, on, strict=True)]
+    csuccs = [[(c, on[c] != o) for c in cs] for cs, o in zip(plan.csuccs, on, strict=True)]
+    near = plan.near
+    stage = [0] * n  # ASAP in the plan's topological order
+    for i in plan.order:
         at = 0  # the latest of its producers' stages (+1 on another unit)
         for p, d in preds[i]:
             if stage[p] + d > at:
                 at = stage[p] + d
         stage[i] = at
-        placed += 1
-        for c, _ in succs[i]:
-            waiting[c] -= 1
-            if not waiting[c]:
-                heapq.heappush(ready, c)
-    if placed < n:
-        stuck = sorted(e for e, i in position.items() if waiting[i])
-        raise SpecError(f"Einsums {', '.join(stuck)} form a cycle")
     key = list(stage)  # lag * n + stage: the (lag, stage) order
     loads = [[0.0] * len(units) for _ in range(n)]  # per stage and unit
     for i in range(n):  # in Einsum order, one at a time
         loads[stage[i]][on[i]] += w[i]
-    peaks = [max(row, default=0.0) for row in loads]
-    busy = [s for s, row in enumerate(loads) if any(row)]  # the stages with work, ascending
+    peaks = [0.0] * n  # an empty stage's row is zeros
+    busy = []  # the stages with work, ascending
+    for s in sorted(set(stage)):
+        row = loads[s]
+        peaks[s] = max(row)
+        if any(row):
+            busy.append(s)
     held = set(busy)
     last = n - 1
     # The helpers below are the builtins' max/min written out (the same value, the first of
@@ -1158,14 +1203,14 @@ def schedule_stages(
     bounds = [limits(e) for e in range(n)]
     release = [released(e) for e in range(n)]
     moves = [best_move(e, release[e]) for e in range(n)]
+    inf = math.inf
+    gains = [inf if m is None else m[0] for m in moves]  # each best move's gain
     while True:
-        best, e = None, -1
-        for x, found in enumerate(moves):
-            if found is not None and (best is None or found[0] < best[0]):
-                best, e = found, x
-        if best is None:
+        least = min(gains, default=inf)  # the first Einsum of the largest fall (inf: none)
+        if least == inf:
             break
-        _, lg, s = best
+        e = gains.index(least)
+        _, lg, s = moves[e]
         s1, u = stage[e], on[e]
         loads[s1][u] -= w[e]
         loads[s][u] += w[e]
@@ -1196,17 +1241,25 @@ def schedule_stages(
                 or (s1 != at and (a0 <= s1 <= b0 or a1 <= s1 <= b1))
                 or (s != at and (a0 <= s <= b0 or a1 <= s <= b1))
             ):
-                release[x] = released(x)
-                moves[x] = best_move(x, release[x])
+                release[x] = again = released(x)
+                moves[x] = found = best_move(x, again)
+                gains[x] = inf if found is None else found[0]
             elif at in (s1, s):
                 again = released(x)
                 if again != release[x]:
                     release[x] = again
-                    moves[x] = best_move(x, again)
+                    moves[x] = found = best_move(x, again)
+                    gains[x] = inf if found is None else found[0]
     stages: dict[int, list[str]] = {}
     for i in sorted(range(n), key=stage.__getitem__):
         stages.setdefault(stage[i], []).append(work[i])
-    return tuple(map(tuple, stages.values())), float(np.sum(np.array(peaks)))
+    # np.sum's pairwise sum, or any order when every partial sum is exact: whole cycles
+    # (each peak is a sum of some of them, all of them add up to less than 2**53)
+    if min(w, default=0.0) >= 0 and all(map(float.is_integer, w)) and sum(w) < 2.0**53:
+        total = float(sum(peaks))
+    else:
+        total = float(np.sum(np.array(peaks)))
+    return tuple(map(tuple, stages.values())), total
 
 
 def _busiest(work, binding, cycles) -> float:
@@ -1218,16 +1271,20 @@ def _busiest(work, binding, cycles) -> float:
     return max(load.values())
 
 
-def _score(ctx, work, binding, cycles, edges) -> tuple[tuple, float]:
+def _score(ctx, work, binding, cycles, edges, plan=None) -> tuple[tuple, float]:
+    """(stages, heuristic per-tile time) of a binding of exactly `work` (`schedule_stages`
+    when pipelined on several units); `plan`, when given, is `_stage_plan(ctx, work, edges)`."""
     unit_cycles = {e: cycles[binding[e]][e] for e in work}
     overlap = ctx.constraints.overlap
     if overlap == "pipelined" and len(set(binding.values())) > 1:
         # memoized: unrollings that differ only on a unit's idle dimension probe the same
-        # cycles, so a kernel's bindings meet the same schedule many times
-        key = ("stages", tuple(work), tuple(sorted(binding.items())),
-               tuple(unit_cycles.values()), tuple(map(tuple, edges)))  # fmt: skip
+        # cycles, so a kernel's bindings meet the same schedule many times (the plan stands
+        # for the Einsums and the edges)
+        plan = plan or _stage_plan(ctx, work, edges)
+        key = ("stages", plan, tuple(map(binding.__getitem__, work)),
+               tuple(unit_cycles.values()))  # fmt: skip
         if key not in ctx.memo:
-            ctx.memo[key] = schedule_stages(work, binding, unit_cycles, *edges)
+            ctx.memo[key] = _stages(plan, binding, unit_cycles)
         return ctx.memo[key]
     per_unit: dict[str, float] = {}
     for e in work:
@@ -1257,6 +1314,7 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
         ]
     units = [u for u in units if options[u]]
     edges = _edges(ctx, einsums)
+    plan = _stage_plan(ctx, work, edges)
     results: dict = {}
     table = _bindings(ctx, work, units, options)
     bounds = table.busiest()
@@ -1273,7 +1331,7 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
         spatial = tuple((u, options[u][choice[k]]) for k, u in enumerate(units))
         cycles = {u: _probe(ctx, u, opt) for u, opt in spatial}
         binding = table.binding(index, work, units)
-        stages, score = _score(ctx, work, binding, cycles, edges)
+        stages, score = _score(ctx, work, binding, cycles, edges, plan)
         bisect.insort(scores, score)
         combos.append((score, index, spatial, binding, stages, cycles))
         results[spatial, tuple(sorted(binding.items()))] = (score, stages)
@@ -1294,7 +1352,7 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
                         top_k = len(scores) >= keep and bound > scores[keep - 1] * (1 + 1e-9)
                         if top_k and bound >= best[0] - 1e-9:
                             continue
-                        results[key] = _score(ctx, work, trial, cycles, edges)[::-1]
+                        results[key] = _score(ctx, work, trial, cycles, edges, plan)[::-1]
                         bisect.insort(scores, results[key][0])
                     s, st = results[key]
                     if s < best[0] - 1e-9:
@@ -1302,7 +1360,13 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
             if best is current:
                 break
             current = best
-    ranked = sorted(results.items(), key=lambda kv: (kv[1][0], str(kv[0])))
+    # the `top` first by (score, text): among those at most the top-th least score (only
+    # those are written out as text and sorted)
+    cut = max(heapq.nsmallest(top, (score for score, _ in results.values())), default=math.inf)
+    ranked = sorted(
+        ((key, value) for key, value in results.items() if value[0] <= cut),
+        key=lambda kv: (kv[1][0], str(kv[0])),
+    )
     overlap = Overlap(ctx.constraints.overlap)
     out = []
     for (spatial, binding), (score, stages) in ranked[:top]:
@@ -1828,6 +1892,7 @@ class _Ranked(SequenceABC):
 
     def __init__(self, ctx: _Context, work: list[str], edges, bounded: list):
         self.ctx, self.work, self.edges, self.bounded = ctx, work, edges, bounded
+        self.plan = _stage_plan(ctx, work, edges)
         self._made: dict[int, Compute] = {}
         self._first: Compute | None = None
         self._every: list[Compute] | None = None
@@ -1844,7 +1909,7 @@ class _Ranked(SequenceABC):
         if k not in self._made:
             _, _, spatial, binding, cycles = self.bounded[k]
             used = set(binding.values())
-            stages, score = _score(self.ctx, self.work, binding, cycles, self.edges)
+            stages, score = _score(self.ctx, self.work, binding, cycles, self.edges, self.plan)
             overlap = Overlap(self.ctx.constraints.overlap)
             pipelined = overlap is Overlap.PIPELINED and len(used) > 1
             self._made[k] = Compute(
