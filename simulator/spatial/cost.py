@@ -218,17 +218,18 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
 
 
 #: Shares of non-empty tiles per (cascade, Einsum kind, sizes token, fixed extents, varying
-#: ranks): (sorted codes of the tilings seen, their shares), each ended by a sentinel code
-#: above every code (share NaN), so a look-up needs no bounds check. A search meets the
-#: same tilings in many batches, and a mask without a closed form (NATTEN) costs a pass
-#: over its iteration space per tiling. The kind is (filter token, iterated ranks): Einsums
-#: with one filter over one iteration space (QK[m1,m0,p], LM[m1,p,m0]) have one share.
-_SHARES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+#: ranks): (sorted codes of the tilings seen, their shares, whether every share held is 1),
+#: each ended by a sentinel code above every code (share NaN), so a look-up needs no bounds
+#: check. A search meets the same tilings in many batches, and a mask without a closed form
+#: (NATTEN) costs a pass over its iteration space per tiling. The kind is (filter token,
+#: iterated ranks): Einsums with one filter over one iteration space (QK[m1,m0,p],
+#: LM[m1,p,m0]) have one share.
+_SHARES: dict[tuple, tuple[np.ndarray, np.ndarray, bool]] = {}
 _SHARES_MAX = 1 << 22  # tilings remembered before the table starts afresh
 _SHARES_HELD = [0]  # tilings in the table
 _UNSEEN = object()  # a memo's mark for a key not computed yet (its value may be None)
 _SENTINEL = np.iinfo(np.int64).max  # above every code (`_tiling_codes`: below 2^62)
-_NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]))
+_NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]), True)
 
 
 def _store(table: dict, key, value, most: int):
@@ -264,12 +265,14 @@ def _tile_shares(
     code: np.ndarray | None,
     token: int,
     held_as: tuple | None = None,
+    one: bool = False,
 ):
     """(tiles - empty) / tiles of Einsum `name` (of `kind`, see `_SHARES`) for each row of
     the varying columns (with the fixed extents; `code`: the rows' `_tiling_codes`; `token`:
     the sizes' `_SIZES_TOKENS` entry; `held_as`: (sorted fixed items, varying ranks), given
     where the caller has it): one `occupancy` call for the distinct tilings not seen before,
-    in code order."""
+    in code order. With `one`, the float 1.0 where every tiling the table holds has share 1
+    (a mask that keeps a point in every tile: no row's share to gather)."""
     if code is None:  # no single-integer code: ask occupancy for the distinct rows
         extents = dict(sizes)
         limits = [int(extents[rank]) for rank in varying]
@@ -284,11 +287,11 @@ def _tile_shares(
     if _SHARES_HELD[0] > _SHARES_MAX:
         _SHARES.clear()
         _SHARES_HELD[0] = 0
-    codes, shares = _SHARES.get(key) or _NONE_SEEN
+    codes, shares, ones = _SHARES.get(key) or _NONE_SEEN
     at = codes.searchsorted(code)  # the sentinel last: every code lands in the table
     seen = codes[at] == code
     if np.count_nonzero(seen) == seen.size:
-        return shares[at]
+        return 1.0 if one and ones else shares[at]
     new_codes, extents = np.unique(code[~seen]), dict(sizes)
     tile, rest = dict(fixed), new_codes
     for rank in reversed(varying):  # decode the mixed radix, last rank first
@@ -300,16 +303,20 @@ def _tile_shares(
     new = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
     at = codes.searchsorted(new_codes)  # merge (both sorted, none held): the sentinel stays last
     codes, shares = np.insert(codes, at, new_codes), np.insert(shares, at, new)
-    _SHARES[key] = (codes, shares)
+    ones = ones and np.count_nonzero(new == 1.0) == new.size
+    _SHARES[key] = (codes, shares, ones)
     _SHARES_HELD[0] += len(new_codes)
-    return shares[codes.searchsorted(code)]
+    return 1.0 if one and ones else shares[codes.searchsorted(code)]
 
 
 def _most(shares: list) -> np.ndarray | float:
     """Elementwise maximum of shares (arrays or floats); one array shared by several Einsums
-    (the same filter on the same cut ranks) is taken once."""
+    (the same filter on the same cut ranks) is taken once. A share is at most 1, so a share
+    of the float 1.0 makes the maximum 1.0 in every row."""
     if len(shares) < 2:
         return shares[0] if shares else 1.0
+    if any(type(s) is float and s == 1.0 for s in shares):
+        return 1.0
     distinct = list({id(s): s for s in shares}.values())
     return functools.reduce(np.maximum, distinct)
 
@@ -1385,9 +1392,12 @@ class _KernelModel:
             kind = self.members.kinds[name]
             share = _tile_shares(
                 self.cascade, name, kind, self._sizes_key, fixed, varying, code,
-                self._sizes_token, held_as,
+                self._sizes_token, held_as, one=True,
             )  # fmt: skip
-            found = self._share_memo[key] = share if varying else float(share[0])
+            if not isinstance(share, np.ndarray):  # every row's share 1: the float 1.0
+                found = self._share_memo[key] = share
+            else:
+                found = self._share_memo[key] = share if varying else float(share[0])
         return found
 
     def _plan_share(self, level_index: int, plan: _SharePlan):
@@ -1397,9 +1407,17 @@ class _KernelModel:
         them, so that item is not in the row's own plan. A row's share is then the one it
         has costed alone (1 where no item cuts, the empty plan's), whatever the batch.
         Without that, flexprefill's fused block estimate at 16K priced a row's softmax
-        Einsums 1.97x higher in a batch whose other rows cut a rank it held whole."""
+        Einsums 1.97x higher in a batch whose other rows cut a rank it held whole.
+
+        Where every item's share is the float 1.0 (`_filtered_share`: every tiling of its
+        table keeps a point in every tile; most items of flexprefill's and hip's kernels), the
+        share is 1.0 in every row whichever items cut it: no cut mask, no maximum, and the
+        Einsums' costs stay scalars."""
         taken_memo, taken, cut_any = self._taken_memo, [], False
-        for name, ranks, key in plan.items:  # `_filtered_share` of each, and the rows it cuts
+        items = plan.items
+        if all(type(s) is float and s == 1.0 for s in self._item_shares(level_index, items)):
+            return 1.0  # every row's share 1, or no item cutting the row: 1 all the same
+        for name, ranks, key in items:  # `_filtered_share` of each, and the rows it cuts
             found = taken_memo.get((level_index, key))
             if found is None:
                 share = self._filtered_share(level_index, name, ranks)
@@ -1412,6 +1430,11 @@ class _KernelModel:
             return _most([share for share, _, _ in taken])
         most = functools.reduce(np.maximum, [held for _, held, _ in taken])
         return np.where(most == -np.inf, 1.0, most)
+
+    def _item_shares(self, level_index: int, items: tuple):
+        """`_filtered_share` of each (filtered Einsum, ranks cut, _) item, lazily."""
+        for name, ranks, _ in items:
+            yield self._filtered_share(level_index, name, ranks)
 
     def _rows_cut(self, level_index: int, ranks: frozenset):
         """The rows whose tile at `level_index` cuts one of `ranks` (`_plan_share`): None

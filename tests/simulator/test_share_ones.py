@@ -1,0 +1,59 @@
+"""Shares of 1 in the spatial model's tile-share look-ups: `_tile_shares(..., one=True)` gives
+the float 1.0 exactly where a brute-force count finds a point of the causal mask in every tile
+of every tiling its table holds, and otherwise the same rows as without `one`; `_most` of
+shares holding the float 1.0 is 1.0 in every row (a share never exceeds 1)."""
+
+import itertools
+
+import numpy as np
+
+from einsim import parse_cascade
+from einsim.einsum.occupancy import filter_token
+from einsim.simulator.spatial import cost
+
+M = P = 24
+
+
+def _brute_share(m0: int, p: int) -> float:
+    """Non-empty tiles / tiles of the causal mask m <= p (tiles of m0 keys x p queries)."""
+    m, q = np.meshgrid(np.arange(M), np.arange(P), indexing="ij")
+    keep = m <= q
+    tiles = nonempty = 0
+    for i, j in itertools.product(range(0, M, m0), range(0, P, p)):
+        tiles += 1
+        nonempty += bool(keep[i : i + m0, j : j + p].any())
+    return nonempty / tiles
+
+
+def _lookup(token: int, batch: list[tuple[int, int]], one: bool):
+    cascade = parse_cascade("inputs: Q[e,p], K[e,m]\nQK[m,p] = Q[e,p] * K[e,m] where m <= p")
+    kind = (filter_token(cascade.einsum("QK").where), frozenset({"M", "P"}))
+    m_tiles, p_tiles = (np.array(c, np.int64) for c in zip(*batch, strict=True))
+    varying = {"M": m_tiles, "P": p_tiles}
+    code = cost._tiling_codes([m_tiles, p_tiles], [M, P], len(batch))
+    sizes = (("E", 4), ("M", M), ("P", P))
+    return cost._tile_shares(cascade, "QK", kind, sizes, {}, varying, code, token, one=one)
+
+
+def test_one_where_every_tile_keeps_a_point():
+    full = [(m0, P) for m0 in (1, 5, 8, 24)]  # a tile of every query: every tile keeps one
+    assert all(_brute_share(m0, p) == 1.0 for m0, p in full)
+    token = 3 * 10**9  # a table of its own
+    got = _lookup(token, full, one=True)
+    assert type(got) is float and got == 1.0
+    np.testing.assert_array_equal(_lookup(token, full, one=False), np.ones(len(full)))
+    partial = [*full, (4, 4)]  # the table now holds a tiling with empty tiles
+    want = [_brute_share(m0, p) for m0, p in partial]
+    assert min(want) < 1.0
+    for one in (True, False):  # the new tiling, then every tiling seen, alike
+        for batch, wanted in ((partial, want), (full, [1.0] * len(full))):
+            got = _lookup(token, batch, one=one)
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_allclose(got, wanted, rtol=1e-12)
+
+
+def test_most_of_a_share_of_one_is_one():
+    shares = [np.array([0.25, 1.0, 0.5]), 1.0, np.array([0.75, 0.0, 0.5])]
+    assert cost._most(shares) == 1.0
+    np.testing.assert_array_equal(np.maximum.reduce(np.broadcast_arrays(*shares)), np.ones(3))
+    np.testing.assert_array_equal(cost._most([shares[0], shares[2]]), [0.75, 1.0, 0.5])
