@@ -34,7 +34,10 @@ PART_SAMPLE = SAMPLE
 EXHAUSTIVE_CHUNK = 1 << 18
 BLOCK = 256  # rows per template draw of the random strategy
 REFINED = 8  # templates whose factors greedy refines
-LOCAL_ORDERS = 192  # order moves greedy makes all of; past it, the orders one edit away
+#: order moves greedy makes all of; past it, the orders one edit away (the 136 cells against
+#: 192: combiner 1K/64K 3.4/4.2% better, the others the same, hip's 165 orders edit by edit;
+#: against 64: moh 64K 14% worse)
+LOCAL_ORDERS = 128
 PRUNE_MARGIN = 1 + 1e-12  # float rounding between a sum of kernel terms and their total
 POLISH_TOP = 8  # templates of each fusion move greedy refines before it compares them ...
 POLISH = 6  # ... by at most this many rounds of coordinate descent on their factors ...
@@ -119,6 +122,7 @@ class _Moves:
         }
         self._compared = {d: {self.dims[i] for i in others} for d, others in self._others.items()}
         self._groupings = self.templates.groupings()
+        self._first_of = {start: fusion for fusion, start in self._groupings}
         self._cuts = {f: _cuts(f) for f, _ in self._groupings}
         self._values: list[dict[str, int]] = [{} for _ in self.dims]  # label -> code, per dim
         self._codes: dict[int, np.ndarray] = {}  # per grouping (its first template): codes
@@ -145,6 +149,11 @@ class _Moves:
 
     def labels(self, t: int) -> dict[str, str]:
         return dict(self.templates.structure(t))
+
+    def first_groups(self, t: int) -> tuple[str, ...]:
+        """Where t is the first template of a partial grouping, its groups (`_groups_of`),
+        known without building it; else ()."""
+        return _groups_of(self._first_of.get(t, ""))
 
     def _keyed(self, start: int, d: str) -> tuple[np.ndarray, ...] | None:
         """The codes of a grouping (its first template `start`) along the dimensions other
@@ -338,6 +347,19 @@ def _tied(template) -> list[tuple[int, int]]:
     return [pair for params in by_rank.values() for pair in itertools.combinations(params, 2)]
 
 
+def _groups_of(fusion: str) -> tuple[str, ...]:
+    """The groups of a partial grouping's label as its texts (`partial:QK-LM|RM-AV`:
+    QK-LM, RM-AV); () for any other grouping.
+
+    Example:
+        >>> _groups_of("partial:QK-LM|RM-AV"), _groups_of("fused")
+        (('QK-LM', 'RM-AV'), ())
+    """
+    if not fusion.startswith("partial:"):
+        return ()
+    return tuple(fusion.removeprefix("partial:").split("|"))
+
+
 def _one_cut_apart(a: frozenset, b: frozenset) -> bool:
     """One cut added, removed or moved (the same grouping included)."""
     return len(a ^ b) <= 1 or (len(a ^ b) == 2 and len(a) == len(b))
@@ -393,18 +415,28 @@ class _Visits:
         # rows per visit: enough visits for the budget to reach most templates
         self.sample = int(np.clip(budget // (2 * len(space.templates)), 128, SAMPLE))
         self._parts: dict[tuple, _PartSample] = {}  # `_part`'s samples
+        # per group of Einsums (its text in a partial label, `LS-VAB`): the best term its
+        # kernel has sampled in a grouping's first template (`_unbuilt_above`)
+        self._first_least: dict[str, float] = {}
         self._descents: dict[tuple, _Descent] = {}  # `_descend_part`'s, by the sample's key
         self._seeds: dict[int, tuple] = {}  # `_seed_index`'s, by template identity
         # kernels costed apart where the objective adds over them (`Runner.separable`)
         self._apart = not resample and getattr(run, "separable", False)
 
-    def visit(self, t: int, above: float = np.inf) -> float:
+    def visit(self, t: int, above: float = np.inf, groups: tuple[str, ...] = ()) -> float:
         """Sample template t once (its best value; a revisit reuses it). `above`: a partial
         grouping visited apart whose kernels' best sampled terms already add past it is
-        left unvisited (`_visit_apart`; inf returned, nothing recorded)."""
+        left unvisited (`_visit_apart`; inf returned, nothing recorded). `groups`: where t
+        is the first template of a partial grouping, its groups' texts (`_groups_of`), so
+        that it may be left unbuilt (`_unbuilt_above`)."""
+        if groups and t not in self.best and self._unbuilt_above(groups, above):
+            return np.inf
         template = self.space.templates[t]
         if self._is_apart(template):
-            return self._visit_apart(t, template, above)
+            value = self._visit_apart(t, template, above)
+            if groups and len(groups) == len(template.parts):
+                self._remember_first(template, groups)
+            return value
         size = template.size
         if t in self.best and (size <= self.sample or not self.resample):
             return self.best[t][0]
@@ -425,6 +457,25 @@ class _Visits:
             if t not in self.starts:
                 self.starts[t] = _distinct_best(values, rows, STARTS)
         return self.best.get(t, (np.inf, 0))[0]
+
+    def _unbuilt_above(self, groups: tuple[str, ...], above: float) -> bool:
+        """Whether a partial grouping's first template (its groups `groups`) is left unbuilt:
+        its kernels' best terms, as sampled in other groupings' first templates, add past
+        `above`. The same kernels there, on their own grids or on grids thinned otherwise
+        (`space._thinned`): an estimate of the sum `_visit_apart` prunes on, known before
+        the grouping's groups are built (their compute structures, 15-20% of a search)."""
+        if not self._apart or above == np.inf:
+            return False
+        known = [self._first_least[g] for g in groups if g in self._first_least]
+        return math.fsum(known) > above * PRUNE_MARGIN
+
+    def _remember_first(self, template, groups: tuple[str, ...]) -> None:
+        """Record the best term of each kernel of a grouping's first template sampled so far
+        (`_first_least`, per group: the least over groupings)."""
+        for k, group in enumerate(groups):
+            found = self._parts_found(template, k)
+            if found is not None and found.least < self._first_least.get(group, np.inf):
+                self._first_least[group] = found.least
 
     def _is_apart(self, template) -> bool:
         """Whether template is visited and refined kernel by kernel: a partial grouping's
@@ -715,11 +766,14 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     move leaves unvisited a grouping whose kernels sampled so far add past the
     `POLISH_TOP`-th best value of the move (`judge`): it would be neither polished nor
     chosen (kernels costed: flexprefill at 1K 633 -> 274, hyper_attention at 16K 232 ->
-    159). A change of compute structure visits one template per structure: the one with
-    the current loop orders where it has them (its own orders are the next moves), not
-    every order of every structure. A change of off-chip order visits the orders one edit
-    away where there are more than `LOCAL_ORDERS` (`_Moves.local`); the descent within the
-    grouping reaches the others edit by edit. After a fusion move's sample, the
+    159); a grouping's first template is not even built where its groups' kernels, as
+    sampled in other groupings' first templates, add past it (`_Visits._unbuilt_above`:
+    flexprefill at 1K leaves 387 of the 597 groupings of its sweep from the unfused
+    grouping unbuilt). A change of compute structure visits one template per structure:
+    the one with the current loop orders where it has them (its own orders are the next
+    moves), not every order of every structure. A change of off-chip order visits the
+    orders one edit away where there are more than `LOCAL_ORDERS` (`_Moves.local`); the
+    descent within the grouping reaches the others edit by edit. After a fusion move's sample, the
     `POLISH_TOP` best templates of several kernels are refined by one round and, where
     that helps, by up to `POLISH` rounds from their `STARTS` best sampled rows (one batch
     a round) before the groupings are compared: a sample of a partial
@@ -757,7 +811,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
             if run.remaining <= 0:
                 break
             above = -top[0] if fusion and len(top) == POLISH_TOP else np.inf
-            value = visits.visit(t, above)
+            value = visits.visit(t, above, moves.first_groups(t) if fusion else ())
             if fusion and polishable(t):
                 (heapq.heappush if len(top) < POLISH_TOP else heapq.heappushpop)(top, -value)
         if fusion:

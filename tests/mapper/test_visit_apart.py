@@ -7,7 +7,7 @@ import pytest
 
 from einsim.mapper import build_space
 from einsim.mapper.search import Runner
-from einsim.mapper.strategies import PART_SAMPLE, _Visits
+from einsim.mapper.strategies import PART_SAMPLE, _groups_of, _Visits
 from einsim.simulator import ModelOptions, evaluate_batch, load_architecture
 from einsim.workloads import cascade
 
@@ -168,6 +168,33 @@ def test_pruning_leaves_greedy_where_it_was(monkeypatch):
         strategies._Visits, "_visit_apart",
         lambda self, t, template, above=np.inf: visit_apart(self, t, template),
     )  # fmt: skip
+    monkeypatch.setattr(strategies._Visits, "_unbuilt_above", lambda self, groups, above: False)
     every = search(cascade("hyper_attention"), arch, shape, "latency", "greedy")
     assert pruned.report.latency_s == every.report.latency_s
     assert pruned.evaluated < every.evaluated
+
+
+def test_a_first_template_past_the_threshold_stays_unbuilt():
+    """A partial grouping's first template whose groups' kernels, sampled in other
+    groupings' first templates, add past `above` is neither built nor costed; under it, it
+    is built and visited (a space of its own: nothing in it built by other tests)."""
+    arch = load_architecture("fusemax_cloud")
+    shape = dict(B=1, H=2, E=64, F=64, M=2048, P=2048)
+    space = build_space(cascade("sinks_window"), arch, shape)
+    runner = Runner(space, "latency", ModelOptions(), 10**7, None)
+    visits = _Visits(space, runner, np.random.default_rng(4), 10**7, resample=False)
+    partial = [(f, s) for f, s in space.templates.groupings() if _groups_of(f)]
+    (label, first), rest = partial[0], partial[1:]
+    assert np.isfinite(visits.visit(first, groups=_groups_of(label)))
+    known = visits._first_least
+    assert set(known) == set(_groups_of(label))
+    # a grouping sharing a group with the first: its known kernels' best terms
+    label, again = next((f, s) for f, s in rest if set(_groups_of(f)) & set(known))
+    least = sum(known[g] for g in _groups_of(label) if g in known)
+    assert least > 0
+    built, evaluated = space.templates.built, runner.evaluated
+    assert visits.visit(again, above=least / 2, groups=_groups_of(label)) == np.inf
+    assert (space.templates.built, runner.evaluated) == (built, evaluated)
+    assert again not in visits.best
+    assert np.isfinite(visits.visit(again, above=np.inf, groups=_groups_of(label)))
+    assert space.templates.built > built and runner.evaluated > evaluated
