@@ -460,7 +460,7 @@ class _Members:
     def _interned(self, pairs: tuple) -> _SharePlan:
         """The `_SharePlan` of (filtered Einsum, cut ranks) pairs, one object per distinct
         list of items: the first pair of each (filter token, ranks) only, since
-        `_KernelModel._filtered_share` keys its memo by (level, token, ranks) (a later pair
+        `_KernelModel._filtered_share` keys its memo by (level, (token, ranks)) (a later pair
         takes the first's share) and the most of equal shares is that share."""
         seen: dict[tuple, tuple] = {}
         for f, ranks in pairs:
@@ -1379,10 +1379,11 @@ class _KernelModel:
             cut = self._cut_memo[level_index] = frozenset(self.tile_extents(level_index))
         return cut
 
-    def _filtered_share(self, level_index: int, name: str, ranks: frozenset):
-        """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only:
-        `_tile_shares` of the rows' tilings (`_tiling_codes`, shared by the filters)."""
-        key = (level_index, self.members.tokens[name], ranks)  # one filter, one set of tiles
+    def _filtered_share(self, level_index: int, name: str, ranks: frozenset, item: tuple):
+        """(tiles - empty) / tiles of filtered Einsum `name`, its tile cut along `ranks` only
+        (`item`: (its filter token, `ranks`), a `_SharePlan` item's key): `_tile_shares` of
+        the rows' tilings (`_tiling_codes`, shared by the filters)."""
+        key = (level_index, item)  # one filter, one set of tiles
         found = self._share_memo.get(key)
         if found is None:
             rows = self._rows_memo.get((level_index, ranks))
@@ -1415,26 +1416,23 @@ class _KernelModel:
         Einsums' costs stay scalars."""
         taken_memo, taken, cut_any = self._taken_memo, [], False
         items = plan.items
-        if all(type(s) is float and s == 1.0 for s in self._item_shares(level_index, items)):
+        shares = [self._filtered_share(level_index, *item) for item in items]
+        if all(type(s) is float and s == 1.0 for s in shares):
             return 1.0  # every row's share 1, or no item cutting the row: 1 all the same
-        for name, ranks, key in items:  # `_filtered_share` of each, and the rows it cuts
+        for (_, ranks, key), share in zip(items, shares, strict=True):  # and the rows it cuts
             found = taken_memo.get((level_index, key))
             if found is None:
-                share = self._filtered_share(level_index, name, ranks)
                 cut = self._rows_cut(level_index, ranks)
                 held = share if cut is None else np.where(cut, share, -np.inf)
                 found = taken_memo[(level_index, key)] = (share, held, cut is not None)
+            if not found[2] and type(share) is float and share == 1.0:
+                return 1.0  # an item of share 1 that every row cuts: 1 in every row
             taken.append(found)
             cut_any = cut_any or found[2]
         if not cut_any:
             return _most([share for share, _, _ in taken])
         most = functools.reduce(np.maximum, [held for _, held, _ in taken])
         return np.where(most == -np.inf, 1.0, most)
-
-    def _item_shares(self, level_index: int, items: tuple):
-        """`_filtered_share` of each (filtered Einsum, ranks cut, _) item, lazily."""
-        for name, ranks, _ in items:
-            yield self._filtered_share(level_index, name, ranks)
 
     def _rows_cut(self, level_index: int, ranks: frozenset):
         """The rows whose tile at `level_index` cuts one of `ranks` (`_plan_share`): None
