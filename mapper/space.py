@@ -1102,19 +1102,17 @@ def _stages(plan: _StagePlan, unit_of, cycles) -> tuple[tuple[tuple[str, ...], .
     number = {u: k for k, u in enumerate(units)}
     on = [number[unit_of[e]] for e in work]
     w = [float(cycles[e]) for e in work]
-    # per Einsum: its producers and readers (forward, then carried edges), each with
-    # whether it runs on another unit
-    preds = [[(p, on[p] != o) for p in ps] for ps, o in zip(plan.preds, on, strict=True)]
-    succs = [[(c, on[c] != o) for c in cs] for cs, o in zip(plan.succs, on, strict=True)]
-    cpreds = [[(p, on[p] != o) for p in ps] for ps, o in zip(plan.cpreds, on, strict=True)]
-    csuccs = [[(c, on[c] != o) for c in cs] for cs, o in zip(plan.csuccs, on, strict=True)]
+    # per Einsum: its producers and readers (forward, then carried edges); an edge between
+    # two units adds one to the key (`on[p] != on[c]`, a bool)
+    preds, succs, cpreds, csuccs = plan.preds, plan.succs, plan.cpreds, plan.csuccs
     near = plan.near
     stage = [0] * n  # ASAP in the plan's topological order
     for i in plan.order:
-        at = 0  # the latest of its producers' stages (+1 on another unit)
-        for p, d in preds[i]:
-            if stage[p] + d > at:
-                at = stage[p] + d
+        at, o = 0, on[i]  # the latest of its producers' stages (+1 on another unit)
+        for p in preds[i]:
+            v = stage[p] + (on[p] != o)
+            if v > at:
+                at = v
         stage[i] = at
     key = list(stage)  # lag * n + stage: the (lag, stage) order
     loads = [[0.0] * len(units) for _ in range(n)]  # per stage and unit
@@ -1137,23 +1135,23 @@ def _stages(plan: _StagePlan, unit_of, cycles) -> tuple[tuple[tuple[str, ...], .
         (a consumer after its producer in key order, or in the same stage on the same unit;
         a lagged producer of a carried read before its lag-0 reader, an unlagged reader of
         a carried read after its lagged producer)."""
-        lo = -1
-        for p, d in preds[e]:
-            v = key[p] + d
+        lo, o = -1, on[e]
+        for p in preds[e]:
+            v = key[p] + (on[p] != o)
             if v > lo:
                 lo = v
         hi = 2 * n
-        for c, d in succs[e]:
-            v = key[c] - d
+        for c in succs[e]:
+            v = key[c] - (on[c] != o)
             if v < hi:
                 hi = v
         a0, b1 = lo, hi - n
-        for p, d in cpreds[e]:
-            if key[p] >= n and stage[p] + d > a0:
-                a0 = stage[p] + d
-        for c, d in csuccs[e]:
-            if key[c] < n and stage[c] - d < b1:
-                b1 = stage[c] - d
+        for p in cpreds[e]:
+            if key[p] >= n and stage[p] + (on[p] != o) > a0:
+                a0 = stage[p] + (on[p] != o)
+        for c in csuccs[e]:
+            if key[c] < n and stage[c] - (on[c] != o) < b1:
+                b1 = stage[c] - (on[c] != o)
         return (
             a0 if a0 > 0 else 0,
             hi if hi < last else last,
@@ -1161,14 +1159,17 @@ def _stages(plan: _StagePlan, unit_of, cycles) -> tuple[tuple[tuple[str, ...], .
             b1 if b1 < last else last,
         )
 
+    two = len(units) == 2  # two units, the common case
+
     def released(e: int) -> float:
         """What moving e out releases of its stage's peak (<= 0)."""
-        row, we = loads[stage[e]], w[e]
-        if len(row) == 2:  # two units, the common case
+        s, we = stage[e], w[e]
+        row = loads[s]
+        if two:
             a, b = (row[0] - we, row[1]) if on[e] == 0 else (row[0], row[1] - we)
-            return (b if b > a else a) - peaks[stage[e]]
+            return (b if b > a else a) - peaks[s]
         rest = max([x - we if k == on[e] else x for k, x in enumerate(row)])
-        return rest - peaks[stage[e]]
+        return rest - peaks[s]
 
     bl, br = bisect.bisect_left, bisect.bisect_right
 
@@ -1234,6 +1235,7 @@ def _stages(plan: _StagePlan, unit_of, cycles) -> tuple[tuple[tuple[str, ...], .
         # may move to either stage (their own aside: a move never targets its own stage),
         # and those in either stage whose release changed (the loads of its own stage count
         # only through that).
+        either = (s1, s)
         for x, (a0, b0, a1, b1) in enumerate(bounds):
             at = stage[x]
             if (
@@ -1244,7 +1246,7 @@ def _stages(plan: _StagePlan, unit_of, cycles) -> tuple[tuple[tuple[str, ...], .
                 release[x] = again = released(x)
                 moves[x] = found = best_move(x, again)
                 gains[x] = inf if found is None else found[0]
-            elif at in (s1, s):
+            elif at in either:
                 again = released(x)
                 if again != release[x]:
                     release[x] = again
@@ -1827,6 +1829,16 @@ def _structures(ctx: _Context, einsums: list[str]) -> list[Compute]:
     return ctx.memo[key]
 
 
+def _whole_structures(ctx: _Context) -> list[tuple[tuple, dict[str, str]]]:
+    """The whole cascade's compute structures as (spatial, binding as a dict), memoized per
+    space: each group of a partial grouping starts from them restricted to its Einsums."""
+    key = ("whole structures",)
+    if key not in ctx.memo:
+        names = [e.output for e in ctx.cascade.einsums]
+        ctx.memo[key] = [(c.spatial, dict(c.binding)) for c in _structures(ctx, names)]
+    return ctx.memo[key]
+
+
 def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
     """Compute structures of a group of a partial grouping. One Einsum: all of them
     (`compute_structures`). Several: the whole cascade's best structures restricted to the
@@ -1838,14 +1850,13 @@ def _group_ranked(ctx: _Context, einsums: list[str]) -> SequenceABC[Compute]:
     work = [e for e in einsums if e in ctx.work]
     if len(work) <= 1:
         return _structures(ctx, einsums)
-    names = [e.output for e in ctx.cascade.einsums]
-    members = set(work)
     candidates: dict = {}
-    for whole in _structures(ctx, names):
-        binding = {e: u for e, u in whole.binding if e in members}
+    for whole_spatial, whole_binding in _whole_structures(ctx):
+        # whole_binding binds every Einsum with work, in text order, as `work` lists them
+        binding = {e: whole_binding[e] for e in work}
         used = set(binding.values())
-        spatial = tuple((u, r) for u, r in whole.spatial if u in used)
-        candidates.setdefault((spatial, tuple(binding[e] for e in work)), binding)
+        spatial = tuple((u, r) for u, r in whole_spatial if u in used)
+        candidates.setdefault((spatial, tuple(binding.values())), binding)
     units = [u.name for u in ctx.arch.units if any(u.name in ctx.supported[e] for e in work)]
     options = {u: _spatial_options(ctx, u, work) for u in units}
     units = [u for u in units if options[u]]
@@ -1925,6 +1936,15 @@ class _Ranked(SequenceABC):
     def _rank(c: Compute) -> tuple:
         return (c.score, str(c.spatial), str(c.binding))
 
+    @staticmethod
+    def _before(c: Compute, other: Compute) -> bool:
+        """`_rank(c) < _rank(other)`, written out as tuples compare (a first item the same
+        object or equal goes on to the next): the text only on equal scores."""
+        a, b = c.score, other.score
+        if not (a is b or a == b):
+            return a < b
+        return (str(c.spatial), str(c.binding)) < (str(other.spatial), str(other.binding))
+
     def first(self) -> Compute:
         if self._every is not None:
             return self._every[0]
@@ -1934,7 +1954,7 @@ class _Ranked(SequenceABC):
                 if best is not None and bound > best.score * (1 + 1e-9):
                     break
                 c = self._compute(k)
-                if best is None or self._rank(c) < self._rank(best):
+                if best is None or self._before(c, best):
                     best = c
             self._first = best
         return self._first
@@ -1981,20 +2001,23 @@ def _joined(ctx: _Context, fusion: str, parts: list[Template], varied: Template)
         offset = len(names)
         names += part.names
         values += part.values
-        ranks += [
-            (
-                key,
-                _RankGrid(
-                    grid.rank,
-                    grid.size,
-                    grid.spatial_param + offset if grid.spatial_param >= 0 else -1,
-                    grid.spatial_fixed,
-                    grid.onchip_param + offset if grid.onchip_param >= 0 else -1,
-                    grid.offchip,
-                ),
-            )
-            for key, grid in part.ranks
-        ]
+        if not offset:  # the first part's grids index the joined grid as they are
+            ranks += part.ranks
+        else:
+            ranks += [
+                (
+                    key,
+                    _RankGrid(
+                        grid.rank,
+                        grid.size,
+                        grid.spatial_param + offset if grid.spatial_param >= 0 else -1,
+                        grid.spatial_fixed,
+                        grid.onchip_param + offset if grid.onchip_param >= 0 else -1,
+                        grid.offchip,
+                    ),
+                )
+                for key, grid in part.ranks
+            ]
         orders += part.orders
     kernels = tuple(k for part in parts for k in part.mapping.kernels)
     mapping = dataclasses.replace(
