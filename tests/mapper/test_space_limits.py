@@ -1,6 +1,7 @@
 """A map space whose grids would overflow the int64 candidate numbering is thinned, not
 crashed (a 3D token grid's long ranks on two levels: Wan2.1 with VMoBA, 21 x 20 x 32)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -48,3 +49,19 @@ def test_a_space_over_the_limit_is_thinned_and_still_searched(monkeypatch):
     assert max(t.size for t in small.templates) < biggest
     result = search(gemm, arch, dict(GEMM, K=33), "latency", "exhaustive", budget=10**6)
     assert result.report.valid
+
+
+def test_the_size_of_a_space_past_int64_is_exact():
+    """A space's candidate count adds its templates' sizes in Python integers: three grids
+    of 2^62 points each (62 parameters of two values) hold 3 * 2^62, past int64's range."""
+    arch = load_architecture("systolic", {"units.2d.rows": 4, "units.2d.cols": 4})
+    small = build_space(cascade("gemm"), arch, GEMM)
+    names = tuple(f"p{i}" for i in range(62))
+    wide = dataclasses.replace(
+        small.templates[0], names=names, values=tuple(np.array([1, 2]) for _ in names)
+    )
+    assert wide.size == 2**62 == space_module.GRID_POINTS_LIMIT
+    space = dataclasses.replace(
+        small, templates=space_module.Templates([space_module._listed("fused", [wide] * 3)])
+    )
+    assert space.size == 3 * 2**62
