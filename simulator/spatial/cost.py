@@ -2014,17 +2014,18 @@ def combine_kernels(
     dram = arch.levels[0]
     energy: dict = {"compute": 0.0, dram.name: 0.0, "leakage": 0.0}
     traffic: dict = {}
-    busy: dict = {u.name: 0.0 for u in arch.units}
-    memory_total = 0.0
     for kernel in kernels:
-        for unit, cycles in kernel.unit_cycles.items():
-            busy[unit] = busy[unit] + cycles
-        memory_total = memory_total + kernel.memory_cycles
         for tensor, moved in kernel.traffic_bytes.items():
             traffic[tensor] = traffic.get(tensor, 0.0) + moved
         for component, pj in kernel.energy_pj.items():
             energy[component] = energy.get(component, 0.0) + pj
-    if overlap is Overlap.PERFECT:
+    if overlap is Overlap.PERFECT:  # the units' and the transfers' sums over kernels
+        busy: dict = {u.name: 0.0 for u in arch.units}
+        memory_total = 0.0
+        for kernel in kernels:
+            for unit, cycles in kernel.unit_cycles.items():
+                busy[unit] = busy[unit] + cycles
+            memory_total = memory_total + kernel.memory_cycles
         total = functools.reduce(np.maximum, [*busy.values(), memory_total])
     else:
         total = sum(kernel.cycles for kernel in kernels)
