@@ -218,7 +218,7 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
 
 
 #: Shares of non-empty tiles per (cascade, Einsum kind, sizes token, fixed extents, varying
-#: ranks): (sorted codes of the tilings seen, their shares, whether every share held is 1),
+#: ranks): (sorted codes of the tilings seen, their shares, the share they all have or None),
 #: each ended by a sentinel code above every code (share NaN), so a look-up needs no bounds
 #: check. A search meets the same tilings in many batches, and a mask without a closed form
 #: (NATTEN) costs a pass over its iteration space per tiling. The kind is (filter token,
@@ -229,7 +229,7 @@ _SHARES_MAX = 1 << 22  # tilings remembered before the table starts afresh
 _SHARES_HELD = [0]  # tilings in the table
 _UNSEEN = object()  # a memo's mark for a key not computed yet (its value may be None)
 _SENTINEL = np.iinfo(np.int64).max  # above every code (`_tiling_codes`: below 2^62)
-_NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]), True)
+_NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]), _UNSEEN)
 
 
 def _store(table: dict, key, value, most: int):
@@ -271,8 +271,8 @@ def _tile_shares(
     the varying columns (with the fixed extents; `code`: the rows' `_tiling_codes`; `token`:
     the sizes' `_SIZES_TOKENS` entry; `held_as`: (sorted fixed items, varying ranks), given
     where the caller has it): one `occupancy` call for the distinct tilings not seen before,
-    in code order. With `one`, the float 1.0 where every tiling the table holds has share 1
-    (a mask that keeps a point in every tile: no row's share to gather)."""
+    in code order. With `one`, a float where every tiling the table holds has that share
+    (1.0: a mask that keeps a point in every tile): no row's share to gather."""
     if code is None:  # no single-integer code: ask occupancy for the distinct rows
         extents = dict(sizes)
         limits = [int(extents[rank]) for rank in varying]
@@ -287,11 +287,11 @@ def _tile_shares(
     if _SHARES_HELD[0] > _SHARES_MAX:
         _SHARES.clear()
         _SHARES_HELD[0] = 0
-    codes, shares, ones = _SHARES.get(key) or _NONE_SEEN
+    codes, shares, same = _SHARES.get(key) or _NONE_SEEN
     at = codes.searchsorted(code)  # the sentinel last: every code lands in the table
     seen = codes[at] == code
     if np.count_nonzero(seen) == seen.size:
-        return 1.0 if one and ones else shares[at]
+        return same if one and type(same) is float else shares[at]
     new_codes, extents = np.unique(code[~seen]), dict(sizes)
     tile, rest = dict(fixed), new_codes
     for rank in reversed(varying):  # decode the mixed radix, last rank first
@@ -303,10 +303,14 @@ def _tile_shares(
     new = (tiles - np.asarray(found.empty).reshape(-1)) / tiles
     at = codes.searchsorted(new_codes)  # merge (both sorted, none held): the sentinel stays last
     codes, shares = np.insert(codes, at, new_codes), np.insert(shares, at, new)
-    ones = ones and np.count_nonzero(new == 1.0) == new.size
-    _SHARES[key] = (codes, shares, ones)
+    first = float(new[0])
+    if same is not None and np.count_nonzero(new == first) == new.size:
+        same = first if same is _UNSEEN or same == first else None
+    else:
+        same = None
+    _SHARES[key] = (codes, shares, same)
     _SHARES_HELD[0] += len(new_codes)
-    return 1.0 if one and ones else shares[codes.searchsorted(code)]
+    return same if one and type(same) is float else shares[codes.searchsorted(code)]
 
 
 def _most(shares: list) -> np.ndarray | float:
@@ -1395,7 +1399,7 @@ class _KernelModel:
                 self.cascade, name, kind, self._sizes_key, fixed, varying, code,
                 self._sizes_token, held_as, one=True,
             )  # fmt: skip
-            if not isinstance(share, np.ndarray):  # every row's share 1: the float 1.0
+            if not isinstance(share, np.ndarray):  # one share in every row: a float
                 found = self._share_memo[key] = share
             else:
                 found = self._share_memo[key] = share if varying else float(share[0])
@@ -1410,10 +1414,11 @@ class _KernelModel:
         Without that, flexprefill's fused block estimate at 16K priced a row's softmax
         Einsums 1.97x higher in a batch whose other rows cut a rank it held whole.
 
-        Where every item's share is the float 1.0 (`_filtered_share`: every tiling of its
-        table keeps a point in every tile; most items of flexprefill's and hip's kernels), the
-        share is 1.0 in every row whichever items cut it: no cut mask, no maximum, and the
-        Einsums' costs stay scalars."""
+        An item's share is a float where every tiling of its table has that share
+        (`_tile_shares(one=True)`; 1.0 where the mask keeps a point in every tile: most items
+        of flexprefill's and hip's kernels). Where every item's share is 1.0, the share is
+        1.0 in every row whichever items cut it: no cut mask, no maximum, and the Einsums'
+        costs stay scalars; where every row cuts every item, it is their maximum, a float."""
         taken_memo, taken, cut_any = self._taken_memo, [], False
         items = plan.items
         shares = [self._filtered_share(level_index, *item) for item in items]

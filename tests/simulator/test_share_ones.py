@@ -1,7 +1,8 @@
-"""Shares of 1 in the spatial model's tile-share look-ups: `_tile_shares(..., one=True)` gives
-the float 1.0 exactly where a brute-force count finds a point of the causal mask in every tile
-of every tiling its table holds, and otherwise the same rows as without `one`; `_most` of
-shares holding the float 1.0 is 1.0 in every row (a share never exceeds 1)."""
+"""One share for every row in the spatial model's tile-share look-ups: `_tile_shares(...,
+one=True)` gives a float where every tiling its table holds has the same share (1.0 where a
+brute-force count finds a point of the causal mask in every tile), and otherwise the same
+rows as without `one`; `_most` of shares holding the float 1.0 is 1.0 in every row (a share
+never exceeds 1)."""
 
 import itertools
 
@@ -50,6 +51,19 @@ def test_one_where_every_tile_keeps_a_point():
             got = _lookup(token, batch, one=one)
             assert isinstance(got, np.ndarray)
             np.testing.assert_allclose(got, wanted, rtol=1e-12)
+
+
+def test_a_float_where_every_tiling_held_has_one_share():
+    token = 4 * 10**9  # a table of its own
+    want = _brute_share(1, 1)  # tiles of one point: the share of points the mask keeps
+    assert 0.0 < want < 1.0
+    got = _lookup(token, [(1, 1), (1, 1)], one=True)
+    assert type(got) is float
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    batch = [(1, 1), (24, 24)]  # a second share: every row its own again
+    got = _lookup(token, batch, one=True)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_allclose(got, [want, 1.0], rtol=1e-12)
 
 
 def test_most_of_a_share_of_one_is_one():
