@@ -874,7 +874,8 @@ def _least_busiest(tables: list[np.ndarray], of: np.ndarray, top: int) -> tuple:
         ).reshape(n_tables, n_work)
         bound = np.maximum(fastest.max(axis=1), fastest.sum(axis=1) / k)
         count = np.bincount(of, minlength=n_tables)  # combinations per table
-        if not np.isnan(bound).any():  # the least bounds, until they hold `top`
+        # the least bounds, until they hold `top` (no NaN among them: max propagates NaN)
+        if not math.isnan(bound.max()):
             order = np.argsort(bound, kind="stable")
             chosen = np.sort(order[: int(np.searchsorted(np.cumsum(count[order]), top)) + 1])
     while True:
@@ -884,10 +885,10 @@ def _least_busiest(tables: list[np.ndarray], of: np.ndarray, top: int) -> tuple:
         if len(chosen) == n_tables:  # every table: no bound to check
             return chosen, placement, busiest, np.partition(busiest[of], top - 1)[top - 1]
         cut = np.partition(np.repeat(busiest, count[chosen]), top - 1)[top - 1]
-        more = np.union1d(chosen, np.flatnonzero(bound <= cut * (1 + 1e-9)))
-        if len(more) == len(chosen):
+        within = set(np.flatnonzero(bound <= cut * (1 + 1e-9)).tolist())
+        if within.issubset(chosen.tolist()):  # np.union1d(chosen, within) is chosen
             return chosen, placement, busiest, cut
-        chosen = more
+        chosen = np.array(sorted(within.union(chosen.tolist())), dtype=np.int64)
 
 
 #: Up to this many distinct tables, `_bindings` places the Einsums table by table in Python
@@ -1333,19 +1334,24 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
         stages, score = _score(ctx, work, binding, cycles, edges, plan)
         bisect.insort(scores, score)
         combos.append((score, index, spatial, binding, stages, cycles))
-        results[spatial, tuple(sorted(binding.items()))] = (score, stages)
+        # keyed by (unrollings, each Einsum's unit in `work` order): a binding binds
+        # exactly `work`, so this stands for (unrollings, the binding's sorted items)
+        results[spatial, tuple(map(binding.__getitem__, work))] = (score, stages)
     combos = [(c[0], *c[2:]) for c in sorted(combos, key=lambda c: c[:2])]
     for score, spatial, binding, stages, cycles in combos[:2]:
-        current = (score, dict(binding), stages)
+        current = (score, dict(binding), stages, tuple(map(binding.__getitem__, work)))
         while True:
             best = current
-            for e in work:
+            for i, e in enumerate(work):
                 for u in ctx.supported[e]:
-                    if u == current[1][e]:
+                    if u == current[3][i]:
                         continue
-                    trial = dict(current[1]) | {e: u}
-                    key = (spatial, tuple(sorted(trial.items())))
+                    units = (*current[3][:i], u, *current[3][i + 1 :])
+                    key = (spatial, units)
+                    trial = None
                     if key not in results:
+                        trial = dict(current[1])
+                        trial[e] = u
                         # hopeless (see above), and no better than the best move so far
                         bound = _busiest(work, trial, cycles)
                         top_k = len(scores) >= keep and bound > scores[keep - 1] * (1 + 1e-9)
@@ -1355,15 +1361,22 @@ def compute_structures(ctx: _Context, einsums: list[str], top: int = TOP_COMPUTE
                         bisect.insort(scores, results[key][0])
                     s, st = results[key]
                     if s < best[0] - 1e-9:
-                        best = (s, trial, st)
+                        if trial is None:
+                            trial = dict(current[1])
+                            trial[e] = u
+                        best = (s, trial, st, units)
             if best is current:
                 break
             current = best
-    # the `top` first by (score, text): among those at most the top-th least score (only
-    # those are written out as text and sorted)
+    # the `top` first by (score, text of (unrollings, the binding's sorted items)): among
+    # those at most the top-th least score (only those are written out as text and sorted)
     cut = max(heapq.nsmallest(top, (score for score, _ in results.values())), default=math.inf)
     ranked = sorted(
-        ((key, value) for key, value in results.items() if value[0] <= cut),
+        (
+            ((spatial, tuple(sorted(zip(work, units, strict=True)))), value)
+            for (spatial, units), value in results.items()
+            if value[0] <= cut
+        ),
         key=lambda kv: (kv[1][0], str(kv[0])),
     )
     overlap = Overlap(ctx.constraints.overlap)
@@ -2182,6 +2195,9 @@ def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
     out = _whole_groupings(ctx, names)
     order = [e for e in ctx.cascade.order if e in ctx.work]
     if pinned in (None, "partial"):
+        position = {e: i for i, e in enumerate(names)}
+        at = {e: i for i, e in enumerate(order)}
+        apart = [e for e in reversed(names) if e not in at]  # without work, last first
         for cuts in _cut_sets(ctx, order):
             bounds = (0, *cuts, len(order))
             groups = [order[a:b] for a, b in itertools.pairwise(bounds)]
@@ -2190,7 +2206,17 @@ def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
             label = "partial:" + "|".join(
                 g[0] if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups
             )
-            out.append((label, _with_reshapes(ctx, names, groups)))
+            # `_with_reshapes(ctx, names, groups)`, a reader's group found from the cuts
+            home: dict[str, int] = {}
+            for e in apart:
+                target = 0
+                for r in ctx.readers[e]:
+                    if r in at or r in home:
+                        target = bisect.bisect_right(cuts, at[r]) if r in at else home[r]
+                        break
+                groups[target].insert(0, e)
+                home[e] = target
+            out.append((label, [sorted(g, key=position.__getitem__) for g in groups]))
     return [(label, groups) for label, groups in out if not _forbidden(ctx, groups)]
 
 
