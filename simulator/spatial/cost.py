@@ -218,18 +218,21 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
 
 
 #: Shares of non-empty tiles per (cascade, Einsum kind, sizes token, fixed extents, varying
-#: ranks): (sorted codes of the tilings seen, their shares, the share they all have or None),
+#: ranks): (sorted codes of the tilings seen, their shares, the share they all have or None,
+#: each code's index among them at that code, -1 where none, where at most `_DENSE_MAX`
+#: codes can be: one gather finds a batch's rows, not a binary search per row),
 #: each ended by a sentinel code above every code (share NaN), so a look-up needs no bounds
 #: check. A search meets the same tilings in many batches, and a mask without a closed form
 #: (NATTEN) costs a pass over its iteration space per tiling. The kind is (filter token,
 #: iterated ranks): Einsums with one filter over one iteration space (QK[m1,m0,p],
 #: LM[m1,p,m0]) have one share.
-_SHARES: dict[tuple, tuple[np.ndarray, np.ndarray, bool]] = {}
+_SHARES: dict[tuple, tuple] = {}
 _SHARES_MAX = 1 << 22  # tilings remembered before the table starts afresh
 _SHARES_HELD = [0]  # tilings in the table
 _UNSEEN = object()  # a memo's mark for a key not computed yet (its value may be None)
 _SENTINEL = np.iinfo(np.int64).max  # above every code (`_tiling_codes`: below 2^62)
-_NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]), _UNSEEN)
+_NONE_SEEN = (np.array([_SENTINEL], np.int64), np.array([np.nan]), _UNSEEN, None)
+_DENSE_MAX = 1 << 15  # the most codes a table indexes directly (`_SHARES`)
 
 
 def _store(table: dict, key, value, most: int):
@@ -287,11 +290,17 @@ def _tile_shares(
     if _SHARES_HELD[0] > _SHARES_MAX:
         _SHARES.clear()
         _SHARES_HELD[0] = 0
-    codes, shares, same = _SHARES.get(key) or _NONE_SEEN
-    at = codes.searchsorted(code)  # the sentinel last: every code lands in the table
-    seen = codes[at] == code
-    if np.count_nonzero(seen) == seen.size:
-        return same if one and type(same) is float else shares[at]
+    codes, shares, same, dense = _SHARES.get(key) or _NONE_SEEN
+    if dense is not None:  # each code's index in `codes` at that code, -1 where none
+        at = dense[code]
+        if at.min() >= 0:
+            return same if one and type(same) is float else shares[at]
+        seen = at >= 0
+    else:
+        at = codes.searchsorted(code)  # the sentinel last: every code lands in the table
+        seen = codes[at] == code
+        if np.count_nonzero(seen) == seen.size:
+            return same if one and type(same) is float else shares[at]
     new_codes, extents = np.unique(code[~seen]), dict(sizes)
     tile, rest = dict(fixed), new_codes
     for rank in reversed(varying):  # decode the mixed radix, last rank first
@@ -308,7 +317,13 @@ def _tile_shares(
         same = first if same is _UNSEEN or same == first else None
     else:
         same = None
-    _SHARES[key] = (codes, shares, same)
+    space = math.prod(int(extents[rank]) + 1 for rank in varying)
+    if space <= _DENSE_MAX:
+        if dense is None:
+            _SHARES_HELD[0] += space // 2  # a dense index weighs half a tiling a code
+        dense = np.full(space, -1, np.intp)
+        dense[codes[:-1]] = np.arange(len(codes) - 1)
+    _SHARES[key] = (codes, shares, same, dense)
     _SHARES_HELD[0] += len(new_codes)
     return same if one and type(same) is float else shares[codes.searchsorted(code)]
 

@@ -71,3 +71,17 @@ def test_most_of_a_share_of_one_is_one():
     assert cost._most(shares) == 1.0
     np.testing.assert_array_equal(np.maximum.reduce(np.broadcast_arrays(*shares)), np.ones(3))
     np.testing.assert_array_equal(cost._most([shares[0], shares[2]]), [0.75, 1.0, 0.5])
+
+
+def test_a_dense_index_finds_the_rows_a_binary_search_finds(monkeypatch):
+    """Tables that index their codes directly (`_DENSE_MAX`) and tables that search them give
+    each row the brute-force share of its tiling, batch after batch."""
+    batches = [[(1, 1), (3, 5)], [(3, 5), (24, 1), (2, 7)], [(2, 7), (1, 1)]]
+    for dense_max, token in ((1 << 15, 5 * 10**9), (0, 6 * 10**9)):
+        monkeypatch.setattr(cost, "_DENSE_MAX", dense_max)
+        for batch in batches:
+            got = _lookup(token, batch, one=False)
+            want = [_brute_share(m0, p) for m0, p in batch]
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+        held = cost._SHARES[next(k for k in cost._SHARES if k[2] == token)]
+        assert (held[3] is not None) == (dense_max > 0)
