@@ -393,6 +393,21 @@ def _distinct_rows(columns: list[np.ndarray], limits: list[int]):
     return out[::-1], inverse.reshape(-1)
 
 
+@functools.lru_cache(maxsize=64)
+def _iterated(cascade: Cascade) -> dict[str, tuple[tuple[str, ...], frozenset, bool]]:
+    """(the ranks it iterates, in its iteration variables' order; those as a set; whether it
+    computes: operators on values or a reduction) of each Einsum, by name: what every
+    `_Members` of the cascade reads (a search builds one per grouping, hundreds)."""
+    return {
+        e.output: (
+            ranks := tuple(rank_of(v) for v in e.iter_vars),
+            frozenset(ranks),
+            bool(value_ops(e.expr) or e.reduced_vars),
+        )
+        for e in cascade.einsums
+    }
+
+
 class _Members:
     """What a kernel's Einsums are, apart from any tiling: each one's iterated ranks, its
     filter's token, and the plans of `_KernelModel.share` by the set of cut ranks. Shared by
@@ -403,9 +418,10 @@ class _Members:
     def __init__(self, cascade: Cascade, einsums: tuple[str, ...]):
         chosen = [cascade.einsum(e) for e in einsums]  # raises with the known names
         self.names = tuple(einsums)
-        self.ranks = {e.output: frozenset(rank_of(v) for v in e.iter_vars) for e in chosen}
+        iterated = _iterated(cascade)
+        self.ranks = {e.output: iterated[e.output][1] for e in chosen}
         #: every rank some member iterates, in the members' order (`tile_extents`)
-        self.all_ranks = tuple(dict.fromkeys(rank_of(v) for e in chosen for v in e.iter_vars))
+        self.all_ranks = tuple(dict.fromkeys(r for e in chosen for r in iterated[e.output][0]))
         self.tokens = {e.output: filter_token(e.where) for e in chosen if e.where is not None}
         #: `_SHARES`' kind of each filtered member: (filter token, iterated ranks)
         self.kinds = {name: (token, self.ranks[name]) for name, token in self.tokens.items()}
@@ -419,7 +435,7 @@ class _Members:
         self._filtered_at = tuple((f, at[ranks]) for f, ranks in self.filtered)
         self._projected: dict[frozenset, _SharePlan] = {}
         self._plan_objects: dict[tuple, _SharePlan] = {}
-        computing = [e for e in chosen if value_ops(e.expr) or e.reduced_vars]
+        computing = [e for e in chosen if iterated[e.output][2]]
         self.computing_ranks = frozenset(r for e in computing for r in self.ranks[e.output])
         self._roots = {
             r: (part.rank if (part := cascade.partition_of.get(r)) is not None else r)
