@@ -144,26 +144,28 @@ def _group_visits(groups_of: _HeadGroups, per_iteration, iterations) -> tuple:
     """(sum, max) over the iterations of a loop of the distinct groups its block of
     `per_iteration` consecutive heads reads: `groups_of.groups[h]` is head h's group. Exact
     for any head/group ratio and partial blocks; arrays over a batch of mappings allowed."""
-    per, its = np.broadcast_arrays(
-        np.asarray(per_iteration, np.int64), np.asarray(iterations, np.int64)
-    )
+    per, its = np.asarray(per_iteration, np.int64), np.asarray(iterations, np.int64)
+    if not per.ndim and not its.ndim:  # one tiling
+        total, most = _block_groups(groups_of, int(per), int(its))
+        return float(total), float(most)
+    if per.shape != its.shape:
+        per, its = np.broadcast_arrays(per, its)
     flat_per, flat_its = per.ravel(), its.ravel()
     if flat_per.size and min(flat_per.min(), flat_its.min()) >= 0:
         # the distinct pairs as one integer each (np.unique over rows sorts 10x slower)
         base = int(flat_its.max()) + 1
         codes, inverse = np.unique(flat_per * base + flat_its, return_inverse=True)
-        pairs = np.stack([codes // base, codes % base], axis=1)
+        pairs = zip((codes // base).tolist(), (codes % base).tolist(), strict=True)
     else:
-        pairs, inverse = np.unique(
+        found, inverse = np.unique(
             np.stack([flat_per, flat_its], axis=1), axis=0, return_inverse=True
         )
-    total, most = np.zeros(len(pairs)), np.zeros(len(pairs))
-    for row, (t, f) in enumerate(pairs.tolist()):  # one per distinct tiling of the batch
-        total[row], most[row] = _block_groups(groups_of, t, f)
+        pairs = found.tolist()
+    # one look-up per distinct tiling of the batch
+    found = [_block_groups(groups_of, t, f) for t, f in pairs]
+    total, most = np.array(found, np.float64).reshape(-1, 2).T
     inverse = inverse.ravel()
-    if per.ndim:
-        return total[inverse].reshape(per.shape), most[inverse].reshape(per.shape)
-    return float(total[0]), float(most[0])
+    return total[inverse].reshape(per.shape), most[inverse].reshape(per.shape)
 
 
 @functools.lru_cache(maxsize=1 << 14)
