@@ -1483,7 +1483,7 @@ class _KernelModel:
                 cut = None  # a fixed extent in the tile is below its rank: cut
             else:
                 cut = functools.reduce(np.logical_or, [tile[r] < int(sizes[r]) for r in ranks])
-                cut = None if cut.all() else cut
+                cut = None if np.count_nonzero(cut) == cut.size else cut  # not ndarray.all: 3x
             self._rows_cut_memo[key] = cut
         return cut
 
