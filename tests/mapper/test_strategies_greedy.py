@@ -200,3 +200,37 @@ def test_neighbours_are_every_single_factor_change_then_the_tied_pairs():
                     expected.append(trial)
         got = strategies_module._neighbours(template, base)
         assert got.tolist() == expected
+
+
+def _moves_logged(monkeypatch) -> list[str]:
+    """The dimension of every move greedy looks at, in order."""
+    logged: list[str] = []
+    local = _Moves.local
+
+    def logging(self, t, d):
+        logged.append(d)
+        return local(self, t, d)
+
+    monkeypatch.setattr(_Moves, "local", logging)
+    return logged
+
+
+@pytest.mark.parametrize("first_rounds", [0, 1])
+def test_the_first_rounds_cap_resumes_where_no_grouping_wins(monkeypatch, first_rounds):
+    """`FIRST_ROUNDS`: greedy compares the groupings after at most so many rounds within
+    the starting one; where none beats it, the rounds within it go on to the same answer
+    as without the cap (a GEMM: one grouping; its descent takes it from ~1.6 s, the first
+    template's best sample, to 4.45 ms on the systolic array)."""
+    arch = load_architecture("systolic")
+    shape = dict(M=4096, N=4096, K=4096)
+    logged = _moves_logged(monkeypatch)
+    monkeypatch.setattr(strategies_module, "FIRST_ROUNDS", None)
+    free = search(cascade("gemm"), arch, shape, "latency", "greedy")
+    assert logged.index("fusion") > logged.index("compute")
+    logged.clear()
+    monkeypatch.setattr(strategies_module, "FIRST_ROUNDS", first_rounds)
+    capped = search(cascade("gemm"), arch, shape, "latency", "greedy")
+    before = logged[: logged.index("fusion")]
+    assert before.count("compute") == first_rounds  # the cap held ...
+    assert logged.count("compute") > first_rounds  # ... and the rounds went on after it
+    assert capped.report.latency_s == free.report.latency_s
