@@ -466,9 +466,10 @@ class _Visits:
     def _unbuilt_above(self, groups: tuple[str, ...], above: float) -> bool:
         """Whether a partial grouping's first template (its groups `groups`) is left unbuilt:
         its kernels' best terms, as sampled in other groupings' first templates, add past
-        `above`. The same kernels there, on their own grids or on grids thinned otherwise
-        (`space._thinned`): an estimate of the sum `_visit_apart` prunes on, known before
-        the grouping's groups are built (their compute structures, 15-20% of a search)."""
+        `above`. The same kernels there, on the same grids unless a joined grid past
+        `space.GRID_POINTS_LIMIT` was thinned (then an estimate): the sum `_visit_apart`
+        prunes on, known before the grouping's groups are built (their compute structures,
+        15-20% of a search)."""
         if not self._apart or above == np.inf:
             return False
         known = [self._first_least[g] for g in groups if g in self._first_least]
@@ -773,8 +774,8 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     chosen (kernels costed: flexprefill at 1K 633 -> 274, hyper_attention at 16K 232 ->
     159); a grouping's first template is not even built where its groups' kernels, as
     sampled in other groupings' first templates, add past it (`_Visits._unbuilt_above`:
-    flexprefill at 1K leaves 387 of the 597 groupings of its sweep from the unfused
-    grouping unbuilt). A change of compute structure visits one template per structure:
+    flexprefill at 1K leaves 411 of the 653 first templates its fusion moves reach
+    unbuilt). A change of compute structure visits one template per structure:
     the one with the current loop orders where it has them (its own orders are the next
     moves), not every order of every structure. A change of off-chip order visits the
     orders one edit away where there are more than `LOCAL_ORDERS` (`_Moves.local`); the
