@@ -2195,9 +2195,6 @@ def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
     out = _whole_groupings(ctx, names)
     order = [e for e in ctx.cascade.order if e in ctx.work]
     if pinned in (None, "partial"):
-        position = {e: i for i, e in enumerate(names)}
-        at = {e: i for i, e in enumerate(order)}
-        apart = [e for e in reversed(names) if e not in at]  # without work, last first
         for cuts in _cut_sets(ctx, order):
             bounds = (0, *cuts, len(order))
             groups = [order[a:b] for a, b in itertools.pairwise(bounds)]
@@ -2206,17 +2203,7 @@ def fusion_groups(ctx: _Context) -> list[tuple[str, list[list[str]]]]:
             label = "partial:" + "|".join(
                 g[0] if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups
             )
-            # `_with_reshapes(ctx, names, groups)`, a reader's group found from the cuts
-            home: dict[str, int] = {}
-            for e in apart:
-                target = 0
-                for r in ctx.readers[e]:
-                    if r in at or r in home:
-                        target = bisect.bisect_right(cuts, at[r]) if r in at else home[r]
-                        break
-                groups[target].insert(0, e)
-                home[e] = target
-            out.append((label, [sorted(g, key=position.__getitem__) for g in groups]))
+            out.append((label, _with_reshapes(ctx, names, groups)))
     return [(label, groups) for label, groups in out if not _forbidden(ctx, groups)]
 
 
