@@ -297,9 +297,7 @@ def _cuts(fusion: str) -> frozenset[str] | None:
         return frozenset()
     if not fusion.startswith("partial:"):
         return None
-    return frozenset(
-        group.split("-")[0] for group in fusion.removeprefix("partial:").split("|")[1:]
-    )
+    return frozenset(group.split("-")[0] for group in _groups_of(fusion)[1:])
 
 
 def _order_edit(a: str, b: str) -> bool:
@@ -779,10 +777,10 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     the one with the current loop orders where it has them (its own orders are the next
     moves), not every order of every structure. A change of off-chip order visits the
     orders one edit away where there are more than `LOCAL_ORDERS` (`_Moves.local`); the
-    descent within the grouping reaches the others edit by edit. After a fusion move's sample, the
-    `POLISH_TOP` best templates of several kernels are refined by one round and, where
-    that helps, by up to `POLISH` rounds from their `STARTS` best sampled rows (one batch
-    a round) before the groupings are compared: a sample of a partial
+    descent within the grouping reaches the others edit by edit. After a fusion move's
+    sample, the `POLISH_TOP` best templates of several kernels are refined by one round
+    and, where that helps, by up to `POLISH` rounds from their `STARTS` best sampled rows
+    (one batch a round) before the groupings are compared: a sample of a partial
     grouping's grid (the tiles of several kernels) is far from its best (linear attention
     at 16K: 2.0 s sampled, 0.074 s refined), one descent from its best sample can stop at
     a poor local optimum (linear at 64K: 354.7 ms from one start, 296.7 ms with three
@@ -885,8 +883,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
             break
         goal, current = current, other[0]
         tried.add(moves.labels(current).get("fusion", ""))
-        while run.remaining > 0 and any([step(d) for d in within]):
-            pass
+        within_rounds()
         if visits.best[current][0] < visits.best[goal][0]:
             descend()
         else:
