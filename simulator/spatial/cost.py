@@ -427,6 +427,11 @@ class _Members:
         self.tokens = {e.output: filter_token(e.where) for e in chosen if e.where is not None}
         #: `_SHARES`' kind of each filtered member: (filter token, iterated ranks)
         self.kinds = {name: (token, self.ranks[name]) for name, token in self.tokens.items()}
+        #: the ranks a filtered member's share depends on (`_filter_ranks`)
+        self.filter_ranks = {
+            e.output: _filter_ranks(cascade, e, self.ranks[e.output])
+            for e in chosen if e.where is not None
+        }  # fmt: skip
         self.filtered = tuple(
             (e.output, self.ranks[e.output]) for e in chosen if e.where is not None
         )
@@ -521,6 +526,26 @@ class _SharePlan:
 
     def __init__(self, items: tuple):
         self.items = items
+
+
+def _filter_ranks(cascade: Cascade, einsum, ranks: frozenset) -> frozenset:
+    """The ranks of `ranks` (an Einsum's iterated ranks) whose tiles its filter can tell
+    apart: those of a variable the filter reads (in a tensor it reads too), and every rank
+    of a partition (a partial last tile has points no tile of it keeps, whatever the
+    filter). Along any other rank the filter is constant, so a tile cut there is empty
+    exactly where the whole of it is: tiles and empty tiles both scale by the cut's tile
+    count, and (tiles - empty) / tiles is the same float (integers below 2^53, one
+    division) whether that rank is cut or held whole."""
+
+    def root(rank: str) -> str:  # the rank it partitions, through nested partitions
+        seen = {rank}
+        while (part := cascade.partition_of.get(rank)) is not None and part.rank not in seen:
+            rank = part.rank
+            seen.add(rank)
+        return rank
+
+    read = {root(rank_of(v)) for v in variables(einsum.where)}
+    return frozenset(r for r in ranks if r in cascade.partition_of or root(r) in read)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1423,6 +1448,7 @@ class _KernelModel:
         key = (level_index, item)  # one filter, one set of tiles
         found = self._share_memo.get(key)
         if found is None:
+            ranks = ranks & self.members.filter_ranks[name]  # the tile along the others: whole
             rows = self._rows_memo.get((level_index, ranks))
             if rows is None:
                 rows = self._rows_memo[(level_index, ranks)] = self._tile_rows(level_index, ranks)
