@@ -15,6 +15,7 @@ import dataclasses
 import heapq
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,13 @@ RESTARTS = 2  # runner-up groupings greedy descends within after it stops
 #: grouping wins, e.g. hyper_attention 16K 1.11 -> 0.91 s; combiner 1M 1.5% better,
 #: flexprefill 16K 1.7% worse, the others the same; 3 rounds: no less CPU; 1: 5 worse)
 FIRST_ROUNDS = 2
+#: groupings greedy's fusion move from the unfused grouping visits all of (a cut between every
+#: two Einsums: every grouping is a merge away); past it, those one cut from the best partial
+#: grouping sampled so far. The 136 cells: the same mappings; flexprefill at 1K costs 147
+#: kernels instead of 328 (597 groupings), hyper_attention at 1M 167 instead of 199 (212);
+#: with no sweep at all, naive_2pass, stable_3pass and online_2pass (16-38 groupings) are
+#: 44-100% worse at 1M, their best grouping two or three cuts from any partial one sampled
+SWEPT_GROUPINGS = 128
 REFINED_FUSIONS = 4  # ... and fusion groupings whose best template it refines
 
 
@@ -154,6 +162,21 @@ class _Moves:
 
     def labels(self, t: int) -> dict[str, str]:
         return dict(self.templates.structure(t))
+
+    @property
+    def count(self) -> int:
+        """The space's fusion groupings."""
+        return len(self._groupings)
+
+    def sweeps(self, t: int) -> bool:
+        """Whether every grouping is one fusion move from t's (its cuts unknown: the
+        unfused grouping, a cut between every two Einsums)."""
+        fusion = self.labels(t).get("fusion", "")
+        return fusion in self._cuts and self._cuts[fusion] is None
+
+    def partial(self, t: int) -> bool:
+        """Whether t's grouping is a partial one (some Einsums fused, some cut)."""
+        return bool(self._cuts.get(self.labels(t).get("fusion", "")))
 
     def first_groups(self, t: int) -> tuple[str, ...]:
         """Where t is the first template of a partial grouping, its groups (`_groups_of`),
@@ -470,8 +493,33 @@ class _Visits:
         15-20% of a search)."""
         if not self._apart or above == np.inf:
             return False
-        known = [self._first_least[g] for g in groups if g in self._first_least]
-        return math.fsum(known) > above * PRUNE_MARGIN
+        return self._known_least(groups) > above * PRUNE_MARGIN
+
+    def _known_least(self, groups: tuple[str, ...]) -> float:
+        """The sum of the best terms of a grouping's groups sampled so far (`_first_least`;
+        a group not yet sampled adds 0): a lower bound of its first template's value."""
+        first = self._first_least
+        return math.fsum(first[g] for g in groups if g in first)
+
+    def least_first(self, found: list[int], groups_of) -> Iterator[int]:
+        """`found` (a fusion move's templates) lowest known bound first (`_known_least` of
+        `groups_of(t)`, t's groups where t is a grouping's first template), ties in order:
+        the bounds are read again when a template comes up, since the visits before it
+        sample groups (a best-first order: the good groupings set the threshold of
+        `_unbuilt_above` and `_visit_apart` early)."""
+        if not self._apart:
+            yield from found
+            return
+        groups = [groups_of(t) for t in found]
+        heap = [(self._known_least(g), i) for i, g in enumerate(groups)]
+        heapq.heapify(heap)
+        while heap:
+            bound, i = heapq.heappop(heap)
+            now = self._known_least(groups[i])
+            if heap and now > bound and (now, i) > heap[0]:
+                heapq.heappush(heap, (now, i))
+                continue
+            yield found[i]
 
     def _remember_first(self, template, groups: tuple[str, ...]) -> None:
         """Record the best term of each kernel of a grouping's first template sampled so far
@@ -789,7 +837,11 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     cascades), the polish costs one round. The refinement also moves a rank's two factors
     together (`_tied`). When no grouping helps, the choices within the `RESTARTS`
     runner-up groupings are descended from their best templates, and greedy moves on from
-    one that beats the best."""
+    one that beats the best. From the unfused grouping, which every grouping is a merge
+    away from, a fusion move goes to the groupings one cut from the best partial grouping
+    sampled so far where the space has more than `SWEPT_GROUPINGS` (flexprefill: 597);
+    groupings a move visits come lowest known bound first (`_Visits.least_first`), so that
+    good ones set the threshold of the pruning early."""
     moves = _Moves(space)
     dims = moves.dims
     visits = _Visits(space, run, rng, budget, resample=False)
@@ -811,7 +863,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
         sampled so far is left unvisited (`_Visits.visit`'s `above`): it would be neither
         polished nor the move's best."""
         top: list[float] = []  # the POLISH_TOP best polishable values so far, negated
-        for t in found:
+        for t in visits.least_first(found, moves.first_groups) if fusion else found:
             if run.remaining <= 0:
                 break
             above = -top[0] if fusion and len(top) == POLISH_TOP else np.inf
@@ -828,10 +880,20 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
                     visits.refine(t, POLISH - 1, STARTS)
                 polished.add(t)
 
+    def fusion_source(t: int) -> int:
+        """The template a fusion move from t is made from: t, except from the unfused
+        grouping of a space of more than `SWEPT_GROUPINGS` groupings, where the best
+        partial grouping sampled so far (every grouping is a merge away from the unfused
+        one: the move would visit them all)."""
+        if moves.count <= SWEPT_GROUPINGS or not moves.sweeps(t):
+            return t
+        partial = [(v, u) for u, (v, _) in visits.best.items() if moves.partial(u) and v < np.inf]
+        return min(partial)[1] if partial else t
+
     def step(d: str) -> bool:
         """Judge the moves along d from the current template; move to the best if better."""
         nonlocal current
-        found = moves.local(current, d)
+        found = moves.local(fusion_source(current) if d == "fusion" else current, d)
         if d == "compute":
             found = moves.one_per_structure(current, found)
         judge(found, d == "fusion")

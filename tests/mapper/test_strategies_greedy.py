@@ -234,3 +234,31 @@ def test_the_first_rounds_cap_resumes_where_no_grouping_wins(monkeypatch, first_
     assert before.count("compute") == first_rounds  # the cap held ...
     assert logged.count("compute") > first_rounds  # ... and the rounds went on after it
     assert capped.report.latency_s == free.report.latency_s
+
+
+@pytest.mark.parametrize("swept", [0, 1000])
+def test_the_fusion_move_from_the_unfused_grouping(monkeypatch, swept):
+    """`SWEPT_GROUPINGS`: from the unfused grouping (every grouping a merge away), a fusion
+    move visits every grouping where the space has at most so many, else the groupings one
+    cut from the best partial grouping sampled so far (stable_3pass at 1M: greedy passes
+    through the unfused grouping)."""
+    moved: list[tuple[bool, int, int]] = []  # (from unfused, groupings visited, in the space)
+    local = _Moves.local
+
+    def logging(self, t, d):
+        found = local(self, t, d)
+        if d == "fusion":
+            visited = {self.labels(u).get("fusion") for u in found}
+            moved.append((self.sweeps(t), len(visited), self.count))
+        return found
+
+    monkeypatch.setattr(_Moves, "local", logging)
+    monkeypatch.setattr(strategies_module, "SWEPT_GROUPINGS", swept)
+    shape = dict(B=64, H=12, E=64, F=64, M=1 << 20, P=1 << 20)
+    search(cascade("stable_3pass"), load_architecture("fusemax_cloud"), shape, "latency", "greedy")
+    count = moved[0][2]
+    if swept >= count:
+        assert (True, count, count) in moved
+    else:
+        assert moved and not any(unfused for unfused, _, _ in moved)
+        assert all(visited < count for _, visited, _ in moved[1:])

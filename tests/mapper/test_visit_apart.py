@@ -198,3 +198,22 @@ def test_a_first_template_past_the_threshold_stays_unbuilt():
     assert again not in visits.best
     assert np.isfinite(visits.visit(again, above=np.inf, groups=_groups_of(label)))
     assert space.templates.built > built and runner.evaluated > evaluated
+
+
+def test_a_fusion_move_visits_the_lowest_known_bound_first():
+    """`_Visits.least_first`: a move's templates by the sum of their groups' best terms
+    known so far (an unknown group adds 0), ties in order, each bound read again when its
+    template comes up (a visit samples groups); a search that does not cost kernels apart
+    keeps the order."""
+    space = _masked_space()
+    runner = Runner(space, "latency", ModelOptions(), 10**7, None)
+    visits = _Visits(space, runner, np.random.default_rng(4), 10**7, resample=False)
+    visits._first_least.update({"B": 1.0})
+    groups = {10: ("A", "X"), 11: ("B",), 12: ("C",), 13: ()}
+    order = visits.least_first([11, 10, 12, 13], groups.__getitem__)
+    assert next(order) == 10  # bound 0, ties in order (12, 13 come later)
+    visits._first_least["C"] = 2.0  # as if the visit of 10 had sampled C
+    assert list(order) == [13, 11, 12]
+    resampled = _Visits(space, runner, np.random.default_rng(4), 10**7, resample=True)
+    resampled._first_least.update({"B": 1.0})
+    assert list(resampled.least_first([11, 10, 12], groups.__getitem__)) == [11, 10, 12]
