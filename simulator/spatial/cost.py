@@ -429,8 +429,7 @@ class _Members:
         self.kinds = {name: (token, self.ranks[name]) for name, token in self.tokens.items()}
         #: the ranks a filtered member's share depends on (`_filter_ranks`)
         self.filter_ranks = {
-            e.output: _filter_ranks(cascade, e, self.ranks[e.output])
-            for e in chosen if e.where is not None
+            e.output: _filter_ranks(cascade, e.output) for e in chosen if e.where is not None
         }  # fmt: skip
         self.filtered = tuple(
             (e.output, self.ranks[e.output]) for e in chosen if e.where is not None
@@ -501,15 +500,19 @@ class _Members:
 
     def _interned(self, pairs: tuple) -> _SharePlan:
         """The `_SharePlan` of (filtered Einsum, cut ranks) pairs, one object per distinct
-        list of items: the first pair of each (filter token, ranks) only, since
-        `_KernelModel._filtered_share` keys its memo by (level, (token, ranks)) (a later pair
-        takes the first's share) and the most of equal shares is that share."""
-        seen: dict[tuple, tuple] = {}
+        list of items: one item per (filter token, the ranks cut that the filter reads:
+        `_filter_ranks`), since those make the share (`_KernelModel._filtered_share` keys
+        its memo by them: the first pair's Einsum counts it). The item is cut in the rows
+        that cut any of its pairs' ranks (their union): each pair would add the same share
+        in its own rows, and the most of equal shares is that share."""
+        seen: dict[tuple, list] = {}
         for f, ranks in pairs:
-            key = (self.tokens[f], ranks)
+            key = (self.tokens[f], ranks & self.filter_ranks[f])
             if key not in seen:
-                seen[key] = (f, ranks, key)
-        items = tuple(seen.values())
+                seen[key] = [f, ranks, key]
+            else:
+                seen[key][1] = seen[key][1] | ranks
+        items = tuple(tuple(item) for item in seen.values())
         found = self._plan_objects.get(items)
         if found is None:
             found = self._plan_objects[items] = _SharePlan(items)
@@ -528,14 +531,15 @@ class _SharePlan:
         self.items = items
 
 
-def _filter_ranks(cascade: Cascade, einsum, ranks: frozenset) -> frozenset:
-    """The ranks of `ranks` (an Einsum's iterated ranks) whose tiles its filter can tell
-    apart: those of a variable the filter reads (in a tensor it reads too), and every rank
-    of a partition (a partial last tile has points no tile of it keeps, whatever the
-    filter). Along any other rank the filter is constant, so a tile cut there is empty
-    exactly where the whole of it is: tiles and empty tiles both scale by the cut's tile
-    count, and (tiles - empty) / tiles is the same float (integers below 2^53, one
-    division) whether that rank is cut or held whole."""
+@functools.lru_cache(maxsize=1 << 12)
+def _filter_ranks(cascade: Cascade, name: str) -> frozenset:
+    """The ranks Einsum `name` iterates whose tiles its filter can tell apart: those of a
+    variable the filter reads (in a tensor it reads too), and every rank of a partition (a
+    partial last tile has points no tile of it keeps, whatever the filter). Along any other
+    rank the filter is constant, so a tile cut there is empty exactly where the whole of it
+    is: tiles and empty tiles both scale by the cut's tile count, and (tiles - empty) /
+    tiles is the same float (integers below 2^53, one division) whether that rank is cut
+    or held whole. Once per Einsum (a search builds hundreds of kernels)."""
 
     def root(rank: str) -> str:  # the rank it partitions, through nested partitions
         seen = {rank}
@@ -544,7 +548,8 @@ def _filter_ranks(cascade: Cascade, einsum, ranks: frozenset) -> frozenset:
             seen.add(rank)
         return rank
 
-    read = {root(rank_of(v)) for v in variables(einsum.where)}
+    read = {root(rank_of(v)) for v in variables(cascade.einsum(name).where)}
+    ranks = _iterated(cascade)[name][1]
     return frozenset(r for r in ranks if r in cascade.partition_of or root(r) in read)
 
 
@@ -1484,11 +1489,11 @@ class _KernelModel:
         if all(type(s) is float and s == 1.0 for s in shares):
             return 1.0  # every row's share 1, or no item cutting the row: 1 all the same
         for (_, ranks, key), share in zip(items, shares, strict=True):  # and the rows it cuts
-            found = taken_memo.get((level_index, key))
+            found = taken_memo.get((level_index, key, ranks))
             if found is None:
                 cut = self._rows_cut(level_index, ranks)
                 held = share if cut is None else np.where(cut, share, -np.inf)
-                found = taken_memo[(level_index, key)] = (share, held, cut is not None)
+                found = taken_memo[(level_index, key, ranks)] = (share, held, cut is not None)
             if not found[2] and type(share) is float and share == 1.0:
                 return 1.0  # an item of share 1 that every row cuts: 1 in every row
             taken.append(found)
