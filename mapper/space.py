@@ -2242,17 +2242,45 @@ def _forbidden(ctx: _Context, groups: list[list[str]]) -> bool:
 
 
 def _with_reshapes(ctx: _Context, names: list[str], groups: list[list[str]]) -> list[list[str]]:
-    """Groups of Einsums with work, each Einsum without work joining its first reader's."""
-    groups = [list(g) for g in groups]
+    """Groups of Einsums with work, each Einsum without work joining its first reader's
+    group: the first of its readers in a group or joined already (`_reshape_anchors`), the
+    first group where none; each group in the order of `names`."""
     home = {e: i for i, g in enumerate(groups) for e in g}
-    for e in reversed(names):
-        if e in home:
-            continue
-        target = next((home[r] for r in ctx.readers[e] if r in home), 0)
-        groups[target].insert(0, e)
-        home[e] = target
-    position = {e: i for i, e in enumerate(names)}
-    return [sorted(g, key=position.__getitem__) for g in groups]
+    joined = [list(g) for g in groups]
+    for e, anchor in _reshape_anchors(ctx, tuple(names), frozenset(home)):
+        joined[home[anchor] if anchor is not None else 0].append(e)
+    position = _positions(ctx, tuple(names))
+    return [sorted(g, key=position.__getitem__) for g in joined]
+
+
+def _reshape_anchors(ctx: _Context, names: tuple, grouped: frozenset) -> list[tuple]:
+    """(Einsum, the grouped Einsum whose group it joins, or None) of each Einsum of `names`
+    not in `grouped`, latest first: its first reader that is grouped or joined before it
+    (readers come later, so the latest is placed first), that reader's anchor where it was
+    joined. Which reader that is does not depend on how `grouped` is cut into groups:
+    worked out once per space (a space builds every partial grouping's groups)."""
+    key = ("reshape anchors", names, grouped)
+    found = ctx.memo.get(key)
+    if found is None:
+        anchor: dict[str, str | None] = {e: e for e in grouped}
+        found = []
+        for e in reversed(names):
+            if e in anchor:
+                continue
+            reader = next((r for r in ctx.readers[e] if r in anchor), None)
+            anchor[e] = anchor[reader] if reader is not None else None
+            found.append((e, anchor[e]))
+        ctx.memo[key] = found
+    return found
+
+
+def _positions(ctx: _Context, names: tuple) -> dict[str, int]:
+    """Each Einsum's place in `names`, worked out once per space."""
+    key = ("positions", names)
+    found = ctx.memo.get(key)
+    if found is None:
+        found = ctx.memo[key] = {e: i for i, e in enumerate(names)}
+    return found
 
 
 def _pinned_grouping(ctx: _Context, names: list[str], pinned) -> list[list[str]]:
