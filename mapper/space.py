@@ -67,8 +67,9 @@ import numpy as np
 from einsim.einsum import Cascade, SpecError, pass_analysis
 from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
-from einsim.simulator import Architecture, Kernel, Loop, Mapping, Overlap, evaluate_batch
+from einsim.simulator import Architecture, Kernel, Loop, Mapping, Overlap
 from einsim.simulator.shape import DEFAULT_BATCH, split_shape
+from einsim.simulator.spatial.cost import einsum_cycles
 from einsim.simulator.spatial.mapping import StageItem
 
 from .constraints import Constraints
@@ -973,10 +974,8 @@ def _probe(ctx: _Context, unit: str, option: tuple[str, ...]) -> dict[str, float
         chained_ops=ctx.constraints.chained_ops,
     )
     mapping = Mapping("probe", ctx.cascade.name, (kernel,), batch=ctx.batch)
-    report = evaluate_batch(ctx.cascade, ctx.arch, mapping, ctx.shape)
-    cycles = {
-        row["einsum"]: float(np.max(row["cycles"])) for row in report.einsums if row["unit"] == unit
-    }
+    found = einsum_cycles(ctx.cascade, ctx.arch, mapping, ctx.shape)
+    cycles = {e: float(np.max(c)) for e, (on, c) in found.items() if on == unit}
     cache[unit, option] = cycles
     return cycles
 

@@ -2131,6 +2131,32 @@ def kernel_totals(
     return tuple(part.totals for part in parts)
 
 
+def einsum_cycles(
+    cascade: Cascade,
+    arch: Architecture,
+    mapping: Mapping,
+    shape: MappingABC[str, int],
+    params: MappingABC[str, object] | None = None,
+    options: ModelOptions | None = None,
+) -> dict[str, tuple[str, object]]:
+    """Each Einsum's (unit, cycles over the batch) in `mapping` (arguments as
+    `evaluate_batch`'s), the unit and cycles of its row in the report's `einsums`, without
+    the kernels' traffic, buffers and energy: what a probe of a unit's speed reads
+    (`mapper.space`'s, tens per space)."""
+    arch, batch_params, n, options = _batch_setup(arch, mapping, params, options)
+    sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
+    out: dict[str, tuple[str, object]] = {}
+    for kernel in mapping.kernels:
+        where = f"mapping {mapping.name}, kernel {kernel.name}: "
+        model = _KernelModel(
+            cascade, arch, kernel, sizes, batch, options, where, batch_params, n,
+            skip_empty_tiles=mapping.skip_empty_tiles,
+        )  # fmt: skip
+        for name, row in model.einsum_rows(report=False).items():
+            out[name] = (row["unit"], row["cycles"])
+    return out
+
+
 def _batch_setup(arch, mapping, params, options) -> tuple:
     """(the architecture with the batch's `arch.` numbers, the checked free parameters,
     the batch's length, the options): what `evaluate_batch` and `kernel_totals` start
