@@ -2144,17 +2144,25 @@ def einsum_cycles(
     the kernels' traffic, buffers and energy: what a probe of a unit's speed reads
     (`mapper.space`'s, tens per space)."""
     arch, batch_params, n, options = _batch_setup(arch, mapping, params, options)
-    sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
     out: dict[str, tuple[str, object]] = {}
+    for _, model in _kernel_models(cascade, arch, mapping, shape, batch_params, n, options):
+        for name, row in model.einsum_rows(report=False).items():
+            out[name] = (row["unit"], row["cycles"])
+    return out
+
+
+def _kernel_models(cascade, arch, mapping, shape, batch_params, n, options):
+    """Each kernel of `mapping` with its `_KernelModel` over the batch. One rule
+    (simulator/shape.py): a rank the cascade iterates is priced by it, never also a batch
+    multiplier; outer ranks are the mapping's batch ranks it does not know."""
+    sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
     for kernel in mapping.kernels:
         where = f"mapping {mapping.name}, kernel {kernel.name}: "
         model = _KernelModel(
             cascade, arch, kernel, sizes, batch, options, where, batch_params, n,
             skip_empty_tiles=mapping.skip_empty_tiles,
         )  # fmt: skip
-        for name, row in model.einsum_rows(report=False).items():
-            out[name] = (row["unit"], row["cycles"])
-    return out
+        yield kernel, model
 
 
 def _batch_setup(arch, mapping, params, options) -> tuple:
@@ -2182,17 +2190,9 @@ def _kernel_parts(
 ) -> list[_KernelPart]:
     """Cost each kernel of `mapping` on its own (`_KernelModel`); without `report`, only
     each one's totals (its report rows empty: `kernel_totals`)."""
-    # One rule (simulator/shape.py): a rank the cascade iterates is priced by it, never
-    # also a batch multiplier; outer ranks are the mapping's batch ranks it does not know.
-    sizes, batch = _sizes_and_batch(cascade, mapping.batch, shape)
     dram = arch.levels[0]
     parts = []
-    for kernel in mapping.kernels:
-        where = f"mapping {mapping.name}, kernel {kernel.name}: "
-        model = _KernelModel(
-            cascade, arch, kernel, sizes, batch, options, where, batch_params, n,
-            skip_empty_tiles=mapping.skip_empty_tiles,
-        )  # fmt: skip
+    for kernel, model in _kernel_models(cascade, arch, mapping, shape, batch_params, n, options):
         problems = list(model.problems)
         per = model.einsum_rows(report)
         unit_cycles: dict = {}
