@@ -69,7 +69,7 @@ from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 from einsim.simulator import Architecture, Kernel, Loop, Mapping, Overlap
 from einsim.simulator.shape import DEFAULT_BATCH, split_shape
-from einsim.simulator.spatial.cost import einsum_cycles
+from einsim.simulator.spatial import einsum_cycles
 from einsim.simulator.spatial.mapping import StageItem
 
 from .constraints import Constraints

@@ -158,7 +158,7 @@ class _Moves:
                 codes = np.array([values.setdefault(x, len(values)) for x in labels], np.int64)
                 columns.append(codes[index])
             # column by column in memory (a view of shape (templates, dimensions)): filling
-            # a row-major array column by column costs 5x more at 753,654 templates
+            # a row-major array column by column took 0.12 s at 753,654 templates
             self._codes[block.start] = np.stack(columns).T
         return block, self._codes[block.start]
 
@@ -884,7 +884,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
 
     def fusion_source(t: int) -> int:
         """The template a fusion move from t is made from: t, except from the unfused
-        grouping of a space of more than `SWEPT_GROUPINGS` groupings, where the best
+        grouping of a space of more than `SWEPT_GROUPINGS` groupings, where it is the best
         partial grouping sampled so far (every grouping is a merge away from the unfused
         one: the move would visit them all)."""
         if moves.count <= SWEPT_GROUPINGS or not moves.sweeps(t):
