@@ -26,6 +26,10 @@ def test_transposed_plan_instead_of_a_kernel_load(monkeypatch, loaded):
         lambda w, groups, *_: [(*o, None) for o in itertools.permutations(groups)],
     )
     monkeypatch.setattr(occ, "INTERVAL_NUMPY_RANGES", 0)
+    # a load charged far past any build time: whether the transposed plan is built hangs on
+    # the charge alone, not on the measured CPU time of this plan's build (which a full test
+    # run once inflated past KERNEL_LOAD_S / TRANSPOSE_AFTER = 0.6 s)
+    monkeypatch.setattr(occ, "KERNEL_LOAD_S", 1e9)
     # every tiling through the union of ranges (not the single-row sums, no kernel there)
     monkeypatch.setattr(occ, "_single_rows", lambda plan, ty: np.zeros(len(ty), bool))
     real = occ._interval_rows_kernel
