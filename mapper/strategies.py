@@ -165,6 +165,10 @@ class _Moves:
     def labels(self, t: int) -> dict[str, str]:
         return dict(self.templates.structure(t))
 
+    def fusion(self, t: int) -> str:
+        """t's fusion grouping label ('' where it has none)."""
+        return self.labels(t).get("fusion", "")
+
     @property
     def count(self) -> int:
         """The space's fusion groupings."""
@@ -173,12 +177,12 @@ class _Moves:
     def sweeps(self, t: int) -> bool:
         """Whether every grouping is one fusion move from t's (its cuts unknown: the
         unfused grouping, a cut between every two Einsums)."""
-        fusion = self.labels(t).get("fusion", "")
+        fusion = self.fusion(t)
         return fusion in self._cuts and self._cuts[fusion] is None
 
     def partial(self, t: int) -> bool:
         """Whether t's grouping is a partial one (some Einsums fused, some cut)."""
-        return bool(self._cuts.get(self.labels(t).get("fusion", "")))
+        return bool(self._cuts.get(self.fusion(t)))
 
     def first_groups(self, t: int) -> tuple[str, ...]:
         """Where t is the first template of a partial grouping, its groups (`_groups_of`),
@@ -240,7 +244,7 @@ class _Moves:
                 self._memo[key] = self._same(t, t, d)
             else:
                 found = set()
-                for start in self.near(self.labels(t).get("fusion", "")):
+                for start in self.near(self.fusion(t)):
                     found.add(start)
                     found.update(self._same(t, start, d))
                 self._memo[key] = sorted(found)
@@ -937,16 +941,16 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     descend(FIRST_ROUNDS)
     # restarts: the choices within each runner-up grouping descended from its best template
     # (a grouping left after one sample may hold a better tiling under other orders)
-    tried = {moves.labels(current).get("fusion", "")}
+    tried = {moves.fusion(current)}
     for _ in range(RESTARTS):
         if run.remaining <= 0:
             break
         ranked = sorted(visits.best.items(), key=lambda kv: (kv[1][0], kv[0]))
-        other = [t for t, _ in ranked if moves.labels(t).get("fusion", "") not in tried]
+        other = [t for t, _ in ranked if moves.fusion(t) not in tried]
         if not other:
             break
         goal, current = current, other[0]
-        tried.add(moves.labels(current).get("fusion", ""))
+        tried.add(moves.fusion(current))
         within_rounds()
         if visits.best[current][0] < visits.best[goal][0]:
             descend()
@@ -957,7 +961,7 @@ def greedy(space: MapSpace, run, budget: int, rng: np.random.Generator) -> None:
     # grouping's sample may hide a better tiling than another grouping's best template)
     best_of: dict[str, int] = {}
     for t in ranked:
-        best_of.setdefault(moves.labels(t).get("fusion", ""), t)
+        best_of.setdefault(moves.fusion(t), t)
     for t in dict.fromkeys(ranked[:REFINED] + list(best_of.values())[:REFINED_FUSIONS]):
         visits.refine(t)
 

@@ -540,17 +540,9 @@ def _filter_ranks(cascade: Cascade, name: str) -> frozenset:
     is: tiles and empty tiles both scale by the cut's tile count, and (tiles - empty) /
     tiles is the same float (integers below 2^53, one division) whether that rank is cut
     or held whole. Once per Einsum (a search builds hundreds of kernels)."""
-
-    def root(rank: str) -> str:  # the rank it partitions, through nested partitions
-        seen = {rank}
-        while (part := cascade.partition_of.get(rank)) is not None and part.rank not in seen:
-            rank = part.rank
-            seen.add(rank)
-        return rank
-
-    read = {root(rank_of(v)) for v in variables(cascade.einsum(name).where)}
+    read = {rank_of(v) for v in variables(cascade.einsum(name).where)}
     ranks = _iterated(cascade)[name][1]
-    return frozenset(r for r in ranks if r in cascade.partition_of or root(r) in read)
+    return frozenset(r for r in ranks if r in cascade.partition_of or r in read)
 
 
 @functools.lru_cache(maxsize=1024)
