@@ -554,7 +554,9 @@ class _Visits:
         add past `above`, t is left unvisited; the others are sampled one at a time while
         the sum stays at or below it (hyper_attention at 16K: every grouping whose first
         kernel runs HQ to past HK costs over 3x the best, so the kernels after it are never
-        costed for those groupings)."""
+        costed for those groupings). Where a kernel's sample holds no valid row, no row
+        of t is valid (each takes one of its rows): t is judged inf, its other kernels not
+        costed (biformer at 64K: 277 of 323 fusion-move visits, CPU 1.33 -> 0.93 s)."""
         if t in self.best:
             return self.best[t][0]
         if self.run.remaining <= 0:
@@ -563,11 +565,17 @@ class _Visits:
         samples = [self._parts_found(template, k) for k in range(count)]
         least = math.fsum(x.least for x in samples if x is not None)
         for k in range(count):
+            if least == np.inf:  # a kernel's sample holds no valid row: so do t's rows
+                self.best[t] = (np.inf, 0)
+                return np.inf
             if least > above * PRUNE_MARGIN:
                 return np.inf
             if samples[k] is None:
                 samples[k] = self._part(template, k)
                 least += samples[k].least
+        if least == np.inf:
+            self.best[t] = (np.inf, 0)
+            return np.inf
         if least > above * PRUNE_MARGIN:
             return np.inf
         sizes = [len(x.scores) for x in samples]
