@@ -151,15 +151,16 @@ class _Moves:
         dimension; a missing label codes as '')."""
         block = self.templates.block(t)
         if block.start not in self._codes:
-            columns = []
-            for (labels, index), values in zip(
-                self.templates.labels(t, self.dims), self._values, strict=True
+            # column by column in memory (filling a row-major array column by column took
+            # 0.12 s at 753,654 templates), each column gathered in place, in int32 (a
+            # code counts labels): flexprefill's fused grouping 0.22 -> 0.13 s
+            out = np.empty((len(block), len(self.dims)), np.int32, order="F")
+            for j, ((labels, index), values) in enumerate(
+                zip(self.templates.labels(t, self.dims), self._values, strict=True)
             ):
-                codes = np.array([values.setdefault(x, len(values)) for x in labels], np.int64)
-                columns.append(codes[index])
-            # column by column in memory (a view of shape (templates, dimensions)): filling
-            # a row-major array column by column took 0.12 s at 753,654 templates
-            self._codes[block.start] = np.stack(columns).T
+                codes = np.array([values.setdefault(x, len(values)) for x in labels], np.int32)
+                np.take(codes, index, out=out[:, j])
+            self._codes[block.start] = out
         return block, self._codes[block.start]
 
     def labels(self, t: int) -> dict[str, str]:
