@@ -771,6 +771,18 @@ def _static_part(where: Expr) -> Expr | None:
 _STATIC_PARTS: dict[int, Expr | None] = {}
 
 
+def emptiness_filter(where: Expr | None) -> Expr | None:
+    """The filter whose kept points decide which tiles of an Einsum are empty when
+    `occupancy` is asked without tensors: the filter itself, or the static part of a filter
+    that reads a tensor (`_filtered_grid`: a declared density scales the points, never the
+    empty tiles; None where no conjunct is static). Einsums of one emptiness filter over one
+    iteration space have the same empty tiles whatever their data conjuncts (HiP's eight
+    top-k rounds of a level and their selection share `n % 8 == 0 and ...`)."""
+    if where is None or not _reads_tensor(where):
+        return where
+    return _static_part(where)
+
+
 def _static_part_of(where: Expr) -> Expr | None:
     static = [c for c in _conjuncts(where) if not _reads_tensor(c)]
     if not static:

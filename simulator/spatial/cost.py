@@ -31,7 +31,7 @@ import numpy as np
 from einsim.einsum import Cascade, InfeasibleError, MappingError, Op
 from einsim.einsum.analysis import _per_point_ops, einsum_op_counts
 from einsim.einsum.ir import Call, Const, Size, Var, rank_of, value_ops, variables, walk
-from einsim.einsum.occupancy import filter_token, occupancy
+from einsim.einsum.occupancy import emptiness_filter, filter_token, occupancy
 
 from ..report import BatchReport, Report, _Problem
 from ..shape import split_shape
@@ -424,7 +424,11 @@ class _Members:
         self.ranks = {e.output: iterated[e.output][1] for e in chosen}
         #: every rank some member iterates, in the members' order (`tile_extents`)
         self.all_ranks = tuple(dict.fromkeys(r for e in chosen for r in iterated[e.output][0]))
-        self.tokens = {e.output: filter_token(e.where) for e in chosen if e.where is not None}
+        #: each filtered member's token of its `emptiness_filter`: the share of non-empty
+        #: tiles is that filter's, so members whose data conjuncts differ share it
+        self.tokens = {
+            e.output: filter_token(emptiness_filter(e.where)) for e in chosen if e.where is not None
+        }  # fmt: skip
         #: `_SHARES`' kind of each filtered member: (filter token, iterated ranks)
         self.kinds = {name: (token, self.ranks[name]) for name, token in self.tokens.items()}
         #: the ranks a filtered member's share depends on (`_filter_ranks`)
@@ -539,8 +543,9 @@ def _filter_ranks(cascade: Cascade, name: str) -> frozenset:
     rank the filter is constant, so a tile cut there is empty exactly where the whole of it
     is: tiles and empty tiles both scale by the cut's tile count, and (tiles - empty) /
     tiles is the same float (integers below 2^53, one division) whether that rank is cut
-    or held whole. Once per Einsum (a search builds hundreds of kernels)."""
-    read = {rank_of(v) for v in variables(cascade.einsum(name).where)}
+    or held whole. The filter is the Einsum's `emptiness_filter` (a data conjunct decides no
+    tile's emptiness). Once per Einsum (a search builds hundreds of kernels)."""
+    read = {rank_of(v) for v in variables(emptiness_filter(cascade.einsum(name).where))}
     ranks = _iterated(cascade)[name][1]
     return frozenset(r for r in ranks if r in cascade.partition_of or r in read)
 

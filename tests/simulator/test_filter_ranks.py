@@ -47,12 +47,16 @@ def test_the_ranks_a_filter_reads():
         "BK[e,m1,m0] = K[e,m1*M0+m0]\n"
         "QK[m1,m0,p] = Q[e,p] * BK[e,m1,m0] where m1 * M0 + m0 <= p\n"
         "QW[e,p] = Q[e,p] * 2 where p > W\n"
-        "SK[m,p] = Q[e,p] * K[e,m] where S[m,p] > 0"
+        "SK[m,p] = Q[e,p] * K[e,m] where S[m,p] > 0\n"
+        "SW[e,p] = Q[e,p] * 3 where p > W and S[e,p] > 0"
     )
     got = {e: cost._filter_ranks(cascade, e) for e in ("QK", "QW")}
     assert got == {"QK": {"M1", "M0", "P"}, "QW": {"P"}}
-    # a filter that reads a tensor: the ranks of its indices too
-    assert cost._filter_ranks(cascade, "SK") == {"M", "P"}
+    # a filter that reads a tensor: the ranks its static part reads (its data conjuncts,
+    # priced by a density, empty no tile: `occupancy.emptiness_filter`), and the
+    # partitioned ranks (M); E, read only by the data conjunct, is not among them
+    assert cost._filter_ranks(cascade, "SK") == {"M"}
+    assert cost._filter_ranks(cascade, "SW") == {"P"}
     # a partitioned rank stays, read or not: a partial last tile has points none keeps
     blocked = parse_cascade(
         "inputs: Q[e,p], K[e,m]\npartition: M -> M1, M0\nsizes: M0=4, W=8\n"
@@ -107,7 +111,56 @@ def test_the_model_prices_as_when_every_rank_is_counted(monkeypatch, variant, sh
     before = _costs(variant, shape)
     monkeypatch.undo()
     fresh()
+    _assert_same(now, before)
+
+
+def _assert_same(now, before) -> None:
     assert len(now) == len(before) > 10
     for (cycles, energy), (cycles0, energy0) in zip(now, before, strict=True):
         np.testing.assert_array_equal(cycles, cycles0)
         np.testing.assert_array_equal(energy, energy0)
+
+
+@pytest.mark.parametrize(
+    ("variant", "shape"),
+    [
+        ("hip", dict(B=2, H=4, E=64, F=64, M=2048, P=2048)),
+        ("flexprefill", dict(B=2, H=4, E=64, F=64, M=1024, P=1024)),
+        ("moba", dict(B=2, H=4, E=64, F=64, M=2048, P=2048)),
+    ],
+)
+def test_einsums_of_one_static_part_share_one_share(monkeypatch, variant, shape):
+    """Data-dependent filters that differ only in their data conjuncts (HiP's top-k rounds)
+    share one item of a share plan (`occupancy.emptiness_filter`): every row's cycles and
+    energy are those of the model that keys each share by its whole filter and counts it
+    over every rank that filter reads (tables started afresh both times)."""
+    from einsim.einsum.ir import rank_of, variables
+    from einsim.einsum.occupancy import emptiness_filter, filter_token
+
+    def fresh():
+        cost._SHARES.clear()
+        cost._SHARES_HELD[0] = 0
+        cost._members.cache_clear()
+        getattr(cost._filter_ranks, "cache_clear", lambda: None)()
+
+    fresh()
+    now = _costs(variant, shape)
+
+    def whole_filter_ranks(cascade, name):
+        read = {rank_of(v) for v in variables(cascade.einsum(name).where)}
+        ranks = cost._iterated(cascade)[name][1]
+        return frozenset(r for r in ranks if r in cascade.partition_of or r in read)
+
+    monkeypatch.setattr(cost, "emptiness_filter", lambda where: where)
+    monkeypatch.setattr(cost, "_filter_ranks", whole_filter_ranks)
+    fresh()
+    before = _costs(variant, shape)
+    monkeypatch.undo()
+    fresh()
+    _assert_same(now, before)
+    # the merge happens: fewer distinct emptiness filters than filters
+    built = einsim.attention(variant)
+    cascade = getattr(built, "cascade", built)
+    wheres = [e.where for e in cascade.einsums if e.where is not None]
+    merged = {filter_token(emptiness_filter(w)) for w in wheres}
+    assert len(merged) < len({filter_token(w) for w in wheres})
