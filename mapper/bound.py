@@ -360,13 +360,17 @@ def _held_lanes(dims: tuple[int, ...], ranks: frozenset, sizes: tuple, held: _He
     best = 0.0
     names = sorted(ranks)
     for placed in itertools.permutations([*names, *[None] * len(dims)], len(dims)):
+        # open grids (one axis each): the products below broadcast to the full grid only
+        # at their last factor, each element the same floats as on a full meshgrid
         grids = np.meshgrid(
             *[
                 np.arange(1, (min(d, extents[r]) if r else 1) + 1)
                 for r, d in zip(placed, dims, strict=True)
             ],
             indexing="ij",
+            sparse=True,
         )
+        shape = tuple(len(g.reshape(-1)) for g in grids)
         factor = {r: g for r, g in zip(placed, grids, strict=True) if r is not None}
         need = sum(
             math.prod(size if size is not None else factor.get(r, 1) for r, size in tensor)
@@ -374,7 +378,7 @@ def _held_lanes(dims: tuple[int, ...], ranks: frozenset, sizes: tuple, held: _He
         )
         lanes = math.prod(
             extents[r] / np.ceil(extents[r] / g) for r, g in factor.items()
-        ) * np.ones_like(grids[0], dtype=float)
+        ) * np.ones(shape, dtype=float)
         fits = np.broadcast_to(need <= held.words, lanes.shape)
         if fits.any():
             best = max(best, float(lanes[fits].max()))
