@@ -4471,11 +4471,14 @@ def _loads_kernel(plan: _IntervalPlan, tx: np.ndarray, ty: np.ndarray) -> bool:
 def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
     """`_interval_rows_py` for all tilings at once, vectorized: every (tiling, run, row of
     tiles) range, sorted by (tiling, row, first tile); a range adds the tiles past the
-    running maximum of its row's earlier ends."""
+    running maximum of its row's earlier ends. Where every range of a set ends at the last
+    tile or starts at tile 0 (`_one_sided`), a row's union is one range: no sort."""
     n_x, n_y = plan.extent_x, plan.extent_y
     rows = -(-n_y // ty)
     tiles_x = -(-n_x // tx)
     offset = np.concatenate([[0], np.cumsum(rows)])  # first row of tiles of each tiling
+    groups = int(offset[-1])
+    tiling = np.repeat(np.arange(len(tx)), rows)  # each row of tiles' tiling
     totals, ends = [], []
     for runs in (plan.kept, plan.gaps):
         n_runs = len(runs.y0)
@@ -4484,11 +4487,27 @@ def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
         pair = np.repeat(np.arange(len(tx) * n_runs), count)
         t, r = pair // max(n_runs, 1), pair % max(n_runs, 1)
         i = i0.reshape(-1)[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(count) - count, count)
-        ya = np.maximum(runs.y0[r], i * ty[t])
-        yb = np.minimum(runs.y1[r], i * ty[t] + ty[t] - 1)
-        j0 = runs.lo[runs.start[r] + ya - runs.y0[r]] // tx[t]
-        j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
         group = offset[t] + i
+        side = _one_sided(runs, n_x)
+        end = np.full(groups, -1, np.int64)
+        if side != "suffix":
+            yb = np.minimum(runs.y1[r], i * ty[t] + ty[t] - 1)
+            j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
+        if side == "prefix":  # every range starts at tile 0: the union is [0, most j1]
+            np.maximum.at(end, group, j1)
+            totals.append(end + 1)
+            ends.append(end)
+            continue
+        ya = np.maximum(runs.y0[r], i * ty[t])
+        j0 = runs.lo[runs.start[r] + ya - runs.y0[r]] // tx[t]
+        if side == "suffix":  # every range ends at the last tile: [least j0, that tile]
+            first = np.full(groups, np.iinfo(np.int64).max, np.int64)
+            np.minimum.at(first, group, j0)
+            met = first <= tiles_x[tiling] - 1
+            end[met] = (tiles_x[tiling] - 1)[met]
+            totals.append(np.where(met, end - first + 1, 0))
+            ends.append(end)
+            continue
         big = int(tiles_x.max()) + 2
         # lexsort((j0, group)) as one stable sort of one key (0 <= j0 < big): the same order
         order = np.argsort(group * big + j0, kind="stable")
@@ -4496,21 +4515,31 @@ def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
         running = np.maximum.accumulate(group * big + j1 + 1)
         before = np.maximum(np.concatenate([[0], running[:-1]]) - group * big - 1, -1)
         added = np.maximum(j1 - np.maximum(j0, before + 1) + 1, 0)
-        total = np.bincount(group, added, minlength=int(offset[-1])).astype(np.int64)
-        end = np.full(int(offset[-1]), -1, np.int64)
+        total = np.bincount(group, added, minlength=groups).astype(np.int64)
         if len(group):
             last = np.append(group[1:] != group[:-1], True)
             end[group[last]] = running[last] - group[last] * big - 1
         totals.append(total)
         ends.append(end)
-    tiling = np.repeat(np.arange(len(tx)), rows)
-    i = np.arange(int(offset[-1])) - offset[tiling]
+    i = np.arange(groups) - offset[tiling]
     height = np.minimum(i * ty[tiling] + ty[tiling], n_y) - i * ty[tiling]
     short = np.where(ends[0] == tiles_x[tiling] - 1, tiles_x[tiling] * tx[tiling] - n_x, 0)
     width = totals[0] * tx[tiling] - np.where(totals[0] > 0, short, 0)
     out[:, 0] = np.bincount(tiling, totals[0], minlength=len(tx))
     out[:, 1] = rows * tiles_x - np.bincount(tiling, totals[1], minlength=len(tx))
     out[:, 2] = np.bincount(tiling, height * width, minlength=len(tx))
+
+
+def _one_sided(runs: _Runs, n_x: int) -> str:
+    """'prefix' where every interval of `runs` starts at 0 (a causal row's gaps), 'suffix'
+    where every one reaches the last x (its kept keys), else '': then the ranges a row of
+    tiles unites all share that end, and their union is one range (HiP's block selections
+    at 1M: 16,384 rows of one interval each)."""
+    if not len(runs.lo):
+        return ""
+    if bool(np.all(runs.lo == 0)):
+        return "prefix"
+    return "suffix" if bool(np.all(runs.hi == n_x - 1)) else ""
 
 
 @cache

@@ -57,3 +57,30 @@ def test_single_row_tilings_match_brute_force(monkeypatch, mask):
     tilings = [{"P": 1, "M": 1}, {"P": 1, "M": 4}, {"P": 3, "M": 2}, {"P": 1, "M": 30}, {}]
     _check(c, sizes, tilings)
     assert sum(counted) >= 1
+
+
+@pytest.mark.parametrize(
+    "mask", ["m % 3 == 0 and m <= p", "m >= p and p % 2 == 0", "m + 2 <= p", "m >= p + 3"]
+)
+def test_one_sided_rows_match_brute_force(monkeypatch, mask):
+    """Kept intervals (or gaps) that all start at 0 or all reach the last x (a causal row's
+    keys and its gaps) unite a row of tiles' ranges without sorting (`_one_sided`): exact
+    against brute force on tiles taller than one row, and equal to the sorted union."""
+    occ = _with_intervals(monkeypatch)
+    c = parse_cascade(f"inputs: Q[e,p], K[e,m]\nmask: {mask}\nQK[m,p] = Q[e,p] * K[e,m]")
+    sizes = resolve_shape(c, {"E": 2, "M": 23, "P": 19, "W": 3})
+    einsum = c.einsums[0]
+    vars_ = occ._mask_vars_of(c, einsum, sizes, einsum.where)
+    plan = occ._interval_plan(c, sizes, einsum.where, vars_)
+    assert plan is not None
+    sides = {occ._one_sided(plan.kept, plan.extent_x), occ._one_sided(plan.gaps, plan.extent_x)}
+    assert sides & {"prefix", "suffix"}
+    tilings = [{"P": 3, "M": 2}, {"P": 4, "M": 5}, {"P": 19, "M": 1}, {"P": 2, "M": 30}, {}]
+    _check(c, sizes, tilings)
+    tx = np.array([1, 2, 5, 7, 23, 30])
+    ty = np.array([2, 3, 4, 19, 5, 1])
+    got, want = np.zeros((6, 3), np.int64), np.zeros((6, 3), np.int64)
+    occ._interval_rows_numpy(plan, tx, ty, got)
+    monkeypatch.setattr(occ, "_one_sided", lambda runs, n_x: "")
+    occ._interval_rows_numpy(plan, tx, ty, want)
+    np.testing.assert_array_equal(got, want)
