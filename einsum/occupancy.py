@@ -4481,6 +4481,12 @@ def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
     tiling = np.repeat(np.arange(len(tx)), rows)  # each row of tiles' tiling
     totals, ends = [], []
     for runs in (plan.kept, plan.gaps):
+        side = _one_sided(runs, n_x)
+        if side:  # a row of tiles unites ranges sharing an end: one range, per tile height
+            total, end = _one_sided_union(runs, side, n_x, n_y, tx, ty, offset)
+            totals.append(total)
+            ends.append(end)
+            continue
         n_runs = len(runs.y0)
         i0 = runs.y0[None, :] // ty[:, None]
         count = (runs.y1[None, :] // ty[:, None] - i0 + 1).reshape(-1)
@@ -4488,26 +4494,11 @@ def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
         t, r = pair // max(n_runs, 1), pair % max(n_runs, 1)
         i = i0.reshape(-1)[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(count) - count, count)
         group = offset[t] + i
-        side = _one_sided(runs, n_x)
         end = np.full(groups, -1, np.int64)
-        if side != "suffix":
-            yb = np.minimum(runs.y1[r], i * ty[t] + ty[t] - 1)
-            j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
-        if side == "prefix":  # every range starts at tile 0: the union is [0, most j1]
-            np.maximum.at(end, group, j1)
-            totals.append(end + 1)
-            ends.append(end)
-            continue
+        yb = np.minimum(runs.y1[r], i * ty[t] + ty[t] - 1)
+        j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
         ya = np.maximum(runs.y0[r], i * ty[t])
         j0 = runs.lo[runs.start[r] + ya - runs.y0[r]] // tx[t]
-        if side == "suffix":  # every range ends at the last tile: [least j0, that tile]
-            first = np.full(groups, np.iinfo(np.int64).max, np.int64)
-            np.minimum.at(first, group, j0)
-            met = first <= tiles_x[tiling] - 1
-            end[met] = (tiles_x[tiling] - 1)[met]
-            totals.append(np.where(met, end - first + 1, 0))
-            ends.append(end)
-            continue
         big = int(tiles_x.max()) + 2
         # lexsort((j0, group)) as one stable sort of one key (0 <= j0 < big): the same order
         order = np.argsort(group * big + j0, kind="stable")
@@ -4540,6 +4531,39 @@ def _one_sided(runs: _Runs, n_x: int) -> str:
     if bool(np.all(runs.lo == 0)):
         return "prefix"
     return "suffix" if bool(np.all(runs.hi == n_x - 1)) else ""
+
+
+def _one_sided_union(runs: _Runs, side: str, n_x: int, n_y: int, tx, ty, offset):
+    """(tiles united, last tile united or -1) per row of tiles of every tiling (rows of
+    tiling t at offset[t]..), for runs whose intervals all start at 0 ('prefix': a row of
+    tiles unites [0, (most hi) // tx]) or all end at the last x ('suffix': [(least lo) //
+    tx, last tile]); hi and lo do not decrease along a run, and floor division keeps the
+    order, so the union is `_interval_rows_numpy`'s. The extremes over each row of tiles
+    depend on its height only: one `reduceat` per distinct height, not per tiling."""
+    covered = runs.y1 - runs.y0 + 1
+    before = np.cumsum(covered) - covered
+    k = np.repeat(runs.start - before, covered) + np.arange(int(covered.sum()))
+    y = np.repeat(runs.y0 - before, covered) + np.arange(int(covered.sum()))
+    prefix = side == "prefix"
+    row = np.full(n_y, -1 if prefix else n_x, np.int64)  # none: below or past every x
+    (np.maximum if prefix else np.minimum).at(row, y, (runs.hi if prefix else runs.lo)[k])
+    extreme = {}
+    for h in np.unique(ty).tolist():
+        reduce = np.maximum.reduceat if prefix else np.minimum.reduceat
+        extreme[h] = reduce(row, np.arange(0, n_y, h))
+    total = np.zeros(int(offset[-1]), np.int64)
+    end = np.full(int(offset[-1]), -1, np.int64)
+    for t, (w, h) in enumerate(zip(tx.tolist(), ty.tolist(), strict=True)):
+        m, at = extreme[h], slice(int(offset[t]), int(offset[t + 1]))
+        if prefix:
+            end[at] = np.where(m >= 0, m // w, -1)
+            total[at] = end[at] + 1
+        else:
+            last = -(-n_x // w) - 1
+            met = m < n_x
+            end[at] = np.where(met, last, -1)
+            total[at] = np.where(met, last - m // w + 1, 0)
+    return total, end
 
 
 @cache
