@@ -4493,12 +4493,11 @@ def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
         pair = np.repeat(np.arange(len(tx) * n_runs), count)
         t, r = pair // max(n_runs, 1), pair % max(n_runs, 1)
         i = i0.reshape(-1)[pair] + np.arange(len(pair)) - np.repeat(np.cumsum(count) - count, count)
-        group = offset[t] + i
-        end = np.full(groups, -1, np.int64)
-        yb = np.minimum(runs.y1[r], i * ty[t] + ty[t] - 1)
-        j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
         ya = np.maximum(runs.y0[r], i * ty[t])
+        yb = np.minimum(runs.y1[r], i * ty[t] + ty[t] - 1)
         j0 = runs.lo[runs.start[r] + ya - runs.y0[r]] // tx[t]
+        j1 = runs.hi[runs.start[r] + yb - runs.y0[r]] // tx[t]
+        group = offset[t] + i
         big = int(tiles_x.max()) + 2
         # lexsort((j0, group)) as one stable sort of one key (0 <= j0 < big): the same order
         order = np.argsort(group * big + j0, kind="stable")
@@ -4507,6 +4506,7 @@ def _interval_rows_numpy(plan: _IntervalPlan, tx, ty, out) -> None:
         before = np.maximum(np.concatenate([[0], running[:-1]]) - group * big - 1, -1)
         added = np.maximum(j1 - np.maximum(j0, before + 1) + 1, 0)
         total = np.bincount(group, added, minlength=groups).astype(np.int64)
+        end = np.full(groups, -1, np.int64)
         if len(group):
             last = np.append(group[1:] != group[:-1], True)
             end[group[last]] = running[last] - group[last] * big - 1
@@ -4542,15 +4542,14 @@ def _one_sided_union(runs: _Runs, side: str, n_x: int, n_y: int, tx, ty, offset)
     depend on its height only: one `reduceat` per distinct height, not per tiling."""
     covered = runs.y1 - runs.y0 + 1
     before = np.cumsum(covered) - covered
-    k = np.repeat(runs.start - before, covered) + np.arange(int(covered.sum()))
-    y = np.repeat(runs.y0 - before, covered) + np.arange(int(covered.sum()))
+    stored = np.arange(int(covered.sum()))  # each stored interval, run after run
+    k = np.repeat(runs.start - before, covered) + stored
+    y = np.repeat(runs.y0 - before, covered) + stored
     prefix = side == "prefix"
+    most = np.maximum if prefix else np.minimum
     row = np.full(n_y, -1 if prefix else n_x, np.int64)  # none: below or past every x
-    (np.maximum if prefix else np.minimum).at(row, y, (runs.hi if prefix else runs.lo)[k])
-    extreme = {}
-    for h in np.unique(ty).tolist():
-        reduce = np.maximum.reduceat if prefix else np.minimum.reduceat
-        extreme[h] = reduce(row, np.arange(0, n_y, h))
+    most.at(row, y, (runs.hi if prefix else runs.lo)[k])
+    extreme = {h: most.reduceat(row, np.arange(0, n_y, h)) for h in np.unique(ty).tolist()}
     total = np.zeros(int(offset[-1]), np.int64)
     end = np.full(int(offset[-1]), -1, np.int64)
     for t, (w, h) in enumerate(zip(tx.tolist(), ty.tolist(), strict=True)):

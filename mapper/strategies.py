@@ -574,10 +574,7 @@ class _Visits:
             if k < count and samples[k] is None:
                 samples[k] = self._part(template, k)
                 least += samples[k].least
-        sizes = [len(x.scores) for x in samples]
-        if min(sizes) == 0:
-            self.best[t] = (np.inf, 0)
-            return np.inf
+        sizes = [len(x.scores) for x in samples]  # none 0: an empty sample's least is inf
         n = min(self.sample, max(self.run.remaining, 0))
         if n <= 0:
             return np.inf

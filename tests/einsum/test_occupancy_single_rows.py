@@ -36,6 +36,15 @@ def test_single_rows_equal_the_union_of_ranges(data):
             np.testing.assert_array_equal(got, want)
 
 
+def _small_plan(occ, mask: str):
+    """(cascade, sizes, interval plan or None) of one QK[m,p] under `mask` at M=23, P=19."""
+    c = parse_cascade(f"inputs: Q[e,p], K[e,m]\nmask: {mask}\nQK[m,p] = Q[e,p] * K[e,m]")
+    sizes = resolve_shape(c, {"E": 2, "M": 23, "P": 19, "W": 3})
+    einsum = c.einsums[0]
+    vars_ = occ._mask_vars_of(c, einsum, sizes, einsum.where)
+    return c, sizes, occ._interval_plan(c, sizes, einsum.where, vars_)
+
+
 @pytest.mark.parametrize(
     "mask", ["m % 3 == 0 and m <= p", "p % 3 != 1 and m <= p + 2", "m % 4 == 1 and m + 2 <= p"]
 )
@@ -43,11 +52,7 @@ def test_single_row_tilings_match_brute_force(monkeypatch, mask):
     """One interval a row (hip's `n % 8 == 0 and n <= nq` in small), query tiles of 1 mixed
     with taller ones in one call: exact, and the plan takes the single-row sums."""
     occ = _with_intervals(monkeypatch)
-    c = parse_cascade(f"inputs: Q[e,p], K[e,m]\nmask: {mask}\nQK[m,p] = Q[e,p] * K[e,m]")
-    sizes = resolve_shape(c, {"E": 2, "M": 23, "P": 19, "W": 3})
-    einsum = c.einsums[0]
-    vars_ = occ._mask_vars_of(c, einsum, sizes, einsum.where)
-    plan = occ._interval_plan(c, sizes, einsum.where, vars_)
+    c, sizes, plan = _small_plan(occ, mask)
     assert plan is not None and plan.kept.width <= 1 and plan.gaps.width <= 1
     counted = []
     real = occ._interval_single_rows
@@ -67,11 +72,7 @@ def test_one_sided_rows_match_brute_force(monkeypatch, mask):
     keys and its gaps) unite a row of tiles' ranges without sorting (`_one_sided`): exact
     against brute force on tiles taller than one row, and equal to the sorted union."""
     occ = _with_intervals(monkeypatch)
-    c = parse_cascade(f"inputs: Q[e,p], K[e,m]\nmask: {mask}\nQK[m,p] = Q[e,p] * K[e,m]")
-    sizes = resolve_shape(c, {"E": 2, "M": 23, "P": 19, "W": 3})
-    einsum = c.einsums[0]
-    vars_ = occ._mask_vars_of(c, einsum, sizes, einsum.where)
-    plan = occ._interval_plan(c, sizes, einsum.where, vars_)
+    c, sizes, plan = _small_plan(occ, mask)
     assert plan is not None
     sides = {occ._one_sided(plan.kept, plan.extent_x), occ._one_sided(plan.gaps, plan.extent_x)}
     assert sides & {"prefix", "suffix"}
