@@ -140,6 +140,7 @@ class _Moves:
         self._values: list[dict[str, int]] = [{} for _ in self.dims]  # label -> code, per dim
         self._codes: dict[int, np.ndarray] = {}  # per grouping (its first template): codes
         self._keys: dict[tuple[int, str], tuple | None] = {}  # per grouping and dim: `_keyed`
+        self._full: dict[int, np.ndarray] = {}  # per grouping: `_full_key`
         self._ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per grouping: codes' range
         self._near: dict[str, list[int]] = {}
         self._memo: dict[tuple[int, str], list[int]] = {}
@@ -159,7 +160,10 @@ class _Moves:
                 zip(self.templates.labels(t, self.dims), self._values, strict=True)
             ):
                 codes = np.array([values.setdefault(x, len(values)) for x in labels], np.int32)
-                np.take(codes, index, out=out[:, j])
+                if len(codes) == 1:  # one label (a grouping's fusion, kernels): no gather
+                    out[:, j] = codes[0]
+                else:  # the indices are valid: 'wrap' spares the buffered bounds check
+                    np.take(codes, index, out=out[:, j], mode="wrap")
             self._codes[block.start] = out
         return block, self._codes[block.start]
 
@@ -195,24 +199,44 @@ class _Moves:
         than d's, as one integer per template (mixed radix over each column's range
         `low`..`high`, `scale` its place value; a column of one code adds nothing), worked
         out once per grouping and dimension so that a look-up is one comparison of
-        integers, not of every column; None when the key would not fit 62 bits."""
+        integers, not of every column; None when the key of every column would not fit 62
+        bits."""
         key = (start, d)
         if key not in self._keys:
             _, codes = self.codes(start)
             cols = self._others[d]
             if start not in self._ranges:
                 self._ranges[start] = (codes.min(axis=0), codes.max(axis=0))
-            low, high = (x[cols] for x in self._ranges[start])
-            radix = (high - low + 1).tolist()
+            low, high = self._ranges[start]
+            varying = np.flatnonzero(high > low).tolist()
+            radix = [int(high[j] - low[j]) + 1 for j in varying]
             if math.prod(radix) >= 1 << 62:
                 self._keys[key] = None
             else:
-                scale = np.cumprod([1, *radix[:-1]]).astype(np.int64)
-                keys = np.zeros(len(codes), dtype=np.int64)
-                for j in np.flatnonzero(high > low).tolist():
-                    keys += (codes[:, cols[j]] - low[j]) * scale[j]
-                self._keys[key] = (keys, low, high, scale)
+                # place values over every varying column, so that one key of all of them
+                # (`_full_key`) serves each dimension: the columns d ignores subtracted, where
+                # they vary at all (a grouping's fusion, kernels, often its on-chip order:
+                # none, the whole key)
+                scale = np.zeros(len(self.dims), dtype=np.int64)
+                scale[varying] = np.cumprod([1, *radix[:-1]])
+                keys = self._full_key(start, codes, low, scale, varying)
+                ignored = [j for j in varying if j not in cols]
+                if ignored:
+                    keys = keys.copy()
+                    for j in ignored:
+                        keys -= _placed(codes[:, j], low[j], scale[j])
+                self._keys[key] = (keys, low[cols], high[cols], scale[cols])
         return self._keys[key]
+
+    def _full_key(self, start, codes, low, scale, varying) -> np.ndarray:
+        """The codes of a grouping's templates along every dimension as one integer each
+        (mixed radix `scale` over its `varying` columns), once per grouping."""
+        if start not in self._full:
+            full = np.zeros(len(codes), dtype=np.int64)
+            for j in varying:
+                full += _placed(codes[:, j], low[j], scale[j])
+            self._full[start] = full
+        return self._full[start]
 
     def _same(self, t: int, u: int, d: str) -> list[int]:
         """The templates of u's grouping whose labels other than d's are t's: none where a
@@ -318,6 +342,14 @@ class _Moves:
                 if self._cuts[g] is None or mine is None or _one_cut_apart(mine, self._cuts[g])
             ]  # fmt: skip
         return self._near[fusion]
+
+
+def _placed(column: np.ndarray, low: int, scale: int) -> np.ndarray:
+    """A column of codes at its place in a mixed-radix key: (code - low) * scale, int64."""
+    out = column.astype(np.int64)
+    out -= low
+    out *= scale
+    return out
 
 
 def _cuts(fusion: str) -> frozenset[str] | None:
