@@ -259,3 +259,40 @@ def test_unknown_strategy_and_objective_are_refused(small_array):
         search(cascade("gemm"), small_array, GEMM, strategy="bayes")
     with pytest.raises(SpecError, match="latency, energy, edp"):
         search(cascade("gemm"), small_array, GEMM, objective="speed")
+
+
+def _hugepages_now(switch) -> bool:
+    """numpy's madvise-hugepage setting, read by setting it and putting it back."""
+    state = switch(False)
+    switch(state)
+    return state
+
+
+@pytest.mark.parametrize("user_set", [False, True])
+def test_search_turns_numpy_hugepages_off_while_it_runs_and_back(monkeypatch, user_set):
+    import importlib
+
+    search_module = importlib.import_module("einsim.mapper.search")
+    switch = search_module._set_madvise_hugepage
+    if switch is None:
+        pytest.skip("this numpy has no madvise-hugepage switch")
+    if user_set:
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    else:
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    seen = []
+    inner = search_module._spatial_search
+
+    def watching(*args, **kwargs):
+        seen.append(_hugepages_now(switch))
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "_spatial_search", watching)
+    before = switch(True)
+    try:
+        arch = load_architecture("fusemax_cloud", {"units.2d.rows": 8, "units.2d.cols": 8})
+        search(cascade("gemm"), arch, {"M": 16, "N": 8, "K": 4}, strategy="greedy", budget=2_000)
+        assert seen == [user_set]  # off during the search, unless the user asked for it
+        assert _hugepages_now(switch) is True  # restored after
+    finally:
+        switch(before)
