@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -338,7 +337,7 @@ def search(
     check_strategy(strategy)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise SpecError(f"budget must be a positive integer, got {budget!r}")
-    with _rare_collections(), _small_pages():
+    with _rare_collections():
         return _spatial_search(
             cascade, arch, shape, objective, strategy, budget, seed, constraints, progress,
             options, start,
@@ -358,35 +357,6 @@ def _rare_collections(threshold: int = 100_000):
         yield
     finally:
         gc.set_threshold(*before)
-
-
-try:  # numpy's switch of `madvise(MADV_HUGEPAGE)` for large arrays (its "global state")
-    from numpy._core.multiarray import _set_madvise_hugepage
-except ImportError:  # numpy 1.x
-    try:
-        from numpy.core.multiarray import _set_madvise_hugepage
-    except ImportError:
-        _set_madvise_hugepage = None
-
-
-@contextlib.contextmanager
-def _small_pages():
-    """NumPy's request for transparent huge pages (`madvise`, on arrays of 4 MiB and more)
-    off while a search runs, restored after; left alone where the user set
-    NUMPY_MADVISE_HUGEPAGE. A search at a million query rows makes and drops thousands of
-    such arrays (occupancy plans, per-row ends), and where Linux compacts memory for an
-    madvised fault (transparent_hugepage/defrag = madvise, Ubuntu's default), each fresh
-    one may stall: razor_attention at 1M spent 0.26-0.45 s of system time in 4 runs, 0.13-
-    0.14 s with 4 KiB pages (flexprefill 1M 0.26-0.27 -> 0.12-0.13 s; causal 1M 0.01-0.02
-    -> 0.03-0.05 s, more faults of small pages; user time the same)."""
-    if _set_madvise_hugepage is None or "NUMPY_MADVISE_HUGEPAGE" in os.environ:
-        yield
-        return
-    before = _set_madvise_hugepage(False)
-    try:
-        yield
-    finally:
-        _set_madvise_hugepage(before)
 
 
 def _spatial_search(
