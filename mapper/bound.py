@@ -370,7 +370,7 @@ def _held_lanes(dims: tuple[int, ...], ranks: frozenset, sizes: tuple, held: _He
             indexing="ij",
             sparse=True,
         )
-        shape = tuple(len(g.reshape(-1)) for g in grids)
+        shape = np.broadcast_shapes(*(g.shape for g in grids))  # the full grid's
         factor = {r: g for r, g in zip(placed, grids, strict=True) if r is not None}
         need = sum(
             math.prod(size if size is not None else factor.get(r, 1) for r, size in tensor)
