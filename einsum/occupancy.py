@@ -84,6 +84,7 @@ scattered back to the n requested.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import threading
@@ -1525,7 +1526,6 @@ def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray,
     row by one end, with no array of its values; the others update lo and hi in place."""
     from .executor import _value
 
-    ys = np.arange(n_y)
     lo = np.zeros(n_y, dtype=np.int64)
     hi = np.full(n_y, n_x - 1, dtype=np.int64)
     scratch: list[np.ndarray] = []
@@ -1540,6 +1540,7 @@ def _affine_ends(bounds, y: str, n_x: int, n_y: int, sizes) -> tuple[np.ndarray,
                 scratch.append(np.empty(n_y, dtype=np.int64))
             _whole_ends_into(a, whole, op, lo, hi, scratch[0])
             continue
+        ys = np.arange(n_y)  # the executor's path (rare): the rows' values made here
         value = np.broadcast_to(np.asarray(_value(r, {y: ys}, sizes, {}, None), float), (n_y,))
         if a == 0:
             hi = np.where(_HOLDS[op](value, 0.0), hi, -1)
@@ -2420,8 +2421,8 @@ class _UnionPlan:
     y: tuple[str, ...]
     extent_x: int
     extent_y: int
-    kept: tuple  # (lo, hi) arrays per term, in order
-    gaps: tuple  # (lo, hi) arrays per gap (first, between consecutive, last)
+    kept: tuple  # (lo, hi) per term, in order, each `_AffineRuns`
+    gaps: tuple  # (lo, hi) per gap (first, between consecutive, last), each `_AffineRuns`
     pieces: tuple  # (start, end, live terms, live gaps) per piece
     points: int
 
@@ -2430,7 +2431,7 @@ class _UnionPlan:
 UNION_PIECES_MOST = 64
 
 
-@lru_cache(maxsize=4)  # a plan holds 2 x (2 terms + 1) ends a row: 80 MB at 1M
+@lru_cache(maxsize=4)
 def _union_plan_cached(cascade, key, keyed, vars_) -> _UnionPlan | None:
     """One plan per (cascade, sizes, filter, variables); None where the filter is no
     union of ordered affine staircases with few pieces."""
@@ -2454,7 +2455,8 @@ _union_plan = _keyed_plan(_union_plan_cached)
 
 
 def _union_of(terms, n_x: int, n_y: int):
-    """(extent_x, extent_y, kept, gaps, pieces, points) of ordered terms, or None."""
+    """(extent_x, extent_y, kept, gaps, pieces, points) of ordered terms, or None; each
+    end of the kept terms and of the gaps as `_AffineRuns` over the pieces."""
     live = [lo <= hi for lo, hi in terms]
     rank = [_median_kept(lo, on) for (lo, _), on in zip(terms, live, strict=True)]
     order = sorted(range(len(terms)), key=lambda r: rank[r])
@@ -2467,36 +2469,46 @@ def _union_of(terms, n_x: int, n_y: int):
             both = live[r] & live[q]
             if np.any(both & ((lo_q < lo_r) | (hi_q < hi_r))):
                 return None
-    previous = np.full(n_y, -1, dtype=np.int64)  # the last live term's hi so far
-    gaps = []
-    for (lo, hi), on in zip(terms, live, strict=True):
-        end = np.subtract(lo, 1)
-        np.copyto(end, -2, where=~on)  # dead term: no gap here
-        gaps.append((previous + 1, end))
-        np.maximum(previous, hi, out=previous, where=on)
-    gaps.append((previous + 1, np.full(n_y, n_x - 1, dtype=np.int64)))
     cuts = {0, n_y}
-    # The cuts: where a term or gap turns live or dead, or an end's step changes (two
-    # scratch arrays reused for every end: no fresh pages per end).
+    # The cuts: where a term or gap turns live or dead, or an end's step changes. Every
+    # array below is scratch reused for each end (`_gap_ends` writes each gap's into the
+    # same two): at 1M rows each fresh array is 8 MB of pages to fault in.
     step = np.empty(max(n_y - 1, 0), dtype=np.int64)
     changed = np.empty(max(n_y - 2, 0), dtype=bool)
-    ons = [*live, *(lo <= hi for lo, hi in gaps)]
-    for (lo, hi), on in zip((*terms, *gaps), ons, strict=True):
-        cuts |= set((np.flatnonzero(on[1:] != on[:-1]) + 1).tolist())
-        for ends in (lo, hi):
-            np.subtract(ends[1:], ends[:-1], out=step)
+    scratch = [np.empty(n_y, dtype=np.int64) for _ in range(3)]  # a gap's lo, hi; previous
+    width, on = np.empty(n_y, dtype=np.int64), np.empty(n_y, dtype=bool)
+    gap_points = 0  # terms may overlap: the kept points are all less the gaps'
+    ends = [(lo, hi, on_r) for (lo, hi), on_r in zip(terms, live, strict=True)]
+    for lo, hi, on_r in itertools.chain(ends, _gap_ends(terms, live, n_x, *scratch)):
+        if on_r is None:  # a gap: live where lo <= hi, its points max(hi - lo + 1, 0)
+            on_r = np.less_equal(lo, hi, out=on)
+            np.subtract(hi, lo, out=width)
+            width += 1
+            gap_points += int(np.maximum(width, 0, out=width).sum())
+        cuts |= set((np.flatnonzero(on_r[1:] != on_r[:-1]) + 1).tolist())
+        for values in (lo, hi):
+            np.subtract(values[1:], values[:-1], out=step)
             np.not_equal(step[1:], step[:-1], out=changed)
             cuts |= set((np.flatnonzero(changed) + 1).tolist())
         if len(cuts) > UNION_PIECES_MOST + 1:
             return None
     edges = sorted(cuts)
+    kept = tuple((_AffineRuns.of(lo, edges), _AffineRuns.of(hi, edges)) for lo, hi in terms)
+    # the gaps' ends again, at the rows their runs read only (each piece's first two)
+    rows = np.unique(np.minimum(np.add.outer([0, 1], edges[:-1]), n_y - 1))
+    at = [(lo[rows], hi[rows]) for lo, hi in terms]
+    scratch = [np.empty(len(rows), dtype=np.int64) for _ in range(3)]
+    gaps = tuple(
+        (_AffineRuns.of(lo, edges, rows), _AffineRuns.of(hi, edges, rows))
+        for lo, hi, _ in _gap_ends(at, [on[rows] for on in live], n_x, *scratch)
+    )
     pieces = []
     for s, stop in itertools.pairwise(edges):
         e = stop - 1
         parts = []
-        for group in (terms, gaps):
-            on = [r for r, (lo, hi) in enumerate(group) if lo[s] <= hi[s]]
-            for r in on:
+        for group in (kept, gaps):
+            on_s = [r for r, (lo, hi) in enumerate(group) if lo[s] <= hi[s]]
+            for r in on_s:
                 lo, hi = group[r]
                 if e > s and (
                     lo[s + 1] < lo[s]
@@ -2505,17 +2517,61 @@ def _union_of(terms, n_x: int, n_y: int):
                     or lo[e] > hi[e - 1] + 1
                 ):
                     return None  # decreasing, or not a staircase in this piece
-            parts.append(tuple(on))
+            parts.append(tuple(on_s))
         pieces.append((s, e, parts[0], parts[1]))
-    # terms may overlap: the kept points are all less the gaps'
-    gap_points = 0
-    width = previous  # no longer needed: scratch
-    for lo, hi in gaps:
-        np.subtract(hi, lo, out=width)
-        width += 1
-        gap_points += int(np.maximum(width, 0, out=width).sum())
     points = n_x * n_y - gap_points
-    return n_x, n_y, tuple(terms), tuple(gaps), tuple(pieces), points
+    return n_x, n_y, kept, gaps, tuple(pieces), points
+
+
+def _gap_ends(terms, live, n_x: int, lo, hi, previous):
+    """(lo, hi, None) of each gap of ordered terms (before the first live term, between
+    consecutive ones, after the last; empty where lo > hi), written into `lo` and `hi`
+    (valid until the next; `previous`, scratch: the last live term's hi so far)."""
+    previous.fill(-1)
+    for (t_lo, t_hi), on in zip(terms, live, strict=True):
+        np.add(previous, 1, out=lo)
+        np.subtract(t_lo, 1, out=hi)
+        np.copyto(hi, -2, where=~on)  # dead term: no gap here
+        yield lo, hi, None
+        np.maximum(previous, t_hi, out=previous, where=on)
+    np.add(previous, 1, out=lo)
+    hi.fill(n_x - 1)
+    yield lo, hi, None
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class _AffineRuns:
+    """An int64 array of n values kept as runs on each of which it is affine: from
+    `starts[k]`, `base[k] + slope[k] * (y - starts[k])` (a `_UnionPlan`'s ends over its
+    pieces: O(pieces), not 8 MB per end at 1M rows). Indexing gives the array's value."""
+
+    starts: list[int]
+    base: list[int]
+    slope: list[int]
+    n: int
+
+    @classmethod
+    def of(cls, values: np.ndarray, edges: list[int], rows=None) -> _AffineRuns:
+        """The runs of an array between consecutive `edges` (0 .. n), on each of which it
+        is affine: `values` is the array, or its values at `rows` only (sorted, holding
+        each run's first two rows)."""
+        starts = np.asarray(edges[:-1], dtype=np.int64)
+        last = np.asarray(edges[1:], dtype=np.int64) - 1
+        first, second = starts, np.minimum(starts + 1, last)
+        if rows is not None:
+            first, second = np.searchsorted(rows, first), np.searchsorted(rows, second)
+        base = values[first]
+        slope = np.where(last > starts, values[second] - base, 0)
+        return cls(starts.tolist(), base.tolist(), slope.tolist(), edges[-1])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, y: int) -> int:
+        if not 0 <= y < self.n:
+            raise IndexError(f"row {y} of {self.n}")
+        k = bisect.bisect_right(self.starts, y) - 1
+        return self.base[k] + self.slope[k] * (y - self.starts[k])
 
 
 def _median_kept(lo: np.ndarray, on: np.ndarray) -> float:
@@ -4237,7 +4293,10 @@ _ANONYMOUS = Var("")
 
 
 def _whole(expr: Expr, var: str, n: int, sizes):
-    """(value, lowest, highest): an int or an int64 array, and bounds of its values."""
+    """(value, lowest, highest): an int or an int64 array, and bounds of its values. Every
+    array it returns is its own (made in this call), so an operation writes into one of its
+    operands' arrays: one array of n values per leaf reading `var`, not one per operation
+    (1M positions: 8 MB of fresh pages each)."""
     if isinstance(expr, Const):
         v = expr.value
         if not float(v).is_integer():
@@ -4258,32 +4317,42 @@ def _whole(expr: Expr, var: str, n: int, sizes):
     op = expr.op
     if op is Op.NEG:
         (a, lo, hi) = args[0]
-        return _bounded(-a, -hi, -lo)
+        return _bounded(np.negative(a, out=a) if _owned(a) else -a, -hi, -lo)
     tests = op in _WHOLE_TESTS or op is Op.NOT
     if tests and all(isinstance(a[0], int) for a in args):
         raise _NotWhole  # the executor's tests take arrays only
     if op is Op.NOT:
         return _bounded((args[0][0] == 0).astype(np.int64), 0, 1)
     (a, alo, ahi), (b, blo, bhi) = args
+    into = a if _owned(a) else b if _owned(b) else None  # an operand's array: written
     if op is Op.ADD:
-        return _bounded(a + b, alo + blo, ahi + bhi)
+        return _bounded(a + b if into is None else np.add(a, b, out=into), alo + blo, ahi + bhi)
     if op is Op.SUB:
-        return _bounded(a - b, alo - bhi, ahi - blo)
+        value = a - b if into is None else np.subtract(a, b, out=into)
+        return _bounded(value, alo - bhi, ahi - blo)
     if op is Op.MUL:
         ends = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
-        return _bounded(a * b, min(ends), max(ends))
+        value = a * b if into is None else np.multiply(a, b, out=into)
+        return _bounded(value, min(ends), max(ends))
     if op is Op.MAX:
-        return _bounded(np.maximum(a, b), max(alo, blo), max(ahi, bhi))
+        return _bounded(np.maximum(a, b, out=into), max(alo, blo), max(ahi, bhi))
     if op is Op.MIN:
-        return _bounded(np.minimum(a, b), min(alo, blo), min(ahi, bhi))
+        return _bounded(np.minimum(a, b, out=into), min(alo, blo), min(ahi, bhi))
     if op in (Op.FLOORDIV, Op.MOD):
         if not isinstance(b, int) or b <= 0:
             raise _NotWhole
         if op is Op.FLOORDIV:
-            return _bounded(a // b, alo // b, ahi // b)
-        return _bounded(a % b, 0, b - 1)
+            value = a // b if into is None else np.floor_divide(a, b, out=into)
+            return _bounded(value, alo // b, ahi // b)
+        value = a % b if into is None else np.remainder(a, b, out=into)
+        return _bounded(value, 0, b - 1)
     # comparisons and logic: 0 / 1
     return _bounded(_WHOLE_TESTS[op](a, b).astype(np.int64), 0, 1)
+
+
+def _owned(value) -> bool:
+    """Whether `_whole` may write its result into `value` (an int64 array it made)."""
+    return isinstance(value, np.ndarray) and value.dtype == np.int64
 
 
 def _bounded(value, lo: int, hi: int):
