@@ -1493,7 +1493,9 @@ def _affine_oriented(w: Expr, x: str, y: str, groups, extent, sizes) -> _AffineP
     if run is None:
         return None
     ya, yb = run
-    points = int(np.clip(hi - lo + 1, 0, None).sum())
+    width = np.subtract(hi, lo)  # points: max(hi - lo + 1, 0) summed, in one array
+    width += 1
+    points = int(np.maximum(width, 0, out=width).sum())
     return _AffinePlan(groups[x], groups[y], n_x, n_y, lo, hi, ya, yb, points)
 
 
@@ -2469,29 +2471,10 @@ def _union_of(terms, n_x: int, n_y: int):
             both = live[r] & live[q]
             if np.any(both & ((lo_q < lo_r) | (hi_q < hi_r))):
                 return None
-    cuts = {0, n_y}
-    # The cuts: where a term or gap turns live or dead, or an end's step changes. Every
-    # array below is scratch reused for each end (`_gap_ends` writes each gap's into the
-    # same two): at 1M rows each fresh array is 8 MB of pages to fault in.
-    step = np.empty(max(n_y - 1, 0), dtype=np.int64)
-    changed = np.empty(max(n_y - 2, 0), dtype=bool)
-    scratch = [np.empty(n_y, dtype=np.int64) for _ in range(3)]  # a gap's lo, hi; previous
-    width, on = np.empty(n_y, dtype=np.int64), np.empty(n_y, dtype=bool)
-    gap_points = 0  # terms may overlap: the kept points are all less the gaps'
-    ends = [(lo, hi, on_r) for (lo, hi), on_r in zip(terms, live, strict=True)]
-    for lo, hi, on_r in itertools.chain(ends, _gap_ends(terms, live, n_x, *scratch)):
-        if on_r is None:  # a gap: live where lo <= hi, its points max(hi - lo + 1, 0)
-            on_r = np.less_equal(lo, hi, out=on)
-            np.subtract(hi, lo, out=width)
-            width += 1
-            gap_points += int(np.maximum(width, 0, out=width).sum())
-        cuts |= set((np.flatnonzero(on_r[1:] != on_r[:-1]) + 1).tolist())
-        for values in (lo, hi):
-            np.subtract(values[1:], values[:-1], out=step)
-            np.not_equal(step[1:], step[:-1], out=changed)
-            cuts |= set((np.flatnonzero(changed) + 1).tolist())
-        if len(cuts) > UNION_PIECES_MOST + 1:
-            return None
+    found = _union_cuts(terms, live, n_x, n_y)
+    if found is None:
+        return None
+    cuts, gap_points = found
     edges = sorted(cuts)
     kept = tuple((_AffineRuns.of(lo, edges), _AffineRuns.of(hi, edges)) for lo, hi in terms)
     # the gaps' ends again, at the rows their runs read only (each piece's first two)
@@ -2521,6 +2504,53 @@ def _union_of(terms, n_x: int, n_y: int):
         pieces.append((s, e, parts[0], parts[1]))
     points = n_x * n_y - gap_points
     return n_x, n_y, kept, gaps, tuple(pieces), points
+
+
+#: Rows a union's cuts are looked for at a time (`_union_cuts`): its scratch arrays stay
+#: small and warm (at 1M rows, each array of every row was 8 MB of fresh pages).
+UNION_ROWS_CHUNK = 1 << 16
+
+
+def _union_cuts(terms, live, n_x: int, n_y: int) -> tuple[set[int], int] | None:
+    """(cuts, gap points) of ordered terms: the rows where a term or gap turns live or dead
+    or an end's step changes (0 and n_y too), and the points of the gaps (terms may
+    overlap: the kept points are all less the gaps'); None past `UNION_PIECES_MOST`
+    pieces. Chunk by chunk of rows, each with the row before and after it (a cut at y
+    compares rows y - 1, y and y + 1), the gaps written into the same scratch."""
+    cuts = {0, n_y}
+    gap_points = 0
+    size = min(UNION_ROWS_CHUNK, n_y) + 2
+    scratch = [np.empty(size, dtype=np.int64) for _ in range(4)]  # gap lo, hi; previous; width
+    step, on, changed = np.empty(size, np.int64), np.empty(size, bool), np.empty(size, bool)
+    for a in range(0, n_y, UNION_ROWS_CHUNK):
+        b = min(a + UNION_ROWS_CHUNK, n_y)
+        first, last = max(a - 1, 0), min(b + 1, n_y)  # the rows read: [first, last)
+        m = last - first
+        part = [(lo[first:last], hi[first:last]) for lo, hi in terms]
+        live_part = [on_r[first:last] for on_r in live]
+        gaps = _gap_ends(part, live_part, n_x, *(x[:m] for x in scratch[:3]))
+        # local indices: the chunk's rows y in [a, b) with a row before (y >= 1) and,
+        # for a step's change, a row after (y <= n_y - 2)
+        i0, i1, i2 = max(a, 1) - first, b - first, min(b, n_y - 1) - first
+        for lo, hi, on_r in itertools.chain(
+            ((lo, hi, on_r) for (lo, hi), on_r in zip(part, live_part, strict=True)), gaps
+        ):
+            if on_r is None:  # a gap: live where lo <= hi, its points max(hi - lo + 1, 0)
+                on_r = np.less_equal(lo, hi, out=on[:m])
+                width = np.subtract(hi[a - first : i1], lo[a - first : i1], out=scratch[3][: b - a])
+                width += 1
+                gap_points += int(np.maximum(width, 0, out=width).sum())
+            if i1 > i0:
+                flips = np.not_equal(on_r[i0:i1], on_r[i0 - 1 : i1 - 1], out=changed[: i1 - i0])
+                cuts |= set((np.flatnonzero(flips) + (first + i0)).tolist())
+            if i2 > i0:
+                for values in (lo, hi):
+                    d = np.subtract(values[1:], values[:-1], out=step[: m - 1])
+                    moved = np.not_equal(d[i0:i2], d[i0 - 1 : i2 - 1], out=changed[: i2 - i0])
+                    cuts |= set((np.flatnonzero(moved) + (first + i0)).tolist())
+            if len(cuts) > UNION_PIECES_MOST + 1:
+                return None
+    return cuts, gap_points
 
 
 def _gap_ends(terms, live, n_x: int, lo, hi, previous):

@@ -1,7 +1,8 @@
 """A union plan's ends kept as affine runs over its pieces (`_AffineRuns`, `_union_of`):
 every row's value equals the array the runs stand for (the terms' ends, and the gaps
 between the live terms worked out row by row here), and the kept points equal a count
-of the points in the union of each row's intervals."""
+of the points in the union of each row's intervals, whatever the chunks of rows its cuts
+are found in (`_union_cuts`)."""
 
 import importlib
 
@@ -70,10 +71,16 @@ def _staircases(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(case=_staircases())
-def test_union_ends_and_points_equal_the_rows(case):
+@given(case=_staircases(), chunk=st.sampled_from([1, 2, 3, 7, occ.UNION_ROWS_CHUNK]))
+def test_union_ends_and_points_equal_the_rows(case, chunk):
+    """Whatever the chunks of rows the cuts are looked for in (a cut compares a row with
+    the rows either side: chunks of 1 to 7 rows put every cut on a chunk's edge)."""
     terms, n_x, n_y = case
-    found = occ._union_of(terms, n_x, n_y)
+    default, occ.UNION_ROWS_CHUNK = occ.UNION_ROWS_CHUNK, chunk
+    try:
+        found = occ._union_of(terms, n_x, n_y)
+    finally:
+        occ.UNION_ROWS_CHUNK = default
     if found is None:
         return  # not ordered staircases, or too many pieces: another plan counts it
     _, _, kept, gaps, pieces, points = found
