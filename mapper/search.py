@@ -444,32 +444,47 @@ PARETO_CHUNK = 512  # points compared with the front found so far at once
 
 
 def _pareto(points: np.ndarray) -> np.ndarray:
-    """`pareto_mask(points)`, vectorized: the distinct points in lexicographic order, in
-    chunks; a chunk's points that no point of the front found so far dominates are compared
-    with each other, and those none of them dominates join the front. Exact: a point that
-    dominates another comes before it in lexicographic order, and dominance is transitive,
-    so a dominated point is dominated by a front point before it (in an earlier chunk: on
-    the front found so far) or by a point of its own chunk that survived the front."""
+    """`pareto_mask(points)` of n x 3 points (latency, energy, buffer bytes), vectorized: the
+    distinct points in lexicographic order, in chunks. Every point before a point is at
+    most it on the first column, so a point is dominated exactly when an earlier one is at
+    most it on the other two: a point of the front found so far (its staircase on those
+    two, the least last column up to each middle value: one `searchsorted` per chunk) or a
+    point of its own chunk that passed the staircase (compared pairwise; a dominated one
+    is dominated by the front too, dominance being transitive), the chunks growing from 32
+    points to `PARETO_CHUNK`. The pairwise comparison of every chunk with the whole front
+    was 5% of hip's search at 16K (51 ms for 17K points, now 8 ms). A row holding a NaN is
+    compared with none (it is on the front, as there)."""
     n = len(points)
     mask = np.zeros(n, dtype=bool)
     if n == 0:
         return mask
-    order = np.lexsort(points.T[::-1])
+    whole = ~np.isnan(points).any(axis=1)
+    mask[~whole] = True
+    at = np.flatnonzero(whole)
+    order = at[np.lexsort(points[at].T[::-1])]
     ranked = points[order]
     fresh = np.r_[True, np.any(ranked[1:] != ranked[:-1], axis=1)]
     unique = ranked[fresh]
     on_front = np.zeros(len(unique), dtype=bool)
-    front = unique[:0]
-    for start in range(0, len(unique), PARETO_CHUNK):
-        chunk = unique[start : start + PARETO_CHUNK]
-        left = ~np.any(np.all(front[:, None, :] <= chunk[None, :, :], axis=2), axis=0)
+    middle, last = unique[:0, 1], unique[:0, 2]  # the staircase: middle up, last down
+    start, size = 0, 32  # chunks of 32, 64, ... points: the first meets no staircase
+    while start < len(unique):
+        chunk = unique[start : start + size]
+        k = np.searchsorted(middle, chunk[:, 1], side="right") - 1
+        left = (k < 0) | (last[np.maximum(k, 0)] > chunk[:, 2]) if len(middle) else k < 0
         survivors = np.flatnonzero(left)
         rest = chunk[survivors]
         below = np.all(rest[:, None, :] <= rest[None, :, :], axis=2)  # [p, q]: p <= q
         np.fill_diagonal(below, False)
-        new = start + survivors[~np.any(below, axis=0)]
-        on_front[new] = True
-        front = np.concatenate([front, unique[new]])
+        new = survivors[~np.any(below, axis=0)]
+        on_front[start + new] = True
+        middle = np.concatenate([middle, chunk[new, 1]])
+        last = np.concatenate([last, chunk[new, 2]])
+        by = np.lexsort((last, middle))
+        middle, last = middle[by], last[by]
+        least = np.minimum.accumulate(np.r_[np.inf, last[:-1]])  # the least last before each
+        middle, last = middle[last < least], last[last < least]
+        start, size = start + size, min(2 * size, PARETO_CHUNK)
     mask[order] = on_front[np.cumsum(fresh) - 1]
     return mask
 
