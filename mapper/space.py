@@ -65,11 +65,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from einsim.einsum import Cascade, SpecError, pass_analysis
-from einsim.einsum.analysis import einsum_op_counts
 from einsim.einsum.ir import rank_of
 from einsim.simulator import Architecture, Kernel, Loop, Mapping, Overlap
 from einsim.simulator.shape import DEFAULT_BATCH, split_shape
 from einsim.simulator.spatial import einsum_cycles
+from einsim.simulator.spatial.cost import _op_counts
 from einsim.simulator.spatial.mapping import StageItem
 
 from .constraints import Constraints
@@ -542,8 +542,9 @@ def _context(cascade: Cascade, arch: Architecture, shape, constraints: Constrain
     sizes = {k: int(v) for k, v in split.sizes.items()}
     batch = tuple(split.outer)
     work, supported = {}, {}
+    key = tuple(sizes.items())  # as `mapper.bound` keys them: one count per Einsum for both
     for einsum in cascade.einsums:
-        counts = einsum_op_counts(cascade, einsum, sizes)
+        counts = dict(_op_counts(cascade, einsum.output, key)[0])  # `einsum_op_counts`
         if not counts:
             continue
         work[einsum.output] = counts
