@@ -34,7 +34,7 @@ from einsim.einsum.ir import Call, Const, Size, Var, rank_of, value_ops, variabl
 from einsim.einsum.occupancy import emptiness_filter, filter_token, occupancy
 
 from ..report import BatchReport, Report, _Problem
-from ..shape import split_shape
+from ..shape import cascade_names, split_shape
 from .architecture import Architecture, ComputeUnit
 from .area import area_by_component_mm2
 from .mapping import Kernel, Mapping, Overlap, loop_keys, parameter_names
@@ -195,16 +195,29 @@ def _block_groups(groups_of: _HeadGroups, t: int, f: int) -> tuple[int, int]:
     return int(pairs.size), int(per_block.max())
 
 
-@functools.lru_cache(maxsize=4096)
 def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
     """(op counts of the points the masks keep, op counts of the whole space) of one Einsum;
-    cached: a search costs the same cascade at the same sizes thousands of times, and a
-    mask without a closed form (NATTEN) is counted by a pass over its iteration space.
+    cached under the sizes the cascade knows (`cascade_names`): the mapper's sizes and the
+    kernel model's, which add the batch ranks, share one count (they read none of those).
+    A search costs the same cascade at the same sizes thousands of times, and a mask
+    without a closed form (NATTEN) is counted by a pass over its iteration space.
 
     The whole space: every point of the iteration space, a partition's pair (M1, M0) taking
     M points (its padded last tile clipped at M): what an array that masks instead of
     skipping iterates.
     """
+    known = _known_names(cascade)
+    return _op_counts_of(cascade, name, tuple(kv for kv in sizes if kv[0] in known))
+
+
+@functools.lru_cache(maxsize=64)
+def _known_names(cascade: Cascade) -> frozenset[str]:
+    return cascade_names(cascade)
+
+
+@functools.lru_cache(maxsize=4096)
+def _op_counts_of(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
+    """`_op_counts`, of the sizes the cascade knows."""
     einsum, extents = cascade.einsum(name), dict(sizes)
     counts = einsum_op_counts(cascade, einsum, extents)
     if not counts or einsum.where is None:
