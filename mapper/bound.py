@@ -246,15 +246,8 @@ def lower_bound(
         energy_pj=energy + dram_pj + leakage_pj,
         compute_energy_pj=energy,
         dram_energy_pj=dram_pj,
-        passes=max(_passes(cascade).values(), default=1),
+        passes=max(pass_analysis(cascade).values(), default=1),
     )
-
-
-@functools.lru_cache(maxsize=64)
-def _passes(cascade: Cascade) -> dict[str, int]:
-    """`pass_analysis` of a cascade, worked out once for the three terms that read it (a
-    read-only dict: a pure function of the cascade's structure)."""
-    return pass_analysis(cascade)
 
 
 @functools.lru_cache(maxsize=64)
@@ -321,7 +314,7 @@ def _held_rows(cascade: Cascade, arch: Architecture, sizes, work: set[str]) -> _
     if len(work) < 2 or any(lv.capacity_bytes is None for lv in arch.levels[1:]):
         return None
     widest = max((d for u in arch.units for d in u.dims), default=0)
-    passes = _passes(cascade)
+    passes = pass_analysis(cascade)
     multi = {r for r, n in passes.items() if n > 1 and r in sizes and sizes[r] > widest}
     if not multi:
         return None
@@ -572,7 +565,7 @@ def _extra_pass_bytes(cascade: Cascade, arch: Architecture, sizes, batch: float)
     widest = max((d for u in arch.units for d in u.dims), default=0)
     word = arch.word_bytes
     most = 0.0
-    for rank, count in _passes(cascade).items():
+    for rank, count in pass_analysis(cascade).items():
         if count <= 1 or rank not in sizes:
             continue
         size = sizes[rank]

@@ -18,6 +18,7 @@ Python API) resolves shapes through `split_shape`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
@@ -49,9 +50,11 @@ class ShapeSplit:
         return math.prod(self.outer.values())
 
 
+@functools.lru_cache(maxsize=64)
 def cascade_names(cascade: Cascade) -> frozenset[str]:
     """Ranks and parameters a cascade knows: its ranks, partition parts, every size its
-    Einsums use (windows, block sizes) and its builder's defaults (the tile M0)."""
+    Einsums use (windows, block sizes) and its builder's defaults (the tile M0). Memoized
+    per cascade (`split_shape` and the op counts' cache key ask on every call)."""
     names = set(cascade.ranks) | {name for name, _ in cascade.default_sizes}
     for part in cascade.partitions:
         names |= {part.rank, part.upper, part.lower}

@@ -206,13 +206,8 @@ def _op_counts(cascade: Cascade, name: str, sizes: tuple) -> tuple[dict, dict]:
     M points (its padded last tile clipped at M): what an array that masks instead of
     skipping iterates.
     """
-    known = _known_names(cascade)
+    known = cascade_names(cascade)
     return _op_counts_of(cascade, name, tuple(kv for kv in sizes if kv[0] in known))
-
-
-@functools.lru_cache(maxsize=64)
-def _known_names(cascade: Cascade) -> frozenset[str]:
-    return cascade_names(cascade)
 
 
 @functools.lru_cache(maxsize=4096)

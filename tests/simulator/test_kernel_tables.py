@@ -25,8 +25,7 @@ TABLES = (
 )
 MEMOIZED = (
     *("_members", "_coarse_of", "_reads", "_read_table", "_tensor_roles", "_reuse_plan"),
-    *("_fetch_need", "_op_counts_of", "_known_names", "_coarse_ranks", "_head_groups"),
-    "_block_groups",
+    *("_fetch_need", "_op_counts_of", "_coarse_ranks", "_head_groups", "_block_groups"),
 )
 
 
